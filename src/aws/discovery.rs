@@ -1,0 +1,245 @@
+//! Finding an environment's service, its live tasks and its scalable target.
+//!
+//! Live tasks are found the careful way: ListTasks for desired RUNNING *and* desired STOPPED
+//! (a task being replaced has desired STOPPED but may still hold the WhatsApp socket), then
+//! DescribeTasks, keeping every task whose lastStatus is not STOPPED and whose `group` is
+//! `service:NAME` (ListTasks' service filter is not honoured everywhere, and a shared task
+//! family can list a sibling service's tasks). Independent calls run concurrently.
+
+use super::{AwsFailure, sdk_failure};
+use crate::error::{Error, Result};
+use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
+use aws_sdk_ecs::types::DesiredStatus;
+use aws_smithy_types::DateTime;
+use aws_smithy_types::date_time::Format;
+use serde::Serialize;
+
+/// Where an environment's service lives.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceRef<'a> {
+    pub cluster: &'a str,
+    pub service: &'a str,
+}
+
+impl ServiceRef<'_> {
+    /// The Application Auto Scaling resource id of the service.
+    pub fn resource_id(&self) -> String {
+        format!("service/{}/{}", self.cluster, self.service)
+    }
+}
+
+/// The service's counts and the settings that decide whether two tasks can overlap.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceState {
+    pub desired_count: i32,
+    pub running_count: i32,
+    pub pending_count: i32,
+    pub task_definition: Option<String>,
+    pub enable_execute_command: bool,
+    pub deployment: DeploymentSettings,
+    pub az_rebalancing: Option<String>,
+}
+
+/// deploymentConfiguration percentages (AWS defaults 200/100 when unset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DeploymentSettings {
+    pub maximum_percent: i32,
+    pub minimum_healthy_percent: i32,
+}
+
+/// One task that is not STOPPED.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LiveTask {
+    pub id: String,
+    pub arn: String,
+    pub last_status: String,
+    pub desired_status: String,
+    pub started_at: Option<String>,
+    pub platform_version: Option<String>,
+    pub enable_execute_command: bool,
+    pub containers: Vec<TaskContainer>,
+}
+
+/// A container of a live task, with what exec needs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskContainer {
+    pub name: String,
+    pub runtime_id: Option<String>,
+    pub exec_agent: Option<String>,
+}
+
+impl LiveTask {
+    /// The ExecuteCommandAgent status of the named container (or the first one).
+    pub fn exec_agent(&self, container: &str) -> Option<&str> {
+        self.containers
+            .iter()
+            .find(|c| c.name == container)
+            .or_else(|| self.containers.first())
+            .and_then(|c| c.exec_agent.as_deref())
+    }
+}
+
+/// The scalable target's range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ScalableRange {
+    pub min_capacity: i32,
+    pub max_capacity: i32,
+}
+
+/// DescribeServices for one service; a missing cluster or service is "not found".
+pub async fn service_state(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) -> Result<ServiceState> {
+    let out = ecs
+        .describe_services()
+        .cluster(target.cluster)
+        .services(target.service)
+        .send()
+        .await
+        .map_err(|e| not_found_or(sdk_failure("DescribeServices", e), target))?;
+    let Some(service) = out.services().iter().find(|s| s.status() != Some("INACTIVE")) else {
+        return Err(Error::not_found(
+            format!("service {} not found in cluster {}", target.service, target.cluster),
+            "check `service` (or [service] name) for this environment in evoctl.toml, and the region",
+        ));
+    };
+    let deployment = service.deployment_configuration();
+    Ok(ServiceState {
+        desired_count: service.desired_count(),
+        running_count: service.running_count(),
+        pending_count: service.pending_count(),
+        task_definition: service.task_definition().map(str::to_owned),
+        enable_execute_command: service.enable_execute_command(),
+        deployment: DeploymentSettings {
+            maximum_percent: deployment.and_then(|d| d.maximum_percent()).unwrap_or(200),
+            minimum_healthy_percent: deployment.and_then(|d| d.minimum_healthy_percent()).unwrap_or(100),
+        },
+        az_rebalancing: service.availability_zone_rebalancing().map(|r| r.as_str().to_owned()),
+    })
+}
+
+/// Every task of the service whose lastStatus is not STOPPED, oldest first.
+pub async fn live_tasks(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) -> Result<Vec<LiveTask>> {
+    let (running, stopped) = tokio::try_join!(
+        list_task_arns(ecs, target, DesiredStatus::Running),
+        list_task_arns(ecs, target, DesiredStatus::Stopped),
+    )?;
+    let mut arns = running;
+    for arn in stopped {
+        if !arns.contains(&arn) {
+            arns.push(arn);
+        }
+    }
+    let batches = arns.chunks(100).map(|chunk| describe_tasks(ecs, target, chunk.to_vec()));
+    let group = format!("service:{}", target.service);
+    let mut tasks: Vec<(Option<f64>, LiveTask)> = Vec::new();
+    for batch in futures::future::try_join_all(batches).await? {
+        for task in batch {
+            if task.last_status() == Some("STOPPED") || task.group() != Some(group.as_str()) {
+                continue;
+            }
+            let created = task.created_at().map(|t| t.as_secs_f64());
+            tasks.push((created, convert_task(&task)));
+        }
+    }
+    tasks.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.id.cmp(&b.1.id)));
+    Ok(tasks.into_iter().map(|(_, task)| task).collect())
+}
+
+async fn list_task_arns(
+    ecs: &aws_sdk_ecs::Client,
+    target: ServiceRef<'_>,
+    desired: DesiredStatus,
+) -> Result<Vec<String>> {
+    let mut arns = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let out = ecs
+            .list_tasks()
+            .cluster(target.cluster)
+            .service_name(target.service)
+            .desired_status(desired.clone())
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| not_found_or(sdk_failure("ListTasks", e), target))?;
+        arns.extend(out.task_arns().iter().cloned());
+        match out.next_token() {
+            Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+            _ => return Ok(arns),
+        }
+    }
+}
+
+async fn describe_tasks(
+    ecs: &aws_sdk_ecs::Client,
+    target: ServiceRef<'_>,
+    arns: Vec<String>,
+) -> Result<Vec<aws_sdk_ecs::types::Task>> {
+    let out = ecs
+        .describe_tasks()
+        .cluster(target.cluster)
+        .set_tasks(Some(arns))
+        .send()
+        .await
+        .map_err(|e| not_found_or(sdk_failure("DescribeTasks", e), target))?;
+    Ok(out.tasks().to_vec())
+}
+
+fn convert_task(task: &aws_sdk_ecs::types::Task) -> LiveTask {
+    let arn = task.task_arn().unwrap_or_default().to_owned();
+    LiveTask {
+        id: arn.rsplit('/').next().unwrap_or_default().to_owned(),
+        arn,
+        last_status: task.last_status().unwrap_or("UNKNOWN").to_owned(),
+        desired_status: task.desired_status().unwrap_or("UNKNOWN").to_owned(),
+        started_at: task.started_at().and_then(|t| DateTime::from_secs(t.secs()).fmt(Format::DateTime).ok()),
+        platform_version: task.platform_version().map(str::to_owned),
+        enable_execute_command: task.enable_execute_command(),
+        containers: task
+            .containers()
+            .iter()
+            .map(|c| TaskContainer {
+                name: c.name().unwrap_or_default().to_owned(),
+                runtime_id: c.runtime_id().map(str::to_owned),
+                exec_agent: c
+                    .managed_agents()
+                    .iter()
+                    .find(|a| a.name().map(|n| n.as_str()) == Some("ExecuteCommandAgent"))
+                    .and_then(|a| a.last_status().map(str::to_owned)),
+            })
+            .collect(),
+    }
+}
+
+/// The service's scalable target range, or `None` when it has none.
+pub async fn scalable_range(
+    autoscaling: &aws_sdk_applicationautoscaling::Client,
+    target: ServiceRef<'_>,
+) -> Result<Option<ScalableRange>> {
+    let out = autoscaling
+        .describe_scalable_targets()
+        .service_namespace(ServiceNamespace::Ecs)
+        .resource_ids(target.resource_id())
+        .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+        .send()
+        .await
+        .map_err(|e| Error::from(sdk_failure("DescribeScalableTargets", e)))?;
+    Ok(out
+        .scalable_targets()
+        .first()
+        .map(|t| ScalableRange { min_capacity: t.min_capacity(), max_capacity: t.max_capacity() }))
+}
+
+/// Map "cluster/service not found" codes to exit 3 with the fix; everything else stays an API error.
+fn not_found_or(failure: AwsFailure, target: ServiceRef<'_>) -> Error {
+    match failure.code.as_str() {
+        "ClusterNotFoundException" => Error::not_found(
+            format!("cluster {} not found ({}: {})", target.cluster, failure.action, failure.message),
+            "check `cluster` for this environment in evoctl.toml and the region (clusters are regional)",
+        ),
+        "ServiceNotFoundException" | "ServiceNotActiveException" => Error::not_found(
+            format!("service {} not found in cluster {} ({})", target.service, target.cluster, failure.message),
+            "check `service` (or [service] name) for this environment in evoctl.toml",
+        ),
+        _ => failure.into_error(),
+    }
+}

@@ -1,0 +1,77 @@
+//! AWS access: SDK configuration, typed reads of ECS and Application Auto Scaling, and error
+//! mapping.
+//!
+//! Credentials come from the standard chain (env, profiles, SSO, process, IMDS); endpoints honour
+//! `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`, which is how tests point evoctl at the
+//! lab. This layer never prints: it returns values or [`crate::error::Error`]s.
+
+pub mod discovery;
+mod errors;
+
+pub use errors::{AwsFailure, sdk_failure};
+
+use crate::error::{Error, Result};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// Where to take region and profile from, most specific first.
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+}
+
+/// A loaded SDK configuration and the clients built from it.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    config: SdkConfig,
+}
+
+impl Aws {
+    /// Resolve credentials/region/endpoints once; clients share the result.
+    pub async fn load(settings: &AwsSettings) -> Result<Aws> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(profile) = &settings.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(region) = &settings.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        let config = loader.load().await;
+        if config.region().is_none() {
+            return Err(Error::usage(
+                "no AWS region configured",
+                "pass --region, set region under [aws] in evoctl.toml, or export AWS_REGION",
+            ));
+        }
+        Ok(Aws { config })
+    }
+
+    /// The region requests go to.
+    pub fn region(&self) -> &str {
+        self.config.region().map(Region::as_ref).unwrap_or_default()
+    }
+
+    pub fn ecs(&self) -> aws_sdk_ecs::Client {
+        aws_sdk_ecs::Client::new(&self.config)
+    }
+
+    pub fn autoscaling(&self) -> aws_sdk_applicationautoscaling::Client {
+        aws_sdk_applicationautoscaling::Client::new(&self.config)
+    }
+
+    pub fn ssm(&self) -> aws_sdk_ssm::Client {
+        aws_sdk_ssm::Client::new(&self.config)
+    }
+
+    pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
+        aws_sdk_cloudwatchlogs::Client::new(&self.config)
+    }
+
+    pub fn sts(&self) -> aws_sdk_sts::Client {
+        aws_sdk_sts::Client::new(&self.config)
+    }
+
+    pub fn lambda(&self) -> aws_sdk_lambda::Client {
+        aws_sdk_lambda::Client::new(&self.config)
+    }
+}

@@ -1,0 +1,336 @@
+//! The command line: clap definitions only.
+//!
+//! These types describe argv and nothing else; [`crate::commands`] turns them into work. Every
+//! flag that can also come from the environment names its variable here (`env = ...`).
+
+use crate::output::OutputFormat;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Operate an Evolution API (WhatsApp over Baileys) service on AWS ECS Fargate.
+#[derive(Debug, Parser)]
+#[command(name = "evoctl", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags accepted by every command.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Config file [default: ./evoctl.toml]
+    #[arg(long, global = true, env = "EVOCTL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// AWS profile (overrides [aws] profile in the config file)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// AWS region (overrides [aws] region in the config file)
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Output format for data on stdout
+    #[arg(long, global = true, value_enum, default_value_t, env = "EVOCTL_OUTPUT")]
+    pub output: OutputFormat,
+    /// More log detail on stderr (-v, -vv, -vvv)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only data and errors: no notes or progress
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented starter evoctl.toml (the seed's defaults)
+    Init(InitArgs),
+    /// Service, scaling, deployment settings and live tasks per environment
+    Status(StatusArgs),
+    /// Print the one live task id of an environment (exit 3 none, 4 more than one)
+    Task(EnvArg),
+    /// Run a command in the container and return its exit status
+    Exec(ExecArgs),
+    /// Interactive shell in the container
+    Shell(ShellArgs),
+    /// Run a node script in the container
+    Node(NodeArgs),
+    /// Evolution instance lifecycle
+    #[command(subcommand)]
+    Instance(InstanceCommand),
+    /// Read or write an instance's webhook
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+    /// Render a QR code in the terminal or to PNG/SVG
+    Qr(QrArgs),
+    /// Bring one environment to its configured scaling (plan; --apply to change)
+    Scale(ScaleArgs),
+    /// Bring every environment to its configured scaling, safely (plan; --apply to change)
+    Enforce(EnforceArgs),
+    /// Pre-deploy isolation audit (exit 1 on findings)
+    Audit(AuditArgs),
+    /// The connect runbook: preflight, QR, wait until open, webhook, summary
+    Connect(ConnectArgs),
+    /// Troubleshoot an environment layer by layer
+    Doctor(EnvArg),
+    /// Evidence of a conflict/replaced loop (logs and state flapping)
+    Conflicts(ConflictsArgs),
+    /// Print shell completions
+    Completions(CompletionsArgs),
+}
+
+impl Command {
+    /// The command's name as typed, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Init(_) => "init",
+            Command::Status(_) => "status",
+            Command::Task(_) => "task",
+            Command::Exec(_) => "exec",
+            Command::Shell(_) => "shell",
+            Command::Node(_) => "node",
+            Command::Instance(_) => "instance",
+            Command::Webhook(_) => "webhook",
+            Command::Qr(_) => "qr",
+            Command::Scale(_) => "scale",
+            Command::Enforce(_) => "enforce",
+            Command::Audit(_) => "audit",
+            Command::Connect(_) => "connect",
+            Command::Doctor(_) => "doctor",
+            Command::Conflicts(_) => "conflicts",
+            Command::Completions(_) => "completions",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Replace an existing file
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Environments to show [default: all in the config file]
+    pub envs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArg {
+    /// Environment name from the config file
+    pub env: String,
+}
+
+/// How commands reach the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Backend {
+    /// evoctl's own Session Manager client
+    #[default]
+    Native,
+    /// `aws ecs execute-command` with session-manager-plugin
+    AwsCli,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecTarget {
+    /// Environment name from the config file
+    pub env: String,
+    /// Container name [default: from the config file]
+    #[arg(long)]
+    pub container: Option<String>,
+    /// Give up after this many seconds
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Transport to the container
+    #[arg(long, value_enum, default_value_t, env = "EVOCTL_BACKEND")]
+    pub backend: Backend,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub target: ExecTarget,
+    /// The command and its arguments (after --)
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    pub target: ExecTarget,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub target: ExecTarget,
+    /// Script text to evaluate
+    #[arg(short = 'e', long = "eval", conflicts_with = "file", value_name = "JS")]
+    pub eval: Option<String>,
+    /// Script file to run
+    #[arg(required_unless_present = "eval")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceArgs {
+    /// Environment name from the config file
+    pub env: String,
+    /// Instance name [default: the environment's instance]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DestructiveInstanceArgs {
+    #[command(flatten)]
+    pub instance: InstanceArgs,
+    /// Confirm a destructive action on a protected environment
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// List instances
+    List(EnvArg),
+    /// Create the instance with the environment's settings
+    Create(InstanceArgs),
+    /// Connection state (open, connecting, close)
+    State(InstanceArgs),
+    /// Show the QR code or pairing code
+    Connect(InstanceConnectArgs),
+    /// Log the instance out of WhatsApp
+    Logout(DestructiveInstanceArgs),
+    /// Delete the instance
+    Delete(DestructiveInstanceArgs),
+    /// Restart the instance
+    Restart(InstanceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceConnectArgs {
+    #[command(flatten)]
+    pub instance: InstanceArgs,
+    /// Ask for a pairing code for this phone number (digits, with country code)
+    #[arg(long, value_name = "DIGITS")]
+    pub pairing_number: Option<String>,
+    /// Also write the QR as PNG
+    #[arg(long, value_name = "FILE")]
+    pub png: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Show the instance's webhook (the jwt_key only as its length)
+    Show(InstanceArgs),
+    /// Set the webhook from the config file (secret sent over stdin)
+    Set(InstanceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QrArgs {
+    /// The QR text, or - to read stdin
+    pub code: Option<String>,
+    /// Write a PNG
+    #[arg(long, value_name = "FILE")]
+    pub png: Option<PathBuf>,
+    /// Write an SVG
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Find the `code` in pasted `aws ecs execute-command` output
+    #[arg(long)]
+    pub from_output: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// Environment name from the config file
+    pub env: String,
+    /// Apply the plan (default: only print it)
+    #[arg(long)]
+    pub apply: bool,
+    /// Give up waiting for tasks after this many seconds
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct EnforceArgs {
+    /// Apply the plan (default: only print it)
+    #[arg(long)]
+    pub apply: bool,
+    /// Give up waiting for tasks after this many seconds
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+/// Audit report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum AuditFormat {
+    #[default]
+    Table,
+    Json,
+    Github,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Environments to audit [default: all]
+    pub envs: Vec<String>,
+    /// Report format (overrides --output)
+    #[arg(long, value_enum)]
+    pub format: Option<AuditFormat>,
+    /// Only these rule ids
+    #[arg(long = "rule", value_name = "ID")]
+    pub rules: Vec<String>,
+    /// Skip these rule ids
+    #[arg(long = "skip", value_name = "ID")]
+    pub skip: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Environment name from the config file
+    pub env: String,
+    /// Instance name [default: the environment's instance]
+    pub name: Option<String>,
+    /// Link with a pairing code for this number instead of a QR
+    #[arg(long, value_name = "DIGITS")]
+    pub pairing_number: Option<String>,
+    /// Also write each QR as PNG
+    #[arg(long, value_name = "FILE")]
+    pub png: Option<PathBuf>,
+    /// Give up after this long (e.g. 10m, 90s)
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub timeout: String,
+    /// Apply the scaling plan first when the preflight finds drift
+    #[arg(long)]
+    pub enforce: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConflictsArgs {
+    /// Environment name from the config file
+    pub env: String,
+    /// How far back to look (e.g. 15m, 2h)
+    #[arg(long, default_value = "15m", value_name = "DURATION")]
+    pub since: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to generate completions for
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,55 @@
+//! Command implementations: each turns parsed arguments into work and a printed result.
+//!
+//! [`run`] dispatches; [`Context`] carries what every command shares (global flags, the printer)
+//! and loads the config file and AWS configuration only for commands that need them.
+
+mod init;
+mod status;
+mod task;
+
+use crate::aws::{Aws, AwsSettings};
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::exit;
+use crate::output::Printer;
+
+/// What every command can use.
+pub struct Context {
+    pub global: GlobalArgs,
+    pub printer: Printer,
+}
+
+impl Context {
+    /// Load and validate the config file (`--config`, `EVOCTL_CONFIG`, `./evoctl.toml`).
+    pub fn config(&self) -> Result<Config> {
+        Config::load(self.global.config.as_deref())
+    }
+
+    /// Resolve AWS settings: flags first, then the config file's `[aws]`, then the SDK chain.
+    pub async fn aws(&self, config: &Config) -> Result<Aws> {
+        let settings = AwsSettings {
+            region: self.global.region.clone().or_else(|| config.aws.region.clone()),
+            profile: self.global.profile.clone().or_else(|| config.aws.profile.clone()),
+        };
+        Aws::load(&settings).await
+    }
+}
+
+/// Run one parsed command line; returns the exit code on success.
+pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
+    let context = Context { global: cli.global, printer };
+    match cli.command {
+        Command::Init(args) => init::run(&context, &args),
+        Command::Status(args) => status::run(&context, &args).await,
+        Command::Task(args) => task::run(&context, &args).await,
+        Command::Completions(args) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut buffer = Vec::new();
+            clap_complete::generate(args.shell, &mut command, "evoctl", &mut buffer);
+            context.printer.text(&String::from_utf8_lossy(&buffer));
+            Ok(exit::OK)
+        }
+        other => Err(Error::NotImplemented(other.name())),
+    }
+}

@@ -1,0 +1,97 @@
+//! The error every command returns, and the exit code and fix that go with each kind.
+//!
+//! Errors are values for the user: each says what went wrong with the concrete file, field,
+//! resource or value, and (where one exists) the command or change that fixes it. `main`
+//! prints them on stderr and exits with [`Error::exit_code`]. No variant ever carries a secret.
+
+use crate::exit;
+use std::path::PathBuf;
+
+/// Shorthand used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One failure, ready to be shown to a person.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad command-line usage or an invalid argument value.
+    #[error("{message}")]
+    Usage { message: String, fix: Option<String> },
+
+    /// The config file is missing, unreadable or invalid.
+    #[error("{location}: {message}")]
+    Config { location: String, message: String, fix: String },
+
+    /// A command declared in the CLI that a later release fills in.
+    #[error("`evoctl {0}` is not implemented yet")]
+    NotImplemented(&'static str),
+
+    /// Something that must exist does not.
+    #[error("{message}")]
+    NotFound { message: String, fix: Option<String> },
+
+    /// Refused because going on could leave two live connections for one number.
+    #[error("{message}")]
+    Refused { message: String, fix: Option<String> },
+
+    /// An AWS API call failed.
+    #[error("{action} failed: {code}: {message}")]
+    Aws { action: String, code: String, message: String, fix: Option<String> },
+
+    /// A local file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl Error {
+    /// The process exit code for this error (see [`crate::exit`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage { .. } | Error::Config { .. } | Error::NotImplemented(_) => exit::USAGE,
+            Error::Io { .. } => exit::USAGE,
+            Error::NotFound { .. } => exit::NOT_FOUND,
+            Error::Refused { .. } => exit::REFUSED,
+            Error::Aws { .. } => exit::AWS,
+        }
+    }
+
+    /// The suggested fix, shown on its own line under the message.
+    pub fn fix(&self) -> Option<&str> {
+        match self {
+            Error::Usage { fix, .. }
+            | Error::NotFound { fix, .. }
+            | Error::Refused { fix, .. }
+            | Error::Aws { fix, .. } => fix.as_deref(),
+            Error::Config { fix, .. } => Some(fix),
+            Error::NotImplemented(_) => Some("this command arrives in a later release; see `evoctl --help`"),
+            Error::Io { .. } => None,
+        }
+    }
+
+    /// A short machine-readable kind, used in JSON error output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Usage { .. } => "usage",
+            Error::Config { .. } => "config",
+            Error::NotImplemented(_) => "not_implemented",
+            Error::NotFound { .. } => "not_found",
+            Error::Refused { .. } => "refused",
+            Error::Aws { .. } => "aws",
+            Error::Io { .. } => "io",
+        }
+    }
+
+    /// A usage error with a fix.
+    pub fn usage(message: impl Into<String>, fix: impl Into<String>) -> Self {
+        Error::Usage { message: message.into(), fix: Some(fix.into()) }
+    }
+
+    /// A not-found error with a fix.
+    pub fn not_found(message: impl Into<String>, fix: impl Into<String>) -> Self {
+        Error::NotFound { message: message.into(), fix: Some(fix.into()) }
+    }
+
+    /// A refusal with a fix.
+    pub fn refused(message: impl Into<String>, fix: impl Into<String>) -> Self {
+        Error::Refused { message: message.into(), fix: Some(fix.into()) }
+    }
+}

@@ -1,0 +1,147 @@
+//! `evoctl-lab`'s command line: `serve` (run a scenario) and `scenarios` (list the built-ins).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use super::{LabOptions, ReadyInfo, scenario, state::Timing};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// A local stand-in for the AWS account evoctl operates (ECS, Auto Scaling, SSM, Logs, STS, Lambda).
+#[derive(Debug, Parser)]
+#[command(name = "evoctl-lab", version, max_term_width = 100)]
+struct LabCli {
+    #[command(subcommand)]
+    command: LabCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum LabCommand {
+    /// Serve a scenario on 127.0.0.1 until interrupted
+    Serve(ServeArgs),
+    /// List the built-in scenarios
+    Scenarios,
+    /// Print `export NAME=VALUE` lines for a running lab's environment (for `eval`)
+    Env {
+        /// The lab's ready file
+        ready_file: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Built-in scenario name or path to a scenario TOML file
+    #[arg(long, default_value = "seed")]
+    scenario: String,
+    /// Port to listen on (0 picks a free one)
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Write endpoint, credentials, config path and env here (JSON) once ready
+    #[arg(long, value_name = "PATH")]
+    ready_file: Option<PathBuf>,
+    /// Where to write the scenario's evoctl.toml [default: <ready-file stem>-evoctl.toml]
+    #[arg(long, value_name = "PATH")]
+    config_out: Option<PathBuf>,
+    /// Time a new task takes from PROVISIONING to RUNNING
+    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    task_start_ms: u64,
+    /// Time a stopping task takes to reach STOPPED
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    task_stop_ms: u64,
+    /// Time from task RUNNING to ExecuteCommandAgent RUNNING
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    agent_start_ms: u64,
+    /// Scheduler tick
+    #[arg(long, default_value_t = 20, value_name = "MS")]
+    tick_ms: u64,
+    /// Access key id the lab accepts
+    #[arg(long, default_value = "AKIALABEVOCTL0000001")]
+    access_key_id: String,
+    /// Secret access key the lab verifies signatures with
+    #[arg(long, default_value = "lab/secret/key/for/evoctl/0000000000000000")]
+    secret_access_key: String,
+}
+
+/// Entry point of the `evoctl-lab` binary.
+pub fn main() -> ExitCode {
+    let cli = LabCli::parse();
+    match cli.command {
+        LabCommand::Scenarios => {
+            for (name, _) in scenario::BUILT_IN {
+                match scenario::load(name) {
+                    Ok(s) => println!("{name:<14} {}", s.description),
+                    Err(e) => println!("{name:<14} (broken: {e})"),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        LabCommand::Env { ready_file } => match read_env(&ready_file) {
+            Ok(lines) => {
+                print!("{lines}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("evoctl-lab: {e}");
+                ExitCode::from(2)
+            }
+        },
+        LabCommand::Serve(args) => {
+            let options = LabOptions {
+                scenario: args.scenario,
+                port: args.port,
+                ready_file: args.ready_file,
+                config_out: args.config_out,
+                timing: Timing {
+                    task_start_ms: args.task_start_ms,
+                    task_stop_ms: args.task_stop_ms,
+                    agent_start_ms: args.agent_start_ms,
+                },
+                tick: Duration::from_millis(args.tick_ms.max(1)),
+                access_key_id: args.access_key_id,
+                secret_access_key: args.secret_access_key,
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("evoctl-lab: cannot start runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match runtime.block_on(super::serve(options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("evoctl-lab: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+/// Say where the lab is; without a ready file the ready JSON goes to stdout.
+pub(super) fn announce(ready: &ReadyInfo, ready_json: &str, to_stdout: bool) {
+    eprintln!(
+        "evoctl-lab: scenario `{}` on {} (config {})",
+        ready.scenario,
+        ready.aws_endpoint,
+        ready.config.display()
+    );
+    if to_stdout {
+        println!("{ready_json}");
+    }
+}
+
+/// The ready file's `env` map as shell `export` lines, values single-quoted.
+fn read_env(ready_file: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(ready_file).map_err(|e| format!("cannot read {}: {e}", ready_file.display()))?;
+    let ready: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not a ready file: {e}", ready_file.display()))?;
+    let env = ready["env"].as_object().ok_or_else(|| format!("{} has no `env` map", ready_file.display()))?;
+    Ok(env
+        .iter()
+        .map(|(name, value)| {
+            let value = value.as_str().unwrap_or_default().replace('\'', "'\\''");
+            format!("export {name}='{value}'\n")
+        })
+        .collect())
+}

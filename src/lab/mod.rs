@@ -1,0 +1,151 @@
+//! The lab: a faithful local stand-in for the AWS account evoctl operates, used by every
+//! integration test and by the demo.
+//!
+//! One listener on 127.0.0.1 answers ECS, Application Auto Scaling, SSM, CloudWatch Logs, STS
+//! and Lambda with SigV4 checks and AWS error shapes ([`server`], [`services`], [`sigv4`]);
+//! a scheduler moves tasks through their lifecycle ([`state`]); scenarios seed the account
+//! ([`scenario`]). When ready it writes a JSON ready file with the endpoint, credentials and an
+//! `evoctl.toml` for the scenario. Product modules never import this one.
+
+pub mod cli;
+pub mod scenario;
+pub mod server;
+pub mod services;
+pub mod sigv4;
+pub mod state;
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How to run the lab.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    pub scenario: String,
+    pub port: u16,
+    pub ready_file: Option<PathBuf>,
+    pub config_out: Option<PathBuf>,
+    pub timing: state::Timing,
+    pub tick: Duration,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+/// The ready file's content.
+#[derive(Debug, Serialize)]
+pub struct ReadyInfo {
+    pub aws_endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Path of the evoctl.toml written for the scenario.
+    pub config: PathBuf,
+    pub control: String,
+    pub scenario: String,
+    pub pid: u32,
+    pub env: BTreeMap<&'static str, String>,
+}
+
+/// Load the scenario, bind, write the config and ready files, then serve until SIGINT/SIGTERM.
+pub async fn serve(options: LabOptions) -> Result<(), String> {
+    let scenario = scenario::load(&options.scenario)?;
+    let account = state::Account::from_scenario(&scenario, options.timing)?;
+    let region = account.region.clone();
+    let shared =
+        Arc::new(server::Shared::new(account, options.access_key_id.clone(), options.secret_access_key.clone()));
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port)))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", options.port))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+
+    let ticker = Arc::clone(&shared);
+    let tick = options.tick;
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(tick);
+        loop {
+            interval.tick().await;
+            ticker.account.lock().expect("lab lock").advance(state::now_ms());
+        }
+    });
+
+    let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let ready_file = options.ready_file.as_deref().map(absolute);
+    let config_path =
+        options.config_out.as_deref().map(absolute).unwrap_or_else(|| default_config_path(ready_file.as_deref()));
+    let config_text = format!(
+        "# evoctl.toml for the lab scenario `{}` ({})\n{}",
+        options.scenario,
+        scenario.description,
+        toml::to_string(&scenario.evoctl).map_err(|e| e.to_string())?
+    );
+    write_atomically(&config_path, &config_text)?;
+    let endpoint = format!("http://{address}");
+    let env = BTreeMap::from([
+        ("AWS_ENDPOINT_URL", endpoint.clone()),
+        ("AWS_ACCESS_KEY_ID", options.access_key_id.clone()),
+        ("AWS_SECRET_ACCESS_KEY", options.secret_access_key.clone()),
+        ("AWS_REGION", region.clone()),
+        ("AWS_DEFAULT_REGION", region.clone()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("EVOCTL_CONFIG", config_path.display().to_string()),
+    ]);
+    let ready = ReadyInfo {
+        aws_endpoint: endpoint.clone(),
+        region,
+        access_key_id: options.access_key_id.clone(),
+        secret_access_key: options.secret_access_key.clone(),
+        config: config_path,
+        control: format!("{endpoint}/_lab"),
+        scenario: options.scenario.clone(),
+        pid: std::process::id(),
+        env,
+    };
+    let ready_json = serde_json::to_string_pretty(&ready).map_err(|e| e.to_string())?;
+    if let Some(path) = &ready_file {
+        write_atomically(path, &ready_json)?;
+    }
+    cli::announce(&ready, &ready_json, ready_file.is_none());
+
+    axum::serve(listener, server::router(shared))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `ready.json` -> `ready-evoctl.toml` beside it; no ready file -> a file in the temp dir.
+fn default_config_path(ready_file: Option<&Path>) -> PathBuf {
+    match ready_file {
+        Some(path) => {
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "lab".into());
+            path.with_file_name(format!("{stem}-evoctl.toml"))
+        }
+        None => std::env::temp_dir().join(format!("evoctl-lab-{}.toml", std::process::id())),
+    }
+}
+
+/// Write via a temporary file and rename, so readers never see a half-written file.
+fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
+    let temporary = path.with_extension("tmp-write");
+    std::fs::write(&temporary, text).map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
+    std::fs::rename(&temporary, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return interrupt.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

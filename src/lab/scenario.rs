@@ -1,0 +1,256 @@
+//! Scenarios: TOML files that seed the lab's account (clusters, task definitions, services,
+//! scalable targets, parameters, Lambdas, logs) and carry the `evoctl.toml` that fits them.
+//!
+//! A scenario may `extends = "NAME"` another: tables merge key by key, so a variant states
+//! only the one thing it breaks. Built-in scenarios ship in `scenarios/` and are compiled in;
+//! `--scenario` also accepts a path to a file.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::path::Path;
+
+/// The scenarios compiled into the binary, by name.
+pub const BUILT_IN: &[(&str, &str)] = &[
+    ("seed", include_str!("../../scenarios/seed.toml")),
+    ("staging-up", include_str!("../../scenarios/staging-up.toml")),
+];
+
+/// A fully merged scenario.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub description: String,
+    #[serde(default)]
+    pub extends: Option<String>,
+    #[serde(default = "default_account")]
+    pub account: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[serde(default)]
+    pub clusters: IndexMap<String, ClusterSpec>,
+    #[serde(default)]
+    pub task_definitions: IndexMap<String, TaskDefinitionSpec>,
+    /// Keyed `"cluster/service"`.
+    #[serde(default)]
+    pub services: IndexMap<String, ServiceSpec>,
+    #[serde(default)]
+    pub scheduled_actions: IndexMap<String, ScheduledActionSpec>,
+    #[serde(default)]
+    pub parameters: IndexMap<String, ParameterSpec>,
+    #[serde(default)]
+    pub lambdas: IndexMap<String, LambdaSpec>,
+    #[serde(default)]
+    pub log_groups: IndexMap<String, LogGroupSpec>,
+    /// The evoctl.toml written for this scenario.
+    #[serde(default)]
+    pub evoctl: toml::Table,
+}
+
+fn default_account() -> String {
+    "123456789012".into()
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    #[serde(default)]
+    pub tags: IndexMap<String, String>,
+    pub exec_kms_key_id: Option<String>,
+    pub exec_logging: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskDefinitionSpec {
+    #[serde(default = "one")]
+    pub revision: u32,
+    pub container: String,
+    pub image: String,
+    pub log_group: Option<String>,
+    #[serde(default)]
+    pub environment: IndexMap<String, String>,
+    #[serde(default = "yes")]
+    pub init_process_enabled: bool,
+    #[serde(default)]
+    pub readonly_root_filesystem: bool,
+    #[serde(default = "default_cpu")]
+    pub cpu: String,
+    #[serde(default = "default_memory")]
+    pub memory: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Task definition family.
+    pub task_definition: String,
+    pub desired_count: u32,
+    #[serde(default = "default_max_percent")]
+    pub maximum_percent: u32,
+    #[serde(default = "default_min_healthy")]
+    pub minimum_healthy_percent: u32,
+    #[serde(default = "yes")]
+    pub enable_execute_command: bool,
+    #[serde(default = "default_rebalancing")]
+    pub az_rebalancing: String,
+    #[serde(default = "default_platform")]
+    pub platform_version: String,
+    #[serde(default = "yes")]
+    pub circuit_breaker: bool,
+    #[serde(default)]
+    pub tags: IndexMap<String, String>,
+    /// The Application Auto Scaling target, if the service has one.
+    pub scaling: Option<ScalingSpec>,
+    /// Extra tasks in the service's group that the scheduler does not manage (a stuck deploy).
+    #[serde(default)]
+    pub extra_tasks: u32,
+    /// ExecuteCommandAgent status of the tasks running at start (default RUNNING).
+    pub agent_status: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalingSpec {
+    pub min: i32,
+    pub max: i32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduledActionSpec {
+    pub resource_id: String,
+    pub schedule: String,
+    pub min: Option<i32>,
+    pub max: Option<i32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParameterSpec {
+    #[serde(rename = "type", default = "default_parameter_type")]
+    pub kind: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LambdaSpec {
+    #[serde(default)]
+    pub environment: IndexMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogGroupSpec {
+    #[serde(default)]
+    pub events: Vec<LogEventSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogEventSpec {
+    pub stream: String,
+    pub message: String,
+    /// How many seconds before the lab's start the event happened.
+    #[serde(default)]
+    pub age_seconds: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_cpu() -> String {
+    "1024".into()
+}
+fn default_memory() -> String {
+    "2048".into()
+}
+fn default_max_percent() -> u32 {
+    200
+}
+fn default_min_healthy() -> u32 {
+    100
+}
+fn default_rebalancing() -> String {
+    "ENABLED".into()
+}
+fn default_platform() -> String {
+    "1.4.0".into()
+}
+fn default_parameter_type() -> String {
+    "String".into()
+}
+
+/// Load a built-in scenario by name, or a scenario file by path; resolves `extends`.
+pub fn load(name_or_path: &str) -> Result<Scenario, String> {
+    let table = load_table(name_or_path, 0)?;
+    table.try_into::<Scenario>().map_err(|e| format!("scenario {name_or_path}: {e}"))
+}
+
+fn load_table(name_or_path: &str, depth: usize) -> Result<toml::Table, String> {
+    if depth > 8 {
+        return Err(format!("scenario {name_or_path}: `extends` nests too deep (a cycle?)"));
+    }
+    let text = match BUILT_IN.iter().find(|(name, _)| *name == name_or_path) {
+        Some((_, text)) => (*text).to_owned(),
+        None => std::fs::read_to_string(Path::new(name_or_path)).map_err(|e| {
+            let names: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+            format!("scenario `{name_or_path}` is neither built in ({}) nor a readable file: {e}", names.join(", "))
+        })?,
+    };
+    let table: toml::Table = text.parse().map_err(|e| format!("scenario {name_or_path}: {e}"))?;
+    match table.get("extends").and_then(toml::Value::as_str) {
+        Some(base) => {
+            let mut merged = load_table(base, depth + 1)?;
+            merge(&mut merged, table);
+            Ok(merged)
+        }
+        None => Ok(table),
+    }
+}
+
+/// Deep-merge `overlay` into `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(existing)), toml::Value::Table(incoming)) => merge(existing, incoming),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_scenario_loads() {
+        for (name, _) in BUILT_IN {
+            let scenario = load(name).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!scenario.services.is_empty(), "{name}");
+            assert!(!scenario.evoctl.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn staging_up_changes_only_staging() {
+        let seed = load("seed").unwrap();
+        let up = load("staging-up").unwrap();
+        assert_eq!(seed.services["alinhou-staging/EvolutionService"].desired_count, 0);
+        assert_eq!(up.services["alinhou-staging/EvolutionService"].desired_count, 1);
+        assert_eq!(up.services["alinhou-production/EvolutionService"].desired_count, 1);
+        assert_eq!(
+            up.task_definitions["alinhou-staging-EvolutionService"].environment,
+            seed.task_definitions["alinhou-staging-EvolutionService"].environment
+        );
+    }
+}

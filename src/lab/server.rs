@@ -1,0 +1,389 @@
+//! The lab's HTTP listener: one port that speaks AWS (JSON 1.1 by `X-Amz-Target`, STS query,
+//! Lambda REST) with SigV4 checks, latency/throttling/5xx injection and a request journal,
+//! plus the `/_lab` control API (journal, faults, state, extra tasks).
+
+use super::services::{self, ApiError};
+use super::sigv4::{self, Rejection, SignedRequest, percent_decode};
+use super::state::{Account, now_ms};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+
+/// What every handler shares.
+pub struct Shared {
+    pub account: Mutex<Account>,
+    pub journal: Mutex<Vec<JournalEntry>>,
+    pub faults: Mutex<Faults>,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    random: Mutex<u64>,
+}
+
+impl Shared {
+    pub fn new(account: Account, access_key_id: String, secret_access_key: String) -> Self {
+        Shared {
+            account: Mutex::new(account),
+            journal: Mutex::new(Vec::new()),
+            faults: Mutex::new(Faults::default()),
+            access_key_id,
+            secret_access_key,
+            random: Mutex::new(0x9E37_79B9_7F4A_7C15),
+        }
+    }
+
+    /// A reproducible number in [0, 1) (xorshift64).
+    fn roll(&self) -> f64 {
+        let mut state = self.random.lock().expect("lab lock");
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// One AWS request as CloudTrail would see it, with timing to show concurrency.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub seq: u64,
+    pub service: String,
+    pub action: String,
+    pub parameters: Value,
+    pub start_ms: f64,
+    pub end_ms: f64,
+    pub status: u16,
+    pub error: Option<String>,
+}
+
+/// Injected faults (`POST /_lab/faults`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Added before every matching AWS call.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Share of matching calls answered with ThrottlingException.
+    #[serde(default)]
+    pub throttle_rate: f64,
+    /// Share of matching calls answered with a 500.
+    #[serde(default)]
+    pub server_error_rate: f64,
+    /// Only these actions (empty: every action).
+    #[serde(default)]
+    pub actions: Vec<String>,
+}
+
+pub fn router(shared: Arc<Shared>) -> axum::Router {
+    axum::Router::new()
+        .route("/_lab/journal", get(get_journal).delete(clear_journal))
+        .route("/_lab/faults", get(get_faults).post(set_faults))
+        .route("/_lab/state", get(get_state))
+        .route("/_lab/tasks", post(add_tasks))
+        .fallback(aws)
+        .with_state(shared)
+}
+
+/// The protocol a request arrived in, which decides the error shape.
+#[derive(Clone, Copy, PartialEq)]
+enum Protocol {
+    Json,
+    Query,
+    Rest,
+}
+
+async fn aws(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let start_ms = now_f64();
+    let request_id = {
+        let mut account = shared.account.lock().expect("lab lock");
+        uuid_like(&account.next_id())
+    };
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (protocol, service, action, parameters) = match classify(&method, &uri, target.as_deref(), &body) {
+        Ok(found) => found,
+        Err(error) => return error_response(Protocol::Json, &error, &request_id),
+    };
+    let signed = SignedRequest {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        body: &body,
+    };
+    let result = match sigv4::verify(&signed, &shared.access_key_id, &shared.secret_access_key) {
+        Err(rejection) => Err(signature_error(protocol, rejection)),
+        Ok(_) => {
+            let faults = shared.faults.lock().expect("lab lock").clone();
+            let applies = faults.actions.is_empty() || faults.actions.contains(&action);
+            if applies && faults.latency_ms > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(faults.latency_ms)).await;
+            }
+            if applies && faults.throttle_rate > 0.0 && shared.roll() < faults.throttle_rate {
+                let code = if protocol == Protocol::Query { "Throttling" } else { "ThrottlingException" };
+                Err(ApiError::client(code, "Rate exceeded"))
+            } else if applies && faults.server_error_rate > 0.0 && shared.roll() < faults.server_error_rate {
+                let code = if service == "ecs" { "ServerException" } else { "InternalFailure" };
+                Err(ApiError::new(500, code, "The lab injected a server error."))
+            } else {
+                dispatch(&shared, &service, &action, &parameters, &request_id)
+            }
+        }
+    };
+    let (status, error) = match &result {
+        Ok(_) => (200, None),
+        Err(e) => (e.status, Some(e.code.clone())),
+    };
+    {
+        let mut journal = shared.journal.lock().expect("lab lock");
+        let seq = journal.len() as u64 + 1;
+        journal.push(JournalEntry { seq, service, action, parameters, start_ms, end_ms: now_f64(), status, error });
+    }
+    match result {
+        Ok(Reply::Json(value)) => {
+            let content_type =
+                if protocol == Protocol::Rest { "application/json" } else { "application/x-amz-json-1.1" };
+            with_headers(StatusCode::OK, content_type, &request_id, value.to_string())
+        }
+        Ok(Reply::Xml(text)) => with_headers(StatusCode::OK, "text/xml", &request_id, text),
+        Err(error) => error_response(protocol, &error, &request_id),
+    }
+}
+
+enum Reply {
+    Json(Value),
+    Xml(String),
+}
+
+/// Work out service, action and parameters from the request's shape.
+fn classify(
+    method: &Method,
+    uri: &Uri,
+    target: Option<&str>,
+    body: &[u8],
+) -> Result<(Protocol, String, String, Value), ApiError> {
+    if let Some(target) = target {
+        let (prefix, action) = target
+            .split_once('.')
+            .ok_or_else(|| ApiError::client("UnknownOperationException", format!("bad X-Amz-Target {target}")))?;
+        let service = match prefix {
+            "AmazonEC2ContainerServiceV20141113" => "ecs",
+            "AnyScaleFrontendService" => "application-autoscaling",
+            "AmazonSSM" => "ssm",
+            "Logs_20140328" => "logs",
+            _ => return Err(ApiError::client("UnknownOperationException", format!("unknown service {prefix}"))),
+        };
+        let parameters: Value = if body.is_empty() {
+            json!({})
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::client("SerializationException", format!("request body is not JSON: {e}")))?
+        };
+        return Ok((Protocol::Json, service.into(), action.into(), parameters));
+    }
+    let path = uri.path();
+    let function = path.strip_prefix("/2015-03-31/functions/").and_then(|rest| rest.strip_suffix("/configuration"));
+    if let (true, Some(name)) = (method == Method::GET, function) {
+        let parameters = json!({"FunctionName": percent_decode(name)});
+        return Ok((Protocol::Rest, "lambda".into(), "GetFunctionConfiguration".into(), parameters));
+    }
+    if method == Method::POST {
+        let form: Vec<(String, String)> = std::str::from_utf8(body)
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+            .collect();
+        if let Some((_, action)) = form.iter().find(|(k, _)| k == "Action") {
+            let parameters: serde_json::Map<String, Value> =
+                form.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+            return Ok((Protocol::Query, "sts".into(), action.clone(), Value::Object(parameters)));
+        }
+    }
+    Err(ApiError::new(404, "UnknownOperationException", format!("the lab does not serve {method} {path}")))
+}
+
+fn dispatch(
+    shared: &Shared,
+    service: &str,
+    action: &str,
+    parameters: &Value,
+    request_id: &str,
+) -> Result<Reply, ApiError> {
+    let mut account = shared.account.lock().expect("lab lock");
+    let now = now_ms();
+    let json = |r: services::ActionResult| r.map(Reply::Json);
+    match service {
+        "ecs" => json(services::ecs::handle(&mut account, action, parameters, now)),
+        "application-autoscaling" => json(services::autoscaling::handle(&mut account, action, parameters, now)),
+        "ssm" => json(services::ssm::handle(&mut account, action, parameters, now)),
+        "logs" => json(services::logs::handle(&mut account, action, parameters, now)),
+        "lambda" => {
+            let name = parameters["FunctionName"].as_str().unwrap_or_default();
+            json(services::lambda::get_function_configuration(&account, name))
+        }
+        "sts" if action == "GetCallerIdentity" => {
+            Ok(Reply::Xml(services::sts::get_caller_identity(&account, request_id)))
+        }
+        _ => Err(ApiError::client("InvalidAction", format!("The action {action} is not valid for this web service."))),
+    }
+}
+
+fn signature_error(protocol: Protocol, rejection: Rejection) -> ApiError {
+    let query = protocol == Protocol::Query;
+    match rejection {
+        Rejection::Missing => ApiError::new(
+            if query { 403 } else { 400 },
+            if query { "MissingAuthenticationToken" } else { "MissingAuthenticationTokenException" },
+            "Missing Authentication Token",
+        ),
+        Rejection::UnknownAccessKey => ApiError::new(
+            if query { 403 } else { 400 },
+            if query { "InvalidClientTokenId" } else { "UnrecognizedClientException" },
+            "The security token included in the request is invalid.",
+        ),
+        Rejection::Malformed(detail) => ApiError::new(
+            if query { 403 } else { 400 },
+            "IncompleteSignatureException",
+            format!("Authorization header is malformed: {detail}"),
+        ),
+        Rejection::Mismatch => ApiError::new(
+            if protocol == Protocol::Json { 400 } else { 403 },
+            if query { "SignatureDoesNotMatch" } else { "InvalidSignatureException" },
+            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
+        ),
+    }
+}
+
+fn error_response(protocol: Protocol, error: &ApiError, request_id: &str) -> Response {
+    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = match protocol {
+        Protocol::Query => with_headers(
+            status,
+            "text/xml",
+            request_id,
+            services::sts::error_xml(&error.code, &error.message, request_id),
+        ),
+        Protocol::Json => with_headers(
+            status,
+            "application/x-amz-json-1.1",
+            request_id,
+            json!({"__type": error.code, "message": error.message}).to_string(),
+        ),
+        Protocol::Rest => with_headers(
+            status,
+            "application/json",
+            request_id,
+            json!({"Type": "User", "message": error.message, "Message": error.message}).to_string(),
+        ),
+    };
+    if let Ok(value) = HeaderValue::from_str(&error.code) {
+        response.headers_mut().insert("x-amzn-errortype", value);
+    }
+    response
+}
+
+fn with_headers(status: StatusCode, content_type: &'static str, request_id: &str, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("x-amzn-requestid", value);
+    }
+    response
+}
+
+fn uuid_like(hex: &str) -> String {
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+fn now_f64() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+}
+
+async fn get_journal(State(shared): State<Arc<Shared>>) -> Json<Vec<JournalEntry>> {
+    Json(shared.journal.lock().expect("lab lock").clone())
+}
+
+async fn clear_journal(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.journal.lock().expect("lab lock").clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn get_faults(State(shared): State<Arc<Shared>>) -> Json<Faults> {
+    Json(shared.faults.lock().expect("lab lock").clone())
+}
+
+async fn set_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Faults>(&body) {
+        Ok(faults) => {
+            *shared.faults.lock().expect("lab lock") = faults.clone();
+            Json(faults).into_response()
+        }
+        Err(e) => {
+            (StatusCode::BAD_REQUEST, Json(json!({"error": format!("bad faults document: {e}")}))).into_response()
+        }
+    }
+}
+
+async fn get_state(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let account = shared.account.lock().expect("lab lock");
+    let services: Vec<Value> = account
+        .services
+        .iter()
+        .map(|s| {
+            let target = account.scalable_targets.get(&format!("service/{}/{}", s.cluster, s.name));
+            json!({
+                "cluster": s.cluster,
+                "name": s.name,
+                "desired_count": s.desired_count,
+                "maximum_percent": s.maximum_percent,
+                "minimum_healthy_percent": s.minimum_healthy_percent,
+                "deployments": s.deployments.len(),
+                "scalable_target": target.map(|t| json!({"min": t.min, "max": t.max})),
+            })
+        })
+        .collect();
+    let tasks: Vec<Value> = account.tasks.iter().map(|t| services::ecs::task_json(&account, t)).collect();
+    Json(json!({"account": account.account, "region": account.region, "services": services, "tasks": tasks}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddTasks {
+    cluster: String,
+    service: String,
+    #[serde(default = "one")]
+    count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Start extra RUNNING tasks in a service's group that the scheduler leaves alone (a stuck
+/// deployment or a manual RunTask): the way to put two live tasks on one number.
+async fn add_tasks(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let request: AddTasks = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("bad request: {e}")}))).into_response();
+        }
+    };
+    let mut account = shared.account.lock().expect("lab lock");
+    let Some(index) = account.service_index(&request.cluster, &request.service) else {
+        let error = format!("no service {}/{}", request.cluster, request.service);
+        return (StatusCode::NOT_FOUND, Json(json!({"error": error}))).into_response();
+    };
+    let before = account.tasks.len();
+    for _ in 0..request.count {
+        account.start_task(index, now_ms().saturating_sub(30_000), Some("RUNNING"), true);
+    }
+    let ids: Vec<String> = account.tasks[before..].iter().map(|t| t.id.clone()).collect();
+    Json(json!({"task_ids": ids})).into_response()
+}

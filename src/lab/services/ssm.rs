@@ -1,0 +1,33 @@
+//! SSM Parameter Store (AWS JSON 1.1, `AmazonSSM`): GetParameter, with SecureString values
+//! only in clear text when `WithDecryption` is true.
+
+use super::{ActionResult, ApiError, epoch, required};
+use crate::lab::state::Account;
+use serde_json::{Value, json};
+
+pub fn handle(account: &mut Account, action: &str, params: &Value, _now: u64) -> ActionResult {
+    match action {
+        "GetParameter" => {
+            let name = required(params, "Name", "ValidationException")?;
+            let parameter = account.parameters.get(name).ok_or_else(|| ApiError::client("ParameterNotFound", ""))?;
+            let decrypt = params.get("WithDecryption").and_then(Value::as_bool).unwrap_or(false);
+            let value = if parameter.kind == "SecureString" && !decrypt {
+                format!("AQICAHh{}", hex::encode(&parameter.value.as_bytes()[..parameter.value.len().min(8)]))
+            } else {
+                parameter.value.clone()
+            };
+            Ok(json!({
+                "Parameter": {
+                    "Name": name,
+                    "Type": parameter.kind,
+                    "Value": value,
+                    "Version": 1,
+                    "LastModifiedDate": epoch(1_700_000_000_000),
+                    "ARN": format!("arn:aws:ssm:{}:{}:parameter{}", account.region, account.account, name),
+                    "DataType": "text",
+                }
+            }))
+        }
+        _ => Err(ApiError::client("InvalidAction", format!("The action {action} is not valid for this web service."))),
+    }
+}

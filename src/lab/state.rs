@@ -1,0 +1,603 @@
+//! The lab's AWS account: clusters, task definitions, services, tasks, scalable targets,
+//! parameters, Lambdas and log events, plus the service scheduler that moves tasks through
+//! their lifecycle.
+//!
+//! Everything is plain data behind one mutex; [`Account::advance`] is called on a short tick
+//! and applies every transition whose time has come, so timing is realistic
+//! (PROVISIONING -> PENDING -> RUNNING, DEACTIVATING -> STOPPING -> STOPPED) yet fast in tests.
+
+use super::scenario::{ScalingSpec, Scenario};
+use indexmap::IndexMap;
+use sha2::{Digest, Sha256};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// How long lifecycle steps take.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// PROVISIONING to RUNNING.
+    pub task_start_ms: u64,
+    /// Stop request to STOPPED.
+    pub task_stop_ms: u64,
+    /// Task RUNNING to ExecuteCommandAgent RUNNING.
+    pub agent_start_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub name: String,
+    pub tags: IndexMap<String, String>,
+    pub exec_kms_key_id: Option<String>,
+    pub exec_logging: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskDefinition {
+    pub family: String,
+    pub revision: u32,
+    pub container: String,
+    pub image: String,
+    pub log_group: Option<String>,
+    pub environment: IndexMap<String, String>,
+    pub init_process_enabled: bool,
+    pub readonly_root_filesystem: bool,
+    pub cpu: String,
+    pub memory: String,
+}
+
+impl TaskDefinition {
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.family, self.revision)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub id: String,
+    pub task_definition: String,
+    pub created_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub cluster: String,
+    pub name: String,
+    /// `family:revision` of the primary deployment.
+    pub task_definition: String,
+    pub desired_count: i32,
+    pub maximum_percent: i32,
+    pub minimum_healthy_percent: i32,
+    pub enable_execute_command: bool,
+    pub az_rebalancing: String,
+    pub platform_version: String,
+    pub circuit_breaker: bool,
+    pub tags: IndexMap<String, String>,
+    /// Newest first: `[0]` is PRIMARY, the rest ACTIVE (draining).
+    pub deployments: Vec<Deployment>,
+    pub created_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub name: String,
+    pub runtime_id: String,
+    pub container_id: String,
+    pub image: String,
+    pub agent_status: Option<String>,
+    pub agent_started_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: String,
+    pub cluster: String,
+    pub service: Option<String>,
+    pub group: String,
+    /// `family:revision`.
+    pub task_definition: String,
+    pub deployment_id: Option<String>,
+    pub last_status: String,
+    pub desired_status: String,
+    pub created_ms: u64,
+    pub started_ms: Option<u64>,
+    pub stopping_ms: Option<u64>,
+    pub stopped_ms: Option<u64>,
+    pub stopped_reason: Option<String>,
+    /// When the current lifecycle step ends.
+    pub next_step_ms: u64,
+    /// Not managed by the service scheduler (a stuck or manually started task).
+    pub pinned: bool,
+    pub enable_execute_command: bool,
+    pub platform_version: String,
+    pub containers: Vec<Container>,
+}
+
+impl Task {
+    /// Not STOPPED yet.
+    pub fn is_live(&self) -> bool {
+        self.last_status != "STOPPED"
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ScalableTarget {
+    pub resource_id: String,
+    pub min: i32,
+    pub max: i32,
+    pub suspended: [bool; 3],
+    pub created_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScheduledAction {
+    pub name: String,
+    pub resource_id: String,
+    pub schedule: String,
+    pub min: Option<i32>,
+    pub max: Option<i32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Parameter {
+    pub kind: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogEvent {
+    pub stream: String,
+    pub timestamp_ms: u64,
+    pub message: String,
+}
+
+/// The whole account.
+#[derive(Debug)]
+pub struct Account {
+    pub account: String,
+    pub region: String,
+    pub timing: Timing,
+    pub clusters: IndexMap<String, Cluster>,
+    /// Keyed `family:revision`.
+    pub task_definitions: IndexMap<String, TaskDefinition>,
+    pub services: Vec<Service>,
+    pub tasks: Vec<Task>,
+    pub scalable_targets: IndexMap<String, ScalableTarget>,
+    pub scheduled_actions: Vec<ScheduledAction>,
+    pub parameters: IndexMap<String, Parameter>,
+    pub lambdas: IndexMap<String, IndexMap<String, String>>,
+    pub log_groups: IndexMap<String, Vec<LogEvent>>,
+    id_counter: u64,
+    id_seed: String,
+}
+
+impl Account {
+    /// Build the account a scenario describes, with its services already at their desired count.
+    pub fn from_scenario(scenario: &Scenario, timing: Timing) -> Result<Account, String> {
+        let now = now_ms();
+        let mut account = Account {
+            account: scenario.account.clone(),
+            region: scenario.region.clone(),
+            timing,
+            clusters: IndexMap::new(),
+            task_definitions: IndexMap::new(),
+            services: Vec::new(),
+            tasks: Vec::new(),
+            scalable_targets: IndexMap::new(),
+            scheduled_actions: Vec::new(),
+            parameters: IndexMap::new(),
+            lambdas: IndexMap::new(),
+            log_groups: IndexMap::new(),
+            id_counter: 0,
+            id_seed: scenario.description.clone(),
+        };
+        for (name, spec) in &scenario.clusters {
+            account.clusters.insert(
+                name.clone(),
+                Cluster {
+                    name: name.clone(),
+                    tags: spec.tags.clone(),
+                    exec_kms_key_id: spec.exec_kms_key_id.clone(),
+                    exec_logging: spec.exec_logging.clone(),
+                },
+            );
+        }
+        for (family, spec) in &scenario.task_definitions {
+            let def = TaskDefinition {
+                family: family.clone(),
+                revision: spec.revision,
+                container: spec.container.clone(),
+                image: spec.image.clone(),
+                log_group: spec.log_group.clone(),
+                environment: spec.environment.clone(),
+                init_process_enabled: spec.init_process_enabled,
+                readonly_root_filesystem: spec.readonly_root_filesystem,
+                cpu: spec.cpu.clone(),
+                memory: spec.memory.clone(),
+            };
+            if let Some(group) = &def.log_group {
+                account.log_groups.entry(group.clone()).or_default();
+            }
+            account.task_definitions.insert(def.key(), def);
+        }
+        for (key, spec) in &scenario.services {
+            let (cluster, name) =
+                key.split_once('/').ok_or_else(|| format!("service key `{key}` must be \"cluster/name\""))?;
+            if !account.clusters.contains_key(cluster) {
+                return Err(format!("service `{key}`: no cluster `{cluster}` in the scenario"));
+            }
+            let task_definition = account
+                .latest_task_definition(&spec.task_definition)
+                .ok_or_else(|| format!("service `{key}`: no task definition family `{}`", spec.task_definition))?
+                .key();
+            let deployment = Deployment {
+                id: account.deployment_id(),
+                task_definition: task_definition.clone(),
+                created_ms: now - 86_400_000,
+            };
+            account.services.push(Service {
+                cluster: cluster.to_owned(),
+                name: name.to_owned(),
+                task_definition,
+                desired_count: spec.desired_count as i32,
+                maximum_percent: spec.maximum_percent as i32,
+                minimum_healthy_percent: spec.minimum_healthy_percent as i32,
+                enable_execute_command: spec.enable_execute_command,
+                az_rebalancing: spec.az_rebalancing.clone(),
+                platform_version: spec.platform_version.clone(),
+                circuit_breaker: spec.circuit_breaker,
+                tags: spec.tags.clone(),
+                deployments: vec![deployment],
+                created_ms: now - 30 * 86_400_000,
+            });
+            if let Some(ScalingSpec { min, max }) = spec.scaling {
+                let resource_id = format!("service/{key}");
+                account.scalable_targets.insert(
+                    resource_id.clone(),
+                    ScalableTarget { resource_id, min, max, suspended: [false; 3], created_ms: now - 30 * 86_400_000 },
+                );
+            }
+            let index = account.services.len() - 1;
+            let agent = spec.agent_status.clone().unwrap_or_else(|| "RUNNING".into());
+            for _ in 0..spec.desired_count {
+                account.start_task(index, now - 7_200_000, Some(&agent), false);
+            }
+            for _ in 0..spec.extra_tasks {
+                account.start_task(index, now - 600_000, Some(&agent), true);
+            }
+        }
+        for (name, spec) in &scenario.scheduled_actions {
+            account.scheduled_actions.push(ScheduledAction {
+                name: name.clone(),
+                resource_id: spec.resource_id.clone(),
+                schedule: spec.schedule.clone(),
+                min: spec.min,
+                max: spec.max,
+            });
+        }
+        for (name, spec) in &scenario.parameters {
+            account.parameters.insert(name.clone(), Parameter { kind: spec.kind.clone(), value: spec.value.clone() });
+        }
+        for (name, spec) in &scenario.lambdas {
+            account.lambdas.insert(name.clone(), spec.environment.clone());
+        }
+        for (group, spec) in &scenario.log_groups {
+            let events = account.log_groups.entry(group.clone()).or_default();
+            for event in &spec.events {
+                events.push(LogEvent {
+                    stream: event.stream.clone(),
+                    timestamp_ms: now.saturating_sub(event.age_seconds * 1000),
+                    message: event.message.clone(),
+                });
+            }
+        }
+        Ok(account)
+    }
+
+    /// A reproducible 32-hex-digit id (the same scenario yields the same ids in the same order).
+    pub fn next_id(&mut self) -> String {
+        self.id_counter += 1;
+        let digest = Sha256::digest(format!("{}#{}", self.id_seed, self.id_counter));
+        hex::encode(&digest[..16])
+    }
+
+    fn deployment_id(&mut self) -> String {
+        let id = self.next_id();
+        let digits: String = id.bytes().map(|b| char::from(b'0' + b % 10)).take(19).collect();
+        format!("ecs-svc/{digits}")
+    }
+
+    pub fn latest_task_definition(&self, family: &str) -> Option<&TaskDefinition> {
+        self.task_definitions.values().filter(|d| d.family == family).max_by_key(|d| d.revision)
+    }
+
+    /// Resolve `family`, `family:rev` or an ARN to a task definition.
+    pub fn find_task_definition(&self, reference: &str) -> Option<&TaskDefinition> {
+        let name = reference.rsplit('/').next().unwrap_or(reference);
+        match name.split_once(':') {
+            Some(_) => self.task_definitions.get(name),
+            None => self.latest_task_definition(name),
+        }
+    }
+
+    pub fn arn(&self, kind: &str, path: &str) -> String {
+        format!("arn:aws:ecs:{}:{}:{kind}/{path}", self.region, self.account)
+    }
+
+    /// Accepts a cluster name or ARN.
+    pub fn cluster_name(reference: &str) -> &str {
+        reference.rsplit('/').next().unwrap_or(reference)
+    }
+
+    pub fn service_index(&self, cluster: &str, name: &str) -> Option<usize> {
+        let name = name.rsplit('/').next().unwrap_or(name);
+        self.services.iter().position(|s| s.cluster == cluster && s.name == name)
+    }
+
+    /// Start a task for service `index`. `started_at` in the past with an agent status makes it
+    /// already RUNNING (scenario seeding); otherwise it goes through PROVISIONING.
+    pub fn start_task(&mut self, index: usize, at_ms: u64, already_running_agent: Option<&str>, pinned: bool) {
+        let id = self.next_id();
+        let runtime_suffix: String = self.next_id().bytes().map(|b| char::from(b'0' + b % 10)).take(10).collect();
+        let container_id = self.next_id();
+        let service = &self.services[index];
+        let definition = &self.task_definitions[&service.task_definition];
+        let running = already_running_agent.is_some();
+        let container = Container {
+            name: definition.container.clone(),
+            runtime_id: format!("{id}-{runtime_suffix}"),
+            container_id,
+            image: definition.image.clone(),
+            agent_status: match (service.enable_execute_command, already_running_agent) {
+                (false, _) => None,
+                (true, Some(status)) => Some(status.to_owned()),
+                (true, None) => Some("PENDING".into()),
+            },
+            agent_started_ms: running.then_some(at_ms),
+        };
+        let task = Task {
+            id,
+            cluster: service.cluster.clone(),
+            service: Some(service.name.clone()),
+            group: format!("service:{}", service.name),
+            task_definition: service.task_definition.clone(),
+            deployment_id: service.deployments.first().map(|d| d.id.clone()),
+            last_status: if running { "RUNNING" } else { "PROVISIONING" }.into(),
+            desired_status: "RUNNING".into(),
+            created_ms: at_ms,
+            started_ms: running.then_some(at_ms + 20_000),
+            stopping_ms: None,
+            stopped_ms: None,
+            stopped_reason: None,
+            next_step_ms: if running { u64::MAX } else { at_ms + self.timing.task_start_ms / 3 },
+            pinned,
+            enable_execute_command: service.enable_execute_command,
+            platform_version: service.platform_version.clone(),
+            containers: vec![container],
+        };
+        self.tasks.push(task);
+    }
+
+    /// Ask a task to stop; it drains through DEACTIVATING and STOPPING.
+    pub fn stop_task(&mut self, task_index: usize, reason: &str, now: u64) {
+        let stop_ms = self.timing.task_stop_ms;
+        let task = &mut self.tasks[task_index];
+        if task.desired_status == "STOPPED" {
+            return;
+        }
+        task.desired_status = "STOPPED".into();
+        task.stopped_reason = Some(reason.to_owned());
+        task.stopping_ms = Some(now);
+        match task.last_status.as_str() {
+            "PROVISIONING" | "PENDING" => {
+                task.last_status = "STOPPED".into();
+                task.stopped_ms = Some(now);
+                task.next_step_ms = u64::MAX;
+            }
+            _ => {
+                task.last_status = "DEACTIVATING".into();
+                task.next_step_ms = now + stop_ms / 2;
+            }
+        }
+    }
+
+    /// Apply every lifecycle step that is due, then let each service reconcile.
+    pub fn advance(&mut self, now: u64) {
+        let timing = self.timing;
+        for task in &mut self.tasks {
+            for container in &mut task.containers {
+                if task.last_status == "RUNNING"
+                    && container.agent_status.as_deref() == Some("PENDING")
+                    && task.started_ms.is_some_and(|s| now >= s + timing.agent_start_ms)
+                {
+                    container.agent_status = Some("RUNNING".into());
+                    container.agent_started_ms = Some(now);
+                }
+            }
+            if now < task.next_step_ms {
+                continue;
+            }
+            let (next, step) = match task.last_status.as_str() {
+                "PROVISIONING" => ("PENDING", timing.task_start_ms / 3),
+                "PENDING" => ("RUNNING", u64::MAX),
+                "DEACTIVATING" => ("STOPPING", timing.task_stop_ms / 2),
+                "STOPPING" => ("STOPPED", u64::MAX),
+                _ => continue,
+            };
+            task.last_status = next.into();
+            task.next_step_ms = now.saturating_add(step);
+            match next {
+                "RUNNING" => task.started_ms = Some(now),
+                "STOPPED" => {
+                    task.stopped_ms = Some(now);
+                    for container in &mut task.containers {
+                        if container.agent_status.is_some() {
+                            container.agent_status = Some("STOPPED".into());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for index in 0..self.services.len() {
+            self.reconcile(index, now);
+        }
+    }
+
+    /// Start or stop tasks so the service converges on its desired count, honouring the
+    /// deployment configuration: with 200/100 the new task starts before the old one stops.
+    fn reconcile(&mut self, index: usize, now: u64) {
+        let service = &self.services[index];
+        let desired = service.desired_count.max(0) as usize;
+        let primary = service.deployments.first().map(|d| d.id.clone());
+        let max_total = (service.desired_count.max(0) as i64 * service.maximum_percent as i64 / 100) as usize;
+        let min_healthy =
+            ((service.desired_count.max(0) as i64 * service.minimum_healthy_percent as i64 + 99) / 100) as usize;
+        let managed: Vec<usize> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                t.cluster == service.cluster
+                    && t.service.as_deref() == Some(service.name.as_str())
+                    && !t.pinned
+                    && t.desired_status == "RUNNING"
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let (new, old): (Vec<usize>, Vec<usize>) =
+            managed.iter().partition(|&&i| self.tasks[i].deployment_id == primary);
+        let draining = self.tasks.iter().any(|t| {
+            t.cluster == service.cluster
+                && t.service.as_deref() == Some(service.name.as_str())
+                && t.is_live()
+                && !t.pinned
+                && t.deployment_id != primary
+        });
+        if !draining {
+            self.services[index].deployments.truncate(1);
+        }
+        let mut counted = managed.len();
+        if old.is_empty() {
+            for _ in new.len()..desired {
+                self.start_task(index, now, None, false);
+            }
+            for &i in new.iter().rev().take(new.len().saturating_sub(desired)) {
+                self.stop_task(i, "Scaling activity initiated by (deployment)", now);
+            }
+            return;
+        }
+        let mut new_count = new.len();
+        while new_count < desired && counted < max_total {
+            self.start_task(index, now, None, false);
+            new_count += 1;
+            counted += 1;
+        }
+        let new_running = new.iter().filter(|&&i| self.tasks[i].last_status == "RUNNING").count();
+        let mut old_running = old.iter().filter(|&&i| self.tasks[i].last_status == "RUNNING").count();
+        for &i in &old {
+            let running = self.tasks[i].last_status == "RUNNING";
+            let healthy_after = new_running + old_running - usize::from(running);
+            if healthy_after >= min_healthy {
+                self.stop_task(i, "Task stopped by deployment", now);
+                old_running -= usize::from(running);
+            }
+        }
+    }
+
+    /// Clamp a service's desired count into its scalable target (RegisterScalableTarget does this).
+    pub fn clamp_desired(&mut self, resource_id: &str) {
+        let Some(target) = self.scalable_targets.get(resource_id).cloned() else { return };
+        let Some(rest) = resource_id.strip_prefix("service/") else { return };
+        let Some((cluster, name)) = rest.split_once('/') else { return };
+        if let Some(index) = self.service_index(cluster, name) {
+            let service = &mut self.services[index];
+            service.desired_count = service.desired_count.clamp(target.min, target.max);
+        }
+    }
+
+    /// Start a new PRIMARY deployment on the service's current task definition.
+    pub fn new_deployment(&mut self, index: usize, now: u64) {
+        let id = self.deployment_id();
+        let service = &mut self.services[index];
+        service
+            .deployments
+            .insert(0, Deployment { id, task_definition: service.task_definition.clone(), created_ms: now });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::scenario;
+
+    fn account(name: &str) -> Account {
+        let timing = Timing { task_start_ms: 300, task_stop_ms: 200, agent_start_ms: 100 };
+        Account::from_scenario(&scenario::load(name).unwrap(), timing).unwrap()
+    }
+
+    fn live(account: &Account, cluster: &str) -> Vec<String> {
+        account.tasks.iter().filter(|t| t.cluster == cluster && t.is_live()).map(|t| t.last_status.clone()).collect()
+    }
+
+    #[test]
+    fn seed_starts_with_one_running_production_task() {
+        let account = account("seed");
+        assert_eq!(live(&account, "alinhou-production"), ["RUNNING"]);
+        assert!(live(&account, "alinhou-staging").is_empty());
+        assert_eq!(account.tasks[0].containers[0].agent_status.as_deref(), Some("RUNNING"));
+    }
+
+    #[test]
+    fn scale_up_walks_the_lifecycle() {
+        let mut account = account("seed");
+        let index = account.service_index("alinhou-staging", "EvolutionService").unwrap();
+        account.services[index].desired_count = 1;
+        let t0 = now_ms();
+        account.advance(t0);
+        assert_eq!(live(&account, "alinhou-staging"), ["PROVISIONING"]);
+        account.advance(t0 + 100);
+        assert_eq!(live(&account, "alinhou-staging"), ["PENDING"]);
+        account.advance(t0 + 200);
+        assert_eq!(live(&account, "alinhou-staging"), ["RUNNING"]);
+        let task = account.tasks.iter().find(|t| t.cluster == "alinhou-staging").unwrap();
+        assert_eq!(task.containers[0].agent_status.as_deref(), Some("PENDING"));
+        account.advance(t0 + 300);
+        let task = account.tasks.iter().find(|t| t.cluster == "alinhou-staging").unwrap();
+        assert_eq!(task.containers[0].agent_status.as_deref(), Some("RUNNING"));
+    }
+
+    #[test]
+    fn rolling_deploy_with_200_100_overlaps_and_100_0_does_not() {
+        for (max, min, overlap) in [(200, 100, true), (100, 0, false)] {
+            let mut account = account("seed");
+            let index = account.service_index("alinhou-production", "EvolutionService").unwrap();
+            account.services[index].maximum_percent = max;
+            account.services[index].minimum_healthy_percent = min;
+            let t0 = now_ms();
+            account.new_deployment(index, t0);
+            let mut most_running_or_pending = 0;
+            for step in 0..40 {
+                account.advance(t0 + step * 25);
+                let counted = account
+                    .tasks
+                    .iter()
+                    .filter(|t| t.cluster == "alinhou-production" && t.desired_status == "RUNNING")
+                    .count();
+                most_running_or_pending = most_running_or_pending.max(counted);
+            }
+            assert_eq!(most_running_or_pending > 1, overlap, "{max}/{min}");
+            assert_eq!(live(&account, "alinhou-production"), ["RUNNING"], "{max}/{min}");
+            assert_eq!(account.services[index].deployments.len(), 1);
+        }
+    }
+
+    #[test]
+    fn ids_are_reproducible() {
+        assert_eq!(account("seed").tasks[0].id, account("seed").tasks[0].id);
+        assert_eq!(account("seed").tasks[0].id.len(), 32);
+    }
+}

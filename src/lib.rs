@@ -1,0 +1,61 @@
+//! evoctl: operate an Evolution API (WhatsApp over Baileys) service on AWS ECS Fargate.
+//!
+//! The binary `evoctl` is a thin shell over [`main_entry`]. Modules, one concern each:
+//! [`cli`] (argv), [`config`] (evoctl.toml), [`aws`] (SDK access and discovery),
+//! [`commands`] (what each command does), [`output`] (the one printer), [`error`] and [`exit`]
+//! (failures and exit codes). The local lab lives in [`lab`] behind the `lab` feature and is
+//! never imported by product modules.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod aws;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod exit;
+pub mod output;
+
+#[cfg(feature = "lab")]
+pub mod lab;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Parse argv, run the command on a tokio runtime, print any error and return the exit code.
+pub fn main_entry() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let printer = output::Printer::new(cli.global.output, cli.global.quiet);
+    init_logging(cli.global.verbose, cli.global.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(source) => {
+            printer.error(&error::Error::Io { path: "tokio runtime".into(), source });
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    match runtime.block_on(commands::run(cli, printer.clone())) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            printer.error(&err);
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// Logs go to stderr. `-v` shows evoctl's info, `-vv` debug, `-vvv` trace; the AWS SDK is kept
+/// at info or below so request/response bodies (which can hold session tokens) never print.
+fn init_logging(verbose: u8, quiet: bool) {
+    let filter = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "evoctl=warn,error",
+        (false, 1) => "evoctl=info,warn",
+        (false, 2) => "evoctl=debug,aws_config=info,warn",
+        (false, _) => "evoctl=trace,aws_config=info,aws_smithy_runtime=info,info",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .try_init();
+}

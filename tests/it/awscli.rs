@@ -1,0 +1,184 @@
+//! The AWS CLI (botocore, a client nobody here wrote) must parse every lab action, and must get
+//! AWS's signature error with a wrong secret. CI installs the CLI; a missing one fails the test.
+
+use crate::support::{Lab, clean_command, text};
+use assert_cmd::Command;
+use serde_json::Value;
+
+/// `aws` configured for the lab through the standard environment variables only.
+pub fn aws(lab: &Lab) -> Command {
+    let mut command = clean_command("aws", lab.dir.path());
+    command.envs(lab.env()).env("AWS_DEFAULT_OUTPUT", "json").env("AWS_PAGER", "");
+    command
+}
+
+fn run(lab: &Lab, args: &[&str]) -> Value {
+    let output = aws(lab).args(args).output().expect("the AWS CLI must be installed (pip install awscli)");
+    assert_eq!(output.status.code(), Some(0), "aws {args:?}: {}", text(&output.stderr));
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("aws {args:?} printed non-JSON ({e}): {}", text(&output.stdout)))
+}
+
+#[test]
+fn the_aws_cli_parses_every_lab_action() {
+    let lab = Lab::start("seed");
+    let prod = ["--cluster", "alinhou-production"];
+
+    let out = run(&lab, &["ecs", "list-clusters"]);
+    assert_eq!(out["clusterArns"].as_array().unwrap().len(), 2);
+    let out = run(
+        &lab,
+        &[
+            "ecs",
+            "describe-clusters",
+            "--clusters",
+            "alinhou-production",
+            "nope",
+            "--include",
+            "TAGS",
+            "CONFIGURATIONS",
+        ],
+    );
+    assert_eq!(out["clusters"][0]["clusterName"], "alinhou-production");
+    assert_eq!(out["clusters"][0]["tags"][1]["value"], "production");
+    assert_eq!(out["failures"][0]["reason"], "MISSING");
+    let out = run(&lab, &["ecs", "list-services", "--cluster", "alinhou-production"]);
+    assert_eq!(out["serviceArns"][0], "arn:aws:ecs:us-east-1:123456789012:service/alinhou-production/EvolutionService");
+    let out = run(&lab, &[&["ecs", "describe-services", "--services", "EvolutionService"][..], &prod[..]].concat());
+    assert_eq!(out["services"][0]["desiredCount"], 1);
+    assert_eq!(out["services"][0]["deploymentConfiguration"]["maximumPercent"], 100);
+    assert_eq!(out["services"][0]["deployments"][0]["status"], "PRIMARY");
+    let out = run(
+        &lab,
+        &[&["ecs", "list-tasks", "--service-name", "EvolutionService", "--desired-status", "RUNNING"][..], &prod[..]]
+            .concat(),
+    );
+    let task = out["taskArns"][0].as_str().unwrap().to_owned();
+    let out = run(&lab, &[&["ecs", "describe-tasks", "--tasks", &task][..], &prod[..]].concat());
+    assert_eq!(out["tasks"][0]["group"], "service:EvolutionService");
+    assert_eq!(out["tasks"][0]["containers"][0]["managedAgents"][0]["lastStatus"], "RUNNING");
+    assert!(
+        out["tasks"][0]["containers"][0]["runtimeId"].as_str().unwrap().starts_with(task.rsplit('/').next().unwrap())
+    );
+    let out =
+        run(&lab, &["ecs", "describe-task-definition", "--task-definition", "alinhou-production-EvolutionService"]);
+    assert_eq!(out["taskDefinition"]["revision"], 31);
+    assert_eq!(out["taskDefinition"]["containerDefinitions"][0]["name"], "EvolutionService");
+    let out = run(
+        &lab,
+        &[&["ecs", "update-service", "--service", "EvolutionService", "--desired-count", "1"][..], &prod[..]].concat(),
+    );
+    assert_eq!(out["service"]["desiredCount"], 1);
+
+    let ns = ["--service-namespace", "ecs"];
+    let out = run(&lab, &[&["application-autoscaling", "describe-scalable-targets"][..], &ns[..]].concat());
+    assert_eq!(out["ScalableTargets"].as_array().unwrap().len(), 2);
+    assert_eq!(out["ScalableTargets"][1]["MinCapacity"], 1);
+    let out = run(
+        &lab,
+        &[
+            &[
+                "application-autoscaling",
+                "register-scalable-target",
+                "--resource-id",
+                "service/alinhou-production/EvolutionService",
+            ][..],
+            &["--scalable-dimension", "ecs:service:DesiredCount", "--min-capacity", "1", "--max-capacity", "1"][..],
+            &ns[..],
+        ]
+        .concat(),
+    );
+    assert!(out["ScalableTargetARN"].as_str().unwrap().starts_with("arn:aws:application-autoscaling:"));
+    let out = run(&lab, &[&["application-autoscaling", "describe-scheduled-actions"][..], &ns[..]].concat());
+    assert_eq!(out["ScheduledActions"], serde_json::json!([]));
+    let out = run(&lab, &[&["application-autoscaling", "describe-scaling-policies"][..], &ns[..]].concat());
+    assert_eq!(out["ScalingPolicies"], serde_json::json!([]));
+
+    let out = run(
+        &lab,
+        &["ssm", "get-parameter", "--name", "/alinhou/production/evolution-webhook-secret", "--with-decryption"],
+    );
+    assert_eq!(out["Parameter"]["Type"], "SecureString");
+    assert_eq!(out["Parameter"]["Value"], "lab-production-webhook-secret-77c1e0");
+    let group = "/sst/cluster/alinhou-production-Cluster/EvolutionService/EvolutionService";
+    let out = run(&lab, &["logs", "filter-log-events", "--log-group-name", group, "--filter-pattern", "\"ServerUP\""]);
+    assert_eq!(out["events"].as_array().unwrap().len(), 1);
+    let out = run(&lab, &["sts", "get-caller-identity"]);
+    assert_eq!(out["Account"], "123456789012");
+    let out = run(&lab, &["lambda", "get-function-configuration", "--function-name", "alinhou-production-Api"]);
+    assert_eq!(out["Environment"]["Variables"]["WHATSAPP_MOCK"], "false");
+
+    // Every action above is in the journal, signed and answered 200.
+    let journal = lab.journal();
+    let mut actions: Vec<&str> = journal.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    actions.sort();
+    actions.dedup();
+    assert_eq!(
+        actions,
+        [
+            "DescribeClusters",
+            "DescribeScalableTargets",
+            "DescribeScalingPolicies",
+            "DescribeScheduledActions",
+            "DescribeServices",
+            "DescribeTaskDefinition",
+            "DescribeTasks",
+            "FilterLogEvents",
+            "GetCallerIdentity",
+            "GetFunctionConfiguration",
+            "GetParameter",
+            "ListClusters",
+            "ListServices",
+            "ListTasks",
+            "RegisterScalableTarget",
+            "UpdateService",
+        ]
+    );
+    assert!(journal.iter().all(|e| e["status"] == 200), "{journal:?}");
+}
+
+#[test]
+fn the_aws_cli_gets_aws_errors_from_the_lab() {
+    let lab = Lab::start("seed");
+    let cases: &[(&[&str], &str)] = &[
+        (&["ecs", "describe-services", "--cluster", "nope", "--services", "x"], "ClusterNotFoundException"),
+        (&["ssm", "get-parameter", "--name", "/missing"], "ParameterNotFound"),
+        (&["lambda", "get-function-configuration", "--function-name", "missing"], "ResourceNotFoundException"),
+        (
+            &[
+                "application-autoscaling",
+                "register-scalable-target",
+                "--service-namespace",
+                "ecs",
+                "--resource-id",
+                "service/alinhou-production/EvolutionService",
+                "--scalable-dimension",
+                "ecs:service:DesiredCount",
+                "--min-capacity",
+                "2",
+                "--max-capacity",
+                "1",
+            ],
+            "ValidationException",
+        ),
+    ];
+    for (args, code) in cases {
+        let output = aws(&lab).args(*args).output().unwrap();
+        assert_ne!(output.status.code(), Some(0), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(&format!("({code})")), "{args:?}: {stderr}");
+    }
+    for (args, code) in [
+        (&["ecs", "list-clusters"][..], "InvalidSignatureException"),
+        (&["sts", "get-caller-identity"][..], "SignatureDoesNotMatch"),
+        (
+            &["lambda", "get-function-configuration", "--function-name", "alinhou-production-Api"][..],
+            "InvalidSignatureException",
+        ),
+    ] {
+        let output = aws(&lab).env("AWS_SECRET_ACCESS_KEY", "not-the-lab-secret").args(args).output().unwrap();
+        assert_ne!(output.status.code(), Some(0));
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(&format!("({code})")), "{args:?}: {stderr}");
+    }
+}

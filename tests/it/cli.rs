@@ -1,0 +1,103 @@
+//! Commands that need no AWS: init, completions, help/version, and the not-yet-implemented ones.
+
+use crate::support::{EVOCTL, clean_command, json_stdout, text};
+
+#[test]
+fn init_writes_the_starter_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = clean_command(EVOCTL, dir.path()).arg("init").output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "wrote evoctl.toml (staging 0/0, production 1/1); edit it, then run `evoctl status`\n"
+    );
+    let written = std::fs::read_to_string(dir.path().join("evoctl.toml")).unwrap();
+    assert!(written.contains("[env.staging]\ncluster = \"alinhou-staging\""));
+    assert!(written.contains("scaling = { min = 1, max = 1 }"));
+
+    std::fs::write(dir.path().join("evoctl.toml"), "# mine\n").unwrap();
+    let output = clean_command(EVOCTL, dir.path()).arg("init").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "error: evoctl.toml already exists; not overwriting it\n  fix: pass --force to replace it, or --config to write somewhere else\n"
+    );
+    assert_eq!(std::fs::read_to_string(dir.path().join("evoctl.toml")).unwrap(), "# mine\n");
+
+    let output = clean_command(EVOCTL, dir.path()).args(["--output", "json", "init", "--force"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(json_stdout(&output)["written"], "evoctl.toml");
+    assert_eq!(std::fs::read_to_string(dir.path().join("evoctl.toml")).unwrap(), written);
+}
+
+#[test]
+fn init_honours_config_path_and_the_starter_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = clean_command(EVOCTL, dir.path()).args(["--config", "other.toml", "init"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(dir.path().join("other.toml").exists());
+    // The starter parses: status gets past config loading and fails only on the region.
+    let output = clean_command(EVOCTL, dir.path())
+        .args(["--config", "other.toml", "status"])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).starts_with("error: no AWS region configured\n"), "{}", text(&output.stderr));
+}
+
+#[test]
+fn completions_are_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = clean_command(EVOCTL, dir.path()).args(["completions", "bash"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let script = text(&output.stdout);
+    assert!(script.contains("_evoctl()"), "{script}");
+    assert!(script.contains("status"));
+}
+
+#[test]
+fn later_commands_say_not_implemented_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["exec", "production", "--", "node", "-v"],
+        vec!["audit"],
+        vec!["connect", "production"],
+        vec!["instance", "list", "production"],
+        vec!["qr", "hello"],
+    ] {
+        let output = clean_command(EVOCTL, dir.path()).args(&args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert!(stderr.starts_with(&format!("error: `evoctl {}` is not implemented yet\n", args[0])), "{stderr}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_and_version_is_quick() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = clean_command(EVOCTL, dir.path()).args(["status", "--output", "yaml"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let output = clean_command(EVOCTL, dir.path()).arg("--version").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(text(&output.stdout), format!("evoctl {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn missing_config_file_says_how_to_make_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = clean_command(EVOCTL, dir.path()).arg("status").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "error: evoctl.toml: config file not found\n  fix: run `evoctl init` to write a starter file, or point --config / EVOCTL_CONFIG at yours\n"
+    );
+}
+
+#[test]
+fn the_command_surface_is_stable() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = clean_command(EVOCTL, dir.path()).arg("--help").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    insta::assert_snapshot!(text(&output.stdout));
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real `evoctl` binary against the lab (started on port 0), and the
+//! lab against clients nobody here wrote (the AWS CLI, moto for comparison).
+
+mod awscli;
+mod cli;
+mod config;
+mod lab;
+mod moto;
+mod status;
+mod support;

@@ -1,0 +1,158 @@
+//! Test support: start the lab, run evoctl against it with a clean environment, talk to the
+//! lab's control API, and wait on conditions with deadlines (never bare sleeps).
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+pub const EVOCTL: &str = env!("CARGO_BIN_EXE_evoctl");
+pub const EVOCTL_LAB: &str = env!("CARGO_BIN_EXE_evoctl-lab");
+
+/// A running lab, stopped on drop.
+pub struct Lab {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub ready: Value,
+}
+
+impl Lab {
+    /// Start a scenario with fast timings.
+    pub fn start(scenario: &str) -> Lab {
+        Lab::start_with(scenario, &[])
+    }
+
+    pub fn start_with(scenario: &str, extra: &[&str]) -> Lab {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ready_file = dir.path().join("ready.json");
+        let child = std::process::Command::new(EVOCTL_LAB)
+            .args(["serve", "--scenario", scenario, "--ready-file"])
+            .arg(&ready_file)
+            .args(["--task-start-ms", "150", "--task-stop-ms", "100", "--agent-start-ms", "60", "--tick-ms", "5"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn evoctl-lab");
+        let mut lab = Lab { child, dir, ready: Value::Null };
+        let ready = wait_until(Duration::from_secs(30), "the lab's ready file", || {
+            std::fs::read_to_string(&ready_file).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        });
+        lab.ready = ready;
+        lab
+    }
+
+    /// The environment the lab hands out (AWS_ENDPOINT_URL, credentials, region, EVOCTL_CONFIG).
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.ready["env"]
+            .as_object()
+            .expect("env map")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().expect("string").to_owned()))
+            .collect()
+    }
+
+    /// `evoctl` with only the lab's environment (no ~/.aws, no AWS_PROFILE), run in the lab's dir.
+    pub fn evoctl(&self) -> Command {
+        let mut command = clean_command(EVOCTL, self.dir.path());
+        command.envs(self.env());
+        command
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        PathBuf::from(self.ready["config"].as_str().expect("config path"))
+    }
+
+    pub fn control(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let base = self.ready["control"].as_str().expect("control url");
+        let (status, text) = http(method, &format!("{base}{path}"), body.map(Value::to_string));
+        assert!(status < 300, "{method} {path}: {status} {text}");
+        if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("control JSON") }
+    }
+
+    pub fn journal(&self) -> Vec<Value> {
+        self.control("GET", "/journal", None).as_array().expect("journal array").clone()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A command with an empty environment except PATH, and HOME pointing into `dir` (so no ~/.aws).
+pub fn clean_command(program: &str, dir: &Path) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .current_dir(dir)
+        .timeout(Duration::from_secs(120));
+    command
+}
+
+/// Poll `probe` until it yields a value; panic naming `what` after `deadline`.
+pub fn wait_until<T>(deadline: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Minimal HTTP/1.1 client for the control API (status, body).
+pub fn http(method: &str, url: &str, body: Option<String>) -> (u16, String) {
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = TcpStream::connect(host).expect("connect to lab");
+    let body = body.unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("write request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    (status, if chunked { dechunk(payload) } else { payload.to_owned() })
+}
+
+fn dechunk(mut payload: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = payload.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        payload = &rest[size + 2..];
+    }
+    out
+}
+
+/// stdout of a finished command as JSON.
+pub fn json_stdout(output: &std::process::Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
