@@ -122,6 +122,13 @@ pub async fn live_tasks(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) -> Re
         list_task_arns(ecs, target, DesiredStatus::Running),
         list_task_arns(ecs, target, DesiredStatus::Stopped),
     )?;
+    tracing::debug!(
+        cluster = target.cluster,
+        service = target.service,
+        desired_running = running.len(),
+        desired_stopped = stopped.len(),
+        "listed tasks"
+    );
     let mut arns = running;
     for arn in stopped {
         if !arns.contains(&arn) {
@@ -140,6 +147,7 @@ pub async fn live_tasks(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) -> Re
             tasks.push((created, convert_task(&task)));
         }
     }
+    tracing::debug!(cluster = target.cluster, service = target.service, live = tasks.len(), "live tasks");
     tasks.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.id.cmp(&b.1.id)));
     Ok(tasks.into_iter().map(|(_, task)| task).collect())
 }

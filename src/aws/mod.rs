@@ -43,6 +43,12 @@ impl Aws {
                 "pass --region, set region under [aws] in evoctl.toml, or export AWS_REGION",
             ));
         }
+        tracing::info!(
+            region = config.region().map(Region::as_ref),
+            profile = settings.profile.as_deref(),
+            endpoint_override = config.endpoint_url(),
+            "AWS configuration loaded"
+        );
         Ok(Aws { config })
     }
 

@@ -3,7 +3,7 @@
 
 use super::Context;
 use crate::aws::Aws;
-use crate::aws::discovery::{self, DeploymentSettings, LiveTask, ScalableRange, ServiceRef};
+use crate::aws::discovery::{self, LiveTask, ScalableRange, ServiceRef, ServiceState};
 use crate::cli::StatusArgs;
 use crate::config::Environment;
 use crate::error::Result;
@@ -25,25 +25,19 @@ pub struct EnvStatus {
     pub env: String,
     pub cluster: String,
     pub service: String,
-    pub desired_count: i32,
-    pub running_count: i32,
-    pub pending_count: i32,
+    /// desired/running/pending counts, task definition, deployment settings, exec, rebalancing.
+    #[serde(flatten)]
+    pub state: ServiceState,
     /// The scalable target, or null when the service has none.
     pub scalable_target: Option<ScalableRange>,
-    pub deployment: DeploymentSettings,
-    pub enable_execute_command: bool,
     pub tasks: Vec<TaskStatus>,
 }
 
 /// One live task.
 #[derive(Debug, Serialize)]
 pub struct TaskStatus {
-    pub id: String,
-    pub arn: String,
-    pub last_status: String,
-    pub desired_status: String,
-    pub started_at: Option<String>,
-    pub platform_version: Option<String>,
+    #[serde(flatten)]
+    pub task: LiveTask,
     /// ExecuteCommandAgent lastStatus of the configured container.
     pub exec_agent: Option<String>,
 }
@@ -70,26 +64,13 @@ async fn env_status(aws: &Aws, env: &Environment) -> Result<EnvStatus> {
         env: env.name.clone(),
         cluster: env.cluster.clone(),
         service: env.service.clone(),
-        desired_count: service.desired_count,
-        running_count: service.running_count,
-        pending_count: service.pending_count,
+        state: service,
         scalable_target: range,
-        deployment: service.deployment,
-        enable_execute_command: service.enable_execute_command,
-        tasks: tasks.iter().map(|task| task_status(task, &env.container)).collect(),
+        tasks: tasks
+            .into_iter()
+            .map(|task| TaskStatus { exec_agent: task.exec_agent(&env.container).map(str::to_owned), task })
+            .collect(),
     })
-}
-
-fn task_status(task: &LiveTask, container: &str) -> TaskStatus {
-    TaskStatus {
-        id: task.id.clone(),
-        arn: task.arn.clone(),
-        last_status: task.last_status.clone(),
-        desired_status: task.desired_status.clone(),
-        started_at: task.started_at.clone(),
-        platform_version: task.platform_version.clone(),
-        exec_agent: task.exec_agent(container).map(str::to_owned),
-    }
 }
 
 fn render(report: &StatusReport) -> String {
@@ -101,11 +82,11 @@ fn render(report: &StatusReport) -> String {
                 e.env.clone(),
                 e.cluster.clone(),
                 e.service.clone(),
-                e.desired_count.to_string(),
-                e.running_count.to_string(),
-                e.pending_count.to_string(),
+                e.state.desired_count.to_string(),
+                e.state.running_count.to_string(),
+                e.state.pending_count.to_string(),
                 e.scalable_target.map_or("none".into(), |r| format!("{}/{}", r.min_capacity, r.max_capacity)),
-                format!("{}/{}", e.deployment.maximum_percent, e.deployment.minimum_healthy_percent),
+                format!("{}/{}", e.state.deployment.maximum_percent, e.state.deployment.minimum_healthy_percent),
                 e.tasks.len().to_string(),
             ]
         })
@@ -121,9 +102,9 @@ fn render(report: &StatusReport) -> String {
             e.tasks.iter().map(|t| {
                 vec![
                     e.env.clone(),
-                    t.id.clone(),
-                    t.last_status.clone(),
-                    t.started_at.clone().unwrap_or_else(|| "-".into()),
+                    t.task.id.clone(),
+                    t.task.last_status.clone(),
+                    t.task.started_at.clone().unwrap_or_else(|| "-".into()),
                     t.exec_agent.clone().unwrap_or_else(|| "-".into()),
                 ]
             })
