@@ -37,6 +37,14 @@ pub enum Error {
     #[error("{action} failed: {code}: {message}")]
     Aws { action: String, code: String, message: String, fix: Option<String> },
 
+    /// The exec transport failed (ExecuteCommand, websocket, data channel, envelope).
+    #[error("{message}")]
+    Exec { message: String, fix: Option<String> },
+
+    /// A wait ran past its deadline.
+    #[error("{message}")]
+    Timeout { message: String, fix: Option<String> },
+
     /// A local file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
@@ -51,6 +59,8 @@ impl Error {
             Error::NotFound { .. } => exit::NOT_FOUND,
             Error::Refused { .. } => exit::REFUSED,
             Error::Aws { .. } => exit::AWS,
+            Error::Exec { .. } => exit::EXEC_TRANSPORT,
+            Error::Timeout { .. } => exit::TIMEOUT,
         }
     }
 
@@ -60,7 +70,9 @@ impl Error {
             Error::Usage { fix, .. }
             | Error::NotFound { fix, .. }
             | Error::Refused { fix, .. }
-            | Error::Aws { fix, .. } => fix.as_deref(),
+            | Error::Aws { fix, .. }
+            | Error::Exec { fix, .. }
+            | Error::Timeout { fix, .. } => fix.as_deref(),
             Error::Config { fix, .. } => Some(fix),
             Error::NotImplemented(_) => Some("this command arrives in a later release; see `evoctl --help`"),
             Error::Io { .. } => None,
@@ -76,6 +88,8 @@ impl Error {
             Error::NotFound { .. } => "not_found",
             Error::Refused { .. } => "refused",
             Error::Aws { .. } => "aws",
+            Error::Exec { .. } => "exec",
+            Error::Timeout { .. } => "timeout",
             Error::Io { .. } => "io",
         }
     }
@@ -88,6 +102,11 @@ impl Error {
     /// A not-found error with a fix.
     pub fn not_found(message: impl Into<String>, fix: impl Into<String>) -> Self {
         Error::NotFound { message: message.into(), fix: Some(fix.into()) }
+    }
+
+    /// An exec transport error with a fix.
+    pub fn exec(message: impl Into<String>, fix: impl Into<String>) -> Self {
+        Error::Exec { message: message.into(), fix: Some(fix.into()) }
     }
 
     /// A refusal with a fix.

@@ -67,6 +67,20 @@ impl Printer {
         let _ = out.flush();
     }
 
+    /// Raw bytes on stdout, unchanged (remote command output).
+    pub fn stdout_bytes(&self, bytes: &[u8]) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(bytes);
+        let _ = out.flush();
+    }
+
+    /// Raw bytes on stderr, unchanged (remote command diagnostics).
+    pub fn stderr_bytes(&self, bytes: &[u8]) {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(bytes);
+        let _ = err.flush();
+    }
+
     /// A progress or context note on stderr (hidden by `-q`).
     pub fn note(&self, message: &str) {
         if !self.quiet {

@@ -7,6 +7,7 @@
 //! family can list a sibling service's tasks). Independent calls run concurrently.
 
 use super::{AwsFailure, sdk_failure};
+use crate::config::Environment;
 use crate::error::{Error, Result};
 use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
 use aws_sdk_ecs::types::DesiredStatus;
@@ -250,4 +251,72 @@ fn not_found_or(failure: AwsFailure, target: ServiceRef<'_>) -> Error {
         ),
         _ => failure.into_error(),
     }
+}
+
+/// The environment's one live task. None is "not found" (exit 3) with the service's counts; more
+/// than one is refused (exit 4) naming every task: two connections on one number is the conflict.
+pub async fn the_live_task(ecs: &aws_sdk_ecs::Client, env: &Environment) -> Result<LiveTask> {
+    let target = ServiceRef { cluster: &env.cluster, service: &env.service };
+    let (service, mut tasks) = tokio::try_join!(service_state(ecs, target), live_tasks(ecs, target))?;
+    match tasks.len() {
+        1 => Ok(tasks.remove(0)),
+        0 => {
+            let fix = match env.scaling {
+                Some(scaling) if scaling.max == 0 => {
+                    format!("{} is configured to run no task ({scaling}); nothing to connect to here", env.name)
+                }
+                _ if service.desired_count > 0 => format!(
+                    "the service wants {} task(s): wait for ECS to start it and check `evoctl status {}`",
+                    service.desired_count, env.name
+                ),
+                _ => format!("scale it to its configured size: `evoctl scale {} --apply`", env.name),
+            };
+            Err(Error::not_found(
+                format!(
+                    "no live task for {} (service {} in {}: desired {}, running {}, pending {})",
+                    env.name,
+                    env.service,
+                    env.cluster,
+                    service.desired_count,
+                    service.running_count,
+                    service.pending_count
+                ),
+                fix,
+            ))
+        }
+        count => {
+            let listed: Vec<String> =
+                tasks.iter().map(|t| format!("{} ({}, desired {})", t.id, t.last_status, t.desired_status)).collect();
+            Err(Error::refused(
+                format!(
+                    "{count} live tasks for {} where there must be one (two WhatsApp connections on one number loop in conflict/replaced): {}",
+                    env.name,
+                    listed.join(", ")
+                ),
+                format!(
+                    "stop the extra task (`aws ecs stop-task --cluster {} --task ID`) and check `evoctl audit {}`",
+                    env.cluster, env.name
+                ),
+            ))
+        }
+    }
+}
+
+/// The lastStatus of one task (for the exec watchdog); `None` when ECS no longer knows it.
+pub async fn task_last_status(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    task_arn: &str,
+) -> Result<Option<(String, Option<String>)>> {
+    let out = ecs
+        .describe_tasks()
+        .cluster(cluster)
+        .tasks(task_arn)
+        .send()
+        .await
+        .map_err(|e| Error::from(sdk_failure("DescribeTasks", e)))?;
+    Ok(out
+        .tasks()
+        .first()
+        .map(|t| (t.last_status().unwrap_or("UNKNOWN").to_owned(), t.stopped_reason().map(str::to_owned))))
 }

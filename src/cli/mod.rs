@@ -144,6 +144,9 @@ pub struct ExecTarget {
     /// Transport to the container
     #[arg(long, value_enum, default_value_t, env = "EVOCTL_BACKEND")]
     pub backend: Backend,
+    /// How often the task is checked during a session (ms)
+    #[arg(long, hide = true, default_value_t = 5000, env = "EVOCTL_WATCHDOG_MS")]
+    pub watchdog_ms: u64,
 }
 
 #[derive(Debug, Args)]

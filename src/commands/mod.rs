@@ -3,6 +3,7 @@
 //! [`run`] dispatches; [`Context`] carries what every command shares (global flags, the printer)
 //! and loads the config file and AWS configuration only for commands that need them.
 
+mod exec;
 mod init;
 mod status;
 mod task;
@@ -43,6 +44,8 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Init(args) => init::run(&context, &args),
         Command::Status(args) => status::run(&context, &args).await,
         Command::Task(args) => task::run(&context, &args).await,
+        Command::Exec(args) => Ok(exec::exec(&context, &args).await),
+        Command::Node(args) => Ok(exec::node(&context, &args).await),
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut buffer = Vec::new();

@@ -54,6 +54,9 @@ struct ServeArgs {
     /// Scheduler tick
     #[arg(long, default_value_t = 20, value_name = "MS")]
     tick_ms: u64,
+    /// Delay before the exec agent starts reading command output (the real agent waits 1 s)
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    agent_delay_ms: u64,
     /// Access key id the lab accepts
     #[arg(long, default_value = "AKIALABEVOCTL0000001")]
     access_key_id: String,
@@ -99,6 +102,7 @@ pub fn main() -> ExitCode {
                 tick: Duration::from_millis(args.tick_ms.max(1)),
                 access_key_id: args.access_key_id,
                 secret_access_key: args.secret_access_key,
+                agent_delay: Duration::from_millis(args.agent_delay_ms),
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
                 Ok(runtime) => runtime,

@@ -7,6 +7,7 @@
 //! ([`scenario`]). When ready it writes a JSON ready file with the endpoint, credentials and an
 //! `evoctl.toml` for the scenario. Product modules never import this one.
 
+pub mod agent;
 pub mod cli;
 pub mod scenario;
 pub mod server;
@@ -32,6 +33,8 @@ pub struct LabOptions {
     pub tick: Duration,
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// Delay before the exec agent reads its pty (the real agent waits 1 s).
+    pub agent_delay: Duration,
 }
 
 /// The ready file's content.
@@ -51,15 +54,24 @@ pub struct ReadyInfo {
 
 /// Load the scenario, bind, write the config and ready files, then serve until SIGINT/SIGTERM.
 pub async fn serve(options: LabOptions) -> Result<(), String> {
+    let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let scenario = scenario::load(&options.scenario)?;
-    let account = state::Account::from_scenario(&scenario, options.timing)?;
+    let mut account = state::Account::from_scenario(&scenario, options.timing)?;
     let region = account.region.clone();
-    let shared =
-        Arc::new(server::Shared::new(account, options.access_key_id.clone(), options.secret_access_key.clone()));
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port)))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", options.port))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
+    account.endpoint = format!("http://{address}");
+    // The stand-in containers' files live beside the ready file (or in the temp dir).
+    let root = match &options.ready_file {
+        Some(path) => absolute(path).with_extension("containers"),
+        None => std::env::temp_dir().join(format!("evoctl-lab-{}-{}", std::process::id(), address.port())),
+    };
+    let hub = agent::AgentHub::new(agent::AgentOptions { agent_delay: options.agent_delay, root })
+        .map_err(|e| format!("cannot prepare the exec agent's container dir: {e}"))?;
+    let shared =
+        Arc::new(server::Shared::new(account, options.access_key_id.clone(), options.secret_access_key.clone(), hub));
 
     let ticker = Arc::clone(&shared);
     let tick = options.tick;
@@ -71,7 +83,6 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         }
     });
 
-    let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let ready_file = options.ready_file.as_deref().map(absolute);
     let config_path =
         options.config_out.as_deref().map(absolute).unwrap_or_else(|| default_config_path(ready_file.as_deref()));

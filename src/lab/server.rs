@@ -2,6 +2,7 @@
 //! Lambda REST) with SigV4 checks, latency/throttling/5xx injection and a request journal,
 //! plus the `/_lab` control API (journal, faults, state, extra tasks).
 
+use super::agent::AgentHub;
 use super::services::{self, ApiError};
 use super::sigv4::{self, Rejection, SignedRequest, percent_decode};
 use super::state::{Account, now_ms};
@@ -22,23 +23,30 @@ pub struct Shared {
     pub faults: Mutex<Faults>,
     pub access_key_id: String,
     pub secret_access_key: String,
+    pub hub: Arc<AgentHub>,
     random: Mutex<u64>,
 }
 
+/// Every session token the lab handed out, so tests can prove none leaked anywhere.
+pub fn issued_tokens(account: &Account) -> Vec<String> {
+    account.issued_tokens.clone()
+}
+
 impl Shared {
-    pub fn new(account: Account, access_key_id: String, secret_access_key: String) -> Self {
+    pub fn new(account: Account, access_key_id: String, secret_access_key: String, hub: AgentHub) -> Self {
         Shared {
             account: Mutex::new(account),
             journal: Mutex::new(Vec::new()),
             faults: Mutex::new(Faults::default()),
             access_key_id,
             secret_access_key,
+            hub: Arc::new(hub),
             random: Mutex::new(0x9E37_79B9_7F4A_7C15),
         }
     }
 
     /// A reproducible number in [0, 1) (xorshift64).
-    fn roll(&self) -> f64 {
+    pub fn roll(&self) -> f64 {
         let mut state = self.random.lock().expect("lab lock");
         *state ^= *state << 13;
         *state ^= *state >> 7;
@@ -76,6 +84,33 @@ pub struct Faults {
     /// Only these actions (empty: every action).
     #[serde(default)]
     pub actions: Vec<String>,
+    /// Data channel: share of frames lost in either direction (the sender resends).
+    #[serde(default)]
+    pub drop_rate: f64,
+    /// Data channel: share of agent frames delivered twice.
+    #[serde(default)]
+    pub duplicate_rate: f64,
+    /// Data channel: agent frames are shuffled within windows of this many.
+    #[serde(default)]
+    pub reorder_window: usize,
+    /// Data channel: acknowledgements from the client reach the agent this much later.
+    #[serde(default)]
+    pub ack_delay_ms: u64,
+    /// Data channel: after this many agent frames the gateway pauses publication ...
+    #[serde(default)]
+    pub pause_after_frames: Option<u64>,
+    /// ... for this long, then starts it again.
+    #[serde(default)]
+    pub pause_ms: u64,
+    /// Data channel: the gateway drops the socket once after this many agent frames.
+    #[serde(default)]
+    pub disconnect_after_frames: Option<u64>,
+    /// ExecuteCommand answers TargetNotConnectedException.
+    #[serde(default)]
+    pub agent_not_connected: bool,
+    /// ExecuteCommand answers InvalidParameterException (exec not enabled).
+    #[serde(default)]
+    pub exec_disabled: bool,
 }
 
 pub fn router(shared: Arc<Shared>) -> axum::Router {
@@ -84,6 +119,8 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/_lab/faults", get(get_faults).post(set_faults))
         .route("/_lab/state", get(get_state))
         .route("/_lab/tasks", post(add_tasks))
+        .route("/_lab/tokens", get(get_tokens))
+        .route("/v1/data-channel/{session}", get(data_channel))
         .fallback(aws)
         .with_state(shared)
 }
@@ -220,6 +257,15 @@ fn dispatch(
     let now = now_ms();
     let json = |r: services::ActionResult| r.map(Reply::Json);
     match service {
+        "ecs" if action == "ExecuteCommand" => {
+            let faults = shared.faults.lock().expect("lab lock").clone();
+            json(services::ecs::execute_command(
+                &mut account,
+                parameters,
+                faults.agent_not_connected,
+                faults.exec_disabled,
+            ))
+        }
         "ecs" => json(services::ecs::handle(&mut account, action, parameters, now)),
         "application-autoscaling" => json(services::autoscaling::handle(&mut account, action, parameters, now)),
         "ssm" => json(services::ssm::handle(&mut account, action, parameters, now)),
@@ -386,4 +432,18 @@ async fn add_tasks(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     }
     let ids: Vec<String> = account.tasks[before..].iter().map(|t| t.id.clone()).collect();
     Json(json!({"task_ids": ids})).into_response()
+}
+
+/// The gateway's websocket: the agent side of an ECS Exec session.
+async fn data_channel(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(session): axum::extract::Path<String>,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    let hub = Arc::clone(&shared.hub);
+    upgrade.on_upgrade(move |socket| hub.serve_socket(shared, session, socket))
+}
+
+async fn get_tokens(State(shared): State<Arc<Shared>>) -> Json<Vec<String>> {
+    Json(issued_tokens(&shared.account.lock().expect("lab lock")))
 }

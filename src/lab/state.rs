@@ -6,6 +6,7 @@
 //! and applies every transition whose time has come, so timing is realistic
 //! (PROVISIONING -> PENDING -> RUNNING, DEACTIVATING -> STOPPING -> STOPPED) yet fast in tests.
 
+use super::agent::ExecGrant;
 use super::scenario::{ScalingSpec, Scenario};
 use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
@@ -170,6 +171,12 @@ pub struct Account {
     pub parameters: IndexMap<String, Parameter>,
     pub lambdas: IndexMap<String, IndexMap<String, String>>,
     pub log_groups: IndexMap<String, Vec<LogEvent>>,
+    /// Open ECS Exec sessions by session id.
+    pub exec_sessions: IndexMap<String, ExecGrant>,
+    /// The lab's own base URL (`http://127.0.0.1:PORT`), for stream URLs.
+    pub endpoint: String,
+    /// Every exec session token issued (tests check none leaks).
+    pub issued_tokens: Vec<String>,
     id_counter: u64,
     id_seed: String,
 }
@@ -191,6 +198,9 @@ impl Account {
             parameters: IndexMap::new(),
             lambdas: IndexMap::new(),
             log_groups: IndexMap::new(),
+            exec_sessions: IndexMap::new(),
+            endpoint: String::new(),
+            issued_tokens: Vec::new(),
             id_counter: 0,
             id_seed: scenario.description.clone(),
         };

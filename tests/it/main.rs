@@ -4,6 +4,7 @@
 mod awscli;
 mod cli;
 mod config;
+mod exec;
 mod lab;
 mod moto;
 mod status;

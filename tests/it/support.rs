@@ -32,6 +32,7 @@ impl Lab {
             .args(["serve", "--scenario", scenario, "--ready-file"])
             .arg(&ready_file)
             .args(["--task-start-ms", "150", "--task-stop-ms", "100", "--agent-start-ms", "60", "--tick-ms", "5"])
+            .args(["--agent-delay-ms", "50"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -60,6 +61,18 @@ impl Lab {
     pub fn evoctl(&self) -> Command {
         let mut command = clean_command(EVOCTL, self.dir.path());
         command.envs(self.env());
+        command
+    }
+
+    /// `evoctl` as a plain process (for spawning and streaming).
+    pub fn evoctl_process(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(EVOCTL);
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .envs(self.env())
+            .current_dir(self.dir.path());
         command
     }
 

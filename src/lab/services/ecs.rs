@@ -409,3 +409,84 @@ fn describe_task_definition(account: &Account, params: &Value) -> ActionResult {
 fn tags(tags: &indexmap::IndexMap<String, String>) -> Value {
     json!(tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>())
 }
+
+/// ExecuteCommand: checks the task can take a session, records the grant, and returns a stream
+/// URL on the lab's own gateway with a fresh token.
+pub fn execute_command(
+    account: &mut Account,
+    params: &Value,
+    agent_not_connected: bool,
+    exec_disabled: bool,
+) -> ActionResult {
+    let cluster = cluster(account, params)?.to_owned();
+    let reference = required(params, "task", "InvalidParameterException")?;
+    let command = required(params, "command", "InvalidParameterException")?.to_owned();
+    if params.get("interactive").and_then(Value::as_bool) != Some(true) {
+        return Err(ApiError::client("InvalidParameterException", "Interactive is the only mode supported currently."));
+    }
+    let id = reference.rsplit('/').next().unwrap_or(reference);
+    let task = account
+        .tasks
+        .iter()
+        .find(|t| t.cluster == cluster && t.id == id)
+        .ok_or_else(|| ApiError::client("InvalidParameterException", "The specified task is not found."))?
+        .clone();
+    let container = match text(params, "container") {
+        Some(name) => task.containers.iter().find(|c| c.name == name),
+        None if task.containers.len() == 1 => task.containers.first(),
+        None => {
+            return Err(ApiError::client(
+                "InvalidParameterException",
+                "The container name must be specified when the task has more than one container.",
+            ));
+        }
+    }
+    .ok_or_else(|| ApiError::client("InvalidParameterException", "The specified container is not found."))?;
+    if exec_disabled || !task.enable_execute_command {
+        return Err(ApiError::client(
+            "InvalidParameterException",
+            "The execute command failed because execute command was not enabled when the task was run or the execute command agent isn't running. Wait and try again or run a new task with execute command enabled and try again.",
+        ));
+    }
+    if task.last_status != "RUNNING" {
+        return Err(ApiError::client(
+            "InvalidParameterException",
+            format!("The task is in {} state.", task.last_status),
+        ));
+    }
+    if agent_not_connected || container.agent_status.as_deref() != Some("RUNNING") {
+        return Err(ApiError::client(
+            "TargetNotConnectedException",
+            "The execute command failed due to an internal error. Try again later.",
+        ));
+    }
+    let environment =
+        account.task_definitions.get(&task.task_definition).map(|d| d.environment.clone()).unwrap_or_default();
+    let session_id = format!("ecs-execute-command-{}", &account.next_id()[..17]);
+    let token = format!("{}{}", account.next_id(), account.next_id());
+    let grant = crate::lab::agent::ExecGrant {
+        session_id: session_id.clone(),
+        token: token.clone(),
+        task_id: task.id.clone(),
+        command,
+        environment,
+    };
+    account.exec_sessions.insert(session_id.clone(), grant);
+    account.issued_tokens.push(token.clone());
+    let stream_url = stream_url(account, &session_id);
+    let container_arn = account.arn("container", &format!("{}/{}/{}", task.cluster, task.id, container.container_id));
+    Ok(json!({
+        "clusterArn": account.arn("cluster", &task.cluster),
+        "containerArn": container_arn,
+        "containerName": container.name,
+        "interactive": true,
+        "session": {"sessionId": session_id, "streamUrl": stream_url, "tokenValue": token},
+        "taskArn": account.arn("task", &format!("{}/{}", task.cluster, task.id)),
+    }))
+}
+
+/// The websocket URL of a session on the lab's gateway.
+pub fn stream_url(account: &Account, session_id: &str) -> String {
+    let host = account.endpoint.trim_start_matches("http://");
+    format!("ws://{host}/v1/data-channel/{session_id}?role=publish_subscribe&cell-number=AAEAAQ")
+}

@@ -28,6 +28,19 @@ pub fn handle(account: &mut Account, action: &str, params: &Value, _now: u64) ->
                 }
             }))
         }
+        "ResumeSession" => {
+            let id = required(params, "SessionId", "ValidationException")?.to_owned();
+            if !account.exec_sessions.contains_key(&id) {
+                return Err(ApiError::client("DoesNotExistException", format!("Session {id} does not exist.")));
+            }
+            let token = format!("{}{}", account.next_id(), account.next_id());
+            account.issued_tokens.push(token.clone());
+            if let Some(grant) = account.exec_sessions.get_mut(&id) {
+                grant.token = token.clone();
+            }
+            let url = super::ecs::stream_url(account, &id);
+            Ok(json!({"SessionId": id, "TokenValue": token, "StreamUrl": url}))
+        }
         _ => Err(ApiError::client("InvalidAction", format!("The action {action} is not valid for this web service."))),
     }
 }

@@ -1,0 +1,12 @@
+//! Running things in the Evolution container through ECS Exec.
+//!
+//! [`ssm`] is the sans-IO Session Manager protocol; [`native`] drives it over a websocket;
+//! [`envelope`] frames a command so its output and exit status survive the pty; [`run`] ties
+//! them together; [`target`] picks and checks the container. Nothing here prints: output goes
+//! to an [`run::OutputSink`].
+
+pub mod envelope;
+pub mod native;
+pub mod run;
+pub mod ssm;
+pub mod target;

@@ -1,0 +1,272 @@
+//! The native transport: ExecuteCommand, then the Session Manager data channel over a
+//! websocket to the returned `streamUrl`, driven by the sans-IO [`Session`].
+//!
+//! One loop owns the socket: it feeds frames to the session, sends what the session queues,
+//! runs its retransmission timer, pings, enforces the wall-clock timeout, and watches the task
+//! (a task that stops mid-session ends it with a clear error instead of a hang). A dropped
+//! socket is resumed with SSM ResumeSession where the service allows it. The session token is
+//! held only in memory: never logged, printed or put in an error.
+
+use super::ssm::messages::{OpenDataChannel, TerminalSize};
+use super::ssm::{Event, Role, Session};
+use super::target::ExecTarget;
+use crate::aws::{Aws, discovery, sdk_failure};
+use crate::error::{Error, Result};
+use futures::{SinkExt, StreamExt};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// What the caller sends into a session.
+#[derive(Debug)]
+pub enum Input {
+    Data(Vec<u8>),
+    Resize(TerminalSize),
+}
+
+/// How a session behaves.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Wall-clock limit for the whole session.
+    pub timeout: Duration,
+    /// How often the task is checked while the session runs.
+    pub watchdog_every: Duration,
+    /// The terminal size to announce (the agent's pty gets it).
+    pub size: TerminalSize,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Default)]
+pub struct SessionEnd {
+    /// The gateway's closing text (an agent error on failure, empty normally).
+    pub closing_output: String,
+}
+
+/// The session credentials ExecuteCommand returned.
+struct Grant {
+    session_id: String,
+    stream_url: String,
+    token: String,
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant").field("session_id", &self.session_id).field("token", &"<redacted>").finish()
+    }
+}
+
+fn epoch_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1)
+}
+
+/// Run `command` in the target container; output bytes go to `output` as they arrive.
+pub async fn run(
+    aws: &Aws,
+    target: &ExecTarget,
+    command: &str,
+    mut input: mpsc::Receiver<Input>,
+    output: mpsc::Sender<Vec<u8>>,
+    options: &SessionOptions,
+) -> Result<SessionEnd> {
+    install_crypto_provider();
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + options.timeout;
+    let timed_out = || Error::Timeout {
+        message: format!("the exec session did not finish within {}s", options.timeout.as_secs()),
+        fix: Some("raise --timeout, or check what the command is waiting for".into()),
+    };
+    let ecs = aws.ecs();
+    let grant =
+        tokio::time::timeout_at(deadline, execute_command(&ecs, target, command)).await.map_err(|_| timed_out())??;
+    tracing::info!(session = %grant.session_id, task = %target.task.id, "exec session started");
+    let mut socket = tokio::time::timeout_at(deadline, connect(&grant.stream_url, &grant.token))
+        .await
+        .map_err(|_| timed_out())??;
+    let mut session = Session::with_random_ids(Role::Client);
+    session.set_size(options.size, epoch_ms());
+    let mut input_open = true;
+    let mut watchdog = tokio::time::interval(options.watchdog_every);
+    watchdog.tick().await;
+    let mut ping = tokio::time::interval(Duration::from_secs(60));
+    ping.tick().await;
+    let mut resumes = 0u32;
+
+    loop {
+        while let Some(bytes) = session.poll_transmit() {
+            if let Err(err) = socket.send(Message::Binary(bytes.into())).await {
+                tracing::debug!(%err, "send failed; the receive side will notice the drop");
+                break;
+            }
+        }
+        while let Some(event) = session.poll_event() {
+            match event {
+                Event::Output(bytes) => {
+                    if output.send(bytes).await.is_err() {
+                        return Ok(SessionEnd::default());
+                    }
+                }
+                Event::ChannelClosed(closed) => {
+                    tracing::info!(session = %grant.session_id, elapsed_ms = started.elapsed().as_millis() as u64, resends = session.resends(), "channel closed");
+                    let _ = socket.close(None).await;
+                    return Ok(SessionEnd { closing_output: closed.output });
+                }
+                Event::Invalid(err) => tracing::debug!(%err, "dropped an invalid frame"),
+                Event::HandshakeRequest(_) => {
+                    return Err(Error::exec(
+                        "the agent asked for a KMS handshake, which this build does not speak yet",
+                        "use --backend aws-cli for clusters with executeCommandConfiguration.kmsKeyId",
+                    ));
+                }
+                other => tracing::trace!(?other, "ignored event"),
+            }
+        }
+        let timer = session.next_timeout().map(|at| {
+            let wait = at.saturating_sub(epoch_ms());
+            tokio::time::Instant::now() + Duration::from_millis(wait)
+        });
+        tokio::select! {
+            message = socket.next() => match message {
+                Some(Ok(Message::Binary(bytes))) => session.receive(&bytes, epoch_ms()),
+                Some(Ok(Message::Text(text))) => session.receive(text.as_bytes(), epoch_ms()),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                    resumes += 1;
+                    if resumes > 5 {
+                        return Err(Error::exec(
+                            format!("the data channel of session {} kept dropping", grant.session_id),
+                            "check the network path to ssmmessages and retry",
+                        ));
+                    }
+                    tracing::info!(session = %grant.session_id, attempt = resumes, "data channel dropped; resuming");
+                    socket = tokio::time::timeout_at(deadline, resume(aws, &grant, resumes)).await.map_err(|_| timed_out())??;
+                }
+            },
+            _ = sleep_until_opt(timer) => session.handle_timeout(epoch_ms()),
+            received = input.recv(), if input_open => match received {
+                Some(Input::Data(bytes)) => session.send_data(&bytes, epoch_ms()),
+                Some(Input::Resize(size)) => session.set_size(size, epoch_ms()),
+                None => input_open = false,
+            },
+            _ = watchdog.tick() => check_task(&ecs, target).await?,
+            _ = ping.tick() => { let _ = socket.send(Message::Ping("keepalive".as_bytes().to_vec().into())).await; }
+            _ = tokio::time::sleep_until(deadline) => return Err(timed_out()),
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The websocket TLS stack uses aws-lc-rs (already linked for the AWS SDK); never OpenSSL.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+async fn execute_command(ecs: &aws_sdk_ecs::Client, target: &ExecTarget, command: &str) -> Result<Grant> {
+    let out = ecs
+        .execute_command()
+        .cluster(&target.cluster)
+        .task(&target.task.arn)
+        .container(&target.container)
+        .command(command)
+        .interactive(true)
+        .send()
+        .await
+        .map_err(|e| {
+            let failure = sdk_failure("ExecuteCommand", e);
+            match failure.code.as_str() {
+                "TargetNotConnectedException" => Error::exec(
+                    format!("the ExecuteCommandAgent of task {} is not connected ({})", target.task.id, failure.message),
+                    format!(
+                        "retry in a few seconds; if it persists run `evoctl doctor {}` (task role ssmmessages permissions, a route to ssmmessages, no AWS keys in the container env)",
+                        target.env
+                    ),
+                ),
+                "InvalidParameterException" => Error::exec(
+                    format!("ExecuteCommand was refused: {}", failure.message),
+                    "check that the task was started with enableExecuteCommand and its agent is RUNNING (`evoctl status`)",
+                ),
+                _ => failure.into_error(),
+            }
+        })?;
+    let session = out.session().ok_or_else(|| Error::exec("ExecuteCommand returned no session", "retry"))?;
+    match (session.session_id(), session.stream_url(), session.token_value()) {
+        (Some(session_id), Some(stream_url), Some(token)) => {
+            Ok(Grant { session_id: session_id.to_owned(), stream_url: stream_url.to_owned(), token: token.to_owned() })
+        }
+        _ => Err(Error::exec("ExecuteCommand returned an incomplete session", "retry")),
+    }
+}
+
+/// Open the websocket and send the token frame.
+async fn connect(stream_url: &str, token: &str) -> Result<Socket> {
+    let (mut socket, _) = tokio_tungstenite::connect_async(stream_url).await.map_err(|e| {
+        Error::exec(
+            format!("could not open the data channel websocket: {e}"),
+            "check the network path to ssmmessages (proxy, VPC endpoint) and retry",
+        )
+    })?;
+    let open = OpenDataChannel {
+        message_schema_version: "1.0".into(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        token_value: token.to_owned(),
+        client_id: uuid::Uuid::new_v4().to_string(),
+        client_version: Some(format!("evoctl-{}", env!("CARGO_PKG_VERSION"))),
+    };
+    let text = serde_json::to_string(&open).expect("token frame serialises");
+    socket
+        .send(Message::Text(text.into()))
+        .await
+        .map_err(|e| Error::exec(format!("could not send the session token: {e}"), "retry"))?;
+    let _ = socket.send(Message::Ping("keepalive".as_bytes().to_vec().into())).await;
+    Ok(socket)
+}
+
+/// ResumeSession for a fresh token, then reopen the same stream URL; backs off between tries.
+async fn resume(aws: &Aws, grant: &Grant, attempt: u32) -> Result<Socket> {
+    tokio::time::sleep(Duration::from_millis(100 * u64::from(1u32 << attempt.min(5)))).await;
+    let out = aws.ssm().resume_session().session_id(&grant.session_id).send().await.map_err(|e| {
+        let failure = sdk_failure("ResumeSession", e);
+        Error::exec(
+            format!(
+                "the data channel dropped and session {} could not be resumed ({}: {})",
+                grant.session_id, failure.code, failure.message
+            ),
+            "run the command again",
+        )
+    })?;
+    let token = out.token_value().ok_or_else(|| {
+        Error::exec(
+            format!("session {} timed out (ResumeSession returned no token)", grant.session_id),
+            "run the command again",
+        )
+    })?;
+    let url = out.stream_url().unwrap_or(&grant.stream_url);
+    connect(url, token).await
+}
+
+/// End the session with a clear error when its task is stopping or gone.
+async fn check_task(ecs: &aws_sdk_ecs::Client, target: &ExecTarget) -> Result<()> {
+    match discovery::task_last_status(ecs, &target.cluster, &target.task.arn).await {
+        Ok(Some((status, _))) if matches!(status.as_str(), "RUNNING" | "PENDING" | "ACTIVATING") => Ok(()),
+        Ok(Some((status, reason))) => Err(Error::exec(
+            format!(
+                "task {} is {status}{} while the exec session was running",
+                target.task.id,
+                reason.map(|r| format!(" ({r})")).unwrap_or_default()
+            ),
+            format!("the task was replaced or stopped; check `evoctl status {}` and retry on the new task", target.env),
+        )),
+        Ok(None) => Err(Error::exec(format!("task {} no longer exists", target.task.id), "retry on the new task")),
+        Err(err) => {
+            tracing::debug!(%err, "watchdog could not read the task; will try again");
+            Ok(())
+        }
+    }
+}

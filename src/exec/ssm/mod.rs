@@ -1,0 +1,12 @@
+//! The Session Manager data channel, sans-IO: the binary frame codec ([`frame`]), the JSON
+//! message bodies ([`messages`]) and the session state machine ([`session`]).
+//!
+//! Nothing here touches sockets, clocks, AWS or the printer; transports drive it with bytes and
+//! millisecond timestamps. The lab uses the same code to play the agent.
+
+pub mod frame;
+pub mod messages;
+pub mod session;
+
+pub use frame::{Frame, FrameError, PayloadType};
+pub use session::{Event, Role, Session};

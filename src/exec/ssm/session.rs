@@ -1,0 +1,622 @@
+//! The data-channel session state machine, for either end of the channel, without sockets or
+//! clocks: the caller feeds received frames and the current time in milliseconds, and drains
+//! frames to transmit, events, and the next timer deadline.
+//!
+//! Rules (from the official client and agent): each direction numbers its stream messages from
+//! 0; every stream message is acknowledged by sequence number (acks are selective, not
+//! cumulative); messages ahead of the expected number are acked and buffered; duplicates are
+//! re-acked (the official client does not, which makes a lost ack loop forever); unacked
+//! messages are resent after the RFC 6298 retransmission timeout (start 200 ms, cap 1 s). The
+//! client holds its input and terminal size until the agent's first output, because the agent
+//! drops input that arrives before it is ready. `pause_publication` stops an agent's sending
+//! until `start_publication`; a client ignores both.
+
+use super::frame::{Frame, FrameError, PayloadType, message_type};
+use super::messages::{Acknowledge, ChannelClosed, HandshakeComplete, HandshakeRequest, TerminalSize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Largest payload of one stream message (the agent reads its pty in 1 KiB chunks).
+pub const MAX_CHUNK: usize = 1024;
+/// Out-of-order messages kept at most; beyond that they are dropped without an ack.
+pub const MAX_BUFFERED: usize = 10_000;
+
+/// Which end of the channel this session plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Agent,
+}
+
+impl Role {
+    fn outgoing_type(self) -> &'static str {
+        match self {
+            Role::Client => message_type::INPUT_STREAM_DATA,
+            Role::Agent => message_type::OUTPUT_STREAM_DATA,
+        }
+    }
+
+    fn incoming_type(self) -> &'static str {
+        match self {
+            Role::Client => message_type::OUTPUT_STREAM_DATA,
+            Role::Agent => message_type::INPUT_STREAM_DATA,
+        }
+    }
+}
+
+/// Something the caller must act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Client: terminal output from the agent (PayloadType 1, in order, exactly once).
+    Output(Vec<u8>),
+    /// Agent: keystrokes from the client.
+    Input(Vec<u8>),
+    /// Agent: the client's terminal size.
+    Resize(TerminalSize),
+    /// Client: the agent asked for a handshake (KMS sessions).
+    HandshakeRequest(HandshakeRequest),
+    /// Client: the handshake finished.
+    HandshakeComplete(HandshakeComplete),
+    /// Another in-order stream payload this session does not interpret.
+    Other { payload_type: u32, payload: Vec<u8> },
+    /// The gateway closed the channel.
+    ChannelClosed(ChannelClosed),
+    /// A frame failed validation and was dropped without an ack.
+    Invalid(FrameError),
+}
+
+/// RFC 6298 round-trip estimator with the official constants.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RttEstimator {
+    pub srtt_ms: f64,
+    pub rttvar_ms: f64,
+    pub rto_ms: f64,
+}
+
+impl Default for RttEstimator {
+    fn default() -> Self {
+        RttEstimator { srtt_ms: 100.0, rttvar_ms: 0.0, rto_ms: 200.0 }
+    }
+}
+
+impl RttEstimator {
+    /// Fold in one round-trip sample.
+    pub fn update(&mut self, sample_ms: f64) {
+        self.rttvar_ms = 0.75 * self.rttvar_ms + 0.25 * (self.srtt_ms - sample_ms).abs();
+        self.srtt_ms = 0.875 * self.srtt_ms + 0.125 * sample_ms;
+        self.rto_ms = (self.srtt_ms + (4.0 * self.rttvar_ms).max(10.0)).min(1000.0);
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    sequence_number: i64,
+    bytes: Vec<u8>,
+    last_sent_ms: u64,
+}
+
+/// A source of fresh message ids (random v4 UUIDs in production, a counter in tests).
+pub type IdSource = Box<dyn FnMut() -> [u8; 16] + Send>;
+
+/// One end of a data channel.
+pub struct Session {
+    role: Role,
+    ids: IdSource,
+    next_sequence: i64,
+    expected_sequence: i64,
+    unacked: VecDeque<Pending>,
+    buffered: BTreeMap<i64, Frame>,
+    transmit: VecDeque<Vec<u8>>,
+    /// Agent: frames held while the gateway has paused publication.
+    held: VecDeque<Vec<u8>>,
+    paused: bool,
+    events: VecDeque<Event>,
+    rtt: RttEstimator,
+    /// Client: the agent has sent its first stream message, so input may flow.
+    agent_ready: bool,
+    queued_input: VecDeque<(PayloadType, Vec<u8>)>,
+    size: Option<TerminalSize>,
+    closed: bool,
+    resends: u64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("role", &self.role)
+            .field("next_sequence", &self.next_sequence)
+            .field("expected_sequence", &self.expected_sequence)
+            .field("unacked", &self.unacked.len())
+            .field("buffered", &self.buffered.len())
+            .finish()
+    }
+}
+
+impl Session {
+    pub fn new(role: Role, ids: IdSource) -> Session {
+        Session {
+            role,
+            ids,
+            next_sequence: 0,
+            expected_sequence: 0,
+            unacked: VecDeque::new(),
+            buffered: BTreeMap::new(),
+            transmit: VecDeque::new(),
+            held: VecDeque::new(),
+            paused: false,
+            events: VecDeque::new(),
+            rtt: RttEstimator::default(),
+            agent_ready: role == Role::Agent,
+            queued_input: VecDeque::new(),
+            size: None,
+            closed: false,
+            resends: 0,
+        }
+    }
+
+    /// A session with random v4 UUID message ids.
+    pub fn with_random_ids(role: Role) -> Session {
+        Session::new(role, Box::new(|| *uuid::Uuid::new_v4().as_bytes()))
+    }
+
+    /// The next encoded frame to put on the socket.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmit.pop_front()
+    }
+
+    /// The next event for the caller.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Stream messages sent and not yet acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.unacked.len() + self.queued_input.len()
+    }
+
+    /// How many times a message was sent again.
+    pub fn resends(&self) -> u64 {
+        self.resends
+    }
+
+    /// Whether the gateway closed the channel.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The current round-trip estimate.
+    pub fn rtt(&self) -> RttEstimator {
+        self.rtt
+    }
+
+    /// When [`Session::handle_timeout`] should next run, if anything awaits an ack.
+    pub fn next_timeout(&self) -> Option<u64> {
+        if self.paused {
+            return None;
+        }
+        self.unacked.iter().map(|p| p.last_sent_ms + self.rtt.rto_ms as u64).min()
+    }
+
+    /// Resend every message whose retransmission timeout has passed.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if self.paused {
+            return;
+        }
+        let rto = self.rtt.rto_ms as u64;
+        for pending in self.unacked.iter_mut() {
+            if now_ms >= pending.last_sent_ms + rto {
+                pending.last_sent_ms = now_ms;
+                self.transmit.push_back(pending.bytes.clone());
+                self.resends += 1;
+            }
+        }
+    }
+
+    /// Send stream data (keystrokes for a client, terminal output for an agent), cut into
+    /// chunks of at most [`MAX_CHUNK`] bytes.
+    pub fn send_data(&mut self, data: &[u8], now_ms: u64) {
+        for chunk in data.chunks(MAX_CHUNK) {
+            self.send_stream(PayloadType::Output, chunk.to_vec(), now_ms);
+        }
+    }
+
+    /// Client: set the terminal size; sent once the agent is ready, and on every change.
+    pub fn set_size(&mut self, size: TerminalSize, now_ms: u64) {
+        if self.size == Some(size) {
+            return;
+        }
+        self.size = Some(size);
+        let payload = serde_json::to_vec(&size).expect("size serialises");
+        self.send_stream(PayloadType::Size, payload, now_ms);
+    }
+
+    /// Send one stream message of any payload type (handshake replies use this).
+    pub fn send_stream(&mut self, payload_type: PayloadType, payload: Vec<u8>, now_ms: u64) {
+        if !self.agent_ready {
+            self.queued_input.push_back((payload_type, payload));
+            return;
+        }
+        let sequence_number = self.next_sequence;
+        self.next_sequence += 1;
+        let flags = match (self.role, sequence_number) {
+            (Role::Agent, 0) => 1,
+            _ => 0,
+        };
+        let frame = Frame::new(
+            self.role.outgoing_type(),
+            sequence_number,
+            flags,
+            (self.ids)(),
+            now_ms.max(1),
+            payload_type.as_u32(),
+            payload,
+        );
+        let bytes = frame.encode().expect("fresh ids are never nil");
+        self.unacked.push_back(Pending { sequence_number, bytes: bytes.clone(), last_sent_ms: now_ms });
+        self.emit(bytes);
+    }
+
+    /// Feed one frame received from the socket.
+    pub fn receive(&mut self, bytes: &[u8], now_ms: u64) {
+        let frame = match Frame::decode(bytes) {
+            Ok(frame) => frame,
+            Err(err) => {
+                self.events.push_back(Event::Invalid(err));
+                return;
+            }
+        };
+        match frame.message_type.as_str() {
+            message_type::ACKNOWLEDGE => self.on_ack(&frame, now_ms),
+            message_type::CHANNEL_CLOSED => {
+                self.closed = true;
+                let body = serde_json::from_slice::<ChannelClosed>(&frame.payload).unwrap_or_default();
+                self.events.push_back(Event::ChannelClosed(body));
+            }
+            message_type::PAUSE_PUBLICATION if self.role == Role::Agent => self.paused = true,
+            message_type::START_PUBLICATION if self.role == Role::Agent => {
+                self.paused = false;
+                while let Some(bytes) = self.held.pop_front() {
+                    self.transmit.push_back(bytes);
+                }
+            }
+            kind if kind == self.role.incoming_type() => self.on_stream(frame, now_ms),
+            _ => {}
+        }
+    }
+
+    fn on_ack(&mut self, frame: &Frame, now_ms: u64) {
+        let Ok(ack) = serde_json::from_slice::<Acknowledge>(&frame.payload) else { return };
+        if let Some(index) = self.unacked.iter().position(|p| p.sequence_number == ack.sequence_number) {
+            let pending = self.unacked.remove(index).expect("index is in range");
+            self.rtt.update(now_ms.saturating_sub(pending.last_sent_ms) as f64);
+        }
+    }
+
+    fn on_stream(&mut self, frame: Frame, now_ms: u64) {
+        let sequence = frame.sequence_number;
+        if sequence < self.expected_sequence {
+            self.acknowledge(&frame, now_ms);
+            return;
+        }
+        if sequence > self.expected_sequence {
+            if self.buffered.len() < MAX_BUFFERED || self.buffered.contains_key(&sequence) {
+                self.acknowledge(&frame, now_ms);
+                self.buffered.insert(sequence, frame);
+            }
+            return;
+        }
+        self.acknowledge(&frame, now_ms);
+        self.deliver(frame, now_ms);
+        self.expected_sequence += 1;
+        while let Some(next) = self.buffered.remove(&self.expected_sequence) {
+            self.deliver(next, now_ms);
+            self.expected_sequence += 1;
+        }
+    }
+
+    fn deliver(&mut self, frame: Frame, now_ms: u64) {
+        if self.role == Role::Client && !self.agent_ready {
+            self.agent_ready = true;
+            while let Some((payload_type, payload)) = self.queued_input.pop_front() {
+                self.send_stream(payload_type, payload, now_ms);
+            }
+        }
+        let event = match (self.role, frame.kind()) {
+            (Role::Client, PayloadType::Output) => Event::Output(frame.payload),
+            (Role::Client, PayloadType::HandshakeRequest) => match serde_json::from_slice(&frame.payload) {
+                Ok(request) => Event::HandshakeRequest(request),
+                Err(_) => Event::Other { payload_type: frame.payload_type, payload: frame.payload },
+            },
+            (Role::Client, PayloadType::HandshakeComplete) => {
+                let complete: HandshakeComplete = serde_json::from_slice(&frame.payload)
+                    .unwrap_or(HandshakeComplete { handshake_time_to_complete: 0, customer_message: String::new() });
+                if let Some(size) = self.size {
+                    let payload = serde_json::to_vec(&size).expect("size serialises");
+                    self.send_stream(PayloadType::Size, payload, now_ms);
+                }
+                Event::HandshakeComplete(complete)
+            }
+            (Role::Agent, PayloadType::Output) => Event::Input(frame.payload),
+            (Role::Agent, PayloadType::Size) => match serde_json::from_slice(&frame.payload) {
+                Ok(size) => Event::Resize(size),
+                Err(_) => Event::Other { payload_type: frame.payload_type, payload: frame.payload },
+            },
+            _ => Event::Other { payload_type: frame.payload_type, payload: frame.payload },
+        };
+        self.events.push_back(event);
+    }
+
+    fn acknowledge(&mut self, frame: &Frame, now_ms: u64) {
+        let ack = Acknowledge {
+            message_type: frame.message_type.clone(),
+            message_id: frame.message_id_string(),
+            sequence_number: frame.sequence_number,
+            is_sequential: true,
+        };
+        let payload = serde_json::to_vec(&ack).expect("ack serialises");
+        let reply = Frame::new(message_type::ACKNOWLEDGE, 0, 3, (self.ids)(), now_ms.max(1), 0, payload);
+        self.emit(reply.encode().expect("fresh ids are never nil"));
+    }
+
+    fn emit(&mut self, bytes: Vec<u8>) {
+        if self.paused {
+            self.held.push_back(bytes);
+        } else {
+            self.transmit.push_back(bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::ssm::frame::Frame;
+
+    fn counter_ids(start: u8) -> IdSource {
+        let mut n = 0u64;
+        Box::new(move || {
+            n += 1;
+            let mut id = [start; 16];
+            id[8..].copy_from_slice(&n.to_be_bytes());
+            id
+        })
+    }
+
+    fn pair() -> (Session, Session) {
+        (Session::new(Role::Client, counter_ids(1)), Session::new(Role::Agent, counter_ids(2)))
+    }
+
+    /// Move every pending frame from `from` to `to`; returns how many moved.
+    fn pump(from: &mut Session, to: &mut Session, now: u64) -> usize {
+        let mut moved = 0;
+        while let Some(bytes) = from.poll_transmit() {
+            to.receive(&bytes, now);
+            moved += 1;
+        }
+        moved
+    }
+
+    fn outputs(session: &mut Session) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(event) = session.poll_event() {
+            match event {
+                Event::Output(bytes) | Event::Input(bytes) => out.extend(bytes),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn decoded(bytes: &[u8]) -> Frame {
+        Frame::decode(bytes).unwrap()
+    }
+
+    #[test]
+    fn rto_update_matches_the_upstream_vector() {
+        let mut rtt = RttEstimator::default();
+        rtt.update(140.0);
+        assert_eq!(rtt, RttEstimator { srtt_ms: 105.0, rttvar_ms: 10.0, rto_ms: 145.0 });
+    }
+
+    #[test]
+    fn rto_is_capped_at_one_second() {
+        let mut rtt = RttEstimator::default();
+        rtt.update(5000.0);
+        assert_eq!(rtt.rto_ms, 1000.0);
+    }
+
+    #[test]
+    fn client_holds_input_and_size_until_the_agent_speaks() {
+        let (mut client, mut agent) = pair();
+        client.set_size(TerminalSize { cols: 80, rows: 24 }, 1);
+        client.send_data(b"echo ok\r", 1);
+        assert!(client.poll_transmit().is_none());
+        assert_eq!(client.unacked(), 2);
+        agent.send_data(b"$ ", 2);
+        pump(&mut agent, &mut client, 3);
+        assert_eq!(outputs(&mut client), b"$ ");
+        let sent: Vec<Frame> = std::iter::from_fn(|| client.poll_transmit()).map(|b| decoded(&b)).collect();
+        let kinds: Vec<(&str, i64, u32)> =
+            sent.iter().map(|f| (f.message_type.as_str(), f.sequence_number, f.payload_type)).collect();
+        assert_eq!(
+            kinds,
+            [("acknowledge", 0, 0), ("input_stream_data", 0, 3), ("input_stream_data", 1, 1)],
+            "ack first, then Size (seq 0), then the keystrokes (seq 1)"
+        );
+        assert_eq!(sent[1].payload, br#"{"cols":80,"rows":24}"#);
+    }
+
+    #[test]
+    fn agent_flags_and_ack_shape() {
+        let (mut client, mut agent) = pair();
+        agent.send_data(b"a", 5);
+        agent.send_data(b"b", 5);
+        let first = decoded(&agent.poll_transmit().unwrap());
+        let second = decoded(&agent.poll_transmit().unwrap());
+        assert_eq!((first.sequence_number, first.flags), (0, 1));
+        assert_eq!((second.sequence_number, second.flags), (1, 0));
+        client.receive(&first.encode().unwrap(), 6);
+        let ack = decoded(&client.poll_transmit().unwrap());
+        assert_eq!((ack.message_type.as_str(), ack.sequence_number, ack.flags), ("acknowledge", 0, 3));
+        let body: Acknowledge = serde_json::from_slice(&ack.payload).unwrap();
+        assert_eq!(body.message_type, "output_stream_data");
+        assert_eq!(body.sequence_number, 0);
+        assert_eq!(body.message_id, first.message_id_string());
+        assert!(body.is_sequential);
+    }
+
+    #[test]
+    fn out_of_order_frames_are_buffered_and_delivered_in_order() {
+        let (mut client, mut agent) = pair();
+        for part in [b"one ".as_slice(), b"two ", b"three"] {
+            agent.send_data(part, 1);
+        }
+        let frames: Vec<Vec<u8>> = std::iter::from_fn(|| agent.poll_transmit()).collect();
+        for index in [2, 0, 1] {
+            client.receive(&frames[index], 2);
+        }
+        assert_eq!(outputs(&mut client), b"one two three");
+        let acks = std::iter::from_fn(|| client.poll_transmit()).count();
+        assert_eq!(acks, 3);
+        pump(&mut client, &mut agent, 3);
+    }
+
+    #[test]
+    fn duplicates_are_re_acked_but_delivered_once() {
+        let (mut client, mut agent) = pair();
+        agent.send_data(b"x", 1);
+        let frame = agent.poll_transmit().unwrap();
+        client.receive(&frame, 2);
+        client.receive(&frame, 3);
+        assert_eq!(outputs(&mut client), b"x");
+        assert_eq!(std::iter::from_fn(|| client.poll_transmit()).count(), 2, "both copies are acked");
+    }
+
+    #[test]
+    fn lost_frames_are_resent_after_the_rto_and_acks_clear_them() {
+        let (mut client, mut agent) = pair();
+        agent.send_data(b"lost", 1_000);
+        let _dropped = agent.poll_transmit().unwrap();
+        assert_eq!(agent.next_timeout(), Some(1_200));
+        agent.handle_timeout(1_199);
+        assert!(agent.poll_transmit().is_none());
+        agent.handle_timeout(1_200);
+        assert_eq!(agent.resends(), 1);
+        pump(&mut agent, &mut client, 1_210);
+        assert_eq!(outputs(&mut client), b"lost");
+        pump(&mut client, &mut agent, 1_220);
+        assert_eq!(agent.unacked(), 0);
+        assert_eq!(agent.next_timeout(), None);
+        assert_eq!(agent.rtt().srtt_ms, 0.875 * 100.0 + 0.125 * 20.0);
+    }
+
+    #[test]
+    fn a_paused_agent_holds_output_until_started() {
+        let (mut client, mut agent) = pair();
+        let pause = Frame::new("pause_publication", 0, 0, [9; 16], 1, 0, vec![]).encode().unwrap();
+        let start = Frame::new("start_publication", 0, 0, [8; 16], 1, 0, vec![]).encode().unwrap();
+        agent.receive(&pause, 1);
+        agent.send_data(b"later", 2);
+        assert!(agent.poll_transmit().is_none());
+        agent.handle_timeout(10_000);
+        assert!(agent.poll_transmit().is_none(), "no resends while paused");
+        agent.receive(&start, 3);
+        pump(&mut agent, &mut client, 4);
+        assert_eq!(outputs(&mut client), b"later");
+        // A client ignores publication messages.
+        client.receive(&pause, 5);
+        client.send_data(b"k", 5);
+        assert!(client.poll_transmit().is_some());
+    }
+
+    #[test]
+    fn channel_closed_is_reported_with_its_output() {
+        let (mut client, _) = pair();
+        let body = br#"{"MessageId":"x","CreatedDate":1503434274948,"SessionId":"s","MessageType":"channel_closed","SchemaVersion":1,"Output":"boom"}"#;
+        let frame = Frame::new("channel_closed", 0, 0, [3; 16], 1, 0, body.to_vec()).encode().unwrap();
+        client.receive(&frame, 1);
+        assert!(client.is_closed());
+        match client.poll_event() {
+            Some(Event::ChannelClosed(closed)) => {
+                assert_eq!(closed.output, "boom");
+                assert_eq!(closed.created_date, "1503434274948");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn corrupt_frames_are_reported_and_not_acked() {
+        let (mut client, mut agent) = pair();
+        agent.send_data(b"x", 1);
+        let mut frame = agent.poll_transmit().unwrap();
+        let last = frame.len() - 1;
+        frame[last] ^= 1;
+        client.receive(&frame, 2);
+        assert_eq!(client.poll_event(), Some(Event::Invalid(FrameError::DigestMismatch)));
+        assert!(client.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn large_data_is_chunked() {
+        let (mut client, mut agent) = pair();
+        agent.send_data(&vec![b'a'; 2500], 1);
+        let sizes: Vec<usize> =
+            std::iter::from_fn(|| agent.poll_transmit()).map(|b| decoded(&b).payload.len()).collect();
+        assert_eq!(sizes, [1024, 1024, 452]);
+        let _ = &mut client;
+    }
+
+    proptest::proptest! {
+        /// Whatever the loss, duplication and order on the wire, the receiver gets every byte
+        /// exactly once and in order, given enough timer ticks.
+        #[test]
+        fn lossy_links_deliver_exactly_once_in_order(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 1..300), 1..40),
+            fate in proptest::collection::vec(0u8..10, 1..200),
+        ) {
+            let (mut client, mut agent) = pair();
+            let mut expected = Vec::new();
+            let mut now = 1u64;
+            for chunk in &chunks {
+                agent.send_data(chunk, now);
+                expected.extend_from_slice(chunk);
+            }
+            let mut received = Vec::new();
+            let mut fates = fate.iter().cycle();
+            let mut in_flight: Vec<Vec<u8>> = Vec::new();
+            for round in 0..400 {
+                // Faults for the first 200 rounds, then a clean link: delivery must complete.
+                let mut fate_now = || if round < 200 { fates.next().copied().unwrap_or(9) } else { 9 };
+                while let Some(bytes) = agent.poll_transmit() {
+                    match fate_now() {
+                        0 | 1 => {}                                   // dropped
+                        2 => { in_flight.push(bytes.clone()); in_flight.push(bytes); } // duplicated
+                        3 => in_flight.insert(0, bytes),               // reordered
+                        _ => in_flight.push(bytes),
+                    }
+                }
+                for bytes in in_flight.drain(..) {
+                    client.receive(&bytes, now);
+                }
+                received.extend(outputs(&mut client));
+                while let Some(ack) = client.poll_transmit() {
+                    if fate_now() != 0 {
+                        agent.receive(&ack, now);
+                    }
+                }
+                if agent.unacked() == 0 { break; }
+                now += 250;
+                agent.handle_timeout(now);
+            }
+            proptest::prop_assert_eq!(received, expected);
+        }
+
+        #[test]
+        fn arbitrary_input_never_panics(frames in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 0..20)) {
+            let (mut client, _) = pair();
+            for bytes in frames {
+                client.receive(&bytes, 1);
+            }
+        }
+    }
+}

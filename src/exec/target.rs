@@ -1,0 +1,71 @@
+//! Which container an exec goes to, and whether it can take one: the environment's single live
+//! task, the container by name, exec enabled on the task and its ExecuteCommandAgent RUNNING.
+
+use crate::aws::discovery::{self, LiveTask};
+use crate::config::Environment;
+use crate::error::{Error, Result};
+
+/// A container that is ready for ExecuteCommand.
+#[derive(Debug, Clone)]
+pub struct ExecTarget {
+    pub env: String,
+    pub cluster: String,
+    pub task: LiveTask,
+    pub container: String,
+}
+
+impl ExecTarget {
+    /// The Session Manager target id (`ecs:<cluster>_<task>_<runtime id>`), used for KMS.
+    pub fn ssm_target(&self) -> String {
+        let runtime = self
+            .task
+            .containers
+            .iter()
+            .find(|c| c.name == self.container)
+            .and_then(|c| c.runtime_id.clone())
+            .unwrap_or_default();
+        format!("ecs:{}_{}_{}", self.cluster, self.task.id, runtime)
+    }
+}
+
+/// Find the live task and check it can take an exec session.
+pub async fn resolve(ecs: &aws_sdk_ecs::Client, env: &Environment, container: Option<&str>) -> Result<ExecTarget> {
+    let task = discovery::the_live_task(ecs, env).await?;
+    let container = container.unwrap_or(&env.container).to_owned();
+    let Some(found) = task.containers.iter().find(|c| c.name == container) else {
+        let names: Vec<&str> = task.containers.iter().map(|c| c.name.as_str()).collect();
+        return Err(Error::usage(
+            format!("task {} has no container `{container}` (it has: {})", task.id, names.join(", ")),
+            "pass --container NAME, or set `container` for this environment in evoctl.toml",
+        ));
+    };
+    if task.last_status != "RUNNING" {
+        return Err(Error::exec(
+            format!("task {} is {}, not RUNNING", task.id, task.last_status),
+            format!("wait until it runs (`evoctl status {}`)", env.name),
+        ));
+    }
+    if !task.enable_execute_command {
+        return Err(Error::exec(
+            format!("ECS Exec is not enabled on task {} (enableExecuteCommand is false)", task.id),
+            format!(
+                "enable it on the service and replace the task: `aws ecs update-service --cluster {} --service {} --enable-execute-command --force-new-deployment`",
+                env.cluster, env.service
+            ),
+        ));
+    }
+    match found.exec_agent.as_deref() {
+        Some("RUNNING") => {}
+        status => {
+            return Err(Error::exec(
+                format!(
+                    "the ExecuteCommandAgent of {}/{container} is {}, not RUNNING",
+                    task.id,
+                    status.unwrap_or("missing")
+                ),
+                "wait a few seconds after the task starts; if it stays so, check the task role's ssmmessages permissions and `evoctl doctor`",
+            ));
+        }
+    }
+    Ok(ExecTarget { env: env.name.clone(), cluster: env.cluster.clone(), task, container })
+}

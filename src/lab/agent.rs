@@ -1,0 +1,434 @@
+//! The lab's data plane: the message gateway's websocket endpoint and an ExecuteCommandAgent
+//! per session, speaking the real protocol with the shared [`Session`] state machine.
+//!
+//! The agent checks the token, splits the command shell-word style and runs it without a shell
+//! under a real pty, with the task definition's container environment, a work dir standing in
+//! for `/evolution` and a PATH that has `node` and `sh` but no curl or wget. It waits
+//! `--agent-delay-ms` before reading (the real agent waits 1 s), sends at most 1024-byte output
+//! frames cut at UTF-8 boundaries, acks and resends, and closes with `channel_closed`. Faults
+//! from `/_lab/faults` act on the wire: loss, duplication, reordering, delayed acks, paused
+//! publication and a dropped socket (the session survives it and can be resumed).
+
+use super::server::{Faults, Shared};
+use super::state::now_ms;
+use crate::exec::ssm::frame::{Frame, message_type};
+use crate::exec::ssm::messages::{ChannelClosed, OpenDataChannel};
+use crate::exec::ssm::{Event, Role, Session};
+use axum::extract::ws::{Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use indexmap::IndexMap;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// Tools the stand-in container has on its PATH (BusyBox-like; deliberately no curl or wget).
+const CONTAINER_TOOLS: &[&str] =
+    &["node", "sh", "cat", "ls", "env", "echo", "printf", "sleep", "true", "false", "id", "uname", "head", "tr"];
+
+/// What ExecuteCommand granted: everything the agent needs to run the session.
+#[derive(Debug, Clone)]
+pub struct ExecGrant {
+    pub session_id: String,
+    pub token: String,
+    pub task_id: String,
+    pub command: String,
+    pub environment: IndexMap<String, String>,
+}
+
+/// Data-plane settings.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub agent_delay: Duration,
+    /// Holds `bin/` (the container PATH) and `tasks/<id>/evolution` work dirs.
+    pub root: PathBuf,
+}
+
+/// The sessions of one lab.
+pub struct AgentHub {
+    options: AgentOptions,
+    sessions: Mutex<HashMap<String, Arc<AgentSession>>>,
+}
+
+struct AgentSession {
+    grant: ExecGrant,
+    /// Frames for the client, through whichever socket is attached now.
+    socket: Mutex<Option<mpsc::UnboundedSender<WireOut>>>,
+    /// Frames from the client.
+    inbound: mpsc::UnboundedSender<Vec<u8>>,
+    inbound_rx: Mutex<Option<mpsc::UnboundedReceiver<Vec<u8>>>>,
+    frames_sent: Mutex<u64>,
+    disconnected_once: Mutex<bool>,
+}
+
+enum WireOut {
+    Frame(Vec<u8>),
+    Close,
+}
+
+impl AgentHub {
+    pub fn new(options: AgentOptions) -> std::io::Result<AgentHub> {
+        let bin = options.root.join("bin");
+        std::fs::create_dir_all(&bin)?;
+        for tool in CONTAINER_TOOLS {
+            if let Some(path) = which(tool) {
+                let link = bin.join(tool);
+                let _ = std::fs::remove_file(&link);
+                std::os::unix::fs::symlink(path, link)?;
+            }
+        }
+        Ok(AgentHub { options, sessions: Mutex::new(HashMap::new()) })
+    }
+
+    /// The PATH the stand-in container has.
+    pub fn container_path(&self) -> String {
+        self.options.root.join("bin").display().to_string()
+    }
+
+    /// Serve one websocket: check the token, attach it to its session (new or resumed).
+    pub async fn serve_socket(self: Arc<Self>, shared: Arc<Shared>, session_id: String, socket: WebSocket) {
+        let (mut sink, mut stream) = socket.split();
+        let first = tokio::time::timeout(Duration::from_secs(30), stream.next()).await;
+        let token = match first {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                serde_json::from_str::<OpenDataChannel>(&text).ok().map(|o| o.token_value)
+            }
+            _ => None,
+        };
+        let grant = shared.account.lock().expect("lab lock").exec_sessions.get(&session_id).cloned();
+        let Some(grant) = grant.filter(|g| Some(&g.token) == token.as_ref()) else {
+            tracing::debug!(session = %session_id, "bad or missing token; closing");
+            let _ = sink.send(Message::Close(None)).await;
+            return;
+        };
+        let session = {
+            let mut sessions = self.sessions.lock().expect("lab lock");
+            match sessions.get(&session_id) {
+                Some(existing) => Arc::clone(existing),
+                None => {
+                    let (inbound, inbound_rx) = mpsc::unbounded_channel();
+                    let created = Arc::new(AgentSession {
+                        grant,
+                        socket: Mutex::new(None),
+                        inbound,
+                        inbound_rx: Mutex::new(Some(inbound_rx)),
+                        frames_sent: Mutex::new(0),
+                        disconnected_once: Mutex::new(false),
+                    });
+                    sessions.insert(session_id.clone(), Arc::clone(&created));
+                    let hub = Arc::clone(&self);
+                    let runner = Arc::clone(&created);
+                    let shared_for_agent = Arc::clone(&shared);
+                    tokio::spawn(async move { hub.run_agent(shared_for_agent, runner).await });
+                    created
+                }
+            }
+        };
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<WireOut>();
+        *session.socket.lock().expect("lab lock") = Some(out_tx);
+        let writer = tokio::spawn(async move {
+            while let Some(item) = out_rx.recv().await {
+                match item {
+                    WireOut::Frame(bytes) => {
+                        if sink.send(Message::Binary(bytes.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    WireOut::Close => {
+                        let _ = sink.send(Message::Close(None)).await;
+                        break;
+                    }
+                }
+            }
+        });
+        while let Some(Ok(message)) = stream.next().await {
+            let bytes = match message {
+                Message::Binary(bytes) => bytes.to_vec(),
+                Message::Text(text) => text.as_bytes().to_vec(),
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            let faults = shared.faults.lock().expect("lab lock").clone();
+            if faults.drop_rate > 0.0 && shared.roll() < faults.drop_rate {
+                continue;
+            }
+            let is_ack = Frame::decode(&bytes).map(|f| f.message_type == message_type::ACKNOWLEDGE).unwrap_or(false);
+            if is_ack && faults.ack_delay_ms > 0 {
+                let inbound = session.inbound.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(faults.ack_delay_ms)).await;
+                    let _ = inbound.send(bytes);
+                });
+            } else {
+                let _ = session.inbound.send(bytes);
+            }
+        }
+        writer.abort();
+    }
+
+    async fn run_agent(self: Arc<Self>, shared: Arc<Shared>, agent: Arc<AgentSession>) {
+        let id = agent.grant.session_id.clone();
+        let result = self.agent_loop(&shared, &agent).await;
+        if let Err(err) = &result {
+            tracing::debug!(session = %id, %err, "agent session failed");
+        }
+        let output = result.err().map(|e| format!("\n----------ERROR-------\n{e}\n")).unwrap_or_default();
+        let closed = ChannelClosed {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            created_date: now_ms().to_string(),
+            destination_id: id.clone(),
+            session_id: id.clone(),
+            message_type: message_type::CHANNEL_CLOSED.into(),
+            schema_version: 1,
+            output,
+        };
+        let frame = Frame::new(
+            message_type::CHANNEL_CLOSED,
+            0,
+            0,
+            *uuid::Uuid::new_v4().as_bytes(),
+            now_ms(),
+            0,
+            serde_json::to_vec(&closed).expect("serialises"),
+        );
+        if let Some(socket) = agent.socket.lock().expect("lab lock").as_ref() {
+            let _ = socket.send(WireOut::Frame(frame.encode().expect("fresh id")));
+            let _ = socket.send(WireOut::Close);
+        }
+        self.sessions.lock().expect("lab lock").remove(&id);
+        shared.account.lock().expect("lab lock").exec_sessions.shift_remove(&id);
+    }
+
+    async fn agent_loop(&self, shared: &Arc<Shared>, agent: &Arc<AgentSession>) -> Result<(), String> {
+        let mut inbound = agent.inbound_rx.lock().expect("lab lock").take().ok_or("session started twice")?;
+        let words = shlex::split(&agent.grant.command).ok_or("Failed to parse commands input")?;
+        let words = if words.is_empty() { vec!["sh".to_owned()] } else { words };
+        let workdir = self.options.root.join("tasks").join(&agent.grant.task_id).join("evolution");
+        std::fs::create_dir_all(&workdir).map_err(|e| e.to_string())?;
+        let (pty, pts) = pty_process::open().map_err(|e| format!("pty: {e}"))?;
+        pty.resize(pty_process::Size::new(24, 80)).map_err(|e| format!("pty: {e}"))?;
+        let mut environment = agent.grant.environment.clone();
+        environment.insert("PATH".into(), self.container_path());
+        environment.insert("TERM".into(), "xterm-256color".into());
+        environment.entry("LANG".into()).or_insert_with(|| "C.UTF-8".into());
+        environment.insert("HOME".into(), workdir.display().to_string());
+        // Resolve the program on the container PATH, as exec would inside the container.
+        let program = if words[0].contains('/') {
+            PathBuf::from(&words[0])
+        } else {
+            self.options.root.join("bin").join(&words[0])
+        };
+        let mut child = pty_process::Command::new(&program)
+            .args(&words[1..])
+            .env_clear()
+            .envs(environment)
+            .current_dir(&workdir)
+            .kill_on_drop(true)
+            .spawn(pts)
+            .map_err(|e| format!("exec: \"{}\": executable file not found in $PATH ({e})", words[0]))?;
+        let mut session = Session::with_random_ids(Role::Agent);
+        let mut wire = Wire;
+        tokio::time::sleep(self.options.agent_delay).await;
+        let (mut reader, mut writer) = pty.into_split();
+        let mut buffer = [0u8; 1024];
+        let mut carry: Vec<u8> = Vec::new();
+        let mut output_done = false;
+        let mut exited = false;
+        let mut drain_deadline: Option<tokio::time::Instant> = None;
+        let mut pause_until: Option<tokio::time::Instant> = None;
+        loop {
+            // Flush what the session queued, through the faulty wire.
+            let faults = shared.faults.lock().expect("lab lock").clone();
+            let mut batch = Vec::new();
+            while let Some(bytes) = session.poll_transmit() {
+                batch.push(bytes);
+            }
+            for bytes in wire.shape(batch, &faults, shared) {
+                self.send_frame(shared, agent, &faults, &mut session, &mut pause_until, bytes);
+            }
+            while let Some(event) = session.poll_event() {
+                match event {
+                    Event::Input(bytes) => {
+                        let _ = writer.write_all(&bytes).await;
+                    }
+                    Event::Resize(size) => {
+                        let _ = writer.resize(pty_process::Size::new(size.rows as u16, size.cols as u16));
+                    }
+                    _ => {}
+                }
+            }
+            if output_done && exited {
+                if session.unacked() == 0 {
+                    return Ok(());
+                }
+                let deadline =
+                    *drain_deadline.get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_secs(2));
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(());
+                }
+            }
+            let timer = session
+                .next_timeout()
+                .map(|at| tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
+            let resume_at = pause_until;
+            tokio::select! {
+                read = reader.read(&mut buffer), if !output_done => match read {
+                    Ok(0) | Err(_) => {
+                        if !carry.is_empty() {
+                            session.send_data(&std::mem::take(&mut carry), now_ms());
+                        }
+                        output_done = true;
+                    }
+                    Ok(n) => {
+                        carry.extend_from_slice(&buffer[..n]);
+                        let cut = utf8_boundary(&carry);
+                        let ready: Vec<u8> = carry.drain(..cut).collect();
+                        if !ready.is_empty() {
+                            session.send_data(&ready, now_ms());
+                        }
+                    }
+                },
+                status = child.wait(), if !exited => {
+                    tracing::debug!(?status, "lab exec process exited");
+                    exited = true;
+                }
+                frame = inbound.recv() => match frame {
+                    Some(bytes) => session.receive(&bytes, now_ms()),
+                    None => return Ok(()),
+                },
+                _ = sleep_until_opt(timer) => session.handle_timeout(now_ms()),
+                _ = sleep_until_opt(resume_at) => {
+                    pause_until = None;
+                    let start = publication(message_type::START_PUBLICATION);
+                    session.receive(&start, now_ms());
+                    if let Some(socket) = agent.socket.lock().expect("lab lock").as_ref() {
+                        let _ = socket.send(WireOut::Frame(start));
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+
+    /// Put one agent frame on the wire, applying the gateway's pause and disconnect faults.
+    fn send_frame(
+        &self,
+        shared: &Shared,
+        agent: &AgentSession,
+        faults: &Faults,
+        session: &mut Session,
+        pause_until: &mut Option<tokio::time::Instant>,
+        bytes: Vec<u8>,
+    ) {
+        let socket = agent.socket.lock().expect("lab lock").clone();
+        let Some(socket) = socket else { return };
+        let is_output =
+            Frame::decode(&bytes).map(|f| f.message_type == message_type::OUTPUT_STREAM_DATA).unwrap_or(false);
+        let sent = {
+            let mut count = agent.frames_sent.lock().expect("lab lock");
+            if is_output {
+                *count += 1;
+            }
+            *count
+        };
+        let _ = socket.send(WireOut::Frame(bytes));
+        if !is_output {
+            return;
+        }
+        if faults.pause_after_frames == Some(sent) && faults.pause_ms > 0 {
+            let pause = publication(message_type::PAUSE_PUBLICATION);
+            session.receive(&pause, now_ms());
+            let _ = socket.send(WireOut::Frame(pause));
+            *pause_until = Some(tokio::time::Instant::now() + Duration::from_millis(faults.pause_ms));
+        }
+        if faults.disconnect_after_frames == Some(sent) {
+            let mut once = agent.disconnected_once.lock().expect("lab lock");
+            if !*once {
+                *once = true;
+                let _ = socket.send(WireOut::Close);
+                *agent.socket.lock().expect("lab lock") = None;
+                let _ = shared;
+            }
+        }
+    }
+}
+
+fn publication(kind: &str) -> Vec<u8> {
+    Frame::new(kind, 0, 0, *uuid::Uuid::new_v4().as_bytes(), now_ms(), 0, Vec::new()).encode().expect("fresh id")
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Loss, duplication and reordering of agent frames.
+struct Wire;
+
+impl Wire {
+    fn shape(&mut self, batch: Vec<Vec<u8>>, faults: &Faults, shared: &Shared) -> Vec<Vec<u8>> {
+        let mut out = Vec::with_capacity(batch.len());
+        for bytes in batch {
+            if faults.drop_rate > 0.0 && shared.roll() < faults.drop_rate {
+                continue;
+            }
+            if faults.duplicate_rate > 0.0 && shared.roll() < faults.duplicate_rate {
+                out.push(bytes.clone());
+            }
+            out.push(bytes);
+        }
+        if faults.reorder_window > 1 {
+            for window in out.chunks_mut(faults.reorder_window) {
+                for i in (1..window.len()).rev() {
+                    let j = (shared.roll() * (i + 1) as f64) as usize;
+                    window.swap(i, j.min(i));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// How many leading bytes end on a UTF-8 character boundary (an incomplete trailing sequence of
+/// up to 3 bytes is held back, as the real agent does).
+fn utf8_boundary(bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    for back in 1..=3.min(len) {
+        let byte = bytes[len - back];
+        if byte & 0b1100_0000 == 0b1000_0000 {
+            continue;
+        }
+        let needed = match byte {
+            b if b & 0b1000_0000 == 0 => 1,
+            b if b & 0b1110_0000 == 0b1100_0000 => 2,
+            b if b & 0b1111_0000 == 0b1110_0000 => 3,
+            b if b & 0b1111_1000 == 0b1111_0000 => 4,
+            _ => return len,
+        };
+        return if back < needed { len - back } else { len };
+    }
+    len
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| PathBuf::from(dir).join(tool)).find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utf8_boundary;
+
+    #[test]
+    fn incomplete_utf8_is_held_back() {
+        assert_eq!(utf8_boundary(b"abc"), 3);
+        assert_eq!(utf8_boundary("é".as_bytes()), 2);
+        assert_eq!(utf8_boundary(&"é".as_bytes()[..1]), 0);
+        assert_eq!(utf8_boundary(&"a€".as_bytes()[..3]), 1);
+        assert_eq!(utf8_boundary(&"a😀".as_bytes()[..4]), 1);
+        assert_eq!(utf8_boundary("a😀".as_bytes()), 5);
+    }
+}

@@ -1,0 +1,227 @@
+//! `evoctl exec` / `evoctl node` over the native data channel against the lab's agent: exact
+//! output, the remote exit status, faults on the wire, a dropped socket, the watchdog, and no
+//! session token anywhere.
+
+use crate::support::{Lab, text, wait_until};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::process::Stdio;
+use std::time::Duration;
+
+/// A node program writing `bytes` of random base64 to stdout, then its SHA-256 to stderr.
+fn random_writer(bytes: usize) -> String {
+    format!(
+        "const c=require('crypto');const h=c.createHash('sha256');let n=0;\
+         function w(){{while(n<{bytes}){{const b=c.randomBytes(48*1024).toString('base64').slice(0,{bytes}-n);\
+         n+=b.length;h.update(b);if(!process.stdout.write(b))return process.stdout.once('drain',w);}}\
+         process.stderr.write(h.digest('hex'));}}w();"
+    )
+}
+
+fn assert_checksummed(output: &std::process::Output, bytes: usize) {
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", text(&output.stderr));
+    assert_eq!(output.stdout.len(), bytes);
+    assert_eq!(
+        hex::encode(Sha256::digest(&output.stdout)),
+        text(&output.stderr),
+        "output differs from what was written"
+    );
+}
+
+#[test]
+fn exec_prints_exactly_the_output_and_returns_the_remote_status() {
+    let lab = Lab::start("seed");
+    // stdin at /dev/null and no tty, as in CI.
+    let output = lab
+        .evoctl_process()
+        .args(["exec", "production", "--", "node", "-e", "process.stdout.write('hi'); process.exit(3)"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "hi");
+    assert_eq!(text(&output.stderr), "");
+
+    let output =
+        lab.evoctl().args(["exec", "production", "--", "sh", "-c", "echo out; echo err >&2; exit 5"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(5));
+    assert_eq!(text(&output.stdout), "out\n");
+    assert_eq!(text(&output.stderr), "err\n");
+}
+
+#[test]
+fn the_command_runs_without_a_shell_in_the_containers_environment() {
+    let lab = Lab::start("seed");
+    let output = lab
+        .evoctl()
+        .args(["exec", "production", "--", "node", "-e"])
+        .arg("console.log(process.env.SERVER_URL, process.cwd().endsWith('/evolution'), require('fs').existsSync(require('path').join(process.env.PATH,'curl')))")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "https://evolution.alinhou.example true false\n");
+
+    let output = lab.evoctl().args(["exec", "production", "--", "curl", "-s", "http://x"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(127));
+    assert!(text(&output.stderr).contains("evoctl: curl: spawn curl ENOENT"), "{}", text(&output.stderr));
+}
+
+#[test]
+fn eight_mib_survive_loss_duplication_and_reordering() {
+    let lab = Lab::start("seed");
+    lab.control("POST", "/faults", Some(&json!({"drop_rate": 0.1, "duplicate_rate": 0.05, "reorder_window": 8})));
+    let size = 8 * 1024 * 1024;
+    let output = lab.evoctl().args(["exec", "production", "--", "node", "-e", &random_writer(size)]).output().unwrap();
+    assert_checksummed(&output, size);
+}
+
+#[test]
+fn a_dropped_socket_is_resumed_and_the_output_is_complete() {
+    let lab = Lab::start("seed");
+    lab.control("POST", "/faults", Some(&json!({"disconnect_after_frames": 40, "ack_delay_ms": 20})));
+    let size = 512 * 1024;
+    let output = lab
+        .evoctl()
+        .args(["-v", "exec", "production", "--timeout", "60", "--", "node", "-e", &random_writer(size)])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(output.stdout.len(), size);
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("data channel dropped; resuming"), "{stderr}");
+    let digest = stderr.lines().find(|l| l.len() >= 64 && l[..64].chars().all(|c| c.is_ascii_hexdigit())).unwrap();
+    assert_eq!(&digest[..64], hex::encode(Sha256::digest(&output.stdout)));
+    assert!(lab.journal().iter().any(|e| e["action"] == "ResumeSession"));
+}
+
+#[test]
+fn paused_publication_and_delayed_acks_only_slow_things_down() {
+    let lab = Lab::start("seed");
+    lab.control(
+        "POST",
+        "/faults",
+        Some(&json!({"pause_after_frames": 20, "pause_ms": 300, "ack_delay_ms": 40, "drop_rate": 0.3})),
+    );
+    let size = 256 * 1024;
+    let output = lab.evoctl().args(["exec", "production", "--", "node", "-e", &random_writer(size)]).output().unwrap();
+    assert_checksummed(&output, size);
+}
+
+#[test]
+fn node_runs_inline_and_large_scripts() {
+    let lab = Lab::start("seed");
+    let output = lab.evoctl().args(["node", "production", "-e", "console.log(6*7)"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "42\n");
+
+    // Over the command-string budget: the script travels over stdin instead.
+    let script = format!("const pad = '{}';\nconsole.log(pad.length); process.exit(4);\n", "x".repeat(20_000));
+    let path = lab.dir.path().join("big.js");
+    std::fs::write(&path, script).unwrap();
+    let output = lab.evoctl().args(["node", "production"]).arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "20000\n");
+    let commands: Vec<String> = lab
+        .journal()
+        .iter()
+        .filter(|e| e["action"] == "ExecuteCommand")
+        .map(|e| e["parameters"]["command"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(commands.len(), 2);
+    assert!(commands.iter().all(|c| c.len() < 6 * 1024 && c.starts_with("node -e ")), "{commands:?}");
+}
+
+#[test]
+fn exec_failures_are_125_with_the_reason_and_fix() {
+    let lab = Lab::start("seed");
+    let output = lab.evoctl().args(["exec", "staging", "--", "node", "-v"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    assert!(text(&output.stderr).starts_with("error: no live task for staging"), "{}", text(&output.stderr));
+
+    lab.control("POST", "/faults", Some(&json!({"agent_not_connected": true})));
+    let output = lab.evoctl().args(["exec", "production", "--", "node", "-v"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("is not connected (The execute command failed due to an internal error. Try again later.)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("fix: retry in a few seconds; if it persists run `evoctl doctor production`"), "{stderr}");
+
+    lab.control("POST", "/faults", Some(&json!({"exec_disabled": true})));
+    let output = lab.evoctl().args(["exec", "production", "--", "node", "-v"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    assert!(
+        text(&output.stderr)
+            .contains("ExecuteCommand was refused: The execute command failed because execute command was not enabled"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn a_timeout_and_a_stopping_task_end_the_session_clearly() {
+    let lab = Lab::start("seed");
+    let started = std::time::Instant::now();
+    let output = lab.evoctl().args(["exec", "production", "--timeout", "1", "--", "sleep", "20"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    assert!(
+        text(&output.stderr).starts_with("error: the exec session did not finish within 1s"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let mut child = lab
+        .evoctl_process()
+        .args(["exec", "production", "--", "sleep", "30"])
+        .env("EVOCTL_WATCHDOG_MS", "100")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(20), "the exec session to start", || {
+        lab.journal().iter().any(|e| e["action"] == "ExecuteCommand").then_some(())
+    });
+    let output = crate::awscli::aws(&lab)
+        .args([
+            "ecs",
+            "update-service",
+            "--cluster",
+            "alinhou-production",
+            "--service",
+            "EvolutionService",
+            "--desired-count",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let status = wait_until(Duration::from_secs(20), "evoctl to end", || child.try_wait().unwrap());
+    assert_eq!(status.code(), Some(125));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("while the exec session was running"), "{stderr}");
+    assert!(stderr.contains("fix: the task was replaced or stopped"), "{stderr}");
+}
+
+#[test]
+fn no_session_token_appears_in_output_logs_or_the_journal() {
+    let lab = Lab::start("seed");
+    lab.control("POST", "/faults", Some(&json!({"disconnect_after_frames": 5})));
+    let output = lab
+        .evoctl()
+        .args(["-vvv", "exec", "production", "--", "node", "-e", &random_writer(64 * 1024)])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let tokens = lab.control("GET", "/tokens", None);
+    let tokens: Vec<&str> = tokens.as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(tokens.len(), 2, "one from ExecuteCommand, one from ResumeSession");
+    let journal = serde_json::to_string(&lab.journal()).unwrap();
+    for token in tokens {
+        assert!(!text(&output.stdout).contains(token));
+        assert!(!text(&output.stderr).contains(token));
+        assert!(!journal.contains(token));
+    }
+}
