@@ -34,7 +34,10 @@ pub fn main_entry() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    match runtime.block_on(commands::run(cli, printer.clone())) {
+    let result = runtime.block_on(commands::run(cli, printer.clone()));
+    // A blocked stdin read (shell, plugin input) must not hold the process open.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             printer.error(&err);

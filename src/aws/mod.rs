@@ -24,6 +24,7 @@ pub struct AwsSettings {
 #[derive(Debug, Clone)]
 pub struct Aws {
     config: SdkConfig,
+    profile: Option<String>,
 }
 
 impl Aws {
@@ -49,12 +50,24 @@ impl Aws {
             endpoint_override = config.endpoint_url(),
             "AWS configuration loaded"
         );
-        Ok(Aws { config })
+        Ok(Aws { config, profile: settings.profile.clone() })
     }
 
     /// The region requests go to.
     pub fn region(&self) -> &str {
         self.config.region().map(Region::as_ref).unwrap_or_default()
+    }
+
+    /// The profile named by flag or config file, if any.
+    pub fn profile(&self) -> Option<&str> {
+        self.profile.as_deref()
+    }
+
+    /// The ECS endpoint in use (an override, or the regional default).
+    pub fn ecs_endpoint(&self) -> String {
+        let override_url =
+            std::env::var("AWS_ENDPOINT_URL_ECS").ok().or_else(|| self.config.endpoint_url().map(str::to_owned));
+        override_url.unwrap_or_else(|| format!("https://ecs.{}.amazonaws.com", self.region()))
     }
 
     pub fn ecs(&self) -> aws_sdk_ecs::Client {

@@ -6,7 +6,7 @@ use super::Context;
 use crate::cli::{Backend, ExecArgs, ExecTarget as TargetArgs, NodeArgs};
 use crate::error::{Error, Result};
 use crate::exec::envelope::{MAX_COMMAND_BYTES, RunSpec};
-use crate::exec::run::{OutputSink, RunOptions};
+use crate::exec::run::{OutputSink, RunOptions, Transport};
 use crate::exec::target;
 use crate::exit;
 use crate::output::Printer;
@@ -47,12 +47,6 @@ pub async fn node(context: &Context, args: &NodeArgs) -> u8 {
 }
 
 async fn run(context: &Context, target_args: &TargetArgs, spec: RunSpec) -> Result<i32> {
-    if target_args.backend == Backend::AwsCli {
-        return Err(Error::usage(
-            "--backend aws-cli is not implemented yet",
-            "use the default native backend (no session-manager-plugin needed)",
-        ));
-    }
     let config = context.config()?;
     let env = config.environment(&target_args.env)?;
     let aws = context.aws(&config).await?;
@@ -60,6 +54,10 @@ async fn run(context: &Context, target_args: &TargetArgs, spec: RunSpec) -> Resu
     let options = RunOptions {
         timeout: Duration::from_secs(target_args.timeout),
         watchdog_every: Duration::from_millis(target_args.watchdog_ms.max(100)),
+        transport: match target_args.backend {
+            Backend::Native => Transport::Native,
+            Backend::AwsCli => Transport::Plugin,
+        },
     };
     crate::exec::run::run(&aws, &target, &spec, &options, &mut Passthrough(&context.printer)).await
 }

@@ -5,6 +5,7 @@
 
 mod exec;
 mod init;
+mod shell;
 mod status;
 mod task;
 
@@ -46,6 +47,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Task(args) => task::run(&context, &args).await,
         Command::Exec(args) => Ok(exec::exec(&context, &args).await),
         Command::Node(args) => Ok(exec::node(&context, &args).await),
+        Command::Shell(args) => shell::run(&context, &args).await,
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut buffer = Vec::new();

@@ -7,6 +7,9 @@
 
 pub mod envelope;
 pub mod native;
+pub mod noise;
+pub mod plugin;
 pub mod run;
 pub mod ssm;
 pub mod target;
+pub mod terminal;

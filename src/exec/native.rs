@@ -45,10 +45,10 @@ pub struct SessionEnd {
 }
 
 /// The session credentials ExecuteCommand returned.
-struct Grant {
-    session_id: String,
-    stream_url: String,
-    token: String,
+pub(crate) struct Grant {
+    pub session_id: String,
+    pub stream_url: String,
+    pub token: String,
 }
 
 impl std::fmt::Debug for Grant {
@@ -168,7 +168,7 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-async fn execute_command(ecs: &aws_sdk_ecs::Client, target: &ExecTarget, command: &str) -> Result<Grant> {
+pub(crate) async fn execute_command(ecs: &aws_sdk_ecs::Client, target: &ExecTarget, command: &str) -> Result<Grant> {
     let out = ecs
         .execute_command()
         .cluster(&target.cluster)

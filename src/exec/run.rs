@@ -4,6 +4,7 @@
 
 use super::envelope::{Envelope, EnvelopeParser, Piece, RunSpec};
 use super::native::{self, Input, SessionOptions};
+use super::plugin;
 use super::ssm::messages::TerminalSize;
 use super::target::ExecTarget;
 use crate::aws::Aws;
@@ -33,11 +34,21 @@ impl OutputSink for Collected {
     }
 }
 
+/// Which transport carries the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// evoctl's own data-channel client.
+    Native,
+    /// The official session-manager-plugin, run the way the AWS CLI runs it.
+    Plugin,
+}
+
 /// Options for one run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub timeout: Duration,
     pub watchdog_every: Duration,
+    pub transport: Transport,
 }
 
 /// Run `spec` in the target's container; returns the remote exit status.
@@ -57,7 +68,16 @@ pub async fn run(
         watchdog_every: options.watchdog_every,
         size: TerminalSize { cols: 200, rows: 50 },
     };
-    let transport = native::run(aws, target, &envelope.command, input_rx, output_tx, &session_options);
+    let transport = async {
+        match options.transport {
+            Transport::Native => {
+                native::run(aws, target, &envelope.command, input_rx, output_tx, &session_options).await
+            }
+            Transport::Plugin => {
+                plugin::run(aws, target, &envelope.command, input_rx, output_tx, &session_options).await
+            }
+        }
+    };
     let mut parser = EnvelopeParser::new(&envelope.nonce);
     let mut stdin = spec.stdin.as_ref().map(|data| Envelope::stdin_payload(data));
     let consume = async {

@@ -21,6 +21,11 @@ enum LabCommand {
     Serve(ServeArgs),
     /// List the built-in scenarios
     Scenarios,
+    /// Act as a stand-in session-manager-plugin (same arguments and output)
+    FakePlugin {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Print `export NAME=VALUE` lines for a running lab's environment (for `eval`)
     Env {
         /// The lab's ready file
@@ -78,6 +83,15 @@ pub fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        LabCommand::FakePlugin { args } => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => {
+                let code = runtime.block_on(super::fake_plugin::main(args));
+                // A blocked stdin read must not keep the process alive (the real plugin exits).
+                runtime.shutdown_background();
+                code
+            }
+            Err(_) => ExitCode::SUCCESS,
+        },
         LabCommand::Env { ready_file } => match read_env(&ready_file) {
             Ok(lines) => {
                 print!("{lines}");

@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod fake_plugin;
 pub mod scenario;
 pub mod server;
 pub mod services;

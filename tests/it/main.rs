@@ -7,5 +7,7 @@ mod config;
 mod exec;
 mod lab;
 mod moto;
+mod plugin;
+mod shell;
 mod status;
 mod support;

@@ -94,6 +94,13 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // Every test's lab: no session token ever reaches the journal (what CloudTrail records).
+        if !std::thread::panicking() && self.child.try_wait().ok().flatten().is_none() {
+            let journal = serde_json::to_string(&self.journal()).expect("journal serialises");
+            for token in self.control("GET", "/tokens", None).as_array().expect("token list") {
+                assert!(!journal.contains(token.as_str().expect("token")), "a session token reached the journal");
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

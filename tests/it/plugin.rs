@@ -1,0 +1,136 @@
+//! `--backend aws-cli`: the session-manager-plugin path, tested with `evoctl-lab fake-plugin`,
+//! a stand-in that prints what the official plugin prints (and cuts output at stdin EOF, as it
+//! does). The stand-in itself is checked against the real AWS CLI.
+
+use crate::support::{EVOCTL_LAB, Lab, text};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+/// A directory holding `session-manager-plugin`, which runs the stand-in.
+fn plugin_dir(lab: &Lab) -> PathBuf {
+    let dir = lab.dir.path().join("plugin-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("session-manager-plugin");
+    std::fs::write(&script, format!("#!/bin/sh\nexec '{EVOCTL_LAB}' fake-plugin \"$@\"\n")).unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&script).unwrap().permissions(), 0o755);
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn path_with(dir: &std::path::Path) -> String {
+    format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default())
+}
+
+#[test]
+fn the_plugin_backend_returns_exact_output_and_status_and_keeps_the_token_off_argv() {
+    let lab = Lab::start("seed");
+    let dir = plugin_dir(&lab);
+    let argv_log = lab.dir.path().join("plugin-argv.log");
+    let output = lab
+        .evoctl_process()
+        .env("PATH", path_with(&dir))
+        .env("EVOCTL_FAKE_PLUGIN_ARGV_LOG", &argv_log)
+        .args([
+            "exec",
+            "production",
+            "--backend",
+            "aws-cli",
+            "--",
+            "node",
+            "-e",
+            "process.stdout.write('hi'); process.exit(3)",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "hi");
+    let argv = std::fs::read_to_string(&argv_log).unwrap();
+    assert!(
+        argv.starts_with(
+            "AWS_SSM_START_SESSION_RESPONSE us-east-1 StartSession  {\"Target\":\"ecs:alinhou-production_"
+        ),
+        "{argv}"
+    );
+    let tokens = lab.control("GET", "/tokens", None);
+    for token in tokens.as_array().unwrap() {
+        assert!(!argv.contains(token.as_str().unwrap()), "the session token is on the plugin's argv");
+    }
+}
+
+#[test]
+fn a_transcript_cut_at_stdin_eof_is_reported_as_truncated() {
+    let lab = Lab::start("seed");
+    let dir = plugin_dir(&lab);
+    let output = lab
+        .evoctl_process()
+        .env("PATH", path_with(&dir))
+        .env("EVOCTL_FAKE_PLUGIN_CUT_AFTER", "300")
+        .args([
+            "exec",
+            "production",
+            "--backend",
+            "aws-cli",
+            "--",
+            "node",
+            "-e",
+            "process.stdout.write('x'.repeat(5000))",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    assert_eq!(text(&output.stdout), "");
+    assert_eq!(
+        text(&output.stderr),
+        "error: the session ended before the command's exit status arrived; output may be truncated: \
+         session-manager-plugin: Cannot perform start session: EOF\n  \
+         fix: run it again; if it repeats, check the container (`evoctl doctor`)\n"
+    );
+}
+
+#[test]
+fn a_missing_plugin_is_a_clear_error() {
+    let lab = Lab::start("seed");
+    let output = lab
+        .evoctl_process()
+        .env("EVOCTL_SESSION_MANAGER_PLUGIN", lab.dir.path().join("no-such-plugin"))
+        .args(["exec", "production", "--backend", "aws-cli", "--", "node", "-v"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    assert!(
+        text(&output.stderr).contains("fix: install the Session Manager plugin, or drop --backend aws-cli"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn the_stand_in_plugin_speaks_the_real_aws_clis_protocol() {
+    let lab = Lab::start("seed");
+    let dir = plugin_dir(&lab);
+    let task = text(&lab.evoctl().args(["task", "production"]).output().unwrap().stdout).trim().to_owned();
+    let mut child = std::process::Command::new("aws")
+        .args(["ecs", "execute-command", "--cluster", "alinhou-production", "--task", &task, "--interactive"])
+        .args(["--command", "node -e 'process.stdout.write(String(6*7)+String.fromCharCode(10))'"])
+        .env_clear()
+        .env("PATH", path_with(&dir))
+        .env("HOME", lab.dir.path())
+        .envs(lab.env())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the AWS CLI must be installed");
+    // Keep stdin open until the CLI is done, so the plugin does not stop at EOF.
+    let _stdin = child.stdin.take();
+    let mut raw = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut raw).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let stripped = evoctl::exec::noise::strip(&raw);
+    assert_eq!(text(&stripped.payload), "42\r\n", "{}", text(&raw));
+    assert_eq!(stripped.ending, evoctl::exec::noise::Ending::Exited);
+    assert!(text(&raw).starts_with("\nThe Session Manager plugin was installed successfully."));
+}
