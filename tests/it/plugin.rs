@@ -13,7 +13,6 @@ fn plugin_dir(lab: &Lab) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("session-manager-plugin");
     std::fs::write(&script, format!("#!/bin/sh\nexec '{EVOCTL_LAB}' fake-plugin \"$@\"\n")).unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&script).unwrap().permissions(), 0o755);
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     dir
 }
@@ -133,4 +132,37 @@ fn the_stand_in_plugin_speaks_the_real_aws_clis_protocol() {
     assert_eq!(text(&stripped.payload), "42\r\n", "{}", text(&raw));
     assert_eq!(stripped.ending, evoctl::exec::noise::Ending::Exited);
     assert!(text(&raw).starts_with("\nThe Session Manager plugin was installed successfully."));
+}
+
+#[test]
+fn the_gateway_refuses_a_forged_token() {
+    let lab = Lab::start("seed");
+    let dir = lab.dir.path().join("forging-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("session-manager-plugin");
+    // The AWS CLI hands the session JSON to the plugin on argv; swap the token before the stand-in sees it.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ $# -eq 0 ] && exec '{EVOCTL_LAB}' fake-plugin\n\
+             forged=$(printf '%s' \"$1\" | sed 's/\"tokenValue\": \"[^\"]*\"/\"tokenValue\": \"forged\"/')\n\
+             shift\nexec '{EVOCTL_LAB}' fake-plugin \"$forged\" \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let task = text(&lab.evoctl().args(["task", "production"]).output().unwrap().stdout).trim().to_owned();
+    let output = std::process::Command::new("aws")
+        .args(["ecs", "execute-command", "--cluster", "alinhou-production", "--task", &task, "--interactive"])
+        .args(["--command", "node -e 'process.stdout.write(String(1))'"])
+        .env_clear()
+        .env("PATH", path_with(&dir))
+        .env("HOME", lab.dir.path())
+        .envs(lab.env())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("Cannot perform start session: websocket closed"), "{stdout}");
+    assert!(!stdout.contains("Exiting session"), "{stdout}");
 }
