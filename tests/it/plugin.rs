@@ -17,6 +17,22 @@ fn plugin_dir(lab: &Lab) -> PathBuf {
     dir
 }
 
+/// `evoctl exec production --backend aws-cli -- node -e SCRIPT` with the stand-in plugin on PATH.
+fn exec_via_plugin(lab: &Lab, dir: &std::path::Path, script: &str) -> std::process::Command {
+    let mut command = lab.evoctl_process();
+    command.env("PATH", path_with(dir)).args([
+        "exec",
+        "production",
+        "--backend",
+        "aws-cli",
+        "--",
+        "node",
+        "-e",
+        script,
+    ]);
+    command
+}
+
 fn path_with(dir: &std::path::Path) -> String {
     format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default())
 }
@@ -26,20 +42,8 @@ fn the_plugin_backend_returns_exact_output_and_status_and_keeps_the_token_off_ar
     let lab = Lab::start("seed");
     let dir = plugin_dir(&lab);
     let argv_log = lab.dir.path().join("plugin-argv.log");
-    let output = lab
-        .evoctl_process()
-        .env("PATH", path_with(&dir))
+    let output = exec_via_plugin(&lab, &dir, "process.stdout.write('hi'); process.exit(3)")
         .env("EVOCTL_FAKE_PLUGIN_ARGV_LOG", &argv_log)
-        .args([
-            "exec",
-            "production",
-            "--backend",
-            "aws-cli",
-            "--",
-            "node",
-            "-e",
-            "process.stdout.write('hi'); process.exit(3)",
-        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -62,20 +66,8 @@ fn the_plugin_backend_returns_exact_output_and_status_and_keeps_the_token_off_ar
 fn a_transcript_cut_at_stdin_eof_is_reported_as_truncated() {
     let lab = Lab::start("seed");
     let dir = plugin_dir(&lab);
-    let output = lab
-        .evoctl_process()
-        .env("PATH", path_with(&dir))
+    let output = exec_via_plugin(&lab, &dir, "process.stdout.write('x'.repeat(5000))")
         .env("EVOCTL_FAKE_PLUGIN_CUT_AFTER", "300")
-        .args([
-            "exec",
-            "production",
-            "--backend",
-            "aws-cli",
-            "--",
-            "node",
-            "-e",
-            "process.stdout.write('x'.repeat(5000))",
-        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(125));
