@@ -15,6 +15,7 @@ pub mod error;
 pub mod exec;
 pub mod exit;
 pub mod output;
+pub mod qr;
 
 #[cfg(feature = "lab")]
 pub mod lab;

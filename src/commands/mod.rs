@@ -5,6 +5,7 @@
 
 mod exec;
 mod init;
+mod qr;
 mod shell;
 mod status;
 mod task;
@@ -48,6 +49,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Exec(args) => Ok(exec::exec(&context, &args).await),
         Command::Node(args) => Ok(exec::node(&context, &args).await),
         Command::Shell(args) => shell::run(&context, &args).await,
+        Command::Qr(args) => qr::run(&context, &args),
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut buffer = Vec::new();

@@ -64,7 +64,7 @@ fn later_commands_say_not_implemented_with_exit_2() {
         vec!["audit"],
         vec!["connect", "production"],
         vec!["instance", "list", "production"],
-        vec!["qr", "hello"],
+        vec!["scale", "production"],
     ] {
         let output = clean_command(EVOCTL, dir.path()).args(&args).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}");

@@ -8,6 +8,7 @@ mod exec;
 mod lab;
 mod moto;
 mod plugin;
+mod qr;
 mod shell;
 mod status;
 mod support;

@@ -1,0 +1,137 @@
+//! QR codes: rendering a WhatsApp pairing `code` for a terminal (half blocks with a quiet zone,
+//! black on white so it scans on dark and light themes), to PNG and SVG files, and finding the
+//! `code` in pasted `aws ecs execute-command` output.
+
+use crate::error::{Error, Result};
+use crate::exec::noise;
+use qrcode::QrCode;
+use qrcode::render::{svg, unicode};
+use std::path::Path;
+
+/// Encode `text`, or a usage error naming the problem.
+fn encode(text: &str) -> Result<QrCode> {
+    if text.trim().is_empty() {
+        return Err(Error::usage("the QR text is empty", "pass the `code` string, or - to read it from stdin"));
+    }
+    QrCode::new(text.as_bytes()).map_err(|e| {
+        Error::usage(
+            format!("cannot encode {} characters as a QR code: {e}", text.chars().count()),
+            "pass the `code` value only (about 240 characters), not the base64 image",
+        )
+    })
+}
+
+/// The QR as text: two modules per character cell, with a 4-module quiet zone. With `ansi`,
+/// each line is painted black on white so the code reads on dark and light terminals alike.
+pub fn to_terminal(text: &str, ansi: bool) -> Result<String> {
+    let code = encode(text)?;
+    let art = code
+        .render::<unicode::Dense1x2>()
+        .dark_color(unicode::Dense1x2::Dark)
+        .light_color(unicode::Dense1x2::Light)
+        .quiet_zone(true)
+        .build();
+    if !ansi {
+        return Ok(art + "\n");
+    }
+    let mut out = String::new();
+    for line in art.lines() {
+        out.push_str("\x1b[30;107m");
+        out.push_str(line);
+        out.push_str("\x1b[0m\n");
+    }
+    Ok(out)
+}
+
+/// Write the QR as a PNG (at least 400 px, quiet zone included).
+pub fn write_png(text: &str, path: &Path) -> Result<()> {
+    let code = encode(text)?;
+    let image = code.render::<image::Luma<u8>>().quiet_zone(true).min_dimensions(400, 400).build();
+    image
+        .save_with_format(path, image::ImageFormat::Png)
+        .map_err(|e| Error::Io { path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) })
+}
+
+/// Write the QR as an SVG document.
+pub fn write_svg(text: &str, path: &Path) -> Result<()> {
+    let code = encode(text)?;
+    let document = code
+        .render::<svg::Color<'_>>()
+        .quiet_zone(true)
+        .min_dimensions(400, 400)
+        .dark_color(svg::Color("#000000"))
+        .light_color(svg::Color("#ffffff"))
+        .build();
+    std::fs::write(path, document).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+}
+
+/// Find the QR `code` in pasted output: a plugin transcript (banners, CRLF, doubled CR from a
+/// terminal), a JSON body (`"code":"…"`), or a `code: …` line. The last one found wins (the
+/// newest QR when several were polled).
+pub fn extract_code(pasted: &[u8]) -> Option<String> {
+    let stripped = noise::strip(pasted);
+    let body = if stripped.session_id.is_some() { stripped.payload } else { pasted.to_vec() };
+    let text = String::from_utf8_lossy(&body).replace('\r', "");
+    let json = regex::Regex::new(r#""code"\s*:\s*"([^"\\]+)""#).expect("valid regex");
+    if let Some(found) = json.captures_iter(&text).last() {
+        return Some(found[1].to_owned());
+    }
+    let line = regex::Regex::new(r#"(?m)^\s*code\s*[:=]\s*(?:'([^']+)'|"([^"]+)"|([^\s'"}]+))"#).expect("valid regex");
+    let found = line.captures_iter(&text).last()?;
+    found.iter().skip(1).flatten().next().map(|m| m.as_str().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CODE: &str =
+        "2@y8eK+bjtEjUWy9/FOM=,I6gVLHrDJs2uAGfzGgs=,d4TkWSVzm+Z5VD5v3RVhfPqxCo=,kR4Vk6V5uu/DQsD7tg4jxg1X8ZXPsj0=";
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/fixtures/plugin-transcripts/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn the_code_is_found_in_every_transcript_carrying_a_qr() {
+        for name in [
+            "aws-cli-1.45-normal.out",
+            "plugin-normal.out",
+            "plugin-stdin-devnull-complete.out",
+            "plugin-on-terminal.out",
+            "payload-small.bin",
+        ] {
+            assert_eq!(extract_code(&fixture(name)).as_deref(), Some(CODE), "{name}");
+        }
+        assert_eq!(extract_code(&fixture("plugin-installed-banner.out")), None);
+        assert_eq!(extract_code(&fixture("plugin-channel-closed-error.out")), None);
+    }
+
+    #[test]
+    fn code_lines_and_doubled_crs_are_understood() {
+        assert_eq!(extract_code(b"  code: '2@abc=,def='\r\r\n").as_deref(), Some("2@abc=,def="));
+        assert_eq!(extract_code(b"code=2@xyz\n").as_deref(), Some("2@xyz"));
+        assert_eq!(extract_code(b"{\"count\":0}").as_deref(), None);
+        let two = br#"{"code":"2@old"} then {"code":"2@new"}"#;
+        assert_eq!(extract_code(two).as_deref(), Some("2@new"));
+    }
+
+    #[test]
+    fn terminal_rendering_has_a_quiet_zone_and_half_blocks() {
+        let plain = to_terminal("hello", false).unwrap();
+        let lines: Vec<&str> = plain.lines().collect();
+        // 21 modules + 2 x 4 quiet zone = 29 columns; rows are halved (rounded up).
+        assert!(lines.iter().all(|l| l.chars().count() == 29), "{plain}");
+        assert_eq!(lines.len(), 15);
+        assert!(lines[0].chars().all(|c| c == ' '), "quiet zone on top");
+        assert!(plain.contains('█') && plain.contains('▀') && plain.contains('▄'));
+        let ansi = to_terminal("hello", true).unwrap();
+        assert!(ansi.lines().all(|l| l.starts_with("\x1b[30;107m") && l.ends_with("\x1b[0m")));
+    }
+
+    #[test]
+    fn empty_and_oversized_texts_are_usage_errors() {
+        assert_eq!(to_terminal(" ", false).unwrap_err().exit_code(), crate::exit::USAGE);
+        assert_eq!(to_terminal(&"x".repeat(5000), false).unwrap_err().exit_code(), crate::exit::USAGE);
+    }
+}
