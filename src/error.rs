@@ -41,6 +41,10 @@ pub enum Error {
     #[error("{message}")]
     Exec { message: String, fix: Option<String> },
 
+    /// The Evolution API answered with an error.
+    #[error("{message}")]
+    Evolution { status: u16, message: String, fix: String },
+
     /// A wait ran past its deadline.
     #[error("{message}")]
     Timeout { message: String, fix: Option<String> },
@@ -60,6 +64,9 @@ impl Error {
             Error::Refused { .. } => exit::REFUSED,
             Error::Aws { .. } => exit::AWS,
             Error::Exec { .. } => exit::EXEC_TRANSPORT,
+            Error::Evolution { status: 404, .. } => exit::NOT_FOUND,
+            Error::Evolution { status: 400, .. } => exit::USAGE,
+            Error::Evolution { .. } => exit::FINDINGS,
             Error::Timeout { .. } => exit::TIMEOUT,
         }
     }
@@ -73,7 +80,7 @@ impl Error {
             | Error::Aws { fix, .. }
             | Error::Exec { fix, .. }
             | Error::Timeout { fix, .. } => fix.as_deref(),
-            Error::Config { fix, .. } => Some(fix),
+            Error::Config { fix, .. } | Error::Evolution { fix, .. } => Some(fix),
             Error::NotImplemented(_) => Some("this command arrives in a later release; see `evoctl --help`"),
             Error::Io { .. } => None,
         }
@@ -89,6 +96,7 @@ impl Error {
             Error::Refused { .. } => "refused",
             Error::Aws { .. } => "aws",
             Error::Exec { .. } => "exec",
+            Error::Evolution { .. } => "evolution",
             Error::Timeout { .. } => "timeout",
             Error::Io { .. } => "io",
         }

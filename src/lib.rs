@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod evolution;
 pub mod exec;
 pub mod exit;
 pub mod output;

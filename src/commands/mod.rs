@@ -5,7 +5,9 @@
 
 mod exec;
 mod init;
+mod instance;
 mod qr;
+mod secrets;
 mod shell;
 mod status;
 mod task;
@@ -50,6 +52,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Node(args) => Ok(exec::node(&context, &args).await),
         Command::Shell(args) => shell::run(&context, &args).await,
         Command::Qr(args) => qr::run(&context, &args),
+        Command::Instance(command) => instance::run(&context, &command).await,
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut buffer = Vec::new();

@@ -214,6 +214,15 @@ impl AgentHub {
         environment.insert("TERM".into(), "xterm-256color".into());
         environment.entry("LANG".into()).or_insert_with(|| "C.UTF-8".into());
         environment.insert("HOME".into(), workdir.display().to_string());
+        if let Some(port) = shared.evolution.port_of(&agent.grant.task_id) {
+            environment.insert("SERVER_PORT".into(), port.to_string());
+        }
+        let dotenv = workdir.join(".env");
+        if !dotenv.exists() {
+            let baked =
+                format!("AUTHENTICATION_API_KEY={}\nSERVER_PORT=8080\n", super::evolution::IMAGE_DEFAULT_API_KEY);
+            std::fs::write(&dotenv, baked).map_err(|e| e.to_string())?;
+        }
         // Resolve the program on the container PATH, as exec would inside the container.
         let program = if words[0].contains('/') {
             PathBuf::from(&words[0])

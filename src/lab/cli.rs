@@ -62,6 +62,12 @@ struct ServeArgs {
     /// Delay before the exec agent starts reading command output (the real agent waits 1 s)
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     agent_delay_ms: u64,
+    /// How long each QR code lives before the Evolution stand-in rotates it (2.3.7: 45 s)
+    #[arg(long, default_value_t = 45_000, value_name = "MS")]
+    qr_rotate_ms: u64,
+    /// A simulated phone scans whatever QR is shown after this long (for the demo)
+    #[arg(long, value_name = "MS")]
+    auto_scan_after_ms: Option<u64>,
     /// Access key id the lab accepts
     #[arg(long, default_value = "AKIALABEVOCTL0000001")]
     access_key_id: String,
@@ -117,6 +123,8 @@ pub fn main() -> ExitCode {
                 access_key_id: args.access_key_id,
                 secret_access_key: args.secret_access_key,
                 agent_delay: Duration::from_millis(args.agent_delay_ms),
+                qr_rotate: Duration::from_millis(args.qr_rotate_ms.max(1)),
+                auto_scan_after: args.auto_scan_after_ms.map(Duration::from_millis),
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
                 Ok(runtime) => runtime,

@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod evolution;
 pub mod fake_plugin;
 pub mod scenario;
 pub mod server;
@@ -36,6 +37,10 @@ pub struct LabOptions {
     pub secret_access_key: String,
     /// Delay before the exec agent reads its pty (the real agent waits 1 s).
     pub agent_delay: Duration,
+    /// How long each QR lives before the simulator rotates it.
+    pub qr_rotate: Duration,
+    /// A simulated phone scans any QR shown this long.
+    pub auto_scan_after: Option<Duration>,
 }
 
 /// The ready file's content.
@@ -71,8 +76,16 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
     };
     let hub = agent::AgentHub::new(agent::AgentOptions { agent_delay: options.agent_delay, root })
         .map_err(|e| format!("cannot prepare the exec agent's container dir: {e}"))?;
-    let shared =
-        Arc::new(server::Shared::new(account, options.access_key_id.clone(), options.secret_access_key.clone(), hub));
+    let shared = Arc::new(server::Shared::new(
+        account,
+        options.access_key_id.clone(),
+        options.secret_access_key.clone(),
+        hub,
+        evolution::EvolutionHub::new(evolution::SimOptions {
+            qr_rotate: options.qr_rotate,
+            auto_scan_after: options.auto_scan_after,
+        }),
+    ));
 
     let ticker = Arc::clone(&shared);
     let tick = options.tick;
@@ -80,7 +93,9 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         let mut interval = tokio::time::interval(tick);
         loop {
             interval.tick().await;
-            ticker.account.lock().expect("lab lock").advance(state::now_ms());
+            let mut account = ticker.account.lock().expect("lab lock");
+            account.advance(state::now_ms());
+            ticker.evolution.tick(&mut account);
         }
     });
 

@@ -3,6 +3,7 @@
 //! plus the `/_lab` control API (journal, faults, state, extra tasks).
 
 use super::agent::AgentHub;
+use super::evolution::EvolutionHub;
 use super::services::{self, ApiError};
 use super::sigv4::{self, Rejection, SignedRequest, percent_decode};
 use super::state::{Account, now_ms};
@@ -24,6 +25,7 @@ pub struct Shared {
     pub access_key_id: String,
     pub secret_access_key: String,
     pub hub: Arc<AgentHub>,
+    pub evolution: EvolutionHub,
     random: Mutex<u64>,
 }
 
@@ -33,7 +35,13 @@ pub fn issued_tokens(account: &Account) -> Vec<String> {
 }
 
 impl Shared {
-    pub fn new(account: Account, access_key_id: String, secret_access_key: String, hub: AgentHub) -> Self {
+    pub fn new(
+        account: Account,
+        access_key_id: String,
+        secret_access_key: String,
+        hub: AgentHub,
+        evolution: EvolutionHub,
+    ) -> Self {
         Shared {
             account: Mutex::new(account),
             journal: Mutex::new(Vec::new()),
@@ -41,6 +49,7 @@ impl Shared {
             access_key_id,
             secret_access_key,
             hub: Arc::new(hub),
+            evolution,
             random: Mutex::new(0x9E37_79B9_7F4A_7C15),
         }
     }
@@ -120,6 +129,9 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/_lab/state", get(get_state))
         .route("/_lab/tasks", post(add_tasks))
         .route("/_lab/tokens", get(get_tokens))
+        .route("/_lab/phone/scan", post(phone_scan))
+        .route("/_lab/evolution", get(evolution_state))
+        .route("/_lab/evolution/faults", post(evolution_faults))
         .route("/v1/data-channel/{session}", get(data_channel))
         .fallback(aws)
         .with_state(shared)
@@ -446,4 +458,56 @@ async fn data_channel(
 
 async fn get_tokens(State(shared): State<Arc<Shared>>) -> Json<Vec<String>> {
     Json(issued_tokens(&shared.account.lock().expect("lab lock")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Scan {
+    code: String,
+    #[serde(default = "default_number")]
+    number: String,
+}
+
+fn default_number() -> String {
+    "5511987654321".into()
+}
+
+/// The simulated phone scans a QR code: the instance showing it becomes `open`.
+async fn phone_scan(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let scan: Scan = match serde_json::from_slice(&body) {
+        Ok(scan) => scan,
+        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("bad scan: {e}")}))).into_response(),
+    };
+    match shared.evolution.scan(&scan.code, &scan.number) {
+        Some(instance) => Json(json!({"instance": instance, "number": scan.number})).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({"error": "no instance is showing that QR code"}))).into_response(),
+    }
+}
+
+async fn evolution_state(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(shared.evolution.snapshot())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvolutionFaults {
+    task: String,
+    #[serde(default)]
+    reject_key: bool,
+    #[serde(default)]
+    fail_next: Option<String>,
+}
+
+/// Per-process switches: expect another API key (401s), or fail the next call with a 500.
+async fn evolution_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let faults: EvolutionFaults = match serde_json::from_slice(&body) {
+        Ok(faults) => faults,
+        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("bad faults: {e}")}))).into_response(),
+    };
+    let Some(process) = shared.evolution.process_of(&faults.task) else {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "no Evolution process for that task"}))).into_response();
+    };
+    *process.reject_key.lock().expect("lab lock") = faults.reject_key;
+    *process.fail_next.lock().expect("lab lock") = faults.fail_next;
+    StatusCode::NO_CONTENT.into_response()
 }

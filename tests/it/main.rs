@@ -5,6 +5,7 @@ mod awscli;
 mod cli;
 mod config;
 mod exec;
+mod instance;
 mod lab;
 mod moto;
 mod plugin;

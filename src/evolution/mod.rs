@@ -1,0 +1,168 @@
+//! The Evolution API driver: each operation is one small node program sent through the run
+//! envelope, calling `http://127.0.0.1:$SERVER_PORT` inside the container with the API key
+//! read there (`AUTHENTICATION_API_KEY`, else `/proc/1/environ`, else the image's `.env`).
+//! Responses become typed values; every error shape the API has (string, array and nested-array
+//! messages, HTTP 200 with `{"error":true}`) becomes one [`Error`] with the API's own message.
+
+use crate::aws::Aws;
+use crate::error::{Error, Result};
+use crate::exec::envelope::RunSpec;
+use crate::exec::run::{Collected, RunOptions};
+use crate::exec::target::ExecTarget;
+use serde_json::{Value, json};
+
+const REQUEST_PROGRAM: &str = include_str!("request.js");
+
+/// A way to reach the Evolution API inside one task.
+pub struct Driver<'a> {
+    pub aws: &'a Aws,
+    pub target: &'a ExecTarget,
+    pub options: RunOptions,
+}
+
+/// A raw API answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Driver<'_> {
+    /// One API call. `secret` names the body field (path of keys) to fill from `secret_value`,
+    /// which is sent over the data channel, never in the command string.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        secret: Option<(&[&str], &str)>,
+    ) -> Result<Answer> {
+        let request = json!({
+            "method": method,
+            "path": path,
+            "body": body,
+            "secret": secret.map(|(path, _)| path.to_vec()),
+        });
+        let program = REQUEST_PROGRAM.replace("__REQUEST__", &request.to_string());
+        let spec = RunSpec {
+            argv: vec!["node".into(), "-e".into(), program],
+            stdin: secret.map(|(_, value)| value.as_bytes().to_vec()),
+        };
+        let mut collected = Collected::default();
+        let status = crate::exec::run::run(self.aws, self.target, &spec, &self.options, &mut collected).await?;
+        let parsed: Value = serde_json::from_slice(&collected.stdout).map_err(|_| {
+            Error::exec(
+                format!(
+                    "the Evolution call in the container did not answer (exit {status}): {}",
+                    String::from_utf8_lossy(&collected.stderr).trim()
+                ),
+                "check that the container has node and that Evolution is up (`evoctl doctor`)",
+            )
+        })?;
+        if parsed["key"] == false {
+            return Err(Error::exec(
+                "AUTHENTICATION_API_KEY is not set in the container (nor in /proc/1/environ or /evolution/.env)",
+                "set AUTHENTICATION_API_KEY in the task definition",
+            ));
+        }
+        if let Some(problem) = parsed["error"].as_str() {
+            return Err(Error::exec(
+                format!("the Evolution API did not answer on 127.0.0.1:$SERVER_PORT inside the container: {problem}"),
+                "check that the Evolution process is up in the task (its logs; `evoctl doctor`)",
+            ));
+        }
+        let status = parsed["status"].as_u64().unwrap_or(0) as u16;
+        let text = parsed["body"].as_str().unwrap_or("");
+        let body = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()));
+        Ok(Answer { status, body })
+    }
+}
+
+/// Turn a failed answer (status >= 400, or 200 with `error: true`) into an error; `None` if fine.
+pub fn failure(answer: &Answer, what: &str) -> Option<Error> {
+    let soft = answer.body.get("error") == Some(&Value::Bool(true));
+    if answer.status < 400 && !soft {
+        return None;
+    }
+    let message = if soft { flatten(&answer.body["message"]) } else { flatten(&answer.body["response"]["message"]) };
+    let message = if message.is_empty() { answer.body.to_string() } else { message };
+    let (status, fix) = match (answer.status, soft) {
+        (_, true) => (
+            answer.status,
+            "Evolution failed inside (2.3.7 often says \"[object Object]\"); retry, then check its logs",
+        ),
+        (401, _) => (
+            401,
+            "the API key evoctl read in the container was refused: check AUTHENTICATION_API_KEY in the task definition",
+        ),
+        (403, _) => (
+            403,
+            "that name is taken (possibly by another environment sharing the database): pick another or delete it",
+        ),
+        (404, _) => (404, "check the instance name (`evoctl instance list ENV`)"),
+        (400, _) => (400, "the request was refused as invalid; the message says which field"),
+        (status, _) => (status, "Evolution failed inside; retry, then check its logs"),
+    };
+    Some(Error::Evolution { status, message: format!("{what}: {message}"), fix: fix.into() })
+}
+
+/// An API message (string, array, or array of arrays) as one line.
+pub fn flatten(message: &Value) -> String {
+    match message {
+        Value::String(text) => text.clone(),
+        Value::Array(items) => items.iter().map(flatten).filter(|s| !s.is_empty()).collect::<Vec<_>>().join("; "),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: Value) -> Answer {
+        Answer { status, body }
+    }
+
+    #[test]
+    fn every_error_shape_becomes_one_message() {
+        let cases = [
+            (
+                answer(401, json!({"status":401,"error":"Unauthorized","response":{"message":"Unauthorized"}})),
+                401,
+                "x: Unauthorized",
+            ),
+            (
+                answer(
+                    404,
+                    json!({"status":404,"error":"Not Found","response":{"message":["The \"a\" instance does not exist"]}}),
+                ),
+                404,
+                "x: The \"a\" instance does not exist",
+            ),
+            (
+                answer(
+                    400,
+                    json!({"status":400,"error":"Bad Request","response":{"message":[["instance requires property \"webhook\""]]}}),
+                ),
+                400,
+                "x: instance requires property \"webhook\"",
+            ),
+            (answer(200, json!({"error":true,"message":"[object Object]"})), 200, "x: [object Object]"),
+            (
+                answer(500, json!({"status":500,"error":"Internal Server Error","response":{"message":"boom"}})),
+                500,
+                "x: boom",
+            ),
+        ];
+        for (answer, status, message) in cases {
+            match failure(&answer, "x") {
+                Some(Error::Evolution { status: s, message: m, .. }) => {
+                    assert_eq!((s, m.as_str()), (status, message));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(failure(&answer(201, json!({"ok": 1})), "x").is_none());
+    }
+}

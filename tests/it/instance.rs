@@ -1,0 +1,177 @@
+//! `evoctl instance …` against the lab's Evolution 2.3.7 stand-in: the lifecycle, a QR a real
+//! decoder reads, the simulated phone, the webhook secret kept out of every record, and each
+//! error shape of the API mapped to its message and exit code.
+
+use crate::qr::zbar_decode;
+use crate::support::{Lab, json_stdout, text};
+use serde_json::{Value, json};
+
+const PRODUCTION_SECRET: &str = "lab-production-webhook-secret-77c1e0";
+
+fn instance(lab: &Lab, name: &str) -> Value {
+    let state = lab.control("GET", "/evolution", None);
+    state
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|rows| rows.as_array().unwrap().iter())
+        .find(|row| row["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn production_task(lab: &Lab) -> String {
+    text(&lab.evoctl().args(["task", "production"]).output().unwrap().stdout).trim().to_owned()
+}
+
+#[test]
+fn create_connect_scan_and_list() {
+    let lab = Lab::start("seed");
+    let output = lab.evoctl().args(["-vvv", "instance", "create", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "created instance alinhou-production (connecting); link it with `evoctl instance connect production`\n"
+    );
+    // The webhook secret reached Evolution, and nothing else.
+    let created = instance(&lab, "alinhou-production");
+    assert_eq!(created["webhook"]["headers"]["jwt_key"], PRODUCTION_SECRET);
+    assert_eq!(created["webhook"]["events"], json!(["MESSAGES_UPSERT"]));
+    assert_eq!(created["webhook"]["webhookByEvents"], true);
+    let journal = serde_json::to_string(&lab.journal()).unwrap();
+    assert!(!journal.contains(PRODUCTION_SECRET), "the secret is in the journal");
+    assert!(!text(&output.stdout).contains(PRODUCTION_SECRET) && !text(&output.stderr).contains(PRODUCTION_SECRET));
+
+    let again = lab.evoctl().args(["instance", "create", "production"]).output().unwrap();
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(text(&again.stdout), "instance alinhou-production already exists (connecting); nothing changed\n");
+
+    let png = lab.dir.path().join("qr.png");
+    let output = lab.evoctl().args(["instance", "connect", "production", "--png"]).arg(&png).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let code = instance(&lab, "alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
+    assert_eq!(zbar_decode(&png), code, "the PNG must decode to the simulator's current code");
+    assert!(
+        text(&output.stdout)
+            .ends_with("scan with WhatsApp > Linked devices > Link a device (QR 1 for alinhou-production)\n")
+    );
+
+    lab.control("POST", "/phone/scan", Some(&json!({"code": code, "number": "5511912345678"})));
+    let output = lab.evoctl().args(["instance", "state", "production"]).output().unwrap();
+    assert_eq!(text(&output.stdout), "open\n");
+    let output = lab.evoctl().args(["--output", "json", "instance", "list", "production"]).output().unwrap();
+    let list = json_stdout(&output);
+    assert_eq!(list["instances"][0]["name"], "alinhou-production");
+    assert_eq!(list["instances"][0]["connection_status"], "open");
+    assert_eq!(list["instances"][0]["number"], "5511912345678");
+    let output = lab.evoctl().args(["instance", "connect", "production"]).output().unwrap();
+    assert_eq!(text(&output.stdout), "instance alinhou-production is already connected (open)\n");
+}
+
+#[test]
+fn pairing_codes_and_protected_deletes() {
+    let lab = Lab::start("seed");
+    assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));
+    lab.evoctl().args(["instance", "logout", "production", "--yes"]).output().unwrap();
+    let output = lab
+        .evoctl()
+        .args(["--output", "json", "instance", "connect", "production", "--pairing-number", "5511912345678"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let report = json_stdout(&output);
+    assert_eq!(report["pairing_code"].as_str().unwrap().len(), 8);
+
+    let output = lab.evoctl().args(["instance", "delete", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr)
+            .starts_with("error: production is protected: `instance delete` on alinhou-production needs --yes")
+    );
+    let output = lab.evoctl().args(["instance", "delete", "production", "--yes"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "instance alinhou-production deleted\n");
+    assert_eq!(instance(&lab, "alinhou-production"), Value::Null);
+}
+
+#[test]
+fn every_api_error_shape_has_its_message_and_exit_code() {
+    let lab = Lab::start("seed");
+    let run = |args: &[&str]| lab.evoctl().args(args).output().unwrap();
+    // 404 unknown instance (string inside an array).
+    let output = run(&["instance", "state", "production", "nope"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(
+        text(&output.stderr),
+        "error: connectionState: The \"nope\" instance does not exist\n  fix: check the instance name (`evoctl instance list ENV`)\n"
+    );
+    assert_eq!(run(&["instance", "create", "production"]).status.code(), Some(0));
+    // 400 "not connected" for a logout of a closed instance (array message).
+    run(&["instance", "logout", "production", "--yes"]);
+    let output = run(&["instance", "logout", "production", "--yes"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).starts_with("error: logout: The \"alinhou-production\" instance is not connected\n"),
+        "{}",
+        text(&output.stderr)
+    );
+    // HTTP 200 with {"error": true}: restart of a closed instance.
+    let output = run(&["instance", "restart", "production"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).starts_with("error: restart: [object Object]\n"), "{}", text(&output.stderr));
+    // 401 (string message) when the process expects another key.
+    let task = production_task(&lab);
+    lab.control("POST", "/evolution/faults", Some(&json!({"task": task, "reject_key": true})));
+    let output = run(&["instance", "state", "production"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).starts_with(
+            "error: connectionState: Unauthorized\n  fix: the API key evoctl read in the container was refused"
+        ),
+        "{}",
+        text(&output.stderr)
+    );
+    // 500 with a plain string message.
+    lab.control(
+        "POST",
+        "/evolution/faults",
+        Some(&json!({"task": task, "fail_next": "Cannot read properties of undefined (reading 'length')"})),
+    );
+    let output = run(&["instance", "state", "production"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr)
+            .starts_with("error: connectionState: Cannot read properties of undefined (reading 'length')\n"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn an_empty_webhook_secret_writes_nothing() {
+    let lab = Lab::start("seed");
+    let path = lab.dir.path().join("empty-secret.toml");
+    let config = std::fs::read_to_string(lab.config_path()).unwrap().replace(
+        "jwt_secret = \"ssm:/alinhou/production/evolution-webhook-secret\"",
+        "jwt_secret = \"env:EVOCTL_TEST_EMPTY_SECRET\"",
+    );
+    std::fs::write(&path, config).unwrap();
+    lab.control("DELETE", "/journal", None);
+    let output = lab
+        .evoctl()
+        .arg("--config")
+        .arg(&path)
+        .env("EVOCTL_TEST_EMPTY_SECRET", "")
+        .args(["instance", "create", "production"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr)
+            .starts_with("error: the webhook secret env:EVOCTL_TEST_EMPTY_SECRET is empty; nothing was written\n"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(lab.journal().iter().all(|e| e["action"] != "ExecuteCommand"), "nothing may be sent to the container");
+    assert_eq!(instance(&lab, "alinhou-production"), Value::Null);
+}
