@@ -29,14 +29,14 @@ pub async fn run(context: &Context, command: &InstanceCommand) -> Result<u8> {
 }
 
 /// Config, AWS and the checked exec target for one environment.
-struct Reach {
-    env: Environment,
-    aws: crate::aws::Aws,
-    target: ExecTarget,
+pub(super) struct Reach {
+    pub(super) env: Environment,
+    pub(super) aws: crate::aws::Aws,
+    pub(super) target: ExecTarget,
 }
 
 impl Reach {
-    async fn new(context: &Context, env_name: &str) -> Result<Reach> {
+    pub(super) async fn new(context: &Context, env_name: &str) -> Result<Reach> {
         let config = context.config()?;
         let env = config.environment(env_name)?.clone();
         let aws = context.aws(&config).await?;
@@ -44,7 +44,12 @@ impl Reach {
         Ok(Reach { env, aws, target })
     }
 
-    fn driver(&self) -> Driver<'_> {
+    /// The instance name: the argument, else the environment's configured instance.
+    pub(super) fn instance_name<'a>(&'a self, name: &'a Option<String>) -> &'a str {
+        name.as_deref().unwrap_or(&self.env.instance)
+    }
+
+    pub(super) fn driver(&self) -> Driver<'_> {
         let options = RunOptions {
             timeout: Duration::from_secs(120),
             watchdog_every: Duration::from_secs(5),
@@ -53,7 +58,7 @@ impl Reach {
         Driver { aws: &self.aws, target: &self.target, options }
     }
 
-    async fn call(&self, method: &str, path: &str, body: Option<Value>, what: &str) -> Result<Answer> {
+    pub(super) async fn call(&self, method: &str, path: &str, body: Option<Value>, what: &str) -> Result<Answer> {
         let answer = self.driver().call(method, path, body, None).await?;
         match failure(&answer, what) {
             Some(err) => Err(err),
@@ -62,11 +67,8 @@ impl Reach {
     }
 }
 
-fn name_of<'a>(reach: &'a Reach, name: &'a Option<String>) -> &'a str {
-    name.as_deref().unwrap_or(&reach.env.instance)
-}
-
-fn encode(name: &str) -> String {
+/// Percent-encode an instance name for a URL path.
+pub(super) fn encode(name: &str) -> String {
     name.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
@@ -140,7 +142,7 @@ async fn find(reach: &Reach, name: &str) -> Result<Option<Value>> {
 
 async fn create(context: &Context, args: &InstanceArgs) -> Result<u8> {
     let reach = Reach::new(context, &args.env).await?;
-    let name = name_of(&reach, &args.name).to_owned();
+    let name = reach.instance_name(&args.name).to_owned();
     let secret = match reach.env.webhook.as_ref().and_then(|w| w.jwt_secret.as_ref()) {
         Some(reference) => Some(super::secrets::resolve(&reach.aws, reference).await?),
         None => None,
@@ -196,7 +198,7 @@ async fn create(context: &Context, args: &InstanceArgs) -> Result<u8> {
 
 async fn state(context: &Context, args: &InstanceArgs) -> Result<u8> {
     let reach = Reach::new(context, &args.env).await?;
-    let name = name_of(&reach, &args.name).to_owned();
+    let name = reach.instance_name(&args.name).to_owned();
     let answer =
         reach.call("GET", &format!("/instance/connectionState/{}", encode(&name)), None, "connectionState").await?;
     let state = answer.body["instance"]["state"].as_str().unwrap_or("unknown").to_owned();
@@ -207,7 +209,7 @@ async fn state(context: &Context, args: &InstanceArgs) -> Result<u8> {
 
 async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
     let reach = Reach::new(context, &args.instance.env).await?;
-    let name = name_of(&reach, &args.instance.name).to_owned();
+    let name = reach.instance_name(&args.instance.name).to_owned();
     let mut path = format!("/instance/connect/{}", encode(&name));
     if let Some(number) = &args.pairing_number {
         if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit()) {
@@ -262,7 +264,7 @@ async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
 
 async fn destructive(context: &Context, args: &DestructiveInstanceArgs, action: &str) -> Result<u8> {
     let reach = Reach::new(context, &args.instance.env).await?;
-    let name = name_of(&reach, &args.instance.name).to_owned();
+    let name = reach.instance_name(&args.instance.name).to_owned();
     if reach.env.protected && !args.yes {
         return Err(Error::usage(
             format!("{} is protected: `instance {action}` on {name} needs --yes", reach.env.name),
@@ -291,7 +293,7 @@ async fn destructive(context: &Context, args: &DestructiveInstanceArgs, action: 
 
 async fn restart(context: &Context, args: &InstanceArgs) -> Result<u8> {
     let reach = Reach::new(context, &args.env).await?;
-    let name = name_of(&reach, &args.name).to_owned();
+    let name = reach.instance_name(&args.name).to_owned();
     let answer = reach.call("POST", &format!("/instance/restart/{}", encode(&name)), None, "restart").await?;
     let state = answer.body["instance"]["state"]
         .as_str()

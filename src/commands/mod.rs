@@ -11,6 +11,7 @@ mod secrets;
 mod shell;
 mod status;
 mod task;
+mod webhook;
 
 use crate::aws::{Aws, AwsSettings};
 use crate::cli::{Cli, Command, GlobalArgs};
@@ -53,6 +54,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Shell(args) => shell::run(&context, &args).await,
         Command::Qr(args) => qr::run(&context, &args),
         Command::Instance(command) => instance::run(&context, &command).await,
+        Command::Webhook(command) => webhook::run(&context, &command).await,
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut buffer = Vec::new();

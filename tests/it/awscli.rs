@@ -101,7 +101,10 @@ fn the_aws_cli_parses_every_lab_action() {
     assert_eq!(out["Parameter"]["Type"], "SecureString");
     assert_eq!(out["Parameter"]["Value"], "lab-production-webhook-secret-77c1e0");
     let group = "/sst/cluster/alinhou-production-Cluster/EvolutionService/EvolutionService";
-    let out = run(&lab, &["logs", "filter-log-events", "--log-group-name", group, "--filter-pattern", "\"Browser: Evo PRODUCTION\""]);
+    let out = run(
+        &lab,
+        &["logs", "filter-log-events", "--log-group-name", group, "--filter-pattern", "\"Browser: Evo PRODUCTION\""],
+    );
     assert_eq!(out["events"].as_array().unwrap().len(), 1);
     let out = run(&lab, &["sts", "get-caller-identity"]);
     assert_eq!(out["Account"], "123456789012");

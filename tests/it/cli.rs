@@ -60,7 +60,7 @@ fn completions_are_generated() {
 fn later_commands_say_not_implemented_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     for args in [
-        vec!["webhook", "show", "production"],
+        vec!["doctor", "production"],
         vec!["audit"],
         vec!["connect", "production"],
         vec!["conflicts", "production"],

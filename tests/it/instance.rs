@@ -175,3 +175,41 @@ fn an_empty_webhook_secret_writes_nothing() {
     assert!(lab.journal().iter().all(|e| e["action"] != "ExecuteCommand"), "nothing may be sent to the container");
     assert_eq!(instance(&lab, "alinhou-production"), Value::Null);
 }
+
+#[test]
+fn webhook_show_hides_the_secret_and_set_writes_only_changes() {
+    let lab = Lab::start("seed");
+    assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));
+    let output = lab.evoctl().args(["-vvv", "webhook", "show", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "url        https://api.alinhou.example/api/v1/webhook/evolution\nenabled    true\nevents     MESSAGES_UPSERT\n\
+         by_events  true\nbase64     false\njwt_key    set (36 chars)\n"
+    );
+    assert!(!text(&output.stderr).contains(PRODUCTION_SECRET));
+
+    let output = lab.evoctl().args(["webhook", "set", "production"]).output().unwrap();
+    assert_eq!(text(&output.stdout), "webhook of alinhou-production already matches evoctl.toml; nothing written\n");
+
+    let path = lab.dir.path().join("more-events.toml");
+    let config = std::fs::read_to_string(lab.config_path()).unwrap().replacen(
+        "events = [\"MESSAGES_UPSERT\"]",
+        "events = [\"MESSAGES_UPSERT\", \"CONNECTION_UPDATE\"]",
+        2,
+    );
+    std::fs::write(&path, config).unwrap();
+    let output =
+        lab.evoctl().arg("--config").arg(&path).args(["-vvv", "webhook", "set", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "webhook of alinhou-production set to https://api.alinhou.example/api/v1/webhook/evolution (2 events)\n"
+    );
+    assert!(!text(&output.stderr).contains(PRODUCTION_SECRET));
+    let stored = instance(&lab, "alinhou-production");
+    assert_eq!(stored["webhook"]["events"], json!(["MESSAGES_UPSERT", "CONNECTION_UPDATE"]));
+    assert_eq!(stored["webhook"]["headers"]["jwt_key"], PRODUCTION_SECRET);
+    let journal = serde_json::to_string(&lab.journal()).unwrap();
+    assert!(!journal.contains(PRODUCTION_SECRET), "the secret is in the journal");
+}
