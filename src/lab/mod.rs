@@ -106,7 +106,7 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         "# evoctl.toml for the lab scenario `{}` ({})\n{}",
         options.scenario,
         scenario.description,
-        toml::to_string(&scenario.evoctl).map_err(|e| e.to_string())?
+        toml::to_string(&scenario.evoctl).map_err(|e| e.to_string())?.replace("{lab}", &format!("http://{address}"))
     );
     write_atomically(&config_path, &config_text)?;
     let endpoint = format!("http://{address}");

@@ -26,6 +26,8 @@ pub struct Shared {
     pub secret_access_key: String,
     pub hub: Arc<AgentHub>,
     pub evolution: EvolutionHub,
+    /// Webhooks Evolution delivered to the lab's own receiver.
+    pub webhooks: Mutex<Vec<Value>>,
     random: Mutex<u64>,
 }
 
@@ -50,6 +52,7 @@ impl Shared {
             secret_access_key,
             hub: Arc::new(hub),
             evolution,
+            webhooks: Mutex::new(Vec::new()),
             random: Mutex::new(0x9E37_79B9_7F4A_7C15),
         }
     }
@@ -130,6 +133,9 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/_lab/tasks", post(add_tasks))
         .route("/_lab/tokens", get(get_tokens))
         .route("/_lab/phone/scan", post(phone_scan))
+        .route("/_lab/phone/message", post(phone_message))
+        .route("/_lab/webhooks", get(get_webhooks))
+        .route("/_lab/webhooks/{*target}", post(receive_webhook))
         .route("/_lab/evolution", get(evolution_state))
         .route("/_lab/evolution/faults", post(evolution_faults))
         .route("/v1/data-channel/{session}", get(data_channel))
@@ -510,4 +516,64 @@ async fn evolution_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
     *process.reject_key.lock().expect("lab lock") = faults.reject_key;
     *process.fail_next.lock().expect("lab lock") = faults.fail_next;
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhoneMessage {
+    instance: String,
+    text: String,
+    #[serde(default = "default_number")]
+    from: String,
+}
+
+/// A WhatsApp message arrives for an open instance.
+async fn phone_message(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let message: PhoneMessage = match serde_json::from_slice(&body) {
+        Ok(message) => message,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("bad message: {e}")}))).into_response();
+        }
+    };
+    if shared.evolution.message(&message.instance, &message.text, &message.from) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (StatusCode::NOT_FOUND, Json(json!({"error": "no open instance by that name"}))).into_response()
+    }
+}
+
+/// The lab as a webhook target: record each delivery, with its JWT checked against every
+/// SecureString parameter of the scenario (the secrets a config can reference).
+async fn receive_webhook(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(target): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let secrets: Vec<(String, String)> = shared
+        .account
+        .lock()
+        .expect("lab lock")
+        .parameters
+        .iter()
+        .filter(|(_, p)| p.kind == "SecureString")
+        .map(|(name, p)| (name.clone(), p.value.clone()))
+        .collect();
+    let verified = authorization.as_deref().and_then(|auth| {
+        super::evolution::webhooks::verify_jwt(auth, secrets.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+    });
+    let record = json!({
+        "target": target,
+        "authorization": authorization.is_some(),
+        "jwt_verified_with": verified.as_ref().map(|(name, _)| name.clone()),
+        "jwt_claims": verified.map(|(_, claims)| claims),
+        "body": serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+    });
+    shared.webhooks.lock().expect("lab lock").push(record);
+    StatusCode::OK
+}
+
+async fn get_webhooks(State(shared): State<Arc<Shared>>) -> Json<Vec<Value>> {
+    Json(shared.webhooks.lock().expect("lab lock").clone())
 }

@@ -182,10 +182,13 @@ fn webhook_show_hides_the_secret_and_set_writes_only_changes() {
     assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));
     let output = lab.evoctl().args(["-vvv", "webhook", "show", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let url = format!("{}/_lab/webhooks/production", lab.ready["aws_endpoint"].as_str().unwrap());
     assert_eq!(
         text(&output.stdout),
-        "url        https://api.alinhou.example/api/v1/webhook/evolution\nenabled    true\nevents     MESSAGES_UPSERT\n\
-         by_events  true\nbase64     false\njwt_key    set (36 chars)\n"
+        format!(
+            "url        {url}\nenabled    true\nevents     MESSAGES_UPSERT\n\
+             by_events  true\nbase64     false\njwt_key    set (36 chars)\n"
+        )
     );
     assert!(!text(&output.stderr).contains(PRODUCTION_SECRET));
 
@@ -202,14 +205,68 @@ fn webhook_show_hides_the_secret_and_set_writes_only_changes() {
     let output =
         lab.evoctl().arg("--config").arg(&path).args(["-vvv", "webhook", "set", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    assert_eq!(
-        text(&output.stdout),
-        "webhook of alinhou-production set to https://api.alinhou.example/api/v1/webhook/evolution (2 events)\n"
-    );
+    assert_eq!(text(&output.stdout), format!("webhook of alinhou-production set to {url} (2 events)\n"));
     assert!(!text(&output.stderr).contains(PRODUCTION_SECRET));
     let stored = instance(&lab, "alinhou-production");
     assert_eq!(stored["webhook"]["events"], json!(["MESSAGES_UPSERT", "CONNECTION_UPDATE"]));
     assert_eq!(stored["webhook"]["headers"]["jwt_key"], PRODUCTION_SECRET);
     let journal = serde_json::to_string(&lab.journal()).unwrap();
     assert!(!journal.contains(PRODUCTION_SECRET), "the secret is in the journal");
+}
+
+#[test]
+fn webhooks_arrive_signed_with_the_ssm_secret() {
+    let lab = Lab::start("seed");
+    assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));
+    let code = instance(&lab, "alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
+    lab.control("POST", "/phone/scan", Some(&json!({"code": code})));
+    lab.control("POST", "/phone/message", Some(&json!({"instance": "alinhou-production", "text": "oi"})));
+    let delivered = crate::support::wait_until(std::time::Duration::from_secs(10), "the webhook delivery", || {
+        let all = lab.control("GET", "/webhooks", None);
+        all.as_array().unwrap().iter().find(|w| w["body"]["event"] == "messages.upsert").cloned()
+    });
+    assert_eq!(delivered["target"], "production/messages-upsert", "byEvents appends the event path");
+    assert_eq!(delivered["jwt_verified_with"], "/alinhou/production/evolution-webhook-secret");
+    assert_eq!(delivered["jwt_claims"]["app"], "evolution");
+    assert_eq!(delivered["jwt_claims"]["action"], "webhook");
+    assert_eq!(delivered["body"]["instance"], "alinhou-production");
+    assert_eq!(delivered["body"]["data"]["message"]["conversation"], "oi");
+    // Only subscribed events are sent (the config asks for MESSAGES_UPSERT alone).
+    let all = lab.control("GET", "/webhooks", None);
+    assert!(all.as_array().unwrap().iter().all(|w| w["body"]["event"] == "messages.upsert"), "{all}");
+}
+
+fn conflict_lines(lab: &Lab) -> usize {
+    let group = "/sst/cluster/alinhou-production-Cluster/EvolutionService/EvolutionService";
+    let output = crate::awscli::aws(lab)
+        .args(["logs", "filter-log-events", "--log-group-name", group])
+        .args(["--filter-pattern", "\"stream errored out\" conflict replaced"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    serde_json::from_slice::<Value>(&output.stdout).unwrap()["events"].as_array().unwrap().len()
+}
+
+#[test]
+fn two_tasks_on_one_database_kick_each_other_and_one_does_not() {
+    let lab = Lab::start("seed");
+    assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));
+    let code = instance(&lab, "alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
+    lab.control("POST", "/phone/scan", Some(&json!({"code": code})));
+    let state = || text(&lab.evoctl().args(["instance", "state", "production"]).output().unwrap().stdout);
+    assert_eq!(state(), "open\n");
+    assert_eq!(state(), "open\n");
+    assert_eq!(conflict_lines(&lab), 0, "one task holds the session alone");
+
+    // A second task of the same service (a stuck deploy): same database, same credentials.
+    lab.control("POST", "/tasks", Some(&json!({"cluster": "alinhou-production", "service": "EvolutionService"})));
+    crate::support::wait_until(std::time::Duration::from_secs(20), "conflict lines in the log group", || {
+        (conflict_lines(&lab) >= 2).then_some(())
+    });
+    // The live state now alternates between open and connecting.
+    let mut seen = std::collections::BTreeSet::new();
+    crate::support::wait_until(std::time::Duration::from_secs(20), "connectionState to flap", || {
+        seen.insert(instance(&lab, "alinhou-production")["state"].as_str().unwrap().to_owned());
+        (seen.len() == 2).then_some(())
+    });
 }

@@ -31,9 +31,39 @@ pub struct Process {
     pub reject_key: Mutex<bool>,
     /// Test switch: the next call answers 500 with this message.
     pub fail_next: Mutex<Option<String>>,
+    /// Log lines waiting to be written to the task's log group (on the next lab tick).
+    pub outbox: Arc<Mutex<Vec<String>>>,
 }
 
 impl Process {
+    /// Queue a log line for the task's log group.
+    pub fn log(&self, line: String) {
+        self.outbox.lock().expect("lab lock").push(line);
+    }
+
+    /// Deliver `event` to the instance's webhook, as 2.3.7 would (in the background).
+    pub fn emit(&self, instance: &Instance, event: &str, data: Value) {
+        let now_secs = now_ms() / 1000;
+        match super::webhooks::prepare(instance, event, data, &self.env.server_url, now_secs) {
+            Ok(Some(delivery)) => {
+                let outbox = Arc::clone(&self.outbox);
+                tokio::spawn(async move {
+                    let url = delivery.url.clone();
+                    let line = match super::webhooks::send(delivery).await {
+                        Ok(status) if status < 400 => return,
+                        Ok(status) => format!("[Evolution API] v2.3.7 - ERROR [WebhookController] Erro não recuperável ({status}): {url}"),
+                        Err(err) => format!("[Evolution API] v2.3.7 - ERROR [WebhookController] Tentativa 1/10 falhou: {err}"),
+                    };
+                    outbox.lock().expect("lab lock").push(line);
+                });
+            }
+            Ok(None) => {}
+            Err(super::webhooks::Skipped::EmptyJwtKey) => self.log(
+                "[Evolution API] v2.3.7 - ERROR [WebhookController] JWT generation failed: secretOrPrivateKey must have a value".into(),
+            ),
+        }
+    }
+
     fn next_id(&self) -> String {
         let mut ids = self.ids.lock().expect("lab lock");
         *ids += 1;
@@ -148,8 +178,8 @@ pub async fn handle(process: Arc<Process>, method: Method, uri: Uri, headers: He
                 (false, "connectionState") => {
                     ok(200, json!({"instance": {"instanceName": name, "state": db.instances[&name].state}}))
                 }
-                (false, "logout") => logout(&mut db, &name),
-                (false, "delete") => delete(&mut db, &name),
+                (false, "logout") => logout(&process, &mut db, &name),
+                (false, "delete") => delete(&process, &mut db, &name),
                 (false, "restart") => {
                     let instance = &db.instances[&name];
                     match instance.state.as_str() {
@@ -241,7 +271,9 @@ fn create(process: &Process, body: Value, global: bool) -> Response {
         qr_count: 0,
         created_ms: now,
         stuck_delete: false,
+        last_conflict_ms: 0,
     };
+    process.emit(&instance, "instance.create", json!({"instanceName": name, "instanceId": id}));
     let wants_qr = body.get("qrcode").and_then(Value::as_bool).unwrap_or(false);
     if wants_qr {
         start_qr(process, &mut instance, now);
@@ -267,18 +299,32 @@ fn create(process: &Process, body: Value, global: bool) -> Response {
 pub fn start_qr(process: &Process, instance: &mut Instance, now: u64) {
     instance.state = "connecting".into();
     instance.connection_status = "connecting".into();
-    rotate_qr(&process.env.task_id, instance, now);
+    process.emit(
+        instance,
+        "connection.update",
+        json!({"instance": instance.name, "state": "connecting", "statusReason": 200}),
+    );
+    rotate_qr(process, instance, now);
 }
 
-/// A new QR, counted.
-pub fn rotate_qr(seed: &str, instance: &mut Instance, now: u64) {
+/// A new QR, counted and announced (`qrcode.updated`).
+pub fn rotate_qr(process: &Process, instance: &mut Instance, now: u64) {
     instance.qr_count += 1;
+    let seed = &process.env.task_id;
     let code = new_qr_code(&format!("{seed}/{}/{}/{now}", instance.id, instance.qr_count));
     let pairing_code = instance.number.as_ref().map(|_| {
         let digest = <sha2::Sha256 as sha2::Digest>::digest(code.as_bytes());
         digest.iter().take(8).map(|b| char::from(b"ABCDEFGHJKLMNPQRSTVWXYZ23456789"[(*b as usize) % 31])).collect()
     });
-    instance.qr = Some(Qr { code, pairing_code, generated_ms: now });
+    instance.qr = Some(Qr { code: code.clone(), pairing_code: pairing_code.clone(), generated_ms: now });
+    process.log(format!(
+        "[Evolution API] v2.3.7 - INFO [ChannelStartupService] {{ instance: {} pairingCode: {}, qrcodeCount: {} }}",
+        instance.name,
+        pairing_code.as_deref().unwrap_or("null"),
+        instance.qr_count
+    ));
+    let data = json!({"qrcode": {"instance": instance.name, "pairingCode": pairing_code, "code": code, "base64": "data:image/png;base64,"}});
+    process.emit(instance, "qrcode.updated", data);
 }
 
 fn fetch_instances(process: &Process, query: &[(String, String)], key: Option<&str>, global: bool) -> Response {
@@ -317,11 +363,13 @@ fn connect(process: &Process, db: &mut Database, name: &str, number: Option<Stri
     }
 }
 
-fn logout(db: &mut Database, name: &str) -> Response {
+fn logout(process: &Process, db: &mut Database, name: &str) -> Response {
     let instance = db.instances.get_mut(name).expect("guarded");
     if instance.state == "close" {
         return error(400, json!([format!("The \"{name}\" instance is not connected")]));
     }
+    process.emit(instance, "connection.update", json!({"instance": name, "state": "close", "statusReason": 401}));
+    process.emit(instance, "logout.instance", Value::Null);
     instance.state = "close".into();
     instance.connection_status = "close".into();
     instance.owner_jid = None;
@@ -329,13 +377,15 @@ fn logout(db: &mut Database, name: &str) -> Response {
     ok(200, json!({"status": "SUCCESS", "error": false, "response": {"message": "Instance logged out"}}))
 }
 
-fn delete(db: &mut Database, name: &str) -> Response {
+fn delete(process: &Process, db: &mut Database, name: &str) -> Response {
     let instance = db.instances.get_mut(name).expect("guarded");
+    process.emit(instance, "instance.delete", json!({"instanceName": name, "instanceId": instance.id}));
     let empty_jwt = instance
         .webhook
         .as_ref()
         .and_then(|w| w.headers.get("jwt_key"))
         .is_some_and(|k| k.as_str().is_none_or(str::is_empty));
+    process.emit(instance, "remove.instance", Value::Null);
     if empty_jwt {
         // 2.3.7: REMOVE_INSTANCE emission throws before cleanup, so the row and name stay.
         instance.state = "close".into();

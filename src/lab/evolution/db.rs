@@ -29,6 +29,8 @@ pub struct Instance {
     pub created_ms: u64,
     /// A delete whose cleanup never ran (the empty `jwt_key` cascade).
     pub stuck_delete: bool,
+    /// When two processes last kicked each other off this session (440 conflict).
+    pub last_conflict_ms: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod db;
+pub mod webhooks;
 
 use super::state::{Account, LogEvent, now_ms};
 use api::{Process, ProcessEnv};
@@ -96,6 +97,7 @@ impl EvolutionHub {
                 ids: Mutex::new(0),
                 reject_key: Mutex::new(false),
                 fail_next: Mutex::new(None),
+                outbox: Arc::new(Mutex::new(Vec::new())),
             });
             match serve(Arc::clone(&process)) {
                 Ok((port, server)) => {
@@ -107,14 +109,19 @@ impl EvolutionHub {
         }
         let processes: Vec<Arc<Process>> = running.values().map(|r| Arc::clone(&r.process)).collect();
         drop(running);
+        self.conflicts(account, &processes, now);
         for process in processes {
+            let lines: Vec<String> = std::mem::take(&mut *process.outbox.lock().expect("lab lock"));
+            for line in lines {
+                log(account, &process.env, &line);
+            }
             let mut db = process.db.lock().expect("lab lock");
             for instance in db.instances.values_mut().filter(|i| i.state == "connecting") {
                 let Some(qr) = instance.qr.clone() else { continue };
                 let scan_due =
                     self.options.auto_scan_after.is_some_and(|after| now >= qr.generated_ms + after.as_millis() as u64);
                 if scan_due {
-                    open_instance(instance, "5511987654321");
+                    open_instance(&process, instance, "5511987654321");
                     let line = format!(
                         "[Evolution API] v2.3.7 - INFO [ChannelStartupService] CONNECTED TO WHATSAPP: {}",
                         instance.name
@@ -136,28 +143,86 @@ impl EvolutionHub {
                             ),
                         );
                     } else {
-                        api::rotate_qr(&process.env.task_id, instance, now);
+                        api::rotate_qr(&process, instance, now);
                     }
                 }
             }
         }
     }
 
+    /// Two processes on one database both hold the linked session: WhatsApp replaces one
+    /// socket with the other (440), each reconnects at once, and the state flaps about every
+    /// second, with Baileys' `stream errored out` conflict line in each task's log group.
+    fn conflicts(&self, account: &mut Account, processes: &[Arc<Process>], now: u64) {
+        for (index, process) in processes.iter().enumerate() {
+            let sharing: Vec<&Arc<Process>> =
+                processes.iter().filter(|other| Arc::ptr_eq(&other.db, &process.db)).collect();
+            // Handle each database once, from its first process, and only when shared.
+            if sharing.len() < 2 || !Arc::ptr_eq(sharing[0], &processes[index]) {
+                continue;
+            }
+            let mut db = process.db.lock().expect("lab lock");
+            for instance in db.instances.values_mut().filter(|i| i.owner_jid.is_some() && i.state != "close") {
+                if now < instance.last_conflict_ms + 1000 {
+                    continue;
+                }
+                instance.last_conflict_ms = now;
+                let next = if instance.state == "open" { "connecting" } else { "open" };
+                instance.state = next.into();
+                let line = format!(
+                    "{{\"level\":50,\"time\":{now},\"pid\":1,\"hostname\":\"ip-10-0-1-23\",\"node\":{{\"tag\":\"stream:error\",\"attrs\":{{\"code\":\"440\"}},\"content\":[{{\"tag\":\"conflict\",\"attrs\":{{\"type\":\"replaced\"}}}}]}},\"msg\":\"stream errored out\"}}"
+                );
+                for sharer in &sharing {
+                    log(account, &sharer.env, &line);
+                }
+                process.emit(
+                    instance,
+                    "connection.update",
+                    serde_json::json!({"instance": instance.name, "state": next, "statusReason": 200}),
+                );
+            }
+        }
+    }
+
     /// The simulated phone scans `code`: the instance showing it becomes `open`.
     pub fn scan(&self, code: &str, number: &str) -> Option<String> {
-        let databases: Vec<Arc<Mutex<Database>>> = self.databases.lock().expect("lab lock").values().cloned().collect();
-        for db in databases {
-            let mut db = db.lock().expect("lab lock");
+        let processes: Vec<Arc<Process>> =
+            self.running.lock().expect("lab lock").values().map(|r| Arc::clone(&r.process)).collect();
+        for process in processes {
+            let mut db = process.db.lock().expect("lab lock");
             if let Some(instance) = db
                 .instances
                 .values_mut()
                 .find(|i| i.state == "connecting" && i.qr.as_ref().is_some_and(|q| q.code == code))
             {
-                open_instance(instance, number);
+                open_instance(&process, instance, number);
                 return Some(instance.name.clone());
             }
         }
         None
+    }
+
+    /// A WhatsApp message arrives for an open instance (`messages.upsert`).
+    pub fn message(&self, name: &str, text: &str, from: &str) -> bool {
+        let processes: Vec<Arc<Process>> =
+            self.running.lock().expect("lab lock").values().map(|r| Arc::clone(&r.process)).collect();
+        for process in processes {
+            let db = process.db.lock().expect("lab lock");
+            if let Some(instance) = db.instances.get(name).filter(|i| i.state == "open") {
+                let data = serde_json::json!({
+                    "key": {"remoteJid": format!("{from}@s.whatsapp.net"), "fromMe": false, "id": format!("3EB0{}", now_ms())},
+                    "pushName": "Lab Contact",
+                    "message": {"conversation": text},
+                    "messageType": "conversation",
+                    "messageTimestamp": now_ms() / 1000,
+                    "instanceId": instance.id,
+                    "source": "ios",
+                });
+                process.emit(instance, "messages.upsert", data);
+                return true;
+            }
+        }
+        false
     }
 
     /// Every database's instances, for `/_lab/state`-style inspection.
@@ -183,12 +248,19 @@ impl EvolutionHub {
     }
 }
 
-fn open_instance(instance: &mut db::Instance, number: &str) {
+fn open_instance(process: &Process, instance: &mut db::Instance, number: &str) {
     instance.state = "open".into();
     instance.connection_status = "open".into();
     instance.owner_jid = Some(format!("{number}@s.whatsapp.net"));
     instance.profile_name = Some("Lab Phone".into());
     instance.qr = None;
+    process.log(format!(
+        "[Evolution API] v2.3.7 - INFO [ChannelStartupService] CONNECTED TO WHATSAPP: {} wuid: {number}",
+        instance.name
+    ));
+    let data = serde_json::json!({"instance": instance.name, "wuid": instance.owner_jid, "profileName": instance.profile_name,
+                                  "profilePictureUrl": null, "state": "open", "statusReason": 200});
+    process.emit(instance, "connection.update", data);
 }
 
 fn log(account: &mut Account, env: &ProcessEnv, message: &str) {
