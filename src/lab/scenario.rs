@@ -13,6 +13,7 @@ use std::path::Path;
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("seed", include_str!("../../scenarios/seed.toml")),
     ("staging-up", include_str!("../../scenarios/staging-up.toml")),
+    ("shared-db", include_str!("../../scenarios/shared-db.toml")),
 ];
 
 /// A fully merged scenario.

@@ -502,6 +502,15 @@ struct EvolutionFaults {
     reject_key: bool,
     #[serde(default)]
     fail_next: Option<String>,
+    #[serde(default)]
+    respond_next: Option<RespondNext>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RespondNext {
+    status: u16,
+    body: Value,
 }
 
 /// Per-process switches: expect another API key (401s), or fail the next call with a 500.
@@ -515,6 +524,7 @@ async fn evolution_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
     };
     *process.reject_key.lock().expect("lab lock") = faults.reject_key;
     *process.fail_next.lock().expect("lab lock") = faults.fail_next;
+    *process.respond_next.lock().expect("lab lock") = faults.respond_next.map(|r| (r.status, r.body));
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -270,3 +270,67 @@ fn two_tasks_on_one_database_kick_each_other_and_one_does_not() {
         (seen.len() == 2).then_some(())
     });
 }
+
+#[test]
+fn a_name_taken_through_a_shared_database_is_refused() {
+    let lab = Lab::start("shared-db");
+    assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));
+    let output = lab.evoctl().args(["instance", "create", "staging", "alinhou-production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).starts_with(
+            "error: the name alinhou-production is taken in the database of staging but not loaded by this deployment: another environment shares the database\n"
+        ),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn a_nested_array_400_names_the_field() {
+    let lab = Lab::start("seed");
+    assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));
+    let task = production_task(&lab);
+    let body = json!({"status": 400, "error": "Bad Request", "response": {"message": [["webhook.events[0] is not one of enum values: APPLICATION_STARTUP"]]}});
+    // `GET /webhook/find` answers the JSON literal null when no webhook is set.
+    lab.control(
+        "POST",
+        "/evolution/faults",
+        Some(&json!({"task": task, "respond_next": {"status": 200, "body": null}})),
+    );
+    let output = lab.evoctl().args(["webhook", "show", "production"]).output().unwrap();
+    assert_eq!(text(&output.stdout), "instance alinhou-production has no webhook\n");
+    lab.control(
+        "POST",
+        "/evolution/faults",
+        Some(&json!({"task": task, "respond_next": {"status": 400, "body": body}})),
+    );
+    let output = lab.evoctl().args(["webhook", "show", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "error: webhook find: webhook.events[0] is not one of enum values: APPLICATION_STARTUP\n  \
+         fix: the request was refused as invalid; the message says which field\n"
+    );
+}
+
+#[test]
+fn the_qr_limit_closes_the_instance() {
+    let lab = Lab::start_with("seed", &["--qr-rotate-ms", "40"]);
+    assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));
+    crate::support::wait_until(std::time::Duration::from_secs(20), "the QR limit (30 QRs)", || {
+        (instance(&lab, "alinhou-production")["state"] == "close").then_some(())
+    });
+    assert_eq!(instance(&lab, "alinhou-production")["qr"]["count"], 0, "the count resets at the limit");
+    let output = crate::awscli::aws(&lab)
+        .args([
+            "logs",
+            "filter-log-events",
+            "--log-group-name",
+            "/sst/cluster/alinhou-production-Cluster/EvolutionService/EvolutionService",
+        ])
+        .args(["--filter-pattern", "\"NOT CONNECTION\""])
+        .output()
+        .unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&output.stdout).unwrap()["events"].as_array().unwrap().len(), 1);
+}

@@ -117,7 +117,10 @@ fn unknown_scenario_is_a_clear_error() {
     let output = clean_command(EVOCTL_LAB, dir.path()).args(["serve", "--scenario", "nope"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
-    assert!(stderr.contains("scenario `nope` is neither built in (seed, staging-up) nor a readable file"), "{stderr}");
+    assert!(
+        stderr.contains("scenario `nope` is neither built in (seed, staging-up, shared-db) nor a readable file"),
+        "{stderr}"
+    );
     let output = clean_command(EVOCTL_LAB, dir.path()).arg("scenarios").output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     assert!(text(&output.stdout).starts_with("seed           seed: staging 0/0"), "{}", text(&output.stdout));

@@ -31,6 +31,8 @@ pub struct Process {
     pub reject_key: Mutex<bool>,
     /// Test switch: the next call answers 500 with this message.
     pub fail_next: Mutex<Option<String>>,
+    /// Test switch: the next call answers with exactly this status and body.
+    pub respond_next: Mutex<Option<(u16, Value)>>,
     /// Log lines waiting to be written to the task's log group (on the next lab tick).
     pub outbox: Arc<Mutex<Vec<String>>>,
 }
@@ -102,6 +104,9 @@ fn ok(status: u16, body: Value) -> Response {
 pub async fn handle(process: Arc<Process>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     if let Some(message) = process.fail_next.lock().expect("lab lock").take() {
         return error(500, json!(message));
+    }
+    if let Some((status, body)) = process.respond_next.lock().expect("lab lock").take() {
+        return ok(status, body);
     }
     let path = uri.path().to_owned();
     let query: Vec<(String, String)> = uri

@@ -97,6 +97,7 @@ impl EvolutionHub {
                 ids: Mutex::new(0),
                 reject_key: Mutex::new(false),
                 fail_next: Mutex::new(None),
+                respond_next: Mutex::new(None),
                 outbox: Arc::new(Mutex::new(Vec::new())),
             });
             match serve(Arc::clone(&process)) {
@@ -155,8 +156,12 @@ impl EvolutionHub {
     /// second, with Baileys' `stream errored out` conflict line in each task's log group.
     fn conflicts(&self, account: &mut Account, processes: &[Arc<Process>], now: u64) {
         for (index, process) in processes.iter().enumerate() {
-            let sharing: Vec<&Arc<Process>> =
-                processes.iter().filter(|other| Arc::ptr_eq(&other.db, &process.db)).collect();
+            // Boot loading is per client name: only processes with the same database *and*
+            // client name both auto-connect the linked session.
+            let sharing: Vec<&Arc<Process>> = processes
+                .iter()
+                .filter(|other| Arc::ptr_eq(&other.db, &process.db) && other.env.client_name == process.env.client_name)
+                .collect();
             // Handle each database once, from its first process, and only when shared.
             if sharing.len() < 2 || !Arc::ptr_eq(sharing[0], &processes[index]) {
                 continue;
