@@ -334,3 +334,30 @@ fn the_qr_limit_closes_the_instance() {
         .unwrap();
     assert_eq!(serde_json::from_slice::<Value>(&output.stdout).unwrap()["events"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn webhook_set_makes_deliveries_carry_a_jwt_signed_with_the_ssm_secret() {
+    let lab = Lab::start("seed");
+    // Create with a webhook pointing elsewhere, then let `webhook set` fix it from the config.
+    let elsewhere = lab.dir.path().join("elsewhere.toml");
+    let config = std::fs::read_to_string(lab.config_path()).unwrap();
+    let lab_url = format!("{}/_lab/webhooks/production", lab.ready["aws_endpoint"].as_str().unwrap());
+    std::fs::write(&elsewhere, config.replace(&lab_url, "https://hooks.example.invalid/evolution")).unwrap();
+    let output =
+        lab.evoctl().arg("--config").arg(&elsewhere).args(["instance", "create", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let output = lab.evoctl().args(["-vvv", "webhook", "set", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), format!("webhook of alinhou-production set to {lab_url} (1 events)\n"));
+    for text in [text(&output.stdout), text(&output.stderr), serde_json::to_string(&lab.journal()).unwrap()] {
+        assert!(!text.contains(PRODUCTION_SECRET));
+    }
+    let code = instance(&lab, "alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
+    lab.control("POST", "/phone/scan", Some(&json!({"code": code})));
+    lab.control("POST", "/phone/message", Some(&json!({"instance": "alinhou-production", "text": "after set"})));
+    let delivered = crate::support::wait_until(std::time::Duration::from_secs(10), "the webhook delivery", || {
+        lab.control("GET", "/webhooks", None).as_array().unwrap().first().cloned()
+    });
+    assert_eq!(delivered["jwt_verified_with"], "/alinhou/production/evolution-webhook-secret");
+    assert_eq!(delivered["body"]["data"]["message"]["conversation"], "after set");
+}
