@@ -123,8 +123,8 @@ async fn set(context: &Context, args: &InstanceArgs) -> Result<u8> {
         return Err(err);
     }
     let report = json!({"schema": "evoctl.webhook-set/v1", "env": reach.env.name, "instance": name, "changed": true});
-    context
-        .printer
-        .data(&report, || format!("webhook of {name} set to {} ({} events)", wanted.url.0, wanted.events.len()));
+    let events: Vec<&str> = wanted.events.iter().map(|e| e.0.as_str()).collect();
+    let events = if events.is_empty() { "all".to_owned() } else { events.join(", ") };
+    context.printer.data(&report, || format!("webhook of {name} set to {} (events: {events})", wanted.url.0));
     Ok(exit::OK)
 }

@@ -205,7 +205,10 @@ fn webhook_show_hides_the_secret_and_set_writes_only_changes() {
     let output =
         lab.evoctl().arg("--config").arg(&path).args(["-vvv", "webhook", "set", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    assert_eq!(text(&output.stdout), format!("webhook of alinhou-production set to {url} (2 events)\n"));
+    assert_eq!(
+        text(&output.stdout),
+        format!("webhook of alinhou-production set to {url} (events: MESSAGES_UPSERT, CONNECTION_UPDATE)\n")
+    );
     assert!(!text(&output.stderr).contains(PRODUCTION_SECRET));
     let stored = instance(&lab, "alinhou-production");
     assert_eq!(stored["webhook"]["events"], json!(["MESSAGES_UPSERT", "CONNECTION_UPDATE"]));
@@ -348,7 +351,10 @@ fn webhook_set_makes_deliveries_carry_a_jwt_signed_with_the_ssm_secret() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let output = lab.evoctl().args(["-vvv", "webhook", "set", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    assert_eq!(text(&output.stdout), format!("webhook of alinhou-production set to {lab_url} (1 events)\n"));
+    assert_eq!(
+        text(&output.stdout),
+        format!("webhook of alinhou-production set to {lab_url} (events: MESSAGES_UPSERT)\n")
+    );
     for text in [text(&output.stdout), text(&output.stderr), serde_json::to_string(&lab.journal()).unwrap()] {
         assert!(!text.contains(PRODUCTION_SECRET));
     }
