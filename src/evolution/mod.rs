@@ -11,6 +11,8 @@ use crate::exec::run::{Collected, RunOptions};
 use crate::exec::target::ExecTarget;
 use serde_json::{Value, json};
 
+pub mod api;
+
 const REQUEST_PROGRAM: &str = include_str!("request.js");
 
 /// A way to reach the Evolution API inside one task.
