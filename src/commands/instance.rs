@@ -2,13 +2,10 @@
 //! instance lifecycle as single commands, over the run envelope (no curl in the image).
 
 use super::Context;
+use super::reach::Reach;
 use crate::cli::{DestructiveInstanceArgs, EnvArg, InstanceArgs, InstanceCommand, InstanceConnectArgs};
-use crate::config::Environment;
 use crate::error::{Error, Result};
-use crate::evolution::Driver;
-use crate::evolution::api::{Connect, CreateRequest, Created, WebhookRequest};
-use crate::exec::run::{RunOptions, Transport};
-use crate::exec::target::{self, ExecTarget};
+use crate::evolution::api::{Connect, CreateRequest, Created};
 use crate::exit;
 use crate::output::table;
 use crate::qr;
@@ -25,49 +22,6 @@ pub async fn run(context: &Context, command: &InstanceCommand) -> Result<u8> {
         InstanceCommand::Logout(args) => destructive(context, args, "logout").await,
         InstanceCommand::Delete(args) => destructive(context, args, "delete").await,
         InstanceCommand::Restart(args) => restart(context, args).await,
-    }
-}
-
-/// Config, AWS and the checked exec target for one environment.
-pub(super) struct Reach {
-    pub(super) env: Environment,
-    pub(super) aws: crate::aws::Aws,
-    pub(super) target: ExecTarget,
-}
-
-impl Reach {
-    pub(super) async fn new(context: &Context, env_name: &str) -> Result<Reach> {
-        let config = context.config()?;
-        let env = config.environment(env_name)?.clone();
-        let aws = context.aws(&config).await?;
-        let target = target::resolve(&aws.ecs(), &env, None).await?;
-        Ok(Reach { env, aws, target })
-    }
-
-    /// The instance name: the argument, else the environment's configured instance.
-    pub(super) fn instance_name<'a>(&'a self, name: &'a Option<String>) -> &'a str {
-        name.as_deref().unwrap_or(&self.env.instance)
-    }
-
-    pub(super) fn driver(&self) -> Driver<'_> {
-        let options = RunOptions {
-            timeout: Duration::from_secs(120),
-            watchdog_every: Duration::from_secs(5),
-            transport: Transport::Native,
-        };
-        Driver { aws: &self.aws, target: &self.target, options }
-    }
-
-    /// The environment's webhook as the API wants it (no secret: that goes over stdin).
-    pub(super) fn webhook_request(&self) -> Option<WebhookRequest> {
-        self.env.webhook.as_ref().map(|w| WebhookRequest {
-            enabled: true,
-            url: w.url.0.clone(),
-            by_events: w.by_events,
-            base64: w.base64,
-            events: w.events.iter().map(|e| e.0.clone()).collect(),
-            headers: serde_json::Map::new(),
-        })
     }
 }
 

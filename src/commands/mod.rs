@@ -7,6 +7,7 @@ mod exec;
 mod init;
 mod instance;
 mod qr;
+mod reach;
 mod secrets;
 mod shell;
 mod status;

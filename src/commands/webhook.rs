@@ -3,7 +3,7 @@
 //! channel. `set` writes nothing when the webhook already matches.
 
 use super::Context;
-use super::instance::Reach;
+use super::reach::Reach;
 use crate::cli::{InstanceArgs, WebhookCommand};
 use crate::error::{Error, Result};
 use crate::evolution::api::{WebhookRequest, WebhookRow};

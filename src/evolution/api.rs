@@ -268,3 +268,43 @@ impl Driver<'_> {
         parse(&answer, "GET /")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_create_body_uses_the_api_key_names_and_the_seed_values() {
+        let webhook = WebhookRequest {
+            enabled: true,
+            url: "https://x.example/hook".into(),
+            by_events: true,
+            base64: false,
+            events: vec!["MESSAGES_UPSERT".into()],
+            headers: serde_json::Map::new(),
+        };
+        let body = serde_json::to_value(CreateRequest::seed("alinhou-production", Some(webhook))).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "instanceName": "alinhou-production", "integration": "WHATSAPP-BAILEYS", "qrcode": true,
+                "rejectCall": false, "groupsIgnore": true, "alwaysOnline": false, "readMessages": false,
+                "readStatus": false, "syncFullHistory": false,
+                "webhook": {"enabled": true, "url": "https://x.example/hook", "byEvents": true, "base64": false,
+                            "events": ["MESSAGES_UPSERT"], "headers": {}},
+            })
+        );
+    }
+
+    #[test]
+    fn rows_and_numbers_parse() {
+        let row: InstanceInfo = serde_json::from_value(json!({
+            "id": "i", "name": "n", "connectionStatus": "open", "ownerJid": "5511912345678@s.whatsapp.net",
+            "profileName": null, "clientName": "evolution_production", "token": "secret-token", "_count": {}
+        }))
+        .unwrap();
+        assert_eq!(row.number(), Some("5511912345678"));
+        assert_eq!(segment("a b/ç"), "a%20b%2F%C3%A7");
+    }
+}

@@ -132,6 +132,11 @@ impl EvolutionHub {
                 }
                 if now >= qr.generated_ms + self.options.qr_rotate.as_millis() as u64 {
                     if instance.qr_count >= process.env.qr_limit {
+                        let limit = serde_json::json!({"message": "QR code limit reached, please login again", "statusCode": 500});
+                        process.emit(instance, "qrcode.updated", limit);
+                        let refused =
+                            serde_json::json!({"instance": instance.name, "state": "refused", "statusReason": 428});
+                        process.emit(instance, "connection.update", refused);
                         instance.state = "close".into();
                         instance.qr = None;
                         instance.qr_count = 0;

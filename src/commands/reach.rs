@@ -1,0 +1,54 @@
+//! One environment, reached: its config, the AWS clients, the checked exec target and an
+//! Evolution API driver over it. Shared by the commands that talk to Evolution.
+
+use super::Context;
+use crate::config::Environment;
+use crate::error::Result;
+use crate::evolution::Driver;
+use crate::evolution::api::WebhookRequest;
+use crate::exec::run::{RunOptions, Transport};
+use crate::exec::target::{self, ExecTarget};
+use std::time::Duration;
+
+/// Config, AWS and the checked exec target for one environment.
+pub struct Reach {
+    pub env: Environment,
+    pub aws: crate::aws::Aws,
+    pub target: ExecTarget,
+}
+
+impl Reach {
+    pub async fn new(context: &Context, env_name: &str) -> Result<Reach> {
+        let config = context.config()?;
+        let env = config.environment(env_name)?.clone();
+        let aws = context.aws(&config).await?;
+        let target = target::resolve(&aws.ecs(), &env, None).await?;
+        Ok(Reach { env, aws, target })
+    }
+
+    /// The instance name: the argument, else the environment's configured instance.
+    pub fn instance_name<'a>(&'a self, name: &'a Option<String>) -> &'a str {
+        name.as_deref().unwrap_or(&self.env.instance)
+    }
+
+    pub fn driver(&self) -> Driver<'_> {
+        let options = RunOptions {
+            timeout: Duration::from_secs(120),
+            watchdog_every: Duration::from_secs(5),
+            transport: Transport::Native,
+        };
+        Driver { aws: &self.aws, target: &self.target, options }
+    }
+
+    /// The environment's webhook as the API wants it (no secret: that goes over stdin).
+    pub fn webhook_request(&self) -> Option<WebhookRequest> {
+        self.env.webhook.as_ref().map(|w| WebhookRequest {
+            enabled: true,
+            url: w.url.0.clone(),
+            by_events: w.by_events,
+            base64: w.base64,
+            events: w.events.iter().map(|e| e.0.clone()).collect(),
+            headers: serde_json::Map::new(),
+        })
+    }
+}
