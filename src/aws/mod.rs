@@ -7,6 +7,7 @@
 
 pub mod discovery;
 mod errors;
+pub mod logs;
 
 pub use errors::{AwsFailure, sdk_failure};
 

@@ -305,8 +305,8 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "FILE")]
     pub png: Option<PathBuf>,
     /// Give up after this long (e.g. 10m, 90s)
-    #[arg(long, default_value = "10m", value_name = "DURATION")]
-    pub timeout: String,
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
     /// Apply the scaling plan first when the preflight finds drift
     #[arg(long)]
     pub enforce: bool,
@@ -317,8 +317,8 @@ pub struct ConflictsArgs {
     /// Environment name from the config file
     pub env: String,
     /// How far back to look (e.g. 15m, 2h)
-    #[arg(long, default_value = "15m", value_name = "DURATION")]
-    pub since: String,
+    #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = parse_duration)]
+    pub since: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -327,10 +327,36 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// A duration like `90s`, `15m`, `2h` or `1d` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration: use e.g. 90s, 15m, 2h"))?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}` has an unknown unit `{unit}`: use s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(value * seconds))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90s"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(std::time::Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(std::time::Duration::from_secs(7200)));
+        assert_eq!(parse_duration("30"), Ok(std::time::Duration::from_secs(30)));
+        assert!(parse_duration("15x").unwrap_err().contains("unknown unit `x`"));
+        assert!(parse_duration("m").unwrap_err().contains("is not a duration"));
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -3,6 +3,7 @@
 //! [`run`] dispatches; [`Context`] carries what every command shares (global flags, the printer)
 //! and loads the config file and AWS configuration only for commands that need them.
 
+mod conflicts;
 mod exec;
 mod init;
 mod instance;
@@ -56,6 +57,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Qr(args) => qr::run(&context, &args),
         Command::Instance(command) => instance::run(&context, &command).await,
         Command::Webhook(command) => webhook::run(&context, &command).await,
+        Command::Conflicts(args) => conflicts::run(&context, &args).await,
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut buffer = Vec::new();

@@ -63,7 +63,7 @@ fn later_commands_say_not_implemented_with_exit_2() {
         vec!["doctor", "production"],
         vec!["audit"],
         vec!["connect", "production"],
-        vec!["conflicts", "production"],
+        vec!["enforce"],
         vec!["scale", "production"],
     ] {
         let output = clean_command(EVOCTL, dir.path()).args(&args).output().unwrap();

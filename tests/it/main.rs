@@ -4,6 +4,7 @@
 mod awscli;
 mod cli;
 mod config;
+mod conflicts;
 mod exec;
 mod instance;
 mod lab;

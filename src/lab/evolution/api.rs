@@ -277,6 +277,7 @@ fn create(process: &Process, body: Value, global: bool) -> Response {
         created_ms: now,
         stuck_delete: false,
         last_conflict_ms: 0,
+        conflict_count: 0,
     };
     process.emit(&instance, "instance.create", json!({"instanceName": name, "instanceId": id}));
     let wants_qr = body.get("qrcode").and_then(Value::as_bool).unwrap_or(false);

@@ -31,6 +31,8 @@ pub struct Instance {
     pub stuck_delete: bool,
     /// When two processes last kicked each other off this session (440 conflict).
     pub last_conflict_ms: u64,
+    /// How many times the session was replaced (each replacement kicks the next process).
+    pub conflict_count: u64,
 }
 
 #[derive(Debug, Clone)]

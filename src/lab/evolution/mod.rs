@@ -157,8 +157,9 @@ impl EvolutionHub {
     }
 
     /// Two processes on one database both hold the linked session: WhatsApp replaces one
-    /// socket with the other (440), each reconnects at once, and the state flaps about every
-    /// second, with Baileys' `stream errored out` conflict line in each task's log group.
+    /// socket with the other (440), the kicked one reconnects at once, and the state flaps about
+    /// every second; the kicked task logs Baileys' `stream errored out` conflict line, so with
+    /// two tasks each logs one about every 2 s.
     fn conflicts(&self, account: &mut Account, processes: &[Arc<Process>], now: u64) {
         for (index, process) in processes.iter().enumerate() {
             // Boot loading is per client name: only processes with the same database *and*
@@ -182,9 +183,10 @@ impl EvolutionHub {
                 let line = format!(
                     "{{\"level\":50,\"time\":{now},\"pid\":1,\"hostname\":\"ip-10-0-1-23\",\"node\":{{\"tag\":\"stream:error\",\"attrs\":{{\"code\":\"440\"}},\"content\":[{{\"tag\":\"conflict\",\"attrs\":{{\"type\":\"replaced\"}}}}]}},\"msg\":\"stream errored out\"}}"
                 );
-                for sharer in &sharing {
-                    log(account, &sharer.env, &line);
-                }
+                // Each replacement kicks one process, in turn: with two tasks each logs every ~2 s.
+                let kicked = sharing[(instance.conflict_count % sharing.len() as u64) as usize];
+                instance.conflict_count += 1;
+                log(account, &kicked.env, &line);
                 process.emit(
                     instance,
                     "connection.update",
