@@ -97,10 +97,8 @@ pub async fn service_state(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) ->
         .await
         .map_err(|e| not_found_or(sdk_failure("DescribeServices", e), target))?;
     let Some(service) = out.services().iter().find(|s| s.status() != Some("INACTIVE")) else {
-        return Err(Error::not_found(
-            format!("service {} not found in cluster {}", target.service, target.cluster),
-            "check `service` (or [service] name) for this environment in evoctl.toml, and the region",
-        ));
+        // DescribeServices reports a missing service in `failures`, not as an error.
+        return Err(service_not_found(target, None));
     };
     let deployment = service.deployment_configuration();
     Ok(ServiceState {
@@ -158,24 +156,16 @@ async fn list_task_arns(
     target: ServiceRef<'_>,
     desired: DesiredStatus,
 ) -> Result<Vec<String>> {
-    let mut arns = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let out = ecs
-            .list_tasks()
-            .cluster(target.cluster)
-            .service_name(target.service)
-            .desired_status(desired.clone())
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| not_found_or(sdk_failure("ListTasks", e), target))?;
-        arns.extend(out.task_arns().iter().cloned());
-        match out.next_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_owned()),
-            _ => return Ok(arns),
-        }
-    }
+    ecs.list_tasks()
+        .cluster(target.cluster)
+        .service_name(target.service)
+        .desired_status(desired)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| not_found_or(sdk_failure("ListTasks", e), target))
 }
 
 async fn describe_tasks(
@@ -245,12 +235,21 @@ fn not_found_or(failure: AwsFailure, target: ServiceRef<'_>) -> Error {
             format!("cluster {} not found ({}: {})", target.cluster, failure.action, failure.message),
             "check `cluster` for this environment in evoctl.toml and the region (clusters are regional)",
         ),
-        "ServiceNotFoundException" | "ServiceNotActiveException" => Error::not_found(
-            format!("service {} not found in cluster {} ({})", target.service, target.cluster, failure.message),
-            "check `service` (or [service] name) for this environment in evoctl.toml",
-        ),
+        "ServiceNotFoundException" | "ServiceNotActiveException" => service_not_found(target, Some(&failure.message)),
         _ => failure.into_error(),
     }
+}
+
+fn service_not_found(target: ServiceRef<'_>, detail: Option<&str>) -> Error {
+    Error::not_found(
+        format!(
+            "service {} not found in cluster {}{}",
+            target.service,
+            target.cluster,
+            detail.map(|d| format!(" ({d})")).unwrap_or_default()
+        ),
+        "check `service` (or [service] name) for this environment in evoctl.toml, and the region",
+    )
 }
 
 /// The environment's one live task. None is "not found" (exit 3) with the service's counts; more

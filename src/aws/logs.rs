@@ -1,5 +1,5 @@
 //! CloudWatch Logs reads: the service's awslogs group (from its task definition) and filtered
-//! events over a time window, all pages.
+//! events over a time window, every page (through the SDK paginator).
 
 use super::discovery::ServiceRef;
 use super::sdk_failure;
@@ -45,28 +45,25 @@ pub async fn filter(
     pattern: &str,
     start_ms: i64,
 ) -> Result<Vec<LogLine>> {
-    let mut lines = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let out = logs
-            .filter_log_events()
-            .log_group_name(group)
-            .filter_pattern(pattern)
-            .start_time(start_ms)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| Error::from(sdk_failure("FilterLogEvents", e)))?;
-        lines.extend(out.events().iter().map(|e| LogLine {
+    let pages = logs
+        .filter_log_events()
+        .log_group_name(group)
+        .filter_pattern(pattern)
+        .start_time(start_ms)
+        .into_paginator()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| Error::from(sdk_failure("FilterLogEvents", e)))?;
+    let mut lines: Vec<LogLine> = pages
+        .iter()
+        .flat_map(|page| page.events())
+        .map(|e| LogLine {
             stream: e.log_stream_name().unwrap_or_default().to_owned(),
             timestamp_ms: e.timestamp().unwrap_or_default(),
             message: e.message().unwrap_or_default().to_owned(),
-        }));
-        match out.next_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_owned()),
-            _ => break,
-        }
-    }
+        })
+        .collect();
     lines.sort_by_key(|l| l.timestamp_ms);
     Ok(lines)
 }

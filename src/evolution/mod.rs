@@ -88,24 +88,17 @@ pub fn failure(answer: &Answer, what: &str) -> Option<Error> {
     }
     let message = if soft { flatten(&answer.body["message"]) } else { flatten(&answer.body["response"]["message"]) };
     let message = if message.is_empty() { answer.body.to_string() } else { message };
-    let (status, fix) = match (answer.status, soft) {
-        (_, true) => (
-            answer.status,
-            "Evolution failed inside (2.3.7 often says \"[object Object]\"); retry, then check its logs",
-        ),
-        (401, _) => (
-            401,
-            "the API key evoctl read in the container was refused: check AUTHENTICATION_API_KEY in the task definition",
-        ),
-        (403, _) => (
-            403,
-            "that name is taken (possibly by another environment sharing the database): pick another or delete it",
-        ),
-        (404, _) => (404, "check the instance name (`evoctl instance list ENV`)"),
-        (400, _) => (400, "the request was refused as invalid; the message says which field"),
-        (status, _) => (status, "Evolution failed inside; retry, then check its logs"),
+    let fix = match answer.status {
+        _ if soft => "Evolution failed inside (2.3.7 often says \"[object Object]\"); retry, then check its logs",
+        401 => {
+            "the API key evoctl read in the container was refused: check AUTHENTICATION_API_KEY in the task definition"
+        }
+        403 => "that name is taken (possibly by another environment sharing the database): pick another or delete it",
+        404 => "check the instance name (`evoctl instance list ENV`)",
+        400 => "the request was refused as invalid; the message says which field",
+        _ => "Evolution failed inside; retry, then check its logs",
     };
-    Some(Error::Evolution { status, message: format!("{what}: {message}"), fix: fix.into() })
+    Some(Error::Evolution { status: answer.status, message: format!("{what}: {message}"), fix: fix.into() })
 }
 
 /// An API message (string, array, or array of arrays) as one line.

@@ -37,6 +37,16 @@ pub struct SessionOptions {
     pub size: TerminalSize,
 }
 
+impl SessionOptions {
+    /// The error for a session that ran past `timeout` (either transport).
+    pub fn timed_out(&self) -> Error {
+        Error::Timeout {
+            message: format!("the exec session did not finish within {}s", self.timeout.as_secs()),
+            fix: Some("raise --timeout, or check what the command is waiting for".into()),
+        }
+    }
+}
+
 /// How a session ended.
 #[derive(Debug, Clone, Default)]
 pub struct SessionEnd {
@@ -73,10 +83,7 @@ pub async fn run(
     install_crypto_provider();
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + options.timeout;
-    let timed_out = || Error::Timeout {
-        message: format!("the exec session did not finish within {}s", options.timeout.as_secs()),
-        fix: Some("raise --timeout, or check what the command is waiting for".into()),
-    };
+    let timed_out = || options.timed_out();
     let ecs = aws.ecs();
     let grant =
         tokio::time::timeout_at(deadline, execute_command(&ecs, target, command)).await.map_err(|_| timed_out())??;

@@ -30,7 +30,9 @@ pub async fn run(
     options: &SessionOptions,
 ) -> Result<SessionEnd> {
     let deadline = tokio::time::Instant::now() + options.timeout;
-    let grant = execute_command(&aws.ecs(), target, command).await?;
+    let grant = tokio::time::timeout_at(deadline, execute_command(&aws.ecs(), target, command))
+        .await
+        .map_err(|_| options.timed_out())??;
     let session_json = serde_json::json!({
         "sessionId": grant.session_id,
         "streamUrl": grant.stream_url,
@@ -84,10 +86,7 @@ pub async fn run(
             },
             _ = tokio::time::sleep_until(deadline) => {
                 let _ = child.kill().await;
-                return Err(Error::Timeout {
-                    message: format!("the exec session did not finish within {}s", options.timeout.as_secs()),
-                    fix: Some("raise --timeout, or check what the command is waiting for".into()),
-                });
+                return Err(options.timed_out());
             }
         }
     }

@@ -255,7 +255,7 @@ impl AgentHub {
                 batch.push(bytes);
             }
             for bytes in wire.shape(batch, &faults, shared) {
-                self.send_frame(shared, agent, &faults, &mut session, &mut pause_until, bytes);
+                self.send_frame(agent, &faults, &mut session, &mut pause_until, bytes);
             }
             while let Some(event) = session.poll_event() {
                 match event {
@@ -316,7 +316,8 @@ impl AgentHub {
                         let _ = socket.send(WireOut::Frame(start));
                     }
                 }
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                // Once the process is gone, give unacked output at most 2 s (as the real agent).
+                _ = sleep_until_opt(drain_deadline) => {}
             }
         }
     }
@@ -324,7 +325,6 @@ impl AgentHub {
     /// Put one agent frame on the wire, applying the gateway's pause and disconnect faults.
     fn send_frame(
         &self,
-        shared: &Shared,
         agent: &AgentSession,
         faults: &Faults,
         session: &mut Session,
@@ -358,7 +358,6 @@ impl AgentHub {
                 *once = true;
                 let _ = socket.send(WireOut::Close);
                 *agent.socket.lock().expect("lab lock") = None;
-                let _ = shared;
             }
         }
     }

@@ -31,11 +31,6 @@ pub struct Shared {
     random: Mutex<u64>,
 }
 
-/// Every session token the lab handed out, so tests can prove none leaked anywhere.
-pub fn issued_tokens(account: &Account) -> Vec<String> {
-    account.issued_tokens.clone()
-}
-
 impl Shared {
     pub fn new(
         account: Account,
@@ -462,8 +457,9 @@ async fn data_channel(
     upgrade.on_upgrade(move |socket| hub.serve_socket(shared, session, socket))
 }
 
+/// Every exec session token the lab handed out, so tests can prove none leaked anywhere.
 async fn get_tokens(State(shared): State<Arc<Shared>>) -> Json<Vec<String>> {
-    Json(issued_tokens(&shared.account.lock().expect("lab lock")))
+    Json(shared.account.lock().expect("lab lock").issued_tokens.clone())
 }
 
 #[derive(Deserialize)]

@@ -8,14 +8,7 @@ use std::time::Duration;
 fn conflicts_finds_the_loop_and_its_two_second_period() {
     let lab = Lab::start("seed");
     assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));
-    let evolution = lab.control("GET", "/evolution", None);
-    let code = evolution
-        .as_object()
-        .unwrap()
-        .values()
-        .flat_map(|rows| rows.as_array().unwrap().iter())
-        .find_map(|row| row["qr"]["code"].as_str().map(str::to_owned))
-        .unwrap();
+    let code = lab.evolution_instance("alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
     lab.control("POST", "/phone/scan", Some(&json!({"code": code})));
 
     let output = lab.evoctl().args(["conflicts", "production"]).output().unwrap();

@@ -8,18 +8,6 @@ use serde_json::{Value, json};
 
 const PRODUCTION_SECRET: &str = "lab-production-webhook-secret-77c1e0";
 
-fn instance(lab: &Lab, name: &str) -> Value {
-    let state = lab.control("GET", "/evolution", None);
-    state
-        .as_object()
-        .unwrap()
-        .values()
-        .flat_map(|rows| rows.as_array().unwrap().iter())
-        .find(|row| row["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
 fn production_task(lab: &Lab) -> String {
     text(&lab.evoctl().args(["task", "production"]).output().unwrap().stdout).trim().to_owned()
 }
@@ -34,7 +22,7 @@ fn create_connect_scan_and_list() {
         "created instance alinhou-production (connecting); link it with `evoctl instance connect production`\n"
     );
     // The webhook secret reached Evolution, and nothing else.
-    let created = instance(&lab, "alinhou-production");
+    let created = lab.evolution_instance("alinhou-production");
     assert_eq!(created["webhook"]["headers"]["jwt_key"], PRODUCTION_SECRET);
     assert_eq!(created["webhook"]["events"], json!(["MESSAGES_UPSERT"]));
     assert_eq!(created["webhook"]["webhookByEvents"], true);
@@ -49,7 +37,7 @@ fn create_connect_scan_and_list() {
     let png = lab.dir.path().join("qr.png");
     let output = lab.evoctl().args(["instance", "connect", "production", "--png"]).arg(&png).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let code = instance(&lab, "alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
+    let code = lab.evolution_instance("alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
     assert_eq!(zbar_decode(&png), code, "the PNG must decode to the simulator's current code");
     assert!(
         text(&output.stdout)
@@ -91,7 +79,7 @@ fn pairing_codes_and_protected_deletes() {
     let output = lab.evoctl().args(["instance", "delete", "production", "--yes"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout), "instance alinhou-production deleted\n");
-    assert_eq!(instance(&lab, "alinhou-production"), Value::Null);
+    assert_eq!(lab.evolution_instance("alinhou-production"), Value::Null);
 }
 
 #[test]
@@ -173,7 +161,7 @@ fn an_empty_webhook_secret_writes_nothing() {
         text(&output.stderr)
     );
     assert!(lab.journal().iter().all(|e| e["action"] != "ExecuteCommand"), "nothing may be sent to the container");
-    assert_eq!(instance(&lab, "alinhou-production"), Value::Null);
+    assert_eq!(lab.evolution_instance("alinhou-production"), Value::Null);
 }
 
 #[test]
@@ -210,7 +198,7 @@ fn webhook_show_hides_the_secret_and_set_writes_only_changes() {
         format!("webhook of alinhou-production set to {url} (events: MESSAGES_UPSERT, CONNECTION_UPDATE)\n")
     );
     assert!(!text(&output.stderr).contains(PRODUCTION_SECRET));
-    let stored = instance(&lab, "alinhou-production");
+    let stored = lab.evolution_instance("alinhou-production");
     assert_eq!(stored["webhook"]["events"], json!(["MESSAGES_UPSERT", "CONNECTION_UPDATE"]));
     assert_eq!(stored["webhook"]["headers"]["jwt_key"], PRODUCTION_SECRET);
     let journal = serde_json::to_string(&lab.journal()).unwrap();
@@ -221,7 +209,7 @@ fn webhook_show_hides_the_secret_and_set_writes_only_changes() {
 fn webhooks_arrive_signed_with_the_ssm_secret() {
     let lab = Lab::start("seed");
     assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));
-    let code = instance(&lab, "alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
+    let code = lab.evolution_instance("alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
     lab.control("POST", "/phone/scan", Some(&json!({"code": code})));
     lab.control("POST", "/phone/message", Some(&json!({"instance": "alinhou-production", "text": "oi"})));
     let delivered = crate::support::wait_until(std::time::Duration::from_secs(10), "the webhook delivery", || {
@@ -254,7 +242,7 @@ fn conflict_lines(lab: &Lab) -> usize {
 fn two_tasks_on_one_database_kick_each_other_and_one_does_not() {
     let lab = Lab::start("seed");
     assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));
-    let code = instance(&lab, "alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
+    let code = lab.evolution_instance("alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
     lab.control("POST", "/phone/scan", Some(&json!({"code": code})));
     let state = || text(&lab.evoctl().args(["instance", "state", "production"]).output().unwrap().stdout);
     assert_eq!(state(), "open\n");
@@ -269,7 +257,7 @@ fn two_tasks_on_one_database_kick_each_other_and_one_does_not() {
     // The live state now alternates between open and connecting.
     let mut seen = std::collections::BTreeSet::new();
     crate::support::wait_until(std::time::Duration::from_secs(20), "connectionState to flap", || {
-        seen.insert(instance(&lab, "alinhou-production")["state"].as_str().unwrap().to_owned());
+        seen.insert(lab.evolution_instance("alinhou-production")["state"].as_str().unwrap().to_owned());
         (seen.len() == 2).then_some(())
     });
 }
@@ -322,9 +310,9 @@ fn the_qr_limit_closes_the_instance() {
     let lab = Lab::start_with("seed", &["--qr-rotate-ms", "40"]);
     assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));
     crate::support::wait_until(std::time::Duration::from_secs(20), "the QR limit (30 QRs)", || {
-        (instance(&lab, "alinhou-production")["state"] == "close").then_some(())
+        (lab.evolution_instance("alinhou-production")["state"] == "close").then_some(())
     });
-    assert_eq!(instance(&lab, "alinhou-production")["qr"]["count"], 0, "the count resets at the limit");
+    assert_eq!(lab.evolution_instance("alinhou-production")["qr"]["count"], 0, "the count resets at the limit");
     let output = crate::awscli::aws(&lab)
         .args([
             "logs",
@@ -358,7 +346,7 @@ fn webhook_set_makes_deliveries_carry_a_jwt_signed_with_the_ssm_secret() {
     for text in [text(&output.stdout), text(&output.stderr), serde_json::to_string(&lab.journal()).unwrap()] {
         assert!(!text.contains(PRODUCTION_SECRET));
     }
-    let code = instance(&lab, "alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
+    let code = lab.evolution_instance("alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
     lab.control("POST", "/phone/scan", Some(&json!({"code": code})));
     lab.control("POST", "/phone/message", Some(&json!({"instance": "alinhou-production", "text": "after set"})));
     let delivered = crate::support::wait_until(std::time::Duration::from_secs(10), "the webhook delivery", || {

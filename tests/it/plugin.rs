@@ -2,19 +2,35 @@
 //! a stand-in that prints what the official plugin prints (and cuts output at stdin EOF, as it
 //! does). The stand-in itself is checked against the real AWS CLI.
 
-use crate::support::{EVOCTL_LAB, Lab, text};
+use crate::support::{EVOCTL_LAB, Lab, clean_process, text};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::Stdio;
 
-/// A directory holding `session-manager-plugin`, which runs the stand-in.
-fn plugin_dir(lab: &Lab) -> PathBuf {
-    let dir = lab.dir.path().join("plugin-bin");
+/// A directory holding a `session-manager-plugin` shell script with this body.
+fn plugin_script(lab: &Lab, dir_name: &str, body: &str) -> PathBuf {
+    let dir = lab.dir.path().join(dir_name);
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("session-manager-plugin");
-    std::fs::write(&script, format!("#!/bin/sh\nexec '{EVOCTL_LAB}' fake-plugin \"$@\"\n")).unwrap();
+    std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     dir
+}
+
+/// A directory holding `session-manager-plugin`, which runs the stand-in.
+fn plugin_dir(lab: &Lab) -> PathBuf {
+    plugin_script(lab, "plugin-bin", &format!("exec '{EVOCTL_LAB}' fake-plugin \"$@\""))
+}
+
+/// The real `aws ecs execute-command` on the production task, with `dir` first on PATH.
+fn aws_execute_command(lab: &Lab, dir: &std::path::Path, command: &str) -> std::process::Command {
+    let task = text(&lab.evoctl().args(["task", "production"]).output().unwrap().stdout).trim().to_owned();
+    let mut aws = clean_process("aws", lab.dir.path());
+    aws.envs(lab.env())
+        .env("PATH", path_with(dir))
+        .args(["ecs", "execute-command", "--cluster", "alinhou-production", "--task", &task, "--interactive"])
+        .args(["--command", command]);
+    aws
 }
 
 /// `evoctl exec production --backend aws-cli -- node -e SCRIPT` with the stand-in plugin on PATH.
@@ -101,19 +117,13 @@ fn a_missing_plugin_is_a_clear_error() {
 fn the_stand_in_plugin_speaks_the_real_aws_clis_protocol() {
     let lab = Lab::start("seed");
     let dir = plugin_dir(&lab);
-    let task = text(&lab.evoctl().args(["task", "production"]).output().unwrap().stdout).trim().to_owned();
-    let mut child = std::process::Command::new("aws")
-        .args(["ecs", "execute-command", "--cluster", "alinhou-production", "--task", &task, "--interactive"])
-        .args(["--command", "node -e 'process.stdout.write(String(6*7)+String.fromCharCode(10))'"])
-        .env_clear()
-        .env("PATH", path_with(&dir))
-        .env("HOME", lab.dir.path())
-        .envs(lab.env())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the AWS CLI must be installed");
+    let mut child =
+        aws_execute_command(&lab, &dir, "node -e 'process.stdout.write(String(6*7)+String.fromCharCode(10))'")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the AWS CLI must be installed");
     // Keep stdin open until the CLI is done, so the plugin does not stop at EOF.
     let _stdin = child.stdin.take();
     let mut raw = Vec::new();
@@ -129,28 +139,14 @@ fn the_stand_in_plugin_speaks_the_real_aws_clis_protocol() {
 #[test]
 fn the_gateway_refuses_a_forged_token() {
     let lab = Lab::start("seed");
-    let dir = lab.dir.path().join("forging-bin");
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = dir.join("session-manager-plugin");
     // The AWS CLI hands the session JSON to the plugin on argv; swap the token before the stand-in sees it.
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n[ $# -eq 0 ] && exec '{EVOCTL_LAB}' fake-plugin\n\
-             forged=$(printf '%s' \"$1\" | sed 's/\"tokenValue\": \"[^\"]*\"/\"tokenValue\": \"forged\"/')\n\
-             shift\nexec '{EVOCTL_LAB}' fake-plugin \"$forged\" \"$@\"\n"
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let task = text(&lab.evoctl().args(["task", "production"]).output().unwrap().stdout).trim().to_owned();
-    let output = std::process::Command::new("aws")
-        .args(["ecs", "execute-command", "--cluster", "alinhou-production", "--task", &task, "--interactive"])
-        .args(["--command", "node -e 'process.stdout.write(String(1))'"])
-        .env_clear()
-        .env("PATH", path_with(&dir))
-        .env("HOME", lab.dir.path())
-        .envs(lab.env())
+    let forge = format!(
+        "[ $# -eq 0 ] && exec '{EVOCTL_LAB}' fake-plugin\n\
+         forged=$(printf '%s' \"$1\" | sed 's/\"tokenValue\": \"[^\"]*\"/\"tokenValue\": \"forged\"/')\n\
+         shift\nexec '{EVOCTL_LAB}' fake-plugin \"$forged\" \"$@\""
+    );
+    let dir = plugin_script(&lab, "forging-bin", &forge);
+    let output = aws_execute_command(&lab, &dir, "node -e 'process.stdout.write(String(1))'")
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -66,14 +66,21 @@ impl Lab {
 
     /// `evoctl` as a plain process (for spawning and streaming).
     pub fn evoctl_process(&self) -> std::process::Command {
-        let mut command = std::process::Command::new(EVOCTL);
+        let mut command = clean_process(EVOCTL, self.dir.path());
+        command.envs(self.env());
         command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .envs(self.env())
-            .current_dir(self.dir.path());
-        command
+    }
+
+    /// The lab's Evolution instance row named `name` (live state, current QR, webhook), or null.
+    pub fn evolution_instance(&self, name: &str) -> Value {
+        self.control("GET", "/evolution", None)
+            .as_object()
+            .expect("databases")
+            .values()
+            .flat_map(|rows| rows.as_array().expect("rows").iter())
+            .find(|row| row["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -108,13 +115,15 @@ impl Drop for Lab {
 
 /// A command with an empty environment except PATH, and HOME pointing into `dir` (so no ~/.aws).
 pub fn clean_command(program: &str, dir: &Path) -> Command {
-    let mut command = Command::new(program);
+    let mut command = Command::from_std(clean_process(program, dir));
+    command.timeout(Duration::from_secs(120));
     command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", dir)
-        .current_dir(dir)
-        .timeout(Duration::from_secs(120));
+}
+
+/// The same clean environment for a plain process (spawning, streaming, stdin kept open).
+pub fn clean_process(program: &str, dir: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("HOME", dir).current_dir(dir);
     command
 }
 

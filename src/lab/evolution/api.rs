@@ -117,7 +117,9 @@ pub async fn handle(process: Arc<Process>, method: Method, uri: Uri, headers: He
         .map(|(k, v)| (k.to_owned(), crate::lab::sigv4::percent_decode(v)))
         .collect();
     let key = headers.get("apikey").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let global = !*process.reject_key.lock().expect("lab lock") && key.as_deref() == Some(process.env.api_key.as_str());
+    // The `reject_key` switch makes this process refuse every key, global and per instance.
+    let rejecting = *process.reject_key.lock().expect("lab lock");
+    let global = !rejecting && key.as_deref() == Some(process.env.api_key.as_str());
     let segments: Vec<String> =
         path.trim_start_matches('/').split('/').map(crate::lab::sigv4::percent_decode).collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
@@ -171,9 +173,7 @@ pub async fn handle(process: Arc<Process>, method: Method, uri: Uri, headers: He
             let Some(instance) = db.instances.get(*name).filter(|i| !i.stuck_delete || *action != "delete") else {
                 return error(404, json!([format!("The \"{name}\" instance does not exist")]));
             };
-            if !(global || key.as_deref() == Some(instance.token.as_str()))
-                || *process.reject_key.lock().expect("lab lock")
-            {
+            if rejecting || !(global || key.as_deref() == Some(instance.token.as_str())) {
                 return error(401, json!("Unauthorized"));
             }
             let name = name.to_string();
