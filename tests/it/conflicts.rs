@@ -7,9 +7,7 @@ use std::time::Duration;
 #[test]
 fn conflicts_finds_the_loop_and_its_two_second_period() {
     let lab = Lab::start("seed");
-    assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));
-    let code = lab.evolution_instance("alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
-    lab.control("POST", "/phone/scan", Some(&json!({"code": code})));
+    lab.link_production();
 
     let output = lab.evoctl().args(["conflicts", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));

@@ -208,9 +208,7 @@ fn webhook_show_hides_the_secret_and_set_writes_only_changes() {
 #[test]
 fn webhooks_arrive_signed_with_the_ssm_secret() {
     let lab = Lab::start("seed");
-    assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));
-    let code = lab.evolution_instance("alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
-    lab.control("POST", "/phone/scan", Some(&json!({"code": code})));
+    lab.link_production();
     lab.control("POST", "/phone/message", Some(&json!({"instance": "alinhou-production", "text": "oi"})));
     let delivered = crate::support::wait_until(std::time::Duration::from_secs(10), "the webhook delivery", || {
         let all = lab.control("GET", "/webhooks", None);
@@ -241,9 +239,7 @@ fn conflict_lines(lab: &Lab) -> usize {
 #[test]
 fn two_tasks_on_one_database_kick_each_other_and_one_does_not() {
     let lab = Lab::start("seed");
-    assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));
-    let code = lab.evolution_instance("alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
-    lab.control("POST", "/phone/scan", Some(&json!({"code": code})));
+    lab.link_production();
     let state = || text(&lab.evoctl().args(["instance", "state", "production"]).output().unwrap().stdout);
     assert_eq!(state(), "open\n");
     assert_eq!(state(), "open\n");
@@ -346,8 +342,7 @@ fn webhook_set_makes_deliveries_carry_a_jwt_signed_with_the_ssm_secret() {
     for text in [text(&output.stdout), text(&output.stderr), serde_json::to_string(&lab.journal()).unwrap()] {
         assert!(!text.contains(PRODUCTION_SECRET));
     }
-    let code = lab.evolution_instance("alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
-    lab.control("POST", "/phone/scan", Some(&json!({"code": code})));
+    lab.scan("alinhou-production");
     lab.control("POST", "/phone/message", Some(&json!({"instance": "alinhou-production", "text": "after set"})));
     let delivered = crate::support::wait_until(std::time::Duration::from_secs(10), "the webhook delivery", || {
         lab.control("GET", "/webhooks", None).as_array().unwrap().first().cloned()

@@ -71,6 +71,19 @@ impl Lab {
         command
     }
 
+    /// The simulated phone scans the QR `name` shows now.
+    pub fn scan(&self, name: &str) {
+        let code = self.evolution_instance(name)["qr"]["code"].as_str().expect("a QR is shown").to_owned();
+        self.control("POST", "/phone/scan", Some(&serde_json::json!({"code": code})));
+    }
+
+    /// `evoctl instance create production`, then the phone links it: the production number is live.
+    pub fn link_production(&self) {
+        let output = self.evoctl().args(["instance", "create", "production"]).output().expect("evoctl runs");
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        self.scan("alinhou-production");
+    }
+
     /// The lab's Evolution instance row named `name` (live state, current QR, webhook), or null.
     pub fn evolution_instance(&self, name: &str) -> Value {
         self.control("GET", "/evolution", None)
