@@ -49,6 +49,10 @@ pub enum Error {
     #[error("{message}")]
     Timeout { message: String, fix: Option<String> },
 
+    /// A change was applied but reading it back shows something else.
+    #[error("{message}")]
+    Unverified { message: String, fix: String },
+
     /// A local file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
@@ -68,6 +72,7 @@ impl Error {
             Error::Evolution { status: 400, .. } => exit::USAGE,
             Error::Evolution { .. } => exit::FINDINGS,
             Error::Timeout { .. } => exit::TIMEOUT,
+            Error::Unverified { .. } => exit::FINDINGS,
         }
     }
 
@@ -80,7 +85,7 @@ impl Error {
             | Error::Aws { fix, .. }
             | Error::Exec { fix, .. }
             | Error::Timeout { fix, .. } => fix.as_deref(),
-            Error::Config { fix, .. } | Error::Evolution { fix, .. } => Some(fix),
+            Error::Config { fix, .. } | Error::Evolution { fix, .. } | Error::Unverified { fix, .. } => Some(fix),
             Error::NotImplemented(_) => Some("this command arrives in a later release; see `evoctl --help`"),
             Error::Io { .. } => None,
         }
@@ -98,6 +103,7 @@ impl Error {
             Error::Exec { .. } => "exec",
             Error::Evolution { .. } => "evolution",
             Error::Timeout { .. } => "timeout",
+            Error::Unverified { .. } => "unverified",
             Error::Io { .. } => "io",
         }
     }

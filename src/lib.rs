@@ -15,6 +15,7 @@ pub mod error;
 pub mod evolution;
 pub mod exec;
 pub mod exit;
+pub mod guard;
 pub mod output;
 pub mod qr;
 

@@ -103,16 +103,22 @@ impl Printer {
             eprintln!("  fix: {fix}");
         }
         if self.format == OutputFormat::Json {
-            self.json(&ErrorDocument {
-                schema: "evoctl.error/v1",
-                error: ErrorBody {
-                    kind: error.kind(),
-                    message: error.to_string(),
-                    fix: error.fix(),
-                    exit_code: error.exit_code(),
-                },
-            });
+            self.error_json(error);
         }
+    }
+
+    /// The error as an `evoctl.error/v1` JSON document on stdout (also for commands whose own
+    /// format flag asked for JSON).
+    pub fn error_json(&self, error: &Error) {
+        self.json(&ErrorDocument {
+            schema: "evoctl.error/v1",
+            error: ErrorBody {
+                kind: error.kind(),
+                message: error.to_string(),
+                fix: error.fix(),
+                exit_code: error.exit_code(),
+            },
+        });
     }
 }
 

@@ -115,6 +115,25 @@ pub async fn service_state(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) ->
     })
 }
 
+/// A service, its live tasks and its scalable target, read together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSnapshot {
+    pub service: ServiceState,
+    pub tasks: Vec<LiveTask>,
+    pub range: Option<ScalableRange>,
+}
+
+/// DescribeServices, the live tasks and DescribeScalableTargets, concurrently.
+pub async fn snapshot(
+    ecs: &aws_sdk_ecs::Client,
+    autoscaling: &aws_sdk_applicationautoscaling::Client,
+    target: ServiceRef<'_>,
+) -> Result<ServiceSnapshot> {
+    let (service, tasks, range) =
+        tokio::try_join!(service_state(ecs, target), live_tasks(ecs, target), scalable_range(autoscaling, target))?;
+    Ok(ServiceSnapshot { service, tasks, range })
+}
+
 /// Every task of the service whose lastStatus is not STOPPED, oldest first.
 pub async fn live_tasks(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) -> Result<Vec<LiveTask>> {
     let (running, stopped) = tokio::try_join!(

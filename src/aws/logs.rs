@@ -19,23 +19,12 @@ pub async fn log_group(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>, contai
     let definition = service.task_definition.ok_or_else(|| {
         Error::not_found(format!("service {} has no task definition", target.service), "check the service in ECS")
     })?;
-    let out = ecs
-        .describe_task_definition()
-        .task_definition(&definition)
-        .send()
-        .await
-        .map_err(|e| Error::from(sdk_failure("DescribeTaskDefinition", e)))?;
-    out.task_definition()
-        .and_then(|d| d.container_definitions().iter().find(|c| c.name() == Some(container)))
-        .and_then(|c| c.log_configuration())
-        .and_then(|l| l.options())
-        .and_then(|o| o.get("awslogs-group").cloned())
-        .ok_or_else(|| {
-            Error::not_found(
-                format!("container {container} of {definition} has no awslogs log group"),
-                "configure the awslogs driver for the container (SST does by default)",
-            )
-        })
+    super::taskdef::container_settings(ecs, &definition, container).await?.log_group.ok_or_else(|| {
+        Error::not_found(
+            format!("container {container} of {definition} has no awslogs log group"),
+            "configure the awslogs driver for the container (SST does by default)",
+        )
+    })
 }
 
 /// Every event in `group` since `start_ms` matching `pattern`, oldest first.

@@ -8,11 +8,20 @@
 pub mod discovery;
 mod errors;
 pub mod logs;
+pub mod scaling;
+pub mod secrets;
+pub mod taskdef;
 
 pub use errors::{AwsFailure, sdk_failure};
 
 use crate::error::{Error, Result};
+use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// Attempts per AWS call (standard retry mode: exponential backoff with jitter) unless
+/// `AWS_MAX_ATTEMPTS` says otherwise. Higher than the SDK's 3 so that an audit under heavy
+/// throttling still completes instead of failing on one unlucky call.
+pub const MAX_ATTEMPTS: u32 = 8;
 
 /// Where to take region and profile from, most specific first.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +47,8 @@ impl Aws {
         if let Some(region) = &settings.region {
             loader = loader.region(Region::new(region.clone()));
         }
+        let attempts = std::env::var("AWS_MAX_ATTEMPTS").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_ATTEMPTS);
+        loader = loader.retry_config(RetryConfig::standard().with_max_attempts(attempts));
         let config = loader.load().await;
         if config.region().is_none() {
             return Err(Error::usage(

@@ -253,9 +253,9 @@ pub struct ScaleArgs {
     /// Apply the plan (default: only print it)
     #[arg(long)]
     pub apply: bool,
-    /// Give up waiting for tasks after this many seconds
-    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
-    pub timeout: u64,
+    /// Give up waiting for tasks after this long (e.g. 90s, 10m)
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -263,9 +263,9 @@ pub struct EnforceArgs {
     /// Apply the plan (default: only print it)
     #[arg(long)]
     pub apply: bool,
-    /// Give up waiting for tasks after this many seconds
-    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
-    pub timeout: u64,
+    /// Give up waiting for tasks after this long (e.g. 90s, 10m)
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 /// Audit report formats.
@@ -319,6 +319,9 @@ pub struct ConflictsArgs {
     /// How far back to look (e.g. 15m, 2h)
     #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = parse_duration)]
     pub since: std::time::Duration,
+    /// Also sample the instance's connectionState this long for flapping (0 to skip)
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
+    pub sample: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -1,41 +1,51 @@
-//! `evoctl conflicts ENV [--since 15m]`: is this number in a conflict/replaced loop? Two live
-//! connections for one WhatsApp number kick each other (Baileys `stream errored out` with
-//! `conflict` / `replaced`, code 440) and reconnect at once; the API never shows the 440, so the
-//! evidence is in the task log group. Exit 1 when a loop is found.
+//! `evoctl conflicts ENV [--since 15m] [--sample 5s]`: is this number in a conflict/replaced
+//! loop? Two kinds of evidence, gathered at the same time: the service's log group (see
+//! [`crate::guard::conflicts`]) and the instance's connectionState sampled from one exec session
+//! (the live state flips between `open` and `connecting` while the DB copy stays `open`). Exit 1
+//! when either shows a loop.
 
 use super::Context;
 use crate::aws::discovery::ServiceRef;
-use crate::aws::logs::{self, LogLine};
+use crate::aws::logs;
 use crate::cli::ConflictsArgs;
+use crate::config::Environment;
 use crate::error::Result;
+use crate::evolution::Driver;
+use crate::exec::run::{RunOptions, Transport};
+use crate::exec::target;
 use crate::exit;
+use crate::guard::conflicts::{self, ConflictEvidence};
 use serde::Serialize;
-use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-/// At least this many replacements in the window make a loop (one stray 440 is not one).
-const LOOP_THRESHOLD: usize = 3;
-
-#[derive(Debug, Serialize)]
-struct TaskEvidence {
-    task: String,
-    events: usize,
-}
+/// Time between two connectionState reads while sampling.
+const SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
+/// This many state changes while sampling make a loop (one change can be a normal reconnect).
+const FLAP_THRESHOLD: usize = 2;
 
 #[derive(Debug, Serialize)]
 struct ConflictReport {
     schema: &'static str,
     env: String,
-    log_group: String,
-    since_seconds: u64,
+    /// Log evidence, or sampled flapping.
     #[serde(rename = "loop")]
     is_loop: bool,
-    events: usize,
-    /// Median seconds between one task's consecutive replacements.
-    period_seconds: Option<f64>,
-    first_seen: Option<String>,
-    last_seen: Option<String>,
-    tasks: Vec<TaskEvidence>,
+    logs: ConflictEvidence,
+    /// The connectionState sample, when one was taken.
+    sampled: Option<Sampled>,
+    /// Why no sample was taken (no live task, no instance, exec not possible).
+    sample_skipped: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Sampled {
+    task: String,
+    instance: String,
+    seconds: f64,
+    samples: usize,
+    /// How many times the state changed between consecutive samples.
+    changes: usize,
+    states: Vec<String>,
 }
 
 pub async fn run(context: &Context, args: &ConflictsArgs) -> Result<u8> {
@@ -43,37 +53,24 @@ pub async fn run(context: &Context, args: &ConflictsArgs) -> Result<u8> {
     let env = config.environment(&args.env)?;
     let aws = context.aws(&config).await?;
     let target = ServiceRef { cluster: &env.cluster, service: &env.service };
-    let group = logs::log_group(&aws.ecs(), target, &env.container).await?;
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    let start_ms = now_ms - args.since.as_millis() as i64;
-    let lines: Vec<LogLine> = logs::filter(&aws.logs(), &group, "\"stream errored out\"", start_ms)
-        .await?
-        .into_iter()
-        .filter(|l| l.message.contains("conflict") && l.message.contains("replaced"))
-        .collect();
-    let mut by_task: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for line in &lines {
-        let task = line.stream.rsplit('/').next().unwrap_or(&line.stream).to_owned();
-        by_task.entry(task).or_default().push(line.timestamp_ms);
-    }
-    let mut gaps: Vec<i64> =
-        by_task.values().flat_map(|times| times.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()).collect();
-    gaps.sort_unstable();
-    let period_seconds = gaps.get(gaps.len() / 2).map(|ms| (*ms as f64 / 100.0).round() / 10.0);
-    let stamp = |ms: i64| {
-        aws_smithy_types::DateTime::from_secs(ms / 1000).fmt(aws_smithy_types::date_time::Format::DateTime).ok()
+    let read_logs = async {
+        let group = logs::log_group(&aws.ecs(), target, &env.container).await?;
+        conflicts::read(&aws.logs(), &group, args.since).await
     };
+    let (evidence, sampled) = tokio::join!(read_logs, sample(&aws, env, args.sample));
+    let evidence = evidence?;
+    let (sampled, sample_skipped) = match sampled {
+        Ok(sampled) => (sampled, None),
+        Err(reason) => (None, Some(reason)),
+    };
+    let flapping = sampled.as_ref().is_some_and(|s| s.changes >= FLAP_THRESHOLD);
     let report = ConflictReport {
         schema: "evoctl.conflicts/v1",
         env: env.name.clone(),
-        log_group: group,
-        since_seconds: args.since.as_secs(),
-        is_loop: lines.len() >= LOOP_THRESHOLD,
-        events: lines.len(),
-        period_seconds,
-        first_seen: lines.first().and_then(|l| stamp(l.timestamp_ms)),
-        last_seen: lines.last().and_then(|l| stamp(l.timestamp_ms)),
-        tasks: by_task.iter().map(|(task, times)| TaskEvidence { task: task.clone(), events: times.len() }).collect(),
+        is_loop: evidence.is_loop || flapping,
+        logs: evidence,
+        sampled,
+        sample_skipped,
     };
     context.printer.data(&report, || render(&report));
     if report.is_loop {
@@ -87,19 +84,71 @@ pub async fn run(context: &Context, args: &ConflictsArgs) -> Result<u8> {
     }
 }
 
-fn render(report: &ConflictReport) -> String {
-    let window = format!("{}m", report.since_seconds / 60);
-    if report.events == 0 {
-        return format!("no conflict/replaced lines in {} in the last {window}: no loop\n", report.log_group);
+/// Sample the instance's live state from any ready task; `Err` says why there is no sample.
+async fn sample(aws: &crate::aws::Aws, env: &Environment, duration: Duration) -> Result<Option<Sampled>, String> {
+    if duration.is_zero() {
+        return Ok(None);
     }
-    let tasks: Vec<String> = report.tasks.iter().map(|t| format!("{} ({})", t.task, t.events)).collect();
-    format!(
-        "conflict loop: {}\nevents:  {} conflict/replaced lines in the last {window}\nperiod:  {}\nfirst:   {}\nlast:    {}\ntasks:   {}\n",
-        if report.is_loop { "YES" } else { "no (isolated replacements)" },
-        report.events,
-        report.period_seconds.map(|p| format!("about every {p:.1} s per task")).unwrap_or_else(|| "-".into()),
-        report.first_seen.as_deref().unwrap_or("-"),
-        report.last_seen.as_deref().unwrap_or("-"),
-        tasks.join(", "),
-    )
+    let target = target::resolve_any(&aws.ecs(), env).await.map_err(|e| e.to_string())?;
+    let options = RunOptions {
+        timeout: duration + Duration::from_secs(60),
+        watchdog_every: Duration::from_secs(5),
+        transport: Transport::Native,
+    };
+    let driver = Driver { aws, target: &target, options };
+    let states = driver.sample_states(&env.instance, duration, SAMPLE_INTERVAL).await.map_err(|e| e.to_string())?;
+    let changes = states.windows(2).filter(|w| w[0].1 != w[1].1).count();
+    let mut seen: Vec<String> = Vec::new();
+    for (_, state) in &states {
+        if !seen.contains(state) {
+            seen.push(state.clone());
+        }
+    }
+    Ok(Some(Sampled {
+        task: target.task.id.clone(),
+        instance: env.instance.clone(),
+        seconds: states.last().map_or(0.0, |(at, _)| (at.as_millis() as f64 / 100.0).round() / 10.0),
+        samples: states.len(),
+        changes,
+        states: seen,
+    }))
+}
+
+fn render(report: &ConflictReport) -> String {
+    let evidence = &report.logs;
+    let window = format!("{}m", evidence.since_seconds / 60);
+    let mut out = if evidence.events == 0 {
+        format!("no conflict/replaced lines in {} in the last {window}\n", evidence.log_group)
+    } else {
+        let tasks: Vec<String> = evidence.tasks.iter().map(|t| format!("{} ({})", t.task, t.events)).collect();
+        format!(
+            "events:  {} conflict/replaced lines in the last {window}\nperiod:  {}\nfirst:   {}\nlast:    {}\ntasks:   {}\n",
+            evidence.events,
+            evidence.period_seconds.map(|p| format!("about every {p:.1} s per task")).unwrap_or_else(|| "-".into()),
+            evidence.first_seen.as_deref().unwrap_or("-"),
+            evidence.last_seen.as_deref().unwrap_or("-"),
+            tasks.join(", "),
+        )
+    };
+    match (&report.sampled, &report.sample_skipped) {
+        (Some(s), _) => out.push_str(&format!(
+            "state:   {} change(s) in {:.1} s of {} ({}; {} samples from task {})\n",
+            s.changes,
+            s.seconds,
+            s.instance,
+            s.states.join(", "),
+            s.samples,
+            s.task
+        )),
+        (None, Some(reason)) => out.push_str(&format!("state:   not sampled: {reason}\n")),
+        (None, None) => {}
+    }
+    let verdict = if report.is_loop {
+        "YES"
+    } else if evidence.events > 0 {
+        "no (isolated replacements)"
+    } else {
+        "no"
+    };
+    format!("conflict loop: {verdict}\n{out}")
 }

@@ -3,12 +3,14 @@
 //! [`run`] dispatches; [`Context`] carries what every command shares (global flags, the printer)
 //! and loads the config file and AWS configuration only for commands that need them.
 
+mod audit;
 mod conflicts;
 mod exec;
 mod init;
 mod instance;
 mod qr;
 mod reach;
+mod scale;
 mod secrets;
 mod shell;
 mod status;
@@ -58,6 +60,9 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Instance(command) => instance::run(&context, &command).await,
         Command::Webhook(command) => webhook::run(&context, &command).await,
         Command::Conflicts(args) => conflicts::run(&context, &args).await,
+        Command::Audit(args) => audit::run(&context, &args).await,
+        Command::Scale(args) => scale::scale(&context, &args).await,
+        Command::Enforce(args) => scale::enforce(&context, &args).await,
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut buffer = Vec::new();

@@ -53,13 +53,9 @@ pub async fn run(context: &Context, args: &StatusArgs) -> Result<u8> {
 }
 
 async fn env_status(aws: &Aws, env: &Environment) -> Result<EnvStatus> {
-    let (ecs, autoscaling) = (aws.ecs(), aws.autoscaling());
     let target = ServiceRef { cluster: &env.cluster, service: &env.service };
-    let (service, tasks, range) = tokio::try_join!(
-        discovery::service_state(&ecs, target),
-        discovery::live_tasks(&ecs, target),
-        discovery::scalable_range(&autoscaling, target),
-    )?;
+    let discovery::ServiceSnapshot { service, tasks, range } =
+        discovery::snapshot(&aws.ecs(), &aws.autoscaling(), target).await?;
     Ok(EnvStatus {
         env: env.name.clone(),
         cluster: env.cluster.clone(),

@@ -45,9 +45,36 @@ pub struct Environment {
     pub server_port: u16,
     pub scaling: Option<Scaling>,
     pub protected: bool,
+    /// The WhatsApp number label ([`SHARED_NUMBER`] when the file sets none): environments
+    /// with the same label must never run at the same time.
+    pub number: String,
     pub webhook: Option<WebhookConfig>,
     pub app: Option<AppConfig>,
 }
+
+#[cfg(test)]
+impl Environment {
+    /// An environment for unit tests: cluster `c-NAME`, service and container `S`.
+    pub fn for_test(name: &str, instance: &str, min: u32, max: u32) -> Environment {
+        Environment {
+            name: name.into(),
+            cluster: format!("c-{name}"),
+            service: "S".into(),
+            container: "S".into(),
+            instance: instance.into(),
+            server_port: 8080,
+            scaling: Some(Scaling { min, max }),
+            protected: false,
+            number: SHARED_NUMBER.into(),
+            webhook: None,
+            app: None,
+        }
+    }
+}
+
+/// The number label of environments that do not set `number`: by default every environment
+/// is assumed to share one WhatsApp number.
+pub const SHARED_NUMBER: &str = "shared";
 
 impl Config {
     /// Load from an explicit path (flag or `EVOCTL_CONFIG`) or `./evoctl.toml`.
@@ -87,6 +114,7 @@ impl Config {
                 server_port: env.server_port.unwrap_or(file.service.server_port),
                 scaling: env.scaling,
                 protected: env.protected,
+                number: env.number.clone().unwrap_or_else(|| SHARED_NUMBER.to_owned()),
                 webhook: env.webhook.clone(),
                 app: env.app.clone(),
             })

@@ -65,6 +65,9 @@ pub struct EnvSection {
     pub scaling: Option<Scaling>,
     #[serde(default)]
     pub protected: bool,
+    /// A label for the WhatsApp number the environment uses; environments with the same label
+    /// (all of them when unset) must never be live together.
+    pub number: Option<String>,
     pub webhook: Option<WebhookConfig>,
     pub app: Option<AppConfig>,
 }

@@ -6,6 +6,7 @@ use super::{Answer, Driver, failure};
 use crate::error::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::time::Duration;
 
 /// A `fetchInstances` row (the fields evoctl uses).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -210,6 +211,22 @@ impl Driver<'_> {
         let path = format!("/instance/connectionState/{}", segment(name));
         let answer = checked(self.call("GET", &path, None, None).await?, "connectionState")?;
         Ok(answer.body["instance"]["state"].as_str().unwrap_or("unknown").to_owned())
+    }
+
+    /// The live state every `interval` for `duration`, from one exec session.
+    pub async fn sample_states(
+        &self,
+        name: &str,
+        duration: Duration,
+        interval: Duration,
+    ) -> Result<Vec<(Duration, String)>> {
+        let path = format!("/instance/connectionState/{}", segment(name));
+        let mut states = Vec::new();
+        for (at, answer) in self.sample(&path, duration, interval).await? {
+            let answer = checked(answer, "connectionState")?;
+            states.push((at, answer.body["instance"]["state"].as_str().unwrap_or("unknown").to_owned()));
+        }
+        Ok(states)
     }
 
     /// Log the instance out of WhatsApp.

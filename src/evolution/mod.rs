@@ -10,6 +10,7 @@ use crate::exec::envelope::RunSpec;
 use crate::exec::run::{Collected, RunOptions};
 use crate::exec::target::ExecTarget;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 pub mod api;
 
@@ -45,11 +46,39 @@ impl Driver<'_> {
             "body": body,
             "secret": secret.map(|(path, _)| path.to_vec()),
         });
+        let parsed = self.run(&request, secret.map(|(_, value)| value.as_bytes().to_vec())).await?;
+        Ok(answer(parsed["status"].as_u64().unwrap_or(0) as u16, &parsed["body"]))
+    }
+
+    /// The same GET every `interval` for `duration`, all in one exec session; each answer with
+    /// its offset from the first call.
+    pub async fn sample(&self, path: &str, duration: Duration, interval: Duration) -> Result<Vec<(Duration, Answer)>> {
+        let request = json!({
+            "method": "GET",
+            "path": path,
+            "body": null,
+            "secret": null,
+            "repeat": {"duration_ms": duration.as_millis() as u64, "interval_ms": interval.as_millis() as u64},
+        });
+        let parsed = self.run(&request, None).await?;
+        Ok(parsed["samples"]
+            .as_array()
+            .map(|samples| {
+                samples
+                    .iter()
+                    .map(|s| {
+                        let at = Duration::from_millis(s["t"].as_u64().unwrap_or(0));
+                        (at, answer(s["status"].as_u64().unwrap_or(0) as u16, &s["body"]))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Run the request program for `request` and return its checked JSON reply.
+    async fn run(&self, request: &Value, stdin: Option<Vec<u8>>) -> Result<Value> {
         let program = REQUEST_PROGRAM.replace("__REQUEST__", &request.to_string());
-        let spec = RunSpec {
-            argv: vec!["node".into(), "-e".into(), program],
-            stdin: secret.map(|(_, value)| value.as_bytes().to_vec()),
-        };
+        let spec = RunSpec { argv: vec!["node".into(), "-e".into(), program], stdin };
         let mut collected = Collected::default();
         let status = crate::exec::run::run(self.aws, self.target, &spec, &self.options, &mut collected).await?;
         let parsed: Value = serde_json::from_slice(&collected.stdout).map_err(|_| {
@@ -73,11 +102,15 @@ impl Driver<'_> {
                 "check that the Evolution process is up in the task (its logs; `evoctl doctor`)",
             ));
         }
-        let status = parsed["status"].as_u64().unwrap_or(0) as u16;
-        let text = parsed["body"].as_str().unwrap_or("");
-        let body = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()));
-        Ok(Answer { status, body })
+        Ok(parsed)
     }
+}
+
+/// A body text as JSON when it parses, else as a string.
+fn answer(status: u16, body: &Value) -> Answer {
+    let text = body.as_str().unwrap_or("");
+    let body = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()));
+    Answer { status, body }
 }
 
 /// Turn a failed answer (status >= 400, or 200 with `error: true`) into an error; `None` if fine.

@@ -13,6 +13,14 @@ const fromFile = (file, sep) => {
 };
 const key = process.env.AUTHENTICATION_API_KEY || fromFile("/proc/1/environ", "\0") || fromFile("/evolution/.env", "\n") || fromFile(".env", "\n");
 const port = process.env.SERVER_PORT || "8080";
+const call = (body) =>
+  fetch("http://127.0.0.1:" + port + R.path, {
+    method: R.method,
+    headers: { apikey: key, "content-type": "application/json" },
+    body: body === null ? undefined : JSON.stringify(body),
+  }).then(async (r) => ({ status: r.status, body: await r.text() }));
+const reply = (answer) => process.stdout.write(JSON.stringify(Object.assign({ key: key !== "" }, answer)));
+const failed = (e) => reply({ status: 0, error: String((e && e.cause) || e) });
 const send = (secret) => {
   const body = R.body;
   if (secret !== null) {
@@ -20,15 +28,25 @@ const send = (secret) => {
     for (const k of R.secret.slice(0, -1)) node = node[k] = node[k] || {};
     node[R.secret[R.secret.length - 1]] = secret;
   }
-  fetch("http://127.0.0.1:" + port + R.path, {
-    method: R.method,
-    headers: { apikey: key, "content-type": "application/json" },
-    body: body === null ? undefined : JSON.stringify(body),
-  })
-    .then(async (r) => process.stdout.write(JSON.stringify({ status: r.status, key: key !== "", body: await r.text() })))
-    .catch((e) => process.stdout.write(JSON.stringify({ status: 0, key: key !== "", error: String((e && e.cause) || e) })));
+  call(body).then(reply).catch(failed);
 };
-if (R.secret) {
+// Repeat mode: the same call every interval_ms for duration_ms, in this one session.
+const sample = () => {
+  const start = Date.now();
+  const samples = [];
+  const next = () =>
+    call(null)
+      .then((answer) => {
+        samples.push({ t: Date.now() - start, status: answer.status, body: answer.body });
+        if (Date.now() - start + R.repeat.interval_ms <= R.repeat.duration_ms) setTimeout(next, R.repeat.interval_ms);
+        else reply({ status: 200, samples });
+      })
+      .catch(failed);
+  next();
+};
+if (R.repeat) {
+  sample();
+} else if (R.secret) {
   let text = "";
   process.stdin.on("data", (d) => (text += d));
   process.stdin.on("end", () => send(text));

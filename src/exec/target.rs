@@ -1,7 +1,7 @@
 //! Which container an exec goes to, and whether it can take one: the environment's single live
 //! task, the container by name, exec enabled on the task and its ExecuteCommandAgent RUNNING.
 
-use crate::aws::discovery::{self, LiveTask};
+use crate::aws::discovery::{self, LiveTask, ServiceRef};
 use crate::config::Environment;
 use crate::error::{Error, Result};
 
@@ -31,6 +31,27 @@ impl ExecTarget {
 /// Find the live task and check it can take an exec session.
 pub async fn resolve(ecs: &aws_sdk_ecs::Client, env: &Environment, container: Option<&str>) -> Result<ExecTarget> {
     let task = discovery::the_live_task(ecs, env).await?;
+    ready(env, task, container)
+}
+
+/// The oldest live task that can take an exec session, even when there are several: for
+/// read-only looks at an environment that may be in trouble (never for changes).
+pub async fn resolve_any(ecs: &aws_sdk_ecs::Client, env: &Environment) -> Result<ExecTarget> {
+    let tasks = discovery::live_tasks(ecs, ServiceRef { cluster: &env.cluster, service: &env.service }).await?;
+    let mut refusal = None;
+    for task in tasks {
+        match ready(env, task, None) {
+            Ok(target) => return Ok(target),
+            Err(err) => refusal = refusal.or(Some(err)),
+        }
+    }
+    Err(refusal.unwrap_or_else(|| {
+        Error::not_found(format!("no live task for {}", env.name), format!("check `evoctl status {}`", env.name))
+    }))
+}
+
+/// Check that `task` can take an exec session in `container` (default: the environment's).
+fn ready(env: &Environment, task: LiveTask, container: Option<&str>) -> Result<ExecTarget> {
     let container = container.unwrap_or(&env.container).to_owned();
     let Some(found) = task.containers.iter().find(|c| c.name == container) else {
         let names: Vec<&str> = task.containers.iter().map(|c| c.name.as_str()).collect();

@@ -81,12 +81,15 @@ pub fn main() -> ExitCode {
     let cli = LabCli::parse();
     match cli.command {
         LabCommand::Scenarios => {
+            let mut listing = String::new();
             for (name, _) in scenario::BUILT_IN {
                 match scenario::load(name) {
-                    Ok(s) => println!("{name:<14} {}", s.description),
-                    Err(e) => println!("{name:<14} (broken: {e})"),
+                    Ok(s) => listing.push_str(&format!("{name:<18} {}\n", s.description)),
+                    Err(e) => listing.push_str(&format!("{name:<18} (broken: {e})\n")),
                 }
             }
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), listing.as_bytes());
             ExitCode::SUCCESS
         }
         LabCommand::FakePlugin { args } => match tokio::runtime::Builder::new_current_thread().enable_all().build() {

@@ -76,15 +76,17 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
     };
     let hub = agent::AgentHub::new(agent::AgentOptions { agent_delay: options.agent_delay, root })
         .map_err(|e| format!("cannot prepare the exec agent's container dir: {e}"))?;
+    let evolution = evolution::EvolutionHub::new(evolution::SimOptions {
+        qr_rotate: options.qr_rotate,
+        auto_scan_after: options.auto_scan_after,
+    });
+    evolution.seed(&account, &scenario.linked_instances)?;
     let shared = Arc::new(server::Shared::new(
         account,
         options.access_key_id.clone(),
         options.secret_access_key.clone(),
         hub,
-        evolution::EvolutionHub::new(evolution::SimOptions {
-            qr_rotate: options.qr_rotate,
-            auto_scan_after: options.auto_scan_after,
-        }),
+        evolution,
     ));
 
     let ticker = Arc::clone(&shared);

@@ -14,6 +14,16 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("seed", include_str!("../../scenarios/seed.toml")),
     ("staging-up", include_str!("../../scenarios/staging-up.toml")),
     ("shared-db", include_str!("../../scenarios/shared-db.toml")),
+    ("rolling-overlap", include_str!("../../scenarios/rolling-overlap.toml")),
+    ("shared-db-uri", include_str!("../../scenarios/shared-db-uri.toml")),
+    ("shared-redis", include_str!("../../scenarios/shared-redis.toml")),
+    ("default-api-key", include_str!("../../scenarios/default-api-key.toml")),
+    ("scheduled-staging", include_str!("../../scenarios/scheduled-staging.toml")),
+    ("exec-disabled", include_str!("../../scenarios/exec-disabled.toml")),
+    ("agent-stopped", include_str!("../../scenarios/agent-stopped.toml")),
+    ("empty-jwt-key", include_str!("../../scenarios/empty-jwt-key.toml")),
+    ("app-mock-wrong", include_str!("../../scenarios/app-mock-wrong.toml")),
+    ("conflict-loop", include_str!("../../scenarios/conflict-loop.toml")),
 ];
 
 /// A fully merged scenario.
@@ -42,9 +52,22 @@ pub struct Scenario {
     pub lambdas: IndexMap<String, LambdaSpec>,
     #[serde(default)]
     pub log_groups: IndexMap<String, LogGroupSpec>,
+    /// Instances already paired with a phone, in the database of a task definition.
+    #[serde(default)]
+    pub linked_instances: Vec<LinkedInstanceSpec>,
     /// The evoctl.toml written for this scenario.
     #[serde(default)]
     pub evoctl: toml::Table,
+}
+
+/// An instance whose session is already linked (`open`) when the lab starts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkedInstanceSpec {
+    /// The task definition family whose DATABASE_CONNECTION_URI / client name hold it.
+    pub task_definition: String,
+    pub name: String,
+    pub number: String,
 }
 
 fn default_account() -> String {

@@ -5,33 +5,58 @@ use serde_json::json;
 use std::time::Duration;
 
 #[test]
-fn conflicts_finds_the_loop_and_its_two_second_period() {
+fn conflicts_finds_the_loop_its_two_second_period_and_the_flapping_state() {
     let lab = Lab::start("seed");
     lab.link_production();
 
-    let output = lab.evoctl().args(["conflicts", "production"]).output().unwrap();
+    let output = lab.evoctl().args(["conflicts", "production", "--sample", "2s"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    assert_eq!(
-        text(&output.stdout),
-        "no conflict/replaced lines in /sst/cluster/alinhou-production-Cluster/EvolutionService/EvolutionService in the last 15m: no loop\n"
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.starts_with(
+            "conflict loop: no\nno conflict/replaced lines in /sst/cluster/alinhou-production-Cluster/EvolutionService/EvolutionService in the last 15m\nstate:   0 change(s) in "
+        ),
+        "{stdout}"
     );
+    assert!(stdout.contains(" of alinhou-production (open; "), "{stdout}");
 
     // A second task of the same service holds the same session: the loop starts.
     lab.control("POST", "/tasks", Some(&json!({"cluster": "alinhou-production", "service": "EvolutionService"})));
     let report = wait_until(Duration::from_secs(30), "six conflict lines", || {
-        let output =
-            lab.evoctl().args(["--output", "json", "conflicts", "production", "--since", "5m"]).output().unwrap();
+        let output = lab
+            .evoctl()
+            .args(["--output", "json", "conflicts", "production", "--since", "5m", "--sample", "0"])
+            .output()
+            .unwrap();
         let report = json_stdout(&output);
-        (report["events"].as_u64().unwrap() >= 6).then_some((output.status.code(), report, text(&output.stderr)))
+        (report["logs"]["events"].as_u64().unwrap() >= 6).then_some((
+            output.status.code(),
+            report,
+            text(&output.stderr),
+        ))
     });
     let (code, report, stderr) = report;
     assert_eq!(code, Some(1));
     assert_eq!(report["loop"], true);
-    assert_eq!(report["since_seconds"], 300);
-    assert_eq!(report["tasks"].as_array().unwrap().len(), 2, "{report}");
-    let period = report["period_seconds"].as_f64().unwrap();
+    assert_eq!(report["sampled"], serde_json::Value::Null);
+    assert_eq!(report["logs"]["since_seconds"], 300);
+    assert_eq!(report["logs"]["tasks"].as_array().unwrap().len(), 2, "{report}");
+    let period = report["logs"]["period_seconds"].as_f64().unwrap();
     assert!((1.5..=2.6).contains(&period), "period {period}");
     assert!(stderr.contains("fix: two live connections hold this number"), "{stderr}");
+
+    // Sampled from one exec session, the live state flips between open and connecting.
+    lab.control("DELETE", "/journal", None);
+    let output = lab.evoctl().args(["--output", "json", "conflicts", "production", "--sample", "4s"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let sampled = &json_stdout(&output)["sampled"];
+    assert!(sampled["changes"].as_u64().unwrap() >= 2, "{sampled}");
+    let mut states: Vec<&str> = sampled["states"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    states.sort_unstable();
+    assert_eq!(states, ["connecting", "open"]);
+    assert!(sampled["samples"].as_u64().unwrap() >= 8, "{sampled}");
+    let executes = lab.journal().iter().filter(|e| e["action"] == "ExecuteCommand").count();
+    assert_eq!(executes, 1, "the whole sample is one exec session");
 }
 
 #[test]

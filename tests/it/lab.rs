@@ -29,12 +29,12 @@ fn a_wrong_secret_gets_aws_signature_error_and_exit_5() {
 fn throttling_is_retried_and_a_persistent_one_is_exit_5() {
     let lab = Lab::start("seed");
     lab.control("POST", "/faults", Some(&json!({"throttle_rate": 1.0, "actions": ["DescribeServices"]})));
-    let output = lab.evoctl().args(["task", "production"]).output().unwrap();
+    let output = lab.evoctl().env("AWS_MAX_ATTEMPTS", "3").args(["task", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
     assert!(stderr.contains("DescribeServices failed: ThrottlingException: Rate exceeded"), "{stderr}");
     let attempts = lab.journal().iter().filter(|e| e["action"] == "DescribeServices").count();
-    assert_eq!(attempts, 3, "the SDK's standard retry makes 3 attempts");
+    assert_eq!(attempts, 3, "AWS_MAX_ATTEMPTS bounds the SDK's standard retry");
 
     // At 30% the SDK's retries mostly win; whatever happens, never a wrong answer.
     let id = lab.control("GET", "/state", None)["tasks"][0]["taskArn"]
@@ -132,10 +132,10 @@ fn unknown_scenario_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains("scenario `nope` is neither built in (seed, staging-up, shared-db) nor a readable file"),
+        stderr.contains("scenario `nope` is neither built in (seed, staging-up, shared-db, rolling-overlap, shared-db-uri, shared-redis, default-api-key, scheduled-staging, exec-disabled, agent-stopped, empty-jwt-key, app-mock-wrong, conflict-loop) nor a readable file"),
         "{stderr}"
     );
     let output = clean_command(EVOCTL_LAB, dir.path()).arg("scenarios").output().unwrap();
     assert_eq!(output.status.code(), Some(0));
-    assert!(text(&output.stdout).starts_with("seed           seed: staging 0/0"), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).starts_with("seed               seed: staging 0/0"), "{}", text(&output.stdout));
 }

@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod conflicts;
 mod exec;
+mod guard;
 mod instance;
 mod lab;
 mod moto;

@@ -1,6 +1,7 @@
 //! Cross-check with moto (an AWS emulator nobody here wrote): seeded with the seed scenario's
 //! clusters, service, task definition, task and scalable targets, `evoctl status` must report
-//! the same figures as it does against the lab. CI installs moto; a missing one fails the test.
+//! the same figures as it does against the lab, and `audit` must flag its 200/100 production
+//! service. CI installs moto; a missing one fails the test.
 
 use crate::support::{Lab, clean_command, json_stdout, text};
 use std::io::{BufRead, BufReader};
@@ -20,7 +21,7 @@ fn free_port() -> u16 {
 }
 
 #[test]
-fn status_against_moto_matches_the_lab() {
+fn status_and_audit_against_moto() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut child = std::process::Command::new("python3")
@@ -44,18 +45,29 @@ fn status_against_moto_matches_the_lab() {
          [env.production]\ncluster = \"alinhou-production\"\nscaling = { min = 1, max = 1 }\n",
     )
     .unwrap();
-    let output = clean_command(env!("CARGO_BIN_EXE_evoctl"), dir.path())
-        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .args(["--output", "json", "status"])
-        .output()
-        .unwrap();
-    drop(moto);
+    let against = |args: &[&str]| {
+        clean_command(env!("CARGO_BIN_EXE_evoctl"), dir.path())
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let output = against(&["--output", "json", "status"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let against_moto = json_stdout(&output);
+    // The audit over the same moto account: the 200/100 production service is reported.
+    let audit = against(&["audit", "--format", "json"]);
+    drop(moto);
+    assert_eq!(audit.status.code(), Some(1), "{}", text(&audit.stderr));
+    let report = json_stdout(&audit);
+    let overlap: Vec<&serde_json::Value> =
+        report["findings"].as_array().unwrap().iter().filter(|f| f["rule"] == "deployment-overlap").collect();
+    assert!(overlap.iter().any(|f| f["envs"] == serde_json::json!(["production"])), "{report:#}");
+    assert!(overlap[0]["evidence"].as_str().unwrap().contains("maximumPercent 200 / minimumHealthyPercent 100"));
 
     let lab = Lab::start("seed");
     let against_lab = json_stdout(&lab.evoctl().args(["--output", "json", "status"]).output().unwrap());

@@ -107,6 +107,26 @@ impl Lab {
         if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("control JSON") }
     }
 
+    /// Stop the lab now (its port then refuses connections).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Wait until every live task is RUNNING and no exec agent is still starting.
+    pub fn wait_settled(&self) {
+        wait_until(Duration::from_secs(20), "every live task RUNNING with its exec agent started", || {
+            let output = self.evoctl().args(["--output", "json", "status"]).output().expect("evoctl runs");
+            let status: Value = serde_json::from_slice(&output.stdout).ok()?;
+            let settled = status["environments"].as_array()?.iter().all(|env| {
+                env["tasks"].as_array().is_some_and(|tasks| {
+                    tasks.iter().all(|t| t["last_status"] == "RUNNING" && t["exec_agent"] != "PENDING")
+                })
+            });
+            settled.then_some(())
+        });
+    }
+
     pub fn journal(&self) -> Vec<Value> {
         self.control("GET", "/journal", None).as_array().expect("journal array").clone()
     }

@@ -55,7 +55,11 @@ for stage, desired in (("staging", 0), ("production", 1)):
         taskDefinition=family,
         desiredCount=0,
         launchType="FARGATE",
-        deploymentConfiguration={"maximumPercent": 100, "minimumHealthyPercent": 0},
+        # Production as SST creates it without a transform: ECS's defaults 200/100 (moto answers
+        # 200/100 whatever is asked, so staging reports it too).
+        deploymentConfiguration={"maximumPercent": 200, "minimumHealthyPercent": 100}
+        if desired
+        else {"maximumPercent": 100, "minimumHealthyPercent": 0},
         networkConfiguration=network,
     )
     if desired:

@@ -259,26 +259,10 @@ fn create(process: &Process, body: Value, global: bool) -> Response {
         created_ms: now,
         updated_ms: now,
     });
-    let mut instance = Instance {
-        id: id.clone(),
-        name: name.clone(),
-        token: token.clone(),
-        client_name: process.env.client_name.clone(),
-        integration: "WHATSAPP-BAILEYS".into(),
-        connection_status: "close".into(),
-        state: "close".into(),
-        owner_jid: None,
-        profile_name: None,
-        number: body.get("number").and_then(Value::as_str).map(str::to_owned),
-        settings: settings.clone(),
-        webhook: webhook.clone(),
-        qr: None,
-        qr_count: 0,
-        created_ms: now,
-        stuck_delete: false,
-        last_conflict_ms: 0,
-        conflict_count: 0,
-    };
+    let mut instance = Instance::new(id.clone(), &name, token.clone(), &process.env.client_name, now);
+    instance.number = body.get("number").and_then(Value::as_str).map(str::to_owned);
+    instance.settings = settings.clone();
+    instance.webhook = webhook.clone();
     process.emit(&instance, "instance.create", json!({"instanceName": name, "instanceId": id}));
     let wants_qr = body.get("qrcode").and_then(Value::as_bool).unwrap_or(false);
     if wants_qr {

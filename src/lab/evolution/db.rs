@@ -62,6 +62,41 @@ pub struct Database {
 }
 
 impl Instance {
+    /// A fresh `close` row, as create makes it.
+    pub fn new(id: String, name: &str, token: String, client_name: &str, now: u64) -> Instance {
+        Instance {
+            id,
+            name: name.to_owned(),
+            token,
+            client_name: client_name.to_owned(),
+            integration: "WHATSAPP-BAILEYS".into(),
+            connection_status: "close".into(),
+            state: "close".into(),
+            owner_jid: None,
+            profile_name: None,
+            number: None,
+            settings: json!({}),
+            webhook: None,
+            qr: None,
+            qr_count: 0,
+            created_ms: now,
+            stuck_delete: false,
+            last_conflict_ms: 0,
+            conflict_count: 0,
+        }
+    }
+
+    /// A row whose session is already paired with `number` (scenario seeding).
+    pub fn linked(id: String, name: &str, client_name: &str, number: &str, now: u64) -> Instance {
+        let token = id.to_uppercase();
+        let mut instance = Instance::new(id, name, token, client_name, now);
+        instance.connection_status = "open".into();
+        instance.state = "open".into();
+        instance.owner_jid = Some(format!("{number}@s.whatsapp.net"));
+        instance.profile_name = Some("Lab Phone".into());
+        instance
+    }
+
     /// The fetchInstances element.
     pub fn row_json(&self) -> Value {
         json!({

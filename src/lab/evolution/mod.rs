@@ -46,6 +46,25 @@ impl EvolutionHub {
         EvolutionHub { options, databases: Mutex::new(HashMap::new()), running: Mutex::new(HashMap::new()) }
     }
 
+    /// Put the scenario's already-linked instances into their databases.
+    pub fn seed(&self, account: &Account, linked: &[crate::lab::scenario::LinkedInstanceSpec]) -> Result<(), String> {
+        for spec in linked {
+            let definition = account
+                .latest_task_definition(&spec.task_definition)
+                .ok_or_else(|| format!("linked instance {}: no task definition {}", spec.name, spec.task_definition))?;
+            let env = |key: &str| definition.environment.get(key).cloned();
+            let db_uri = env("DATABASE_CONNECTION_URI").unwrap_or_default();
+            let client_name =
+                env("DATABASE_CONNECTION_CLIENT_NAME").unwrap_or_else(|| IMAGE_DEFAULT_CLIENT_NAME.into());
+            let db = Arc::clone(self.databases.lock().expect("lab lock").entry(db_uri).or_default());
+            let id = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(spec.name.as_bytes()));
+            let id = format!("{}-{}-{}-{}-{}", &id[0..8], &id[8..12], &id[12..16], &id[16..20], &id[20..32]);
+            let instance = db::Instance::linked(id, &spec.name, &client_name, &spec.number, now_ms());
+            db.lock().expect("lab lock").instances.insert(spec.name.clone(), instance);
+        }
+        Ok(())
+    }
+
     /// The port of a task's Evolution process, if it runs.
     pub fn port_of(&self, task_id: &str) -> Option<u16> {
         self.running.lock().expect("lab lock").get(task_id).map(|r| r.port)

@@ -1,0 +1,69 @@
+//! What a task definition says about one container: its environment (plain values and
+//! references to Secrets Manager / SSM) and its awslogs group.
+
+use super::sdk_failure;
+use crate::error::{Error, Result};
+use indexmap::IndexMap;
+
+/// One environment entry of the container.
+#[derive(Clone, PartialEq, Eq)]
+pub enum EnvValue {
+    /// `environment[]`: the value itself (may be a secret: never print it).
+    Plain(String),
+    /// `secrets[]`: the `valueFrom` ARN or parameter name; ECS injects the value at start.
+    Reference(String),
+}
+
+impl std::fmt::Debug for EnvValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnvValue::Plain(value) => write!(f, "Plain(<{} characters>)", value.chars().count()),
+            EnvValue::Reference(from) => write!(f, "Reference({from})"),
+        }
+    }
+}
+
+/// The container's settings from its task definition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerSettings {
+    pub environment: IndexMap<String, EnvValue>,
+    pub log_group: Option<String>,
+}
+
+/// DescribeTaskDefinition, reduced to `container` (a missing container is "not found").
+pub async fn container_settings(
+    ecs: &aws_sdk_ecs::Client,
+    task_definition: &str,
+    container: &str,
+) -> Result<ContainerSettings> {
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(task_definition)
+        .send()
+        .await
+        .map_err(|e| Error::from(sdk_failure("DescribeTaskDefinition", e)))?;
+    let definition = out.task_definition().ok_or_else(|| no_container(task_definition, container))?;
+    let found = definition
+        .container_definitions()
+        .iter()
+        .find(|c| c.name() == Some(container))
+        .ok_or_else(|| no_container(task_definition, container))?;
+    let mut environment = IndexMap::new();
+    for pair in found.environment() {
+        if let Some(name) = pair.name() {
+            environment.insert(name.to_owned(), EnvValue::Plain(pair.value().unwrap_or_default().to_owned()));
+        }
+    }
+    for secret in found.secrets() {
+        environment.insert(secret.name().to_owned(), EnvValue::Reference(secret.value_from().to_owned()));
+    }
+    let log_group = found.log_configuration().and_then(|l| l.options()).and_then(|o| o.get("awslogs-group").cloned());
+    Ok(ContainerSettings { environment, log_group })
+}
+
+fn no_container(task_definition: &str, container: &str) -> Error {
+    Error::not_found(
+        format!("task definition {task_definition} has no container named {container}"),
+        "set `container` (or [service] container) in evoctl.toml to the container's name",
+    )
+}

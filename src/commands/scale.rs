@@ -1,0 +1,141 @@
+//! `evoctl scale ENV` and `evoctl enforce`: bring environments to their configured scaling.
+//! Both print the plan (see [`crate::guard::plan`]); only `--apply` changes anything. Applying
+//! shows progress (a spinner on a terminal, one line per change otherwise) and ends with the
+//! verified state.
+
+use super::Context;
+use crate::cli::{EnforceArgs, ScaleArgs};
+use crate::error::Result;
+use crate::exit;
+use crate::guard::plan::{self, Plan, Progress, Step};
+use crate::output::table;
+use serde::Serialize;
+use std::time::Duration;
+
+/// Interval between state reads while waiting for tasks.
+const POLL: Duration = Duration::from_millis(500);
+
+/// `--output json` document.
+#[derive(Debug, Serialize)]
+struct PlanReport<'a> {
+    schema: &'static str,
+    applied: bool,
+    #[serde(flatten)]
+    plan: &'a Plan,
+}
+
+pub async fn scale(context: &Context, args: &ScaleArgs) -> Result<u8> {
+    run(context, &[args.env.as_str()], false, args.apply, args.timeout).await
+}
+
+pub async fn enforce(context: &Context, args: &EnforceArgs) -> Result<u8> {
+    run(context, &[], true, args.apply, args.timeout).await
+}
+
+async fn run(context: &Context, names: &[&str], every: bool, apply: bool, deadline: Duration) -> Result<u8> {
+    let config = context.config()?;
+    let targets: Vec<&str> = if every {
+        config.names()
+    } else {
+        names.iter().map(|name| config.environment(name).map(|e| e.name.as_str())).collect::<Result<_>>()?
+    };
+    let aws = context.aws(&config).await?;
+    let observed =
+        futures::future::try_join_all(config.environments.iter().map(|env| plan::observe(&aws, env))).await?;
+    let plan = plan::compute(&config.environments, &observed, &targets)?;
+    if plan.is_empty() {
+        context.printer.data(&PlanReport { schema: "evoctl.plan/v1", applied: false, plan: &plan }, || {
+            format!("nothing to do: {} already match their configured scaling\n", targets.join(", "))
+        });
+        return Ok(exit::OK);
+    }
+    if !apply {
+        context.printer.data(&PlanReport { schema: "evoctl.plan/v1", applied: false, plan: &plan }, || {
+            format!("{}\nnothing changed: run again with --apply to make these changes\n", render(&plan))
+        });
+        return Ok(exit::OK);
+    }
+    context.printer.note(&render(&plan));
+    let spinner = context.printer.stderr_is_tty().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    let last_wait = std::sync::Mutex::new(None::<(String, i32)>);
+    let report = |event: Progress<'_>| match event {
+        Progress::Step { env, step: Step::WaitForTasks { live } } => {
+            let line = format!("{env}: waiting for {live} live task(s)");
+            match &spinner {
+                Some(bar) => bar.set_message(line),
+                None => context.printer.note(&line),
+            }
+        }
+        Progress::Step { env, step } => match &spinner {
+            Some(bar) => bar.println(format!("{env}: {step}")),
+            None => context.printer.note(&format!("{env}: {step}")),
+        },
+        Progress::Waiting { env, live, wanted } => {
+            let mut last = last_wait.lock().expect("progress lock");
+            if last.as_ref() != Some(&(env.to_owned(), live)) {
+                *last = Some((env.to_owned(), live));
+                let line = format!("{env}: {live} live task(s), waiting for {wanted}");
+                match &spinner {
+                    Some(bar) => bar.set_message(line),
+                    None => context.printer.note(&line),
+                }
+            }
+        }
+        Progress::Done { env } => match &spinner {
+            Some(bar) => bar.println(format!("{env}: verified")),
+            None => context.printer.note(&format!("{env}: verified")),
+        },
+    };
+    let result = plan::apply(&aws, &config.environments, &plan, deadline, POLL, &report).await;
+    if let Some(bar) = &spinner {
+        bar.finish_and_clear();
+    }
+    result?;
+    context.printer.data(&PlanReport { schema: "evoctl.plan/v1", applied: true, plan: &plan }, || {
+        let done: Vec<String> = plan
+            .environments
+            .iter()
+            .filter(|p| !p.steps.is_empty())
+            .map(|p| format!("{} {}/{} desired {}", p.env, p.wanted.min, p.wanted.max, p.wanted.desired))
+            .collect();
+        format!("applied and verified: {}\n", done.join("; "))
+    });
+    Ok(exit::OK)
+}
+
+fn render(plan: &Plan) -> String {
+    let range = |min: Option<i32>, max: Option<i32>| match (min, max) {
+        (Some(min), Some(max)) => format!("{min}/{max}"),
+        _ => "none".to_owned(),
+    };
+    let rows: Vec<Vec<String>> = plan
+        .environments
+        .iter()
+        .map(|p| {
+            vec![
+                p.env.clone(),
+                format!(
+                    "{} desired {} live {}",
+                    range(p.current.min, p.current.max),
+                    p.current.desired,
+                    p.current.live
+                ),
+                format!("{}/{} desired {}", p.wanted.min, p.wanted.max, p.wanted.desired),
+                if p.steps.is_empty() { "-".into() } else { format!("{} change(s)", p.steps.len()) },
+            ]
+        })
+        .collect();
+    let mut out = table(&["ENV", "NOW (MIN/MAX)", "WANTED", "PLAN"], &rows);
+    let mut number = 0;
+    for p in &plan.environments {
+        for step in &p.steps {
+            number += 1;
+            out.push_str(&format!("{number}. {}: {step}\n", p.env));
+        }
+    }
+    out
+}

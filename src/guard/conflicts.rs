@@ -1,0 +1,113 @@
+//! Conflict-loop evidence from the task log group. Two live connections for one WhatsApp number
+//! kick each other (Baileys `stream errored out` with `conflict` / `replaced`, code 440) and
+//! Evolution 2.3.7 reconnects at once; the API never shows the 440, so the evidence is in the
+//! logs: how many replacements, how often, since when, and which tasks logged them.
+
+use crate::aws::logs::{self, LogLine};
+use crate::error::Result;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// At least this many replacements in the window make a loop (one stray 440 is not one).
+pub const LOOP_THRESHOLD: usize = 3;
+
+/// What the log group shows for a window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConflictEvidence {
+    pub log_group: String,
+    pub since_seconds: u64,
+    #[serde(rename = "loop")]
+    pub is_loop: bool,
+    pub events: usize,
+    /// Median seconds between one task's consecutive replacements.
+    pub period_seconds: Option<f64>,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub tasks: Vec<TaskEvidence>,
+}
+
+/// Replacements logged by one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskEvidence {
+    pub task: String,
+    pub events: usize,
+}
+
+/// Read the log group's conflict/replaced lines of the last `since`.
+pub async fn read(
+    logs_client: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    since: Duration,
+) -> Result<ConflictEvidence> {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let start_ms = now_ms - since.as_millis() as i64;
+    let lines = logs::filter(logs_client, group, "\"stream errored out\"", start_ms).await?;
+    Ok(analyse(group, since, &lines))
+}
+
+/// Summarise the lines (oldest first); lines that are not conflict/replaced are ignored.
+pub fn analyse(group: &str, since: Duration, lines: &[LogLine]) -> ConflictEvidence {
+    let lines: Vec<&LogLine> =
+        lines.iter().filter(|l| l.message.contains("conflict") && l.message.contains("replaced")).collect();
+    let mut by_task: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for line in &lines {
+        let task = line.stream.rsplit('/').next().unwrap_or(&line.stream).to_owned();
+        by_task.entry(task).or_default().push(line.timestamp_ms);
+    }
+    let mut gaps: Vec<i64> = by_task.values().flat_map(|times| times.windows(2).map(|w| w[1] - w[0])).collect();
+    gaps.sort_unstable();
+    let period_seconds = gaps.get(gaps.len() / 2).map(|ms| (*ms as f64 / 100.0).round() / 10.0);
+    let stamp = |ms: i64| {
+        aws_smithy_types::DateTime::from_secs(ms / 1000).fmt(aws_smithy_types::date_time::Format::DateTime).ok()
+    };
+    ConflictEvidence {
+        log_group: group.to_owned(),
+        since_seconds: since.as_secs(),
+        is_loop: lines.len() >= LOOP_THRESHOLD,
+        events: lines.len(),
+        period_seconds,
+        first_seen: lines.first().and_then(|l| stamp(l.timestamp_ms)),
+        last_seen: lines.last().and_then(|l| stamp(l.timestamp_ms)),
+        tasks: by_task.iter().map(|(task, times)| TaskEvidence { task: task.clone(), events: times.len() }).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(task: &str, at: i64, message: &str) -> LogLine {
+        LogLine {
+            stream: format!("EvolutionService/EvolutionService/{task}"),
+            timestamp_ms: at,
+            message: message.into(),
+        }
+    }
+
+    const REPLACED: &str = r#"{"level":50,"node":{"content":[{"tag":"conflict","attrs":{"type":"replaced"}}]},"msg":"stream errored out"}"#;
+
+    #[test]
+    fn two_tasks_kicking_each_other_every_two_seconds_is_a_loop_with_that_period() {
+        let lines: Vec<LogLine> =
+            (0..10).map(|i| line(if i % 2 == 0 { "a" } else { "b" }, 1_000 * i, REPLACED)).collect();
+        let evidence = analyse("g", Duration::from_secs(900), &lines);
+        assert!(evidence.is_loop);
+        assert_eq!(evidence.events, 10);
+        assert_eq!(evidence.period_seconds, Some(2.0));
+        assert_eq!(
+            evidence.tasks,
+            [TaskEvidence { task: "a".into(), events: 5 }, TaskEvidence { task: "b".into(), events: 5 }]
+        );
+    }
+
+    #[test]
+    fn other_stream_errors_and_a_single_replacement_are_not_a_loop() {
+        let lines =
+            [line("a", 0, r#"{"msg":"stream errored out","node":{"tag":"stream:error"}}"#), line("a", 5, REPLACED)];
+        let evidence = analyse("g", Duration::from_secs(900), &lines);
+        assert!(!evidence.is_loop);
+        assert_eq!(evidence.events, 1);
+        assert_eq!(evidence.period_seconds, None);
+    }
+}

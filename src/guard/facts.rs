@@ -1,0 +1,290 @@
+//! Everything the rules look at, read once per environment with every independent AWS call in
+//! flight at the same time: the service, its live tasks, the scalable target with its scheduled
+//! actions and policies, the container's settings from the task definition (reduced to
+//! fingerprints, so no secret value is kept), the app Lambda's environment, the webhook secret's
+//! presence, and the conflict lines of the log group.
+//!
+//! Any read that fails makes the whole collection fail: an audit must never report "clean"
+//! from partial facts.
+
+use super::conflicts::{self, ConflictEvidence};
+use crate::aws::discovery::{self, LiveTask, ScalableRange, ServiceRef, ServiceState};
+use crate::aws::scaling::{self, ScheduledAction};
+use crate::aws::secrets::{self, SecretValue};
+use crate::aws::taskdef::{self, ContainerSettings, EnvValue};
+use crate::aws::{Aws, sdk_failure};
+use crate::config::{Environment, SecretRef};
+use crate::error::Result;
+use indexmap::IndexMap;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// The key in the image's `.env.example`: live whenever a task sets no key of its own.
+pub const PUBLIC_DEFAULT_API_KEY: &str = "429683C4C977415CAAFCCE10F7D57E11";
+
+/// What one environment looks like right now.
+#[derive(Debug, Clone)]
+pub struct EnvFacts {
+    pub env: String,
+    pub service: ServiceState,
+    pub tasks: Vec<LiveTask>,
+    pub target: Option<ScalableRange>,
+    pub scheduled_actions: Vec<ScheduledAction>,
+    pub scaling_policies: Vec<String>,
+    pub settings: IsolationSettings,
+    pub app: Option<AppFacts>,
+    pub webhook_secret: WebhookSecret,
+    /// `None` when the container has no awslogs group.
+    pub conflicts: Option<ConflictEvidence>,
+}
+
+/// A SHA-256 of a setting's effective value, so settings can be compared across environments
+/// without keeping or printing them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    pub(super) fn of(kind: &str, value: &str) -> Fingerprint {
+        let mut hash = Sha256::new();
+        hash.update(kind.as_bytes());
+        hash.update([0]);
+        hash.update(value.as_bytes());
+        Fingerprint(hash.finalize().into())
+    }
+}
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fingerprint(..)")
+    }
+}
+
+/// The fingerprint every environment without a key of its own shares.
+pub fn public_default_fingerprint() -> Fingerprint {
+    Fingerprint::of("apikey", PUBLIC_DEFAULT_API_KEY)
+}
+
+/// The global API key as the container will see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKey {
+    /// Not set (or empty): the image's public default key is live.
+    Unset,
+    /// Set to the public default key from `.env.example`.
+    PublicDefault,
+    Set(Fingerprint),
+}
+
+/// The settings that decide whether two environments share state, by fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsolationSettings {
+    /// host, port, database and schema of DATABASE_CONNECTION_URI (credentials left out).
+    pub database: Option<Fingerprint>,
+    pub client_name: Fingerprint,
+    /// CACHE_REDIS_URI (host, port, db) + CACHE_REDIS_PREFIX_KEY; `None` with the cache off.
+    pub redis: Option<Fingerprint>,
+    pub api_key: ApiKey,
+    pub server_url: Fingerprint,
+    pub phone_client: Fingerprint,
+    /// Not secret: kept as is for the evidence.
+    pub database_provider: Option<String>,
+    pub del_instance: Option<String>,
+}
+
+impl IsolationSettings {
+    /// Reduce a container's environment to fingerprints, applying the 2.3.7 image defaults.
+    pub fn from_container(container: &ContainerSettings) -> IsolationSettings {
+        let value = |name: &str| -> Option<String> {
+            match container.environment.get(name) {
+                Some(EnvValue::Plain(value)) if !value.is_empty() => Some(value.clone()),
+                Some(EnvValue::Plain(_)) | None => None,
+                // A reference is compared by where it points: two envs reading one secret share it.
+                Some(EnvValue::Reference(from)) => Some(format!("valueFrom:{from}")),
+            }
+        };
+        let plain = |name: &str| match container.environment.get(name) {
+            Some(EnvValue::Plain(value)) => Some(value.clone()),
+            Some(EnvValue::Reference(from)) => Some(format!("(from {from})")),
+            None => None,
+        };
+        let cache_on = value("CACHE_REDIS_ENABLED").is_none_or(|v| v.eq_ignore_ascii_case("true"));
+        let redis = cache_on.then(|| {
+            let uri = value("CACHE_REDIS_URI").unwrap_or_else(|| "redis://localhost:6379/6".into());
+            let prefix = value("CACHE_REDIS_PREFIX_KEY").unwrap_or_else(|| "evolution".into());
+            Fingerprint::of("redis", &format!("{}\n{prefix}", location(&uri)))
+        });
+        let api_key = match value("AUTHENTICATION_API_KEY") {
+            None => ApiKey::Unset,
+            Some(key) if key == PUBLIC_DEFAULT_API_KEY => ApiKey::PublicDefault,
+            Some(key) => ApiKey::Set(Fingerprint::of("apikey", &key)),
+        };
+        IsolationSettings {
+            database: value("DATABASE_CONNECTION_URI").map(|uri| Fingerprint::of("database", &location(&uri))),
+            client_name: Fingerprint::of(
+                "client",
+                &value("DATABASE_CONNECTION_CLIENT_NAME").unwrap_or_else(|| "evolution_exchange".into()),
+            ),
+            redis,
+            api_key,
+            server_url: Fingerprint::of(
+                "url",
+                value("SERVER_URL").unwrap_or_else(|| "http://localhost:8080".into()).trim_end_matches('/'),
+            ),
+            phone_client: Fingerprint::of(
+                "phone",
+                &value("CONFIG_SESSION_PHONE_CLIENT").unwrap_or_else(|| "Evolution API".into()),
+            ),
+            database_provider: value("DATABASE_PROVIDER"),
+            del_instance: plain("DEL_INSTANCE"),
+        }
+    }
+}
+
+/// Where a connection URI points: lower-cased host and port, the path (database / Redis db) and
+/// the `schema` query parameter (`public` when absent); user, password and other options are
+/// left out, so two URIs with different credentials for one database compare equal.
+/// Anything that does not parse as `scheme://…` is compared whole.
+pub fn location(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else { return uri.to_owned() };
+    let (authority_and_path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, path) = authority_and_path.split_once('/').unwrap_or((authority_and_path, ""));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host).to_ascii_lowercase();
+    let schema =
+        query.split('&').find_map(|pair| pair.strip_prefix("schema=")).filter(|s| !s.is_empty()).unwrap_or("public");
+    let scheme = scheme.to_ascii_lowercase();
+    let scheme = if scheme == "postgres" { "postgresql".to_owned() } else { scheme };
+    format!("{scheme}://{host}/{path}?schema={schema}")
+}
+
+/// The app Lambda's environment, reduced to the variables the config expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppFacts {
+    /// The function does not exist.
+    Missing { lambda: String },
+    /// The expected variables with their actual values (`None` = not set).
+    Found { lambda: String, values: IndexMap<String, Option<String>> },
+}
+
+/// Whether the configured webhook secret can be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookSecret {
+    /// No webhook in the config: nothing to check.
+    NoWebhook,
+    /// A webhook without `jwt_secret`: the receiver cannot authenticate deliveries.
+    NotConfigured,
+    Missing(SecretRef),
+    Empty(SecretRef),
+    Present,
+}
+
+/// Read one environment's facts; `conflict_window` is how far back to look for conflict lines.
+pub async fn collect(aws: &Aws, env: &Environment, conflict_window: Duration) -> Result<EnvFacts> {
+    let (ecs, autoscaling) = (aws.ecs(), aws.autoscaling());
+    let target = ServiceRef { cluster: &env.cluster, service: &env.service };
+    let service_chain = async {
+        let service = discovery::service_state(&ecs, target).await?;
+        let container = match &service.task_definition {
+            Some(definition) => taskdef::container_settings(&ecs, definition, &env.container).await?,
+            None => ContainerSettings::default(),
+        };
+        let conflicts = match &container.log_group {
+            Some(group) => Some(conflicts::read(&aws.logs(), group, conflict_window).await?),
+            None => None,
+        };
+        Ok::<_, crate::error::Error>((service, container, conflicts))
+    };
+    let ((service, container, conflicts), tasks, target_range, scheduled_actions, scaling_policies, app, secret) = tokio::try_join!(
+        service_chain,
+        discovery::live_tasks(&ecs, target),
+        discovery::scalable_range(&autoscaling, target),
+        scaling::scheduled_actions(&autoscaling, target),
+        scaling::scaling_policies(&autoscaling, target),
+        app_facts(aws, env),
+        webhook_secret(aws, env),
+    )?;
+    Ok(EnvFacts {
+        env: env.name.clone(),
+        service,
+        tasks,
+        target: target_range,
+        scheduled_actions,
+        scaling_policies,
+        settings: IsolationSettings::from_container(&container),
+        app,
+        webhook_secret: secret,
+        conflicts,
+    })
+}
+
+async fn app_facts(aws: &Aws, env: &Environment) -> Result<Option<AppFacts>> {
+    let Some(app) = &env.app else { return Ok(None) };
+    let lambda = app.lambda.clone();
+    let out = match aws.lambda().get_function_configuration().function_name(&lambda).send().await {
+        Ok(out) => out,
+        Err(err) => {
+            let failure = sdk_failure("GetFunctionConfiguration", err);
+            if failure.code == "ResourceNotFoundException" {
+                return Ok(Some(AppFacts::Missing { lambda }));
+            }
+            return Err(failure.into_error());
+        }
+    };
+    let variables = out.environment().and_then(|e| e.variables());
+    let values = app.expect.keys().map(|name| (name.clone(), variables.and_then(|v| v.get(name)).cloned())).collect();
+    Ok(Some(AppFacts::Found { lambda, values }))
+}
+
+async fn webhook_secret(aws: &Aws, env: &Environment) -> Result<WebhookSecret> {
+    let Some(webhook) = &env.webhook else { return Ok(WebhookSecret::NoWebhook) };
+    let Some(reference) = &webhook.jwt_secret else { return Ok(WebhookSecret::NotConfigured) };
+    Ok(match secrets::fetch(aws, reference).await? {
+        SecretValue::Missing => WebhookSecret::Missing(reference.clone()),
+        SecretValue::Value(value) if value.trim().is_empty() => WebhookSecret::Empty(reference.clone()),
+        SecretValue::Value(_) => WebhookSecret::Present,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_ignores_credentials_and_options_but_not_database_or_schema() {
+        let a = location("postgresql://u:p1@DB.example:5432/evolution?schema=evolution_api&sslmode=require");
+        let b = location("postgres://other:p2@db.example:5432/evolution?schema=evolution_api");
+        assert_eq!(a, b);
+        assert_ne!(a, location("postgresql://u:p1@db.example:5432/evolution_prod?schema=evolution_api"));
+        assert_ne!(a, location("postgresql://u:p1@db.example:5432/evolution"));
+        assert_eq!(location("postgresql://db:5432/e"), "postgresql://db:5432/e?schema=public");
+        assert_ne!(location("redis://r:6379/1"), location("redis://r:6379/2"));
+    }
+
+    fn container(pairs: &[(&str, &str)]) -> ContainerSettings {
+        ContainerSettings {
+            environment: pairs.iter().map(|(k, v)| (k.to_string(), EnvValue::Plain(v.to_string()))).collect(),
+            log_group: None,
+        }
+    }
+
+    #[test]
+    fn unset_settings_take_the_image_defaults_so_two_bare_tasks_compare_equal() {
+        let bare = IsolationSettings::from_container(&container(&[]));
+        assert_eq!(bare, IsolationSettings::from_container(&container(&[("CACHE_REDIS_PREFIX_KEY", "evolution")])));
+        assert_eq!(bare.api_key, ApiKey::Unset);
+        assert!(bare.redis.is_some(), "the image enables the Redis cache by default");
+        let off = IsolationSettings::from_container(&container(&[("CACHE_REDIS_ENABLED", "false")]));
+        assert_eq!(off.redis, None);
+        let public =
+            IsolationSettings::from_container(&container(&[("AUTHENTICATION_API_KEY", PUBLIC_DEFAULT_API_KEY)]));
+        assert_eq!(public.api_key, ApiKey::PublicDefault);
+    }
+
+    #[test]
+    fn no_setting_value_survives_in_debug_output() {
+        let settings = IsolationSettings::from_container(&container(&[
+            ("AUTHENTICATION_API_KEY", "canary-key-123"),
+            ("DATABASE_CONNECTION_URI", "postgresql://u:canary-pass@h/d"),
+        ]));
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("canary"), "{debug}");
+    }
+}

@@ -1,0 +1,57 @@
+//! The guard: everything that keeps two connections off one WhatsApp number.
+//!
+//! [`facts`] reads each environment (concurrently), [`rules`] is the catalogue of isolation
+//! rules that turn facts into findings, [`plan`] computes and applies the safe order of scaling
+//! changes, and [`conflicts`] reads conflict-loop evidence from the task logs. Nothing here
+//! prints; commands render the results.
+
+pub mod conflicts;
+pub mod facts;
+pub mod plan;
+pub mod rules;
+
+use crate::aws::Aws;
+use crate::config::{Config, Environment};
+use crate::error::{Error, Result};
+use facts::EnvFacts;
+use rules::{Finding, RULES, Rule, Subject};
+use std::time::Duration;
+
+/// How far back the conflict-loop rule looks.
+pub const CONFLICT_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// Which rules to run: all, or only `--rule` ids, minus `--skip` ids (unknown ids are a usage error).
+pub fn select_rules(only: &[String], skip: &[String]) -> Result<Vec<&'static Rule>> {
+    for id in only.iter().chain(skip) {
+        if rules::find(id).is_none() {
+            let known: Vec<&str> = RULES.iter().map(|r| r.id).collect();
+            return Err(Error::usage(format!("unknown rule id `{id}`"), format!("use one of: {}", known.join(", "))));
+        }
+    }
+    Ok(RULES
+        .iter()
+        .filter(|rule| only.is_empty() || only.iter().any(|id| id == rule.id))
+        .filter(|rule| !skip.iter().any(|id| id == rule.id))
+        .collect())
+}
+
+/// Read every environment of the config at once (the cross-environment rules need them all).
+pub async fn collect_all(aws: &Aws, config: &Config) -> Result<Vec<EnvFacts>> {
+    futures::future::try_join_all(config.environments.iter().map(|env| facts::collect(aws, env, CONFLICT_WINDOW))).await
+}
+
+/// Run `selected` rules over every environment and keep the findings that involve `focus`.
+pub fn evaluate(
+    environments: &[Environment],
+    facts: &[EnvFacts],
+    selected: &[&Rule],
+    focus: &[&Environment],
+) -> Vec<Finding> {
+    let subjects: Vec<Subject<'_>> =
+        environments.iter().zip(facts).map(|(env, facts)| Subject { env, facts }).collect();
+    selected
+        .iter()
+        .flat_map(|rule| rule.check(&subjects))
+        .filter(|finding| finding.envs.iter().any(|name| focus.iter().any(|env| &env.name == name)))
+        .collect()
+}
