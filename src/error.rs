@@ -21,10 +21,6 @@ pub enum Error {
     #[error("{location}: {message}")]
     Config { location: String, message: String, fix: String },
 
-    /// A command declared in the CLI that a later release fills in.
-    #[error("`evoctl {0}` is not implemented yet")]
-    NotImplemented(&'static str),
-
     /// Something that must exist does not.
     #[error("{message}")]
     NotFound { message: String, fix: Option<String> },
@@ -62,7 +58,7 @@ impl Error {
     /// The process exit code for this error (see [`crate::exit`]).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage { .. } | Error::Config { .. } | Error::NotImplemented(_) => exit::USAGE,
+            Error::Usage { .. } | Error::Config { .. } => exit::USAGE,
             Error::Io { .. } => exit::USAGE,
             Error::NotFound { .. } => exit::NOT_FOUND,
             Error::Refused { .. } => exit::REFUSED,
@@ -86,7 +82,6 @@ impl Error {
             | Error::Exec { fix, .. }
             | Error::Timeout { fix, .. } => fix.as_deref(),
             Error::Config { fix, .. } | Error::Evolution { fix, .. } | Error::Unverified { fix, .. } => Some(fix),
-            Error::NotImplemented(_) => Some("this command arrives in a later release; see `evoctl --help`"),
             Error::Io { .. } => None,
         }
     }
@@ -96,7 +91,6 @@ impl Error {
         match self {
             Error::Usage { .. } => "usage",
             Error::Config { .. } => "config",
-            Error::NotImplemented(_) => "not_implemented",
             Error::NotFound { .. } => "not_found",
             Error::Refused { .. } => "refused",
             Error::Aws { .. } => "aws",

@@ -8,7 +8,7 @@
 pub const OK: u8 = 0;
 /// Findings were reported, or a check failed (`audit`, `doctor`).
 pub const FINDINGS: u8 = 1;
-/// Bad usage, bad input or a bad config file; also commands that are not implemented yet.
+/// Bad usage, bad input or a bad config file.
 pub const USAGE: u8 = 2;
 /// Something that must exist does not: no live task, no instance, no cluster, no service.
 pub const NOT_FOUND: u8 = 3;
@@ -27,7 +27,7 @@ pub const EVOCTL_FAILED: u8 = 125;
 pub const TABLE: &[(u8, &str)] = &[
     (OK, "success"),
     (FINDINGS, "findings reported / a check failed"),
-    (USAGE, "usage or config error (also: not implemented yet)"),
+    (USAGE, "usage or config error"),
     (NOT_FOUND, "not found (no live task, no instance, no cluster or service)"),
     (REFUSED, "refused as unsafe (more than one live task, guard rule)"),
     (AWS, "AWS API error"),

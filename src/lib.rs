@@ -18,6 +18,7 @@ pub mod exit;
 pub mod guard;
 pub mod output;
 pub mod qr;
+pub mod runbook;
 
 #[cfg(feature = "lab")]
 pub mod lab;

@@ -310,6 +310,9 @@ pub struct ConnectArgs {
     /// Apply the scaling plan first when the preflight finds drift
     #[arg(long)]
     pub enforce: bool,
+    /// How long the instance must stay open to count as linked
+    #[arg(long, default_value = "3s", value_name = "DURATION", value_parser = parse_duration, hide = true)]
+    pub stable_for: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -99,13 +99,7 @@ async fn state(context: &Context, args: &InstanceArgs) -> Result<u8> {
 }
 
 async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
-    let bad_number = args.pairing_number.as_deref().filter(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_digit()));
-    if let Some(number) = bad_number {
-        return Err(Error::usage(
-            format!("--pairing-number `{number}` must be digits only, with the country code"),
-            "e.g. --pairing-number 5511987654321",
-        ));
-    }
+    check_pairing_number(args.pairing_number.as_deref())?;
     let reach = Reach::new(context, &args.instance.env).await?;
     let name = reach.instance_name(&args.instance.name).to_owned();
     let driver = reach.driver();
@@ -149,6 +143,17 @@ async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
         None => format!("{art}scan with WhatsApp > Linked devices > Link a device (QR {count} for {name})"),
     });
     Ok(exit::OK)
+}
+
+/// `--pairing-number` must be digits only (with the country code).
+pub(super) fn check_pairing_number(number: Option<&str>) -> Result<()> {
+    match number.filter(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_digit())) {
+        Some(number) => Err(Error::usage(
+            format!("--pairing-number `{number}` must be digits only, with the country code"),
+            "e.g. --pairing-number 5511987654321",
+        )),
+        None => Ok(()),
+    }
 }
 
 async fn destructive(context: &Context, args: &DestructiveInstanceArgs, action: &str) -> Result<u8> {

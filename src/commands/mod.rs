@@ -5,6 +5,8 @@
 
 mod audit;
 mod conflicts;
+mod connect;
+mod doctor;
 mod exec;
 mod init;
 mod instance;
@@ -20,7 +22,7 @@ mod webhook;
 use crate::aws::{Aws, AwsSettings};
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::exit;
 use crate::output::Printer;
 
@@ -61,6 +63,8 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Webhook(command) => webhook::run(&context, &command).await,
         Command::Conflicts(args) => conflicts::run(&context, &args).await,
         Command::Audit(args) => audit::run(&context, &args).await,
+        Command::Connect(args) => connect::run(&context, &args).await,
+        Command::Doctor(args) => doctor::run(&context, &args).await,
         Command::Scale(args) => scale::scale(&context, &args).await,
         Command::Enforce(args) => scale::enforce(&context, &args).await,
         Command::Completions(args) => {
@@ -70,6 +74,5 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
             context.printer.text(&String::from_utf8_lossy(&buffer));
             Ok(exit::OK)
         }
-        other => Err(Error::NotImplemented(other.name())),
     }
 }

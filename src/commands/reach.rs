@@ -42,13 +42,6 @@ impl Reach {
 
     /// The environment's webhook as the API wants it (no secret: that goes over stdin).
     pub fn webhook_request(&self) -> Option<WebhookRequest> {
-        self.env.webhook.as_ref().map(|w| WebhookRequest {
-            enabled: true,
-            url: w.url.0.clone(),
-            by_events: w.by_events,
-            base64: w.base64,
-            events: w.events.iter().map(|e| e.0.clone()).collect(),
-            headers: serde_json::Map::new(),
-        })
+        self.env.webhook.as_ref().map(WebhookRequest::from_config)
     }
 }

@@ -56,45 +56,7 @@ async fn run(context: &Context, names: &[&str], every: bool, apply: bool, deadli
         return Ok(exit::OK);
     }
     context.printer.note(&render(&plan));
-    let spinner = context.printer.stderr_is_tty().then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.enable_steady_tick(Duration::from_millis(120));
-        bar
-    });
-    let last_wait = std::sync::Mutex::new(None::<(String, i32)>);
-    let report = |event: Progress<'_>| match event {
-        Progress::Step { env, step: Step::WaitForTasks { live } } => {
-            let line = format!("{env}: waiting for {live} live task(s)");
-            match &spinner {
-                Some(bar) => bar.set_message(line),
-                None => context.printer.note(&line),
-            }
-        }
-        Progress::Step { env, step } => match &spinner {
-            Some(bar) => bar.println(format!("{env}: {step}")),
-            None => context.printer.note(&format!("{env}: {step}")),
-        },
-        Progress::Waiting { env, live, wanted } => {
-            let mut last = last_wait.lock().expect("progress lock");
-            if last.as_ref() != Some(&(env.to_owned(), live)) {
-                *last = Some((env.to_owned(), live));
-                let line = format!("{env}: {live} live task(s), waiting for {wanted}");
-                match &spinner {
-                    Some(bar) => bar.set_message(line),
-                    None => context.printer.note(&line),
-                }
-            }
-        }
-        Progress::Done { env } => match &spinner {
-            Some(bar) => bar.println(format!("{env}: verified")),
-            None => context.printer.note(&format!("{env}: verified")),
-        },
-    };
-    let result = plan::apply(&aws, &config.environments, &plan, deadline, POLL, &report).await;
-    if let Some(bar) = &spinner {
-        bar.finish_and_clear();
-    }
-    result?;
+    apply_with_progress(context, &aws, &config.environments, &plan, deadline).await?;
     context.printer.data(&PlanReport { schema: "evoctl.plan/v1", applied: true, plan: &plan }, || {
         let done: Vec<String> = plan
             .environments
@@ -107,7 +69,51 @@ async fn run(context: &Context, names: &[&str], every: bool, apply: bool, deadli
     Ok(exit::OK)
 }
 
-fn render(plan: &Plan) -> String {
+/// Apply a plan, showing each change (a spinner while waiting on a terminal, lines otherwise).
+pub(super) async fn apply_with_progress(
+    context: &Context,
+    aws: &crate::aws::Aws,
+    environments: &[crate::config::Environment],
+    plan: &Plan,
+    deadline: Duration,
+) -> Result<()> {
+    let spinner = context.printer.stderr_is_tty().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    let say = |line: String| match &spinner {
+        Some(bar) => bar.println(line),
+        None => context.printer.note(&line),
+    };
+    let show = |line: String| match &spinner {
+        Some(bar) => bar.set_message(line),
+        None => context.printer.note(&line),
+    };
+    let last_wait = std::sync::Mutex::new(None::<(String, i32)>);
+    let report = |event: Progress<'_>| match event {
+        Progress::Step { env, step: Step::WaitForTasks { live } } => {
+            show(format!("{env}: waiting for {live} live task(s)"))
+        }
+        Progress::Step { env, step } => say(format!("{env}: {step}")),
+        Progress::Waiting { env, live, wanted } => {
+            let mut last = last_wait.lock().expect("progress lock");
+            if last.as_ref() != Some(&(env.to_owned(), live)) {
+                *last = Some((env.to_owned(), live));
+                show(format!("{env}: {live} live task(s), waiting for {wanted}"));
+            }
+        }
+        Progress::Done { env } => say(format!("{env}: verified")),
+    };
+    let result = plan::apply(aws, environments, plan, deadline, POLL, &report).await;
+    if let Some(bar) = &spinner {
+        bar.finish_and_clear();
+    }
+    result
+}
+
+/// The plan as a table and numbered steps.
+pub(super) fn render(plan: &Plan) -> String {
     let range = |min: Option<i32>, max: Option<i32>| match (min, max) {
         (Some(min), Some(max)) => format!("{min}/{max}"),
         _ => "none".to_owned(),

@@ -6,7 +6,6 @@ use super::Context;
 use super::reach::Reach;
 use crate::cli::{InstanceArgs, WebhookCommand};
 use crate::error::{Error, Result};
-use crate::evolution::api::{WebhookRequest, WebhookRow};
 use crate::exit;
 use serde_json::{Value, json};
 
@@ -53,16 +52,6 @@ async fn show(context: &Context, args: &InstanceArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// Whether the stored row already is what the config asks for.
-fn matches(row: &WebhookRow, wanted: &WebhookRequest, secret: Option<&str>) -> bool {
-    row.enabled
-        && row.url == wanted.url
-        && row.events == wanted.events
-        && row.by_events == wanted.by_events
-        && row.base64 == wanted.base64
-        && row.headers.get("jwt_key").and_then(Value::as_str) == secret
-}
-
 async fn set(context: &Context, args: &InstanceArgs) -> Result<u8> {
     let reach = Reach::new(context, &args.env).await?;
     let name = reach.instance_name(&args.name).to_owned();
@@ -76,14 +65,12 @@ async fn set(context: &Context, args: &InstanceArgs) -> Result<u8> {
         Some(reference) => Some(super::secrets::resolve(&reach.aws, reference).await?),
         None => None,
     };
-    let driver = reach.driver();
-    if driver.webhook_find(&name).await?.is_some_and(|row| matches(&row, &wanted, secret.as_deref())) {
+    if !reach.driver().ensure_webhook(&name, &wanted, secret.as_deref()).await? {
         let report =
             json!({"schema": "evoctl.webhook-set/v1", "env": reach.env.name, "instance": name, "changed": false});
         context.printer.data(&report, || format!("webhook of {name} already matches evoctl.toml; nothing written"));
         return Ok(exit::OK);
     }
-    driver.webhook_set(&name, &wanted, secret.as_deref()).await?;
     let report = json!({"schema": "evoctl.webhook-set/v1", "env": reach.env.name, "instance": name, "changed": true});
     let events = if wanted.events.is_empty() { "all".to_owned() } else { wanted.events.join(", ") };
     context.printer.data(&report, || format!("webhook of {name} set to {} (events: {events})", wanted.url));

@@ -99,6 +99,32 @@ pub struct WebhookRow {
     pub headers: serde_json::Map<String, Value>,
 }
 
+impl WebhookRequest {
+    /// The webhook an environment's config asks for (no secret: that goes over stdin).
+    pub fn from_config(config: &crate::config::WebhookConfig) -> WebhookRequest {
+        WebhookRequest {
+            enabled: true,
+            url: config.url.0.clone(),
+            by_events: config.by_events,
+            base64: config.base64,
+            events: config.events.iter().map(|e| e.0.clone()).collect(),
+            headers: serde_json::Map::new(),
+        }
+    }
+}
+
+impl WebhookRow {
+    /// Whether the stored row already is what the config asks for.
+    pub fn matches(&self, wanted: &WebhookRequest, jwt_key: Option<&str>) -> bool {
+        self.enabled
+            && self.url == wanted.url
+            && self.events == wanted.events
+            && self.by_events == wanted.by_events
+            && self.base64 == wanted.base64
+            && self.headers.get("jwt_key").and_then(Value::as_str) == jwt_key
+    }
+}
+
 /// What `create` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
@@ -253,6 +279,16 @@ impl Driver<'_> {
     }
 
     /// The stored webhook, if any.
+    /// Make the instance's webhook match `wanted` (the `jwt_key` sent over the data channel);
+    /// `false` when it already did and nothing was written.
+    pub async fn ensure_webhook(&self, name: &str, wanted: &WebhookRequest, jwt_key: Option<&str>) -> Result<bool> {
+        if self.webhook_find(name).await?.is_some_and(|row| row.matches(wanted, jwt_key)) {
+            return Ok(false);
+        }
+        self.webhook_set(name, wanted, jwt_key).await?;
+        Ok(true)
+    }
+
     pub async fn webhook_find(&self, name: &str) -> Result<Option<WebhookRow>> {
         let answer =
             checked(self.call("GET", &format!("/webhook/find/{}", segment(name)), None, None).await?, "webhook find")?;

@@ -7,7 +7,7 @@
 use crate::aws::Aws;
 use crate::error::{Error, Result};
 use crate::exec::envelope::RunSpec;
-use crate::exec::run::{Collected, RunOptions};
+use crate::exec::run::{Collected, OutputSink, RunOptions};
 use crate::exec::target::ExecTarget;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -21,6 +21,15 @@ pub struct Driver<'a> {
     pub aws: &'a Aws,
     pub target: &'a ExecTarget,
     pub options: RunOptions,
+}
+
+/// How the link watch polls.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchTiming {
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// How long the instance must stay `open` to count as linked.
+    pub stable: Duration,
 }
 
 /// A raw API answer.
@@ -73,6 +82,46 @@ impl Driver<'_> {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    /// Watch `name` until it is linked, in one exec session: create it first when `create` is
+    /// given and the name is missing (its `jwt_key` over stdin), then poll connect every
+    /// `interval` (with `?number=` for a pairing code), then connectionState for `stable` once
+    /// open. Events are printed one JSON line each to `sink` as they happen (see
+    /// [`crate::runbook::watch`]).
+    pub async fn watch_link(
+        &self,
+        name: &str,
+        number: Option<&str>,
+        create: Option<(&api::CreateRequest, Option<&str>)>,
+        timing: WatchTiming,
+        sink: &mut dyn OutputSink,
+    ) -> Result<i32> {
+        let mut path = format!("/instance/connect/{}", api::segment(name));
+        if let Some(number) = number {
+            path.push_str(&format!("?number={number}"));
+        }
+        let secret = create.and_then(|(request, key)| key.filter(|_| request.webhook.is_some()));
+        let request = json!({
+            "method": "GET",
+            "path": path,
+            "body": null,
+            "secret": secret.map(|_| ["webhook", "headers", "jwt_key"]),
+            "watch": {
+                "find_path": format!("/instance/fetchInstances?instanceName={}", api::segment(name)),
+                "create": create.map(|(request, _)| serde_json::to_value(request).expect("request serialises")),
+                "state_path": format!("/instance/connectionState/{}", api::segment(name)),
+                "interval_ms": timing.interval.as_millis() as u64,
+                "timeout_ms": timing.timeout.as_millis() as u64,
+                "stable_ms": timing.stable.as_millis() as u64,
+            },
+        });
+        let program = REQUEST_PROGRAM.replace("__REQUEST__", &request.to_string());
+        let spec = RunSpec {
+            argv: vec!["node".into(), "-e".into(), program],
+            stdin: secret.map(|key| key.as_bytes().to_vec()),
+        };
+        crate::exec::run::run(self.aws, self.target, &spec, &self.options, sink).await
     }
 
     /// Run the request program for `request` and return its checked JSON reply.

@@ -57,17 +57,6 @@ fn completions_are_generated() {
 }
 
 #[test]
-fn later_commands_say_not_implemented_with_exit_2() {
-    let dir = tempfile::tempdir().unwrap();
-    for args in [vec!["doctor", "production"], vec!["connect", "production"]] {
-        let output = clean_command(EVOCTL, dir.path()).args(&args).output().unwrap();
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
-        let stderr = text(&output.stderr);
-        assert!(stderr.starts_with(&format!("error: `evoctl {}` is not implemented yet\n", args[0])), "{stderr}");
-    }
-}
-
-#[test]
 fn usage_errors_exit_2_and_version_is_quick() {
     let dir = tempfile::tempdir().unwrap();
     let output = clean_command(EVOCTL, dir.path()).args(["status", "--output", "yaml"]).output().unwrap();

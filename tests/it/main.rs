@@ -5,6 +5,8 @@ mod awscli;
 mod cli;
 mod config;
 mod conflicts;
+mod connect;
+mod doctor;
 mod exec;
 mod guard;
 mod instance;

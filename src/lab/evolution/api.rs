@@ -307,6 +307,7 @@ pub fn rotate_qr(process: &Process, instance: &mut Instance, now: u64) {
         digest.iter().take(8).map(|b| char::from(b"ABCDEFGHJKLMNPQRSTVWXYZ23456789"[(*b as usize) % 31])).collect()
     });
     instance.qr = Some(Qr { code: code.clone(), pairing_code: pairing_code.clone(), generated_ms: now });
+    instance.issued_codes.push(code.clone());
     process.log(format!(
         "[Evolution API] v2.3.7 - INFO [ChannelStartupService] {{ instance: {} pairingCode: {}, qrcodeCount: {} }}",
         instance.name,

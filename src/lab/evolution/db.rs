@@ -33,6 +33,8 @@ pub struct Instance {
     pub last_conflict_ms: u64,
     /// How many times the session was replaced (each replacement kicks the next process).
     pub conflict_count: u64,
+    /// Every QR code shown for this row, oldest first (tests check what a client rendered).
+    pub issued_codes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +85,7 @@ impl Instance {
             stuck_delete: false,
             last_conflict_ms: 0,
             conflict_count: 0,
+            issued_codes: Vec::new(),
         }
     }
 

@@ -270,6 +270,7 @@ impl EvolutionHub {
                     row["state"] = serde_json::json!(i.state);
                     row["webhook"] = i.webhook.as_ref().map(|w| w.row_json(&i.id)).unwrap_or_default();
                     row["qr"] = i.qr_json();
+                    row["issued_codes"] = serde_json::json!(i.issued_codes);
                     row
                 })
                 .collect();

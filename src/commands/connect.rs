@@ -1,0 +1,368 @@
+//! `evoctl connect ENV [NAME]`: the connect-production runbook as one command.
+//!
+//! (a) preflight: every other environment of the number at 0 tasks, this one at its configured
+//! scaling with exactly one live task whose exec agent runs; refused (exit 4) before any
+//! Evolution call, or fixed first with `--enforce`. (b)-(d) one exec session creates the
+//! instance if it is missing, shows each QR (or pairing code) as it appears, redrawn in place on
+//! a terminal, and waits until the instance is `open` and stays open. (e) the webhook is made to
+//! match the config (secret over the data channel). (f) a summary, or JSON. Ctrl-C stops the
+//! wait and says what state things are in.
+
+use super::Context;
+use crate::aws::Aws;
+use crate::cli::ConnectArgs;
+use crate::config::{Config, Environment};
+use crate::error::{Error, Result};
+use crate::evolution::api::{CreateRequest, WebhookRequest};
+use crate::evolution::{Answer, Driver, WatchTiming, failure};
+use crate::exec::run::{RunOptions, Transport};
+use crate::exec::target::{self, ExecTarget};
+use crate::exit;
+use crate::guard::plan;
+use crate::output::OutputFormat;
+use crate::qr;
+use crate::runbook::preflight;
+use crate::runbook::watch::{EventLines, WatchEvent};
+use serde::Serialize;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Time between two connect polls in the container (Evolution's docs: every 1-3 s).
+const POLL: Duration = Duration::from_secs(1);
+/// How long to wait for the exec agent of a task that just started.
+const AGENT_WAIT: Duration = Duration::from_secs(60);
+/// Warn when this few QRs are left before QRCODE_LIMIT refuses the instance.
+const LIMIT_MARGIN: u64 = 3;
+
+/// `--output json` document (schema `evoctl.connect/v1`).
+#[derive(Debug, Serialize)]
+struct ConnectReport {
+    schema: &'static str,
+    env: String,
+    instance: String,
+    task: String,
+    state: &'static str,
+    number: Option<String>,
+    already_connected: bool,
+    created: bool,
+    enforced: bool,
+    /// QRs (or pairing codes) shown while waiting.
+    qr_shown: u64,
+    /// "set", "unchanged", "none" (no webhook configured) or "skipped" (already connected).
+    webhook: &'static str,
+    seconds: f64,
+}
+
+pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
+    super::instance::check_pairing_number(args.pairing_number.as_deref())?;
+    let started = Instant::now();
+    let config = context.config()?;
+    let env = config.environment(&args.env)?.clone();
+    let name = args.name.clone().unwrap_or_else(|| env.instance.clone());
+    let aws = context.aws(&config).await?;
+
+    // (a) preflight, before anything touches Evolution.
+    let enforced = preflight(context, &aws, &config, &env, args).await?;
+    let target = ready_target(context, &aws, &env).await?;
+    context.printer.note(&format!(
+        "preflight ok: {} is the only live environment on its number; task {} (exec agent RUNNING)",
+        env.name, target.task.id
+    ));
+    let secret = match env.webhook.as_ref().and_then(|w| w.jwt_secret.as_ref()) {
+        Some(reference) => Some(super::secrets::resolve(&aws, reference).await?),
+        None => None,
+    };
+    let wanted_webhook = env.webhook.as_ref().map(WebhookRequest::from_config);
+    let options = RunOptions {
+        timeout: args.timeout + Duration::from_secs(60),
+        watchdog_every: Duration::from_secs(5),
+        transport: Transport::Native,
+    };
+    let driver = Driver { aws: &aws, target: &target, options };
+
+    // (b)-(d) in one exec session.
+    let create = CreateRequest::seed(&name, wanted_webhook.clone());
+    let timing = WatchTiming { interval: POLL, timeout: args.timeout, stable: args.stable_for };
+    let mut view = QrView::new(context, args.png.as_deref());
+    context.printer.note(&format!("waiting for {name} to be linked (up to {} s)…", args.timeout.as_secs()));
+    let mut sink = EventLines::new(|event| view.show(event));
+    let watched =
+        driver.watch_link(&name, args.pairing_number.as_deref(), Some((&create, secret.as_deref())), timing, &mut sink);
+    let status = tokio::select! {
+        status = watched => status,
+        _ = tokio::signal::ctrl_c() => {
+            drop(sink);
+            context.printer.warn(&interrupted(&env, &name, &view, enforced));
+            return Ok(130);
+        }
+    };
+    let (last, stray) = (sink.last.clone(), String::from_utf8_lossy(&sink.stray).trim().to_owned());
+    drop(sink);
+    let status = status?;
+    if let Some(err) = view.png_error.take() {
+        return Err(err);
+    }
+    match last {
+        Some(WatchEvent::Linked) => {}
+        Some(WatchEvent::Timeout) => {
+            return Err(Error::Timeout {
+                message: format!(
+                    "{name} was not linked within {} s ({} QR(s) shown); it is left waiting for a scan",
+                    args.timeout.as_secs(),
+                    view.shown
+                ),
+                fix: Some(format!("run `evoctl connect {}` again and scan the new QR", env.name)),
+            });
+        }
+        Some(WatchEvent::Flap { state }) => {
+            return Err(Error::Unverified {
+                message: format!(
+                    "{name} opened but dropped to `{state}` within {} s: the link does not hold",
+                    args.stable_for.as_secs()
+                ),
+                fix: format!(
+                    "another connection holds this number: `evoctl conflicts {}` and `evoctl audit`",
+                    env.name
+                ),
+            });
+        }
+        Some(WatchEvent::Taken) => {
+            return Err(Error::refused(
+                format!(
+                    "the name {name} is taken in the database of {} but not loaded by this deployment: another environment shares the database",
+                    env.name
+                ),
+                "give every environment its own DATABASE_CONNECTION_URI (`evoctl audit`)",
+            ));
+        }
+        Some(WatchEvent::Error { status, body }) => {
+            let body = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+            return Err(failure(&Answer { status, body: body.clone() }, "connect").unwrap_or_else(|| {
+                Error::exec(
+                    format!("the Evolution API inside the container did not answer: {body}"),
+                    "check that the Evolution process is up in the task (`evoctl doctor`)",
+                )
+            }));
+        }
+        _ => {
+            return Err(Error::exec(
+                format!("the link watch ended early (exit {status}): {stray}"),
+                format!("check the task (`evoctl doctor {}`) and run `evoctl connect {}` again", env.name, env.name),
+            ));
+        }
+    }
+    let already_connected = !view.created && view.shown == 0;
+
+    // (e) the webhook, and the number that was linked (concurrently, after the link).
+    let ensure_webhook = async {
+        match (&wanted_webhook, already_connected) {
+            (None, _) => Ok("none"),
+            (Some(_), true) => Ok("skipped"),
+            (Some(wanted), false) => driver
+                .ensure_webhook(&name, wanted, secret.as_deref())
+                .await
+                .map(|changed| if changed { "set" } else { "unchanged" }),
+        }
+    };
+    let (webhook, rows) = tokio::try_join!(ensure_webhook, driver.fetch_instances(Some(&name)))?;
+    let number = rows.first().and_then(|r| r.number()).map(str::to_owned);
+
+    // (f) the summary.
+    let report = ConnectReport {
+        schema: "evoctl.connect/v1",
+        env: env.name.clone(),
+        instance: name.clone(),
+        task: target.task.id.clone(),
+        state: "open",
+        number,
+        already_connected,
+        created: view.created,
+        enforced,
+        qr_shown: view.shown,
+        webhook,
+        seconds: (started.elapsed().as_millis() as f64 / 100.0).round() / 10.0,
+    };
+    context.printer.data(&report, || summary(&report));
+    Ok(exit::OK)
+}
+
+/// Check the number's environments; with `--enforce` apply the scaling plan first. Returns
+/// whether anything was enforced.
+async fn preflight(
+    context: &Context,
+    aws: &Aws,
+    config: &Config,
+    env: &Environment,
+    args: &ConnectArgs,
+) -> Result<bool> {
+    let observed = futures::future::try_join_all(config.environments.iter().map(|e| plan::observe(aws, e))).await?;
+    let problems = preflight::assess(&config.environments, &observed, &env.name);
+    if problems.is_empty() {
+        return Ok(false);
+    }
+    let listed: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+    if !args.enforce {
+        return Err(Error::refused(
+            format!("refused before touching Evolution: {}", listed.join("; ")),
+            format!(
+                "bring every environment to its configured scaling first: `evoctl enforce --apply` (or `evoctl connect {} --enforce`)",
+                env.name
+            ),
+        ));
+    }
+    context.printer.note(&format!("preflight: {}; --enforce: applying the scaling plan first", listed.join("; ")));
+    let group: Vec<&str> =
+        config.environments.iter().filter(|e| e.number == env.number).map(|e| e.name.as_str()).collect();
+    let plan = plan::compute(&config.environments, &observed, &group)?;
+    context.printer.note(&super::scale::render(&plan));
+    super::scale::apply_with_progress(context, aws, &config.environments, &plan, args.timeout).await?;
+    let observed = futures::future::try_join_all(config.environments.iter().map(|e| plan::observe(aws, e))).await?;
+    let left = preflight::assess(&config.environments, &observed, &env.name);
+    if let Some(problem) = left.first() {
+        return Err(Error::refused(
+            format!("still not safe after enforcing: {}", problem.message),
+            format!("check evoctl.toml's scaling for {} and `evoctl audit`", problem.env),
+        ));
+    }
+    Ok(true)
+}
+
+/// The environment's one task, once its exec agent runs (a task that just started may need a
+/// few seconds).
+async fn ready_target(context: &Context, aws: &Aws, env: &Environment) -> Result<ExecTarget> {
+    let started = Instant::now();
+    let mut said = false;
+    loop {
+        match target::resolve(&aws.ecs(), env, None).await {
+            Ok(target) => return Ok(target),
+            Err(err @ Error::Exec { .. }) if started.elapsed() < AGENT_WAIT => {
+                if !said {
+                    context.printer.note(&format!("waiting for the task to take exec sessions: {err}"));
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Shows each QR as it arrives: redrawn in place on a terminal, printed in sequence otherwise,
+/// written to `--png`; warns when QRCODE_LIMIT is near.
+struct QrView<'a> {
+    context: &'a Context,
+    png: Option<&'a Path>,
+    redraw: bool,
+    ansi: bool,
+    drawn_lines: usize,
+    shown: u64,
+    created: bool,
+    last_state: Option<String>,
+    warned_limit: bool,
+    png_error: Option<Error>,
+}
+
+impl<'a> QrView<'a> {
+    fn new(context: &'a Context, png: Option<&'a Path>) -> Self {
+        let tty = std::io::stdout().is_terminal();
+        QrView {
+            context,
+            png,
+            redraw: tty,
+            ansi: tty && std::env::var_os("NO_COLOR").is_none(),
+            drawn_lines: 0,
+            shown: 0,
+            created: false,
+            last_state: None,
+            warned_limit: false,
+            png_error: None,
+        }
+    }
+
+    fn show(&mut self, event: WatchEvent) {
+        let printer = &self.context.printer;
+        match event {
+            WatchEvent::Created => {
+                self.created = true;
+                printer.note("created the instance");
+            }
+            WatchEvent::State { state } => self.last_state = Some(state),
+            WatchEvent::Qr { code, pairing, count, limit } => {
+                self.shown += 1;
+                if let Some(path) = self.png
+                    && let Err(err) = qr::write_png(&code, path)
+                {
+                    self.png_error.get_or_insert(err);
+                }
+                if printer.format() == OutputFormat::Table {
+                    self.draw(&code, pairing.as_deref(), count, limit);
+                } else {
+                    printer.note(&format!(
+                        "QR {count} of {limit} shown{}",
+                        self.png.map(|p| format!(" ({})", p.display())).unwrap_or_default()
+                    ));
+                }
+                if count + LIMIT_MARGIN >= limit && !self.warned_limit {
+                    self.warned_limit = true;
+                    printer.warn(&format!(
+                        "QR {count} of {limit} (QRCODE_LIMIT): after the last one Evolution refuses the instance and a new connect starts over"
+                    ));
+                }
+            }
+            WatchEvent::Linked
+            | WatchEvent::Flap { .. }
+            | WatchEvent::Timeout
+            | WatchEvent::Taken
+            | WatchEvent::Error { .. } => {}
+        }
+    }
+
+    fn draw(&mut self, code: &str, pairing: Option<&str>, count: u64, limit: u64) {
+        let text = match pairing {
+            Some(pairing) => format!(
+                "pairing code: {pairing}  (WhatsApp > Linked devices > Link with phone number; code {count} of {limit})\n"
+            ),
+            None => match qr::to_terminal(code, self.ansi) {
+                Ok(art) => {
+                    format!("{art}scan with WhatsApp > Linked devices > Link a device (QR {count} of {limit})\n")
+                }
+                Err(err) => {
+                    self.png_error.get_or_insert(err);
+                    return;
+                }
+            },
+        };
+        let mut out = String::new();
+        if self.redraw && self.drawn_lines > 0 {
+            // Back to the first line of the previous QR, and clear from there down.
+            out.push_str(&format!("\x1b[{}F\x1b[J", self.drawn_lines));
+        }
+        out.push_str(&text);
+        self.drawn_lines = text.lines().count();
+        self.context.printer.stdout_bytes(out.as_bytes());
+    }
+}
+
+fn interrupted(env: &Environment, name: &str, view: &QrView<'_>, enforced: bool) -> String {
+    format!(
+        "interrupted: {name} is not linked ({}{}){}; nothing else was changed. Run `evoctl connect {}` again to continue",
+        view.last_state.as_deref().map(|s| format!("state {s}")).unwrap_or_else(|| "state unknown".into()),
+        if view.shown > 0 { format!(", {} QR(s) shown", view.shown) } else { String::new() },
+        if enforced { "; the scaling plan was applied before" } else { "" },
+        env.name
+    )
+}
+
+fn summary(report: &ConnectReport) -> String {
+    let number = report.number.as_deref().unwrap_or("unknown number");
+    let headline = if report.already_connected {
+        format!("{} is already connected (open) to {number}", report.instance)
+    } else {
+        format!("linked {number} to {}", report.instance)
+    };
+    format!(
+        "{headline}\nenv:      {}\ntask:     {}\nwebhook:  {}\ntime:     {:.1} s\n",
+        report.env, report.task, report.webhook, report.seconds
+    )
+}

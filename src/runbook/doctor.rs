@@ -1,0 +1,438 @@
+//! `doctor`'s checks: an environment examined layer by layer, from AWS credentials down to the
+//! instance's webhook, each OK / WARN / FAIL / SKIP with the evidence and the fix. A layer that
+//! fails stops the layers that need it (no exec checks without a running agent; nothing at all
+//! without credentials, cluster and service); the AWS-only layers at the end (conflict lines,
+//! isolation rules) always run when the service could be read.
+
+use crate::aws::{Aws, sdk_failure};
+use crate::config::{Config, Environment};
+use crate::error::{Error, Result};
+use crate::evolution::Driver;
+use crate::evolution::api::WebhookRequest;
+use crate::exec::envelope::RunSpec;
+use crate::exec::run::{Collected, RunOptions, Transport};
+use crate::exec::target::ExecTarget;
+use crate::guard::facts::{self, ApiKey, EnvFacts, WebhookSecret};
+use crate::guard::{self, CONFLICT_WINDOW};
+use serde::Serialize;
+use std::time::Duration;
+
+/// The result of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+    /// Not checked: a layer it needs failed.
+    Skip,
+}
+
+/// One layer's check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub layer: &'static str,
+    pub status: Status,
+    pub evidence: String,
+    pub fix: Option<String>,
+}
+
+/// Every layer in order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Diagnosis {
+    pub env: String,
+    pub checks: Vec<Check>,
+}
+
+impl Diagnosis {
+    /// The first layer that failed, if any.
+    pub fn first_broken(&self) -> Option<&Check> {
+        self.checks.iter().find(|c| c.status == Status::Fail)
+    }
+}
+
+/// The layers, in the order they are checked.
+pub const LAYERS: &[&str] = &[
+    "credentials",
+    "cluster",
+    "service",
+    "scaling",
+    "tasks",
+    "task-status",
+    "platform",
+    "exec-enabled",
+    "exec-agent",
+    "exec-trial",
+    "evolution",
+    "api-key",
+    "instance",
+    "webhook",
+    "conflicts",
+    "isolation",
+];
+
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn ok(&mut self, layer: &'static str, evidence: impl Into<String>) {
+        self.0.push(Check { layer, status: Status::Ok, evidence: evidence.into(), fix: None });
+    }
+    fn warn(&mut self, layer: &'static str, evidence: impl Into<String>, fix: impl Into<String>) {
+        self.0.push(Check { layer, status: Status::Warn, evidence: evidence.into(), fix: Some(fix.into()) });
+    }
+    fn fail(&mut self, layer: &'static str, evidence: impl Into<String>, fix: impl Into<String>) {
+        self.0.push(Check { layer, status: Status::Fail, evidence: evidence.into(), fix: Some(fix.into()) });
+    }
+    fn error(&mut self, layer: &'static str, err: &Error) {
+        let fix = err.fix().unwrap_or("see the message").to_owned();
+        self.fail(layer, err.to_string(), fix);
+    }
+    /// Mark every layer from `from` (inclusive) up to `until` (exclusive) as skipped.
+    fn skip(&mut self, from: &'static str, until: Option<&'static str>, why: &str) {
+        let start = LAYERS.iter().position(|l| *l == from).unwrap_or(LAYERS.len());
+        let end = until.and_then(|u| LAYERS.iter().position(|l| *l == u)).unwrap_or(LAYERS.len());
+        for layer in &LAYERS[start..end] {
+            self.0.push(Check { layer, status: Status::Skip, evidence: why.to_owned(), fix: None });
+        }
+    }
+    fn failed(&self) -> bool {
+        self.0.last().is_some_and(|c| c.status == Status::Fail)
+    }
+}
+
+/// Examine `env` (the other environments of the config are read for the isolation layer).
+pub async fn diagnose(aws: &Aws, config: &Config, env: &Environment) -> Diagnosis {
+    let mut checks = Checks(Vec::new());
+    let ecs = aws.ecs();
+
+    match aws.sts().get_caller_identity().send().await {
+        Ok(me) => checks.ok(
+            "credentials",
+            format!("account {} as {} in {}", me.account().unwrap_or("?"), me.arn().unwrap_or("?"), aws.region()),
+        ),
+        Err(err) => checks.error("credentials", &sdk_failure("GetCallerIdentity", err).into_error()),
+    }
+    if !checks.failed() {
+        match ecs.describe_clusters().clusters(&env.cluster).send().await {
+            Ok(out) => match out.clusters().iter().find(|c| c.status() == Some("ACTIVE")) {
+                Some(_) => checks.ok("cluster", format!("{} is ACTIVE", env.cluster)),
+                None => checks.fail(
+                    "cluster",
+                    format!("cluster {} not found in {}", env.cluster, aws.region()),
+                    "check `cluster` for this environment in evoctl.toml and the region",
+                ),
+            },
+            Err(err) => checks.error("cluster", &sdk_failure("DescribeClusters", err).into_error()),
+        }
+    }
+    if checks.failed() {
+        let why = "needs the layers above";
+        checks.skip(LAYERS[checks.0.len()], None, why);
+        return Diagnosis { env: env.name.clone(), checks: checks.0 };
+    }
+    let everyone =
+        futures::future::join_all(config.environments.iter().map(|e| facts::collect(aws, e, CONFLICT_WINDOW))).await;
+    let index = config.environments.iter().position(|e| e.name == env.name).expect("env is in the config");
+    let mine = match &everyone[index] {
+        Ok(facts) => facts.clone(),
+        Err(err) => {
+            checks.error("service", err);
+            checks.skip("scaling", None, "needs the service");
+            return Diagnosis { env: env.name.clone(), checks: checks.0 };
+        }
+    };
+    let service = &mine.service;
+    checks.ok(
+        "service",
+        format!(
+            "{} desired {}, running {}, pending {} ({})",
+            env.service,
+            service.desired_count,
+            service.running_count,
+            service.pending_count,
+            service.task_definition.as_deref().unwrap_or("no task definition")
+        ),
+    );
+    scaling_layer(&mut checks, env, &mine);
+    let reachable = task_layers(&mut checks, env, &mine);
+    match reachable {
+        Some(target) => evolution_layers(&mut checks, aws, env, &mine, &target).await,
+        None => checks.skip("exec-trial", Some("conflicts"), "needs one running task with a running exec agent"),
+    }
+    match &mine.conflicts {
+        Some(evidence) if evidence.is_loop => checks.fail(
+            "conflicts",
+            format!(
+                "{} conflict/replaced lines in the last 15 minutes{}",
+                evidence.events,
+                evidence.period_seconds.map(|p| format!(", about every {p:.1} s per task")).unwrap_or_default()
+            ),
+            format!("two connections hold this number: `evoctl conflicts {}`, `evoctl enforce --apply`", env.name),
+        ),
+        Some(evidence) => {
+            checks.ok("conflicts", format!("{} conflict/replaced lines in the last 15 minutes", evidence.events))
+        }
+        None => checks.warn("conflicts", "the container has no awslogs group", "configure awslogs for the container"),
+    }
+    isolation_layer(&mut checks, config, env, &everyone);
+    Diagnosis { env: env.name.clone(), checks: checks.0 }
+}
+
+fn scaling_layer(checks: &mut Checks, env: &Environment, mine: &EnvFacts) {
+    let range = mine.target.map(|t| format!("{}/{}", t.min_capacity, t.max_capacity)).unwrap_or_else(|| "none".into());
+    let evidence = format!("target {range}, desired {}", mine.service.desired_count);
+    match env.scaling {
+        Some(want)
+            if mine.target.map(|t| (t.min_capacity, t.max_capacity)) != Some((want.min as i32, want.max as i32))
+                || mine.service.desired_count < want.min as i32
+                || mine.service.desired_count > want.max as i32 =>
+        {
+            checks.fail(
+                "scaling",
+                format!("{evidence}; configured {want}"),
+                format!("evoctl scale {} --apply", env.name),
+            )
+        }
+        Some(want) => checks.ok("scaling", format!("{evidence} (configured {want})")),
+        None => checks.ok("scaling", format!("{evidence} (no scaling configured)")),
+    }
+}
+
+/// The task layers; the exec target when every one passed.
+fn task_layers(checks: &mut Checks, env: &Environment, mine: &EnvFacts) -> Option<ExecTarget> {
+    let tasks = &mine.tasks;
+    if tasks.len() != 1 {
+        let listed: Vec<String> = tasks.iter().map(|t| format!("{} {}", t.id, t.last_status)).collect();
+        let (evidence, fix) = if tasks.is_empty() {
+            (
+                "no live task".to_owned(),
+                format!("`evoctl scale {} --apply`, then `evoctl status {}`", env.name, env.name),
+            )
+        } else {
+            (
+                format!("{} live tasks: {} (two connections on one number)", tasks.len(), listed.join(", ")),
+                format!("stop the extra task (`aws ecs stop-task --cluster {} --task ID`)", env.cluster),
+            )
+        };
+        checks.fail("tasks", evidence, fix);
+        checks.skip("task-status", Some("exec-trial"), "needs exactly one live task");
+        return None;
+    }
+    let task = &tasks[0];
+    checks.ok("tasks", format!("one live task {}", task.id));
+    let layers: [(&'static str, bool, String, String); 4] = [
+        (
+            "task-status",
+            task.last_status == "RUNNING",
+            format!("lastStatus {}", task.last_status),
+            format!("wait until it runs; `evoctl status {}`", env.name),
+        ),
+        (
+            "platform",
+            task.platform_version.as_deref().is_none_or(|v| v.eq_ignore_ascii_case("LATEST") || version_ok(v)),
+            format!("platform version {}", task.platform_version.as_deref().unwrap_or("unknown")),
+            "ECS Exec needs Fargate platform 1.4.0 or later: redeploy on LATEST".into(),
+        ),
+        (
+            "exec-enabled",
+            task.enable_execute_command,
+            format!("enableExecuteCommand {} on the task", task.enable_execute_command),
+            format!(
+                "`aws ecs update-service --cluster {} --service {} --enable-execute-command --force-new-deployment`",
+                env.cluster, env.service
+            ),
+        ),
+        (
+            "exec-agent",
+            task.exec_agent(&env.container) == Some("RUNNING"),
+            format!("ExecuteCommandAgent {}", task.exec_agent(&env.container).unwrap_or("missing")),
+            "replace the task (`--force-new-deployment`); if the agent stops again check the task role's ssmmessages permissions and its route to ssmmessages".into(),
+        ),
+    ];
+    for (layer, ok, evidence, fix) in layers {
+        if ok {
+            checks.ok(layer, evidence);
+        } else {
+            checks.fail(layer, evidence, fix);
+            let next = LAYERS[LAYERS.iter().position(|l| *l == layer).expect("known layer") + 1];
+            checks.skip(next, Some("exec-trial"), "needs the layer above");
+            return None;
+        }
+    }
+    Some(ExecTarget {
+        env: env.name.clone(),
+        cluster: env.cluster.clone(),
+        task: task.clone(),
+        container: env.container.clone(),
+    })
+}
+
+fn version_ok(version: &str) -> bool {
+    let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+    parts.as_slice() >= [1, 4, 0].as_slice()
+}
+
+async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, mine: &EnvFacts, target: &ExecTarget) {
+    let options = RunOptions {
+        timeout: Duration::from_secs(60),
+        watchdog_every: Duration::from_secs(5),
+        transport: Transport::Native,
+    };
+    let mut collected = Collected::default();
+    let spec = RunSpec { argv: vec!["node".into(), "-v".into()], stdin: None };
+    match crate::exec::run::run(aws, target, &spec, &options, &mut collected).await {
+        Ok(0) => {
+            checks.ok("exec-trial", format!("`node -v` answered {}", String::from_utf8_lossy(&collected.stdout).trim()))
+        }
+        Ok(status) => checks.fail(
+            "exec-trial",
+            format!("`node -v` exited {status}: {}", String::from_utf8_lossy(&collected.stderr).trim()),
+            "the image needs node (Evolution's image has it)",
+        ),
+        Err(err) => checks.error("exec-trial", &err),
+    }
+    if checks.failed() {
+        checks.skip("evolution", Some("conflicts"), "needs a working exec session");
+        return;
+    }
+    let driver = Driver { aws, target, options };
+    match driver.server_info().await {
+        Ok(info) => checks.ok("evolution", format!("Evolution API {} (client {})", info.version, info.client_name)),
+        Err(err) => checks.error("evolution", &err),
+    }
+    if checks.failed() {
+        checks.skip("api-key", Some("conflicts"), "needs the Evolution API");
+        return;
+    }
+    match (driver.verify_creds().await, &mine.settings.api_key) {
+        (Err(err), _) => checks.error("api-key", &err),
+        (Ok(false), _) => checks.fail(
+            "api-key",
+            "the key in the container is refused by POST /verify-creds",
+            "check AUTHENTICATION_API_KEY in the task definition",
+        ),
+        (Ok(true), ApiKey::Unset | ApiKey::PublicDefault) => checks.fail(
+            "api-key",
+            "the global key works but it is the image's public default from .env.example",
+            "set a long random AUTHENTICATION_API_KEY for this environment and deploy",
+        ),
+        (Ok(true), ApiKey::Set(_)) => checks.ok("api-key", "the container's own key is accepted (verify-creds)"),
+    }
+    if checks.failed() {
+        checks.skip("instance", Some("conflicts"), "needs a working API key");
+        return;
+    }
+    let state = driver.connection_state(&env.instance).await;
+    let exists = match &state {
+        Ok(state) if state == "open" => {
+            checks.ok("instance", format!("{} is open", env.instance));
+            true
+        }
+        Ok(state) => {
+            checks.warn(
+                "instance",
+                format!("{} is {state}", env.instance),
+                format!("link it: `evoctl connect {}`", env.name),
+            );
+            true
+        }
+        Err(Error::Evolution { status: 404, .. }) => {
+            checks.warn(
+                "instance",
+                format!("no instance {}", env.instance),
+                format!("create and link it: `evoctl connect {}`", env.name),
+            );
+            false
+        }
+        Err(err) => {
+            checks.error("instance", err);
+            false
+        }
+    };
+    webhook_layer(checks, aws, env, mine, &driver, exists).await;
+}
+
+async fn webhook_layer(
+    checks: &mut Checks,
+    aws: &Aws,
+    env: &Environment,
+    mine: &EnvFacts,
+    driver: &Driver<'_>,
+    exists: bool,
+) {
+    let set_fix = format!("`evoctl webhook set {}` after fixing jwt_secret under [env.{}.webhook]", env.name, env.name);
+    let Some(config) = &env.webhook else {
+        checks.ok("webhook", "no webhook configured");
+        return;
+    };
+    match &mine.webhook_secret {
+        WebhookSecret::Present | WebhookSecret::NoWebhook => {}
+        WebhookSecret::NotConfigured => return checks.fail("webhook", "the webhook has no jwt_secret", set_fix),
+        WebhookSecret::Missing(reference) => {
+            return checks.fail("webhook", format!("{reference} does not exist"), set_fix);
+        }
+        WebhookSecret::Empty(reference) => {
+            return checks.fail(
+                "webhook",
+                format!("{reference} is blank: an empty jwt_key breaks every webhook"),
+                set_fix,
+            );
+        }
+    }
+    if !exists {
+        return checks.ok("webhook", "configured with a jwt_secret (no instance yet to compare with)");
+    }
+    let secret = match config.jwt_secret.as_ref() {
+        Some(reference) => match crate::aws::secrets::fetch(aws, reference).await {
+            Ok(crate::aws::secrets::SecretValue::Value(value)) => Some(value),
+            Ok(crate::aws::secrets::SecretValue::Missing) => None,
+            Err(err) => return checks.error("webhook", &err),
+        },
+        None => None,
+    };
+    match driver.webhook_find(&env.instance).await {
+        Ok(Some(row)) if row.matches(&WebhookRequest::from_config(config), secret.as_deref()) => {
+            checks.ok("webhook", format!("{} with jwt_key, as configured", row.url))
+        }
+        Ok(Some(row)) if row.headers.get("jwt_key").and_then(|k| k.as_str()).is_none_or(str::is_empty) => checks.fail(
+            "webhook",
+            format!("{} has no or an empty jwt_key", row.url),
+            format!("`evoctl webhook set {}`", env.name),
+        ),
+        Ok(Some(row)) => checks.warn(
+            "webhook",
+            format!("{} differs from evoctl.toml", row.url),
+            format!("`evoctl webhook set {}`", env.name),
+        ),
+        Ok(None) => checks.warn("webhook", "the instance has no webhook", format!("`evoctl webhook set {}`", env.name)),
+        Err(err) => checks.error("webhook", &err),
+    }
+}
+
+fn isolation_layer(checks: &mut Checks, config: &Config, env: &Environment, everyone: &[Result<EnvFacts>]) {
+    let mut all = Vec::new();
+    for (other, facts) in config.environments.iter().zip(everyone) {
+        match facts {
+            Ok(facts) => all.push(facts.clone()),
+            Err(err) => {
+                return checks.fail(
+                    "isolation",
+                    format!("could not read {}: {err}", other.name),
+                    err.fix().unwrap_or("check that environment's settings").to_owned(),
+                );
+            }
+        }
+    }
+    let rules: Vec<&guard::rules::Rule> = guard::rules::RULES.iter().collect();
+    let findings = guard::evaluate(&config.environments, &all, &rules, &[env]);
+    if findings.is_empty() {
+        checks.ok("isolation", format!("{} audit rules hold", rules.len()));
+    } else {
+        let listed: Vec<String> = findings.iter().map(|f| format!("{} ({})", f.rule, f.envs.join(","))).collect();
+        checks.fail(
+            "isolation",
+            format!("audit findings: {}", listed.join(", ")),
+            format!("`evoctl audit {}` lists each with its fix", env.name),
+        );
+    }
+}

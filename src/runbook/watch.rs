@@ -1,0 +1,89 @@
+//! The link watch's event stream: the program in the container prints one JSON object per line
+//! (`created`, `taken`, `qr`, `state`, `linked`, `flap`, `timeout`, `error`); [`EventLines`] turns the streamed
+//! stdout into [`WatchEvent`]s as they arrive, so a QR is shown the moment it exists.
+
+use crate::exec::run::OutputSink;
+use serde::Deserialize;
+
+/// One event from the container.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "e", rename_all = "lowercase")]
+pub enum WatchEvent {
+    /// The instance was missing and has been created.
+    Created,
+    /// The name is taken in the database but not loaded here (another environment shares it).
+    Taken,
+    /// A new QR (or pairing code); `count` QRs so far, `limit` = QRCODE_LIMIT.
+    Qr { code: String, pairing: Option<String>, count: u64, limit: u64 },
+    /// The live state changed.
+    State { state: String },
+    /// Open, and it stayed open for the stability window.
+    Linked,
+    /// It dropped from `open` during the stability window.
+    Flap { state: String },
+    /// No link before the deadline.
+    Timeout,
+    /// The API answered with an error (status 0: it did not answer).
+    Error { status: u16, body: String },
+}
+
+/// An [`OutputSink`] that splits stdout into lines and hands each parsed event to `on_event`;
+/// stderr and unparseable lines are kept for the error message.
+pub struct EventLines<F: FnMut(WatchEvent) + Send> {
+    on_event: F,
+    partial: Vec<u8>,
+    pub stray: Vec<u8>,
+    pub last: Option<WatchEvent>,
+}
+
+impl<F: FnMut(WatchEvent) + Send> EventLines<F> {
+    pub fn new(on_event: F) -> Self {
+        EventLines { on_event, partial: Vec::new(), stray: Vec::new(), last: None }
+    }
+}
+
+impl<F: FnMut(WatchEvent) + Send> OutputSink for EventLines<F> {
+    fn stdout(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            match serde_json::from_slice::<WatchEvent>(&line) {
+                Ok(event) => {
+                    self.last = Some(event.clone());
+                    (self.on_event)(event);
+                }
+                Err(_) => self.stray.extend_from_slice(&line),
+            }
+        }
+    }
+
+    fn stderr(&mut self, bytes: &[u8]) {
+        self.stray.extend_from_slice(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_across_chunks_arrive_whole_and_in_order() {
+        let mut seen = Vec::new();
+        let mut sink = EventLines::new(|e| seen.push(e));
+        let stream = b"{\"e\":\"state\",\"state\":\"connecting\"}\n{\"e\":\"qr\",\"code\":\"2@abc\",\"pairing\":null,\"count\":1,\"limit\":30}\nnoise\n{\"e\":\"linked\"}\n";
+        for chunk in stream.chunks(7) {
+            sink.stdout(chunk);
+        }
+        let stray = sink.stray.clone();
+        drop(sink);
+        assert_eq!(
+            seen,
+            [
+                WatchEvent::State { state: "connecting".into() },
+                WatchEvent::Qr { code: "2@abc".into(), pairing: None, count: 1, limit: 30 },
+                WatchEvent::Linked,
+            ]
+        );
+        assert_eq!(stray, b"noise\n");
+    }
+}

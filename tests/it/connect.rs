@@ -1,0 +1,144 @@
+//! `evoctl connect`: the runbook end to end against the lab, with the simulated phone.
+
+use crate::qr::zbar_decode;
+use crate::support::{Lab, json_stdout, text, wait_until};
+use serde_json::Value;
+use std::time::Duration;
+
+fn executes(journal: &[Value]) -> usize {
+    journal.iter().filter(|e| e["action"] == "ExecuteCommand").count()
+}
+
+#[test]
+fn connect_links_production_shows_a_decodable_qr_and_is_idempotent() {
+    let lab = Lab::start_with("seed", &["--auto-scan-after-ms", "1500"]);
+    lab.wait_settled();
+    let png = lab.dir.path().join("qr.png");
+    let output =
+        lab.evoctl().args(["connect", "production", "--stable-for", "1s", "--png"]).arg(&png).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("scan with WhatsApp > Linked devices > Link a device (QR 1 of 30)\n"), "{stdout}");
+    let summary = stdout.split("(QR 1 of 30)\n").nth(1).unwrap();
+    assert!(
+        summary.starts_with("linked 5511987654321 to alinhou-production\nenv:      production\ntask:     "),
+        "{summary}"
+    );
+    assert!(summary.contains("\nwebhook:  unchanged\ntime:     "), "{summary}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("preflight ok: production is the only live environment on its number; task "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("created the instance\n"), "{stderr}");
+
+    let row = lab.evolution_instance("alinhou-production");
+    assert_eq!(row["state"], "open");
+    let issued: Vec<&str> = row["issued_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert!(issued.contains(&zbar_decode(&png).as_str()), "the PNG shows a code the simulator issued");
+    let config = std::fs::read_to_string(lab.config_path()).unwrap();
+    let url = row["webhook"]["url"].as_str().unwrap();
+    assert!(url.ends_with("/_lab/webhooks/production") && config.contains(url), "{url}");
+    assert_eq!(row["webhook"]["events"], serde_json::json!(["MESSAGES_UPSERT"]));
+
+    // Again: already connected, nothing created, exit 0.
+    lab.control("DELETE", "/journal", None);
+    let output =
+        lab.evoctl().args(["--output", "json", "connect", "production", "--stable-for", "1s"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let report = json_stdout(&output);
+    assert_eq!(report["schema"], "evoctl.connect/v1");
+    assert_eq!(report["already_connected"], true);
+    assert_eq!(report["created"], false);
+    assert_eq!(report["qr_shown"], 0);
+    assert_eq!(report["number"], "5511987654321");
+    let output = lab.evoctl().args(["connect", "production", "--stable-for", "1s"]).output().unwrap();
+    assert!(text(&output.stdout).starts_with("alinhou-production is already connected (open) to 5511987654321\n"));
+    // Preflight reads, then the watch session and the number lookup: no session per poll.
+    assert_eq!(executes(&lab.journal()), 4, "two exec sessions per run");
+}
+
+#[test]
+fn connect_refuses_while_staging_is_up_and_enforce_fixes_it_first() {
+    let lab = Lab::start_with("staging-up", &["--auto-scan-after-ms", "1500"]);
+    lab.wait_settled();
+    lab.control("DELETE", "/journal", None);
+    let output = lab.evoctl().args(["connect", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(4));
+    assert_eq!(
+        text(&output.stderr),
+        "error: refused before touching Evolution: staging has 1 live task(s) (desired 1) on the number production uses\n  \
+         fix: bring every environment to its configured scaling first: `evoctl enforce --apply` (or `evoctl connect production --enforce`)\n"
+    );
+    assert_eq!(executes(&lab.journal()), 0, "no Evolution call before the preflight passes");
+
+    let output = lab.evoctl().args(["connect", "production", "--enforce", "--stable-for", "1s"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("linked 5511987654321 to alinhou-production\n"));
+    let journal = lab.journal();
+    let position = |action: &str| journal.iter().position(|e| e["action"] == action).unwrap();
+    assert!(position("RegisterScalableTarget") < position("UpdateService"));
+    assert!(position("UpdateService") < position("ExecuteCommand"), "staging goes down before Evolution is touched");
+    let status = json_stdout(&lab.evoctl().args(["--output", "json", "status", "staging"]).output().unwrap());
+    assert_eq!(status["environments"][0]["tasks"], serde_json::json!([]));
+}
+
+#[test]
+fn a_rotated_qr_is_shown_and_its_scan_links() {
+    let lab = Lab::start_with("seed", &["--qr-rotate-ms", "1500"]);
+    lab.wait_settled();
+    let png = lab.dir.path().join("rotating.png");
+    let out_path = lab.dir.path().join("connect.out");
+    let mut child = lab
+        .evoctl_process()
+        .args(["connect", "production", "--stable-for", "1s", "--png"])
+        .arg(&png)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait past one rotation: the second QR is on screen.
+    wait_until(Duration::from_secs(20), "the rotated QR on evoctl's output", || {
+        std::fs::read_to_string(&out_path).unwrap().contains("(QR 2 of 30)").then_some(())
+    });
+    let row = lab.evolution_instance("alinhou-production");
+    let second = row["issued_codes"][1].as_str().unwrap().to_owned();
+    assert_eq!(row["qr"]["code"], second.as_str(), "the scan is of the rotated code");
+    assert_eq!(zbar_decode(&png), second, "the PNG follows the rotation");
+    lab.control("POST", "/phone/scan", Some(&serde_json::json!({"code": second})));
+    let status = wait_until(Duration::from_secs(20), "evoctl connect to finish", || child.try_wait().unwrap());
+    assert_eq!(status.code(), Some(0));
+    let stdout = std::fs::read_to_string(&out_path).unwrap();
+    assert!(stdout.contains("(QR 1 of 30)") && stdout.contains("(QR 2 of 30)"), "{stdout}");
+    assert!(stdout.contains("linked 5511987654321 to alinhou-production\n"), "{stdout}");
+}
+
+#[test]
+fn ctrl_c_says_what_state_things_are_in() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    let out_path = lab.dir.path().join("connect.out");
+    let err_path = lab.dir.path().join("connect.err");
+    let mut child = lab
+        .evoctl_process()
+        .args(["connect", "production"])
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(20), "the first QR", || {
+        std::fs::read_to_string(&out_path).unwrap().contains("(QR 1 of 30)").then_some(())
+    });
+    let killed = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = wait_until(Duration::from_secs(10), "evoctl to stop", || child.try_wait().unwrap());
+    assert_eq!(status.code(), Some(130));
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    assert!(
+        stderr.ends_with(
+            "warning: interrupted: alinhou-production is not linked (state connecting, 1 QR(s) shown); nothing else was changed. Run `evoctl connect production` again to continue\n"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(lab.evolution_instance("alinhou-production")["state"], "connecting");
+}

@@ -1,0 +1,82 @@
+//! `evoctl doctor`: every layer on the seed, and the first broken layer of each broken scenario.
+
+use crate::support::{Lab, json_stdout, text};
+
+/// Scenario -> the first layer that fails (None: exit 0).
+const FIRST_BROKEN: &[(&str, Option<&str>)] = &[
+    ("seed", None),
+    ("exec-disabled", Some("exec-enabled")),
+    ("agent-stopped", Some("exec-agent")),
+    ("default-api-key", Some("api-key")),
+    ("conflict-loop", Some("tasks")),
+    ("empty-jwt-key", Some("webhook")),
+    ("staging-up", Some("isolation")),
+];
+
+#[test]
+fn doctor_names_the_first_broken_layer_of_each_scenario() {
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = FIRST_BROKEN
+            .iter()
+            .map(|(scenario, first)| {
+                scope.spawn(move || {
+                    let lab = Lab::start(scenario);
+                    lab.wait_settled();
+                    let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
+                    let report = json_stdout(&output);
+                    assert_eq!(report["schema"], "evoctl.doctor/v1");
+                    assert_eq!(report["first_broken"], serde_json::json!(first), "{scenario}: {report:#}");
+                    assert_eq!(output.status.code(), Some(if first.is_some() { 1 } else { 0 }), "{scenario}");
+                    let layers: Vec<&str> =
+                        report["checks"].as_array().unwrap().iter().map(|c| c["layer"].as_str().unwrap()).collect();
+                    assert_eq!(
+                        layers,
+                        evoctl::runbook::doctor::LAYERS,
+                        "{scenario}: every layer is reported, in order"
+                    );
+                    if *scenario == "exec-disabled" || *scenario == "agent-stopped" {
+                        // No exec is attempted without a running agent.
+                        assert!(lab.journal().iter().all(|e| e["action"] != "ExecuteCommand"), "{scenario}");
+                        let status_of = |layer: &str| {
+                            report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == layer).unwrap()["status"]
+                                .clone()
+                        };
+                        assert_eq!(status_of("exec-trial"), "SKIP");
+                        assert_eq!(status_of("isolation"), "FAIL", "the AWS-only layers still run");
+                    }
+                })
+            })
+            .collect();
+        for run in runs {
+            run.join().expect("scenario run");
+        }
+    });
+}
+
+#[test]
+fn doctor_on_the_seed_reports_every_layer() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    let output = lab.evoctl().args(["doctor", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let statuses: Vec<(String, String)> = stdout
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty() && !l.starts_with("warn "))
+        .map(|l| {
+            let mut cells = l.split_whitespace();
+            (cells.next().unwrap().to_owned(), cells.next().unwrap().to_owned())
+        })
+        .collect();
+    let expected: Vec<(String, String)> = evoctl::runbook::doctor::LAYERS
+        .iter()
+        .map(|l| (l.to_string(), if *l == "instance" { "WARN" } else { "OK" }.to_string()))
+        .collect();
+    assert_eq!(statuses, expected, "{stdout}");
+    assert!(stdout.contains("exec-trial    OK      `node -v` answered v"), "{stdout}");
+    assert!(stdout.contains("evolution     OK      Evolution API 2.3.7 (client evolution_production)\n"), "{stdout}");
+    assert!(stdout.ends_with(
+        "warn instance: create and link it: `evoctl connect production`\n\nproduction: no layer failed (1 warning(s))\n"
+    ));
+}
