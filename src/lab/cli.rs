@@ -65,7 +65,7 @@ struct ServeArgs {
     /// How long each QR code lives before the Evolution stand-in rotates it (2.3.7: 45 s)
     #[arg(long, default_value_t = 45_000, value_name = "MS")]
     qr_rotate_ms: u64,
-    /// A simulated phone scans whatever QR is shown after this long (for the demo)
+    /// A simulated phone scans whatever QR is shown this long after a connect began (demo)
     #[arg(long, value_name = "MS")]
     auto_scan_after_ms: Option<u64>,
     /// Access key id the lab accepts

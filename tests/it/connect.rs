@@ -85,32 +85,20 @@ fn connect_refuses_while_staging_is_up_and_enforce_fixes_it_first() {
 
 #[test]
 fn a_rotated_qr_is_shown_and_its_scan_links() {
-    let lab = Lab::start_with("seed", &["--qr-rotate-ms", "1500"]);
+    // The phone scans 2.5 s after the first QR; QRs rotate every 1.5 s: it scans the second one.
+    let lab = Lab::start_with("seed", &["--qr-rotate-ms", "1500", "--auto-scan-after-ms", "2500"]);
     lab.wait_settled();
     let png = lab.dir.path().join("rotating.png");
-    let out_path = lab.dir.path().join("connect.out");
-    let mut child = lab
-        .evoctl_process()
-        .args(["connect", "production", "--stable-for", "1s", "--png"])
-        .arg(&png)
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait past one rotation: the second QR is on screen.
-    wait_until(Duration::from_secs(20), "the rotated QR on evoctl's output", || {
-        std::fs::read_to_string(&out_path).unwrap().contains("(QR 2 of 30)").then_some(())
-    });
-    let row = lab.evolution_instance("alinhou-production");
-    let second = row["issued_codes"][1].as_str().unwrap().to_owned();
-    assert_eq!(row["qr"]["code"], second.as_str(), "the scan is of the rotated code");
-    assert_eq!(zbar_decode(&png), second, "the PNG follows the rotation");
-    lab.control("POST", "/phone/scan", Some(&serde_json::json!({"code": second})));
-    let status = wait_until(Duration::from_secs(20), "evoctl connect to finish", || child.try_wait().unwrap());
-    assert_eq!(status.code(), Some(0));
-    let stdout = std::fs::read_to_string(&out_path).unwrap();
-    assert!(stdout.contains("(QR 1 of 30)") && stdout.contains("(QR 2 of 30)"), "{stdout}");
+    let output =
+        lab.evoctl().args(["connect", "production", "--stable-for", "1s", "--png"]).arg(&png).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("(QR 1 of 30)\n") && stdout.contains("(QR 2 of 30)\n"), "{stdout}");
     assert!(stdout.contains("linked 5511987654321 to alinhou-production\n"), "{stdout}");
+    let row = lab.evolution_instance("alinhou-production");
+    let second = row["issued_codes"][1].as_str().unwrap();
+    assert_eq!(row["scanned_code"], second, "the phone linked with the rotated code");
+    assert_eq!(zbar_decode(&png), second, "the PNG followed the rotation");
 }
 
 #[test]
@@ -141,4 +129,27 @@ fn ctrl_c_says_what_state_things_are_in() {
         "{stderr}"
     );
     assert_eq!(lab.evolution_instance("alinhou-production")["state"], "connecting");
+}
+
+#[test]
+fn nearing_the_qr_limit_is_warned_and_no_scan_times_out_with_exit_7() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("low-limit.toml");
+    std::fs::write(
+        &scenario,
+        "extends = \"seed\"\ndescription = \"seed with QRCODE_LIMIT 4\"\n\
+         [task_definitions.alinhou-production-EvolutionService.environment]\nQRCODE_LIMIT = \"4\"\n",
+    )
+    .unwrap();
+    let lab = Lab::start_with(scenario.to_str().unwrap(), &["--qr-rotate-ms", "400"]);
+    lab.wait_settled();
+    let output = lab.evoctl().args(["connect", "production", "--timeout", "3s"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(7), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("warning: QR 1 of 4 (QRCODE_LIMIT): after the last one Evolution refuses the instance"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("error: alinhou-production was not linked within 3 s ("), "{stderr}");
+    assert!(stderr.contains("fix: run `evoctl connect production` again and scan the new QR\n"), "{stderr}");
 }

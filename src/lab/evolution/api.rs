@@ -287,6 +287,7 @@ fn create(process: &Process, body: Value, global: bool) -> Response {
 
 /// Begin the QR flow: state `connecting`, a first QR (with a pairing code when a number is set).
 pub fn start_qr(process: &Process, instance: &mut Instance, now: u64) {
+    instance.qr_flow_started_ms = now;
     instance.state = "connecting".into();
     instance.connection_status = "connecting".into();
     process.emit(

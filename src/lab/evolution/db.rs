@@ -35,6 +35,10 @@ pub struct Instance {
     pub conflict_count: u64,
     /// Every QR code shown for this row, oldest first (tests check what a client rendered).
     pub issued_codes: Vec<String>,
+    /// When the current QR flow began (the first QR of this connect), for the auto-scan.
+    pub qr_flow_started_ms: u64,
+    /// The code the phone scanned to link this row.
+    pub scanned_code: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +90,8 @@ impl Instance {
             last_conflict_ms: 0,
             conflict_count: 0,
             issued_codes: Vec::new(),
+            qr_flow_started_ms: 0,
+            scanned_code: None,
         }
     }
 

@@ -138,8 +138,11 @@ impl EvolutionHub {
             let mut db = process.db.lock().expect("lab lock");
             for instance in db.instances.values_mut().filter(|i| i.state == "connecting") {
                 let Some(qr) = instance.qr.clone() else { continue };
-                let scan_due =
-                    self.options.auto_scan_after.is_some_and(|after| now >= qr.generated_ms + after.as_millis() as u64);
+                // The phone scans whatever QR is on screen `after` the flow began (possibly a rotated one).
+                let scan_due = self
+                    .options
+                    .auto_scan_after
+                    .is_some_and(|after| now >= instance.qr_flow_started_ms + after.as_millis() as u64);
                 if scan_due {
                     open_instance(&process, instance, "5511987654321");
                     let line = format!(
@@ -271,6 +274,7 @@ impl EvolutionHub {
                     row["webhook"] = i.webhook.as_ref().map(|w| w.row_json(&i.id)).unwrap_or_default();
                     row["qr"] = i.qr_json();
                     row["issued_codes"] = serde_json::json!(i.issued_codes);
+                    row["scanned_code"] = serde_json::json!(i.scanned_code);
                     row
                 })
                 .collect();
@@ -281,6 +285,7 @@ impl EvolutionHub {
 }
 
 fn open_instance(process: &Process, instance: &mut db::Instance, number: &str) {
+    instance.scanned_code = instance.qr.as_ref().map(|qr| qr.code.clone());
     instance.state = "open".into();
     instance.connection_status = "open".into();
     instance.owner_jid = Some(format!("{number}@s.whatsapp.net"));
