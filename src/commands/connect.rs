@@ -10,6 +10,7 @@
 
 use super::Context;
 use crate::aws::Aws;
+use crate::aws::discovery::{self, LiveTask, ServiceRef};
 use crate::cli::ConnectArgs;
 use crate::config::{Config, Environment};
 use crate::error::{Error, Result};
@@ -18,7 +19,7 @@ use crate::evolution::{Answer, Driver, WatchTiming, failure};
 use crate::exec::run::{RunOptions, Transport};
 use crate::exec::target::{self, ExecTarget};
 use crate::exit;
-use crate::guard::plan;
+use crate::guard::plan::{self, Observed};
 use crate::output::OutputFormat;
 use crate::qr;
 use crate::runbook::preflight;
@@ -62,17 +63,23 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
     let name = args.name.clone().unwrap_or_else(|| env.instance.clone());
     let aws = context.aws(&config).await?;
 
-    // (a) preflight, before anything touches Evolution.
-    let enforced = preflight(context, &aws, &config, &env, args).await?;
-    let target = ready_target(context, &aws, &env).await?;
+    // (a) preflight, before anything touches Evolution; the webhook secret is read meanwhile.
+    let read_secret = async {
+        match env.webhook.as_ref().and_then(|w| w.jwt_secret.as_ref()) {
+            Some(reference) => super::secrets::resolve(&aws, reference).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let ((enforced, seen), secret) = tokio::try_join!(preflight(context, &aws, &config, &env, args), read_secret)?;
+    // The preflight's own read of the task serves when it is ready; after changes, read again.
+    let target = match seen.and_then(|task| target::ready(&env, task, None).ok()) {
+        Some(target) => target,
+        None => ready_target(context, &aws, &env).await?,
+    };
     context.printer.note(&format!(
         "preflight ok: {} is the only live environment on its number; task {} (exec agent RUNNING)",
         env.name, target.task.id
     ));
-    let secret = match env.webhook.as_ref().and_then(|w| w.jwt_secret.as_ref()) {
-        Some(reference) => Some(super::secrets::resolve(&aws, reference).await?),
-        None => None,
-    };
     let wanted_webhook = env.webhook.as_ref().map(WebhookRequest::from_config);
     let options = RunOptions {
         timeout: args.timeout + Duration::from_secs(60),
@@ -188,18 +195,28 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
 }
 
 /// Check the number's environments; with `--enforce` apply the scaling plan first. Returns
-/// whether anything was enforced.
+/// whether anything was enforced, and this environment's one live task as read (when nothing
+/// was changed).
 async fn preflight(
     context: &Context,
     aws: &Aws,
     config: &Config,
     env: &Environment,
     args: &ConnectArgs,
-) -> Result<bool> {
-    let observed = futures::future::try_join_all(config.environments.iter().map(|e| plan::observe(aws, e))).await?;
+) -> Result<(bool, Option<LiveTask>)> {
+    let (ecs, autoscaling) = (aws.ecs(), aws.autoscaling());
+    let snapshots = futures::future::try_join_all(
+        config
+            .environments
+            .iter()
+            .map(|e| discovery::snapshot(&ecs, &autoscaling, ServiceRef { cluster: &e.cluster, service: &e.service })),
+    )
+    .await?;
+    let observed: Vec<Observed> = snapshots.iter().map(Observed::from).collect();
     let problems = preflight::assess(&config.environments, &observed, &env.name);
     if problems.is_empty() {
-        return Ok(false);
+        let index = config.environments.iter().position(|e| e.name == env.name).expect("env is in the config");
+        return Ok((false, snapshots[index].tasks.first().cloned()));
     }
     let listed: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
     if !args.enforce {
@@ -225,7 +242,7 @@ async fn preflight(
             format!("check evoctl.toml's scaling for {} and `evoctl audit`", problem.env),
         ));
     }
-    Ok(true)
+    Ok((true, None))
 }
 
 /// The environment's one task, once its exec agent runs (a task that just started may need a

@@ -51,7 +51,7 @@ pub async fn resolve_any(ecs: &aws_sdk_ecs::Client, env: &Environment) -> Result
 }
 
 /// Check that `task` can take an exec session in `container` (default: the environment's).
-fn ready(env: &Environment, task: LiveTask, container: Option<&str>) -> Result<ExecTarget> {
+pub fn ready(env: &Environment, task: LiveTask, container: Option<&str>) -> Result<ExecTarget> {
     let container = container.unwrap_or(&env.container).to_owned();
     let Some(found) = task.containers.iter().find(|c| c.name == container) else {
         let names: Vec<&str> = task.containers.iter().map(|c| c.name.as_str()).collect();

@@ -82,14 +82,18 @@ impl Plan {
 /// Read what the plan needs about one environment.
 pub async fn observe(aws: &Aws, env: &Environment) -> Result<Observed> {
     let target = ServiceRef { cluster: &env.cluster, service: &env.service };
-    let discovery::ServiceSnapshot { service, tasks, range } =
-        discovery::snapshot(&aws.ecs(), &aws.autoscaling(), target).await?;
-    Ok(Observed {
-        min: range.map(|r| r.min_capacity),
-        max: range.map(|r| r.max_capacity),
-        desired: service.desired_count,
-        live: tasks.len() as i32,
-    })
+    Ok(Observed::from(&discovery::snapshot(&aws.ecs(), &aws.autoscaling(), target).await?))
+}
+
+impl From<&discovery::ServiceSnapshot> for Observed {
+    fn from(snapshot: &discovery::ServiceSnapshot) -> Observed {
+        Observed {
+            min: snapshot.range.map(|r| r.min_capacity),
+            max: snapshot.range.map(|r| r.max_capacity),
+            desired: snapshot.service.desired_count,
+            live: snapshot.tasks.len() as i32,
+        }
+    }
 }
 
 /// Plan `targets` (by name) given every environment and what was observed of each (same order
