@@ -18,10 +18,27 @@ use crate::error::{Error, Result};
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
-/// Attempts per AWS call (standard retry mode: exponential backoff with jitter) unless
-/// `AWS_MAX_ATTEMPTS` says otherwise. Higher than the SDK's 3 so that an audit under heavy
-/// throttling still completes instead of failing on one unlucky call.
+/// Attempts per AWS call unless `AWS_MAX_ATTEMPTS` says otherwise (the SDK's standard retry
+/// mode: exponential backoff with jitter). Higher than the SDK's 3 so that an audit under heavy throttling still completes instead of
+/// failing on one unlucky call.
 pub const MAX_ATTEMPTS: u32 = 8;
+
+/// At most this many environments are read at once (each read is a handful of concurrent
+/// calls); larger fleets go in waves. Together with the SDK's adaptive retry mode (a client-side
+/// token bucket that engages at the first throttling answer and then follows the rate AWS
+/// allows) this keeps a fleet-wide read fast without hammering the account's API quotas.
+pub const MAX_ENVS_IN_FLIGHT: usize = 100;
+
+/// Run `read` for every item, at most [`MAX_ENVS_IN_FLIGHT`] at once, results in input order;
+/// the first error wins.
+pub async fn for_each_env<T, R, F, Fut>(items: impl IntoIterator<Item = T>, read: F) -> Result<Vec<R>>
+where
+    F: FnMut(T) -> Fut,
+    Fut: std::future::Future<Output = Result<R>>,
+{
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(items).map(read).buffered(MAX_ENVS_IN_FLIGHT).try_collect().await
+}
 
 /// Where to take region and profile from, most specific first.
 #[derive(Debug, Clone, Default)]

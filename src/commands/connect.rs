@@ -205,12 +205,9 @@ async fn preflight(
     args: &ConnectArgs,
 ) -> Result<(bool, Option<LiveTask>)> {
     let (ecs, autoscaling) = (aws.ecs(), aws.autoscaling());
-    let snapshots = futures::future::try_join_all(
-        config
-            .environments
-            .iter()
-            .map(|e| discovery::snapshot(&ecs, &autoscaling, ServiceRef { cluster: &e.cluster, service: &e.service })),
-    )
+    let snapshots = crate::aws::for_each_env(&config.environments, |e| {
+        discovery::snapshot(&ecs, &autoscaling, ServiceRef { cluster: &e.cluster, service: &e.service })
+    })
     .await?;
     let observed: Vec<Observed> = snapshots.iter().map(Observed::from).collect();
     let problems = preflight::assess(&config.environments, &observed, &env.name);
@@ -234,7 +231,7 @@ async fn preflight(
     let plan = plan::compute(&config.environments, &observed, &group)?;
     context.printer.note(&super::scale::render(&plan));
     super::scale::apply_with_progress(context, aws, &config.environments, &plan, args.timeout).await?;
-    let observed = futures::future::try_join_all(config.environments.iter().map(|e| plan::observe(aws, e))).await?;
+    let observed = crate::aws::for_each_env(&config.environments, |e| plan::observe(aws, e)).await?;
     let left = preflight::assess(&config.environments, &observed, &env.name);
     if let Some(problem) = left.first() {
         return Err(Error::refused(

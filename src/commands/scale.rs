@@ -40,8 +40,7 @@ async fn run(context: &Context, names: &[&str], every: bool, apply: bool, deadli
         names.iter().map(|name| config.environment(name).map(|e| e.name.as_str())).collect::<Result<_>>()?
     };
     let aws = context.aws(&config).await?;
-    let observed =
-        futures::future::try_join_all(config.environments.iter().map(|env| plan::observe(&aws, env))).await?;
+    let observed = crate::aws::for_each_env(&config.environments, |env| plan::observe(&aws, env)).await?;
     let plan = plan::compute(&config.environments, &observed, &targets)?;
     if plan.is_empty() {
         context.printer.data(&PlanReport { schema: "evoctl.plan/v1", applied: false, plan: &plan }, || {

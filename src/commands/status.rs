@@ -46,7 +46,7 @@ pub async fn run(context: &Context, args: &StatusArgs) -> Result<u8> {
     let config = context.config()?;
     let envs = config.select(&args.envs)?;
     let aws = context.aws(&config).await?;
-    let environments = futures::future::try_join_all(envs.iter().map(|env| env_status(&aws, env))).await?;
+    let environments = crate::aws::for_each_env(envs.iter().copied(), |env| env_status(&aws, env)).await?;
     let report = StatusReport { schema: "evoctl.status/v1", region: aws.region().to_owned(), environments };
     context.printer.data(&report, || render(&report));
     Ok(exit::OK)

@@ -37,7 +37,7 @@ pub fn select_rules(only: &[String], skip: &[String]) -> Result<Vec<&'static Rul
 
 /// Read every environment of the config at once (the cross-environment rules need them all).
 pub async fn collect_all(aws: &Aws, config: &Config) -> Result<Vec<EnvFacts>> {
-    futures::future::try_join_all(config.environments.iter().map(|env| facts::collect(aws, env, CONFLICT_WINDOW))).await
+    crate::aws::for_each_env(&config.environments, |env| facts::collect(aws, env, CONFLICT_WINDOW)).await
 }
 
 /// Run `selected` rules over every environment and keep the findings that involve `focus`.

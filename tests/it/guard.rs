@@ -303,3 +303,37 @@ fn conflicts_on_the_conflict_scenario_report_a_two_second_loop() {
     let period = report.1["logs"]["period_seconds"].as_f64().unwrap();
     assert!((1.5..=2.6).contains(&period), "period {period}");
 }
+
+/// Whether two journal entries were in flight at the same time.
+fn overlapping(a: &Value, b: &Value) -> bool {
+    let (a0, a1) = (a["start_ms"].as_f64().unwrap(), a["end_ms"].as_f64().unwrap());
+    let (b0, b1) = (b["start_ms"].as_f64().unwrap(), b["end_ms"].as_f64().unwrap());
+    a0 < b1 && b0 < a1
+}
+
+#[test]
+fn audit_reads_every_environment_concurrently() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    lab.control("POST", "/faults", Some(&json!({"latency_ms": 100})));
+    lab.control("DELETE", "/journal", None);
+    let output = lab.evoctl().arg("audit").output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    let journal = lab.journal();
+    let find = |action: &str, cluster: &str| {
+        journal
+            .iter()
+            .find(|e| e["action"] == action && e["parameters"]["cluster"] == cluster)
+            .unwrap_or_else(|| panic!("{action} for {cluster}"))
+            .clone()
+    };
+    let (staging, production) =
+        (find("DescribeServices", "alinhou-staging"), find("DescribeServices", "alinhou-production"));
+    assert!(overlapping(&staging, &production), "the environments are read at the same time");
+    let targets: Vec<&Value> = journal.iter().filter(|e| e["action"] == "DescribeScalableTargets").collect();
+    assert!(overlapping(&staging, targets[0]), "an environment's independent reads overlap");
+    // The only sequential chain per environment: service -> task definition -> log events.
+    let chain = ["DescribeServices", "DescribeTaskDefinition", "FilterLogEvents"];
+    let longest = journal.iter().filter(|e| chain.contains(&e["action"].as_str().unwrap())).count();
+    assert_eq!(longest, 6, "three chained calls per environment, no more");
+}
