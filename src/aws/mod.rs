@@ -17,9 +17,10 @@ pub use errors::{AwsFailure, sdk_failure};
 use crate::error::{Error, Result};
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use std::sync::OnceLock;
 
 /// Attempts per AWS call unless `AWS_MAX_ATTEMPTS` says otherwise (the SDK's standard retry
-/// mode: exponential backoff with jitter). Higher than the SDK's 3 so that an audit under heavy throttling still completes instead of
+/// mode, exponential backoff with jitter; `AWS_RETRY_MODE=adaptive` for the adaptive one). Higher than the SDK's 3 so that an audit under heavy throttling still completes instead of
 /// failing on one unlucky call.
 pub const MAX_ATTEMPTS: u32 = 8;
 
@@ -47,11 +48,22 @@ pub struct AwsSettings {
     pub profile: Option<String>,
 }
 
-/// A loaded SDK configuration and the clients built from it.
+/// A loaded SDK configuration and the clients built from it (each built once, then shared).
 #[derive(Debug, Clone)]
 pub struct Aws {
     config: SdkConfig,
     profile: Option<String>,
+    clients: Clients,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Clients {
+    ecs: OnceLock<aws_sdk_ecs::Client>,
+    autoscaling: OnceLock<aws_sdk_applicationautoscaling::Client>,
+    ssm: OnceLock<aws_sdk_ssm::Client>,
+    logs: OnceLock<aws_sdk_cloudwatchlogs::Client>,
+    sts: OnceLock<aws_sdk_sts::Client>,
+    lambda: OnceLock<aws_sdk_lambda::Client>,
 }
 
 impl Aws {
@@ -65,7 +77,11 @@ impl Aws {
             loader = loader.region(Region::new(region.clone()));
         }
         let attempts = std::env::var("AWS_MAX_ATTEMPTS").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_ATTEMPTS);
-        loader = loader.retry_config(RetryConfig::standard().with_max_attempts(attempts));
+        // AWS_RETRY_MODE=adaptive adds the SDK's client-side token bucket (it engages at the
+        // first throttling answer and then follows the rate AWS allows): for large fleets.
+        let adaptive = std::env::var("AWS_RETRY_MODE").is_ok_and(|mode| mode.eq_ignore_ascii_case("adaptive"));
+        let retry = if adaptive { RetryConfig::adaptive() } else { RetryConfig::standard() };
+        loader = loader.retry_config(retry.with_max_attempts(attempts));
         let config = loader.load().await;
         if config.region().is_none() {
             return Err(Error::usage(
@@ -79,7 +95,7 @@ impl Aws {
             endpoint_override = config.endpoint_url(),
             "AWS configuration loaded"
         );
-        Ok(Aws { config, profile: settings.profile.clone() })
+        Ok(Aws { config, profile: settings.profile.clone(), clients: Clients::default() })
     }
 
     /// The region requests go to.
@@ -100,26 +116,26 @@ impl Aws {
     }
 
     pub fn ecs(&self) -> aws_sdk_ecs::Client {
-        aws_sdk_ecs::Client::new(&self.config)
+        self.clients.ecs.get_or_init(|| aws_sdk_ecs::Client::new(&self.config)).clone()
     }
 
     pub fn autoscaling(&self) -> aws_sdk_applicationautoscaling::Client {
-        aws_sdk_applicationautoscaling::Client::new(&self.config)
+        self.clients.autoscaling.get_or_init(|| aws_sdk_applicationautoscaling::Client::new(&self.config)).clone()
     }
 
     pub fn ssm(&self) -> aws_sdk_ssm::Client {
-        aws_sdk_ssm::Client::new(&self.config)
+        self.clients.ssm.get_or_init(|| aws_sdk_ssm::Client::new(&self.config)).clone()
     }
 
     pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
-        aws_sdk_cloudwatchlogs::Client::new(&self.config)
+        self.clients.logs.get_or_init(|| aws_sdk_cloudwatchlogs::Client::new(&self.config)).clone()
     }
 
     pub fn sts(&self) -> aws_sdk_sts::Client {
-        aws_sdk_sts::Client::new(&self.config)
+        self.clients.sts.get_or_init(|| aws_sdk_sts::Client::new(&self.config)).clone()
     }
 
     pub fn lambda(&self) -> aws_sdk_lambda::Client {
-        aws_sdk_lambda::Client::new(&self.config)
+        self.clients.lambda.get_or_init(|| aws_sdk_lambda::Client::new(&self.config)).clone()
     }
 }

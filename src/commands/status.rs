@@ -4,6 +4,7 @@
 use super::Context;
 use crate::aws::Aws;
 use crate::aws::discovery::{self, LiveTask, ScalableRange, ServiceRef, ServiceState};
+use crate::aws::scaling;
 use crate::cli::StatusArgs;
 use crate::config::Environment;
 use crate::error::Result;
@@ -46,27 +47,39 @@ pub async fn run(context: &Context, args: &StatusArgs) -> Result<u8> {
     let config = context.config()?;
     let envs = config.select(&args.envs)?;
     let aws = context.aws(&config).await?;
-    let environments = crate::aws::for_each_env(envs.iter().copied(), |env| env_status(&aws, env)).await?;
+    // Scalable targets for every environment in one call per 50; the rest per environment.
+    let services: Vec<ServiceRef<'_>> =
+        envs.iter().map(|env| ServiceRef { cluster: &env.cluster, service: &env.service }).collect();
+    let autoscaling = aws.autoscaling();
+    let (ranges, states) = tokio::try_join!(
+        scaling::ranges(&autoscaling, &services),
+        crate::aws::for_each_env(envs.iter().copied(), |env| env_state(&aws, env)),
+    )?;
+    let environments = envs
+        .iter()
+        .zip(states)
+        .zip(&services)
+        .map(|((env, (service, tasks)), target)| EnvStatus {
+            env: env.name.clone(),
+            cluster: env.cluster.clone(),
+            service: env.service.clone(),
+            state: service,
+            scalable_target: ranges.get(&target.resource_id()).copied(),
+            tasks: tasks
+                .into_iter()
+                .map(|task| TaskStatus { exec_agent: task.exec_agent(&env.container).map(str::to_owned), task })
+                .collect(),
+        })
+        .collect();
     let report = StatusReport { schema: "evoctl.status/v1", region: aws.region().to_owned(), environments };
     context.printer.data(&report, || render(&report));
     Ok(exit::OK)
 }
 
-async fn env_status(aws: &Aws, env: &Environment) -> Result<EnvStatus> {
+async fn env_state(aws: &Aws, env: &Environment) -> Result<(ServiceState, Vec<LiveTask>)> {
+    let ecs = aws.ecs();
     let target = ServiceRef { cluster: &env.cluster, service: &env.service };
-    let discovery::ServiceSnapshot { service, tasks, range } =
-        discovery::snapshot(&aws.ecs(), &aws.autoscaling(), target).await?;
-    Ok(EnvStatus {
-        env: env.name.clone(),
-        cluster: env.cluster.clone(),
-        service: env.service.clone(),
-        state: service,
-        scalable_target: range,
-        tasks: tasks
-            .into_iter()
-            .map(|task| TaskStatus { exec_agent: task.exec_agent(&env.container).map(str::to_owned), task })
-            .collect(),
-    })
+    tokio::try_join!(discovery::service_state(&ecs, target), discovery::live_tasks(&ecs, target))
 }
 
 fn render(report: &StatusReport) -> String {

@@ -176,9 +176,37 @@ pub enum WebhookSecret {
     Present,
 }
 
-/// Read one environment's facts; `conflict_window` is how far back to look for conflict lines.
-pub async fn collect(aws: &Aws, env: &Environment, conflict_window: Duration) -> Result<EnvFacts> {
-    let (ecs, autoscaling) = (aws.ecs(), aws.autoscaling());
+/// Read every environment's facts; `conflict_window` is how far back to look for conflict lines.
+/// The Application Auto Scaling side is read for all of them at once (a few calls in all); each
+/// environment's result stands alone so a caller can tell which one could not be read.
+pub async fn collect_all(aws: &Aws, envs: &[Environment], conflict_window: Duration) -> Result<Vec<Result<EnvFacts>>> {
+    use futures::StreamExt;
+    let services: Vec<ServiceRef<'_>> =
+        envs.iter().map(|env| ServiceRef { cluster: &env.cluster, service: &env.service }).collect();
+    let each = futures::stream::iter(envs)
+        .map(|env| collect_env(aws, env, conflict_window))
+        .buffered(crate::aws::MAX_ENVS_IN_FLIGHT)
+        .collect::<Vec<_>>();
+    let autoscaling = aws.autoscaling();
+    let (index, each) = tokio::join!(scaling::index(&autoscaling, &services), each);
+    let index = index?;
+    Ok(each
+        .into_iter()
+        .zip(&services)
+        .map(|(facts, service)| {
+            facts.map(|mut facts| {
+                facts.target = index.target(*service);
+                facts.scheduled_actions = index.actions(*service);
+                facts.scaling_policies = index.policies(*service);
+                facts
+            })
+        })
+        .collect())
+}
+
+/// One environment's facts without the Application Auto Scaling side (see [`collect_all`]).
+async fn collect_env(aws: &Aws, env: &Environment, conflict_window: Duration) -> Result<EnvFacts> {
+    let ecs = aws.ecs();
     let target = ServiceRef { cluster: &env.cluster, service: &env.service };
     let service_chain = async {
         let service = discovery::service_state(&ecs, target).await?;
@@ -192,12 +220,9 @@ pub async fn collect(aws: &Aws, env: &Environment, conflict_window: Duration) ->
         };
         Ok::<_, crate::error::Error>((service, container, conflicts))
     };
-    let ((service, container, conflicts), tasks, target_range, scheduled_actions, scaling_policies, app, secret) = tokio::try_join!(
+    let ((service, container, conflicts), tasks, app, secret) = tokio::try_join!(
         service_chain,
         discovery::live_tasks(&ecs, target),
-        discovery::scalable_range(&autoscaling, target),
-        scaling::scheduled_actions(&autoscaling, target),
-        scaling::scaling_policies(&autoscaling, target),
         app_facts(aws, env),
         webhook_secret(aws, env),
     )?;
@@ -205,9 +230,9 @@ pub async fn collect(aws: &Aws, env: &Environment, conflict_window: Duration) ->
         env: env.name.clone(),
         service,
         tasks,
-        target: target_range,
-        scheduled_actions,
-        scaling_policies,
+        target: None,
+        scheduled_actions: Vec::new(),
+        scaling_policies: Vec::new(),
         settings: IsolationSettings::from_container(&container),
         app,
         webhook_secret: secret,

@@ -37,7 +37,7 @@ pub fn select_rules(only: &[String], skip: &[String]) -> Result<Vec<&'static Rul
 
 /// Read every environment of the config at once (the cross-environment rules need them all).
 pub async fn collect_all(aws: &Aws, config: &Config) -> Result<Vec<EnvFacts>> {
-    crate::aws::for_each_env(&config.environments, |env| facts::collect(aws, env, CONFLICT_WINDOW)).await
+    facts::collect_all(aws, &config.environments, CONFLICT_WINDOW).await?.into_iter().collect()
 }
 
 /// Run `selected` rules over every environment and keep the findings that involve `focus`.

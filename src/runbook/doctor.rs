@@ -130,8 +130,14 @@ pub async fn diagnose(aws: &Aws, config: &Config, env: &Environment) -> Diagnosi
         checks.skip(LAYERS[checks.0.len()], None, why);
         return Diagnosis { env: env.name.clone(), checks: checks.0 };
     }
-    let everyone =
-        futures::future::join_all(config.environments.iter().map(|e| facts::collect(aws, e, CONFLICT_WINDOW))).await;
+    let everyone = match facts::collect_all(aws, &config.environments, CONFLICT_WINDOW).await {
+        Ok(everyone) => everyone,
+        Err(err) => {
+            checks.error("service", &err);
+            checks.skip("scaling", None, "needs the service");
+            return Diagnosis { env: env.name.clone(), checks: checks.0 };
+        }
+    };
     let index = config.environments.iter().position(|e| e.name == env.name).expect("env is in the config");
     let mine = match &everyone[index] {
         Ok(facts) => facts.clone(),
