@@ -333,20 +333,22 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-/// A duration like `90s`, `15m`, `2h` or `1d` (a bare number is seconds).
+/// A duration like `500ms`, `90s`, `15m`, `2h` or `1d` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration: use e.g. 90s, 15m, 2h"))?;
-    let seconds = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("`{text}` has an unknown unit `{unit}`: use s, m, h or d")),
+    let millis = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("`{text}` has an unknown unit `{unit}`: use ms, s, m, h or d")),
     };
-    Ok(std::time::Duration::from_secs(value * seconds))
+    let total = value.checked_mul(millis).ok_or_else(|| format!("`{text}` is too long a duration"))?;
+    Ok(std::time::Duration::from_millis(total))
 }
 
 #[cfg(test)]

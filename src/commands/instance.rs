@@ -55,7 +55,7 @@ async fn list(context: &Context, args: &EnvArg) -> Result<u8> {
 }
 
 async fn create(context: &Context, args: &InstanceArgs) -> Result<u8> {
-    let reach = Reach::new(context, &args.env).await?;
+    let reach = Reach::for_linking(context, &args.env).await?;
     let name = reach.instance_name(&args.name).to_owned();
     // Resolve (and refuse an empty) secret before anything is written.
     let secret = match reach.env.webhook.as_ref().and_then(|w| w.jwt_secret.as_ref()) {
@@ -100,7 +100,7 @@ async fn state(context: &Context, args: &InstanceArgs) -> Result<u8> {
 
 async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
     check_pairing_number(args.pairing_number.as_deref())?;
-    let reach = Reach::new(context, &args.instance.env).await?;
+    let reach = Reach::for_linking(context, &args.instance.env).await?;
     let name = reach.instance_name(&args.instance.name).to_owned();
     let driver = reach.driver();
     // A fresh socket may need a moment before its first QR ({"count":0}): ask again briefly.
@@ -189,7 +189,7 @@ async fn destructive(context: &Context, args: &DestructiveInstanceArgs, action: 
 }
 
 async fn restart(context: &Context, args: &InstanceArgs) -> Result<u8> {
-    let reach = Reach::new(context, &args.env).await?;
+    let reach = Reach::for_linking(context, &args.env).await?;
     let name = reach.instance_name(&args.name).to_owned();
     let state = reach.driver().restart(&name).await?;
     let report = json!({"schema": "evoctl.state/v1", "env": reach.env.name, "instance": name, "state": state});

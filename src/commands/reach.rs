@@ -3,11 +3,12 @@
 
 use super::Context;
 use crate::config::Environment;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::evolution::Driver;
 use crate::evolution::api::WebhookRequest;
 use crate::exec::run::{RunOptions, Transport};
 use crate::exec::target::{self, ExecTarget};
+use crate::guard::plan;
 use std::time::Duration;
 
 /// Config, AWS and the checked exec target for one environment.
@@ -23,6 +24,41 @@ impl Reach {
         let env = config.environment(env_name)?.clone();
         let aws = context.aws(&config).await?;
         let target = target::resolve(&aws.ecs(), &env, None).await?;
+        Ok(Reach { env, aws, target })
+    }
+
+    /// Reach an environment for a change that can link its number (create, connect, restart):
+    /// refused (exit 4) while another environment of the same number has or wants a task.
+    pub async fn for_linking(context: &Context, env_name: &str) -> Result<Reach> {
+        let config = context.config()?;
+        let env = config.environment(env_name)?.clone();
+        let aws = context.aws(&config).await?;
+        let others: Vec<&Environment> =
+            config.environments.iter().filter(|e| e.name != env.name && e.number == env.number).collect();
+        let ecs = aws.ecs();
+        let (target, observed) = tokio::try_join!(
+            target::resolve(&ecs, &env, None),
+            crate::aws::for_each_env(others.iter().copied(), |e| plan::observe(&aws, e)),
+        )?;
+        let live: Vec<String> = others
+            .iter()
+            .zip(&observed)
+            .filter(|(_, seen)| seen.live > 0 || seen.desired > 0)
+            .map(|(other, seen)| format!("{} has {} live task(s) (desired {})", other.name, seen.live, seen.desired))
+            .collect();
+        if !live.is_empty() {
+            return Err(Error::refused(
+                format!(
+                    "refused: {} on the number {} uses; linking now would put two connections on one number",
+                    live.join("; "),
+                    env.name
+                ),
+                format!(
+                    "bring every environment to its configured scaling first: `evoctl enforce --apply` (or `evoctl connect {} --enforce`)",
+                    env.name
+                ),
+            ));
+        }
         Ok(Reach { env, aws, target })
     }
 

@@ -170,6 +170,7 @@ pub fn failure(answer: &Answer, what: &str) -> Option<Error> {
     }
     let message = if soft { flatten(&answer.body["message"]) } else { flatten(&answer.body["response"]["message"]) };
     let message = if message.is_empty() { answer.body.to_string() } else { message };
+    let message = shorten(&message, MAX_MESSAGE);
     let fix = match answer.status {
         _ if soft => "Evolution failed inside (2.3.7 often says \"[object Object]\"); retry, then check its logs",
         401 => {
@@ -181,6 +182,19 @@ pub fn failure(answer: &Answer, what: &str) -> Option<Error> {
         _ => "Evolution failed inside; retry, then check its logs",
     };
     Some(Error::Evolution { status: answer.status, message: format!("{what}: {message}"), fix: fix.into() })
+}
+
+/// The longest API message shown as is; a longer one (a hostile or broken answer) is cut.
+const MAX_MESSAGE: usize = 600;
+
+/// `text` cut to `max` characters, saying how much was left out.
+fn shorten(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        return text.to_owned();
+    }
+    let kept: String = text.chars().take(max).collect();
+    format!("{kept}… ({} more characters)", count - max)
 }
 
 /// An API message (string, array, or array of arrays) as one line.

@@ -2,31 +2,11 @@
 //! output, the remote exit status, faults on the wire, a dropped socket, the watchdog, and no
 //! session token anywhere.
 
-use crate::support::{Lab, text, wait_until};
+use crate::support::{Lab, assert_checksummed, random_writer, text, wait_until};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::process::Stdio;
 use std::time::Duration;
-
-/// A node program writing `bytes` of random base64 to stdout, then its SHA-256 to stderr.
-fn random_writer(bytes: usize) -> String {
-    format!(
-        "const c=require('crypto');const h=c.createHash('sha256');let n=0;\
-         function w(){{while(n<{bytes}){{const b=c.randomBytes(48*1024).toString('base64').slice(0,{bytes}-n);\
-         n+=b.length;h.update(b);if(!process.stdout.write(b))return process.stdout.once('drain',w);}}\
-         process.stderr.write(h.digest('hex'));}}w();"
-    )
-}
-
-fn assert_checksummed(output: &std::process::Output, bytes: usize) {
-    assert_eq!(output.status.code(), Some(0), "stderr: {}", text(&output.stderr));
-    assert_eq!(output.stdout.len(), bytes);
-    assert_eq!(
-        hex::encode(Sha256::digest(&output.stdout)),
-        text(&output.stderr),
-        "output differs from what was written"
-    );
-}
 
 #[test]
 fn exec_prints_exactly_the_output_and_returns_the_remote_status() {

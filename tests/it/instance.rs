@@ -261,8 +261,25 @@ fn two_tasks_on_one_database_kick_each_other_and_one_does_not() {
 #[test]
 fn a_name_taken_through_a_shared_database_is_refused() {
     let lab = Lab::start("shared-db");
-    assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));
-    let output = lab.evoctl().args(["instance", "create", "staging", "alinhou-production"]).output().unwrap();
+    // Both environments run here, so they are declared as using different phone numbers (with
+    // one number, creating an instance while the other environment is live is refused first).
+    let path = lab.dir.path().join("two-numbers.toml");
+    let config = std::fs::read_to_string(lab.config_path()).unwrap().replacen(
+        "[env.staging]\n",
+        "[env.staging]\nnumber = \"staging-phone\"\n",
+        1,
+    );
+    std::fs::write(&path, config).unwrap();
+    let create =
+        |args: &[&str]| lab.evoctl().arg("--config").arg(&path).args(["instance", "create"]).args(args).output();
+    let refused = lab.evoctl().args(["instance", "create", "production"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(4), "one number: staging is live");
+    assert!(
+        text(&refused.stderr)
+            .starts_with("error: refused: staging has 1 live task(s) (desired 1) on the number production uses")
+    );
+    assert_eq!(create(&["production"]).unwrap().status.code(), Some(0));
+    let output = create(&["staging", "alinhou-production"]).unwrap();
     assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
     assert!(
         text(&output.stderr).starts_with(

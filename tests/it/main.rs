@@ -2,18 +2,22 @@
 //! lab against clients nobody here wrote (the AWS CLI, moto for comparison).
 
 mod awscli;
+mod badinput;
 mod cli;
 mod config;
 mod conflicts;
 mod connect;
 mod doctor;
 mod exec;
+mod faults;
 mod guard;
 mod instance;
+mod invariants;
 mod lab;
 mod moto;
 mod plugin;
 mod qr;
+mod secrets;
 mod shell;
 mod status;
 mod support;

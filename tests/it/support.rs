@@ -3,6 +3,7 @@
 
 use assert_cmd::Command;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -217,4 +218,24 @@ pub fn json_stdout(output: &std::process::Output) -> Value {
 
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A node program writing `bytes` of random base64 to stdout, then its SHA-256 to stderr.
+pub fn random_writer(bytes: usize) -> String {
+    format!(
+        "const c=require('crypto');const h=c.createHash('sha256');let n=0;\
+         function w(){{while(n<{bytes}){{const b=c.randomBytes(48*1024).toString('base64').slice(0,{bytes}-n);\
+         n+=b.length;h.update(b);if(!process.stdout.write(b))return process.stdout.once('drain',w);}}\
+         process.stderr.write(h.digest('hex'));}}w();"
+    )
+}
+
+pub fn assert_checksummed(output: &std::process::Output, bytes: usize) {
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", text(&output.stderr));
+    assert_eq!(output.stdout.len(), bytes);
+    assert_eq!(
+        hex::encode(Sha256::digest(&output.stdout)),
+        text(&output.stderr),
+        "output differs from what was written"
+    );
 }
