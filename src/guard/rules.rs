@@ -573,7 +573,7 @@ fn app_expectations(subjects: &[Subject<'_>]) -> Found {
 }
 
 /// `major.minor.patch` at least 1.4.0; `LATEST` counts as new enough.
-fn platform_ok(version: &str) -> bool {
+pub fn platform_ok(version: &str) -> bool {
     if version.eq_ignore_ascii_case("LATEST") {
         return true;
     }

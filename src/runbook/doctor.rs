@@ -235,7 +235,7 @@ fn task_layers(checks: &mut Checks, env: &Environment, mine: &EnvFacts) -> Optio
         ),
         (
             "platform",
-            task.platform_version.as_deref().is_none_or(|v| v.eq_ignore_ascii_case("LATEST") || version_ok(v)),
+            task.platform_version.as_deref().is_none_or(guard::rules::platform_ok),
             format!("platform version {}", task.platform_version.as_deref().unwrap_or("unknown")),
             "ECS Exec needs Fargate platform 1.4.0 or later: redeploy on LATEST".into(),
         ),
@@ -271,11 +271,6 @@ fn task_layers(checks: &mut Checks, env: &Environment, mine: &EnvFacts) -> Optio
         task: task.clone(),
         container: env.container.clone(),
     })
-}
-
-fn version_ok(version: &str) -> bool {
-    let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
-    parts.as_slice() >= [1, 4, 0].as_slice()
 }
 
 async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, mine: &EnvFacts, target: &ExecTarget) {
