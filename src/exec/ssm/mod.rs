@@ -4,6 +4,7 @@
 //! Nothing here touches sockets, clocks, AWS or the printer; transports drive it with bytes and
 //! millisecond timestamps. The lab uses the same code to play the agent.
 
+pub mod crypto;
 pub mod frame;
 pub mod messages;
 pub mod session;
