@@ -78,30 +78,6 @@ pub enum Command {
     Completions(CompletionsArgs),
 }
 
-impl Command {
-    /// The command's name as typed, for messages.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Init(_) => "init",
-            Command::Status(_) => "status",
-            Command::Task(_) => "task",
-            Command::Exec(_) => "exec",
-            Command::Shell(_) => "shell",
-            Command::Node(_) => "node",
-            Command::Instance(_) => "instance",
-            Command::Webhook(_) => "webhook",
-            Command::Qr(_) => "qr",
-            Command::Scale(_) => "scale",
-            Command::Enforce(_) => "enforce",
-            Command::Audit(_) => "audit",
-            Command::Connect(_) => "connect",
-            Command::Doctor(_) => "doctor",
-            Command::Conflicts(_) => "conflicts",
-            Command::Completions(_) => "completions",
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Replace an existing file

@@ -110,8 +110,8 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
     if let Some(err) = view.png_error.take() {
         return Err(err);
     }
-    match last {
-        Some(WatchEvent::Linked) => {}
+    let number = match last {
+        Some(WatchEvent::Linked { number }) => number,
         Some(WatchEvent::Timeout) => {
             return Err(Error::Timeout {
                 message: format!(
@@ -158,22 +158,21 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
                 format!("check the task (`evoctl doctor {}`) and run `evoctl connect {}` again", env.name, env.name),
             ));
         }
-    }
+    };
     let already_connected = !view.created && view.shown == 0;
 
-    // (e) the webhook, and the number that was linked (concurrently, after the link).
-    let ensure_webhook = async {
-        match (&wanted_webhook, already_connected) {
-            (None, _) => Ok("none"),
-            (Some(_), true) => Ok("skipped"),
-            (Some(wanted), false) => driver
-                .ensure_webhook(&name, wanted, secret.as_deref())
-                .await
-                .map(|changed| if changed { "set" } else { "unchanged" }),
+    // (e) the webhook (the linked number came with the watch's last event).
+    let webhook = match (&wanted_webhook, already_connected) {
+        (None, _) => "none",
+        (Some(_), true) => "skipped",
+        (Some(wanted), false) => {
+            if driver.ensure_webhook(&name, wanted, secret.as_deref()).await? {
+                "set"
+            } else {
+                "unchanged"
+            }
         }
     };
-    let (webhook, rows) = tokio::try_join!(ensure_webhook, driver.fetch_instances(Some(&name)))?;
-    let number = rows.first().and_then(|r| r.number()).map(str::to_owned);
 
     // (f) the summary.
     let report = ConnectReport {
@@ -324,7 +323,7 @@ impl<'a> QrView<'a> {
                     ));
                 }
             }
-            WatchEvent::Linked
+            WatchEvent::Linked { .. }
             | WatchEvent::Flap { .. }
             | WatchEvent::Timeout
             | WatchEvent::Taken

@@ -9,6 +9,7 @@ use crate::evolution::api::WebhookRequest;
 use crate::exec::run::{RunOptions, Transport};
 use crate::exec::target::{self, ExecTarget};
 use crate::guard::plan;
+use crate::runbook::preflight;
 use std::time::Duration;
 
 /// Config, AWS and the checked exec target for one environment.
@@ -40,19 +41,13 @@ impl Reach {
             target::resolve(&ecs, &env, None),
             crate::aws::for_each_env(others.iter().copied(), |e| plan::observe(&aws, e)),
         )?;
-        let live: Vec<String> = others
-            .iter()
-            .zip(&observed)
-            .filter(|(_, seen)| seen.live > 0 || seen.desired > 0)
-            .map(|(other, seen)| format!("{} has {} live task(s) (desired {})", other.name, seen.live, seen.desired))
+        let live: Vec<String> = preflight::others_on_number(&env, others.iter().copied().zip(&observed))
+            .into_iter()
+            .map(|problem| problem.message)
             .collect();
         if !live.is_empty() {
             return Err(Error::refused(
-                format!(
-                    "refused: {} on the number {} uses; linking now would put two connections on one number",
-                    live.join("; "),
-                    env.name
-                ),
+                format!("refused: {}; linking now would put two connections on one number", live.join("; ")),
                 format!(
                     "bring every environment to its configured scaling first: `evoctl enforce --apply` (or `evoctl connect {} --enforce`)",
                     env.name

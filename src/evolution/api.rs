@@ -3,7 +3,7 @@
 //! with `events`; `byEvents`/`base64` key names) and responses read into structs.
 
 use super::{Answer, Driver, failure};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
@@ -157,6 +157,24 @@ pub struct ServerInfo {
     pub client_name: String,
 }
 
+/// `instance.state` of a connectionState answer. 2.3.7 leaves it out for a row this deployment
+/// did not load (another client name on the same database); a missing state is an error, never
+/// a guess.
+fn live_state(answer: Answer, name: &str) -> Result<String> {
+    let answer = checked(answer, "connectionState")?;
+    match answer.body["instance"]["state"].as_str() {
+        Some(state) => Ok(state.to_owned()),
+        None => Err(Error::Evolution {
+            status: answer.status,
+            message: format!(
+                "connectionState of {name} has no state: {}",
+                super::shorten(&answer.body.to_string(), 300)
+            ),
+            fix: "the instance may belong to another deployment on the same database (check DATABASE_CONNECTION_CLIENT_NAME with `evoctl audit`); otherwise check Evolution's logs".into(),
+        }),
+    }
+}
+
 fn checked(answer: Answer, what: &str) -> Result<Answer> {
     match failure(&answer, what) {
         Some(err) => Err(err),
@@ -235,8 +253,7 @@ impl Driver<'_> {
     /// The live state: `open`, `connecting` or `close`.
     pub async fn connection_state(&self, name: &str) -> Result<String> {
         let path = format!("/instance/connectionState/{}", segment(name));
-        let answer = checked(self.call("GET", &path, None, None).await?, "connectionState")?;
-        Ok(answer.body["instance"]["state"].as_str().unwrap_or("unknown").to_owned())
+        live_state(self.call("GET", &path, None, None).await?, name)
     }
 
     /// The live state every `interval` for `duration`, from one exec session.
@@ -249,8 +266,7 @@ impl Driver<'_> {
         let path = format!("/instance/connectionState/{}", segment(name));
         let mut states = Vec::new();
         for (at, answer) in self.sample(&path, duration, interval).await? {
-            let answer = checked(answer, "connectionState")?;
-            states.push((at, answer.body["instance"]["state"].as_str().unwrap_or("unknown").to_owned()));
+            states.push((at, live_state(answer, name)?));
         }
         Ok(states)
     }

@@ -188,7 +188,7 @@ pub fn failure(answer: &Answer, what: &str) -> Option<Error> {
 const MAX_MESSAGE: usize = 600;
 
 /// `text` cut to `max` characters, saying how much was left out.
-fn shorten(text: &str, max: usize) -> String {
+pub(crate) fn shorten(text: &str, max: usize) -> String {
     let count = text.chars().count();
     if count <= max {
         return text.to_owned();

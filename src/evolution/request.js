@@ -60,6 +60,18 @@ const watch = (secret) => {
   let lastCode = null;
   let lastState = null;
   let openSince = null;
+  // Linked: say so with the number the row now holds (in this session, no second exec).
+  const linked = () =>
+    call(null, W.find_path, "GET")
+      .then((found) => {
+        let number = null;
+        try {
+          const row = JSON.parse(found.body)[0];
+          number = row && row.ownerJid ? String(row.ownerJid).split("@")[0] : null;
+        } catch (e) {}
+        emit({ e: "linked", number });
+      })
+      .catch(() => emit({ e: "linked", number: null }));
   const step = () => {
     if (Date.now() - start > W.timeout_ms) return emit({ e: "timeout" });
     call(null, openSince === null ? R.path : W.state_path)
@@ -73,7 +85,7 @@ const watch = (secret) => {
         if (state !== lastState) emit({ e: "state", state: (lastState = state) });
         if (state === "open") {
           if (openSince === null) openSince = Date.now();
-          if (Date.now() - openSince >= W.stable_ms) return emit({ e: "linked" });
+          if (Date.now() - openSince >= W.stable_ms) return linked();
         } else if (openSince !== null) {
           return emit({ e: "flap", state });
         } else if (body.code && body.code !== lastCode) {

@@ -39,17 +39,30 @@ pub fn assess(environments: &[Environment], observed: &[Observed], env_name: &st
                     message: format!("{} has {} live task(s); linking needs exactly one", env.name, now.live),
                 });
             }
-        } else if env.number == this.number && (now.live > 0 || now.desired > 0) {
-            problems.push(Problem {
-                env: env.name.clone(),
-                message: format!(
-                    "{} has {} live task(s) (desired {}) on the number {} uses",
-                    env.name, now.live, now.desired, this.name
-                ),
-            });
         }
     }
+    let others = environments.iter().zip(observed).filter(|(env, _)| env.name != this.name);
+    problems.extend(others_on_number(this, others));
     problems
+}
+
+/// The other environments of `this` one's number that have or want a task: each one a reason
+/// not to link `this` now. `others` may include environments of other numbers.
+pub fn others_on_number<'a>(
+    this: &Environment,
+    others: impl IntoIterator<Item = (&'a Environment, &'a Observed)>,
+) -> Vec<Problem> {
+    others
+        .into_iter()
+        .filter(|(env, now)| env.number == this.number && (now.live > 0 || now.desired > 0))
+        .map(|(env, now)| Problem {
+            env: env.name.clone(),
+            message: format!(
+                "{} has {} live task(s) (desired {}) on the number {} uses",
+                env.name, now.live, now.desired, this.name
+            ),
+        })
+        .collect()
 }
 
 fn scaling_holds(desired: i32, scaling: crate::config::Scaling) -> bool {

@@ -17,8 +17,11 @@ pub enum WatchEvent {
     Qr { code: String, pairing: Option<String>, count: u64, limit: u64 },
     /// The live state changed.
     State { state: String },
-    /// Open, and it stayed open for the stability window.
-    Linked,
+    /// Open, and it stayed open for the stability window; the number the instance now holds.
+    Linked {
+        #[serde(default)]
+        number: Option<String>,
+    },
     /// It dropped from `open` during the stability window.
     Flap { state: String },
     /// No link before the deadline.
@@ -70,7 +73,7 @@ mod tests {
     fn events_split_across_chunks_arrive_whole_and_in_order() {
         let mut seen = Vec::new();
         let mut sink = EventLines::new(|e| seen.push(e));
-        let stream = b"{\"e\":\"state\",\"state\":\"connecting\"}\n{\"e\":\"qr\",\"code\":\"2@abc\",\"pairing\":null,\"count\":1,\"limit\":30}\nnoise\n{\"e\":\"linked\"}\n";
+        let stream = b"{\"e\":\"state\",\"state\":\"connecting\"}\n{\"e\":\"qr\",\"code\":\"2@abc\",\"pairing\":null,\"count\":1,\"limit\":30}\nnoise\n{\"e\":\"linked\",\"number\":\"5511\"}\n";
         for chunk in stream.chunks(7) {
             sink.stdout(chunk);
         }
@@ -81,7 +84,7 @@ mod tests {
             [
                 WatchEvent::State { state: "connecting".into() },
                 WatchEvent::Qr { code: "2@abc".into(), pairing: None, count: 1, limit: 30 },
-                WatchEvent::Linked,
+                WatchEvent::Linked { number: Some("5511".into()) },
             ]
         );
         assert_eq!(stray, b"noise\n");

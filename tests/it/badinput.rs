@@ -121,7 +121,11 @@ fn hostile_api_answers_become_clear_errors() {
     let task = text(&lab.evoctl().args(["task", "production"]).output().unwrap().stdout).trim().to_owned();
     let answers = [
         (json!({"status": 502, "body": "<html>Bad Gateway</html>"}), 1, "<html>Bad Gateway</html>"),
-        (json!({"status": 200, "body": "not json"}), 0, "unknown"),
+        (
+            json!({"status": 200, "body": "not json"}),
+            1,
+            "connectionState of alinhou-production has no state: \"not json\"",
+        ),
         (json!({"status": 500, "body": {"unexpected": [1, 2, {"deep": "x".repeat(5000)}]}}), 1, "more characters)"),
     ];
     for (answer, code, contains) in answers {

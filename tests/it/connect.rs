@@ -54,8 +54,8 @@ fn connect_links_production_shows_a_decodable_qr_and_is_idempotent() {
     assert_eq!(report["number"], "5511987654321");
     let output = lab.evoctl().args(["connect", "production", "--stable-for", "1s"]).output().unwrap();
     assert!(text(&output.stdout).starts_with("alinhou-production is already connected (open) to 5511987654321\n"));
-    // Preflight reads, then the watch session and the number lookup: no session per poll.
-    assert_eq!(executes(&lab.journal()), 4, "two exec sessions per run");
+    // Already linked: one exec session per run (the watch reports the number too), none per poll.
+    assert_eq!(executes(&lab.journal()), 2, "one exec session per run");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! `evoctl doctor`: every layer on the seed, and the first broken layer of each broken scenario.
 
-use crate::support::{Lab, json_stdout, text};
+use crate::support::{Lab, in_parallel, json_stdout, text};
 
 /// Scenario -> the first layer that fails (None: exit 0).
 const FIRST_BROKEN: &[(&str, Option<&str>)] = &[
@@ -15,40 +15,25 @@ const FIRST_BROKEN: &[(&str, Option<&str>)] = &[
 
 #[test]
 fn doctor_names_the_first_broken_layer_of_each_scenario() {
-    std::thread::scope(|scope| {
-        let runs: Vec<_> = FIRST_BROKEN
-            .iter()
-            .map(|(scenario, first)| {
-                scope.spawn(move || {
-                    let lab = Lab::start(scenario);
-                    lab.wait_settled();
-                    let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
-                    let report = json_stdout(&output);
-                    assert_eq!(report["schema"], "evoctl.doctor/v1");
-                    assert_eq!(report["first_broken"], serde_json::json!(first), "{scenario}: {report:#}");
-                    assert_eq!(output.status.code(), Some(if first.is_some() { 1 } else { 0 }), "{scenario}");
-                    let layers: Vec<&str> =
-                        report["checks"].as_array().unwrap().iter().map(|c| c["layer"].as_str().unwrap()).collect();
-                    assert_eq!(
-                        layers,
-                        evoctl::runbook::doctor::LAYERS,
-                        "{scenario}: every layer is reported, in order"
-                    );
-                    if *scenario == "exec-disabled" || *scenario == "agent-stopped" {
-                        // No exec is attempted without a running agent.
-                        assert!(lab.journal().iter().all(|e| e["action"] != "ExecuteCommand"), "{scenario}");
-                        let status_of = |layer: &str| {
-                            report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == layer).unwrap()["status"]
-                                .clone()
-                        };
-                        assert_eq!(status_of("exec-trial"), "SKIP");
-                        assert_eq!(status_of("isolation"), "FAIL", "the AWS-only layers still run");
-                    }
-                })
-            })
-            .collect();
-        for run in runs {
-            run.join().expect("scenario run");
+    in_parallel(FIRST_BROKEN, 6, |(scenario, first)| {
+        let lab = Lab::start(scenario);
+        lab.wait_settled();
+        let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
+        let report = json_stdout(&output);
+        assert_eq!(report["schema"], "evoctl.doctor/v1");
+        assert_eq!(report["first_broken"], serde_json::json!(first), "{scenario}: {report:#}");
+        assert_eq!(output.status.code(), Some(if first.is_some() { 1 } else { 0 }), "{scenario}");
+        let layers: Vec<&str> =
+            report["checks"].as_array().unwrap().iter().map(|c| c["layer"].as_str().unwrap()).collect();
+        assert_eq!(layers, evoctl::runbook::doctor::LAYERS, "{scenario}: every layer is reported, in order");
+        if *scenario == "exec-disabled" || *scenario == "agent-stopped" {
+            // No exec is attempted without a running agent.
+            assert!(lab.journal().iter().all(|e| e["action"] != "ExecuteCommand"), "{scenario}");
+            let status_of = |layer: &str| {
+                report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == layer).unwrap()["status"].clone()
+            };
+            assert_eq!(status_of("exec-trial"), "SKIP");
+            assert_eq!(status_of("isolation"), "FAIL", "the AWS-only layers still run");
         }
     });
 }

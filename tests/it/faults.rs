@@ -5,7 +5,7 @@
 //! no wrong exit code. `EVOCTL_FAULT_RUNS` sets the runs per combination (default 2 here;
 //! `scripts/faults` runs 20).
 
-use crate::support::{Lab, random_writer, text};
+use crate::support::{Lab, in_parallel, random_writer, text};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -106,14 +106,7 @@ fn every_fault_combination_ends_byte_identical_or_with_a_clear_error() {
     let tally = Tally { identical: AtomicUsize::new(0), clear_errors: AtomicUsize::new(0) };
     let all = combinations();
     assert_eq!(all.len(), 96);
-    for chunk in all.chunks(4) {
-        std::thread::scope(|scope| {
-            for faults in chunk {
-                let tally = &tally;
-                scope.spawn(move || run_combination(faults, runs, tally));
-            }
-        });
-    }
+    in_parallel(&all, 4, |faults| run_combination(faults, runs, &tally));
     let (identical, errors) = (tally.identical.load(Ordering::Relaxed), tally.clear_errors.load(Ordering::Relaxed));
     eprintln!(
         "fault matrix: {} combinations x {runs} runs: {identical} byte-identical, {errors} clear errors",

@@ -3,7 +3,7 @@
 //! one number live, and a command that fails must have stopped (refused, exit 4, or found
 //! nothing to act on, exit 3) before changing anything.
 
-use crate::support::{Lab, text};
+use crate::support::{Lab, in_parallel, text};
 use serde_json::Value;
 
 const COMMANDS: &[&[&str]] = &[
@@ -97,13 +97,5 @@ fn no_mutating_command_leaves_two_environments_live() {
         }
     }
     // Four at a time: each case is its own lab.
-    for chunk in cases.chunks(4) {
-        std::thread::scope(|scope| {
-            let runs: Vec<_> =
-                chunk.iter().map(|&(s, p, both, command)| scope.spawn(move || run_case(s, p, both, command))).collect();
-            for run in runs {
-                run.join().expect("invariant case");
-            }
-        });
-    }
+    in_parallel(&cases, 4, |&(s, p, both, command)| run_case(s, p, both, command));
 }

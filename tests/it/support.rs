@@ -239,3 +239,15 @@ pub fn assert_checksummed(output: &std::process::Output, bytes: usize) {
         "output differs from what was written"
     );
 }
+
+/// Run `case` for every item on its own thread, `width` at a time; a failing case fails the test
+/// (its own panic message says which).
+pub fn in_parallel<T: Sync>(items: &[T], width: usize, case: impl Fn(&T) + Sync) {
+    for chunk in items.chunks(width) {
+        std::thread::scope(|scope| {
+            for item in chunk {
+                scope.spawn(|| case(item));
+            }
+        });
+    }
+}
