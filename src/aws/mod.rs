@@ -7,6 +7,7 @@
 
 pub mod discovery;
 mod errors;
+pub mod kms;
 pub mod logs;
 pub mod scaling;
 pub mod secrets;
@@ -64,6 +65,7 @@ struct Clients {
     logs: OnceLock<aws_sdk_cloudwatchlogs::Client>,
     sts: OnceLock<aws_sdk_sts::Client>,
     lambda: OnceLock<aws_sdk_lambda::Client>,
+    kms: OnceLock<aws_sdk_kms::Client>,
 }
 
 impl Aws {
@@ -137,5 +139,9 @@ impl Aws {
 
     pub fn lambda(&self) -> aws_sdk_lambda::Client {
         self.clients.lambda.get_or_init(|| aws_sdk_lambda::Client::new(&self.config)).clone()
+    }
+
+    pub fn kms(&self) -> aws_sdk_kms::Client {
+        self.clients.kms.get_or_init(|| aws_sdk_kms::Client::new(&self.config)).clone()
     }
 }

@@ -4,11 +4,16 @@
 //! One loop owns the socket: it feeds frames to the session, sends what the session queues,
 //! runs its retransmission timer, pings, enforces the wall-clock timeout, and watches the task
 //! (a task that stops mid-session ends it with a clear error instead of a hang). A dropped
-//! socket is resumed with SSM ResumeSession where the service allows it. The session token is
-//! held only in memory: never logged, printed or put in an error.
+//! socket is resumed with SSM ResumeSession where the service allows it. On clusters with an
+//! exec KMS key the agent opens with a handshake: the loop answers it with a GenerateDataKey
+//! bound to the session and target (and the agent's random challenge), after which the session
+//! seals and opens payloads itself. The session token and data key are held only in memory:
+//! never logged, printed or put in an error.
 
-use super::ssm::messages::{OpenDataChannel, TerminalSize};
-use super::ssm::{Event, Role, Session};
+use super::ssm::crypto::{DATA_KEY_LEN, SessionCipher, Side};
+use super::ssm::handshake;
+use super::ssm::messages::{HandshakeRequest, OpenDataChannel, TerminalSize};
+use super::ssm::{Event, NonceSource, PayloadType, Role, Session};
 use super::target::ExecTarget;
 use crate::aws::{Aws, discovery, sdk_failure};
 use crate::error::{Error, Result};
@@ -99,14 +104,10 @@ pub async fn run(
     let mut ping = tokio::time::interval(Duration::from_secs(60));
     ping.tick().await;
     let mut resumes = 0u32;
+    let mut handshaking = false;
 
     loop {
-        while let Some(bytes) = session.poll_transmit() {
-            if let Err(err) = socket.send(Message::Binary(bytes.into())).await {
-                tracing::debug!(%err, "send failed; the receive side will notice the drop");
-                break;
-            }
-        }
+        flush(&mut session, &mut socket).await;
         while let Some(event) = session.poll_event() {
             match event {
                 Event::Output(bytes) => {
@@ -114,16 +115,50 @@ pub async fn run(
                         return Ok(SessionEnd::default());
                     }
                 }
+                Event::ChannelClosed(closed) if handshaking => {
+                    let _ = socket.close(None).await;
+                    return Err(handshake_failed(&closed.output, &target.env));
+                }
                 Event::ChannelClosed(closed) => {
                     tracing::info!(session = %grant.session_id, elapsed_ms = started.elapsed().as_millis() as u64, resends = session.resends(), "channel closed");
                     let _ = socket.close(None).await;
                     return Ok(SessionEnd { closing_output: closed.output });
                 }
                 Event::Invalid(err) => tracing::debug!(%err, "dropped an invalid frame"),
-                Event::HandshakeRequest(_) => {
+                Event::HandshakeRequest(request) => {
+                    handshaking = true;
+                    let requested = handshake::read_request(&request);
+                    if !requested.refused.is_empty() {
+                        // Answer Unsupported so the agent ends its side too, then stop.
+                        let response = handshake::response(&request, None, &client_version());
+                        let body = serde_json::to_vec(&response).expect("serialises");
+                        session.send_handshake(PayloadType::HandshakeResponse, body, epoch_ms());
+                        flush(&mut session, &mut socket).await;
+                        return Err(Error::exec(
+                            format!(
+                                "the agent asked for {}, which an exec session does not use",
+                                requested.refused.join(" and ")
+                            ),
+                            format!("check that the target is an ECS Exec container (`evoctl doctor {}`)", target.env),
+                        ));
+                    }
+                    let kms = requested.kms.as_ref();
+                    let answer = tokio::time::timeout_at(
+                        deadline,
+                        answer_handshake(aws, &grant, target, &request, kms, &mut session),
+                    )
+                    .await
+                    .map_err(|_| timed_out())??;
+                    session.send_handshake(PayloadType::HandshakeResponse, answer, epoch_ms());
+                }
+                Event::HandshakeComplete(done) => {
+                    handshaking = false;
+                    tracing::info!(session = %grant.session_id, encrypted = session.is_encrypted(), customer_message = %done.customer_message, "handshake complete");
+                }
+                Event::Undecryptable(err) => {
                     return Err(Error::exec(
-                        "the agent asked for a KMS handshake, which this build does not speak yet",
-                        "use --backend aws-cli for clusters with executeCommandConfiguration.kmsKeyId",
+                        format!("session {}: {err}", grant.session_id),
+                        "run the command again; if it repeats, something between you and ssmmessages alters traffic",
                     ));
                 }
                 other => tracing::trace!(?other, "ignored event"),
@@ -161,6 +196,61 @@ pub async fn run(
             _ = tokio::time::sleep_until(deadline) => return Err(timed_out()),
         }
     }
+}
+
+/// The agent ended the session during the handshake; its text says why (for KMS sessions
+/// usually the task role's kms:Decrypt, or an encryption context that does not match).
+fn handshake_failed(agent_output: &str, env: &str) -> Error {
+    let reason = agent_output.trim().trim_start_matches("----------ERROR-------").trim();
+    let reason = if reason.is_empty() { "no reason given" } else { reason };
+    Error::exec(
+        format!("the agent ended the session during the KMS handshake: {reason}"),
+        format!(
+            "the task role needs kms:Decrypt on the cluster's exec KMS key (executeCommandConfiguration.kmsKeyId), and the task must reach KMS; `evoctl doctor {env}` checks the rest"
+        ),
+    )
+}
+
+/// Put everything the session queued on the socket (a failed send shows up as a drop on the
+/// receiving side).
+async fn flush(session: &mut Session, socket: &mut Socket) {
+    while let Some(bytes) = session.poll_transmit() {
+        if let Err(err) = socket.send(Message::Binary(bytes.into())).await {
+            tracing::debug!(%err, "send failed; the receive side will notice the drop");
+            break;
+        }
+    }
+}
+
+/// How evoctl names itself to the agent.
+fn client_version() -> String {
+    format!("evoctl-{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The HandshakeResponse to the agent's request; for a KMS session a data key bound to the
+/// session, the target and the agent's challenge is generated and installed first.
+async fn answer_handshake(
+    aws: &Aws,
+    grant: &Grant,
+    target: &ExecTarget,
+    request: &HandshakeRequest,
+    kms: Option<&handshake::KmsAction>,
+    session: &mut Session,
+) -> Result<Vec<u8>> {
+    let mut reply = None;
+    if let Some(kms) = kms {
+        let target_id = target.ssm_target();
+        let context = handshake::encryption_context(&grant.session_id, &target_id, kms.challenge.as_deref());
+        tracing::info!(session = %grant.session_id, key = %kms.key_id, target = %target_id, challenge = kms.challenge.is_some(), "KMS-encrypted session: generating the data key");
+        let key = crate::aws::kms::generate_data_key(aws, &kms.key_id, DATA_KEY_LEN, &context).await?;
+        let cipher = SessionCipher::new(&key.plaintext, Side::Client)
+            .map_err(|e| Error::exec(format!("KMS returned an unusable data key: {e}"), "retry"))?;
+        session.enable_encryption(cipher, NonceSource::Random);
+        reply =
+            Some(handshake::KmsReply { ciphertext: key.ciphertext, challenge_acknowledged: kms.challenge.is_some() });
+    }
+    let response = handshake::response(request, reply.as_ref(), &client_version());
+    Ok(serde_json::to_vec(&response).expect("serialises"))
 }
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
@@ -224,7 +314,7 @@ async fn connect(stream_url: &str, token: &str) -> Result<Socket> {
         request_id: uuid::Uuid::new_v4().to_string(),
         token_value: token.to_owned(),
         client_id: uuid::Uuid::new_v4().to_string(),
-        client_version: Some(format!("evoctl-{}", env!("CARGO_PKG_VERSION"))),
+        client_version: Some(client_version()),
     };
     let text = serde_json::to_string(&open).expect("token frame serialises");
     socket

@@ -24,7 +24,8 @@ impl ExecTarget {
             .find(|c| c.name == self.container)
             .and_then(|c| c.runtime_id.clone())
             .unwrap_or_default();
-        format!("ecs:{}_{}_{}", self.cluster, self.task.id, runtime)
+        let cluster = self.cluster.rsplit('/').next().unwrap_or(&self.cluster);
+        format!("ecs:{cluster}_{}_{runtime}", self.task.id)
     }
 }
 
@@ -84,7 +85,10 @@ pub fn ready(env: &Environment, task: LiveTask, container: Option<&str>) -> Resu
                     task.id,
                     status.unwrap_or("missing")
                 ),
-                "wait a few seconds after the task starts; if it stays so, check the task role's ssmmessages permissions and `evoctl doctor`",
+                format!(
+                    "wait a few seconds after the task starts; if it stays so, check the task role's ssmmessages permissions and `evoctl doctor {}`",
+                    env.name
+                ),
             ));
         }
     }

@@ -7,16 +7,24 @@
 //! `--agent-delay-ms` before reading (the real agent waits 1 s), sends at most 1024-byte output
 //! frames cut at UTF-8 boundaries, acks and resends, and closes with `channel_closed`. Faults
 //! from `/_lab/faults` act on the wire: loss, duplication, reordering, delayed acks, paused
-//! publication and a dropped socket (the session survives it and can be resumed).
+//! publication and a dropped socket (the session survives it and can be resumed). On a cluster
+//! with an exec KMS key it first runs the agent's KMS handshake (Decrypt of the client's data
+//! key with the task role, the encryption challenge) and then seals its output.
 
 use super::server::{Faults, Shared};
+use super::services::{self, ApiError};
 use super::state::now_ms;
+use crate::exec::ssm::crypto::{CounterNonce, SessionCipher, Side};
 use crate::exec::ssm::frame::{Frame, message_type};
-use crate::exec::ssm::messages::{ChannelClosed, OpenDataChannel};
-use crate::exec::ssm::{Event, Role, Session};
+use crate::exec::ssm::handshake;
+use crate::exec::ssm::messages::{ChannelClosed, HandshakeComplete, OpenDataChannel};
+use crate::exec::ssm::{Event, NonceSource, PayloadType, Role, Session};
 use axum::extract::ws::{Message, WebSocket};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::{SinkExt, StreamExt};
 use indexmap::IndexMap;
+use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -36,6 +44,10 @@ pub struct ExecGrant {
     pub task_id: String,
     pub command: String,
     pub environment: IndexMap<String, String>,
+    /// The agent's own target id (`ecs:<cluster>_<task>_<runtime id>`).
+    pub target_id: String,
+    /// The cluster's exec KMS key: the session opens with the KMS handshake.
+    pub kms_key_id: Option<String>,
 }
 
 /// Data-plane settings.
@@ -205,6 +217,14 @@ impl AgentHub {
         let mut inbound = agent.inbound_rx.lock().expect("lab lock").take().ok_or("session started twice")?;
         let words = shlex::split(&agent.grant.command).ok_or("Failed to parse commands input")?;
         let words = if words.is_empty() { vec!["sh".to_owned()] } else { words };
+        let mut session = Session::with_random_ids(Role::Agent);
+        let mut wire = Wire;
+        let mut pause_until: Option<tokio::time::Instant> = None;
+        if let Some(key_id) = &agent.grant.kms_key_id {
+            let mut link =
+                Link { shared, agent, session: &mut session, wire: &mut wire, pause_until: &mut pause_until };
+            self.kms_handshake(&mut link, &mut inbound, key_id).await?;
+        }
         let workdir = self.options.root.join("tasks").join(&agent.grant.task_id).join("evolution");
         std::fs::create_dir_all(&workdir).map_err(|e| e.to_string())?;
         let (pty, pts) = pty_process::open().map_err(|e| format!("pty: {e}"))?;
@@ -237,8 +257,6 @@ impl AgentHub {
             .kill_on_drop(true)
             .spawn(pts)
             .map_err(|e| format!("exec: \"{}\": executable file not found in $PATH ({e})", words[0]))?;
-        let mut session = Session::with_random_ids(Role::Agent);
-        let mut wire = Wire;
         tokio::time::sleep(self.options.agent_delay).await;
         let (mut reader, mut writer) = pty.into_split();
         let mut buffer = [0u8; 1024];
@@ -246,17 +264,8 @@ impl AgentHub {
         let mut output_done = false;
         let mut exited = false;
         let mut drain_deadline: Option<tokio::time::Instant> = None;
-        let mut pause_until: Option<tokio::time::Instant> = None;
         loop {
-            // Flush what the session queued, through the faulty wire.
-            let faults = shared.faults.lock().expect("lab lock").clone();
-            let mut batch = Vec::new();
-            while let Some(bytes) = session.poll_transmit() {
-                batch.push(bytes);
-            }
-            for bytes in wire.shape(batch, &faults, shared) {
-                self.send_frame(agent, &faults, &mut session, &mut pause_until, bytes);
-            }
+            Link { shared, agent, session: &mut session, wire: &mut wire, pause_until: &mut pause_until }.flush();
             while let Some(event) = session.poll_event() {
                 match event {
                     Event::Input(bytes) => {
@@ -309,12 +318,7 @@ impl AgentHub {
                 },
                 _ = sleep_until_opt(timer) => session.handle_timeout(now_ms()),
                 _ = sleep_until_opt(resume_at) => {
-                    pause_until = None;
-                    let start = publication(message_type::START_PUBLICATION);
-                    session.receive(&start, now_ms());
-                    if let Some(socket) = agent.socket.lock().expect("lab lock").as_ref() {
-                        let _ = socket.send(WireOut::Frame(start));
-                    }
+                    Link { shared, agent, session: &mut session, wire: &mut wire, pause_until: &mut pause_until }.resume_publication();
                 }
                 // Once the process is gone, give unacked output at most 2 s (as the real agent).
                 _ = sleep_until_opt(drain_deadline) => {}
@@ -322,15 +326,160 @@ impl AgentHub {
         }
     }
 
-    /// Put one agent frame on the wire, applying the gateway's pause and disconnect faults.
-    fn send_frame(
+    /// The KMS handshake, as the agent runs it before starting the command: HandshakeRequest
+    /// with the key and a random challenge; the client's data key decrypted with the task role
+    /// (in-process KMS Decrypt, journaled) under the session/target context, plus the challenge
+    /// when acknowledged; the encryption challenge; HandshakeComplete. Input before the end is
+    /// dropped, and each step gives up after 15 s, as in the agent.
+    async fn kms_handshake(
         &self,
-        agent: &AgentSession,
-        faults: &Faults,
-        session: &mut Session,
-        pause_until: &mut Option<tokio::time::Instant>,
-        bytes: Vec<u8>,
-    ) {
+        link: &mut Link<'_>,
+        inbound: &mut mpsc::UnboundedReceiver<Vec<u8>>,
+        key_id: &str,
+    ) -> Result<(), String> {
+        let failed = |detail: String| format!("Encountered error while initiating handshake. {detail}");
+        let random = |n: usize| {
+            let mut bytes = vec![0u8; n];
+            aws_lc_rs::rand::fill(&mut bytes).expect("system randomness");
+            bytes
+        };
+        let challenge = BASE64.encode(random(16));
+        let kms = handshake::KmsAction { key_id: key_id.to_owned(), challenge: Some(challenge.clone()) };
+        let started = tokio::time::Instant::now();
+        let request = serde_json::to_vec(&handshake::request(LAB_AGENT_VERSION, Some(&kms))).expect("serialises");
+        link.session.send_handshake(PayloadType::HandshakeRequest, request, now_ms());
+        let mut step_deadline = tokio::time::Instant::now() + HANDSHAKE_STEP_TIMEOUT;
+        let mut expected_answer: Option<Vec<u8>> = None;
+        loop {
+            link.flush();
+            while let Some(event) = link.session.poll_event() {
+                match event {
+                    Event::HandshakeResponse(response) if expected_answer.is_none() => {
+                        let reply = handshake::read_response(&response).map_err(failed)?;
+                        let reply = reply.ok_or_else(|| failed("KMSEncryption was not processed".into()))?;
+                        let context = handshake::encryption_context(
+                            &link.agent.grant.session_id,
+                            &link.agent.grant.target_id,
+                            reply.challenge_acknowledged.then_some(challenge.as_str()),
+                        );
+                        let data_key = link.decrypt_with_task_role(key_id, &reply.ciphertext, &context).map_err(|e| {
+                            failed(format!("Fetching data key failed: Unable to retrieve data key, Error when decrypting data key {e}"))
+                        })?;
+                        let cipher = SessionCipher::new(&data_key, Side::Agent).map_err(|e| failed(e.to_string()))?;
+                        let start: [u8; 12] = random(12).try_into().expect("12 bytes");
+                        let words = [0, 4, 8].map(|i| u32::from_le_bytes(start[i..i + 4].try_into().expect("4 bytes")));
+                        link.session.enable_encryption(cipher, NonceSource::Counter(CounterNonce::starting_at(words)));
+                        let secret = random(64);
+                        link.session.send_challenge(&secret, now_ms()).map_err(|e| failed(e.to_string()))?;
+                        expected_answer = Some(secret);
+                        step_deadline = tokio::time::Instant::now() + HANDSHAKE_STEP_TIMEOUT;
+                    }
+                    Event::ChallengeAnswer(answer) if expected_answer.is_some() => {
+                        if Some(&answer) != expected_answer.as_ref() {
+                            return Err(failed("Encryption challenge does not match.".into()));
+                        }
+                        let complete = HandshakeComplete {
+                            handshake_time_to_complete: started.elapsed().as_nanos() as i64,
+                            customer_message: "This session is encrypted using AWS KMS.".into(),
+                        };
+                        let body = serde_json::to_vec(&complete).expect("serialises");
+                        link.session.send_handshake(PayloadType::HandshakeComplete, body, now_ms());
+                        return Ok(());
+                    }
+                    Event::Undecryptable(err) => return Err(failed(err.to_string())),
+                    // The agent acks and drops anything else until the handshake is complete.
+                    other => tracing::debug!(?other, "dropped during the handshake"),
+                }
+            }
+            let timer = link
+                .session
+                .next_timeout()
+                .map(|at| tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
+            let resume_at = *link.pause_until;
+            tokio::select! {
+                frame = inbound.recv() => match frame {
+                    Some(bytes) => link.session.receive(&bytes, now_ms()),
+                    None => return Err(failed("the client went away".into())),
+                },
+                _ = sleep_until_opt(timer) => link.session.handle_timeout(now_ms()),
+                _ = sleep_until_opt(resume_at) => link.resume_publication(),
+                _ = tokio::time::sleep_until(step_deadline) => {
+                    return Err("Handshake timed out. Please ensure that you have the latest version of the session manager plugin.".into());
+                }
+            }
+        }
+    }
+}
+
+/// How long the agent waits for each handshake reply.
+const HANDSHAKE_STEP_TIMEOUT: Duration = Duration::from_secs(15);
+/// The agent version the lab reports in its HandshakeRequest.
+const LAB_AGENT_VERSION: &str = "3.3.1802.0";
+
+/// One agent session's way to the client: its state machine, the faulty wire and the gateway's
+/// publication pause.
+struct Link<'a> {
+    shared: &'a Arc<Shared>,
+    agent: &'a AgentSession,
+    session: &'a mut Session,
+    wire: &'a mut Wire,
+    pause_until: &'a mut Option<tokio::time::Instant>,
+}
+
+impl Link<'_> {
+    /// Flush what the session queued, through the faulty wire.
+    fn flush(&mut self) {
+        let faults = self.shared.faults.lock().expect("lab lock").clone();
+        let mut batch = Vec::new();
+        while let Some(bytes) = self.session.poll_transmit() {
+            batch.push(bytes);
+        }
+        for bytes in self.wire.shape(batch, &faults, self.shared) {
+            self.send_frame(&faults, bytes);
+        }
+    }
+
+    /// The gateway's pause is over: start publication again.
+    fn resume_publication(&mut self) {
+        *self.pause_until = None;
+        let start = publication(message_type::START_PUBLICATION);
+        self.session.receive(&start, now_ms());
+        if let Some(socket) = self.agent.socket.lock().expect("lab lock").as_ref() {
+            let _ = socket.send(WireOut::Frame(start));
+        }
+    }
+
+    /// KMS Decrypt of the client's data key as the task role, journaled like any AWS call.
+    fn decrypt_with_task_role(
+        &self,
+        key_id: &str,
+        ciphertext: &[u8],
+        context: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, String> {
+        let parameters =
+            json!({"CiphertextBlob": BASE64.encode(ciphertext), "EncryptionContext": context, "KeyId": key_id});
+        let denied = self.shared.faults.lock().expect("lab lock").kms_decrypt_denied;
+        let result = if denied {
+            let account = self.shared.account.lock().expect("lab lock").account.clone();
+            Err(ApiError::client(
+                "AccessDeniedException",
+                format!(
+                    "User: arn:aws:sts::{account}:assumed-role/EvolutionTaskRole/{} is not authorized to perform: kms:Decrypt on resource: {key_id}",
+                    self.agent.grant.task_id
+                ),
+            ))
+        } else {
+            let mut account = self.shared.account.lock().expect("lab lock");
+            services::kms::handle(&mut account, "Decrypt", &parameters, false)
+        };
+        self.shared.record("kms", "Decrypt", parameters, &result);
+        let plaintext = result.map_err(|e| format!("{}: {}", e.code, e.message))?;
+        BASE64.decode(plaintext["Plaintext"].as_str().unwrap_or_default()).map_err(|e| e.to_string())
+    }
+
+    /// Put one agent frame on the wire, applying the gateway's pause and disconnect faults.
+    fn send_frame(&mut self, faults: &Faults, bytes: Vec<u8>) {
+        let (agent, session, pause_until) = (self.agent, &mut *self.session, &mut *self.pause_until);
         let socket = agent.socket.lock().expect("lab lock").clone();
         let Some(socket) = socket else { return };
         let is_output =

@@ -3,12 +3,19 @@
 //! and the same flaw — it stops at the first stdin EOF after output began and prints
 //! `Cannot perform start session: EOF`, cutting the output short.
 //!
+//! KMS-encrypted sessions work as in the plugin: it answers the agent's handshake with a
+//! GenerateDataKey (region from argument 2, target from argument 5, endpoint from the usual
+//! AWS environment), prints the agent's customer message and seals keystrokes.
+//!
 //! Test knobs (environment): `EVOCTL_FAKE_PLUGIN_ARGV_LOG` appends the argv it got to a file;
 //! `EVOCTL_FAKE_PLUGIN_CUT_AFTER` stops after that many output bytes as if stdin hit EOF.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use crate::exec::ssm::messages::OpenDataChannel;
-use crate::exec::ssm::{Event, Role, Session};
+use crate::aws::{Aws, AwsSettings};
+use crate::exec::ssm::crypto::{DATA_KEY_LEN, SessionCipher, Side};
+use crate::exec::ssm::handshake;
+use crate::exec::ssm::messages::{HandshakeRequest, OpenDataChannel};
+use crate::exec::ssm::{Event, NonceSource, PayloadType, Role, Session};
 use futures::{SinkExt, StreamExt};
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -42,7 +49,13 @@ pub async fn main(args: Vec<String>) -> std::process::ExitCode {
             } else {
                 std::env::var(first).unwrap_or_default()
             };
-            if let Err(message) = session(&text).await {
+            let region = args.get(1).cloned().unwrap_or_default();
+            let target = args
+                .get(4)
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+                .and_then(|t| t.get("Target").and_then(|v| v.as_str()).map(str::to_owned))
+                .unwrap_or_default();
+            if let Err(message) = session(&text, &region, &target).await {
                 say(&format!("Cannot perform start session: {message}\n"));
             }
         }
@@ -50,7 +63,7 @@ pub async fn main(args: Vec<String>) -> std::process::ExitCode {
     std::process::ExitCode::SUCCESS
 }
 
-async fn session(session_json: &str) -> Result<(), String> {
+async fn session(session_json: &str, region: &str, target: &str) -> Result<(), String> {
     let value: serde_json::Value = serde_json::from_str(session_json).map_err(|e| e.to_string())?;
     let field = |a: &str, b: &str| value.get(a).or_else(|| value.get(b)).and_then(|v| v.as_str()).map(str::to_owned);
     let id = field("sessionId", "SessionId").ok_or("no SessionId")?;
@@ -92,6 +105,13 @@ async fn session(session_json: &str) -> Result<(), String> {
                         return Err("EOF".into());
                     }
                 }
+                Event::HandshakeRequest(request) => {
+                    let reply = answer_handshake(&request, &id, region, target, &mut session).await?;
+                    session.send_handshake(PayloadType::HandshakeResponse, reply, now_ms());
+                }
+                Event::HandshakeComplete(done) if !done.customer_message.is_empty() => {
+                    say(&format!("{}\n", done.customer_message));
+                }
                 Event::ChannelClosed(closed) => {
                     if closed.output.is_empty() {
                         say(&format!("\n\nExiting session with sessionId: {id}.\n\n"));
@@ -125,4 +145,30 @@ async fn session(session_json: &str) -> Result<(), String> {
             }
         }
     }
+}
+
+/// The plugin's handshake answer: a data key for KMS sessions (it does not acknowledge the
+/// random challenge, like the plugin read for this lab).
+async fn answer_handshake(
+    request: &HandshakeRequest,
+    session_id: &str,
+    region: &str,
+    target: &str,
+    session: &mut Session,
+) -> Result<Vec<u8>, String> {
+    let requested = handshake::read_request(request);
+    let mut reply = None;
+    if let Some(kms) = &requested.kms {
+        let settings = AwsSettings { region: Some(region.to_owned()).filter(|r| !r.is_empty()), profile: None };
+        let aws = Aws::load(&settings).await.map_err(|e| e.to_string())?;
+        let context = handshake::encryption_context(session_id, target, None);
+        let key = crate::aws::kms::generate_data_key(&aws, &kms.key_id, DATA_KEY_LEN, &context)
+            .await
+            .map_err(|e| format!("Fetching data key failed: {e}"))?;
+        let cipher = SessionCipher::new(&key.plaintext, Side::Client).map_err(|e| e.to_string())?;
+        session.enable_encryption(cipher, NonceSource::Random);
+        reply = Some(handshake::KmsReply { ciphertext: key.ciphertext, challenge_acknowledged: false });
+    }
+    let response = handshake::response(request, reply.as_ref(), "1.2.707.0");
+    serde_json::to_vec(&response).map_err(|e| e.to_string())
 }

@@ -24,6 +24,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("empty-jwt-key", include_str!("../../scenarios/empty-jwt-key.toml")),
     ("app-mock-wrong", include_str!("../../scenarios/app-mock-wrong.toml")),
     ("conflict-loop", include_str!("../../scenarios/conflict-loop.toml")),
+    ("kms-exec", include_str!("../../scenarios/kms-exec.toml")),
 ];
 
 /// A fully merged scenario.

@@ -32,6 +32,28 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Record a call made inside the lab (the agent's KMS Decrypt with the task role), as
+    /// CloudTrail would.
+    pub fn record(&self, service: &str, action: &str, parameters: Value, result: &Result<Value, ApiError>) {
+        let now = now_f64();
+        let (status, error) = match result {
+            Ok(_) => (200, None),
+            Err(e) => (e.status, Some(e.code.clone())),
+        };
+        let mut journal = self.journal.lock().expect("lab lock");
+        let seq = journal.len() as u64 + 1;
+        journal.push(JournalEntry {
+            seq,
+            service: service.into(),
+            action: action.into(),
+            parameters,
+            start_ms: now,
+            end_ms: now,
+            status,
+            error,
+        });
+    }
+
     pub fn new(
         account: Account,
         access_key_id: String,
@@ -118,6 +140,15 @@ pub struct Faults {
     /// ExecuteCommand answers InvalidParameterException (exec not enabled).
     #[serde(default)]
     pub exec_disabled: bool,
+    /// KMS refuses the caller's GenerateDataKey (AccessDeniedException).
+    #[serde(default)]
+    pub kms_denied: bool,
+    /// KMS refuses the task role's Decrypt, so the agent fails the handshake.
+    #[serde(default)]
+    pub kms_decrypt_denied: bool,
+    /// The next this many matching AWS calls are throttled (a burst), then calls succeed.
+    #[serde(default)]
+    pub throttle_burst: u32,
 }
 
 pub fn router(shared: Arc<Shared>) -> axum::Router {
@@ -175,7 +206,13 @@ async fn aws(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, header
             if applies && faults.latency_ms > 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(faults.latency_ms)).await;
             }
-            if applies && faults.throttle_rate > 0.0 && shared.roll() < faults.throttle_rate {
+            let burst = applies && {
+                let mut faults = shared.faults.lock().expect("lab lock");
+                let hit = faults.throttle_burst > 0;
+                faults.throttle_burst = faults.throttle_burst.saturating_sub(1);
+                hit
+            };
+            if burst || (applies && faults.throttle_rate > 0.0 && shared.roll() < faults.throttle_rate) {
                 let code = if protocol == Protocol::Query { "Throttling" } else { "ThrottlingException" };
                 Err(ApiError::client(code, "Rate exceeded"))
             } else if applies && faults.server_error_rate > 0.0 && shared.roll() < faults.server_error_rate {
@@ -227,6 +264,7 @@ fn classify(
             "AnyScaleFrontendService" => "application-autoscaling",
             "AmazonSSM" => "ssm",
             "Logs_20140328" => "logs",
+            "TrentService" => "kms",
             _ => return Err(ApiError::client("UnknownOperationException", format!("unknown service {prefix}"))),
         };
         let parameters: Value = if body.is_empty() {
@@ -283,6 +321,10 @@ fn dispatch(
         "application-autoscaling" => json(services::autoscaling::handle(&mut account, action, parameters, now)),
         "ssm" => json(services::ssm::handle(&mut account, action, parameters, now)),
         "logs" => json(services::logs::handle(&mut account, action, parameters, now)),
+        "kms" => {
+            let denied = shared.faults.lock().expect("lab lock").kms_denied;
+            json(services::kms::handle(&mut account, action, parameters, denied))
+        }
         "lambda" => {
             let name = parameters["FunctionName"].as_str().unwrap_or_default();
             json(services::lambda::get_function_configuration(&account, name))

@@ -175,8 +175,10 @@ pub struct Account {
     pub exec_sessions: IndexMap<String, ExecGrant>,
     /// The lab's own base URL (`http://127.0.0.1:PORT`), for stream URLs.
     pub endpoint: String,
-    /// Every exec session token issued (tests check none leaks).
+    /// Every exec session token and KMS data key (base64 and hex) issued: tests check none leaks.
     pub issued_tokens: Vec<String>,
+    /// The lab KMS's own key, under which it seals data keys.
+    pub kms_master_key: [u8; 32],
     id_counter: u64,
     id_seed: String,
 }
@@ -201,6 +203,11 @@ impl Account {
             exec_sessions: IndexMap::new(),
             endpoint: String::new(),
             issued_tokens: Vec::new(),
+            kms_master_key: {
+                let mut key = [0u8; 32];
+                aws_lc_rs::rand::fill(&mut key).expect("system randomness");
+                key
+            },
             id_counter: 0,
             id_seed: scenario.description.clone(),
         };

@@ -2,8 +2,13 @@
 //! {0, 8}, delayed acknowledgements, pause_publication and one socket drop mid-stream, each
 //! running a 1 MiB output several times. Every run must end, within its timeout, either
 //! byte-identical with exit 0 or with a clear error and exit 125: no hang, no silent truncation,
-//! no wrong exit code. `EVOCTL_FAULT_RUNS` sets the runs per combination (default 2 here;
+//! no wrong exit code. The matrix runs on plain sessions (`seed`) and on KMS-encrypted ones
+//! (`kms-exec`). `EVOCTL_FAULT_RUNS` sets the runs per combination (default 2 here;
 //! `scripts/faults` runs 20).
+//!
+//! Then the AWS faults: a throttling burst, throttling and 5xx that outlast the retries,
+//! TargetNotConnectedException and a stopped agent, each with its message, fix and exit code
+//! (exec disabled and a task stopping mid-session are in `exec.rs`).
 
 use crate::support::{Lab, in_parallel, random_writer, text};
 use serde_json::json;
@@ -49,8 +54,11 @@ struct Tally {
     clear_errors: AtomicUsize,
 }
 
-fn run_combination(faults: &serde_json::Value, runs: usize, tally: &Tally) {
-    let lab = Lab::start("seed");
+/// Plain and KMS-encrypted sessions.
+const SCENARIOS: [&str; 2] = ["seed", "kms-exec"];
+
+fn run_combination(scenario: &str, faults: &serde_json::Value, runs: usize, tally: &Tally) {
+    let lab = Lab::start(scenario);
     lab.wait_settled();
     lab.control("POST", "/faults", Some(faults));
     let program = random_writer(SIZE);
@@ -74,22 +82,29 @@ fn run_combination(faults: &serde_json::Value, runs: usize, tally: &Tally) {
             }
             if started.elapsed() > HANG {
                 let _ = child.kill();
-                panic!("{faults} run {run}: hung for {HANG:?}");
+                panic!("{scenario} {faults} run {run}: hung for {HANG:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
         };
         let (stdout, stderr) = (out.join().unwrap(), text(&err.join().unwrap()));
         match status.code() {
             Some(0) => {
-                assert_eq!(stdout.len(), SIZE, "{faults} run {run}: silent truncation");
-                assert_eq!(hex::encode(Sha256::digest(&stdout)), stderr, "{faults} run {run}: output differs");
+                assert_eq!(stdout.len(), SIZE, "{scenario} {faults} run {run}: silent truncation");
+                assert_eq!(
+                    hex::encode(Sha256::digest(&stdout)),
+                    stderr,
+                    "{scenario} {faults} run {run}: output differs"
+                );
                 tally.identical.fetch_add(1, Ordering::Relaxed);
             }
             Some(125) => {
-                assert!(stderr.contains("error: ") && stderr.contains("  fix: "), "{faults} run {run}: {stderr}");
+                assert!(
+                    stderr.contains("error: ") && stderr.contains("  fix: "),
+                    "{scenario} {faults} run {run}: {stderr}"
+                );
                 tally.clear_errors.fetch_add(1, Ordering::Relaxed);
             }
-            other => panic!("{faults} run {run}: exit {other:?}: {stderr}"),
+            other => panic!("{scenario} {faults} run {run}: exit {other:?}: {stderr}"),
         }
     }
 }
@@ -104,13 +119,95 @@ fn read_all(mut reader: impl std::io::Read) -> Vec<u8> {
 fn every_fault_combination_ends_byte_identical_or_with_a_clear_error() {
     let runs: usize = std::env::var("EVOCTL_FAULT_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
     let tally = Tally { identical: AtomicUsize::new(0), clear_errors: AtomicUsize::new(0) };
-    let all = combinations();
-    assert_eq!(all.len(), 96);
-    in_parallel(&all, 4, |faults| run_combination(faults, runs, &tally));
+    let all: Vec<(&str, serde_json::Value)> =
+        SCENARIOS.iter().flat_map(|s| combinations().into_iter().map(move |f| (*s, f))).collect();
+    assert_eq!(all.len(), 2 * 96);
+    in_parallel(&all, 4, |(scenario, faults)| run_combination(scenario, faults, runs, &tally));
     let (identical, errors) = (tally.identical.load(Ordering::Relaxed), tally.clear_errors.load(Ordering::Relaxed));
     eprintln!(
-        "fault matrix: {} combinations x {runs} runs: {identical} byte-identical, {errors} clear errors",
+        "fault matrix: {} combinations (96 plain, 96 KMS-encrypted) x {runs} runs: {identical} byte-identical, {errors} clear errors",
         all.len()
     );
     assert_eq!(identical + errors, all.len() * runs);
+}
+
+/// Run evoctl against `lab` with `faults` set; returns (exit code, stdout, stderr).
+fn under_faults(
+    lab: &Lab,
+    faults: serde_json::Value,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (Option<i32>, String, String) {
+    lab.control("DELETE", "/journal", None);
+    lab.control("POST", "/faults", Some(&faults));
+    let output = lab.evoctl().envs(env.iter().copied()).args(args).output().unwrap();
+    (output.status.code(), text(&output.stdout), text(&output.stderr))
+}
+
+fn attempts(lab: &Lab, action: &str) -> Vec<Option<String>> {
+    lab.journal().iter().filter(|e| e["action"] == action).map(|e| e["error"].as_str().map(str::to_owned)).collect()
+}
+
+#[test]
+fn every_aws_fault_has_its_message_fix_and_exit_code() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    let throttled = Some("ThrottlingException".to_owned());
+
+    // A burst of throttling is absorbed by the SDK's retries: the command just works.
+    let burst = json!({"throttle_burst": 3, "actions": ["ExecuteCommand"]});
+    let (code, stdout, stderr) =
+        under_faults(&lab, burst, &[], &["exec", "production", "--", "node", "-e", "console.log(1)"]);
+    assert_eq!((code, stdout.as_str(), stderr.as_str()), (Some(0), "1\n", ""));
+    assert_eq!(attempts(&lab, "ExecuteCommand"), [throttled.clone(), throttled.clone(), throttled.clone(), None]);
+
+    // Throttling that outlasts the retries: the AWS error and its fix; exit 5 (125 for exec).
+    let persistent = json!({"throttle_rate": 1.0, "actions": ["ExecuteCommand"]});
+    let (code, _, stderr) =
+        under_faults(&lab, persistent, &[("AWS_MAX_ATTEMPTS", "3")], &["exec", "production", "--", "true"]);
+    assert_eq!(code, Some(125));
+    assert_eq!(
+        stderr,
+        "error: ExecuteCommand failed: ThrottlingException: Rate exceeded\n  fix: AWS is throttling this account: wait a minute and retry\n"
+    );
+    assert_eq!(attempts(&lab, "ExecuteCommand").len(), 3);
+
+    let server = json!({"server_error_rate": 1.0, "actions": ["DescribeServices"]});
+    let (code, stdout, stderr) = under_faults(&lab, server, &[("AWS_MAX_ATTEMPTS", "2")], &["task", "production"]);
+    assert_eq!((code, stdout.as_str()), (Some(5), ""));
+    assert_eq!(
+        stderr,
+        "error: DescribeServices failed: ServerException: The lab injected a server error.\n  fix: AWS had a server-side fault: retry\n"
+    );
+    assert_eq!(
+        attempts(&lab, "DescribeServices"),
+        [Some("ServerException".to_owned()), Some("ServerException".to_owned())]
+    );
+
+    let task = lab.first_task_id();
+    let (code, _, stderr) =
+        under_faults(&lab, json!({"agent_not_connected": true}), &[], &["exec", "production", "--", "true"]);
+    assert_eq!(code, Some(125));
+    assert_eq!(
+        stderr,
+        format!(
+            "error: the ExecuteCommandAgent of task {task} is not connected (The execute command failed due to an internal error. Try again later.)\n  \
+                 fix: retry in a few seconds; if it persists run `evoctl doctor production` (task role ssmmessages permissions, a route to ssmmessages, no AWS keys in the container env)\n"
+        )
+    );
+
+    // A stopped agent is seen in DescribeTasks: refused before any ExecuteCommand.
+    let stopped = Lab::start("agent-stopped");
+    stopped.wait_settled();
+    let (code, _, stderr) = under_faults(&stopped, json!({}), &[], &["exec", "production", "--", "true"]);
+    assert_eq!(code, Some(125));
+    let task = stopped.first_task_id();
+    assert_eq!(
+        stderr,
+        format!(
+            "error: the ExecuteCommandAgent of {task}/EvolutionService is STOPPED, not RUNNING\n  \
+                 fix: wait a few seconds after the task starts; if it stays so, check the task role's ssmmessages permissions and `evoctl doctor production`\n"
+        )
+    );
+    assert!(attempts(&stopped, "ExecuteCommand").is_empty());
 }

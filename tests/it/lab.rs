@@ -37,13 +37,7 @@ fn throttling_is_retried_and_a_persistent_one_is_exit_5() {
     assert_eq!(attempts, 3, "AWS_MAX_ATTEMPTS bounds the SDK's standard retry");
 
     // At 30% the SDK's retries mostly win; whatever happens, never a wrong answer.
-    let id = lab.control("GET", "/state", None)["tasks"][0]["taskArn"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = lab.first_task_id();
     lab.control("POST", "/faults", Some(&json!({"throttle_rate": 0.3})));
     for _ in 0..3 {
         let output = lab.evoctl().args(["task", "production"]).output().unwrap();
@@ -132,7 +126,7 @@ fn unknown_scenario_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains("scenario `nope` is neither built in (seed, staging-up, shared-db, rolling-overlap, shared-db-uri, shared-redis, default-api-key, scheduled-staging, exec-disabled, agent-stopped, empty-jwt-key, app-mock-wrong, conflict-loop) nor a readable file"),
+        stderr.contains("scenario `nope` is neither built in (seed, staging-up, shared-db, rolling-overlap, shared-db-uri, shared-redis, default-api-key, scheduled-staging, exec-disabled, agent-stopped, empty-jwt-key, app-mock-wrong, conflict-loop, kms-exec) nor a readable file"),
         "{stderr}"
     );
     let output = clean_command(EVOCTL_LAB, dir.path()).arg("scenarios").output().unwrap();

@@ -13,6 +13,7 @@ mod faults;
 mod guard;
 mod instance;
 mod invariants;
+mod kms;
 mod lab;
 mod moto;
 mod plugin;

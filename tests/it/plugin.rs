@@ -2,25 +2,9 @@
 //! a stand-in that prints what the official plugin prints (and cuts output at stdin EOF, as it
 //! does). The stand-in itself is checked against the real AWS CLI.
 
-use crate::support::{EVOCTL_LAB, Lab, clean_process, text};
+use crate::support::{EVOCTL_LAB, Lab, clean_process, path_with, text};
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::Stdio;
-
-/// A directory holding a `session-manager-plugin` shell script with this body.
-fn plugin_script(lab: &Lab, dir_name: &str, body: &str) -> PathBuf {
-    let dir = lab.dir.path().join(dir_name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = dir.join("session-manager-plugin");
-    std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    dir
-}
-
-/// A directory holding `session-manager-plugin`, which runs the stand-in.
-fn plugin_dir(lab: &Lab) -> PathBuf {
-    plugin_script(lab, "plugin-bin", &format!("exec '{EVOCTL_LAB}' fake-plugin \"$@\""))
-}
 
 /// The real `aws ecs execute-command` on the production task, with `dir` first on PATH.
 fn aws_execute_command(lab: &Lab, dir: &std::path::Path, command: &str) -> std::process::Command {
@@ -49,14 +33,10 @@ fn exec_via_plugin(lab: &Lab, dir: &std::path::Path, script: &str) -> std::proce
     command
 }
 
-fn path_with(dir: &std::path::Path) -> String {
-    format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default())
-}
-
 #[test]
 fn the_plugin_backend_returns_exact_output_and_status_and_keeps_the_token_off_argv() {
     let lab = Lab::start("seed");
-    let dir = plugin_dir(&lab);
+    let dir = lab.fake_plugin_dir();
     let argv_log = lab.dir.path().join("plugin-argv.log");
     let output = exec_via_plugin(&lab, &dir, "process.stdout.write('hi'); process.exit(3)")
         .env("EVOCTL_FAKE_PLUGIN_ARGV_LOG", &argv_log)
@@ -81,7 +61,7 @@ fn the_plugin_backend_returns_exact_output_and_status_and_keeps_the_token_off_ar
 #[test]
 fn a_transcript_cut_at_stdin_eof_is_reported_as_truncated() {
     let lab = Lab::start("seed");
-    let dir = plugin_dir(&lab);
+    let dir = lab.fake_plugin_dir();
     let output = exec_via_plugin(&lab, &dir, "process.stdout.write('x'.repeat(5000))")
         .env("EVOCTL_FAKE_PLUGIN_CUT_AFTER", "300")
         .output()
@@ -116,7 +96,7 @@ fn a_missing_plugin_is_a_clear_error() {
 #[test]
 fn the_stand_in_plugin_speaks_the_real_aws_clis_protocol() {
     let lab = Lab::start("seed");
-    let dir = plugin_dir(&lab);
+    let dir = lab.fake_plugin_dir();
     let mut child =
         aws_execute_command(&lab, &dir, "node -e 'process.stdout.write(String(6*7)+String.fromCharCode(10))'")
             .stdin(Stdio::piped())
@@ -145,7 +125,7 @@ fn the_gateway_refuses_a_forged_token() {
          forged=$(printf '%s' \"$1\" | sed 's/\"tokenValue\": \"[^\"]*\"/\"tokenValue\": \"forged\"/')\n\
          shift\nexec '{EVOCTL_LAB}' fake-plugin \"$forged\" \"$@\""
     );
-    let dir = plugin_script(&lab, "forging-bin", &forge);
+    let dir = lab.plugin_script("forging-bin", &forge);
     let output = aws_execute_command(&lab, &dir, "node -e 'process.stdout.write(String(1))'")
         .stdin(Stdio::null())
         .output()

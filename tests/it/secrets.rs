@@ -1,10 +1,11 @@
 //! Secret hygiene, end to end: every command runs at -vvv against a lab seeded with canary
 //! secrets (the global API key and the webhook secret of both environments), and no canary and
-//! no issued session token may appear in the lab's journal (the ExecuteCommand command strings are
-//! what CloudTrail records), in evoctl's stdout or stderr, in a spawned plugin's argv, or in any
-//! file evoctl writes.
+//! no issued session token or KMS data key may appear in the lab's journal (the ExecuteCommand
+//! command strings are what CloudTrail records), in evoctl's stdout or stderr, in a spawned
+//! plugin's argv, or in any file evoctl writes. The run happens twice: on plain exec sessions
+//! and on KMS-encrypted ones.
 
-use crate::support::{EVOCTL_LAB, Lab, text};
+use crate::support::{Lab, in_parallel, path_with, text};
 use std::path::Path;
 
 const CANARIES: &[&str] = &[
@@ -15,12 +16,12 @@ const CANARIES: &[&str] = &[
     "canary-db-pass-44d1",
 ];
 
-fn canary_scenario(dir: &Path) -> String {
+fn canary_scenario(dir: &Path, base: &str) -> String {
     let path = dir.join("canaries.toml");
     std::fs::write(
         &path,
-        r#"extends = "seed"
-description = "seed with canary secrets"
+        format!(r#"extends = "{base}"
+description = "{base} with canary secrets"
 [task_definitions.alinhou-production-EvolutionService.environment]
 AUTHENTICATION_API_KEY = "CANARY-APIKEY-PROD-7f3a91"
 DATABASE_CONNECTION_URI = "postgresql://evolution:canary-db-pass-44d1@db.alinhou.internal:5432/evolution_prod?schema=evolution_api"
@@ -30,7 +31,7 @@ AUTHENTICATION_API_KEY = "CANARY-APIKEY-STAGE-2c8d40"
 value = "CANARY-WEBHOOK-PROD-e5b6d2"
 [parameters."/alinhou/staging/evolution-webhook-secret"]
 value = "CANARY-WEBHOOK-STAGE-91ac07"
-"#,
+"#),
     )
     .unwrap();
     path.to_str().unwrap().to_owned()
@@ -38,18 +39,18 @@ value = "CANARY-WEBHOOK-STAGE-91ac07"
 
 #[test]
 fn no_secret_reaches_the_journal_output_argv_or_files() {
+    in_parallel(&["seed", "kms-exec"], 2, |base| every_command_keeps_secrets(base));
+}
+
+fn every_command_keeps_secrets(base: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let lab = Lab::start_with(&canary_scenario(dir.path()), &["--auto-scan-after-ms", "1200"]);
+    let lab = Lab::start_with(&canary_scenario(dir.path(), base), &["--auto-scan-after-ms", "1200"]);
     lab.wait_settled();
     let out = lab.dir.path();
     let png = out.join("qr.png");
     let svg = out.join("qr.svg");
     let init = out.join("written.toml");
-    let plugin_dir = out.join("plugin-bin");
-    std::fs::create_dir_all(&plugin_dir).unwrap();
-    let plugin = plugin_dir.join("session-manager-plugin");
-    std::fs::write(&plugin, format!("#!/bin/sh\nexec '{EVOCTL_LAB}' fake-plugin \"$@\"\n")).unwrap();
-    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let plugin_dir = lab.fake_plugin_dir();
     let argv_log = out.join("plugin-argv.log");
 
     let runs: Vec<Vec<String>> = [
@@ -83,7 +84,8 @@ fn no_secret_reaches_the_journal_output_argv_or_files() {
     .iter()
     .map(|args| args.iter().map(|a| a.to_string()).collect())
     .collect();
-    let path = format!("{}:{}", plugin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = path_with(&plugin_dir);
+    let mut printed = Vec::new();
     for args in &runs {
         let output = lab
             .evoctl()
@@ -94,25 +96,41 @@ fn no_secret_reaches_the_journal_output_argv_or_files() {
             .output()
             .unwrap();
         let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
-        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(0), "{base} {args:?}: {stderr}");
         for canary in CANARIES {
-            assert!(!stdout.contains(canary), "{args:?} printed {canary} on stdout");
-            assert!(!stderr.contains(canary), "{args:?} printed {canary} on stderr (-vvv)");
+            assert!(!stdout.contains(canary), "{base} {args:?} printed {canary} on stdout");
+            assert!(!stderr.contains(canary), "{base} {args:?} printed {canary} on stderr (-vvv)");
         }
+        printed.push((args, stdout, stderr));
+    }
+    let issued = lab.control("GET", "/tokens", None);
+    let issued: Vec<&str> = issued.as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    for (args, stdout, stderr) in &printed {
+        for secret in &issued {
+            assert!(!stdout.contains(secret) && !stderr.contains(secret), "{base} {args:?} printed a session secret");
+        }
+    }
+    if base == "kms-exec" {
+        let journal = lab.journal();
+        let count = |action: &str| journal.iter().filter(|e| e["action"] == action && e["status"] == 200).count();
+        assert_eq!(count("GenerateDataKey"), count("ExecuteCommand"), "every session was encrypted");
+        assert_eq!(count("Decrypt"), count("ExecuteCommand"));
     }
     // The webhook secret did reach the instance (over the data channel), so the check means something.
     let row = lab.evolution_instance("alinhou-production");
     assert_eq!(row["webhook"]["headers"]["jwt_key"].as_str().map(str::len), Some("CANARY-WEBHOOK-PROD-e5b6d2".len()));
 
     let journal = serde_json::to_string(&lab.journal()).unwrap();
+    for secret in &issued {
+        assert!(!journal.contains(secret), "{base}: a session secret is in the journal");
+    }
     let executes = journal.matches("\"ExecuteCommand\"").count();
     assert!(executes >= 10, "the runs went through the data channel ({executes} sessions)");
     for canary in CANARIES {
         assert!(!journal.contains(canary), "{canary} is in the journal (CloudTrail would record it)");
     }
     let argv = std::fs::read_to_string(&argv_log).unwrap();
-    let tokens = lab.control("GET", "/tokens", None);
-    for secret in CANARIES.iter().copied().chain(tokens.as_array().unwrap().iter().map(|t| t.as_str().unwrap())) {
+    for secret in CANARIES.iter().copied().chain(issued.iter().copied()) {
         assert!(!argv.contains(secret), "a secret is in the plugin's argv");
     }
     for file in [&png, &svg, &init] {

@@ -128,6 +128,28 @@ impl Lab {
         });
     }
 
+    /// A directory holding a `session-manager-plugin` shell script with this body.
+    pub fn plugin_script(&self, dir_name: &str, body: &str) -> PathBuf {
+        let dir = self.dir.path().join(dir_name);
+        std::fs::create_dir_all(&dir).expect("plugin dir");
+        let script = dir.join("session-manager-plugin");
+        std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).expect("plugin script");
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        dir
+    }
+
+    /// A directory holding `session-manager-plugin`, which runs the lab's stand-in plugin.
+    pub fn fake_plugin_dir(&self) -> PathBuf {
+        self.plugin_script("plugin-bin", &format!("exec '{EVOCTL_LAB}' fake-plugin \"$@\""))
+    }
+
+    /// The id of the first task in the lab's state (the only one in most scenarios).
+    pub fn first_task_id(&self) -> String {
+        let state = self.control("GET", "/state", None);
+        let arn = state["tasks"][0]["taskArn"].as_str().expect("a task");
+        arn.rsplit('/').next().expect("task id").to_owned()
+    }
+
     pub fn journal(&self) -> Vec<Value> {
         self.control("GET", "/journal", None).as_array().expect("journal array").clone()
     }
@@ -145,6 +167,11 @@ impl Drop for Lab {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `PATH` with `dir` first.
+pub fn path_with(dir: &Path) -> String {
+    format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default())
 }
 
 /// A command with an empty environment except PATH, and HOME pointing into `dir` (so no ~/.aws).

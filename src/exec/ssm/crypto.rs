@@ -18,6 +18,10 @@ pub enum CryptoError {
     TooShort(usize),
     #[error("an encrypted payload failed authentication (wrong key or tampered)")]
     Authentication,
+    #[error("an encrypted payload arrived before the session had a data key")]
+    NoKey,
+    #[error("an encryption challenge is not base64 JSON")]
+    Malformed,
 }
 
 /// Which end of the session this cipher is for.

@@ -220,11 +220,21 @@ impl Frame {
         let mut message_id = [0u8; 16];
         message_id[8..].copy_from_slice(&bytes[OFFSET_MESSAGE_ID..OFFSET_MESSAGE_ID + 8]);
         message_id[..8].copy_from_slice(&bytes[OFFSET_MESSAGE_ID + 8..OFFSET_MESSAGE_ID + 16]);
-        let mut payload_digest = [0u8; 32];
-        payload_digest.copy_from_slice(&bytes[OFFSET_PAYLOAD_DIGEST..OFFSET_PAYLOAD_DIGEST + 32]);
+        let wire_digest = &bytes[OFFSET_PAYLOAD_DIGEST..OFFSET_PAYLOAD_DIGEST + 32];
         let payload = bytes[payload_start..].to_vec();
+        let payload_digest: [u8; 32] = Sha256::digest(&payload).into();
         let declared_length = be_u32(bytes, header_length as usize);
-        if !publication && declared_length != 0 && <[u8; 32]>::from(Sha256::digest(&payload)) != payload_digest {
+        // The plugin checks the digest only when PayloadLength is not 0. Agents and clients
+        // always write both, so for their message types a payload behind a zero length is
+        // checked too (it would otherwise travel unverified); gateway-built frames keep the
+        // plugin's rule. A digest nobody checked is replaced by the payload's own, so a decoded
+        // frame always re-encodes to bytes that decode to it.
+        let peer_built = matches!(
+            message_type.as_str(),
+            message_type::INPUT_STREAM_DATA | message_type::OUTPUT_STREAM_DATA | message_type::ACKNOWLEDGE
+        );
+        let checked = !publication && (declared_length != 0 || (peer_built && !payload.is_empty()));
+        if checked && payload_digest.as_slice() != wire_digest {
             return Err(FrameError::DigestMismatch);
         }
         Ok(Frame {
@@ -408,6 +418,34 @@ mod tests {
         assert!(Frame::decode(&bytes).is_ok());
     }
 
+    /// Found by `scripts/fuzz` (fuzz/artifacts/frame_decode/crash-bf461c30…): HeaderLength 120,
+    /// PayloadLength 0, a payload and a digest that is not its own. Accepted unchecked (as the
+    /// plugin does for a gateway-built type), it used to keep the wire digest and re-encode to a
+    /// frame that no longer decoded.
+    #[test]
+    fn an_unchecked_digest_is_normalised_so_the_frame_round_trips() {
+        let crash = hex::decode(
+            "0000007800000000000000000000000000002e00000000000000000000000000000000000000000000000000000032323232\
+             3232323232323232323232323232323232323232323200000000000000000000000000000000000000000000000000000000\
+             0000000200dadadadadab0000000000000000000000000000200dadadadadadadadadadada00000000000000000000000000\
+             000000000000000000000000000000000a",
+        )
+        .unwrap();
+        let frame = Frame::decode(&crash).unwrap();
+        assert_eq!(frame.message_type, ".");
+        assert_eq!(frame.payload_digest, <[u8; 32]>::from(Sha256::digest(&frame.payload)));
+        assert_eq!(Frame::decode(&frame.encode().unwrap()), Ok(frame));
+    }
+
+    #[test]
+    fn stream_data_behind_a_zero_payload_length_is_still_checked() {
+        let mut bytes = Frame::new("output_stream_data", 0, 1, [2; 16], 1, 1, b"forged".to_vec()).encode().unwrap();
+        bytes[116..120].fill(0);
+        assert!(Frame::decode(&bytes).is_ok(), "an honest digest passes");
+        bytes[80] ^= 1;
+        assert_eq!(Frame::decode(&bytes), Err(FrameError::DigestMismatch));
+    }
+
     proptest! {
         #[test]
         fn round_trip(
@@ -424,9 +462,17 @@ mod tests {
             prop_assert_eq!(Frame::decode(&bytes).unwrap(), frame);
         }
 
+        /// The fuzz target's property: never a panic, and whatever decodes re-encodes to bytes
+        /// that decode to the same frame.
         #[test]
-        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
-            let _ = Frame::decode(&bytes);
+        fn arbitrary_bytes_never_panic_and_accepted_frames_round_trip(
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+        ) {
+            if let Ok(frame) = Frame::decode(&bytes)
+                && let Ok(encoded) = frame.encode()
+            {
+                prop_assert_eq!(Frame::decode(&encoded), Ok(frame));
+            }
         }
     }
 }

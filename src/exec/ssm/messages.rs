@@ -1,5 +1,5 @@
 //! The JSON bodies carried on the data channel: the opening token, acknowledgements,
-//! channel_closed, the handshake, and terminal size.
+//! channel_closed, the handshake, the encryption challenge, and terminal size.
 //!
 //! Field names follow the wire exactly (PascalCase, `cols`/`rows`). Incoming bodies are parsed
 //! leniently (unknown fields ignored, numbers or strings where the service is inconsistent).
@@ -108,6 +108,15 @@ pub struct HandshakeComplete {
     pub handshake_time_to_complete: i64,
     #[serde(rename = "CustomerMessage", default)]
     pub customer_message: String,
+}
+
+/// EncChallengeRequest / EncChallengeResponse (PayloadTypes 8 and 9): an encrypted random value
+/// the client must decrypt and seal again with its own key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EncryptionChallenge {
+    /// Base64 of nonce ‖ ciphertext ‖ tag.
+    #[serde(rename = "Challenge")]
+    pub challenge: String,
 }
 
 fn string_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {

@@ -8,11 +8,20 @@
 //! re-acked (the official client does not, which makes a lost ack loop forever); unacked
 //! messages are resent after the RFC 6298 retransmission timeout (start 200 ms, cap 1 s). The
 //! client holds its input and terminal size until the agent's first output, because the agent
-//! drops input that arrives before it is ready. `pause_publication` stops an agent's sending
-//! until `start_publication`; a client ignores both.
+//! drops input that arrives before it is ready; when that first message is a HandshakeRequest
+//! (KMS sessions) it holds them until HandshakeComplete and sends only handshake replies. Once a
+//! data key is installed, Output payloads (and the agent's StdErr/ExitCode) travel AES-256-GCM
+//! sealed, and the encryption challenge is answered here. `pause_publication` stops an agent's
+//! sending until `start_publication`; a client ignores both.
 
+use super::crypto::{CounterNonce, CryptoError, SessionCipher, random_nonce};
 use super::frame::{Frame, FrameError, PayloadType, message_type};
-use super::messages::{Acknowledge, ChannelClosed, HandshakeComplete, HandshakeRequest, TerminalSize};
+use super::messages::{
+    Acknowledge, ChannelClosed, EncryptionChallenge, HandshakeComplete, HandshakeRequest, HandshakeResponse,
+    TerminalSize,
+};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use std::collections::{BTreeMap, VecDeque};
 
 /// Largest payload of one stream message (the agent reads its pty in 1 KiB chunks).
@@ -54,8 +63,14 @@ pub enum Event {
     Resize(TerminalSize),
     /// Client: the agent asked for a handshake (KMS sessions).
     HandshakeRequest(HandshakeRequest),
-    /// Client: the handshake finished.
+    /// Client: the handshake finished; held input and size are on their way.
     HandshakeComplete(HandshakeComplete),
+    /// Agent: the client's reply to the HandshakeRequest.
+    HandshakeResponse(HandshakeResponse),
+    /// Agent: the client's answer to the encryption challenge, decrypted.
+    ChallengeAnswer(Vec<u8>),
+    /// An encrypted payload (or challenge) could not be opened: wrong key or tampering.
+    Undecryptable(CryptoError),
     /// Another in-order stream payload this session does not interpret.
     Other { payload_type: u32, payload: Vec<u8> },
     /// The gateway closed the channel.
@@ -94,6 +109,31 @@ struct Pending {
     last_sent_ms: u64,
 }
 
+/// How a session picks AES-GCM nonces: the client draws them at random, the agent counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceSource {
+    Random,
+    Counter(CounterNonce),
+}
+
+impl NonceSource {
+    fn next(&mut self) -> [u8; 12] {
+        match self {
+            NonceSource::Random => random_nonce(),
+            NonceSource::Counter(counter) => counter.next_nonce(),
+        }
+    }
+}
+
+/// A client's progress towards sending: nothing until the agent speaks, only handshake replies
+/// while a handshake runs, everything after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    AwaitingAgent,
+    Handshaking,
+    Open,
+}
+
 /// A source of fresh message ids (random v4 UUIDs in production, a counter in tests).
 pub type IdSource = Box<dyn FnMut() -> [u8; 16] + Send>;
 
@@ -111,8 +151,8 @@ pub struct Session {
     paused: bool,
     events: VecDeque<Event>,
     rtt: RttEstimator,
-    /// Client: the agent has sent its first stream message, so input may flow.
-    agent_ready: bool,
+    gate: Gate,
+    cipher: Option<(SessionCipher, NonceSource)>,
     queued_input: VecDeque<(PayloadType, Vec<u8>)>,
     size: Option<TerminalSize>,
     closed: bool,
@@ -145,7 +185,8 @@ impl Session {
             paused: false,
             events: VecDeque::new(),
             rtt: RttEstimator::default(),
-            agent_ready: role == Role::Agent,
+            gate: if role == Role::Agent { Gate::Open } else { Gate::AwaitingAgent },
+            cipher: None,
             queued_input: VecDeque::new(),
             size: None,
             closed: false,
@@ -229,12 +270,66 @@ impl Session {
         self.send_stream(PayloadType::Size, payload, now_ms);
     }
 
-    /// Send one stream message of any payload type (handshake replies use this).
+    /// Install the session's data key: from now on Output payloads are sealed on the way out
+    /// (and StdErr/ExitCode too from an agent) and opened on the way in.
+    pub fn enable_encryption(&mut self, cipher: SessionCipher, nonces: NonceSource) {
+        self.cipher = Some((cipher, nonces));
+    }
+
+    /// Whether a data key is installed.
+    pub fn is_encrypted(&self) -> bool {
+        self.cipher.is_some()
+    }
+
+    /// Send one stream message of any payload type; a client holds it until the agent is ready
+    /// and any handshake is complete.
     pub fn send_stream(&mut self, payload_type: PayloadType, payload: Vec<u8>, now_ms: u64) {
-        if !self.agent_ready {
+        if self.gate != Gate::Open {
             self.queued_input.push_back((payload_type, payload));
             return;
         }
+        self.transmit_stream(payload_type, payload, now_ms);
+    }
+
+    /// Send a handshake message now (HandshakeRequest/Response, the challenge and its answer),
+    /// ahead of anything held back.
+    pub fn send_handshake(&mut self, payload_type: PayloadType, payload: Vec<u8>, now_ms: u64) {
+        self.transmit_stream(payload_type, payload, now_ms);
+    }
+
+    /// Agent: seal `plaintext` and send it as the encryption challenge.
+    pub fn send_challenge(&mut self, plaintext: &[u8], now_ms: u64) -> Result<(), CryptoError> {
+        let sealed = self.seal(plaintext).ok_or(CryptoError::NoKey)?;
+        let body = EncryptionChallenge { challenge: BASE64.encode(sealed) };
+        self.send_handshake(PayloadType::EncChallengeRequest, serde_json::to_vec(&body).expect("serialises"), now_ms);
+        Ok(())
+    }
+
+    fn seal(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
+        let (cipher, nonces) = self.cipher.as_mut()?;
+        Some(cipher.seal(plaintext, nonces.next()))
+    }
+
+    fn open(&self, envelope: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        match &self.cipher {
+            Some((cipher, _)) => cipher.open(envelope),
+            None => Err(CryptoError::NoKey),
+        }
+    }
+
+    /// Which payload types travel sealed from this end (and so are opened from the other).
+    fn sealed_outgoing(role: Role, payload_type: PayloadType) -> bool {
+        match role {
+            Role::Client => payload_type == PayloadType::Output,
+            Role::Agent => matches!(payload_type, PayloadType::Output | PayloadType::StdErr | PayloadType::ExitCode),
+        }
+    }
+
+    fn transmit_stream(&mut self, payload_type: PayloadType, payload: Vec<u8>, now_ms: u64) {
+        let payload = match Self::sealed_outgoing(self.role, payload_type) {
+            true => self.seal(&payload).unwrap_or(payload),
+            false => payload,
+        };
         let sequence_number = self.next_sequence;
         self.next_sequence += 1;
         let flags = match (self.role, sequence_number) {
@@ -313,29 +408,58 @@ impl Session {
         }
     }
 
-    fn deliver(&mut self, frame: Frame, now_ms: u64) {
-        if self.role == Role::Client && !self.agent_ready {
-            self.agent_ready = true;
-            while let Some((payload_type, payload)) = self.queued_input.pop_front() {
-                self.send_stream(payload_type, payload, now_ms);
+    /// Client: let held input and size go.
+    fn open_gate(&mut self, now_ms: u64) {
+        self.gate = Gate::Open;
+        while let Some((payload_type, payload)) = self.queued_input.pop_front() {
+            self.transmit_stream(payload_type, payload, now_ms);
+        }
+    }
+
+    fn deliver(&mut self, mut frame: Frame, now_ms: u64) {
+        let kind = frame.kind();
+        if self.role == Role::Client && self.gate == Gate::AwaitingAgent {
+            if kind == PayloadType::HandshakeRequest {
+                self.gate = Gate::Handshaking;
+            } else {
+                self.open_gate(now_ms);
             }
         }
-        let event = match (self.role, frame.kind()) {
+        let sealed_incoming = Self::sealed_outgoing(self.other_role(), kind);
+        if sealed_incoming && self.cipher.is_some() {
+            match self.open(&frame.payload) {
+                Ok(plain) => frame.payload = plain,
+                Err(err) => {
+                    self.events.push_back(Event::Undecryptable(err));
+                    return;
+                }
+            }
+        }
+        let event = match (self.role, kind) {
             (Role::Client, PayloadType::Output) => Event::Output(frame.payload),
             (Role::Client, PayloadType::HandshakeRequest) => match serde_json::from_slice(&frame.payload) {
                 Ok(request) => Event::HandshakeRequest(request),
                 Err(_) => Event::Other { payload_type: frame.payload_type, payload: frame.payload },
             },
+            (Role::Client, PayloadType::EncChallengeRequest) => match self.answer_challenge(&frame.payload, now_ms) {
+                Ok(()) => return,
+                Err(err) => Event::Undecryptable(err),
+            },
             (Role::Client, PayloadType::HandshakeComplete) => {
                 let complete: HandshakeComplete = serde_json::from_slice(&frame.payload)
                     .unwrap_or(HandshakeComplete { handshake_time_to_complete: 0, customer_message: String::new() });
-                if let Some(size) = self.size {
-                    let payload = serde_json::to_vec(&size).expect("size serialises");
-                    self.send_stream(PayloadType::Size, payload, now_ms);
-                }
+                self.open_gate(now_ms);
                 Event::HandshakeComplete(complete)
             }
             (Role::Agent, PayloadType::Output) => Event::Input(frame.payload),
+            (Role::Agent, PayloadType::HandshakeResponse) => match serde_json::from_slice(&frame.payload) {
+                Ok(response) => Event::HandshakeResponse(response),
+                Err(_) => Event::Other { payload_type: frame.payload_type, payload: frame.payload },
+            },
+            (Role::Agent, PayloadType::EncChallengeResponse) => match self.read_challenge(&frame.payload) {
+                Ok(plain) => Event::ChallengeAnswer(plain),
+                Err(err) => Event::Undecryptable(err),
+            },
             (Role::Agent, PayloadType::Size) => match serde_json::from_slice(&frame.payload) {
                 Ok(size) => Event::Resize(size),
                 Err(_) => Event::Other { payload_type: frame.payload_type, payload: frame.payload },
@@ -343,6 +467,29 @@ impl Session {
             _ => Event::Other { payload_type: frame.payload_type, payload: frame.payload },
         };
         self.events.push_back(event);
+    }
+
+    fn other_role(&self) -> Role {
+        match self.role {
+            Role::Client => Role::Agent,
+            Role::Agent => Role::Client,
+        }
+    }
+
+    /// The challenge body's bytes, opened with this end's key.
+    fn read_challenge(&self, payload: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let body: EncryptionChallenge = serde_json::from_slice(payload).map_err(|_| CryptoError::Malformed)?;
+        let sealed = BASE64.decode(body.challenge).map_err(|_| CryptoError::Malformed)?;
+        self.open(&sealed)
+    }
+
+    /// Client: open the agent's challenge and send it back sealed with the client's key.
+    fn answer_challenge(&mut self, payload: &[u8], now_ms: u64) -> Result<(), CryptoError> {
+        let plain = self.read_challenge(payload)?;
+        let sealed = self.seal(&plain).ok_or(CryptoError::NoKey)?;
+        let body = EncryptionChallenge { challenge: BASE64.encode(sealed) };
+        self.send_handshake(PayloadType::EncChallengeResponse, serde_json::to_vec(&body).expect("serialises"), now_ms);
+        Ok(())
     }
 
     fn acknowledge(&mut self, frame: &Frame, now_ms: u64) {
@@ -564,6 +711,82 @@ mod tests {
             std::iter::from_fn(|| agent.poll_transmit()).map(|b| decoded(&b).payload.len()).collect();
         assert_eq!(sizes, [1024, 1024, 452]);
         let _ = &mut client;
+    }
+
+    /// The KMS handshake of the shared doc's table (§3.4), both ends driven by this module:
+    /// sequence numbers, what is held back, and what travels sealed.
+    #[test]
+    fn a_kms_session_handshakes_then_seals_output_both_ways() {
+        use crate::exec::ssm::crypto::{SessionCipher, Side};
+        use crate::exec::ssm::handshake;
+        use sha2::Digest;
+        let (mut client, mut agent) = pair();
+        let key = [5u8; 64];
+        client.set_size(TerminalSize { cols: 80, rows: 24 }, 1);
+        client.send_data(b"typed early", 1);
+        let kms = handshake::KmsAction { key_id: "k".into(), challenge: Some("Y2g=".into()) };
+        let request = serde_json::to_vec(&handshake::request("3.3.0.0", Some(&kms))).unwrap();
+        agent.send_handshake(PayloadType::HandshakeRequest, request, 2);
+        pump(&mut agent, &mut client, 3);
+        let Some(Event::HandshakeRequest(seen)) = client.poll_event() else { panic!("no handshake request") };
+        let sent: Vec<Frame> = std::iter::from_fn(|| client.poll_transmit()).map(|b| decoded(&b)).collect();
+        assert_eq!(sent.len(), 1, "only the ack while the handshake runs: {sent:?}");
+
+        client.enable_encryption(SessionCipher::new(&key, Side::Client).unwrap(), NonceSource::Random);
+        let wrapped = handshake::KmsReply { ciphertext: b"blob".to_vec(), challenge_acknowledged: true };
+        let reply = serde_json::to_vec(&handshake::response(&seen, Some(&wrapped), "t")).unwrap();
+        client.send_handshake(PayloadType::HandshakeResponse, reply, 4);
+        pump(&mut client, &mut agent, 5);
+        let Some(Event::HandshakeResponse(response)) = agent.poll_event() else { panic!("no response") };
+        assert_eq!(handshake::read_response(&response).unwrap().unwrap().ciphertext, b"blob");
+
+        agent.enable_encryption(
+            SessionCipher::new(&key, Side::Agent).unwrap(),
+            NonceSource::Counter(CounterNonce::starting_at([1, 2, 3])),
+        );
+        agent.send_challenge(&[9u8; 64], 6).unwrap();
+        pump(&mut agent, &mut client, 7);
+        let answer: Vec<Frame> = std::iter::from_fn(|| client.poll_transmit()).map(|b| decoded(&b)).collect();
+        assert_eq!(answer.iter().map(|f| (f.sequence_number, f.payload_type)).collect::<Vec<_>>(), [(0, 0), (1, 9)]);
+        for frame in &answer {
+            agent.receive(&frame.encode().unwrap(), 8);
+        }
+        assert_eq!(agent.poll_event(), Some(Event::ChallengeAnswer(vec![9u8; 64])));
+
+        let done = br#"{"HandshakeTimeToComplete":5,"CustomerMessage":"This session is encrypted using AWS KMS."}"#;
+        agent.send_handshake(PayloadType::HandshakeComplete, done.to_vec(), 9);
+        pump(&mut agent, &mut client, 10);
+        assert!(matches!(client.poll_event(), Some(Event::HandshakeComplete(c)) if c.handshake_time_to_complete == 5));
+        let held: Vec<Frame> = std::iter::from_fn(|| client.poll_transmit()).map(|b| decoded(&b)).collect();
+        let kinds: Vec<(&str, i64, u32)> =
+            held.iter().map(|f| (f.message_type.as_str(), f.sequence_number, f.payload_type)).collect();
+        assert_eq!(kinds, [("acknowledge", 0, 0), ("input_stream_data", 2, 3), ("input_stream_data", 3, 1)]);
+        assert_eq!(held[1].payload, br#"{"cols":80,"rows":24}"#, "Size stays plaintext");
+        assert_eq!(held[2].payload.len(), 12 + b"typed early".len() + 16, "keystrokes are sealed");
+        for frame in &held {
+            agent.receive(&frame.encode().unwrap(), 11);
+        }
+        let events: Vec<Event> = std::iter::from_fn(|| agent.poll_event()).collect();
+        assert_eq!(events, [Event::Resize(TerminalSize { cols: 80, rows: 24 }), Event::Input(b"typed early".to_vec())]);
+
+        while agent.poll_transmit().is_some() {} // the acks of Size and keystrokes
+        agent.send_data(b"secret output", 12);
+        let frame = agent.poll_transmit().unwrap();
+        let on_wire = decoded(&frame);
+        assert_eq!(&on_wire.payload[..12], hex::decode("020000000200000003000000").unwrap(), "the counter moved on");
+        assert!(!on_wire.payload.windows(6).any(|w| w == b"secret"));
+        client.receive(&frame, 13);
+        assert_eq!(outputs(&mut client), b"secret output");
+
+        // A tampered envelope is acked (the frame itself is intact) but reported, not delivered.
+        let mut forged = decoded(&{
+            agent.send_data(b"x", 14);
+            agent.poll_transmit().unwrap()
+        });
+        forged.payload[13] ^= 1;
+        forged.payload_digest = sha2::Sha256::digest(&forged.payload).into();
+        client.receive(&forged.encode().unwrap(), 15);
+        assert_eq!(client.poll_event(), Some(Event::Undecryptable(CryptoError::Authentication)));
     }
 
     proptest::proptest! {

@@ -3,6 +3,7 @@
 
 pub mod autoscaling;
 pub mod ecs;
+pub mod kms;
 pub mod lambda;
 pub mod logs;
 pub mod ssm;
