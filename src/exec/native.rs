@@ -203,12 +203,15 @@ pub async fn run(
 fn handshake_failed(agent_output: &str, env: &str) -> Error {
     let reason = agent_output.trim().trim_start_matches("----------ERROR-------").trim();
     let reason = if reason.is_empty() { "no reason given" } else { reason };
-    Error::exec(
-        format!("the agent ended the session during the KMS handshake: {reason}"),
+    let fix = if reason.contains("timed out") {
+        "the agent waits 15 s for each handshake reply: check the network path to ssmmessages and KMS, then retry"
+            .to_owned()
+    } else {
         format!(
             "the task role needs kms:Decrypt on the cluster's exec KMS key (executeCommandConfiguration.kmsKeyId), and the task must reach KMS; `evoctl doctor {env}` checks the rest"
-        ),
-    )
+        )
+    };
+    Error::exec(format!("the agent ended the session during the KMS handshake: {reason}"), fix)
 }
 
 /// Put everything the session queued on the socket (a failed send shows up as a drop on the

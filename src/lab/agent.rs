@@ -306,6 +306,10 @@ impl AgentHub {
                         if !ready.is_empty() {
                             session.send_data(&ready, now_ms());
                         }
+                        let delay = shared.faults.lock().expect("lab lock").pty_read_delay_ms;
+                        if delay > 0 {
+                            tokio::time::sleep(Duration::from_millis(delay)).await;
+                        }
                     }
                 },
                 status = child.wait(), if !exited => {

@@ -134,6 +134,10 @@ pub struct Faults {
     /// Data channel: the gateway drops the socket once after this many agent frames.
     #[serde(default)]
     pub disconnect_after_frames: Option<u64>,
+    /// Data channel: the agent pauses this long after each pty read (a starved agent), so a fast
+    /// writer gets up to the pty's buffer ahead of it.
+    #[serde(default)]
+    pub pty_read_delay_ms: u64,
     /// ExecuteCommand answers TargetNotConnectedException.
     #[serde(default)]
     pub agent_not_connected: bool,

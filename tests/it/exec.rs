@@ -87,6 +87,24 @@ fn paused_publication_and_delayed_acks_only_slow_things_down() {
     assert_checksummed(&output, size);
 }
 
+/// A starved agent (a pause after every pty read) lets the command run a full pty buffer ahead
+/// of it and exit with output still unread: every byte still arrives, with the real status.
+#[test]
+fn a_slow_agent_still_gets_all_output_before_the_command_exits() {
+    let lab = Lab::start("seed");
+    lab.control("POST", "/faults", Some(&json!({"pty_read_delay_ms": 2})));
+    let size = 256 * 1024;
+    let output = lab.evoctl().args(["exec", "production", "--", "node", "-e", &random_writer(size)]).output().unwrap();
+    assert_checksummed(&output, size);
+    let output = lab
+        .evoctl()
+        .args(["exec", "production", "--", "sh", "-c", "head -c 200000 /dev/zero | tr '\\0' x; exit 3"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert_eq!(output.stdout.len(), 200_000);
+}
+
 #[test]
 fn node_runs_inline_and_large_scripts() {
     let lab = Lab::start("seed");

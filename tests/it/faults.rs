@@ -102,6 +102,8 @@ fn run_combination(scenario: &str, faults: &serde_json::Value, runs: usize, tall
                     stderr.contains("error: ") && stderr.contains("  fix: "),
                     "{scenario} {faults} run {run}: {stderr}"
                 );
+                let reason = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
+                eprintln!("clear error: {scenario} {faults} run {run} after {:?}: {reason}", started.elapsed());
                 tally.clear_errors.fetch_add(1, Ordering::Relaxed);
             }
             other => panic!("{scenario} {faults} run {run}: exit {other:?}: {stderr}"),
