@@ -3,7 +3,18 @@
 // Every line evoctl reads is "\n<MARK><kind>:<base64>\n"; anything else on the tty is ignored.
 const S = __SPEC__;
 const M = "EVOCTL-" + S.n + ":";
-const say = (k, b) => process.stdout.write("\n" + M + k + ":" + Buffer.from(b).toString("base64") + "\n");
+// Synchronous writes straight to fd 1: a stream write can be queued in node (when the tty
+// answers EAGAIN) and process.exit would then drop it.
+const fs = require("fs");
+const pause = new Int32Array(new SharedArrayBuffer(4));
+const out = (text) => {
+  const b = Buffer.from(text);
+  for (let at = 0; at < b.length;) {
+    try { at += fs.writeSync(1, b, at, b.length - at); }
+    catch (e) { if (e.code !== "EAGAIN") throw e; Atomics.wait(pause, 0, 0, 1); }
+  }
+};
+const say = (k, b) => out("\n" + M + k + ":" + Buffer.from(b).toString("base64") + "\n");
 const done = (c) => { say("X", String(c)); process.exit(0); };
 const start = (input) => {
   let child;
