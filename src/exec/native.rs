@@ -104,7 +104,6 @@ pub async fn run(
     let mut ping = tokio::time::interval(Duration::from_secs(60));
     ping.tick().await;
     let mut resumes = 0u32;
-    let mut handshaking = false;
 
     loop {
         flush(&mut session, &mut socket).await;
@@ -115,7 +114,7 @@ pub async fn run(
                         return Ok(SessionEnd::default());
                     }
                 }
-                Event::ChannelClosed(closed) if handshaking => {
+                Event::ChannelClosed(closed) if session.handshake_pending() => {
                     let _ = socket.close(None).await;
                     return Err(handshake_failed(&closed.output, &target.env));
                 }
@@ -126,7 +125,6 @@ pub async fn run(
                 }
                 Event::Invalid(err) => tracing::debug!(%err, "dropped an invalid frame"),
                 Event::HandshakeRequest(request) => {
-                    handshaking = true;
                     let requested = handshake::read_request(&request);
                     if !requested.refused.is_empty() {
                         // Answer Unsupported so the agent ends its side too, then stop.
@@ -152,7 +150,6 @@ pub async fn run(
                     session.send_handshake(PayloadType::HandshakeResponse, answer, epoch_ms());
                 }
                 Event::HandshakeComplete(done) => {
-                    handshaking = false;
                     tracing::info!(session = %grant.session_id, encrypted = session.is_encrypted(), customer_message = %done.customer_message, "handshake complete");
                 }
                 Event::Undecryptable(err) => {

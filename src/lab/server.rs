@@ -36,22 +36,22 @@ impl Shared {
     /// CloudTrail would.
     pub fn record(&self, service: &str, action: &str, parameters: Value, result: &Result<Value, ApiError>) {
         let now = now_f64();
-        let (status, error) = match result {
-            Ok(_) => (200, None),
-            Err(e) => (e.status, Some(e.code.clone())),
-        };
+        self.journal_push(service.into(), action.into(), parameters, now, result.as_ref().err());
+    }
+
+    /// Append one call to the journal; it ends now.
+    fn journal_push(
+        &self,
+        service: String,
+        action: String,
+        parameters: Value,
+        start_ms: f64,
+        error: Option<&ApiError>,
+    ) {
+        let (status, error) = error.map_or((200, None), |e| (e.status, Some(e.code.clone())));
         let mut journal = self.journal.lock().expect("lab lock");
         let seq = journal.len() as u64 + 1;
-        journal.push(JournalEntry {
-            seq,
-            service: service.into(),
-            action: action.into(),
-            parameters,
-            start_ms: now,
-            end_ms: now,
-            status,
-            error,
-        });
+        journal.push(JournalEntry { seq, service, action, parameters, start_ms, end_ms: now_f64(), status, error });
     }
 
     pub fn new(
@@ -227,15 +227,7 @@ async fn aws(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, header
             }
         }
     };
-    let (status, error) = match &result {
-        Ok(_) => (200, None),
-        Err(e) => (e.status, Some(e.code.clone())),
-    };
-    {
-        let mut journal = shared.journal.lock().expect("lab lock");
-        let seq = journal.len() as u64 + 1;
-        journal.push(JournalEntry { seq, service, action, parameters, start_ms, end_ms: now_f64(), status, error });
-    }
+    shared.journal_push(service, action, parameters, start_ms, result.as_ref().err());
     match result {
         Ok(Reply::Json(value)) => {
             let content_type =

@@ -267,6 +267,19 @@ pub fn assert_checksummed(output: &std::process::Output, bytes: usize) {
     );
 }
 
+/// With evoctl's logs on stderr too: the stdout is `bytes` long and its SHA-256 is the digest the
+/// writer printed (the first stderr line starting with 64 hex digits).
+pub fn assert_checksummed_among_logs(output: &std::process::Output, bytes: usize) {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+    assert_eq!(output.stdout.len(), bytes);
+    let digest = stderr
+        .lines()
+        .find(|l| l.len() >= 64 && l[..64].chars().all(|c| c.is_ascii_hexdigit()))
+        .unwrap_or_else(|| panic!("no digest in: {stderr}"));
+    assert_eq!(&digest[..64], hex::encode(Sha256::digest(&output.stdout)), "output differs from what was written");
+}
+
 /// Run `case` for every item on its own thread, `width` at a time; a failing case fails the test
 /// (its own panic message says which).
 pub fn in_parallel<T: Sync>(items: &[T], width: usize, case: impl Fn(&T) + Sync) {

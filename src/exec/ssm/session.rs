@@ -276,6 +276,11 @@ impl Session {
         self.cipher = Some((cipher, nonces));
     }
 
+    /// Client: the agent asked for a handshake that has not completed yet.
+    pub fn handshake_pending(&self) -> bool {
+        self.gate == Gate::Handshaking
+    }
+
     /// Whether a data key is installed.
     pub fn is_encrypted(&self) -> bool {
         self.cipher.is_some()
