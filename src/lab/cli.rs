@@ -47,6 +47,10 @@ struct ServeArgs {
     /// Where to write the scenario's evoctl.toml [default: <ready-file stem>-evoctl.toml]
     #[arg(long, value_name = "PATH")]
     config_out: Option<PathBuf>,
+    /// Serve HTTPS and WSS under a private CA made at start; its certificate is written as PEM
+    /// to <ready-file stem>-ca.pem (the ready file's `ca_bundle`, `AWS_CA_BUNDLE` in its env)
+    #[arg(long)]
+    tls: bool,
     /// Time a new task takes from PROVISIONING to RUNNING
     #[arg(long, default_value_t = 3000, value_name = "MS")]
     task_start_ms: u64,
@@ -128,6 +132,7 @@ pub fn main() -> ExitCode {
                 agent_delay: Duration::from_millis(args.agent_delay_ms),
                 qr_rotate: Duration::from_millis(args.qr_rotate_ms.max(1)),
                 auto_scan_after: args.auto_scan_after_ms.map(Duration::from_millis),
+                tls: args.tls,
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
                 Ok(runtime) => runtime,
@@ -149,8 +154,9 @@ pub fn main() -> ExitCode {
 
 /// Say where the lab is; without a ready file the ready JSON goes to stdout.
 pub(super) fn announce(ready: &ReadyInfo, ready_json: &str, to_stdout: bool) {
+    let ca = ready.ca_bundle.as_ref().map(|path| format!(", CA {}", path.display())).unwrap_or_default();
     eprintln!(
-        "evoctl-lab: scenario `{}` on {} (config {})",
+        "evoctl-lab: scenario `{}` on {} (config {}{ca})",
         ready.scenario,
         ready.aws_endpoint,
         ready.config.display()

@@ -5,7 +5,8 @@
 //! and Lambda with SigV4 checks and AWS error shapes ([`server`], [`services`], [`sigv4`]);
 //! a scheduler moves tasks through their lifecycle ([`state`]); scenarios seed the account
 //! ([`scenario`]). When ready it writes a JSON ready file with the endpoint, credentials and an
-//! `evoctl.toml` for the scenario. Product modules never import this one.
+//! `evoctl.toml` for the scenario. With `--tls` the one port speaks HTTPS/WSS under a private CA
+//! made at start ([`tls`]). Product modules never import this one.
 
 pub mod agent;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod server;
 pub mod services;
 pub mod sigv4;
 pub mod state;
+pub mod tls;
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -41,6 +43,8 @@ pub struct LabOptions {
     pub qr_rotate: Duration,
     /// A simulated phone scans any QR shown this long.
     pub auto_scan_after: Option<Duration>,
+    /// Serve HTTPS/WSS under a private CA made at start ([`tls`]).
+    pub tls: bool,
 }
 
 /// The ready file's content.
@@ -53,6 +57,8 @@ pub struct ReadyInfo {
     /// Path of the evoctl.toml written for the scenario.
     pub config: PathBuf,
     pub control: String,
+    /// The PEM file holding the lab's CA certificate when it serves TLS (null otherwise).
+    pub ca_bundle: Option<PathBuf>,
     pub scenario: String,
     pub pid: u32,
     pub env: BTreeMap<&'static str, String>,
@@ -68,7 +74,9 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", options.port))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    account.endpoint = format!("http://{address}");
+    let tls = if options.tls { Some(tls::issue()?) } else { None };
+    let endpoint = format!("{}://{address}", if tls.is_some() { "https" } else { "http" });
+    account.endpoint = endpoint.clone();
     // The stand-in containers' files live beside the ready file (or in the temp dir).
     let root = match &options.ready_file {
         Some(path) => absolute(path).with_extension("containers"),
@@ -108,11 +116,18 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         "# evoctl.toml for the lab scenario `{}` ({})\n{}",
         options.scenario,
         scenario.description,
-        toml::to_string(&scenario.evoctl).map_err(|e| e.to_string())?.replace("{lab}", &format!("http://{address}"))
+        toml::to_string(&scenario.evoctl).map_err(|e| e.to_string())?.replace("{lab}", &endpoint)
     );
     write_atomically(&config_path, &config_text)?;
-    let endpoint = format!("http://{address}");
-    let env = BTreeMap::from([
+    let ca_bundle = match &tls {
+        Some(tls) => {
+            let path = ca_bundle_path(ready_file.as_deref());
+            write_atomically(&path, &tls.ca_pem)?;
+            Some(path)
+        }
+        None => None,
+    };
+    let mut env = BTreeMap::from([
         ("AWS_ENDPOINT_URL", endpoint.clone()),
         ("AWS_ACCESS_KEY_ID", options.access_key_id.clone()),
         ("AWS_SECRET_ACCESS_KEY", options.secret_access_key.clone()),
@@ -121,6 +136,9 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ("EVOCTL_CONFIG", config_path.display().to_string()),
     ]);
+    if let Some(path) = &ca_bundle {
+        env.insert("AWS_CA_BUNDLE", path.display().to_string());
+    }
     let ready = ReadyInfo {
         aws_endpoint: endpoint.clone(),
         region,
@@ -128,6 +146,7 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         secret_access_key: options.secret_access_key.clone(),
         config: config_path,
         control: format!("{endpoint}/_lab"),
+        ca_bundle,
         scenario: options.scenario.clone(),
         pid: std::process::id(),
         env,
@@ -138,19 +157,31 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
     }
     cli::announce(&ready, &ready_json, ready_file.is_none());
 
-    axum::serve(listener, server::router(shared))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    match tls {
+        Some(tls) => tls::serve(listener, server::router(shared), tls.server_config, shutdown_signal()).await,
+        None => axum::serve(listener, server::router(shared))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// `ready.json` -> `ready-ca.pem` beside it; no ready file -> a file in the temp dir.
+fn ca_bundle_path(ready_file: Option<&Path>) -> PathBuf {
+    match ready_file {
+        Some(path) => path.with_file_name(format!("{}-ca.pem", file_stem(path))),
+        None => std::env::temp_dir().join(format!("evoctl-lab-{}-ca.pem", std::process::id())),
+    }
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "lab".into())
 }
 
 /// `ready.json` -> `ready-evoctl.toml` beside it; no ready file -> a file in the temp dir.
 fn default_config_path(ready_file: Option<&Path>) -> PathBuf {
     match ready_file {
-        Some(path) => {
-            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "lab".into());
-            path.with_file_name(format!("{stem}-evoctl.toml"))
-        }
+        Some(path) => path.with_file_name(format!("{}-evoctl.toml", file_stem(path))),
         None => std::env::temp_dir().join(format!("evoctl-lab-{}.toml", std::process::id())),
     }
 }

@@ -22,3 +22,4 @@ mod secrets;
 mod shell;
 mod status;
 mod support;
+mod tls;

@@ -489,6 +489,11 @@ pub fn execute_command(
 
 /// The websocket URL of a session on the lab's gateway.
 pub fn stream_url(account: &Account, session_id: &str) -> String {
-    let host = account.endpoint.trim_start_matches("http://");
-    format!("ws://{host}/v1/data-channel/{session_id}?role=publish_subscribe&cell-number=AAEAAQ")
+    // The data channel follows the endpoint's scheme: wss:// when the lab serves TLS.
+    let (scheme, host) = match account.endpoint.split_once("://") {
+        Some(("https", host)) => ("wss", host),
+        Some((_, host)) => ("ws", host),
+        None => ("ws", account.endpoint.as_str()),
+    };
+    format!("{scheme}://{host}/v1/data-channel/{session_id}?role=publish_subscribe&cell-number=AAEAAQ")
 }
