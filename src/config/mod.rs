@@ -4,13 +4,15 @@
 //! side) and the defaults they share. Parsing is strict (`deny_unknown_fields`), and values that
 //! have rules (environment names, scaling ranges, webhook URLs and events, secret references)
 //! are checked while deserialising, so every error carries the file, line and column of the
-//! offending value plus a fix. Resolution turns the file into [`Environment`] values that the
-//! rest of the program uses; nothing else reads the raw file.
+//! offending value plus a fix; a key that was removed ([`REMOVED_KEYS`]) says why it went and
+//! that the fix is to delete its line. Resolution turns the file into [`Environment`] values
+//! that the rest of the program uses; nothing else reads the raw file.
 
 mod schema;
 
 pub use schema::{
-    AppConfig, AwsSection, ConfigFile, EnvName, Scaling, SecretRef, ServiceDefaults, WEBHOOK_EVENTS, WebhookConfig,
+    AppConfig, AwsSection, ConfigFile, EnvName, REMOVED_KEYS, Scaling, SecretRef, ServiceDefaults, WEBHOOK_EVENTS,
+    WebhookConfig,
 };
 
 use crate::error::{Error, Result};
@@ -42,7 +44,6 @@ pub struct Environment {
     pub service: String,
     pub container: String,
     pub instance: String,
-    pub server_port: u16,
     pub scaling: Option<Scaling>,
     pub protected: bool,
     /// The WhatsApp number label ([`SHARED_NUMBER`] when the file sets none): environments
@@ -62,7 +63,6 @@ impl Environment {
             service: "S".into(),
             container: "S".into(),
             instance: instance.into(),
-            server_port: 8080,
             scaling: Some(Scaling { min, max }),
             protected: false,
             number: SHARED_NUMBER.into(),
@@ -111,7 +111,6 @@ impl Config {
                 service: env.service.clone().unwrap_or_else(|| file.service.name.clone()),
                 container: env.container.clone().unwrap_or_else(|| file.service.container.clone()),
                 instance: env.instance.clone().unwrap_or_else(|| name.as_str().to_owned()),
-                server_port: env.server_port.unwrap_or(file.service.server_port),
                 scaling: env.scaling,
                 protected: env.protected,
                 number: env.number.clone().unwrap_or_else(|| SHARED_NUMBER.to_owned()),
@@ -157,6 +156,14 @@ impl Config {
 fn config_error(path: &Path, text: &str, err: &toml::de::Error) -> Error {
     let (line, column) = err.span().map(|span| line_column(text, span.start)).unwrap_or((1, 1));
     let message = err.message().trim().to_owned();
+    let location = format!("{}:{line}:{column}", path.display());
+    if let Some((key, reason)) = removed_key(&message) {
+        return Error::Config {
+            location,
+            message: format!("`{key}` was removed: {reason}"),
+            fix: format!("delete the `{key}` line"),
+        };
+    }
     let fix = if message.starts_with("unknown field") {
         "remove or rename that key; `evoctl init --force --config /tmp/x.toml` writes a commented reference"
     } else if message.starts_with("invalid type") {
@@ -168,7 +175,14 @@ fn config_error(path: &Path, text: &str, err: &toml::de::Error) -> Error {
     } else {
         "correct the value at that position"
     };
-    Error::Config { location: format!("{}:{line}:{column}", path.display()), message, fix: fix.into() }
+    Error::Config { location, message, fix: fix.into() }
+}
+
+/// The removed key (and why it went) that an "unknown field" message is about, if any.
+fn removed_key(message: &str) -> Option<(&'static str, &'static str)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let name = &rest[..rest.find('`')?];
+    REMOVED_KEYS.iter().copied().find(|(key, _)| *key == name)
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -212,7 +226,6 @@ mod tests {
         assert_eq!(production.scaling, Some(Scaling { min: 1, max: 1 }));
         assert!(production.protected);
         assert_eq!(production.instance, "alinhou-production");
-        assert_eq!(production.server_port, 8080);
     }
 
     #[test]
@@ -221,6 +234,25 @@ mod tests {
         let text = err.to_string();
         assert!(text.starts_with("evoctl.toml:3:1: unknown field `clustr`"), "{text}");
         assert_eq!(err.exit_code(), crate::exit::USAGE);
+    }
+
+    #[test]
+    fn removed_server_port_says_why_and_to_delete_the_line() {
+        for text in [
+            "[service]\nserver_port = 8080\n[env.staging]\ncluster = \"a\"\n",
+            "[env.staging]\ncluster = \"a\"\nserver_port = 8080\n",
+        ] {
+            let err = parse(text).unwrap_err();
+            let line = if text.starts_with("[service]") { 2 } else { 3 };
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "evoctl.toml:{line}:1: `server_port` was removed: evoctl calls Evolution on the container's own SERVER_PORT (read inside the task), so the file cannot set it"
+                ),
+            );
+            assert_eq!(err.fix(), Some("delete the `server_port` line"));
+            assert_eq!(err.exit_code(), crate::exit::USAGE);
+        }
     }
 
     #[test]

@@ -35,22 +35,16 @@ pub struct ServiceDefaults {
     pub name: String,
     #[serde(default = "default_service_name")]
     pub container: String,
-    #[serde(default = "default_server_port")]
-    pub server_port: u16,
 }
 
 impl Default for ServiceDefaults {
     fn default() -> Self {
-        ServiceDefaults { name: default_service_name(), container: default_service_name(), server_port: 8080 }
+        ServiceDefaults { name: default_service_name(), container: default_service_name() }
     }
 }
 
 fn default_service_name() -> String {
     "EvolutionService".into()
-}
-
-fn default_server_port() -> u16 {
-    8080
 }
 
 /// `[env.NAME]`.
@@ -61,7 +55,6 @@ pub struct EnvSection {
     pub service: Option<String>,
     pub container: Option<String>,
     pub instance: Option<String>,
-    pub server_port: Option<u16>,
     pub scaling: Option<Scaling>,
     #[serde(default)]
     pub protected: bool,
@@ -71,6 +64,14 @@ pub struct EnvSection {
     pub webhook: Option<WebhookConfig>,
     pub app: Option<AppConfig>,
 }
+
+/// Keys that evoctl.toml once had, each with why it went away. `deny_unknown_fields` rejects
+/// them like any unknown key; the config error then gives this reason instead of the generic
+/// "remove or rename" hint, and the fix is to delete the line.
+pub const REMOVED_KEYS: &[(&str, &str)] = &[(
+    "server_port",
+    "evoctl calls Evolution on the container's own SERVER_PORT (read inside the task), so the file cannot set it",
+)];
 
 /// An environment name: letters, digits, `-` and `_`, 1 to 64 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]

@@ -60,3 +60,25 @@ fn a_secret_pasted_into_jwt_secret_is_not_echoed() {
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+#[test]
+fn server_port_was_removed_and_says_so() {
+    let lab = Lab::start("seed");
+    let message = "`server_port` was removed: evoctl calls Evolution on the container's own SERVER_PORT \
+                   (read inside the task), so the file cannot set it";
+    let service = "[service]\nname = \"EvolutionService\"\nserver_port = 8080\n\n[env.production]\ncluster = \"p\"\n";
+    let env = "[env.production]\ncluster = \"p\"\nprotected = true\n  server_port = 9090\n";
+    for (config, position) in [(service, "3:1"), (env, "4:3")] {
+        let path = lab.dir.path().join("old.toml");
+        std::fs::write(&path, config).unwrap();
+        lab.control("DELETE", "/journal", None);
+        let output = lab.evoctl().arg("--config").arg(&path).arg("status").output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{config}");
+        assert_eq!(
+            text(&output.stderr),
+            format!("error: {}:{position}: {message}\n  fix: delete the `server_port` line\n", path.display()),
+        );
+        assert!(output.stdout.is_empty());
+        assert!(lab.journal().is_empty(), "no AWS call may happen with a broken config");
+    }
+}
