@@ -33,9 +33,10 @@ pub enum Error {
     #[error("{action} failed: {code}: {message}")]
     Aws { action: String, code: String, message: String, fix: Option<String> },
 
-    /// The exec transport failed (ExecuteCommand, websocket, data channel, envelope).
+    /// The exec transport failed (ExecuteCommand, websocket, data channel, envelope); the kind
+    /// says which way, so callers decide on it (retry or not) instead of on the text.
     #[error("{message}")]
-    Exec { message: String, fix: Option<String> },
+    Exec { kind: ExecKind, message: String, fix: Option<String> },
 
     /// The Evolution API answered with an error.
     #[error("{message}")]
@@ -52,6 +53,94 @@ pub enum Error {
     /// A local file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+
+    /// The user interrupted (Ctrl-C, SIGTERM); the message says what was and was not done.
+    #[error("{message}")]
+    Interrupted { signal: Signal, message: String, fix: Option<String> },
+}
+
+/// The signal that interrupted evoctl.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT (Ctrl-C): exit 130.
+    Interrupt,
+    /// SIGTERM: exit 143.
+    Terminate,
+}
+
+impl Signal {
+    /// The conventional exit status, 128 + the signal number.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Signal::Interrupt => exit::INTERRUPTED,
+            Signal::Terminate => exit::TERMINATED,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Interrupt => "Ctrl-C",
+            Signal::Terminate => "SIGTERM",
+        }
+    }
+}
+
+/// Why an exec session could not be had or did not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecKind {
+    /// ECS Exec is off on the task or service (enableExecuteCommand false).
+    ExecDisabled,
+    /// The task is not RUNNING yet (PROVISIONING, PENDING, ACTIVATING): can still become ready.
+    TaskStarting,
+    /// The ExecuteCommandAgent is still PENDING: can still become ready.
+    AgentStarting,
+    /// The ExecuteCommandAgent is STOPPED or missing.
+    AgentNotRunning,
+    /// ExecuteCommand answered TargetNotConnectedException: can still become ready.
+    TargetNotConnected,
+    /// IAM or KMS refused (the caller or the task role).
+    Permission,
+    /// The agent ended the session during the KMS handshake.
+    Handshake,
+    /// The websocket or the data channel failed (network, TLS, proxy, a dropped socket).
+    Transport,
+    /// The peer broke the protocol (oversized or undecryptable frames).
+    Protocol,
+    /// The task stopped while the session ran.
+    TaskStopped,
+    /// The session ended before the command's exit status arrived.
+    Truncated,
+    /// The command did not start in the container.
+    CannotStart,
+    /// What ran in the container did not answer as expected (node, Evolution on SERVER_PORT).
+    Container,
+}
+
+impl ExecKind {
+    /// Whether waiting a few seconds can make the target ready (a task or agent that is
+    /// starting); everything else fails at once with its fix.
+    pub fn can_become_ready(self) -> bool {
+        matches!(self, ExecKind::TaskStarting | ExecKind::AgentStarting | ExecKind::TargetNotConnected)
+    }
+
+    /// The kind as it appears in JSON error documents.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecKind::ExecDisabled => "exec_disabled",
+            ExecKind::TaskStarting => "task_starting",
+            ExecKind::AgentStarting => "agent_starting",
+            ExecKind::AgentNotRunning => "agent_not_running",
+            ExecKind::TargetNotConnected => "target_not_connected",
+            ExecKind::Permission => "permission",
+            ExecKind::Handshake => "handshake",
+            ExecKind::Transport => "transport",
+            ExecKind::Protocol => "protocol",
+            ExecKind::TaskStopped => "task_stopped",
+            ExecKind::Truncated => "truncated",
+            ExecKind::CannotStart => "cannot_start",
+            ExecKind::Container => "container",
+        }
+    }
 }
 
 impl Error {
@@ -69,6 +158,7 @@ impl Error {
             Error::Evolution { .. } => exit::FINDINGS,
             Error::Timeout { .. } => exit::TIMEOUT,
             Error::Unverified { .. } => exit::FINDINGS,
+            Error::Interrupted { signal, .. } => signal.exit_code(),
         }
     }
 
@@ -80,7 +170,8 @@ impl Error {
             | Error::Refused { fix, .. }
             | Error::Aws { fix, .. }
             | Error::Exec { fix, .. }
-            | Error::Timeout { fix, .. } => fix.as_deref(),
+            | Error::Timeout { fix, .. }
+            | Error::Interrupted { fix, .. } => fix.as_deref(),
             Error::Config { fix, .. } | Error::Evolution { fix, .. } | Error::Unverified { fix, .. } => Some(fix),
             Error::Io { .. } => None,
         }
@@ -99,7 +190,21 @@ impl Error {
             Error::Timeout { .. } => "timeout",
             Error::Unverified { .. } => "unverified",
             Error::Io { .. } => "io",
+            Error::Interrupted { .. } => "interrupted",
         }
+    }
+
+    /// The exec failure's kind, for exec errors.
+    pub fn exec_kind(&self) -> Option<ExecKind> {
+        match self {
+            Error::Exec { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// A write to a closed pipe (`| head`): the reader has gone, which is no failure.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
     }
 
     /// A usage error with a fix.
@@ -112,9 +217,9 @@ impl Error {
         Error::NotFound { message: message.into(), fix: Some(fix.into()) }
     }
 
-    /// An exec transport error with a fix.
-    pub fn exec(message: impl Into<String>, fix: impl Into<String>) -> Self {
-        Error::Exec { message: message.into(), fix: Some(fix.into()) }
+    /// An exec error of `kind` with a fix.
+    pub fn exec(kind: ExecKind, message: impl Into<String>, fix: impl Into<String>) -> Self {
+        Error::Exec { kind, message: message.into(), fix: Some(fix.into()) }
     }
 
     /// A refusal with a fix.

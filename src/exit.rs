@@ -20,6 +20,10 @@ pub const AWS: u8 = 5;
 pub const EXEC_TRANSPORT: u8 = 6;
 /// A wait ran past its deadline.
 pub const TIMEOUT: u8 = 7;
+/// Interrupted by Ctrl-C (128 + SIGINT).
+pub const INTERRUPTED: u8 = 130;
+/// Ended by SIGTERM (128 + SIGTERM).
+pub const TERMINATED: u8 = 143;
 /// `exec` / `node`: evoctl itself failed before the remote status was known (docker's convention).
 pub const EVOCTL_FAILED: u8 = 125;
 
@@ -34,4 +38,6 @@ pub const TABLE: &[(u8, &str)] = &[
     (EXEC_TRANSPORT, "exec transport error"),
     (TIMEOUT, "timeout"),
     (EVOCTL_FAILED, "exec/node: evoctl failed before the remote status was known"),
+    (INTERRUPTED, "interrupted by Ctrl-C (the session was ended; a change stops after the step in flight)"),
+    (TERMINATED, "ended by SIGTERM (the same as Ctrl-C)"),
 ];

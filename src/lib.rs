@@ -11,11 +11,13 @@ pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod env_vars;
 pub mod error;
 pub mod evolution;
 pub mod exec;
 pub mod exit;
 pub mod guard;
+pub mod interrupt;
 pub mod output;
 pub mod qr;
 pub mod runbook;
@@ -27,6 +29,9 @@ use clap::Parser;
 use std::process::ExitCode;
 
 /// Parse argv, run the command on a tokio runtime, print any error and return the exit code.
+/// Ctrl-C or SIGTERM drops a command that has nothing to clean up; commands that do (an exec
+/// session to end, a scaling change between steps) see the signal themselves, and a second
+/// signal stops waiting for them. Exec sessions still open on the way out are ended.
 pub fn main_entry() -> ExitCode {
     let cli = cli::Cli::parse();
     let printer = output::Printer::new(cli.global.output, cli.global.quiet);
@@ -38,14 +43,41 @@ pub fn main_entry() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    let result = runtime.block_on(commands::run(cli, printer.clone()));
+    let cleans_up = cli.command.cleans_up_on_interrupt();
+    let result = runtime.block_on(async {
+        interrupt::install();
+        let work = commands::run(cli, printer.clone());
+        tokio::pin!(work);
+        let interrupted = |signal: error::Signal, message: &str| error::Error::Interrupted {
+            signal,
+            message: format!("interrupted ({}){message}", signal.name()),
+            fix: None,
+        };
+        let result = tokio::select! {
+            result = &mut work => result,
+            signal = interrupt::wait(), if !cleans_up => Err(interrupted(signal, "")),
+            signal = interrupt::wait_again() => Err(interrupted(signal, " twice: stopped without waiting")),
+        };
+        exec::sessions::end_leftovers().await;
+        result
+    });
     // A blocked stdin read (shell, plugin input) must not hold the process open.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
-    match result {
-        Ok(code) => ExitCode::from(code),
+    for note in exec::sessions::take_notes() {
+        printer.warn(&note);
+    }
+    let code = match result {
+        Ok(code) => code,
         Err(err) => {
             printer.error(&err);
-            ExitCode::from(err.exit_code())
+            err.exit_code()
+        }
+    };
+    match printer.finish() {
+        Ok(()) => ExitCode::from(code),
+        Err(err) => {
+            printer.error(&err);
+            ExitCode::from(if code == exit::OK { err.exit_code() } else { code })
         }
     }
 }

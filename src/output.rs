@@ -4,11 +4,22 @@
 //! serialisable value (for `--output json`). Notes, warnings and errors always go to stderr so
 //! that stdout can be piped into `jq` or a script. `-q` silences notes; errors are never
 //! silenced. This module is the only place in the crate allowed to write to stdout/stderr.
+//!
+//! Stdout is written by a thread of its own, fed through a queue of at most
+//! [`STDOUT_QUEUE_BYTES`]: a paused pager (`| less`) or a slow disk holds back only whoever waits
+//! on [`Printer::stdout_room`] (an exec session then stops reading its socket), never the
+//! runtime. A closed pipe (`| head`) ends quietly, as ripgrep does; any other write error (a
+//! full disk) is kept and turned into an error and a non-zero exit by [`Printer::finish`].
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use crate::error::Error;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Bytes that may wait for stdout before producers that care are held back.
+pub const STDOUT_QUEUE_BYTES: usize = 1024 * 1024;
 
 /// How results are rendered on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
@@ -25,12 +36,120 @@ pub enum OutputFormat {
 pub struct Printer {
     format: OutputFormat,
     quiet: bool,
+    stdout: Arc<StdoutWriter>,
+}
+
+/// The stdout thread's queue and what happened to its writes.
+#[derive(Debug)]
+struct StdoutWriter {
+    sender: Mutex<Option<std::sync::mpsc::Sender<Vec<u8>>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    queued: AtomicUsize,
+    room: tokio::sync::Notify,
+    error: Mutex<Option<std::io::Error>>,
+    /// The error was already handed to someone who reports it.
+    reported: std::sync::atomic::AtomicBool,
+}
+
+impl StdoutWriter {
+    fn start() -> Arc<StdoutWriter> {
+        let (sender, receiver) = std::sync::mpsc::channel::<Vec<u8>>();
+        let writer = Arc::new(StdoutWriter {
+            sender: Mutex::new(Some(sender)),
+            thread: Mutex::new(None),
+            queued: AtomicUsize::new(0),
+            room: tokio::sync::Notify::new(),
+            error: Mutex::new(None),
+            reported: std::sync::atomic::AtomicBool::new(false),
+        });
+        let shared = Arc::clone(&writer);
+        let thread = std::thread::Builder::new().name("evoctl-stdout".into()).spawn(move || {
+            let mut out = std::io::stdout();
+            while let Ok(chunk) = receiver.recv() {
+                let failed = shared.error.lock().expect("stdout state").is_some();
+                if !failed && let Err(err) = out.write_all(&chunk).and_then(|()| out.flush()) {
+                    shared.error.lock().expect("stdout state").get_or_insert(err);
+                }
+                let left = shared.queued.fetch_sub(chunk.len(), Ordering::AcqRel) - chunk.len();
+                if left < STDOUT_QUEUE_BYTES || shared.error.lock().expect("stdout state").is_some() {
+                    shared.room.notify_waiters();
+                }
+            }
+        });
+        match thread {
+            Ok(handle) => *writer.thread.lock().expect("stdout state") = Some(handle),
+            Err(err) => *writer.error.lock().expect("stdout state") = Some(err),
+        }
+        writer
+    }
+
+    fn push(&self, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        let len = bytes.len();
+        let sender = self.sender.lock().expect("stdout state");
+        if let Some(sender) = sender.as_ref() {
+            self.queued.fetch_add(len, Ordering::AcqRel);
+            if sender.send(bytes).is_err() {
+                self.queued.fetch_sub(len, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// The write error, once (a copy: the writer keeps the original to stop writing).
+    fn take_error(&self) -> Option<std::io::Error> {
+        let error = self.error.lock().expect("stdout state");
+        let error = error.as_ref()?;
+        self.reported.store(true, Ordering::Release);
+        Some(std::io::Error::new(error.kind(), error.to_string()))
+    }
+
+    async fn room(&self) -> Result<(), std::io::Error> {
+        loop {
+            let notified = self.room.notified();
+            if let Some(error) = self.take_error() {
+                return Err(error);
+            }
+            if self.queued.load(Ordering::Acquire) < STDOUT_QUEUE_BYTES {
+                return Ok(());
+            }
+            notified.await;
+        }
+    }
+
+    /// Wait until everything queued is written; the first write error, if any.
+    fn finish(&self) -> Option<std::io::Error> {
+        self.sender.lock().expect("stdout state").take();
+        if let Some(thread) = self.thread.lock().expect("stdout state").take() {
+            let _ = thread.join();
+        }
+        let error = self.error.lock().expect("stdout state").take();
+        error.filter(|_| !self.reported.load(Ordering::Acquire))
+    }
 }
 
 impl Printer {
     /// A printer for the given format; `quiet` hides notes (not errors or data).
     pub fn new(format: OutputFormat, quiet: bool) -> Self {
-        Printer { format, quiet }
+        Printer { format, quiet, stdout: StdoutWriter::start() }
+    }
+
+    /// Resolves when stdout can take more (its queue is below [`STDOUT_QUEUE_BYTES`]); an error
+    /// once a write to stdout failed (a closed pipe: [`std::io::ErrorKind::BrokenPipe`]).
+    pub async fn stdout_room(&self) -> Result<(), Error> {
+        self.stdout.room().await.map_err(|source| Error::Io { path: "stdout".into(), source })
+    }
+
+    /// Everything printed has reached stdout; a failed write (other than a closed pipe, which
+    /// ends quietly) becomes the error to report. Call once, at the end.
+    pub fn finish(&self) -> Result<(), Error> {
+        match self.stdout.finish() {
+            Some(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(Error::Io { path: "stdout".into(), source: err })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The chosen output format.
@@ -59,19 +178,16 @@ impl Printer {
 
     /// Print raw text on stdout (a newline is added when missing).
     pub fn text(&self, text: &str) {
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(text.as_bytes());
+        let mut bytes = text.as_bytes().to_vec();
         if !text.ends_with('\n') {
-            let _ = out.write_all(b"\n");
+            bytes.push(b'\n');
         }
-        let _ = out.flush();
+        self.stdout.push(bytes);
     }
 
     /// Raw bytes on stdout, unchanged (remote command output).
     pub fn stdout_bytes(&self, bytes: &[u8]) {
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(bytes);
-        let _ = out.flush();
+        self.stdout.push(bytes.to_vec());
     }
 
     /// Raw bytes on stderr, unchanged (remote command diagnostics).
@@ -98,7 +214,11 @@ impl Printer {
     /// An error with its fix, on stderr; with `--output json` also as JSON on stdout so that
     /// scripts always get one parseable document.
     pub fn error(&self, error: &Error) {
-        eprintln!("error: {error}");
+        match error {
+            // An interruption is the user's own doing: said plainly, not as an error.
+            Error::Interrupted { .. } => eprintln!("{error}"),
+            _ => eprintln!("error: {error}"),
+        }
         if let Some(fix) = error.fix() {
             eprintln!("  fix: {fix}");
         }

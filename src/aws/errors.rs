@@ -46,10 +46,25 @@ where
                 message: inner.message().unwrap_or("no message").to_owned(),
             }
         }
-        SdkError::TimeoutError(_) => {
-            AwsFailure { action, code: "Timeout".into(), message: "the request timed out".into() }
+        SdkError::TimeoutError(_) => AwsFailure {
+            action,
+            code: "Timeout".into(),
+            message: format!(
+                "no answer in time ({}; the bounds are {} per attempt and {} for all attempts)",
+                source_chain(&err),
+                crate::env_vars::EnvVars::EVOCTL_AWS_OPERATION_ATTEMPT_TIMEOUT,
+                crate::env_vars::EnvVars::EVOCTL_AWS_OPERATION_TIMEOUT
+            ),
+        },
+        SdkError::DispatchFailure(_) => {
+            let message = source_chain(&err);
+            let code = if message.contains("certificate") || message.contains("UnknownIssuer") {
+                "UntrustedCertificate"
+            } else {
+                "Unreachable"
+            };
+            AwsFailure { action, code: code.into(), message }
         }
-        SdkError::DispatchFailure(_) => AwsFailure { action, code: "Unreachable".into(), message: source_chain(&err) },
         _ => AwsFailure { action, code: "RequestFailed".into(), message: source_chain(&err) },
     }
 }
@@ -80,10 +95,14 @@ fn fix_for(code: &str, action: &str) -> Option<String> {
         "ThrottlingException" | "Throttling" | "TooManyRequestsException" => {
             "AWS is throttling this account: wait a minute and retry".into()
         }
+        "UntrustedCertificate" => {
+            "the endpoint's TLS certificate is not trusted: if a proxy or a private CA signs it, point AWS_CA_BUNDLE (or the profile's ca_bundle) at that CA's PEM file".into()
+        }
         "Unreachable" => {
             "check network access to AWS and any AWS_ENDPOINT_URL* override; for credentials problems see `aws sts get-caller-identity`".into()
         }
         "ServerException" | "InternalFailure" | "ServiceUnavailable" => "AWS had a server-side fault: retry".into(),
+        "Timeout" => "check the network path to AWS (and any proxy: HTTPS_PROXY / NO_PROXY); raise the bound with EVOCTL_AWS_OPERATION_ATTEMPT_TIMEOUT or EVOCTL_AWS_OPERATION_TIMEOUT".into(),
         _ => return None,
     };
     Some(fix)

@@ -2,7 +2,7 @@
 //! session's encryption context. The plaintext key stays in memory, never in a log or error.
 
 use super::{Aws, sdk_failure};
-use crate::error::{Error, Result};
+use crate::error::{Error, ExecKind, Result};
 use std::collections::BTreeMap;
 
 /// A data key: the plaintext for this end, the ciphertext for the agent to decrypt.
@@ -39,12 +39,14 @@ pub async fn generate_data_key(
             let failure = sdk_failure("GenerateDataKey", e);
             match failure.code.as_str() {
                 "AccessDeniedException" => Error::exec(
+                    ExecKind::Permission,
                     format!("this exec session is KMS-encrypted and the caller may not use key {key_id} ({})", failure.message),
                     format!(
                         "grant your IAM principal kms:GenerateDataKey on {key_id} (the task role needs kms:Decrypt on it), or use another --profile"
                     ),
                 ),
                 "NotFoundException" | "DisabledException" | "KMSInvalidStateException" => Error::exec(
+                    ExecKind::Permission,
                     format!("the cluster's exec KMS key {key_id} is not usable: {}: {}", failure.code, failure.message),
                     "check executeCommandConfiguration.kmsKeyId on the cluster (`aws ecs describe-clusters --include CONFIGURATIONS`) and the key's state in KMS",
                 ),
@@ -55,6 +57,6 @@ pub async fn generate_data_key(
         (Some(plaintext), Some(ciphertext)) => {
             Ok(DataKey { plaintext: plaintext.as_ref().to_vec(), ciphertext: ciphertext.as_ref().to_vec() })
         }
-        _ => Err(Error::exec("KMS GenerateDataKey returned no key", "retry")),
+        _ => Err(Error::exec(ExecKind::Protocol, "KMS GenerateDataKey returned no key", "retry")),
     }
 }

@@ -3,7 +3,11 @@
 //!
 //! Credentials come from the standard chain (env, profiles, SSO, process, IMDS); endpoints honour
 //! `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`, which is how tests point evoctl at the
-//! lab. This layer never prints: it returns values or [`crate::error::Error`]s.
+//! lab. The user's retry settings win (`AWS_MAX_ATTEMPTS`/`AWS_RETRY_MODE`, then the profile's
+//! `max_attempts`/`retry_mode`, read with the SDK's own resolution); evoctl's higher default
+//! applies only when neither sets one. Every call has connect, attempt and operation timeouts
+//! ([`Timeouts`]), and the HTTP client honours proxies and `AWS_CA_BUNDLE` ([`trust`]). This
+//! layer never prints: it returns values or [`crate::error::Error`]s.
 
 pub mod discovery;
 mod errors;
@@ -12,16 +16,25 @@ pub mod logs;
 pub mod scaling;
 pub mod secrets;
 pub mod taskdef;
+pub mod trust;
 
 pub use errors::{AwsFailure, sdk_failure};
 
+use crate::env_vars::{EnvVars, ProfileKeys};
 use crate::error::{Error, Result};
-use aws_config::retry::RetryConfig;
+use aws_config::retry::{RetryConfig, RetryMode};
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use std::sync::OnceLock;
+use aws_runtime::env_config::EnvConfigValue;
+use aws_runtime::env_config::section::EnvConfigSections;
+use aws_types::os_shim_internal::{Env, Fs};
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-/// Attempts per AWS call unless `AWS_MAX_ATTEMPTS` says otherwise (the SDK's standard retry
-/// mode, exponential backoff with jitter; `AWS_RETRY_MODE=adaptive` for the adaptive one). Higher than the SDK's 3 so that an audit under heavy throttling still completes instead of
+/// Attempts per AWS call when neither `AWS_MAX_ATTEMPTS` nor the profile's `max_attempts` says
+/// (the SDK's own default is 3): an audit under heavy throttling then still completes instead of
 /// failing on one unlucky call.
 pub const MAX_ATTEMPTS: u32 = 8;
 
@@ -49,12 +62,113 @@ pub struct AwsSettings {
     pub profile: Option<String>,
 }
 
+/// The bounds on every AWS call, each overridable by its environment variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Opening a TCP (and TLS) connection to an endpoint.
+    pub connect: Duration,
+    /// One attempt of a call (a stalled connection is given up and retried).
+    pub attempt: Duration,
+    /// A call with all its attempts and back-off.
+    pub operation: Duration,
+}
+
+impl Timeouts {
+    pub const DEFAULT: Timeouts = Timeouts {
+        connect: Duration::from_secs(10),
+        attempt: Duration::from_secs(30),
+        operation: Duration::from_secs(120),
+    };
+
+    /// The defaults, with each environment variable that is set taking its place.
+    pub fn from_env() -> Result<Timeouts> {
+        let read = |name: &str, default: Duration| -> Result<Duration> {
+            match std::env::var(name) {
+                Ok(value) if !value.trim().is_empty() => {
+                    crate::cli::parse_duration(&value).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+                        Error::usage(
+                            format!("{name}={value:?} is not a duration"),
+                            format!("set {name} to a duration above zero such as 500ms, 30s or 2m, or unset it"),
+                        )
+                    })
+                }
+                _ => Ok(default),
+            }
+        };
+        Ok(Timeouts {
+            connect: read(EnvVars::EVOCTL_AWS_CONNECT_TIMEOUT, Self::DEFAULT.connect)?,
+            attempt: read(EnvVars::EVOCTL_AWS_OPERATION_ATTEMPT_TIMEOUT, Self::DEFAULT.attempt)?,
+            operation: read(EnvVars::EVOCTL_AWS_OPERATION_TIMEOUT, Self::DEFAULT.operation)?,
+        })
+    }
+
+    fn sdk(self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(self.connect)
+            .operation_attempt_timeout(self.attempt)
+            .operation_timeout(self.operation)
+            .build()
+    }
+}
+
+/// The retry configuration: the user's mode and attempts where the environment or profile set
+/// them (validated: a bad value is a usage error naming its source), evoctl's default attempts
+/// otherwise.
+pub fn retry_config(env: &Env, profiles: Option<&EnvConfigSections>) -> Result<RetryConfig> {
+    let invalid = |error: String, fix: &str| Error::usage(format!("invalid AWS retry setting: {error}"), fix);
+    let attempts = EnvConfigValue::new()
+        .env(EnvVars::AWS_MAX_ATTEMPTS)
+        .profile(ProfileKeys::MAX_ATTEMPTS)
+        .validate(env, profiles, |value| match value.trim().parse::<u32>() {
+            Ok(0) => Err(SettingError("max attempts must be at least 1".into())),
+            Ok(n) => Ok(n),
+            Err(e) => Err(SettingError(format!("`{value}` is not a number of attempts ({e})"))),
+        })
+        .map_err(|e| {
+            invalid(
+                e.to_string(),
+                "set AWS_MAX_ATTEMPTS (or max_attempts in the profile) to a whole number of at least 1, or unset it",
+            )
+        })?;
+    let mode = EnvConfigValue::new()
+        .env(EnvVars::AWS_RETRY_MODE)
+        .profile(ProfileKeys::RETRY_MODE)
+        .validate(env, profiles, |value| {
+            RetryMode::from_str(value.trim()).map_err(|e| SettingError(format!("`{value}`: {e}")))
+        })
+        .map_err(|e| {
+            invalid(
+                e.to_string(),
+                "set AWS_RETRY_MODE (or retry_mode in the profile) to standard or adaptive, or unset it",
+            )
+        })?;
+    let base = match mode {
+        Some(RetryMode::Adaptive) => RetryConfig::adaptive(),
+        _ => RetryConfig::standard(),
+    };
+    Ok(base.with_max_attempts(attempts.unwrap_or(MAX_ATTEMPTS)))
+}
+
+/// A bad value in the environment or profile, before its source is attached.
+#[derive(Debug)]
+struct SettingError(String);
+
+impl std::fmt::Display for SettingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SettingError {}
+
 /// A loaded SDK configuration and the clients built from it (each built once, then shared).
 #[derive(Debug, Clone)]
 pub struct Aws {
     config: SdkConfig,
     profile: Option<String>,
     clients: Clients,
+    ca_bundle: trust::CaBundle,
+    websocket_tls: Arc<OnceLock<Arc<rustls::ClientConfig>>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -71,19 +185,26 @@ struct Clients {
 impl Aws {
     /// Resolve credentials/region/endpoints once; clients share the result.
     pub async fn load(settings: &AwsSettings) -> Result<Aws> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let (env, fs) = (Env::real(), Fs::real());
+        // The profile files as the SDK reads them; a file that does not parse is left for the
+        // SDK's own credential chain to report.
+        let profiles =
+            aws_config::profile::load(&fs, &env, &Default::default(), settings.profile.clone().map(Cow::Owned))
+                .await
+                .ok();
+        let retry = retry_config(&env, profiles.as_ref())?;
+        let timeouts = Timeouts::from_env()?;
+        let ca_bundle = trust::CaBundle::resolve(&env, profiles.as_ref())?;
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(retry.clone())
+            .timeout_config(timeouts.sdk())
+            .http_client(ca_bundle.sdk_http_client()?);
         if let Some(profile) = &settings.profile {
             loader = loader.profile_name(profile);
         }
         if let Some(region) = &settings.region {
             loader = loader.region(Region::new(region.clone()));
         }
-        let attempts = std::env::var("AWS_MAX_ATTEMPTS").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_ATTEMPTS);
-        // AWS_RETRY_MODE=adaptive adds the SDK's client-side token bucket (it engages at the
-        // first throttling answer and then follows the rate AWS allows): for large fleets.
-        let adaptive = std::env::var("AWS_RETRY_MODE").is_ok_and(|mode| mode.eq_ignore_ascii_case("adaptive"));
-        let retry = if adaptive { RetryConfig::adaptive() } else { RetryConfig::standard() };
-        loader = loader.retry_config(retry.with_max_attempts(attempts));
         let config = loader.load().await;
         if config.region().is_none() {
             return Err(Error::usage(
@@ -95,9 +216,27 @@ impl Aws {
             region = config.region().map(Region::as_ref),
             profile = settings.profile.as_deref(),
             endpoint_override = config.endpoint_url(),
+            max_attempts = retry.max_attempts(),
+            retry_mode = ?retry.mode(),
+            ?timeouts,
             "AWS configuration loaded"
         );
-        Ok(Aws { config, profile: settings.profile.clone(), clients: Clients::default() })
+        Ok(Aws {
+            config,
+            profile: settings.profile.clone(),
+            clients: Clients::default(),
+            ca_bundle,
+            websocket_tls: Arc::default(),
+        })
+    }
+
+    /// The TLS settings for the data-channel websocket: the roots the SDK trusts.
+    pub fn websocket_tls(&self) -> Result<Arc<rustls::ClientConfig>> {
+        if let Some(config) = self.websocket_tls.get() {
+            return Ok(Arc::clone(config));
+        }
+        let config = self.ca_bundle.websocket_tls()?;
+        Ok(Arc::clone(self.websocket_tls.get_or_init(|| config)))
     }
 
     /// The region requests go to.
@@ -110,11 +249,20 @@ impl Aws {
         self.profile.as_deref()
     }
 
-    /// The ECS endpoint in use (an override, or the regional default).
-    pub fn ecs_endpoint(&self) -> String {
-        let override_url =
-            std::env::var("AWS_ENDPOINT_URL_ECS").ok().or_else(|| self.config.endpoint_url().map(str::to_owned));
-        override_url.unwrap_or_else(|| format!("https://ecs.{}.amazonaws.com", self.region()))
+    /// The ECS endpoint the SDK's own endpoint resolution gives for this configuration: the
+    /// override when one is set, otherwise the partition's (China, GovCloud), FIPS and
+    /// dual-stack rules for the region.
+    pub fn ecs_endpoint(&self) -> Result<String> {
+        let override_url = std::env::var(EnvVars::AWS_ENDPOINT_URL_ECS)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| self.config.endpoint_url().map(str::to_owned));
+        ecs_endpoint(
+            self.region(),
+            self.config.use_fips().unwrap_or(false),
+            self.config.use_dual_stack().unwrap_or(false),
+            override_url,
+        )
     }
 
     pub fn ecs(&self) -> aws_sdk_ecs::Client {
@@ -143,5 +291,83 @@ impl Aws {
 
     pub fn kms(&self) -> aws_sdk_kms::Client {
         self.clients.kms.get_or_init(|| aws_sdk_kms::Client::new(&self.config)).clone()
+    }
+}
+
+/// ECS's endpoint for `region`, from the SDK's endpoint rules.
+pub fn ecs_endpoint(region: &str, fips: bool, dual_stack: bool, override_url: Option<String>) -> Result<String> {
+    use aws_sdk_ecs::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+    let params = Params::builder()
+        .region(region)
+        .use_fips(fips)
+        .use_dual_stack(dual_stack)
+        .set_endpoint(override_url)
+        .build()
+        .map_err(|e| Error::usage(format!("cannot resolve the ECS endpoint: {e}"), "check the region"))?;
+    let resolver = DefaultResolver::new();
+    let endpoint = futures::executor::block_on(resolver.resolve_endpoint(&params)).map_err(|e| {
+        Error::usage(
+            format!("no ECS endpoint for region {region} (FIPS {fips}, dual-stack {dual_stack}): {e}"),
+            "check --region and AWS_USE_FIPS_ENDPOINT / AWS_USE_DUALSTACK_ENDPOINT",
+        )
+    })?;
+    Ok(endpoint.url().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ecs_endpoint_follows_the_partition_fips_and_dual_stack() {
+        let cases = [
+            ("us-east-1", false, false, "https://ecs.us-east-1.amazonaws.com"),
+            ("cn-north-1", false, false, "https://ecs.cn-north-1.amazonaws.com.cn"),
+            ("us-east-1", true, false, "https://ecs-fips.us-east-1.amazonaws.com"),
+            ("us-east-1", false, true, "https://ecs.us-east-1.api.aws"),
+            ("us-gov-west-1", false, false, "https://ecs.us-gov-west-1.amazonaws.com"),
+        ];
+        for (region, fips, dual, want) in cases {
+            assert_eq!(ecs_endpoint(region, fips, dual, None).unwrap(), want, "{region} fips {fips} dual {dual}");
+        }
+        assert_eq!(
+            ecs_endpoint("us-east-1", false, false, Some("http://127.0.0.1:9".into())).unwrap(),
+            "http://127.0.0.1:9",
+            "an override wins"
+        );
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_slice(pairs)
+    }
+
+    fn profiles(text: &str) -> EnvConfigSections {
+        use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(&path, text).unwrap();
+        let files = EnvConfigFiles::builder().with_file(EnvConfigFileKind::Config, &path).build();
+        let env = Env::from_slice(&[]);
+        futures::executor::block_on(aws_config::profile::load(&Fs::real(), &env, &files, None)).unwrap()
+    }
+
+    #[test]
+    fn the_users_retry_settings_win_and_bad_ones_are_usage_errors() {
+        let none = retry_config(&env(&[]), None).unwrap();
+        assert_eq!((none.max_attempts(), none.mode()), (MAX_ATTEMPTS, RetryMode::Standard));
+        let profile = profiles("[default]\nmax_attempts = 2\n");
+        assert_eq!(retry_config(&env(&[]), Some(&profile)).unwrap().max_attempts(), 2);
+        let both = retry_config(&env(&[("AWS_MAX_ATTEMPTS", "5")]), Some(&profile)).unwrap();
+        assert_eq!(both.max_attempts(), 5, "the environment before the profile");
+        let adaptive = retry_config(&env(&[("AWS_RETRY_MODE", "adaptive")]), None).unwrap();
+        assert_eq!((adaptive.max_attempts(), adaptive.mode()), (MAX_ATTEMPTS, RetryMode::Adaptive));
+
+        let err = retry_config(&env(&[("AWS_MAX_ATTEMPTS", "abc")]), None).unwrap_err();
+        assert_eq!(err.exit_code(), crate::exit::USAGE);
+        assert!(err.to_string().contains("AWS_MAX_ATTEMPTS"), "{err}");
+        let err = retry_config(&env(&[("AWS_RETRY_MODE", "bogus")]), None).unwrap_err();
+        assert!(err.to_string().contains("AWS_RETRY_MODE"), "{err}");
+        let err = retry_config(&env(&[]), Some(&profiles("[default]\nmax_attempts = 0\n"))).unwrap_err();
+        assert!(err.to_string().contains("max_attempts"), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 //! These types describe argv and nothing else; [`crate::commands`] turns them into work. Every
 //! flag that can also come from the environment names its variable here (`env = ...`).
 
+use crate::env_vars::EnvVars;
 use crate::output::OutputFormat;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
     /// Config file [default: ./evoctl.toml]
-    #[arg(long, global = true, env = "EVOCTL_CONFIG", value_name = "FILE")]
+    #[arg(long, global = true, env = EnvVars::EVOCTL_CONFIG, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// AWS profile (overrides [aws] profile in the config file)
     #[arg(long, global = true, value_name = "NAME")]
@@ -30,7 +31,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,
     /// Output format for data on stdout
-    #[arg(long, global = true, value_enum, default_value_t, env = "EVOCTL_OUTPUT")]
+    #[arg(long, global = true, value_enum, default_value_t, env = EnvVars::EVOCTL_OUTPUT)]
     pub output: OutputFormat,
     /// More log detail on stderr (-v, -vv, -vvv)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -78,6 +79,22 @@ pub enum Command {
     Completions(CompletionsArgs),
 }
 
+impl Command {
+    /// Whether the command ends cleanly by itself on Ctrl-C/SIGTERM (it has an exec session to
+    /// end or a change to stop between steps); the others are simply dropped.
+    pub fn cleans_up_on_interrupt(&self) -> bool {
+        matches!(
+            self,
+            Command::Exec(_)
+                | Command::Node(_)
+                | Command::Shell(_)
+                | Command::Connect(_)
+                | Command::Scale(_)
+                | Command::Enforce(_)
+        )
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Replace an existing file
@@ -107,28 +124,29 @@ pub enum Backend {
     AwsCli,
 }
 
+/// Which environment and container an exec-based command goes to, and how.
 #[derive(Debug, Args)]
-pub struct ExecTarget {
+pub struct ExecTargetArgs {
     /// Environment name from the config file
     pub env: String,
     /// Container name [default: from the config file]
     #[arg(long)]
     pub container: Option<String>,
-    /// Give up after this many seconds
-    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
-    pub timeout: u64,
     /// Transport to the container
-    #[arg(long, value_enum, default_value_t, env = "EVOCTL_BACKEND")]
+    #[arg(long, value_enum, default_value_t, env = EnvVars::EVOCTL_BACKEND)]
     pub backend: Backend,
     /// How often the task is checked during a session (ms)
-    #[arg(long, hide = true, default_value_t = 5000, env = "EVOCTL_WATCHDOG_MS")]
+    #[arg(long, hide = true, default_value_t = 5000, env = EnvVars::EVOCTL_WATCHDOG_MS)]
     pub watchdog_ms: u64,
 }
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     #[command(flatten)]
-    pub target: ExecTarget,
+    pub target: ExecTargetArgs,
+    /// Give up after this long, AWS calls included (e.g. 90s, 10m; a bare number is seconds)
+    #[arg(long, default_value = "300s", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
     /// The command and its arguments (after --)
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -137,13 +155,19 @@ pub struct ExecArgs {
 #[derive(Debug, Args)]
 pub struct ShellArgs {
     #[command(flatten)]
-    pub target: ExecTarget,
+    pub target: ExecTargetArgs,
+    /// End the shell after this long without input or output (the service's own limit is 20m)
+    #[arg(long, default_value = "20m", value_name = "DURATION", value_parser = parse_duration, env = EnvVars::EVOCTL_SHELL_IDLE_TIMEOUT)]
+    pub idle_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
 pub struct NodeArgs {
     #[command(flatten)]
-    pub target: ExecTarget,
+    pub target: ExecTargetArgs,
+    /// Give up after this long, AWS calls included (e.g. 90s, 10m; a bare number is seconds)
+    #[arg(long, default_value = "300s", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
     /// Script text to evaluate
     #[arg(short = 'e', long = "eval", conflicts_with = "file", value_name = "JS")]
     pub eval: Option<String>,

@@ -11,7 +11,7 @@ use crate::cli::ConflictsArgs;
 use crate::config::Environment;
 use crate::error::Result;
 use crate::evolution::Driver;
-use crate::exec::run::{RunOptions, Transport};
+use crate::exec::run::RunOptions;
 use crate::exec::target;
 use crate::exit;
 use crate::guard::conflicts::{self, ConflictEvidence};
@@ -90,11 +90,7 @@ async fn sample(aws: &crate::aws::Aws, env: &Environment, duration: Duration) ->
         return Ok(None);
     }
     let target = target::resolve_any(&aws.ecs(), env).await.map_err(|e| e.to_string())?;
-    let options = RunOptions {
-        timeout: duration + Duration::from_secs(60),
-        watchdog_every: Duration::from_secs(5),
-        transport: Transport::Native,
-    };
+    let options = RunOptions::new(duration + Duration::from_secs(60));
     let driver = Driver { aws, target: &target, options };
     let states = driver.sample_states(&env.instance, duration, SAMPLE_INTERVAL).await.map_err(|e| e.to_string())?;
     let changes = states.windows(2).filter(|w| w[0].1 != w[1].1).count();

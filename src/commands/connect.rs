@@ -13,10 +13,10 @@ use crate::aws::Aws;
 use crate::aws::discovery::{self, LiveTask, ServiceRef};
 use crate::cli::ConnectArgs;
 use crate::config::{Config, Environment};
-use crate::error::{Error, Result};
+use crate::error::{Error, ExecKind, Result};
 use crate::evolution::api::{CreateRequest, WebhookRequest};
 use crate::evolution::{Answer, Driver, WatchTiming, failure};
-use crate::exec::run::{RunOptions, Transport};
+use crate::exec::run::RunOptions;
 use crate::exec::target::{self, ExecTarget};
 use crate::exit;
 use crate::guard::plan::{self, Observed};
@@ -81,11 +81,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
         env.name, target.task.id
     ));
     let wanted_webhook = env.webhook.as_ref().map(WebhookRequest::from_config);
-    let options = RunOptions {
-        timeout: args.timeout + Duration::from_secs(60),
-        watchdog_every: Duration::from_secs(5),
-        transport: Transport::Native,
-    };
+    let options = RunOptions::new(args.timeout + Duration::from_secs(60));
     let driver = Driver { aws: &aws, target: &target, options };
 
     // (b)-(d) in one exec session.
@@ -94,14 +90,33 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
     let mut view = QrView::new(context, args.png.as_deref());
     context.printer.note(&format!("waiting for {name} to be linked (up to {} s)…", args.timeout.as_secs()));
     let mut sink = EventLines::new(|event| view.show(event));
-    let watched =
-        driver.watch_link(&name, args.pairing_number.as_deref(), Some((&create, secret.as_deref())), timing, &mut sink);
-    let status = tokio::select! {
-        status = watched => status,
-        _ = tokio::signal::ctrl_c() => {
-            drop(sink);
-            context.printer.warn(&interrupted(&env, &name, &view, enforced));
-            return Ok(130);
+    let agent_wait = Instant::now();
+    let status = loop {
+        let watched = driver.watch_link(
+            &name,
+            args.pairing_number.as_deref(),
+            Some((&create, secret.as_deref())),
+            timing,
+            &mut sink,
+        );
+        let status = tokio::select! {
+            status = watched => status,
+            signal = crate::interrupt::wait() => {
+                // The watch's session is ended on the way out (its future was dropped here).
+                drop(sink);
+                return Err(Error::Interrupted { signal, message: interrupted(&env, &name, &view, enforced), fix: None });
+            }
+        };
+        match status {
+            // The agent of a task that just started may not be connected yet: that can still
+            // become ready, so wait a little (nothing was run).
+            Err(err)
+                if err.exec_kind().is_some_and(ExecKind::can_become_ready) && agent_wait.elapsed() < AGENT_WAIT =>
+            {
+                context.printer.note(&format!("waiting for the task to take exec sessions: {err}"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => break other,
         }
     };
     let (last, stray) = (sink.last.clone(), String::from_utf8_lossy(&sink.stray).trim().to_owned());
@@ -147,6 +162,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
             let body = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
             return Err(failure(&Answer { status, body: body.clone() }, "connect").unwrap_or_else(|| {
                 Error::exec(
+                    ExecKind::Container,
                     format!("the Evolution API inside the container did not answer: {body}"),
                     "check that the Evolution process is up in the task (`evoctl doctor`)",
                 )
@@ -154,6 +170,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
         }
         _ => {
             return Err(Error::exec(
+                ExecKind::Container,
                 format!("the link watch ended early (exit {status}): {stray}"),
                 format!("check the task (`evoctl doctor {}`) and run `evoctl connect {}` again", env.name, env.name),
             ));
@@ -229,7 +246,8 @@ async fn preflight(
         config.environments.iter().filter(|e| e.number == env.number).map(|e| e.name.as_str()).collect();
     let plan = plan::compute(&config.environments, &observed, &group)?;
     context.printer.note(&super::scale::render(&plan));
-    super::scale::apply_with_progress(context, aws, &config.environments, &plan, args.timeout).await?;
+    let finish = format!("evoctl connect {} --enforce", env.name);
+    super::scale::apply_with_progress(context, aws, &config.environments, &plan, args.timeout, &finish).await?;
     let observed = crate::aws::for_each_env(&config.environments, |e| plan::observe(aws, e)).await?;
     let left = preflight::assess(&config.environments, &observed, &env.name);
     if let Some(problem) = left.first() {
@@ -249,7 +267,7 @@ async fn ready_target(context: &Context, aws: &Aws, env: &Environment) -> Result
     loop {
         match target::resolve(&aws.ecs(), env, None).await {
             Ok(target) => return Ok(target),
-            Err(err @ Error::Exec { .. }) if started.elapsed() < AGENT_WAIT => {
+            Err(err) if err.exec_kind().is_some_and(ExecKind::can_become_ready) && started.elapsed() < AGENT_WAIT => {
                 if !said {
                     context.printer.note(&format!("waiting for the task to take exec sessions: {err}"));
                     said = true;
@@ -359,7 +377,7 @@ impl<'a> QrView<'a> {
 
 fn interrupted(env: &Environment, name: &str, view: &QrView<'_>, enforced: bool) -> String {
     format!(
-        "interrupted: {name} is not linked ({}{}){}; nothing else was changed. Run `evoctl connect {}` again to continue",
+        "interrupted: {name} is not linked ({}{}){}; the watch in the container was ended and nothing else was changed. Run `evoctl connect {}` again to continue",
         view.last_state.as_deref().map(|s| format!("state {s}")).unwrap_or_else(|| "state unknown".into()),
         if view.shown > 0 { format!(", {} QR(s) shown", view.shown) } else { String::new() },
         if enforced { "; the scaling plan was applied before" } else { "" },

@@ -1,18 +1,22 @@
 //! `evoctl exec ENV -- CMD..` and `evoctl node ENV -e JS | FILE`: run in the container, stream
 //! its stdout and stderr separately, and exit with the remote command's own status (125 when
-//! evoctl itself failed, the `docker run` convention).
+//! evoctl itself failed, the `docker run` convention). `--timeout` bounds the whole run from the
+//! first AWS call on; however it ends, the exec session is ended too. A closed stdout
+//! (`| head`) ends the run quietly with 0, as ripgrep does.
 
 use super::Context;
-use crate::cli::{Backend, ExecArgs, ExecTarget as TargetArgs, NodeArgs};
+use crate::cli::{Backend, ExecArgs, ExecTargetArgs, NodeArgs};
 use crate::error::{Error, Result};
-use crate::exec::envelope::{MAX_COMMAND_BYTES, RunSpec};
+use crate::exec::envelope::{MAX_COMMAND_BYTES, RunSpec, Stdin};
 use crate::exec::run::{OutputSink, RunOptions, Transport};
 use crate::exec::target;
 use crate::exit;
 use crate::output::Printer;
+use futures::future::BoxFuture;
 use std::time::Duration;
 
-/// Streams remote output straight to the local stdout / stderr.
+/// Streams remote output straight to the local stdout / stderr; holds the session back while
+/// stdout is slow.
 struct Passthrough<'a>(&'a Printer);
 
 impl OutputSink for Passthrough<'_> {
@@ -22,50 +26,78 @@ impl OutputSink for Passthrough<'_> {
     fn stderr(&mut self, bytes: &[u8]) {
         self.0.stderr_bytes(bytes);
     }
+    fn room(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.0.stdout_room())
+    }
 }
 
 pub async fn exec(context: &Context, args: &ExecArgs) -> u8 {
     let spec = RunSpec { argv: args.command.clone(), stdin: None };
-    finish(context, run(context, &args.target, spec).await)
+    finish(context, run(context, &args.target, args.timeout, spec).await)
 }
 
 pub async fn node(context: &Context, args: &NodeArgs) -> u8 {
-    let script = match (&args.eval, &args.file) {
-        (Some(script), _) => Ok(script.clone()),
-        (None, Some(path)) => std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.clone(), source }),
+    let spec = match (&args.eval, &args.file) {
+        // Small scripts ride in the command string; larger ones go over stdin (node reads `-`).
+        (Some(script), _) if script.len() <= MAX_COMMAND_BYTES / 2 => {
+            Ok(RunSpec { argv: vec!["node".into(), "-e".into(), script.clone()], stdin: None })
+        }
+        (Some(script), _) => Ok(RunSpec {
+            argv: vec!["node".into(), "-".into()],
+            stdin: Some(Stdin::Bytes(script.clone().into_bytes())),
+        }),
+        (None, Some(path)) => match std::fs::metadata(path) {
+            Ok(meta) if meta.len() as usize <= MAX_COMMAND_BYTES / 2 => std::fs::read_to_string(path)
+                .map(|script| RunSpec { argv: vec!["node".into(), "-e".into(), script], stdin: None })
+                .map_err(|source| Error::Io { path: path.clone(), source }),
+            // Streamed from the file: its size never becomes evoctl's memory.
+            Ok(_) => Ok(RunSpec { argv: vec!["node".into(), "-".into()], stdin: Some(Stdin::File(path.clone())) }),
+            Err(source) => Err(Error::Io { path: path.clone(), source }),
+        },
         (None, None) => Err(Error::usage("give a script with -e JS or a FILE", "evoctl node ENV -e 'console.log(1)'")),
     };
-    let spec = match script {
-        // Small scripts ride in the command string; larger ones go over stdin (node reads `-`).
-        Ok(script) if script.len() <= MAX_COMMAND_BYTES / 2 => {
-            RunSpec { argv: vec!["node".into(), "-e".into(), script], stdin: None }
-        }
-        Ok(script) => RunSpec { argv: vec!["node".into(), "-".into()], stdin: Some(script.into_bytes()) },
-        Err(err) => return finish(context, Err(err)),
-    };
-    finish(context, run(context, &args.target, spec).await)
+    match spec {
+        Ok(spec) => finish(context, run(context, &args.target, args.timeout, spec).await),
+        Err(err) => finish(context, Err(err)),
+    }
 }
 
-async fn run(context: &Context, target_args: &TargetArgs, spec: RunSpec) -> Result<i32> {
-    let config = context.config()?;
-    let env = config.environment(&target_args.env)?;
-    let aws = context.aws(&config).await?;
-    let target = target::resolve(&aws.ecs(), env, target_args.container.as_deref()).await?;
+async fn run(context: &Context, target_args: &ExecTargetArgs, timeout: Duration, spec: RunSpec) -> Result<i32> {
+    // The clock starts now: loading the AWS configuration and finding the task count too.
+    let deadline = tokio::time::Instant::now() + timeout;
     let options = RunOptions {
-        timeout: Duration::from_secs(target_args.timeout),
+        timeout,
+        deadline: Some(deadline),
         watchdog_every: Duration::from_millis(target_args.watchdog_ms.max(100)),
         transport: match target_args.backend {
             Backend::Native => Transport::Native,
             Backend::AwsCli => Transport::Plugin,
         },
     };
+    let session = options.session(crate::exec::ssm::messages::TerminalSize { cols: 200, rows: 50 });
+    let config = context.config()?;
+    let env = config.environment(&target_args.env)?;
+    let aws =
+        session.within("the AWS configuration (credentials, region) was still loading", context.aws(&config)).await??;
+    let target = session
+        .within(
+            "ECS had not answered the task lookup (ListTasks/DescribeTasks)",
+            target::resolve(&aws.ecs(), env, target_args.container.as_deref()),
+        )
+        .await??;
     crate::exec::run::run(&aws, &target, &spec, &options, &mut Passthrough(&context.printer)).await
 }
 
-/// The remote status as an exit code; evoctl's own failures are printed and become 125.
+/// The remote status as an exit code; evoctl's own failures are printed and become 125 (an
+/// interruption keeps 130/143; a closed stdout is no failure).
 fn finish(context: &Context, result: Result<i32>) -> u8 {
     match result {
         Ok(status) => u8::try_from(status).unwrap_or(255),
+        Err(err) if err.is_broken_pipe() => exit::OK,
+        Err(err @ Error::Interrupted { .. }) => {
+            context.printer.error(&err);
+            err.exit_code()
+        }
         Err(err) => {
             context.printer.error(&err);
             exit::EVOCTL_FAILED

@@ -6,7 +6,7 @@ use crate::config::Environment;
 use crate::error::{Error, Result};
 use crate::evolution::Driver;
 use crate::evolution::api::WebhookRequest;
-use crate::exec::run::{RunOptions, Transport};
+use crate::exec::run::RunOptions;
 use crate::exec::target::{self, ExecTarget};
 use crate::guard::plan;
 use crate::runbook::preflight;
@@ -63,11 +63,7 @@ impl Reach {
     }
 
     pub fn driver(&self) -> Driver<'_> {
-        let options = RunOptions {
-            timeout: Duration::from_secs(120),
-            watchdog_every: Duration::from_secs(5),
-            transport: Transport::Native,
-        };
+        let options = RunOptions::new(Duration::from_secs(120));
         Driver { aws: &self.aws, target: &self.target, options }
     }
 

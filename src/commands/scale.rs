@@ -32,7 +32,29 @@ pub async fn enforce(context: &Context, args: &EnforceArgs) -> Result<u8> {
     run(context, &[], true, args.apply, args.timeout).await
 }
 
+/// Plan (the first signal simply stops the reads), then apply with the step-by-step
+/// interruption of [`plan::apply`].
 async fn run(context: &Context, names: &[&str], every: bool, apply: bool, deadline: Duration) -> Result<u8> {
+    let finish =
+        if every { "evoctl enforce --apply".to_owned() } else { format!("evoctl scale {} --apply", names.join(" ")) };
+    tokio::select! {
+        result = plan_and_apply(context, names, every, apply, deadline, &finish) => result,
+        signal = crate::interrupt::wait(), if !apply => Err(crate::error::Error::Interrupted {
+            signal,
+            message: format!("interrupted ({}): nothing was changed", signal.name()),
+            fix: None,
+        }),
+    }
+}
+
+async fn plan_and_apply(
+    context: &Context,
+    names: &[&str],
+    every: bool,
+    apply: bool,
+    deadline: Duration,
+    finish: &str,
+) -> Result<u8> {
     let config = context.config()?;
     let targets: Vec<&str> = if every {
         config.names()
@@ -55,7 +77,7 @@ async fn run(context: &Context, names: &[&str], every: bool, apply: bool, deadli
         return Ok(exit::OK);
     }
     context.printer.note(&render(&plan));
-    apply_with_progress(context, &aws, &config.environments, &plan, deadline).await?;
+    apply_with_progress(context, &aws, &config.environments, &plan, deadline, finish).await?;
     context.printer.data(&PlanReport { schema: "evoctl.plan/v1", applied: true, plan: &plan }, || {
         let done: Vec<String> = plan
             .environments
@@ -75,6 +97,7 @@ pub(super) async fn apply_with_progress(
     environments: &[crate::config::Environment],
     plan: &Plan,
     deadline: Duration,
+    finish: &str,
 ) -> Result<()> {
     let spinner = context.printer.stderr_is_tty().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -104,7 +127,7 @@ pub(super) async fn apply_with_progress(
         }
         Progress::Done { env } => say(format!("{env}: verified")),
     };
-    let result = plan::apply(aws, environments, plan, deadline, POLL, &report).await;
+    let result = plan::apply(aws, environments, plan, deadline, POLL, finish, &report).await;
     if let Some(bar) = &spinner {
         bar.finish_and_clear();
     }

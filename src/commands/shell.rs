@@ -1,10 +1,13 @@
 //! `evoctl shell ENV`: an interactive shell in the container. The local terminal goes raw (and
 //! is restored however the session ends), keystrokes including Ctrl-C pass through, window
-//! size changes follow, and the remote output is written unchanged.
+//! size changes follow, and the remote output is written unchanged. There is no wall-clock
+//! deadline: like the service itself, a shell ends after `--idle-timeout` (20 minutes) without
+//! input or output, and SIGTERM ends the session cleanly.
 
 use super::Context;
 use crate::cli::{Backend, ShellArgs};
 use crate::error::{Error, Result};
+use crate::exec::flow::{OUTPUT_QUEUE_BYTES, output_queue};
 use crate::exec::native::{self, Input, SessionOptions};
 use crate::exec::target;
 use crate::exec::terminal::{self, RawMode};
@@ -12,6 +15,9 @@ use crate::exit;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
+
+/// Bounds finding the task and opening the session (the shell itself has none).
+const SETUP_LIMIT: Duration = Duration::from_secs(120);
 
 pub async fn run(context: &Context, args: &ShellArgs) -> Result<u8> {
     if args.target.backend != Backend::Native {
@@ -29,22 +35,27 @@ pub async fn run(context: &Context, args: &ShellArgs) -> Result<u8> {
         env.name, target.task.id, target.container
     ));
     let options = SessionOptions {
-        timeout: Duration::from_secs(args.target.timeout),
+        deadline: None,
+        limit: SETUP_LIMIT,
+        idle_timeout: Some(args.idle_timeout),
         watchdog_every: Duration::from_millis(args.target.watchdog_ms.max(100)),
         size: terminal::size(),
     };
     let (input_tx, input_rx) = mpsc::channel::<Input>(64);
-    let (output_tx, mut output_rx) = mpsc::channel::<Vec<u8>>(256);
-    let raw = RawMode::enable()
-        .map_err(|e| Error::exec(format!("cannot switch the terminal to raw mode: {e}"), "run from a terminal"))?;
+    let (output, mut received) = output_queue(OUTPUT_QUEUE_BYTES);
+    let raw = RawMode::enable().map_err(|source| Error::Io { path: "the terminal (raw mode)".into(), source })?;
     let keyboard = tokio::spawn(forward_keyboard(input_tx));
     let printer = context.printer.clone();
     let display = async move {
-        while let Some(bytes) = output_rx.recv().await {
+        while let Some(bytes) = received.recv().await {
             printer.stdout_bytes(&bytes);
+            if printer.stdout_room().await.is_err() {
+                return;
+            }
+            received.release(bytes.len());
         }
     };
-    let (result, ()) = tokio::join!(native::run(&aws, &target, "sh", input_rx, output_tx, &options), display);
+    let (result, ()) = tokio::join!(native::run(&aws, &target, "sh", input_rx, output, &options), display);
     keyboard.abort();
     drop(raw);
     result.map(|_| exit::OK)

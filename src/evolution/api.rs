@@ -185,6 +185,7 @@ fn checked(answer: Answer, what: &str) -> Result<Answer> {
 fn parse<T: serde::de::DeserializeOwned>(answer: &Answer, what: &str) -> Result<T> {
     serde_json::from_value(answer.body.clone()).map_err(|e| {
         crate::error::Error::exec(
+            crate::error::ExecKind::Container,
             format!("{what}: unexpected answer from Evolution ({e}): {}", answer.body),
             "check the Evolution version (evoctl speaks 2.3.7)",
         )

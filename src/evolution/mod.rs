@@ -5,8 +5,8 @@
 //! messages, HTTP 200 with `{"error":true}`) becomes one [`Error`] with the API's own message.
 
 use crate::aws::Aws;
-use crate::error::{Error, Result};
-use crate::exec::envelope::RunSpec;
+use crate::error::{Error, ExecKind, Result};
+use crate::exec::envelope::{RunSpec, Stdin};
 use crate::exec::run::{Collected, OutputSink, RunOptions};
 use crate::exec::target::ExecTarget;
 use serde_json::{Value, json};
@@ -119,7 +119,7 @@ impl Driver<'_> {
         let program = REQUEST_PROGRAM.replace("__REQUEST__", &request.to_string());
         let spec = RunSpec {
             argv: vec!["node".into(), "-e".into(), program],
-            stdin: secret.map(|key| key.as_bytes().to_vec()),
+            stdin: secret.map(|key| Stdin::Bytes(key.as_bytes().to_vec())),
         };
         crate::exec::run::run(self.aws, self.target, &spec, &self.options, sink).await
     }
@@ -127,11 +127,12 @@ impl Driver<'_> {
     /// Run the request program for `request` and return its checked JSON reply.
     async fn run(&self, request: &Value, stdin: Option<Vec<u8>>) -> Result<Value> {
         let program = REQUEST_PROGRAM.replace("__REQUEST__", &request.to_string());
-        let spec = RunSpec { argv: vec!["node".into(), "-e".into(), program], stdin };
+        let spec = RunSpec { argv: vec!["node".into(), "-e".into(), program], stdin: stdin.map(Stdin::Bytes) };
         let mut collected = Collected::default();
         let status = crate::exec::run::run(self.aws, self.target, &spec, &self.options, &mut collected).await?;
         let parsed: Value = serde_json::from_slice(&collected.stdout).map_err(|_| {
             Error::exec(
+                ExecKind::Container,
                 format!(
                     "the Evolution call in the container did not answer (exit {status}): {}",
                     String::from_utf8_lossy(&collected.stderr).trim()
@@ -141,12 +142,14 @@ impl Driver<'_> {
         })?;
         if parsed["key"] == false {
             return Err(Error::exec(
+                ExecKind::Container,
                 "AUTHENTICATION_API_KEY is not set in the container (nor in /proc/1/environ or /evolution/.env)",
                 "set AUTHENTICATION_API_KEY in the task definition",
             ));
         }
         if let Some(problem) = parsed["error"].as_str() {
             return Err(Error::exec(
+                ExecKind::Container,
                 format!("the Evolution API did not answer on 127.0.0.1:$SERVER_PORT inside the container: {problem}"),
                 "check that the Evolution process is up in the task (its logs; `evoctl doctor`)",
             ));

@@ -26,9 +26,22 @@ const MAX_LINE: usize = 8 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSpec {
     pub argv: Vec<String>,
-    /// Bytes for the command's stdin, sent over the data channel after the ready mark.
-    pub stdin: Option<Vec<u8>>,
+    /// The command's stdin, sent over the data channel after the ready mark.
+    pub stdin: Option<Stdin>,
 }
+
+/// Where a command's stdin comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stdin {
+    /// Bytes in memory (a secret, a small input).
+    Bytes(Vec<u8>),
+    /// A local file, streamed in chunks so its size never becomes evoctl's memory.
+    File(std::path::PathBuf),
+}
+
+/// Input is read and encoded in pieces this large (a multiple of 3, so the pieces' base64
+/// concatenates to the whole input's).
+pub const STDIN_CHUNK: usize = 48 * 1024;
 
 /// A prepared run: the command string for ExecuteCommand and the nonce to parse with.
 #[derive(Debug, Clone)]
@@ -54,9 +67,14 @@ impl Envelope {
 
     /// The bytes to type once the remote side is ready: base64 of the input, then `.`.
     pub fn stdin_payload(input: &[u8]) -> Vec<u8> {
-        let mut payload = STANDARD.encode(input).into_bytes();
+        let mut payload = Self::stdin_piece(input);
         payload.push(b'.');
         payload
+    }
+
+    /// One piece of the input (a multiple of 3 bytes except the last), as it is typed.
+    pub fn stdin_piece(input: &[u8]) -> Vec<u8> {
+        STANDARD.encode(input).into_bytes()
     }
 }
 

@@ -6,10 +6,13 @@
 //! to an [`run::OutputSink`].
 
 pub mod envelope;
+pub mod flow;
 pub mod native;
 pub mod noise;
 pub mod plugin;
 pub mod run;
+pub mod sessions;
 pub mod ssm;
 pub mod target;
 pub mod terminal;
+pub mod websocket;

@@ -2,27 +2,40 @@
 //! websocket to the returned `streamUrl`, driven by the sans-IO [`Session`].
 //!
 //! One loop owns the socket: it feeds frames to the session, sends what the session queues,
-//! runs its retransmission timer, pings, enforces the wall-clock timeout, and watches the task
-//! (a task that stops mid-session ends it with a clear error instead of a hang). A dropped
-//! socket is resumed with SSM ResumeSession where the service allows it. On clusters with an
+//! runs its retransmission timer, pings, and never waits on anything that could hold it: the
+//! deadline (`--timeout`), a shell's idle limit and Ctrl-C/SIGTERM are always live, the task
+//! watchdog's DescribeTasks runs in a task of its own (a task that stops mid-session ends it with
+//! a clear error instead of a hang), output goes to a byte-bounded queue (a full queue stops
+//! reading the socket: TCP flow control, not growth) and input waits while 256 KiB are unacked.
+//! Whatever the ending, the session is ended with TerminateSession ([`super::sessions`]). A
+//! dropped socket is resumed with SSM ResumeSession where the service allows it. On clusters with an
 //! exec KMS key the agent opens with a handshake: the loop answers it with a GenerateDataKey
 //! bound to the session and target (and the agent's random challenge), after which the session
 //! seals and opens payloads itself. The session token and data key are held only in memory:
 //! never logged, printed or put in an error.
 
+use super::flow::OutputQueue;
+use super::sessions::SessionGuard;
 use super::ssm::crypto::{DATA_KEY_LEN, SessionCipher, Side};
 use super::ssm::handshake;
 use super::ssm::messages::{HandshakeRequest, OpenDataChannel, TerminalSize};
 use super::ssm::{Event, NonceSource, PayloadType, Role, Session};
 use super::target::ExecTarget;
+use super::websocket::{self, Socket};
 use crate::aws::{Aws, discovery, sdk_failure};
-use crate::error::{Error, Result};
+use crate::error::{Error, ExecKind, Result};
 use futures::{SinkExt, StreamExt};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{self, Message};
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// Input bytes sent and not yet acknowledged at most; more input waits.
+pub const MAX_UNACKED_INPUT_BYTES: usize = 256 * 1024;
+/// How long one write to the socket may take before the socket counts as dropped.
+const SEND_BOUND: Duration = Duration::from_secs(30);
+/// How often the client pings (the plugin: every 5 minutes; more often keeps NATs open).
+const PING_EVERY: Duration = Duration::from_secs(60);
 
 /// What the caller sends into a session.
 #[derive(Debug)]
@@ -34,8 +47,13 @@ pub enum Input {
 /// How a session behaves.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
-    /// Wall-clock limit for the whole session.
-    pub timeout: Duration,
+    /// The wall-clock bound for the whole run (`exec`/`node`/driver calls); `None` for a shell.
+    pub deadline: Option<tokio::time::Instant>,
+    /// The `--timeout` behind the deadline, for messages.
+    pub limit: Duration,
+    /// End after this long without input or output (a shell; the service's own idle timeout
+    /// is 20 minutes).
+    pub idle_timeout: Option<Duration>,
     /// How often the task is checked while the session runs.
     pub watchdog_every: Duration,
     /// The terminal size to announce (the agent's pty gets it).
@@ -43,13 +61,27 @@ pub struct SessionOptions {
 }
 
 impl SessionOptions {
-    /// The error for a session that ran past `timeout` (either transport).
-    pub fn timed_out(&self) -> Error {
+    /// The error for a run that reached its deadline, naming what it was waiting for.
+    pub fn timed_out(&self, waiting_for: &str) -> Error {
         Error::Timeout {
-            message: format!("the exec session did not finish within {}s", self.timeout.as_secs()),
+            message: format!("the exec session did not finish within {}: {waiting_for}", seconds(self.limit)),
             fix: Some("raise --timeout, or check what the command is waiting for".into()),
         }
     }
+
+    /// `future`, bounded by the deadline (if any); `waiting_for` names it in the timeout error.
+    pub async fn within<T>(&self, waiting_for: &str, future: impl std::future::Future<Output = T>) -> Result<T> {
+        match self.deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, future).await.map_err(|_| self.timed_out(waiting_for)),
+            None => Ok(future.await),
+        }
+    }
+}
+
+/// `3s`, `1.5s`: a duration as the flags take it.
+pub fn seconds(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis.is_multiple_of(1000) { format!("{}s", millis / 1000) } else { format!("{}s", duration.as_secs_f64()) }
 }
 
 /// How a session ended.
@@ -76,41 +108,64 @@ fn epoch_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1)
 }
 
-/// Run `command` in the target container; output bytes go to `output` as they arrive.
+/// Run `command` in the target container; output bytes go to `output` as they arrive. However
+/// the run ends, a started session is ended with TerminateSession.
 pub async fn run(
     aws: &Aws,
     target: &ExecTarget,
     command: &str,
     mut input: mpsc::Receiver<Input>,
-    output: mpsc::Sender<Vec<u8>>,
+    output: OutputQueue,
     options: &SessionOptions,
 ) -> Result<SessionEnd> {
     install_crypto_provider();
-    let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + options.timeout;
-    let timed_out = || options.timed_out();
-    let ecs = aws.ecs();
     let grant =
-        tokio::time::timeout_at(deadline, execute_command(&ecs, target, command)).await.map_err(|_| timed_out())??;
+        options.within("ExecuteCommand had not answered", execute_command(&aws.ecs(), target, command)).await??;
     tracing::info!(session = %grant.session_id, task = %target.task.id, "exec session started");
-    let mut socket = tokio::time::timeout_at(deadline, connect(&grant.stream_url, &grant.token))
-        .await
-        .map_err(|_| timed_out())??;
+    let guard = SessionGuard::open(aws, &grant.session_id);
+    let result = drive(aws, target, &grant, &mut input, &output, options).await;
+    guard.end().await;
+    result
+}
+
+/// The session loop: one owner of the socket, never waiting on the consumer of the output.
+async fn drive(
+    aws: &Aws,
+    target: &ExecTarget,
+    grant: &Grant,
+    input: &mut mpsc::Receiver<Input>,
+    output: &OutputQueue,
+    options: &SessionOptions,
+) -> Result<SessionEnd> {
+    let started = Instant::now();
+    let tls = aws.websocket_tls()?;
+    let dial_limit = websocket::connect_timeout()?;
+    let mut socket = options
+        .within("the data channel was still opening", connect(&grant.stream_url, &grant.token, tls.clone(), dial_limit))
+        .await??;
     let mut session = Session::with_random_ids(Role::Client);
     session.set_size(options.size, epoch_ms());
     let mut input_open = true;
-    let mut watchdog = tokio::time::interval(options.watchdog_every);
-    watchdog.tick().await;
-    let mut ping = tokio::time::interval(Duration::from_secs(60));
+    let (alarm_tx, mut alarm) = mpsc::channel::<Error>(1);
+    let _watchdog = AbortOnDrop(tokio::spawn(watch_task(aws.ecs(), target.clone(), options.watchdog_every, alarm_tx)));
+    let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let mut resumes = 0u32;
+    let mut seen_output = false;
+    let mut last_activity = tokio::time::Instant::now();
 
     loop {
-        flush(&mut session, &mut socket).await;
+        if !flush(&mut session, &mut socket, options).await {
+            socket = reconnect(aws, grant, &mut resumes, &tls, dial_limit, options).await?;
+            continue;
+        }
         while let Some(event) = session.poll_event() {
             match event {
                 Event::Output(bytes) => {
-                    if output.send(bytes).await.is_err() {
+                    seen_output = true;
+                    last_activity = tokio::time::Instant::now();
+                    if output.push(bytes).is_err() {
+                        // The consumer has gone (its error, e.g. a closed stdout, is the answer).
                         return Ok(SessionEnd::default());
                     }
                 }
@@ -131,8 +186,9 @@ pub async fn run(
                         let response = handshake::response(&request, None, &client_version());
                         let body = serde_json::to_vec(&response).expect("serialises");
                         session.send_handshake(PayloadType::HandshakeResponse, body, epoch_ms());
-                        flush(&mut session, &mut socket).await;
+                        flush(&mut session, &mut socket, options).await;
                         return Err(Error::exec(
+                            ExecKind::Protocol,
                             format!(
                                 "the agent asked for {}, which an exec session does not use",
                                 requested.refused.join(" and ")
@@ -141,12 +197,12 @@ pub async fn run(
                         ));
                     }
                     let kms = requested.kms.as_ref();
-                    let answer = tokio::time::timeout_at(
-                        deadline,
-                        answer_handshake(aws, &grant, target, &request, kms, &mut session),
-                    )
-                    .await
-                    .map_err(|_| timed_out())??;
+                    let answer = options
+                        .within(
+                            "KMS GenerateDataKey had not answered",
+                            answer_handshake(aws, grant, target, &request, kms, &mut session),
+                        )
+                        .await??;
                     session.send_handshake(PayloadType::HandshakeResponse, answer, epoch_ms());
                 }
                 Event::HandshakeComplete(done) => {
@@ -154,6 +210,7 @@ pub async fn run(
                 }
                 Event::Undecryptable(err) => {
                     return Err(Error::exec(
+                        ExecKind::Protocol,
                         format!("session {}: {err}", grant.session_id),
                         "run the command again; if it repeats, something between you and ssmmessages alters traffic",
                     ));
@@ -165,34 +222,105 @@ pub async fn run(
             let wait = at.saturating_sub(epoch_ms());
             tokio::time::Instant::now() + Duration::from_millis(wait)
         });
+        let idle_at = options.idle_timeout.map(|idle| last_activity + idle);
+        let output_full = output.is_full();
+        let input_room = session.unacked_bytes() < MAX_UNACKED_INPUT_BYTES;
         tokio::select! {
-            message = socket.next() => match message {
+            message = socket.next(), if !output_full => match message {
                 Some(Ok(Message::Binary(bytes))) => session.receive(&bytes, epoch_ms()),
                 Some(Ok(Message::Text(text))) => session.receive(text.as_bytes(), epoch_ms()),
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Err(tungstenite::Error::Capacity(err))) => {
+                    return Err(Error::exec(
+                        ExecKind::Protocol,
+                        format!(
+                            "the data channel of session {} sent more than a frame can hold ({err}; the limit is {} bytes): the session was ended",
+                            grant.session_id,
+                            websocket::MAX_MESSAGE_BYTES
+                        ),
+                        "something between you and ssmmessages is not speaking the Session Manager protocol: check proxies and the stream URL",
+                    ));
+                }
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                    resumes += 1;
-                    if resumes > 5 {
-                        return Err(Error::exec(
-                            format!("the data channel of session {} kept dropping", grant.session_id),
-                            "check the network path to ssmmessages and retry",
-                        ));
-                    }
-                    tracing::info!(session = %grant.session_id, attempt = resumes, "data channel dropped; resuming");
-                    socket = tokio::time::timeout_at(deadline, resume(aws, &grant, resumes)).await.map_err(|_| timed_out())??;
+                    socket = reconnect(aws, grant, &mut resumes, &tls, dial_limit, options).await?;
                 }
             },
+            _ = output.drained(), if output_full => {}
             _ = sleep_until_opt(timer) => session.handle_timeout(epoch_ms()),
-            received = input.recv(), if input_open => match received {
-                Some(Input::Data(bytes)) => session.send_data(&bytes, epoch_ms()),
+            received = input.recv(), if input_open && input_room => match received {
+                Some(Input::Data(bytes)) => {
+                    last_activity = tokio::time::Instant::now();
+                    session.send_data(&bytes, epoch_ms());
+                }
                 Some(Input::Resize(size)) => session.set_size(size, epoch_ms()),
                 None => input_open = false,
             },
-            _ = watchdog.tick() => check_task(&ecs, target).await?,
-            _ = ping.tick() => { let _ = socket.send(Message::Ping("keepalive".as_bytes().to_vec().into())).await; }
-            _ = tokio::time::sleep_until(deadline) => return Err(timed_out()),
+            Some(err) = alarm.recv() => return Err(err),
+            _ = ping.tick() => {
+                let _ = tokio::time::timeout(SEND_BOUND, socket.send(Message::Ping("keepalive".as_bytes().to_vec().into()))).await;
+            }
+            _ = sleep_until_opt(options.deadline) => {
+                let waiting_for = if seen_output { "the command was still running" } else { "the command had not started producing output" };
+                return Err(options.timed_out(waiting_for));
+            }
+            _ = sleep_until_opt(idle_at) => {
+                let idle = options.idle_timeout.unwrap_or_default();
+                return Err(Error::Timeout {
+                    message: format!("the shell was idle for {} (no input or output): session {} was ended", seconds(idle), grant.session_id),
+                    fix: Some("start it again; --idle-timeout (or EVOCTL_SHELL_IDLE_TIMEOUT) sets the limit".into()),
+                });
+            }
+            signal = crate::interrupt::wait() => {
+                return Err(Error::Interrupted {
+                    signal,
+                    message: format!("interrupted ({}): exec session {} was ended, and the command with it", signal.name(), grant.session_id),
+                    fix: None,
+                });
+            }
         }
     }
+}
+
+/// Aborts a spawned task when dropped (the watchdog dies with its session).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Check the task every `every`, in a task of its own: a slow DescribeTasks never holds the
+/// session loop or its deadline back. A stopped task raises the alarm.
+async fn watch_task(ecs: aws_sdk_ecs::Client, target: ExecTarget, every: Duration, alarm: mpsc::Sender<Error>) {
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(err) = check_task(&ecs, &target).await {
+            let _ = alarm.send(err).await;
+            return;
+        }
+    }
+}
+
+/// The socket dropped (or stalled): resume it, at most 5 times in a row, within the deadline.
+async fn reconnect(
+    aws: &Aws,
+    grant: &Grant,
+    resumes: &mut u32,
+    tls: &Arc<rustls::ClientConfig>,
+    dial_limit: Duration,
+    options: &SessionOptions,
+) -> Result<Socket> {
+    *resumes += 1;
+    if *resumes > 5 {
+        return Err(Error::exec(
+            ExecKind::Transport,
+            format!("the data channel of session {} kept dropping", grant.session_id),
+            "check the network path to ssmmessages and retry",
+        ));
+    }
+    tracing::info!(session = %grant.session_id, attempt = *resumes, "data channel dropped; resuming");
+    options.within("the data channel was being resumed", resume(aws, grant, *resumes, tls.clone(), dial_limit)).await?
 }
 
 /// The agent ended the session during the handshake; its text says why (for KMS sessions
@@ -208,18 +336,30 @@ fn handshake_failed(agent_output: &str, env: &str) -> Error {
             "the task role needs kms:Decrypt on the cluster's exec KMS key (executeCommandConfiguration.kmsKeyId), and the task must reach KMS; `evoctl doctor {env}` checks the rest"
         )
     };
-    Error::exec(format!("the agent ended the session during the KMS handshake: {reason}"), fix)
+    Error::exec(ExecKind::Handshake, format!("the agent ended the session during the KMS handshake: {reason}"), fix)
 }
 
-/// Put everything the session queued on the socket (a failed send shows up as a drop on the
-/// receiving side).
-async fn flush(session: &mut Session, socket: &mut Socket) {
+/// Put everything the session queued on the socket; false when the socket failed or stalled
+/// (then it counts as dropped and is resumed).
+async fn flush(session: &mut Session, socket: &mut Socket, options: &SessionOptions) -> bool {
     while let Some(bytes) = session.poll_transmit() {
-        if let Err(err) = socket.send(Message::Binary(bytes.into())).await {
-            tracing::debug!(%err, "send failed; the receive side will notice the drop");
-            break;
+        let bound = match options.deadline {
+            Some(deadline) => deadline.min(tokio::time::Instant::now() + SEND_BOUND),
+            None => tokio::time::Instant::now() + SEND_BOUND,
+        };
+        match tokio::time::timeout_at(bound, socket.send(Message::Binary(bytes.into()))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::debug!(%err, "send failed; resuming the socket");
+                return false;
+            }
+            Err(_) => {
+                tracing::debug!("send stalled; resuming the socket");
+                return false;
+            }
         }
     }
+    true
 }
 
 /// How evoctl names itself to the agent.
@@ -244,7 +384,7 @@ async fn answer_handshake(
         tracing::info!(session = %grant.session_id, key = %kms.key_id, target = %target_id, challenge = kms.challenge.is_some(), "KMS-encrypted session: generating the data key");
         let key = crate::aws::kms::generate_data_key(aws, &kms.key_id, DATA_KEY_LEN, &context).await?;
         let cipher = SessionCipher::new(&key.plaintext, Side::Client)
-            .map_err(|e| Error::exec(format!("KMS returned an unusable data key: {e}"), "retry"))?;
+            .map_err(|e| Error::exec(ExecKind::Protocol, format!("KMS returned an unusable data key: {e}"), "retry"))?;
         session.enable_encryption(cipher, NonceSource::Random);
         reply =
             Some(handshake::KmsReply { ciphertext: key.ciphertext, challenge_acknowledged: kms.challenge.is_some() });
@@ -253,7 +393,7 @@ async fn answer_handshake(
     Ok(serde_json::to_vec(&response).expect("serialises"))
 }
 
-async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+pub(crate) async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
@@ -279,36 +419,43 @@ pub(crate) async fn execute_command(ecs: &aws_sdk_ecs::Client, target: &ExecTarg
             let failure = sdk_failure("ExecuteCommand", e);
             match failure.code.as_str() {
                 "TargetNotConnectedException" => Error::exec(
+                    ExecKind::TargetNotConnected,
                     format!("the ExecuteCommandAgent of task {} is not connected ({})", target.task.id, failure.message),
                     format!(
                         "retry in a few seconds; if it persists run `evoctl doctor {}` (task role ssmmessages permissions, a route to ssmmessages, no AWS keys in the container env)",
                         target.env
                     ),
                 ),
-                "InvalidParameterException" => Error::exec(
-                    format!("ExecuteCommand was refused: {}", failure.message),
-                    "check that the task was started with enableExecuteCommand and its agent is RUNNING (`evoctl status`)",
-                ),
+                "InvalidParameterException" => {
+                    let kind = if failure.message.contains("not enabled") {
+                        ExecKind::ExecDisabled
+                    } else if ["PROVISIONING", "PENDING", "ACTIVATING"].iter().any(|s| failure.message.contains(s)) {
+                        ExecKind::TaskStarting
+                    } else {
+                        ExecKind::TaskStopped
+                    };
+                    Error::exec(
+                        kind,
+                        format!("ExecuteCommand was refused: {}", failure.message),
+                        "check that the task was started with enableExecuteCommand and its agent is RUNNING (`evoctl status`)",
+                    )
+                }
                 _ => failure.into_error(),
             }
         })?;
-    let session = out.session().ok_or_else(|| Error::exec("ExecuteCommand returned no session", "retry"))?;
+    let incomplete = |what: &str| Error::exec(ExecKind::Protocol, format!("ExecuteCommand returned {what}"), "retry");
+    let session = out.session().ok_or_else(|| incomplete("no session"))?;
     match (session.session_id(), session.stream_url(), session.token_value()) {
         (Some(session_id), Some(stream_url), Some(token)) => {
             Ok(Grant { session_id: session_id.to_owned(), stream_url: stream_url.to_owned(), token: token.to_owned() })
         }
-        _ => Err(Error::exec("ExecuteCommand returned an incomplete session", "retry")),
+        _ => Err(incomplete("an incomplete session")),
     }
 }
 
 /// Open the websocket and send the token frame.
-async fn connect(stream_url: &str, token: &str) -> Result<Socket> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(stream_url).await.map_err(|e| {
-        Error::exec(
-            format!("could not open the data channel websocket: {e}"),
-            "check the network path to ssmmessages (proxy, VPC endpoint) and retry",
-        )
-    })?;
+async fn connect(stream_url: &str, token: &str, tls: Arc<rustls::ClientConfig>, limit: Duration) -> Result<Socket> {
+    let mut socket = websocket::open(stream_url, tls, limit).await?;
     let open = OpenDataChannel {
         message_schema_version: "1.0".into(),
         request_id: uuid::Uuid::new_v4().to_string(),
@@ -317,20 +464,27 @@ async fn connect(stream_url: &str, token: &str) -> Result<Socket> {
         client_version: Some(client_version()),
     };
     let text = serde_json::to_string(&open).expect("token frame serialises");
-    socket
-        .send(Message::Text(text.into()))
-        .await
-        .map_err(|e| Error::exec(format!("could not send the session token: {e}"), "retry"))?;
-    let _ = socket.send(Message::Ping("keepalive".as_bytes().to_vec().into())).await;
+    let sent = tokio::time::timeout(SEND_BOUND, socket.send(Message::Text(text.into()))).await;
+    if !matches!(sent, Ok(Ok(()))) {
+        return Err(Error::exec(ExecKind::Transport, "could not send the session token", "retry"));
+    }
+    let _ = tokio::time::timeout(SEND_BOUND, socket.send(Message::Ping("keepalive".as_bytes().to_vec().into()))).await;
     Ok(socket)
 }
 
 /// ResumeSession for a fresh token, then reopen the same stream URL; backs off between tries.
-async fn resume(aws: &Aws, grant: &Grant, attempt: u32) -> Result<Socket> {
+async fn resume(
+    aws: &Aws,
+    grant: &Grant,
+    attempt: u32,
+    tls: Arc<rustls::ClientConfig>,
+    limit: Duration,
+) -> Result<Socket> {
     tokio::time::sleep(Duration::from_millis(100 * u64::from(1u32 << attempt.min(5)))).await;
     let out = aws.ssm().resume_session().session_id(&grant.session_id).send().await.map_err(|e| {
         let failure = sdk_failure("ResumeSession", e);
         Error::exec(
+            ExecKind::Transport,
             format!(
                 "the data channel dropped and session {} could not be resumed ({}: {})",
                 grant.session_id, failure.code, failure.message
@@ -340,12 +494,13 @@ async fn resume(aws: &Aws, grant: &Grant, attempt: u32) -> Result<Socket> {
     })?;
     let token = out.token_value().ok_or_else(|| {
         Error::exec(
+            ExecKind::Transport,
             format!("session {} timed out (ResumeSession returned no token)", grant.session_id),
             "run the command again",
         )
     })?;
     let url = out.stream_url().unwrap_or(&grant.stream_url);
-    connect(url, token).await
+    connect(url, token, tls, limit).await
 }
 
 /// End the session with a clear error when its task is stopping or gone.
@@ -353,6 +508,7 @@ async fn check_task(ecs: &aws_sdk_ecs::Client, target: &ExecTarget) -> Result<()
     match discovery::task_last_status(ecs, &target.cluster, &target.task.arn).await {
         Ok(Some((status, _))) if matches!(status.as_str(), "RUNNING" | "PENDING" | "ACTIVATING") => Ok(()),
         Ok(Some((status, reason))) => Err(Error::exec(
+            ExecKind::TaskStopped,
             format!(
                 "task {} is {status}{} while the exec session was running",
                 target.task.id,
@@ -360,7 +516,11 @@ async fn check_task(ecs: &aws_sdk_ecs::Client, target: &ExecTarget) -> Result<()
             ),
             format!("the task was replaced or stopped; check `evoctl status {}` and retry on the new task", target.env),
         )),
-        Ok(None) => Err(Error::exec(format!("task {} no longer exists", target.task.id), "retry on the new task")),
+        Ok(None) => Err(Error::exec(
+            ExecKind::TaskStopped,
+            format!("task {} no longer exists", target.task.id),
+            "retry on the new task",
+        )),
         Err(err) => {
             tracing::debug!(%err, "watchdog could not read the task; will try again");
             Ok(())

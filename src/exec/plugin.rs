@@ -7,17 +7,18 @@
 //! output short; its stdout goes through the same envelope parser as the native transport, and
 //! the noise reader tells how it ended (an EOF cut, an agent error) when no status arrived.
 
-use super::native::{Input, SessionEnd, SessionOptions, execute_command};
+use super::flow::OutputQueue;
+use super::native::{Input, SessionEnd, SessionOptions, execute_command, sleep_until_opt};
 use super::noise::{self, Ending};
+use super::sessions::SessionGuard;
 use super::target::ExecTarget;
 use crate::aws::Aws;
-use crate::error::{Error, Result};
+use crate::env_vars::EnvVars;
+use crate::error::{Error, ExecKind, Result};
 use std::process::Stdio;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-/// The plugin executable (overridable for tests and unusual installs).
-pub const PLUGIN_ENV_VAR: &str = "EVOCTL_SESSION_MANAGER_PLUGIN";
 /// How much of the plugin's output is kept to read its closing lines.
 const TAIL: usize = 64 * 1024;
 
@@ -25,22 +26,35 @@ pub async fn run(
     aws: &Aws,
     target: &ExecTarget,
     command: &str,
-    mut input: mpsc::Receiver<Input>,
-    output: mpsc::Sender<Vec<u8>>,
+    input: mpsc::Receiver<Input>,
+    output: OutputQueue,
     options: &SessionOptions,
 ) -> Result<SessionEnd> {
-    let deadline = tokio::time::Instant::now() + options.timeout;
-    let grant = tokio::time::timeout_at(deadline, execute_command(&aws.ecs(), target, command))
-        .await
-        .map_err(|_| options.timed_out())??;
+    let grant =
+        options.within("ExecuteCommand had not answered", execute_command(&aws.ecs(), target, command)).await??;
+    let guard = SessionGuard::open(aws, &grant.session_id);
+    let result = drive(aws, target, &grant, input, output, options).await;
+    guard.end().await;
+    result
+}
+
+async fn drive(
+    aws: &Aws,
+    target: &ExecTarget,
+    grant: &super::native::Grant,
+    mut input: mpsc::Receiver<Input>,
+    output: OutputQueue,
+    options: &SessionOptions,
+) -> Result<SessionEnd> {
     let session_json = serde_json::json!({
         "sessionId": grant.session_id,
         "streamUrl": grant.stream_url,
         "tokenValue": grant.token,
     })
     .to_string();
-    let plugin = std::env::var(PLUGIN_ENV_VAR).unwrap_or_else(|_| "session-manager-plugin".into());
-    let endpoint = aws.ecs_endpoint();
+    let plugin =
+        std::env::var(EnvVars::EVOCTL_SESSION_MANAGER_PLUGIN).unwrap_or_else(|_| "session-manager-plugin".into());
+    let endpoint = aws.ecs_endpoint()?;
     let mut child = tokio::process::Command::new(&plugin)
         .arg("AWS_SSM_START_SESSION_RESPONSE")
         .arg(aws.region())
@@ -56,6 +70,7 @@ pub async fn run(
         .spawn()
         .map_err(|e| {
             Error::exec(
+                ExecKind::Transport,
                 format!("cannot run {plugin}: {e}"),
                 "install the Session Manager plugin, or drop --backend aws-cli (the native backend needs no plugin)",
             )
@@ -66,27 +81,37 @@ pub async fn run(
     let mut buffer = vec![0u8; 16 * 1024];
     let mut input_open = true;
     loop {
+        let output_full = output.is_full();
         tokio::select! {
-            read = stdout.read(&mut buffer) => match read {
+            read = stdout.read(&mut buffer), if !output_full => match read {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     tail.extend_from_slice(&buffer[..n]);
                     if tail.len() > 2 * TAIL {
                         tail.drain(..tail.len() - TAIL);
                     }
-                    if output.send(buffer[..n].to_vec()).await.is_err() {
+                    if output.push(buffer[..n].to_vec()).is_err() {
                         break;
                     }
                 }
             },
+            _ = output.drained(), if output_full => {}
             received = input.recv(), if input_open => match received {
                 Some(Input::Data(bytes)) => { let _ = stdin.write_all(&bytes).await; }
                 Some(Input::Resize(_)) => {}
                 None => input_open = false,
             },
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = sleep_until_opt(options.deadline) => {
                 let _ = child.kill().await;
-                return Err(options.timed_out());
+                return Err(options.timed_out("the command was still running (session-manager-plugin)"));
+            }
+            signal = crate::interrupt::wait() => {
+                let _ = child.kill().await;
+                return Err(Error::Interrupted {
+                    signal,
+                    message: format!("interrupted ({}): exec session {} was ended, and the command with it", signal.name(), grant.session_id),
+                    fix: None,
+                });
             }
         }
     }

@@ -1,21 +1,30 @@
 //! Running one command through the envelope: choose the backend, stream the parsed stdout and
-//! stderr to the caller, send stdin once the remote side is ready, and return the remote exit
-//! status, or an error when the output was cut short.
+//! stderr to the caller, send stdin once the remote side is ready (streamed in pieces, so a large
+//! input never sits in memory whole), and return the remote exit status, or an error when the
+//! output was cut short. The whole run, from the first AWS call on, is bounded by its deadline.
 
-use super::envelope::{Envelope, EnvelopeParser, Piece, RunSpec};
+use super::envelope::{Envelope, EnvelopeParser, Piece, RunSpec, STDIN_CHUNK, Stdin};
+use super::flow::{OUTPUT_QUEUE_BYTES, OutputReceiver, output_queue};
 use super::native::{self, Input, SessionOptions};
 use super::plugin;
 use super::ssm::messages::TerminalSize;
 use super::target::ExecTarget;
 use crate::aws::Aws;
-use crate::error::{Error, Result};
+use crate::error::{Error, ExecKind, Result};
+use futures::future::BoxFuture;
 use std::time::Duration;
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 /// Where the parsed output goes.
 pub trait OutputSink: Send {
     fn stdout(&mut self, bytes: &[u8]);
     fn stderr(&mut self, bytes: &[u8]);
+    /// Resolves when the sink can take more (a sink in front of a slow stdout holds the session
+    /// back); an error (stdout closed or failing) ends the run.
+    fn room(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Collects everything in memory (driver calls, tests).
@@ -46,9 +55,30 @@ pub enum Transport {
 /// Options for one run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// The bound on the run (from its start unless `deadline` is set).
     pub timeout: Duration,
+    /// A deadline fixed earlier (`exec` starts its clock before it looks up the task).
+    pub deadline: Option<tokio::time::Instant>,
     pub watchdog_every: Duration,
     pub transport: Transport,
+}
+
+impl RunOptions {
+    /// A native run bounded by `timeout`, its task checked every 5 s.
+    pub fn new(timeout: Duration) -> RunOptions {
+        RunOptions { timeout, deadline: None, watchdog_every: Duration::from_secs(5), transport: Transport::Native }
+    }
+
+    /// The session options for one run starting now.
+    pub fn session(&self, size: TerminalSize) -> SessionOptions {
+        SessionOptions {
+            deadline: Some(self.deadline.unwrap_or_else(|| tokio::time::Instant::now() + self.timeout)),
+            limit: self.timeout,
+            idle_timeout: None,
+            watchdog_every: self.watchdog_every,
+            size,
+        }
+    }
 }
 
 /// Run `spec` in the target's container; returns the remote exit status.
@@ -62,42 +92,35 @@ pub async fn run(
     let envelope = Envelope::new(spec);
     tracing::debug!(bytes = envelope.command.len(), "command string prepared");
     let (input_tx, input_rx) = mpsc::channel::<Input>(16);
-    let (output_tx, mut output_rx) = mpsc::channel::<Vec<u8>>(256);
-    let session_options = SessionOptions {
-        timeout: options.timeout,
-        watchdog_every: options.watchdog_every,
-        size: TerminalSize { cols: 200, rows: 50 },
-    };
+    let (output, received) = output_queue(OUTPUT_QUEUE_BYTES);
+    let session_options = options.session(TerminalSize { cols: 200, rows: 50 });
     let transport = async {
         match options.transport {
-            Transport::Native => {
-                native::run(aws, target, &envelope.command, input_rx, output_tx, &session_options).await
-            }
-            Transport::Plugin => {
-                plugin::run(aws, target, &envelope.command, input_rx, output_tx, &session_options).await
-            }
+            Transport::Native => native::run(aws, target, &envelope.command, input_rx, output, &session_options).await,
+            Transport::Plugin => plugin::run(aws, target, &envelope.command, input_rx, output, &session_options).await,
         }
     };
     let mut parser = EnvelopeParser::new(&envelope.nonce);
-    let mut stdin = spec.stdin.as_ref().map(|data| Envelope::stdin_payload(data));
-    let consume = async {
-        while let Some(bytes) = output_rx.recv().await {
-            for piece in parser.feed(&bytes) {
-                match piece {
-                    Piece::Stdout(data) => sink.stdout(&data),
-                    Piece::Stderr(data) => sink.stderr(&data),
-                    Piece::Ready => {
-                        if let Some(payload) = stdin.take() {
-                            let _ = input_tx.send(Input::Data(payload)).await;
-                        }
-                    }
-                    Piece::Exit(_) => {}
+    let end = {
+        let consume = consume(received, &mut parser, spec.stdin.clone(), input_tx, sink);
+        tokio::pin!(transport, consume);
+        let mut consumed = false;
+        // A consumer that fails (stdout closed) ends the run at once; the dropped session is ended
+        // on the way out (`sessions::end_leftovers`).
+        let end = loop {
+            tokio::select! {
+                end = &mut transport => break end,
+                result = &mut consume, if !consumed => {
+                    result?;
+                    consumed = true;
                 }
             }
+        };
+        if !consumed {
+            consume.await?;
         }
+        end?
     };
-    let (end, ()) = tokio::join!(transport, consume);
-    let end = end?;
     parser.finish().map_err(|_| {
         let detail = if end.closing_output.trim().is_empty() {
             String::new()
@@ -105,8 +128,78 @@ pub async fn run(
             format!(": {}", end.closing_output.trim())
         };
         Error::exec(
+            ExecKind::Truncated,
             format!("the session ended before the command's exit status arrived; output may be truncated{detail}"),
             "run it again; if it repeats, check the container (`evoctl doctor`)",
         )
     })
+}
+
+/// Parse the session's output into the sink, releasing it only once the sink has room; start
+/// feeding stdin at the ready mark.
+async fn consume(
+    mut received: OutputReceiver,
+    parser: &mut EnvelopeParser,
+    stdin: Option<Stdin>,
+    input: mpsc::Sender<Input>,
+    sink: &mut dyn OutputSink,
+) -> Result<()> {
+    let mut stdin = stdin;
+    let mut feeder: Option<tokio::task::JoinHandle<Result<()>>> = None;
+    while let Some(bytes) = received.recv().await {
+        for piece in parser.feed(&bytes) {
+            match piece {
+                Piece::Stdout(data) => sink.stdout(&data),
+                Piece::Stderr(data) => sink.stderr(&data),
+                Piece::Ready => {
+                    if let Some(source) = stdin.take() {
+                        feeder = Some(tokio::spawn(feed(source, input.clone())));
+                    }
+                }
+                Piece::Exit(_) => {}
+            }
+        }
+        sink.room().await?;
+        received.release(bytes.len());
+    }
+    if let Some(feeder) = feeder
+        && let Ok(Err(err)) = feeder.await
+    {
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// Type `source` into the session: base64 in pieces, then the end mark. The channel is bounded
+/// and the session stops taking input while 256 KiB are unacknowledged, so this waits instead of
+/// reading ahead.
+async fn feed(source: Stdin, input: mpsc::Sender<Input>) -> Result<()> {
+    match source {
+        Stdin::Bytes(data) => {
+            let _ = input.send(Input::Data(Envelope::stdin_payload(&data))).await;
+        }
+        Stdin::File(path) => {
+            let io = |source| Error::Io { path: path.clone(), source };
+            let mut file = tokio::fs::File::open(&path).await.map_err(io)?;
+            let mut buffer = vec![0u8; STDIN_CHUNK];
+            loop {
+                let mut filled = 0;
+                while filled < buffer.len() {
+                    match file.read(&mut buffer[filled..]).await.map_err(io)? {
+                        0 => break,
+                        n => filled += n,
+                    }
+                }
+                let last = filled < buffer.len();
+                let mut piece = Envelope::stdin_piece(&buffer[..filled]);
+                if last {
+                    piece.push(b'.');
+                }
+                if input.send(Input::Data(piece)).await.is_err() || last {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -30,11 +30,15 @@ const start = (input) => {
 if (!S.stdin) { start(null); } else {
   // Secrets and large inputs come over the data channel: raw mode (no echo), then a ready mark.
   if (process.stdin.isTTY) process.stdin.setRawMode(true);
-  let text = "";
+  // Pieces are kept as they come (no re-scan of what arrived before): the input can be large.
+  const pieces = [];
+  let ended = false;
   process.stdin.on("data", (d) => {
-    text += d.toString("latin1");
-    const end = text.indexOf(".");
-    if (end >= 0) { process.stdin.pause(); if (process.stdin.isTTY) process.stdin.setRawMode(false); start(Buffer.from(text.slice(0, end).replace(/[^A-Za-z0-9+/=]/g, ""), "base64")); }
+    if (ended) return;
+    const piece = d.toString("latin1");
+    const end = piece.indexOf(".");
+    pieces.push(end >= 0 ? piece.slice(0, end) : piece);
+    if (end >= 0) { ended = true; process.stdin.pause(); if (process.stdin.isTTY) process.stdin.setRawMode(false); start(Buffer.from(pieces.join("").replace(/[^A-Za-z0-9+/=]/g, ""), "base64")); }
   });
   say("R", "");
 }

@@ -3,7 +3,7 @@
 
 use crate::aws::discovery::{self, LiveTask, ServiceRef};
 use crate::config::Environment;
-use crate::error::{Error, Result};
+use crate::error::{Error, ExecKind, Result};
 
 /// A container that is ready for ExecuteCommand.
 #[derive(Debug, Clone)]
@@ -62,13 +62,17 @@ pub fn ready(env: &Environment, task: LiveTask, container: Option<&str>) -> Resu
         ));
     };
     if task.last_status != "RUNNING" {
+        let starting = matches!(task.last_status.as_str(), "PROVISIONING" | "PENDING" | "ACTIVATING")
+            && task.desired_status == "RUNNING";
         return Err(Error::exec(
+            if starting { ExecKind::TaskStarting } else { ExecKind::TaskStopped },
             format!("task {} is {}, not RUNNING", task.id, task.last_status),
             format!("wait until it runs (`evoctl status {}`)", env.name),
         ));
     }
     if !task.enable_execute_command {
         return Err(Error::exec(
+            ExecKind::ExecDisabled,
             format!("ECS Exec is not enabled on task {} (enableExecuteCommand is false)", task.id),
             format!(
                 "enable it on the service and replace the task: `aws ecs update-service --cluster {} --service {} --enable-execute-command --force-new-deployment`",
@@ -79,7 +83,9 @@ pub fn ready(env: &Environment, task: LiveTask, container: Option<&str>) -> Resu
     match found.exec_agent.as_deref() {
         Some("RUNNING") => {}
         status => {
+            let kind = if status == Some("PENDING") { ExecKind::AgentStarting } else { ExecKind::AgentNotRunning };
             return Err(Error::exec(
+                kind,
                 format!(
                     "the ExecuteCommandAgent of {}/{container} is {}, not RUNNING",
                     task.id,

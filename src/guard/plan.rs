@@ -2,7 +2,9 @@
 //! changes in a safe order, refuse plans that would leave two environments of one number live,
 //! and apply them: scalable target first (RegisterScalableTarget alone clamps the desired count),
 //! then desiredCount, then wait with a deadline until the live tasks match, then read everything
-//! back and verify. Environments going down are done before any going up.
+//! back and verify. Environments going down are done before any going up. Ctrl-C (or SIGTERM)
+//! stops after the step in flight (a write that was sent completes; a wait simply ends) and the
+//! error lists what was applied, what was not, and the command that finishes the job.
 
 use crate::aws::Aws;
 use crate::aws::discovery::{self, ServiceRef};
@@ -123,6 +125,22 @@ pub fn compute(environments: &[Environment], observed: &[Observed], targets: &[&
         if !steps.is_empty() || now.live != desired {
             steps.push(Step::WaitForTasks { live: desired });
         }
+        // Live tasks the service does not count (a replaced task still draining, a task started
+        // outside the service) stay beside whatever it runs: keeping or bringing the
+        // environment up now would leave two connections on one number.
+        let uncounted = now.live - now.desired.max(0);
+        if desired > 0 && uncounted > 0 && desired + uncounted > 1 {
+            return Err(Error::refused(
+                format!(
+                    "refused: {} has {} live task(s) where its service wants {} (a replaced or stray task has not stopped); keeping it at {desired} would leave two connections on one number",
+                    env.name, now.live, now.desired
+                ),
+                format!(
+                    "wait until the extra task is STOPPED (`evoctl status {}`), or stop it (`aws ecs stop-task --cluster {} --task ID`), then run again",
+                    env.name, env.cluster
+                ),
+            ));
+        }
         plans.push(EnvPlan { env: env.name.clone(), current: *now, wanted: Wanted { min, max, desired }, steps });
     }
     refuse_two_live(environments, observed, &plans)?;
@@ -174,34 +192,70 @@ pub enum Progress<'a> {
 
 /// Apply the plan in order; every environment is verified after its wait. `poll` is the
 /// interval between state reads while waiting, `deadline` the limit for each environment.
+/// `finish` is the command that completes the job after an interruption.
 pub async fn apply(
     aws: &Aws,
     environments: &[Environment],
     plan: &Plan,
     deadline: Duration,
     poll: Duration,
+    finish: &str,
     progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<()> {
     let (ecs, autoscaling) = (aws.ecs(), aws.autoscaling());
+    let mut done = 0usize;
     for env_plan in plan.environments.iter().filter(|p| !p.steps.is_empty()) {
         let env = environments.iter().find(|e| e.name == env_plan.env).expect("plans name configured environments");
         let target = ServiceRef { cluster: &env.cluster, service: &env.service };
         for step in &env_plan.steps {
+            if let Some(signal) = crate::interrupt::requested() {
+                return Err(interrupted(plan, done, signal, finish));
+            }
             progress(Progress::Step { env: &env.name, step: *step });
             match *step {
+                // A write in flight is let finish: stopping mid-call would leave it unknown.
                 Step::RegisterScalableTarget { min, max } => {
                     scaling::register_target(&autoscaling, target, min, max).await?
                 }
                 Step::UpdateService { desired_count } => {
                     scaling::set_desired_count(&ecs, target, desired_count).await?
                 }
-                Step::WaitForTasks { live } => wait_for(aws, env, live, deadline, poll, progress).await?,
+                Step::WaitForTasks { live } => tokio::select! {
+                    waited = wait_for(aws, env, live, deadline, poll, progress) => waited?,
+                    signal = crate::interrupt::wait() => return Err(interrupted(plan, done, signal, finish)),
+                },
             }
+            done += 1;
         }
         verify(aws, env, env_plan.wanted).await?;
         progress(Progress::Done { env: &env.name });
     }
     Ok(())
+}
+
+/// The plan interrupted after its first `done` steps: what was applied, what was not, and how
+/// to finish.
+fn interrupted(plan: &Plan, done: usize, signal: crate::error::Signal, finish: &str) -> Error {
+    let steps: Vec<String> = plan
+        .environments
+        .iter()
+        .flat_map(|p| p.steps.iter().map(move |step| format!("{}: {step}", p.env)))
+        .enumerate()
+        .map(|(i, step)| format!("  {}. {step}", i + 1))
+        .collect();
+    let (applied, pending) = steps.split_at(done.min(steps.len()));
+    let list = |lines: &[String]| if lines.is_empty() { "  (none)".to_owned() } else { lines.join("\n") };
+    Error::Interrupted {
+        signal,
+        message: format!(
+            "interrupted ({}) after {done} of {} step(s); applied:\n{}\nnot applied:\n{}",
+            signal.name(),
+            steps.len(),
+            list(applied),
+            list(pending)
+        ),
+        fix: Some(format!("`{finish}` finishes the job (it plans again from what is there now)")),
+    }
 }
 
 async fn wait_for(
@@ -318,6 +372,25 @@ mod tests {
         assert_eq!(err.exit_code(), crate::exit::REFUSED);
         assert!(err.to_string().contains("staging (1 task(s)) and production (1 task(s))"), "{err}");
         assert!(err.fix().unwrap().contains("evoctl scale production --apply"));
+    }
+
+    #[test]
+    fn a_task_the_service_does_not_count_is_refused_unless_the_env_goes_to_zero() {
+        // Production wants 1 and runs 1, and a replaced task is still draining: 2 live.
+        let envs = [env("staging", 0, 0), env("production", 1, 1)];
+        let err = compute(&envs, &[seen(0, 0, 0, 0), seen(1, 1, 1, 2)], &["staging", "production"]).unwrap_err();
+        assert_eq!(err.exit_code(), crate::exit::REFUSED);
+        assert!(err.to_string().contains("production has 2 live task(s) where its service wants 1"), "{err}");
+        // One old task draining while the service starts its first: refused too.
+        assert!(compute(&envs, &[seen(0, 0, 0, 0), seen(1, 1, 1, 1)], &["production"]).is_ok());
+        let err = compute(&envs, &[seen(0, 0, 0, 0), seen(1, 1, 0, 1)], &["production"]).unwrap_err();
+        assert_eq!(err.exit_code(), crate::exit::REFUSED);
+        // Going to zero waits for every task, the draining one included: allowed.
+        let envs = [env("staging", 0, 0)];
+        assert!(compute(&envs, &[seen(1, 1, 1, 2)], &["staging"]).is_ok());
+        // Two tasks the service wants are scaled down as usual.
+        let envs = [env("production", 1, 1)];
+        assert!(compute(&envs, &[seen(2, 2, 2, 2)], &["production"]).is_ok());
     }
 
     #[test]

@@ -10,6 +10,14 @@
 //! publication and a dropped socket (the session survives it and can be resumed). On a cluster
 //! with an exec KMS key it first runs the agent's KMS handshake (Decrypt of the client's data
 //! key with the task role, the encryption challenge) and then seals its output.
+//!
+//! `ssm:TerminateSession` ends a session as the service does: the agent kills the command's
+//! process group and the gateway closes the channel. The hub keeps a process table (every
+//! session's process group and whether anything in it still runs) for tests to read. The gateway
+//! also does what MGS must do for a client that stops reading (a paused pager): while more than
+//! [`GATEWAY_BACKLOG_FRAMES`] frames wait to be written to the client, the agent is paused (it
+//! stops reading the pty, as the real agent does while paused), so the command blocks instead of
+//! the gateway buffering without bound. (MGS's exact rule is not public; this one is inferred.)
 
 use super::server::{Faults, Shared};
 use super::services::{self, ApiError};
@@ -18,7 +26,7 @@ use crate::exec::ssm::crypto::{CounterNonce, SessionCipher, Side};
 use crate::exec::ssm::frame::{Frame, message_type};
 use crate::exec::ssm::handshake;
 use crate::exec::ssm::messages::{ChannelClosed, HandshakeComplete, OpenDataChannel};
-use crate::exec::ssm::{Event, NonceSource, PayloadType, Role, Session};
+use crate::exec::ssm::{Event, NonceSource, PayloadType, ResendPolicy, Role, Session};
 use axum::extract::ws::{Message, WebSocket};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -35,6 +43,22 @@ use tokio::sync::mpsc;
 /// Tools the stand-in container has on its PATH (BusyBox-like; deliberately no curl or wget).
 const CONTAINER_TOOLS: &[&str] =
     &["node", "sh", "cat", "ls", "env", "echo", "printf", "sleep", "true", "false", "id", "uname", "head", "tr"];
+
+/// Frames waiting to be written to a client above which the gateway pauses the agent.
+pub const GATEWAY_BACKLOG_FRAMES: usize = 256;
+
+/// One row of the lab's process table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProcessRow {
+    pub session_id: String,
+    pub task_id: String,
+    /// The process group of the command (its pid: the pty's session leader).
+    pub pgid: i32,
+    /// Whether any process of the group is still running.
+    pub alive: bool,
+    /// Whether TerminateSession ended the session.
+    pub terminated: bool,
+}
 
 /// What ExecuteCommand granted: everything the agent needs to run the session.
 #[derive(Debug, Clone)]
@@ -62,6 +86,8 @@ pub struct AgentOptions {
 pub struct AgentHub {
     options: AgentOptions,
     sessions: Mutex<HashMap<String, Arc<AgentSession>>>,
+    /// Every command started: (session, task, process group, terminated).
+    processes: Mutex<Vec<(String, String, i32, bool)>>,
 }
 
 struct AgentSession {
@@ -73,6 +99,23 @@ struct AgentSession {
     inbound_rx: Mutex<Option<mpsc::UnboundedReceiver<Vec<u8>>>>,
     frames_sent: Mutex<u64>,
     disconnected_once: Mutex<bool>,
+    /// Frames handed to the client's socket and not written yet (the gateway's backlog).
+    backlog: std::sync::atomic::AtomicUsize,
+    drained: tokio::sync::Notify,
+    /// TerminateSession: the agent kills the command and the channel closes.
+    cancelled: tokio::sync::Notify,
+    cancel_requested: std::sync::atomic::AtomicBool,
+    oversized_sent: std::sync::atomic::AtomicBool,
+}
+
+impl AgentSession {
+    fn backlogged(&self) -> bool {
+        self.backlog.load(std::sync::atomic::Ordering::Acquire) > GATEWAY_BACKLOG_FRAMES
+    }
+
+    fn cancel_requested(&self) -> bool {
+        self.cancel_requested.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 enum WireOut {
@@ -91,7 +134,44 @@ impl AgentHub {
                 std::os::unix::fs::symlink(path, link)?;
             }
         }
-        Ok(AgentHub { options, sessions: Mutex::new(HashMap::new()) })
+        Ok(AgentHub { options, sessions: Mutex::new(HashMap::new()), processes: Mutex::new(Vec::new()) })
+    }
+
+    /// TerminateSession: kill the session's command and close its channel. False when the
+    /// session is not running (already over).
+    pub fn terminate(&self, session_id: &str) -> bool {
+        let session = self.sessions.lock().expect("lab lock").get(session_id).cloned();
+        {
+            let mut processes = self.processes.lock().expect("lab lock");
+            for row in processes.iter_mut().filter(|row| row.0 == session_id) {
+                kill_group(row.2);
+                row.3 = true;
+            }
+        }
+        match session {
+            Some(session) => {
+                session.cancel_requested.store(true, std::sync::atomic::Ordering::Release);
+                session.cancelled.notify_waiters();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The process table: every command the lab's agents started and whether it still runs.
+    pub fn processes(&self) -> Vec<ProcessRow> {
+        self.processes
+            .lock()
+            .expect("lab lock")
+            .iter()
+            .map(|(session_id, task_id, pgid, terminated)| ProcessRow {
+                session_id: session_id.clone(),
+                task_id: task_id.clone(),
+                pgid: *pgid,
+                alive: group_alive(*pgid),
+                terminated: *terminated,
+            })
+            .collect()
     }
 
     /// The PATH the stand-in container has.
@@ -128,6 +208,11 @@ impl AgentHub {
                         inbound_rx: Mutex::new(Some(inbound_rx)),
                         frames_sent: Mutex::new(0),
                         disconnected_once: Mutex::new(false),
+                        backlog: std::sync::atomic::AtomicUsize::new(0),
+                        drained: tokio::sync::Notify::new(),
+                        cancelled: tokio::sync::Notify::new(),
+                        cancel_requested: std::sync::atomic::AtomicBool::new(false),
+                        oversized_sent: std::sync::atomic::AtomicBool::new(false),
                     });
                     sessions.insert(session_id.clone(), Arc::clone(&created));
                     let hub = Arc::clone(&self);
@@ -140,11 +225,24 @@ impl AgentHub {
         };
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<WireOut>();
         *session.socket.lock().expect("lab lock") = Some(out_tx);
+        let writing = Arc::clone(&session);
         let writer = tokio::spawn(async move {
             while let Some(item) = out_rx.recv().await {
                 match item {
                     WireOut::Frame(bytes) => {
-                        if sink.send(Message::Binary(bytes.into())).await.is_err() {
+                        let sent = sink.send(Message::Binary(bytes.into())).await;
+                        let before = writing
+                            .backlog
+                            .fetch_update(
+                                std::sync::atomic::Ordering::AcqRel,
+                                std::sync::atomic::Ordering::Acquire,
+                                |n| Some(n.saturating_sub(1)),
+                            )
+                            .unwrap_or(0);
+                        if before <= GATEWAY_BACKLOG_FRAMES / 2 + 1 {
+                            writing.drained.notify_waiters();
+                        }
+                        if sent.is_err() {
                             break;
                         }
                     }
@@ -218,6 +316,9 @@ impl AgentHub {
         let words = shlex::split(&agent.grant.command).ok_or("Failed to parse commands input")?;
         let words = if words.is_empty() { vec!["sh".to_owned()] } else { words };
         let mut session = Session::with_random_ids(Role::Agent);
+        // The lab resends every overdue frame at once (the real agent: the oldest only), which
+        // keeps the fault matrix fast; see docs/lab.md.
+        session.set_resend_policy(ResendPolicy::EveryOverdue);
         let mut wire = Wire;
         let mut pause_until: Option<tokio::time::Instant> = None;
         if let Some(key_id) = &agent.grant.kms_key_id {
@@ -257,6 +358,16 @@ impl AgentHub {
             .kill_on_drop(true)
             .spawn(pts)
             .map_err(|e| format!("exec: \"{}\": executable file not found in $PATH ({e})", words[0]))?;
+        let pgid = child.id().map(|pid| pid as i32).unwrap_or(0);
+        self.processes.lock().expect("lab lock").push((
+            agent.grant.session_id.clone(),
+            agent.grant.task_id.clone(),
+            pgid,
+            false,
+        ));
+        if agent.cancel_requested() {
+            kill_group(pgid);
+        }
         tokio::time::sleep(self.options.agent_delay).await;
         let (mut reader, mut writer) = pty.into_split();
         let mut buffer = [0u8; 1024];
@@ -291,8 +402,20 @@ impl AgentHub {
                 .next_timeout()
                 .map(|at| tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
             let resume_at = pause_until;
+            let drained = agent.drained.notified();
+            let cancelled = agent.cancelled.notified();
+            if agent.cancel_requested() {
+                kill_group(pgid);
+                return Ok(());
+            }
+            let backlogged = agent.backlogged();
             tokio::select! {
-                read = reader.read(&mut buffer), if !output_done => match read {
+                _ = cancelled => {
+                    kill_group(pgid);
+                    return Ok(());
+                }
+                _ = drained, if backlogged => {}
+                read = reader.read(&mut buffer), if !output_done && !backlogged => match read {
                     Ok(0) | Err(_) => {
                         if !carry.is_empty() {
                             session.send_data(&std::mem::take(&mut carry), now_ms());
@@ -495,9 +618,17 @@ impl Link<'_> {
             }
             *count
         };
+        agent.backlog.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let _ = socket.send(WireOut::Frame(bytes));
         if !is_output {
             return;
+        }
+        if let Some(size) = faults.oversized_frame_bytes
+            && !agent.oversized_sent.swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            // A broken or hostile peer: one binary message far larger than any frame.
+            agent.backlog.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            let _ = socket.send(WireOut::Frame(vec![0u8; size]));
         }
         if faults.pause_after_frames == Some(sent) && faults.pause_ms > 0 {
             let pause = publication(message_type::PAUSE_PUBLICATION);
@@ -573,6 +704,18 @@ fn utf8_boundary(bytes: &[u8]) -> usize {
         return if back < needed { len - back } else { len };
     }
     len
+}
+
+/// SIGKILL every process of the group (the command and what it spawned).
+fn kill_group(pgid: i32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Whether any process of the group still runs (signal 0 probes without killing).
+fn group_alive(pgid: i32) -> bool {
+    rustix::process::Pid::from_raw(pgid).is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok())
 }
 
 fn which(tool: &str) -> Option<PathBuf> {

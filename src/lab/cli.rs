@@ -33,7 +33,9 @@ enum LabCommand {
     },
 }
 
+/// A flag given twice takes the last value (tests start from fast defaults and override some).
 #[derive(Debug, clap::Args)]
+#[command(args_override_self = true)]
 struct ServeArgs {
     /// Built-in scenario name or path to a scenario TOML file
     #[arg(long, default_value = "seed")]

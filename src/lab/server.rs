@@ -6,7 +6,7 @@ use super::agent::AgentHub;
 use super::evolution::EvolutionHub;
 use super::services::{self, ApiError};
 use super::sigv4::{self, Rejection, SignedRequest, percent_decode};
-use super::state::{Account, now_ms};
+use super::state::{Account, TimelineEntry, now_ms};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,6 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// What every handler shares.
@@ -104,12 +106,21 @@ pub struct Faults {
     /// Added before every matching AWS call.
     #[serde(default)]
     pub latency_ms: u64,
-    /// Share of matching calls answered with ThrottlingException.
+    /// Share of matching calls answered with ThrottlingException: the n-th matching call of
+    /// each action (counted from when these faults were set) is throttled when
+    /// [`fault_roll`]`(seed, "throttle", action, n)` is below it, so which answers are throttled
+    /// is reproducible whatever the concurrency.
     #[serde(default)]
     pub throttle_rate: f64,
-    /// Share of matching calls answered with a 500.
+    /// Share of matching calls answered with a 500 (same scheme, its own stream).
     #[serde(default)]
     pub server_error_rate: f64,
+    /// Seeds the throttling and server-error decisions (default 0).
+    #[serde(default)]
+    pub seed: u64,
+    /// Matching calls so far, by action (the `n` of the decisions; new faults start at 0).
+    #[serde(skip)]
+    pub calls: BTreeMap<String, u64>,
     /// Only these actions (empty: every action).
     #[serde(default)]
     pub actions: Vec<String>,
@@ -153,6 +164,13 @@ pub struct Faults {
     /// The next this many matching AWS calls are throttled (a burst), then calls succeed.
     #[serde(default)]
     pub throttle_burst: u32,
+    /// SSM answers TerminateSession with AccessDeniedException (a caller without the permission).
+    #[serde(default)]
+    pub terminate_denied: bool,
+    /// Data channel: after the first output frame the gateway sends one binary message this
+    /// large (a broken or hostile peer).
+    #[serde(default)]
+    pub oversized_frame_bytes: Option<usize>,
 }
 
 pub fn router(shared: Arc<Shared>) -> axum::Router {
@@ -161,7 +179,9 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/_lab/faults", get(get_faults).post(set_faults))
         .route("/_lab/state", get(get_state))
         .route("/_lab/tasks", post(add_tasks))
+        .route("/_lab/timeline", get(get_timeline))
         .route("/_lab/tokens", get(get_tokens))
+        .route("/_lab/processes", get(get_processes))
         .route("/_lab/phone/scan", post(phone_scan))
         .route("/_lab/phone/message", post(phone_message))
         .route("/_lab/webhooks", get(get_webhooks))
@@ -210,16 +230,22 @@ async fn aws(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, header
             if applies && faults.latency_ms > 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(faults.latency_ms)).await;
             }
-            let burst = applies && {
+            let (burst, n) = if applies {
                 let mut faults = shared.faults.lock().expect("lab lock");
                 let hit = faults.throttle_burst > 0;
                 faults.throttle_burst = faults.throttle_burst.saturating_sub(1);
-                hit
+                let calls = faults.calls.entry(action.clone()).or_insert(0);
+                *calls += 1;
+                (hit, *calls - 1)
+            } else {
+                (false, 0)
             };
-            if burst || (applies && faults.throttle_rate > 0.0 && shared.roll() < faults.throttle_rate) {
+            let rolls_below =
+                |kind: &str, rate: f64| applies && rate > 0.0 && fault_roll(faults.seed, kind, &action, n) < rate;
+            if burst || rolls_below("throttle", faults.throttle_rate) {
                 let code = if protocol == Protocol::Query { "Throttling" } else { "ThrottlingException" };
                 Err(ApiError::client(code, "Rate exceeded"))
-            } else if applies && faults.server_error_rate > 0.0 && shared.roll() < faults.server_error_rate {
+            } else if rolls_below("server-error", faults.server_error_rate) {
                 let code = if service == "ecs" { "ServerException" } else { "InternalFailure" };
                 Err(ApiError::new(500, code, "The lab injected a server error."))
             } else {
@@ -242,6 +268,14 @@ async fn aws(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, header
 enum Reply {
     Json(Value),
     Xml(String),
+}
+
+/// A number in [0, 1) that depends only on its arguments: the fault decision for the `n`-th
+/// (from 0) matching call of `action`, `kind` being "throttle" or "server-error".
+pub fn fault_roll(seed: u64, kind: &str, action: &str, n: u64) -> f64 {
+    let digest = Sha256::digest(format!("{seed}/{kind}/{action}/{n}"));
+    let bits = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Work out service, action and parameters from the request's shape.
@@ -315,6 +349,25 @@ fn dispatch(
         }
         "ecs" => json(services::ecs::handle(&mut account, action, parameters, now)),
         "application-autoscaling" => json(services::autoscaling::handle(&mut account, action, parameters, now)),
+        "ssm" if action == "TerminateSession" => {
+            if shared.faults.lock().expect("lab lock").terminate_denied {
+                return Err(ApiError::client(
+                    "AccessDeniedException",
+                    format!(
+                        "User: arn:aws:iam::{}:user/lab is not authorized to perform: ssm:TerminateSession on resource: arn:aws:ssm:{}:{}:session/{}",
+                        account.account,
+                        account.region,
+                        account.account,
+                        parameters["SessionId"].as_str().unwrap_or_default()
+                    ),
+                ));
+            }
+            let id = services::required(parameters, "SessionId", "ValidationException")?.to_owned();
+            drop(account);
+            let running = shared.hub.terminate(&id);
+            tracing::debug!(session = %id, running, "TerminateSession");
+            Ok(Reply::Json(json!({"SessionId": id})))
+        }
         "ssm" => json(services::ssm::handle(&mut account, action, parameters, now)),
         "logs" => json(services::logs::handle(&mut account, action, parameters, now)),
         "kms" => {
@@ -457,14 +510,26 @@ struct AddTasks {
     service: String,
     #[serde(default = "one")]
     count: u32,
+    /// RUNNING, or STOPPED for a task being replaced that has not finished draining.
+    #[serde(default = "running")]
+    desired_status: String,
+    /// Where in the lifecycle the task is, and stays.
+    #[serde(default = "running")]
+    last_status: String,
 }
 
 fn one() -> u32 {
     1
 }
 
-/// Start extra RUNNING tasks in a service's group that the scheduler leaves alone (a stuck
-/// deployment or a manual RunTask): the way to put two live tasks on one number.
+fn running() -> String {
+    "RUNNING".into()
+}
+
+/// Add tasks to a service's group that the scheduler leaves alone, in the requested state
+/// (default RUNNING/RUNNING): a stuck deployment or a manual RunTask, or with
+/// `desired_status` STOPPED a replaced task still draining. The way to put two live tasks on
+/// one number. Answers the new task ids.
 async fn add_tasks(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let request: AddTasks = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -477,12 +542,20 @@ async fn add_tasks(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         let error = format!("no service {}/{}", request.cluster, request.service);
         return (StatusCode::NOT_FOUND, Json(json!({"error": error}))).into_response();
     };
-    let before = account.tasks.len();
+    let now = now_ms();
+    let mut ids = Vec::new();
     for _ in 0..request.count {
-        account.start_task(index, now_ms().saturating_sub(30_000), Some("RUNNING"), true);
+        match account.add_pinned_task(index, now, &request.last_status, &request.desired_status) {
+            Ok(id) => ids.push(id),
+            Err(error) => return (StatusCode::BAD_REQUEST, Json(json!({"error": error}))).into_response(),
+        }
     }
-    let ids: Vec<String> = account.tasks[before..].iter().map(|t| t.id.clone()).collect();
     Json(json!({"task_ids": ids})).into_response()
+}
+
+/// Every task lifecycle transition the lab applied, creation included, in order.
+async fn get_timeline(State(shared): State<Arc<Shared>>) -> Json<Vec<TimelineEntry>> {
+    Json(shared.account.lock().expect("lab lock").timeline.clone())
 }
 
 /// The gateway's websocket: the agent side of an ECS Exec session.
@@ -493,6 +566,11 @@ async fn data_channel(
 ) -> Response {
     let hub = Arc::clone(&shared.hub);
     upgrade.on_upgrade(move |socket| hub.serve_socket(shared, session, socket))
+}
+
+/// The process table of the lab's exec agents: whether each session's command still runs.
+async fn get_processes(State(shared): State<Arc<Shared>>) -> Json<Vec<super::agent::ProcessRow>> {
+    Json(shared.hub.processes())
 }
 
 /// Every exec session token the lab handed out, so tests can prove none leaked anywhere.

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::evolution::Driver;
 use crate::evolution::api::WebhookRequest;
 use crate::exec::envelope::RunSpec;
-use crate::exec::run::{Collected, RunOptions, Transport};
+use crate::exec::run::{Collected, RunOptions};
 use crate::exec::target::ExecTarget;
 use crate::guard::facts::{self, ApiKey, EnvFacts, WebhookSecret};
 use crate::guard::{self, CONFLICT_WINDOW};
@@ -274,11 +274,7 @@ fn task_layers(checks: &mut Checks, env: &Environment, mine: &EnvFacts) -> Optio
 }
 
 async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, mine: &EnvFacts, target: &ExecTarget) {
-    let options = RunOptions {
-        timeout: Duration::from_secs(60),
-        watchdog_every: Duration::from_secs(5),
-        transport: Transport::Native,
-    };
+    let options = RunOptions::new(Duration::from_secs(60));
     let mut collected = Collected::default();
     let spec = RunSpec { argv: vec!["node".into(), "-v".into()], stdin: None };
     match crate::exec::run::run(aws, target, &spec, &options, &mut collected).await {

@@ -1,6 +1,7 @@
 //! Integration tests: the real `evoctl` binary against the lab (started on port 0), and the
 //! lab against clients nobody here wrote (the AWS CLI, moto for comparison).
 
+mod awsconfig;
 mod awscli;
 mod badinput;
 mod cli;
@@ -8,6 +9,7 @@ mod config;
 mod conflicts;
 mod connect;
 mod doctor;
+mod ending;
 mod exec;
 mod faults;
 mod guard;
@@ -16,6 +18,7 @@ mod invariants;
 mod kms;
 mod lab;
 mod moto;
+mod pipes;
 mod plugin;
 mod qr;
 mod secrets;

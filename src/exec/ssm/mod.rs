@@ -12,4 +12,4 @@ pub mod messages;
 pub mod session;
 
 pub use frame::{Frame, FrameError, PayloadType};
-pub use session::{Event, NonceSource, Role, Session};
+pub use session::{Event, NonceSource, ResendPolicy, Role, Session};

@@ -4,9 +4,12 @@
 //!
 //! Rules (from the official client and agent): each direction numbers its stream messages from
 //! 0; every stream message is acknowledged by sequence number (acks are selective, not
-//! cumulative); messages ahead of the expected number are acked and buffered; duplicates are
-//! re-acked (the official client does not, which makes a lost ack loop forever); unacked
-//! messages are resent after the RFC 6298 retransmission timeout (start 200 ms, cap 1 s). The
+//! cumulative); messages ahead of the expected number are acked and buffered, up to
+//! [`MAX_BUFFERED_BYTES`] (beyond that they are dropped unacked and come again); duplicates are
+//! re-acked (the official client does not, which makes a lost ack loop forever); a 100 ms timer
+//! looks at the **oldest** unacked message only and resends it once it is older than the RFC
+//! 6298 retransmission timeout (start 200 ms, cap 1 s), as the plugin and the agent do, so K lost
+//! frames are recovered one after another instead of in a burst. The
 //! client holds its input and terminal size until the agent's first output, because the agent
 //! drops input that arrives before it is ready; when that first message is a HandshakeRequest
 //! (KMS sessions) it holds them until HandshakeComplete and sends only handshake replies. Once a
@@ -28,6 +31,19 @@ use std::collections::{BTreeMap, VecDeque};
 pub const MAX_CHUNK: usize = 1024;
 /// Out-of-order messages kept at most; beyond that they are dropped without an ack.
 pub const MAX_BUFFERED: usize = 10_000;
+/// Payload bytes of out-of-order messages kept at most (about 3 500 full agent frames).
+pub const MAX_BUFFERED_BYTES: usize = 4 * 1024 * 1024;
+/// The resend timer's period: each tick looks at the oldest unacked message only.
+pub const RESEND_TICK_MS: u64 = 100;
+
+/// Which unacked messages a timer tick resends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResendPolicy {
+    /// The oldest only, once it is older than the RTO (the plugin's and the agent's rule).
+    OldestOnly,
+    /// Every overdue message at once (a test lab's shortcut for fast fault runs).
+    EveryOverdue,
+}
 
 /// Which end of the channel this session plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +160,11 @@ pub struct Session {
     next_sequence: i64,
     expected_sequence: i64,
     unacked: VecDeque<Pending>,
+    unacked_bytes: usize,
+    resend_policy: ResendPolicy,
+    last_resend_ms: Option<u64>,
     buffered: BTreeMap<i64, Frame>,
+    buffered_bytes: usize,
     transmit: VecDeque<Vec<u8>>,
     /// Agent: frames held while the gateway has paused publication.
     held: VecDeque<Vec<u8>>,
@@ -179,7 +199,11 @@ impl Session {
             next_sequence: 0,
             expected_sequence: 0,
             unacked: VecDeque::new(),
+            unacked_bytes: 0,
+            resend_policy: ResendPolicy::OldestOnly,
+            last_resend_ms: None,
             buffered: BTreeMap::new(),
+            buffered_bytes: 0,
             transmit: VecDeque::new(),
             held: VecDeque::new(),
             paused: false,
@@ -214,6 +238,17 @@ impl Session {
         self.unacked.len() + self.queued_input.len()
     }
 
+    /// Bytes of stream messages sent (or held back) and not yet acknowledged: the caller stops
+    /// feeding input above its cap, so input waits instead of growing.
+    pub fn unacked_bytes(&self) -> usize {
+        self.unacked_bytes
+    }
+
+    /// Resend every overdue message per tick instead of the oldest only.
+    pub fn set_resend_policy(&mut self, policy: ResendPolicy) {
+        self.resend_policy = policy;
+    }
+
     /// How many times a message was sent again.
     pub fn resends(&self) -> u64 {
         self.resends
@@ -234,21 +269,43 @@ impl Session {
         if self.paused {
             return None;
         }
-        self.unacked.iter().map(|p| p.last_sent_ms + self.rtt.rto_ms as u64).min()
+        let rto = self.rtt.rto_ms as u64;
+        match self.resend_policy {
+            ResendPolicy::OldestOnly => {
+                let due = self.unacked.front()?.last_sent_ms + rto;
+                Some(self.last_resend_ms.map_or(due, |last| due.max(last + RESEND_TICK_MS)))
+            }
+            ResendPolicy::EveryOverdue => self.unacked.iter().map(|p| p.last_sent_ms + rto).min(),
+        }
     }
 
-    /// Resend every message whose retransmission timeout has passed.
+    /// A timer tick: resend the oldest unacked message if its retransmission timeout has passed
+    /// (every overdue one under [`ResendPolicy::EveryOverdue`]).
     pub fn handle_timeout(&mut self, now_ms: u64) {
         if self.paused {
             return;
         }
+        if self.resend_policy == ResendPolicy::OldestOnly
+            && self.last_resend_ms.is_some_and(|last| now_ms < last + RESEND_TICK_MS)
+        {
+            return;
+        }
         let rto = self.rtt.rto_ms as u64;
-        for pending in self.unacked.iter_mut() {
+        let limit = match self.resend_policy {
+            ResendPolicy::OldestOnly => 1,
+            ResendPolicy::EveryOverdue => usize::MAX,
+        };
+        let mut resent = false;
+        for pending in self.unacked.iter_mut().take(limit) {
             if now_ms >= pending.last_sent_ms + rto {
                 pending.last_sent_ms = now_ms;
                 self.transmit.push_back(pending.bytes.clone());
                 self.resends += 1;
+                resent = true;
             }
+        }
+        if resent {
+            self.last_resend_ms = Some(now_ms);
         }
     }
 
@@ -290,6 +347,7 @@ impl Session {
     /// and any handshake is complete.
     pub fn send_stream(&mut self, payload_type: PayloadType, payload: Vec<u8>, now_ms: u64) {
         if self.gate != Gate::Open {
+            self.unacked_bytes += payload.len();
             self.queued_input.push_back((payload_type, payload));
             return;
         }
@@ -351,6 +409,7 @@ impl Session {
             payload,
         );
         let bytes = frame.encode().expect("fresh ids are never nil");
+        self.unacked_bytes += bytes.len();
         self.unacked.push_back(Pending { sequence_number, bytes: bytes.clone(), last_sent_ms: now_ms });
         self.emit(bytes);
     }
@@ -387,6 +446,7 @@ impl Session {
         let Ok(ack) = serde_json::from_slice::<Acknowledge>(&frame.payload) else { return };
         if let Some(index) = self.unacked.iter().position(|p| p.sequence_number == ack.sequence_number) {
             let pending = self.unacked.remove(index).expect("index is in range");
+            self.unacked_bytes -= pending.bytes.len();
             self.rtt.update(now_ms.saturating_sub(pending.last_sent_ms) as f64);
         }
     }
@@ -398,9 +458,15 @@ impl Session {
             return;
         }
         if sequence > self.expected_sequence {
-            if self.buffered.len() < MAX_BUFFERED || self.buffered.contains_key(&sequence) {
+            let known = self.buffered.contains_key(&sequence);
+            let room =
+                self.buffered.len() < MAX_BUFFERED && self.buffered_bytes + frame.payload.len() <= MAX_BUFFERED_BYTES;
+            if known || room {
                 self.acknowledge(&frame, now_ms);
-                self.buffered.insert(sequence, frame);
+                if !known {
+                    self.buffered_bytes += frame.payload.len();
+                    self.buffered.insert(sequence, frame);
+                }
             }
             return;
         }
@@ -408,6 +474,7 @@ impl Session {
         self.deliver(frame, now_ms);
         self.expected_sequence += 1;
         while let Some(next) = self.buffered.remove(&self.expected_sequence) {
+            self.buffered_bytes -= next.payload.len();
             self.deliver(next, now_ms);
             self.expected_sequence += 1;
         }
@@ -417,6 +484,7 @@ impl Session {
     fn open_gate(&mut self, now_ms: u64) {
         self.gate = Gate::Open;
         while let Some((payload_type, payload)) = self.queued_input.pop_front() {
+            self.unacked_bytes -= payload.len();
             self.transmit_stream(payload_type, payload, now_ms);
         }
     }
@@ -646,6 +714,7 @@ mod tests {
     #[test]
     fn lost_frames_are_resent_after_the_rto_and_acks_clear_them() {
         let (mut client, mut agent) = pair();
+        agent.set_resend_policy(ResendPolicy::EveryOverdue);
         agent.send_data(b"lost", 1_000);
         let _dropped = agent.poll_transmit().unwrap();
         assert_eq!(agent.next_timeout(), Some(1_200));
@@ -659,6 +728,62 @@ mod tests {
         assert_eq!(agent.unacked(), 0);
         assert_eq!(agent.next_timeout(), None);
         assert_eq!(agent.rtt().srtt_ms, 0.875 * 100.0 + 0.125 * 20.0);
+    }
+
+    /// Three lost frames come back one after another, each only once the one before it was
+    /// acknowledged and at least a tick later, never in a burst (§3.6, §9 row 1).
+    #[test]
+    fn only_the_oldest_unacked_frame_is_resent_per_tick() {
+        let (mut client, mut agent) = pair();
+        client.receive(&agent_speaks(&mut agent), 1);
+        while client.poll_transmit().is_some() {}
+        for key in [b"a", b"b", b"c"] {
+            client.send_data(key, 1_000);
+        }
+        let lost: Vec<Vec<u8>> = std::iter::from_fn(|| client.poll_transmit()).collect();
+        assert_eq!(lost.len(), 3);
+        let mut resent = Vec::new();
+        let mut now = 1_000;
+        while client.unacked() > 0 && now < 10_000 {
+            now = client.next_timeout().expect("something awaits an ack").max(now);
+            client.handle_timeout(now);
+            let frames: Vec<Vec<u8>> = std::iter::from_fn(|| client.poll_transmit()).collect();
+            assert!(frames.len() <= 1, "at most one resend per tick, got {} at {now}", frames.len());
+            for frame in frames {
+                resent.push((now, decoded(&frame).sequence_number));
+                agent.receive(&frame, now + 5);
+                pump(&mut agent, &mut client, now + 10);
+            }
+        }
+        let sequences: Vec<i64> = resent.iter().map(|(_, seq)| *seq).collect();
+        assert_eq!(sequences, [0, 1, 2], "oldest first, each once");
+        assert!(resent.windows(2).all(|w| w[1].0 >= w[0].0 + RESEND_TICK_MS), "{resent:?}");
+        assert_eq!(client.unacked_bytes(), 0);
+    }
+
+    /// The agent's first output, as the client sees it (opens the client's gate).
+    fn agent_speaks(agent: &mut Session) -> Vec<u8> {
+        agent.send_data(b"$ ", 1);
+        agent.poll_transmit().unwrap()
+    }
+
+    #[test]
+    fn out_of_order_buffering_is_capped_in_bytes() {
+        let (mut client, mut agent) = pair();
+        let first = {
+            agent.send_data(&[b'x'; 1000], 1);
+            agent.poll_transmit().unwrap()
+        };
+        let frames = MAX_BUFFERED_BYTES / 1000 + 10;
+        let mut acks = 0;
+        for _ in 0..frames {
+            agent.send_data(&[b'y'; 1000], 1);
+            client.receive(&agent.poll_transmit().unwrap(), 2);
+            acks += std::iter::from_fn(|| client.poll_transmit()).count();
+        }
+        assert_eq!(acks, MAX_BUFFERED_BYTES / 1000, "frames past the byte cap are not acked");
+        client.receive(&first, 3);
+        assert_eq!(outputs(&mut client).len(), 1000 + acks * 1000, "the buffered ones are delivered");
     }
 
     #[test]

@@ -1,0 +1,50 @@
+//! Every environment variable evoctl reads, named once here (as uv's `EnvVars`), each with what
+//! it does. The AWS ones are read through the SDK's own resolution (environment first, then the
+//! profile's key) wherever the SDK has one; the `EVOCTL_*` ones are evoctl's own.
+
+/// Environment variable names.
+pub struct EnvVars;
+
+impl EnvVars {
+    /// The config file when `--config` is not given (then `./evoctl.toml`).
+    pub const EVOCTL_CONFIG: &'static str = "EVOCTL_CONFIG";
+    /// `--output`: `table` or `json`.
+    pub const EVOCTL_OUTPUT: &'static str = "EVOCTL_OUTPUT";
+    /// `--backend` for exec-based commands: `native` or `aws-cli`.
+    pub const EVOCTL_BACKEND: &'static str = "EVOCTL_BACKEND";
+    /// How often (ms) the task is checked during an exec session (hidden flag `--watchdog-ms`).
+    pub const EVOCTL_WATCHDOG_MS: &'static str = "EVOCTL_WATCHDOG_MS";
+    /// The session-manager-plugin executable for `--backend aws-cli`.
+    pub const EVOCTL_SESSION_MANAGER_PLUGIN: &'static str = "EVOCTL_SESSION_MANAGER_PLUGIN";
+    /// `shell --idle-timeout`: end a shell after this long without input or output.
+    pub const EVOCTL_SHELL_IDLE_TIMEOUT: &'static str = "EVOCTL_SHELL_IDLE_TIMEOUT";
+
+    /// Bound on opening a TCP connection to an AWS endpoint (the SDK's `connect_timeout`).
+    pub const EVOCTL_AWS_CONNECT_TIMEOUT: &'static str = "EVOCTL_AWS_CONNECT_TIMEOUT";
+    /// Bound on one attempt of an AWS call (the SDK's `operation_attempt_timeout`).
+    pub const EVOCTL_AWS_OPERATION_ATTEMPT_TIMEOUT: &'static str = "EVOCTL_AWS_OPERATION_ATTEMPT_TIMEOUT";
+    /// Bound on an AWS call with all its retries (the SDK's `operation_timeout`).
+    pub const EVOCTL_AWS_OPERATION_TIMEOUT: &'static str = "EVOCTL_AWS_OPERATION_TIMEOUT";
+    /// Bound on opening the data channel: TCP (or the proxy tunnel), TLS and the websocket upgrade.
+    pub const EVOCTL_DATA_CHANNEL_CONNECT_TIMEOUT: &'static str = "EVOCTL_DATA_CHANNEL_CONNECT_TIMEOUT";
+
+    /// Attempts per AWS call (the SDK's; profile key `max_attempts`).
+    pub const AWS_MAX_ATTEMPTS: &'static str = "AWS_MAX_ATTEMPTS";
+    /// `standard` or `adaptive` (the SDK's; profile key `retry_mode`).
+    pub const AWS_RETRY_MODE: &'static str = "AWS_RETRY_MODE";
+    /// A PEM file of extra trusted CAs, for AWS calls and the data channel alike (as the AWS CLI;
+    /// profile key `ca_bundle`).
+    pub const AWS_CA_BUNDLE: &'static str = "AWS_CA_BUNDLE";
+    /// Endpoint override for every AWS service (the SDK's), and the ECS-only one.
+    pub const AWS_ENDPOINT_URL: &'static str = "AWS_ENDPOINT_URL";
+    pub const AWS_ENDPOINT_URL_ECS: &'static str = "AWS_ENDPOINT_URL_ECS";
+}
+
+/// The profile keys that go with some of the variables above.
+pub struct ProfileKeys;
+
+impl ProfileKeys {
+    pub const MAX_ATTEMPTS: &'static str = "max_attempts";
+    pub const RETRY_MODE: &'static str = "retry_mode";
+    pub const CA_BUNDLE: &'static str = "ca_bundle";
+}

@@ -1,0 +1,89 @@
+//! Sessions end when evoctl ends. Every exec session evoctl starts is registered here the moment
+//! ExecuteCommand grants it, and ended with `ssm:TerminateSession` on whatever path leaves it:
+//! success, timeout, the watchdog, an error, Ctrl-C, SIGTERM, a socket that could not be resumed.
+//! A session whose future was dropped mid-way (the command was cancelled) stays registered and
+//! `main` ends it on the way out with [`end_leftovers`]. On AWS an abandoned session would run
+//! its command until the 20-minute idle timeout and hold one of the agent's two session slots.
+//!
+//! Ending is best effort and bounded ([`TERMINATE_BOUND`]); when it fails (typically a caller
+//! without `ssm:TerminateSession`), one note says so and that the remote command may still run.
+//! The notes are printed by `main` through the printer; nothing here prints.
+
+use crate::aws::{Aws, sdk_failure};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How long ending one session may take.
+pub const TERMINATE_BOUND: Duration = Duration::from_secs(1);
+
+struct Open {
+    id: String,
+    ssm: aws_sdk_ssm::Client,
+}
+
+static OPEN: Mutex<Vec<Open>> = Mutex::new(Vec::new());
+static NOTES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// A started session; [`SessionGuard::end`] terminates it.
+#[derive(Debug)]
+pub struct SessionGuard {
+    id: String,
+}
+
+impl SessionGuard {
+    /// Register the session ExecuteCommand just granted.
+    pub fn open(aws: &Aws, id: &str) -> SessionGuard {
+        OPEN.lock().expect("session registry").push(Open { id: id.to_owned(), ssm: aws.ssm() });
+        SessionGuard { id: id.to_owned() }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// End the session (TerminateSession, bounded) and forget it.
+    pub async fn end(self) {
+        let entry = {
+            let mut open = OPEN.lock().expect("session registry");
+            open.iter().position(|o| o.id == self.id).map(|i| open.remove(i))
+        };
+        if let Some(entry) = entry {
+            terminate(&entry).await;
+        }
+    }
+}
+
+/// End every session still registered (their futures were dropped), concurrently and bounded.
+pub async fn end_leftovers() {
+    let left: Vec<Open> = std::mem::take(&mut *OPEN.lock().expect("session registry"));
+    futures::future::join_all(left.iter().map(terminate)).await;
+}
+
+/// What could not be cleaned up, for the printer.
+pub fn take_notes() -> Vec<String> {
+    std::mem::take(&mut *NOTES.lock().expect("session notes"))
+}
+
+async fn terminate(session: &Open) {
+    let call = session.ssm.terminate_session().session_id(&session.id).send();
+    let problem = match tokio::time::timeout(TERMINATE_BOUND, call).await {
+        Ok(Ok(_)) => {
+            tracing::info!(session = %session.id, "session terminated");
+            return;
+        }
+        Ok(Err(err)) => {
+            let failure = sdk_failure("TerminateSession", err);
+            match failure.code.as_str() {
+                "AccessDeniedException" | "AccessDenied" => {
+                    "this caller may not call ssm:TerminateSession (grant it on the session ARNs)".to_owned()
+                }
+                code => format!("TerminateSession failed: {code}: {}", failure.message),
+            }
+        }
+        Err(_) => format!("TerminateSession did not answer within {} s", TERMINATE_BOUND.as_secs()),
+    };
+    NOTES.lock().expect("session notes").push(format!(
+        "could not end exec session {}: {problem}; the remote command may still be running until the session's 20-minute idle timeout",
+        session.id
+    ));
+}

@@ -1,0 +1,328 @@
+//! Every promise about ending, checked by what remains: after a timeout, Ctrl-C, SIGTERM, an
+//! idle shell or a failure, the lab's process table shows the remote command gone and its
+//! journal shows the TerminateSession; `--timeout` is a bound whatever AWS does (a stalled
+//! DescribeTasks, a stalled task lookup); a task whose exec agent cannot become ready fails at
+//! once; and Ctrl-C during a scaling change stops after the step in flight and says what was done.
+
+use crate::support::{EVOCTL, Lab, json_stdout, text, wait_until};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// The lab's process-table rows of `session` (a session id).
+fn rows_of(lab: &Lab, session: &str) -> Vec<Value> {
+    let rows = lab.control("GET", "/processes", None);
+    rows.as_array().unwrap().iter().filter(|r| r["session_id"] == session).cloned().collect()
+}
+
+/// The session ids ExecuteCommand granted, from the journal's answers (the lab journals the
+/// request; the process table names the session).
+fn sessions(lab: &Lab) -> Vec<String> {
+    let rows = lab.control("GET", "/processes", None);
+    rows.as_array().unwrap().iter().map(|r| r["session_id"].as_str().unwrap().to_owned()).collect()
+}
+
+fn terminated_sessions(lab: &Lab) -> Vec<String> {
+    lab.journal()
+        .iter()
+        .filter(|e| e["action"] == "TerminateSession" && e["status"] == 200)
+        .map(|e| e["parameters"]["SessionId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The session's command is gone (nothing of its process group runs) and it was terminated.
+fn assert_ended(lab: &Lab, session: &str) {
+    wait_until(Duration::from_secs(5), "the remote process group to be gone", || {
+        rows_of(lab, session).iter().all(|r| r["alive"] == false).then_some(())
+    });
+    let rows = rows_of(lab, session);
+    assert_eq!(rows.len(), 1, "one command per session: {rows:?}");
+    assert!(terminated_sessions(lab).contains(&session.to_owned()), "no TerminateSession for {session}");
+}
+
+fn spawn(lab: &Lab, args: &[&str]) -> Child {
+    lab.evoctl_process().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+fn finish(mut child: Child, deadline: Duration) -> (Option<i32>, String, String) {
+    let status = wait_until(deadline, "evoctl to end", || child.try_wait().unwrap());
+    let (mut out, mut err) = (String::new(), String::new());
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    (status.code(), out, err)
+}
+
+/// The one session the lab is running a command for, once its process is alive.
+fn running_session(lab: &Lab) -> String {
+    wait_until(Duration::from_secs(20), "the remote command to run", || {
+        let rows = lab.control("GET", "/processes", None);
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["alive"] == true)
+            .map(|r| r["session_id"].as_str().unwrap().to_owned())
+    })
+}
+
+fn signal(child: &Child, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, signal).unwrap();
+}
+
+#[test]
+fn a_timeout_ends_the_remote_command_and_the_session() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    let output = lab.evoctl().args(["exec", "production", "--timeout", "2", "--", "sleep", "47"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stderr),
+        "error: the exec session did not finish within 2s: the command had not started producing output\n  fix: raise --timeout, or check what the command is waiting for\n"
+    );
+    let session = sessions(&lab).pop().expect("a session ran");
+    assert_ended(&lab, &session);
+}
+
+#[test]
+fn the_timeout_holds_with_describe_tasks_stalled_during_the_session() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    let started = Instant::now();
+    let child = lab
+        .evoctl_process()
+        .args(["exec", "production", "--timeout", "3", "--", "sleep", "30"])
+        .env("EVOCTL_WATCHDOG_MS", "100")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session = running_session(&lab);
+    lab.control("POST", "/faults", Some(&json!({"latency_ms": 12_000, "actions": ["DescribeTasks"]})));
+    let (code, _, stderr) = finish(child, Duration::from_secs(20));
+    let elapsed = started.elapsed();
+    assert_eq!(code, Some(125), "{stderr}");
+    assert!(elapsed < Duration::from_millis(4500), "exit after {elapsed:?}: {stderr}");
+    assert!(stderr.starts_with("error: the exec session did not finish within 3s: the command"), "{stderr}");
+    lab.control("POST", "/faults", Some(&json!({})));
+    assert_ended(&lab, &session);
+}
+
+#[test]
+fn the_timeout_bounds_the_task_lookup_too() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    lab.control("POST", "/faults", Some(&json!({"latency_ms": 12_000, "actions": ["DescribeTasks"]})));
+    let started = Instant::now();
+    let output = lab.evoctl().args(["exec", "production", "--timeout", "2", "--", "true"]).output().unwrap();
+    assert!(started.elapsed() < Duration::from_millis(3500), "{:?}", started.elapsed());
+    assert_eq!(output.status.code(), Some(125));
+    assert_eq!(
+        text(&output.stderr),
+        "error: the exec session did not finish within 2s: ECS had not answered the task lookup (ListTasks/DescribeTasks)\n  fix: raise --timeout, or check what the command is waiting for\n"
+    );
+    assert!(!lab.journal().iter().any(|e| e["action"] == "ExecuteCommand"), "no session was started");
+}
+
+#[test]
+fn ctrl_c_and_sigterm_end_an_exec_session() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    for (sig, code, name) in
+        [(rustix::process::Signal::INT, 130, "Ctrl-C"), (rustix::process::Signal::TERM, 143, "SIGTERM")]
+    {
+        let child = spawn(&lab, &["exec", "production", "--", "sleep", "48"]);
+        let session = running_session(&lab);
+        signal(&child, sig);
+        let (exit, stdout, stderr) = finish(child, Duration::from_secs(10));
+        assert_eq!(exit, Some(code), "{name}: {stderr}");
+        assert_eq!(stdout, "");
+        assert_eq!(
+            stderr,
+            format!("interrupted ({name}): exec session {session} was ended, and the command with it\n")
+        );
+        assert_ended(&lab, &session);
+    }
+}
+
+#[test]
+fn ctrl_c_in_connect_ends_the_watch_in_the_container() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    let mut child = spawn(&lab, &["connect", "production"]);
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = {
+        let screen = std::sync::Arc::clone(&screen);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        })
+    };
+    wait_until(Duration::from_secs(20), "the QR on evoctl's stdout", || {
+        String::from_utf8_lossy(&screen.lock().unwrap()).contains("(QR 1 of 30)").then_some(())
+    });
+    let session = running_session(&lab);
+    signal(&child, rustix::process::Signal::INT);
+    let status = wait_until(Duration::from_secs(10), "evoctl to end", || child.try_wait().unwrap());
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    reader.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: alinhou-production is not linked (state connecting, 1 QR(s) shown); the watch in the container was ended and nothing else was changed. Run `evoctl connect production` again to continue\n"),
+        "{stderr}"
+    );
+    assert_ended(&lab, &session);
+}
+
+#[test]
+fn a_denied_terminate_session_is_one_clear_line() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    lab.control("POST", "/faults", Some(&json!({"terminate_denied": true})));
+    let output = lab.evoctl().args(["exec", "production", "--timeout", "1", "--", "sleep", "46"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    let stderr = text(&output.stderr);
+    let session = sessions(&lab).pop().unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "warning: could not end exec session {session}: this caller may not call ssm:TerminateSession (grant it on the session ARNs); the remote command may still be running until the session's 20-minute idle timeout\n"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("warning:").count(), 1, "{stderr}");
+}
+
+#[test]
+fn connect_on_a_task_without_exec_fails_at_once_with_the_fix() {
+    let lab = Lab::start("exec-disabled");
+    lab.wait_settled();
+    let started = Instant::now();
+    let output = lab.evoctl().args(["connect", "production"]).output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_eq!(output.status.code(), Some(6), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("error: ECS Exec is not enabled on task "), "{stderr}");
+    assert!(stderr.contains("  fix: enable it on the service and replace the task: `aws ecs update-service --cluster alinhou-production --service EvolutionService --enable-execute-command --force-new-deployment`"), "{stderr}");
+    assert!(!lab.journal().iter().any(|e| e["action"] == "ExecuteCommand"));
+}
+
+/// A shell has no wall-clock deadline, only an idle one: typed at for three times the limit it
+/// stays; left alone it ends at the limit, says so, restores the terminal and ends the session.
+#[test]
+fn a_shell_lives_while_used_and_ends_when_idle() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    let (pty, pts) = pty_process::blocking::open().unwrap();
+    pty.resize(pty_process::Size::new(30, 100)).unwrap();
+    let modes = |pty: &pty_process::blocking::Pty| {
+        let t = rustix::termios::tcgetattr(pty).unwrap();
+        format!("{:?} {:?} {:?}", t.input_modes, t.output_modes, t.local_modes)
+    };
+    let before = modes(&pty);
+    let mut child = pty_process::blocking::Command::new(EVOCTL)
+        .args(["shell", "production", "--idle-timeout", "2s"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", lab.dir.path())
+        .envs(lab.env())
+        .current_dir(lab.dir.path())
+        .spawn(pts)
+        .unwrap();
+    let pty = std::sync::Arc::new(pty);
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let reader = {
+        let (pty, screen) = (std::sync::Arc::clone(&pty), std::sync::Arc::clone(&screen));
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = (&*pty).read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        })
+    };
+    let seen = |needle: &str| String::from_utf8_lossy(&screen.lock().unwrap()).contains(needle);
+    wait_until(Duration::from_secs(20), "the shell's prompt", || seen("# ").then_some(()));
+    let session = running_session(&lab);
+    let active_since = Instant::now();
+    let mut tick = 0;
+    while active_since.elapsed() < Duration::from_secs(7) {
+        tick += 1;
+        (&*pty).write_all(format!("echo tick-{tick}\r").as_bytes()).unwrap();
+        wait_until(Duration::from_secs(5), "the tick's output", || seen(&format!("\r\ntick-{tick}\r\n")).then_some(()));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the shell ended while in use, after {:?}",
+            active_since.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(500)); // the user's pace, not synchronisation
+    }
+    let idle_since = Instant::now();
+    let status = wait_until(Duration::from_secs(10), "the idle shell to end", || child.try_wait().unwrap());
+    let idle = idle_since.elapsed();
+    assert!(idle >= Duration::from_millis(1500) && idle < Duration::from_secs(5), "ended after {idle:?} idle");
+    assert_eq!(status.code(), Some(7));
+    wait_until(Duration::from_secs(5), "the idle message", || {
+        seen(&format!("error: the shell was idle for 2s (no input or output): session {session} was ended"))
+            .then_some(())
+    });
+    assert_eq!(modes(&pty), before, "the terminal modes were not restored");
+    assert_ended(&lab, &session);
+    drop(reader);
+
+    // --timeout is an exec/node bound: a shell does not take it.
+    let output = lab.evoctl().args(["shell", "production", "--timeout", "2"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("unexpected argument '--timeout'"), "{}", text(&output.stderr));
+}
+
+/// Ctrl-C during `enforce --apply` stops after the step in flight: staging's writes are made,
+/// the wait is cut short, production (which would come up next) is not touched; the message
+/// lists both and the command that finishes the job, which then does.
+#[test]
+fn ctrl_c_during_enforce_stops_after_the_step_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("swapped.toml");
+    std::fs::write(
+        &scenario,
+        "extends = \"staging-up\"\ndescription = \"staging up, production down\"\n\
+         [services.\"alinhou-production/EvolutionService\"]\ndesired_count = 0\nscaling = { min = 0, max = 0 }\n",
+    )
+    .unwrap();
+    // Slow stops, so the interrupt lands while staging drains.
+    let lab = Lab::start_with(scenario.to_str().unwrap(), &["--task-stop-ms", "8000"]);
+    lab.wait_settled();
+    let child = spawn(&lab, &["enforce", "--apply"]);
+    wait_until(Duration::from_secs(20), "staging's UpdateService", || {
+        lab.journal().iter().any(|e| e["action"] == "UpdateService").then_some(())
+    });
+    signal(&child, rustix::process::Signal::INT);
+    let (exit, _, stderr) = finish(child, Duration::from_secs(10));
+    assert_eq!(exit, Some(130), "{stderr}");
+    assert!(
+        stderr.ends_with(
+            "interrupted (Ctrl-C) after 2 of 6 step(s); applied:\n  1. staging: RegisterScalableTarget min 0 max 0\n  2. staging: UpdateService desiredCount 0\n\
+             not applied:\n  3. staging: wait until 0 live task(s)\n  4. production: RegisterScalableTarget min 1 max 1\n  5. production: UpdateService desiredCount 1\n  6. production: wait until 1 live task(s)\n\
+             \x20 fix: `evoctl enforce --apply` finishes the job (it plans again from what is there now)\n"
+        ),
+        "{stderr}"
+    );
+    let production_writes = lab
+        .journal()
+        .iter()
+        .filter(|e| e["action"] == "UpdateService" && e["parameters"]["cluster"] == "alinhou-production")
+        .count();
+    assert_eq!(production_writes, 0, "nothing was done for production");
+
+    let output = lab.evoctl().args(["--output", "json", "enforce", "--apply", "--timeout", "60s"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(json_stdout(&output)["applied"], true);
+}
