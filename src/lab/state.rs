@@ -3,12 +3,15 @@
 //! their lifecycle.
 //!
 //! Everything is plain data behind one mutex; [`Account::advance`] is called on a short tick
-//! and applies every transition whose time has come, so timing is realistic
-//! (PROVISIONING -> PENDING -> RUNNING, DEACTIVATING -> STOPPING -> STOPPED) yet fast in tests.
+//! and applies every transition whose time has come, so timing is realistic (ECS's task
+//! lifecycle: PROVISIONING -> PENDING -> ACTIVATING -> RUNNING, then DEACTIVATING -> STOPPING ->
+//! DEPROVISIONING -> STOPPED) yet fast in tests. Every transition is also appended to the
+//! account's [`Account::timeline`], the oracle for ordering tests.
 
 use super::agent::ExecGrant;
 use super::scenario::{ScalingSpec, Scenario};
 use indexmap::IndexMap;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,9 +23,9 @@ pub fn now_ms() -> u64 {
 /// How long lifecycle steps take.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
-    /// PROVISIONING to RUNNING.
+    /// PROVISIONING to RUNNING, split evenly over PROVISIONING, PENDING and ACTIVATING.
     pub task_start_ms: u64,
-    /// Stop request to STOPPED.
+    /// Stop request to STOPPED, split evenly over DEACTIVATING, STOPPING and DEPROVISIONING.
     pub task_stop_ms: u64,
     /// Task RUNNING to ExecuteCommandAgent RUNNING.
     pub agent_start_ms: u64,
@@ -124,6 +127,22 @@ impl Task {
     }
 }
 
+/// Every lastStatus an ECS task goes through, in order.
+pub const LIFECYCLE: [&str; 8] =
+    ["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"];
+
+/// One lifecycle transition of one task (its creation included), as the lab applied it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    /// When the lab applied it (ms since the Unix epoch; a seeded task's creation time).
+    pub t_ms: u64,
+    pub task_id: String,
+    pub cluster: String,
+    pub service: Option<String>,
+    pub last_status: String,
+    pub desired_status: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct ScalableTarget {
     pub resource_id: String,
@@ -179,6 +198,8 @@ pub struct Account {
     pub issued_tokens: Vec<String>,
     /// The lab KMS's own key, under which it seals data keys.
     pub kms_master_key: [u8; 32],
+    /// Every task's every lifecycle transition, in the order applied (`GET /_lab/timeline`).
+    pub timeline: Vec<TimelineEntry>,
     id_counter: u64,
     id_seed: String,
 }
@@ -208,6 +229,7 @@ impl Account {
                 aws_lc_rs::rand::fill(&mut key).expect("system randomness");
                 key
             },
+            timeline: Vec::new(),
             id_counter: 0,
             id_seed: scenario.description.clone(),
         };
@@ -311,6 +333,8 @@ impl Account {
                 });
             }
         }
+        // Seeded tasks were created at different times in the past: keep the timeline in time order.
+        account.timeline.sort_by_key(|entry| entry.t_ms);
         Ok(account)
     }
 
@@ -357,6 +381,11 @@ impl Account {
     /// Start a task for service `index`. `started_at` in the past with an agent status makes it
     /// already RUNNING (scenario seeding); otherwise it goes through PROVISIONING.
     pub fn start_task(&mut self, index: usize, at_ms: u64, already_running_agent: Option<&str>, pinned: bool) {
+        let task = self.new_task(index, at_ms, already_running_agent, pinned);
+        self.push_task(task, at_ms);
+    }
+
+    fn new_task(&mut self, index: usize, at_ms: u64, already_running_agent: Option<&str>, pinned: bool) -> Task {
         let id = self.next_id();
         let runtime_suffix: String = self.next_id().bytes().map(|b| char::from(b'0' + b % 10)).take(10).collect();
         let container_id = self.next_id();
@@ -375,7 +404,7 @@ impl Account {
             },
             agent_started_ms: running.then_some(at_ms),
         };
-        let task = Task {
+        Task {
             id,
             cluster: service.cluster.clone(),
             service: Some(service.name.clone()),
@@ -389,18 +418,102 @@ impl Account {
             stopping_ms: None,
             stopped_ms: None,
             stopped_reason: None,
-            next_step_ms: if running { u64::MAX } else { at_ms + self.timing.task_start_ms / 3 },
+            next_step_ms: if running { u64::MAX } else { at_ms + self.start_step() },
             pinned,
             enable_execute_command: service.enable_execute_command,
             platform_version: service.platform_version.clone(),
             containers: vec![container],
-        };
-        self.tasks.push(task);
+        }
     }
 
-    /// Ask a task to stop; it drains through DEACTIVATING and STOPPING.
+    fn push_task(&mut self, task: Task, t_ms: u64) {
+        self.tasks.push(task);
+        self.note(self.tasks.len() - 1, t_ms);
+    }
+
+    /// Append task `index`'s current state to the timeline.
+    fn note(&mut self, index: usize, t_ms: u64) {
+        let task = &self.tasks[index];
+        self.timeline.push(TimelineEntry {
+            t_ms,
+            task_id: task.id.clone(),
+            cluster: task.cluster.clone(),
+            service: task.service.clone(),
+            last_status: task.last_status.clone(),
+            desired_status: task.desired_status.clone(),
+        });
+    }
+
+    /// Each of the three start steps (PROVISIONING, PENDING, ACTIVATING).
+    fn start_step(&self) -> u64 {
+        self.timing.task_start_ms / 3
+    }
+
+    /// Each of the three stop steps (DEACTIVATING, STOPPING, DEPROVISIONING).
+    fn stop_step(&self) -> u64 {
+        self.timing.task_stop_ms / 3
+    }
+
+    /// Add a task to service `index`'s group that the scheduler leaves alone, in the given state,
+    /// where it stays: a manual RunTask or a stuck deployment (desired RUNNING), or a task being
+    /// replaced that has not finished draining (desired STOPPED, e.g. DEACTIVATING). Returns its id.
+    pub fn add_pinned_task(
+        &mut self,
+        index: usize,
+        now: u64,
+        last_status: &str,
+        desired_status: &str,
+    ) -> Result<String, String> {
+        let position = LIFECYCLE
+            .iter()
+            .position(|s| *s == last_status)
+            .ok_or_else(|| format!("last_status `{last_status}` is none of {}", LIFECYCLE.join(", ")))?;
+        let running_at = 3;
+        match desired_status {
+            "RUNNING" if position > running_at => {
+                return Err(format!(
+                    "a task whose desired_status is RUNNING is never {last_status} (that is a stopping state)"
+                ));
+            }
+            "RUNNING" | "STOPPED" => {}
+            other => return Err(format!("desired_status `{other}` is neither RUNNING nor STOPPED")),
+        }
+        let created = now.saturating_sub(30_000);
+        let mut task = self.new_task(index, created, Some("RUNNING"), true);
+        task.last_status = last_status.to_owned();
+        task.desired_status = desired_status.to_owned();
+        if position < running_at {
+            task.started_ms = None;
+        }
+        for container in &mut task.containers {
+            if container.agent_status.is_some() {
+                let agent = match position {
+                    p if p < running_at => "PENDING",
+                    p if p <= running_at + 2 => "RUNNING",
+                    _ => "STOPPED",
+                };
+                container.agent_status = Some(agent.into());
+                if agent == "PENDING" {
+                    container.agent_started_ms = None;
+                }
+            }
+        }
+        if desired_status == "STOPPED" {
+            task.stopping_ms = Some(now.saturating_sub(1_000));
+            task.stopped_reason = Some("Task stopped by deployment".into());
+        }
+        if last_status == "STOPPED" {
+            task.stopped_ms = Some(now);
+        }
+        let id = task.id.clone();
+        self.push_task(task, now);
+        Ok(id)
+    }
+
+    /// Ask a task to stop; it drains through DEACTIVATING, STOPPING and DEPROVISIONING (a task
+    /// still PROVISIONING has no container to stop: it only deprovisions).
     pub fn stop_task(&mut self, task_index: usize, reason: &str, now: u64) {
-        let stop_ms = self.timing.task_stop_ms;
+        let stop_step = self.stop_step();
         let task = &mut self.tasks[task_index];
         if task.desired_status == "STOPPED" {
             return;
@@ -408,23 +521,25 @@ impl Account {
         task.desired_status = "STOPPED".into();
         task.stopped_reason = Some(reason.to_owned());
         task.stopping_ms = Some(now);
-        match task.last_status.as_str() {
-            "PROVISIONING" | "PENDING" => {
-                task.last_status = "STOPPED".into();
-                task.stopped_ms = Some(now);
-                task.next_step_ms = u64::MAX;
-            }
-            _ => {
-                task.last_status = "DEACTIVATING".into();
-                task.next_step_ms = now + stop_ms / 2;
-            }
+        task.last_status = match task.last_status.as_str() {
+            "PROVISIONING" => "DEPROVISIONING",
+            _ => "DEACTIVATING",
         }
+        .into();
+        task.next_step_ms = now.saturating_add(stop_step);
+        self.note(task_index, now);
     }
 
-    /// Apply every lifecycle step that is due, then let each service reconcile.
+    /// Apply every lifecycle step that is due, then let each service reconcile. Pinned tasks
+    /// stay as they are.
     pub fn advance(&mut self, now: u64) {
         let timing = self.timing;
-        for task in &mut self.tasks {
+        let (start_step, stop_step) = (self.start_step(), self.stop_step());
+        let mut moved = Vec::new();
+        for (index, task) in self.tasks.iter_mut().enumerate() {
+            if task.pinned {
+                continue;
+            }
             for container in &mut task.containers {
                 if task.last_status == "RUNNING"
                     && container.agent_status.as_deref() == Some("PENDING")
@@ -438,10 +553,12 @@ impl Account {
                 continue;
             }
             let (next, step) = match task.last_status.as_str() {
-                "PROVISIONING" => ("PENDING", timing.task_start_ms / 3),
-                "PENDING" => ("RUNNING", u64::MAX),
-                "DEACTIVATING" => ("STOPPING", timing.task_stop_ms / 2),
-                "STOPPING" => ("STOPPED", u64::MAX),
+                "PROVISIONING" => ("PENDING", start_step),
+                "PENDING" => ("ACTIVATING", start_step),
+                "ACTIVATING" => ("RUNNING", u64::MAX),
+                "DEACTIVATING" => ("STOPPING", stop_step),
+                "STOPPING" => ("DEPROVISIONING", stop_step),
+                "DEPROVISIONING" => ("STOPPED", u64::MAX),
                 _ => continue,
             };
             task.last_status = next.into();
@@ -458,6 +575,10 @@ impl Account {
                 }
                 _ => {}
             }
+            moved.push(index);
+        }
+        for index in moved {
+            self.note(index, now);
         }
         for index in 0..self.services.len() {
             self.reconcile(index, now);
@@ -576,15 +697,75 @@ mod tests {
         let t0 = now_ms();
         account.advance(t0);
         assert_eq!(live(&account, "alinhou-staging"), ["PROVISIONING"]);
+        account.advance(t0 + 99);
+        assert_eq!(live(&account, "alinhou-staging"), ["PROVISIONING"]);
         account.advance(t0 + 100);
         assert_eq!(live(&account, "alinhou-staging"), ["PENDING"]);
         account.advance(t0 + 200);
+        assert_eq!(live(&account, "alinhou-staging"), ["ACTIVATING"]);
+        account.advance(t0 + 300);
         assert_eq!(live(&account, "alinhou-staging"), ["RUNNING"]);
         let task = account.tasks.iter().find(|t| t.cluster == "alinhou-staging").unwrap();
         assert_eq!(task.containers[0].agent_status.as_deref(), Some("PENDING"));
-        account.advance(t0 + 300);
+        account.advance(t0 + 400);
         let task = account.tasks.iter().find(|t| t.cluster == "alinhou-staging").unwrap();
         assert_eq!(task.containers[0].agent_status.as_deref(), Some("RUNNING"));
+    }
+
+    #[test]
+    fn scale_down_walks_the_stop_lifecycle_and_the_timeline_records_every_step() {
+        let mut account = account("staging-up");
+        let index = account.service_index("alinhou-staging", "EvolutionService").unwrap();
+        let id = account.tasks.iter().find(|t| t.cluster == "alinhou-staging").unwrap().id.clone();
+        account.services[index].desired_count = 0;
+        let t0 = now_ms();
+        // 200 ms over three steps: 66 ms each.
+        for (at, status) in [(0, "DEACTIVATING"), (66, "STOPPING"), (132, "DEPROVISIONING"), (198, "STOPPED")] {
+            account.advance(t0 + at);
+            let task = account.tasks.iter().find(|t| t.id == id).unwrap();
+            assert_eq!((task.last_status.as_str(), task.desired_status.as_str()), (status, "STOPPED"), "at {at}");
+        }
+        let steps: Vec<(u64, &str, &str)> = account
+            .timeline
+            .iter()
+            .filter(|e| e.task_id == id)
+            .map(|e| (e.t_ms.saturating_sub(t0), e.last_status.as_str(), e.desired_status.as_str()))
+            .collect();
+        assert_eq!(steps[0].1, "RUNNING", "the seeded task's creation comes first");
+        assert_eq!(
+            steps[1..],
+            [
+                (0, "DEACTIVATING", "STOPPED"),
+                (66, "STOPPING", "STOPPED"),
+                (132, "DEPROVISIONING", "STOPPED"),
+                (198, "STOPPED", "STOPPED")
+            ]
+        );
+        assert!(account.timeline.windows(2).all(|w| w[0].t_ms <= w[1].t_ms), "in time order");
+        assert_eq!(
+            account.timeline.iter().filter(|e| e.last_status == "RUNNING").count(),
+            2,
+            "both seeded tasks are on the timeline"
+        );
+    }
+
+    #[test]
+    fn a_pinned_draining_task_stays_where_it_was_put() {
+        let mut account = account("seed");
+        let index = account.service_index("alinhou-production", "EvolutionService").unwrap();
+        let t0 = now_ms();
+        let id = account.add_pinned_task(index, t0, "DEACTIVATING", "STOPPED").unwrap();
+        for step in 0..20 {
+            account.advance(t0 + step * 50);
+        }
+        let task = account.tasks.iter().find(|t| t.id == id).unwrap();
+        assert_eq!((task.last_status.as_str(), task.desired_status.as_str()), ("DEACTIVATING", "STOPPED"));
+        assert_eq!(live(&account, "alinhou-production"), ["RUNNING", "DEACTIVATING"], "the service's own task stays");
+        let last = account.timeline.last().unwrap();
+        assert_eq!((last.task_id.as_str(), last.t_ms, last.last_status.as_str()), (id.as_str(), t0, "DEACTIVATING"));
+        assert!(account.add_pinned_task(index, t0, "STOPPING", "RUNNING").is_err());
+        assert!(account.add_pinned_task(index, t0, "GONE", "STOPPED").is_err());
+        assert!(account.add_pinned_task(index, t0, "RUNNING", "PAUSED").is_err());
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! `enforce` / `scale` change scaling in the safe order and refuse unsafe plans, throttling does
 //! not change an audit's answer, and an unreadable account is never "clean".
 
-use crate::support::{Lab, in_parallel, json_stdout, text, wait_until};
+use crate::lab::THROTTLE_SEED;
+use crate::support::{
+    Lab, assert_every_throttle_retried, calls_by_action, creations_since, in_parallel, json_stdout, live_clusters_at,
+    text, wait_until,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -121,17 +125,44 @@ fn audit_table_and_github_formats_are_exact() {
 fn audit_under_30_percent_throttling_returns_the_same_findings() {
     let lab = Lab::start("staging-up");
     lab.wait_settled();
-    let (code, calm) = audit_json(&lab);
-    assert_eq!(code, Some(1));
-    lab.control("DELETE", "/journal", None);
-    lab.control("POST", "/faults", Some(&json!({"throttle_rate": 0.3})));
-    for _ in 0..2 {
-        let (code, throttled) = audit_json(&lab);
-        assert_eq!(code, Some(1), "{throttled:#}");
-        assert_eq!(throttled["findings"], calm["findings"]);
+    lab.reset_faults(&json!({}));
+    let calm_output = lab.evoctl().args(["audit", "--format", "json"]).output().unwrap();
+    assert_eq!(calm_output.status.code(), Some(1));
+    let logical = calls_by_action(&lab.journal());
+    for run in 0..2 {
+        // Seeded: the same answers are throttled on every run, whatever the concurrency.
+        lab.reset_faults(&json!({"throttle_rate": 0.3, "seed": THROTTLE_SEED}));
+        let output = lab.evoctl().args(["audit", "--format", "json"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "run {run}: {}", text(&output.stderr));
+        assert_eq!(text(&output.stdout), text(&calm_output.stdout), "run {run}: the same report");
+        let journal = lab.journal();
+        assert_every_throttle_retried(&journal);
+        let throttled: Vec<(String, usize)> = calls_by_action(&journal)
+            .into_iter()
+            .map(|(action, (calls, throttled))| {
+                assert_eq!(calls, logical[&action].0 + throttled, "run {run}: {action}");
+                (action, throttled)
+            })
+            .collect();
+        let expected: Vec<(String, usize)> =
+            AUDIT_THROTTLED.iter().map(|(action, count)| (action.to_string(), *count)).collect();
+        assert_eq!(throttled, expected, "run {run}");
     }
-    assert!(lab.journal().iter().any(|e| e["error"] == "ThrottlingException"), "throttling was injected");
 }
+
+/// What [`THROTTLE_SEED`] throttles in an audit of `staging-up`: (action, throttled answers).
+const AUDIT_THROTTLED: &[(&str, usize)] = &[
+    ("DescribeScalableTargets", 1),
+    ("DescribeScalingPolicies", 0),
+    ("DescribeScheduledActions", 2),
+    ("DescribeServices", 2),
+    ("DescribeTaskDefinition", 2),
+    ("DescribeTasks", 1),
+    ("FilterLogEvents", 0),
+    ("GetFunctionConfiguration", 0),
+    ("GetParameter", 2),
+    ("ListTasks", 1),
+];
 
 #[test]
 fn audit_with_the_lab_stopped_exits_5_never_clean() {
@@ -240,10 +271,22 @@ fn enforce_takes_the_env_going_down_before_the_one_going_up() {
             ("UpdateService".into(), "alinhou-production".into()),
         ]
     );
-    // Production's first write came after staging's task was seen gone.
-    let status = json_stdout(&lab.evoctl().args(["--output", "json", "status"]).output().unwrap());
-    assert_eq!(status["environments"][0]["tasks"], json!([]));
-    assert_eq!(status["environments"][1]["tasks"].as_array().unwrap().len(), 1);
+    // The lab's own timeline: production's first new task was created only after staging's
+    // last task had STOPPED, so no instant had both environments of the number live.
+    let timeline = lab.timeline();
+    let is = |e: &Value, cluster: &str, status: &str| e["cluster"] == cluster && e["last_status"] == status;
+    let staging_stopped = timeline.iter().rposition(|e| is(e, "alinhou-staging", "STOPPED")).expect("staging stopped");
+    let production_created =
+        timeline.iter().position(|e| is(e, "alinhou-production", "PROVISIONING")).expect("production started");
+    assert!(staging_stopped < production_created, "{timeline:#?}");
+    assert!(timeline[staging_stopped]["t_ms"].as_u64() < timeline[production_created]["t_ms"].as_u64());
+    for upto in 0..=timeline.len() {
+        assert!(live_clusters_at(&timeline, upto).len() <= 1, "two live after {:#?}", &timeline[..upto]);
+    }
+    assert_eq!(creations_since(&timeline, 0).len(), 2, "staging's seeded task and production's new one");
+    let last = timeline.last().unwrap();
+    assert!(is(last, "alinhou-production", "RUNNING"), "{last}");
+    assert_eq!(live_clusters_at(&timeline, timeline.len()), ["alinhou-production"]);
     assert_eq!(lab.evoctl().arg("audit").output().unwrap().status.code(), Some(0));
 }
 
@@ -324,4 +367,91 @@ fn audit_reads_every_environment_concurrently() {
         assert_eq!(journal.iter().filter(|e| e["action"] == action).count(), per_env, "{action}");
     }
     assert_eq!(targets.len(), 1, "one DescribeScalableTargets for every environment");
+}
+
+/// How a command refuses while production has two live tasks.
+#[derive(Clone, Copy)]
+enum Refusal {
+    /// It needs the one live task and names both.
+    TwoTasks,
+    /// `connect`'s preflight.
+    Preflight,
+    /// The scaling plan (nothing to scale, but the draining task would stay beside the new state).
+    Plan,
+}
+
+/// Every command that changes something or talks to Evolution (production is 1/1 in the seed
+/// config), and how it must refuse.
+const MUTATING: &[(&[&str], Refusal)] = &[
+    (&["connect", "production"], Refusal::Preflight),
+    (&["instance", "create", "production"], Refusal::TwoTasks),
+    (&["instance", "connect", "production"], Refusal::TwoTasks),
+    (&["instance", "restart", "production"], Refusal::TwoTasks),
+    (&["instance", "logout", "production", "--yes"], Refusal::TwoTasks),
+    (&["instance", "delete", "production", "--yes"], Refusal::TwoTasks),
+    (&["webhook", "set", "production"], Refusal::TwoTasks),
+    (&["scale", "production", "--apply"], Refusal::Plan),
+    (&["enforce", "--apply"], Refusal::Plan),
+];
+
+/// The headline claim: while a replaced production task is still draining beside the running
+/// one (two connections on one number), evoctl names both and every mutating command refuses
+/// (exit 4) without changing anything.
+#[test]
+fn a_draining_task_beside_the_running_one_makes_every_mutating_command_refuse() {
+    in_parallel(&["RUNNING", "DEACTIVATING", "STOPPING"], 3, |last_status| {
+        let lab = Lab::start("seed");
+        lab.wait_settled();
+        let running = lab.first_task_id();
+        let draining = lab.add_tasks(&json!({
+            "cluster": "alinhou-production",
+            "service": "EvolutionService",
+            "desired_status": "STOPPED",
+            "last_status": last_status,
+        }));
+        assert_eq!(draining.len(), 1);
+        let draining = &draining[0];
+        let timeline = lab.timeline();
+        let last = timeline.last().unwrap();
+        assert_eq!(
+            (&last["task_id"], &last["cluster"], &last["last_status"], &last["desired_status"]),
+            (&json!(draining), &json!("alinhou-production"), &json!(last_status), &json!("STOPPED"))
+        );
+        let two_tasks = format!(
+            "error: 2 live tasks for production where there must be one (two WhatsApp connections on one number loop in conflict/replaced): \
+             {running} (RUNNING, desired RUNNING), {draining} ({last_status}, desired STOPPED)\n  \
+             fix: stop the extra task (`aws ecs stop-task --cluster alinhou-production --task ID`) and check `evoctl audit production`\n"
+        );
+
+        let output = lab.evoctl().args(["task", "production"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(4), "{last_status}: {}", text(&output.stderr));
+        assert_eq!((text(&output.stdout), text(&output.stderr)), (String::new(), two_tasks.clone()), "{last_status}");
+
+        for (command, refusal) in MUTATING {
+            lab.control("DELETE", "/journal", None);
+            let output = lab.evoctl().args(*command).output().unwrap();
+            let case = format!("{last_status}: {command:?}");
+            assert_eq!(output.status.code(), Some(4), "{case}: {}", text(&output.stderr));
+            let expected = match refusal {
+                Refusal::TwoTasks => two_tasks.clone(),
+                Refusal::Preflight => "error: refused before touching Evolution: production has 2 live task(s); linking needs exactly one\n  \
+                     fix: bring every environment to its configured scaling first: `evoctl enforce --apply` (or `evoctl connect production --enforce`)\n"
+                    .to_owned(),
+                Refusal::Plan => "error: refused: production has 2 live task(s) where its service wants 1 (a replaced or stray task has not stopped); keeping it at 1 would leave two connections on one number\n  \
+                     fix: wait until the extra task is STOPPED (`evoctl status production`), or stop it (`aws ecs stop-task --cluster alinhou-production --task ID`), then run again\n"
+                    .to_owned(),
+            };
+            assert_eq!((text(&output.stdout), text(&output.stderr)), (String::new(), expected), "{case}");
+            let changes: Vec<Value> = lab
+                .journal()
+                .into_iter()
+                .filter(|e| {
+                    ["RegisterScalableTarget", "UpdateService", "ExecuteCommand"]
+                        .contains(&e["action"].as_str().unwrap())
+                })
+                .collect();
+            assert_eq!(changes, Vec::<Value>::new(), "{case}: changed something");
+        }
+        assert_eq!(lab.timeline(), timeline, "{last_status}: no task changed");
+    });
 }

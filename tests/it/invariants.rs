@@ -1,9 +1,11 @@
 //! Guard invariants: every combination of staging/production live task counts (0, 1, 2) and
-//! configured scaling, times every mutating command. No command may end with two environments of
-//! one number live, and a command that fails must have stopped (refused, exit 4, or found
-//! nothing to act on, exit 3) before changing anything.
+//! configured scaling, times every mutating command. Judged on the lab's own task timeline, not
+//! on evoctl's view: no task may be started in one environment while another environment of the
+//! number has a live task, a command that succeeds ends with at most one environment live, and a
+//! command that fails must have stopped (refused, exit 4, or found nothing to act on, exit 3)
+//! before changing anything.
 
-use crate::support::{Lab, in_parallel, text};
+use crate::support::{Lab, creations_since, in_parallel, live_clusters_at, text};
 use serde_json::Value;
 
 const COMMANDS: &[&[&str]] = &[
@@ -13,18 +15,6 @@ const COMMANDS: &[&[&str]] = &[
     &["connect", "production", "--enforce", "--stable-for", "300ms", "--timeout", "30s"],
     &["instance", "create", "production"],
 ];
-
-fn live_envs(lab: &Lab) -> Vec<String> {
-    let output = lab.evoctl().args(["--output", "json", "status"]).output().unwrap();
-    let status: Value = serde_json::from_slice(&output.stdout).unwrap();
-    status["environments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| !e["tasks"].as_array().unwrap().is_empty())
-        .map(|e| e["env"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 fn changes(journal: &[Value]) -> Vec<String> {
     journal
@@ -61,10 +51,10 @@ fn run_case(staging: u32, production: u32, both_configured_up: bool, command: &[
         std::fs::write(&path, config).unwrap();
         evoctl.arg("--config").arg(&path);
     }
-    let before = live_envs(&lab);
+    let before = lab.timeline();
     lab.control("DELETE", "/journal", None);
     let output = evoctl.args(command).output().unwrap();
-    let after = live_envs(&lab);
+    let timeline = lab.timeline();
     let case = format!(
         "staging {staging}, production {production}, config {}: {command:?} -> {:?}\n{}",
         if both_configured_up { "both 1/1" } else { "0/0 + 1/1" },
@@ -72,12 +62,23 @@ fn run_case(staging: u32, production: u32, both_configured_up: bool, command: &[
         text(&output.stderr)
     );
     assert!(!text(&output.stderr).contains("panicked"), "{case}");
+    assert_eq!(timeline[..before.len()], before[..], "{case}: the timeline only grows");
+    // Both environments share one number: a task created in one while the other had a live
+    // task is two connections on one number, whatever the end state.
+    for created in creations_since(&timeline, before.len()) {
+        let cluster = timeline[created]["cluster"].as_str().unwrap();
+        let others: Vec<String> = live_clusters_at(&timeline, created).into_iter().filter(|c| c != cluster).collect();
+        assert!(others.is_empty(), "{case}: {} started in {cluster} while {others:?} live", timeline[created]);
+    }
     match output.status.code() {
-        Some(0) => assert!(after.len() <= 1, "{case}: ends with {after:?} live"),
+        Some(0) => {
+            let after = live_clusters_at(&timeline, timeline.len());
+            assert!(after.len() <= 1, "{case}: ends with {after:?} live");
+        }
         // Refused as unsafe, or nothing to act on: either way before changing anything.
         Some(3) | Some(4) => {
             assert!(changes(&lab.journal()).is_empty(), "{case}: failed after changing something");
-            assert_eq!(after, before, "{case}");
+            assert_eq!(timeline.len(), before.len(), "{case}: a task changed: {:#?}", &timeline[before.len()..]);
             assert!(text(&output.stderr).contains("fix: "), "{case}");
         }
         _ => panic!("{case}: neither done nor refused"),

@@ -2,7 +2,9 @@
 //! journal, clamping on RegisterScalableTarget, and scenario loading errors.
 
 use crate::awscli::aws;
-use crate::support::{EVOCTL_LAB, Lab, clean_command, json_stdout, text, wait_until};
+use crate::support::{
+    EVOCTL_LAB, Lab, assert_every_throttle_retried, calls_by_action, clean_command, json_stdout, text, wait_until,
+};
 use serde_json::json;
 use std::time::Duration;
 
@@ -36,21 +38,41 @@ fn throttling_is_retried_and_a_persistent_one_is_exit_5() {
     let attempts = lab.journal().iter().filter(|e| e["action"] == "DescribeServices").count();
     assert_eq!(attempts, 3, "AWS_MAX_ATTEMPTS bounds the SDK's standard retry");
 
-    // At 30% the SDK's retries mostly win; whatever happens, never a wrong answer.
+    // At 30% (seeded, so the same answers are throttled on every run whatever the concurrency)
+    // the retries always win: the exact answer, and per action exactly the logical calls plus
+    // one retry per throttled answer.
     let id = lab.first_task_id();
-    lab.control("POST", "/faults", Some(&json!({"throttle_rate": 0.3})));
-    for _ in 0..3 {
+    lab.reset_faults(&json!({}));
+    let output = lab.evoctl().args(["task", "production"]).output().unwrap();
+    assert_eq!((output.status.code(), text(&output.stdout)), (Some(0), format!("{id}\n")));
+    let logical = calls_by_action(&lab.journal());
+    let calls: Vec<(&str, usize)> = logical.iter().map(|(action, (calls, _))| (action.as_str(), *calls)).collect();
+    assert_eq!(calls, [("DescribeServices", 1), ("DescribeTasks", 1), ("ListTasks", 2)]);
+    for run in 0..3 {
+        lab.reset_faults(&json!({"throttle_rate": 0.3, "seed": THROTTLE_SEED}));
         let output = lab.evoctl().args(["task", "production"]).output().unwrap();
-        match output.status.code() {
-            Some(0) => assert_eq!(text(&output.stdout), format!("{id}\n")),
-            Some(5) => {
-                assert!(text(&output.stderr).contains("ThrottlingException: Rate exceeded"), "{}", text(&output.stderr))
-            }
-            other => panic!("exit {other:?}: {}", text(&output.stderr)),
-        }
+        assert_eq!(output.status.code(), Some(0), "run {run}: {}", text(&output.stderr));
+        assert_eq!(text(&output.stdout), format!("{id}\n"), "run {run}");
+        let journal = lab.journal();
+        assert_every_throttle_retried(&journal);
+        let throttled: Vec<(String, usize)> = calls_by_action(&journal)
+            .into_iter()
+            .map(|(action, (calls, throttled))| {
+                assert_eq!(calls, logical[&action].0 + throttled, "run {run}: {action}");
+                (action, throttled)
+            })
+            .collect();
+        let expected: Vec<(String, usize)> =
+            TASK_THROTTLED.iter().map(|(action, count)| (action.to_string(), *count)).collect();
+        assert_eq!(throttled, expected, "run {run}");
     }
-    assert!(lab.journal().iter().any(|e| e["error"] == "ThrottlingException"));
 }
+
+/// The seed the 30% throttling tests use.
+pub const THROTTLE_SEED: u64 = 36;
+
+/// What that seed throttles in `evoctl task production`: (action, throttled answers).
+const TASK_THROTTLED: &[(&str, usize)] = &[("DescribeServices", 1), ("DescribeTasks", 0), ("ListTasks", 1)];
 
 #[test]
 fn missing_cluster_is_exit_3_with_the_fix() {

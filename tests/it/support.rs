@@ -291,3 +291,92 @@ pub fn in_parallel<T: Sync>(items: &[T], width: usize, case: impl Fn(&T) + Sync)
         });
     }
 }
+
+impl Lab {
+    /// The lab's task timeline: every lifecycle transition, creation included, in order
+    /// (`{t_ms, task_id, cluster, service, last_status, desired_status}`).
+    pub fn timeline(&self) -> Vec<Value> {
+        self.control("GET", "/timeline", None).as_array().expect("timeline array").clone()
+    }
+
+    /// `POST /_lab/tasks`: tasks the scheduler leaves alone, in the state `body` asks for; their ids.
+    pub fn add_tasks(&self, body: &Value) -> Vec<String> {
+        let answer = self.control("POST", "/tasks", Some(body));
+        let ids = answer["task_ids"].as_array().expect("task ids");
+        ids.iter().map(|id| id.as_str().expect("task id").to_owned()).collect()
+    }
+
+    /// Clear the journal and set these faults (which restarts the per-action call counts that
+    /// seeded throttling decides on).
+    pub fn reset_faults(&self, faults: &Value) {
+        self.control("POST", "/faults", Some(faults));
+        self.control("DELETE", "/journal", None);
+    }
+}
+
+/// Replay `timeline[..upto]`: each task's latest (cluster, last_status), by task id.
+pub fn tasks_at(timeline: &[Value], upto: usize) -> std::collections::BTreeMap<String, (String, String)> {
+    let mut tasks = std::collections::BTreeMap::new();
+    for entry in &timeline[..upto] {
+        let id = entry["task_id"].as_str().expect("task id").to_owned();
+        let cluster = entry["cluster"].as_str().expect("cluster").to_owned();
+        tasks.insert(id, (cluster, entry["last_status"].as_str().expect("status").to_owned()));
+    }
+    tasks
+}
+
+/// The clusters with a live (not STOPPED) task after `timeline[..upto]`, sorted.
+pub fn live_clusters_at(timeline: &[Value], upto: usize) -> Vec<String> {
+    let mut clusters: Vec<String> = tasks_at(timeline, upto)
+        .into_values()
+        .filter(|(_, status)| status != "STOPPED")
+        .map(|(cluster, _)| cluster)
+        .collect();
+    clusters.sort();
+    clusters.dedup();
+    clusters
+}
+
+/// Indexes of the timeline entries that create a task (its first entry) at or after `from`.
+pub fn creations_since(timeline: &[Value], from: usize) -> Vec<usize> {
+    let seen: std::collections::BTreeSet<&str> =
+        timeline[..from].iter().map(|e| e["task_id"].as_str().expect("task id")).collect();
+    let mut created = std::collections::BTreeSet::new();
+    (from..timeline.len())
+        .filter(|&i| {
+            let id = timeline[i]["task_id"].as_str().expect("task id");
+            !seen.contains(id) && created.insert(id)
+        })
+        .collect()
+}
+
+/// Per action in the journal: (entries, throttled answers among them).
+pub fn calls_by_action(journal: &[Value]) -> std::collections::BTreeMap<String, (usize, usize)> {
+    let mut calls = std::collections::BTreeMap::new();
+    for entry in journal {
+        let counts: &mut (usize, usize) =
+            calls.entry(entry["action"].as_str().expect("action").to_owned()).or_default();
+        counts.0 += 1;
+        if matches!(entry["error"].as_str(), Some("ThrottlingException" | "Throttling")) {
+            counts.1 += 1;
+        }
+    }
+    calls
+}
+
+/// Every throttled answer in the journal is followed by a retry: a later call of the same
+/// service and action with the same parameters (each later call answers one throttled one).
+pub fn assert_every_throttle_retried(journal: &[Value]) {
+    let mut waiting: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for entry in journal {
+        let key = format!("{} {} {}", entry["service"], entry["action"], entry["parameters"]);
+        if let Some(count) = waiting.get_mut(&key).filter(|c| **c > 0) {
+            *count -= 1;
+        }
+        if matches!(entry["error"].as_str(), Some("ThrottlingException" | "Throttling")) {
+            *waiting.entry(key).or_default() += 1;
+        }
+    }
+    waiting.retain(|_, count| *count > 0);
+    assert!(waiting.is_empty(), "throttled answers never retried: {waiting:?}");
+}
