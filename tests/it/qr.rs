@@ -17,6 +17,24 @@ pub fn zbar_decode(path: &std::path::Path) -> String {
     text(&output.stdout).trim_end_matches('\n').to_owned()
 }
 
+/// Render an SVG to PNG with a real SVG renderer, rsvg-convert (Debian's librsvg2-bin;
+/// `scripts/test` installs it), so what is checked is what a viewer would draw.
+fn rsvg_render(svg: &std::path::Path, png: &std::path::Path) {
+    let output = std::process::Command::new("rsvg-convert")
+        .args(["--format", "png", "--background-color", "white", "--output"])
+        .arg(png)
+        .arg(svg)
+        .output()
+        .expect("rsvg-convert must be installed (apt-get install librsvg2-bin)");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "rsvg-convert could not render {}: {}",
+        svg.display(),
+        text(&output.stderr)
+    );
+}
+
 fn transcript(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/fixtures/plugin-transcripts/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
@@ -30,6 +48,8 @@ fn png_and_svg_decode_to_exactly_the_code() {
     assert_eq!(zbar_decode(&dir.path().join("qr.png")), CODE);
     let svg = std::fs::read_to_string(dir.path().join("qr.svg")).unwrap();
     assert!(svg.starts_with("<?xml") && svg.contains("<svg"), "{svg}");
+    rsvg_render(&dir.path().join("qr.svg"), &dir.path().join("svg.png"));
+    assert_eq!(zbar_decode(&dir.path().join("svg.png")), CODE, "the SVG, as rsvg-convert draws it");
     let art = text(&output.stdout);
     assert!(art.contains('▀') && art.contains('▄') && art.contains('█'));
     assert!(!art.contains('\x1b'), "no colour codes when stdout is not a terminal");
