@@ -4,8 +4,15 @@
 //! command strings are what CloudTrail records), in evoctl's stdout or stderr, in a spawned
 //! plugin's argv, or in any file evoctl writes. The run happens twice: on plain exec sessions
 //! and on KMS-encrypted ones.
+//!
+//! "Appear" means in any form a secret could leak in, not only as the raw text: hex, base64
+//! (standard and URL-safe, padded or not, at any byte offset inside a larger blob: the
+//! ExecuteCommand command strings are base64 programs) and decimal or hex byte lists (what
+//! `Buffer.toJSON()`, `<Buffer ..>` or a Rust `{:?}` of the bytes print). See [`Secrets`].
 
 use crate::support::{Lab, in_parallel, path_with, text};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use std::path::Path;
 
 const CANARIES: &[&str] = &[
@@ -35,6 +42,156 @@ value = "CANARY-WEBHOOK-STAGE-91ac07"
     )
     .unwrap();
     path.to_str().unwrap().to_owned()
+}
+
+/// Secrets to look for, each with every form it could leak in, so that a check cannot pass just
+/// because the secret went out encoded.
+pub struct Secrets {
+    secrets: Vec<Secret>,
+}
+
+struct Secret {
+    name: String,
+    /// (what the form is, its bytes); no two forms have the same bytes.
+    forms: Vec<(String, Vec<u8>)>,
+    /// Every form as one byte-literal alternation (one pass over a haystack per secret).
+    regex: regex::bytes::Regex,
+}
+
+impl Secrets {
+    pub fn new(secrets: impl IntoIterator<Item = (String, Vec<u8>)>) -> Secrets {
+        let secrets = secrets
+            .into_iter()
+            .map(|(name, bytes)| {
+                let forms = leak_forms(&bytes);
+                let pattern = forms
+                    .iter()
+                    .map(|(_, form)| form.iter().map(|b| format!("\\x{b:02x}")).collect::<String>())
+                    .collect::<Vec<_>>()
+                    .join("|");
+                let regex = regex::bytes::Regex::new(&format!("(?-u:{pattern})")).expect("literal alternation");
+                Secret { name, forms, regex }
+            })
+            .collect();
+        Secrets { secrets }
+    }
+
+    /// The canaries, every issued session token and every KMS data key (the lab lists a data
+    /// key as its base64 and its hex; the key's own bytes are added so that all their forms count).
+    fn canaries_and_issued(issued: &[String]) -> Secrets {
+        let canaries = CANARIES.iter().map(|c| (c.to_string(), c.as_bytes().to_vec()));
+        let tokens = issued.iter().enumerate().map(|(i, t)| (format!("issued secret #{i}"), t.as_bytes().to_vec()));
+        let mut keys: Vec<Vec<u8>> =
+            issued.iter().filter_map(|t| STANDARD.decode(t).ok()).filter(|k| k.len() == 64).collect();
+        keys.dedup();
+        let keys = keys.into_iter().enumerate().map(|(i, k)| (format!("KMS data key #{i} (its bytes)"), k));
+        Secrets::new(canaries.chain(tokens).chain(keys))
+    }
+
+    /// The first secret found in `haystack`, as "NAME as FORM".
+    pub fn find_in(&self, haystack: &[u8]) -> Option<String> {
+        self.secrets.iter().find_map(|secret| {
+            let found = secret.regex.find(haystack)?.as_bytes();
+            let form = secret.forms.iter().find(|(_, bytes)| bytes == found).map(|(what, _)| what.as_str());
+            Some(format!("{} as {}", secret.name, form.expect("a match is one of the forms")))
+        })
+    }
+
+    /// Fail, naming the secret, the form and `place`, if any secret is in `haystack`.
+    pub fn assert_absent(&self, haystack: &[u8], place: &str) {
+        if let Some(leak) = self.find_in(haystack) {
+            panic!("{leak} is in {place}");
+        }
+    }
+}
+
+/// Every byte string `secret` could leak as; each is a substring of the text that would carry
+/// it, wherever in a larger buffer the secret sits.
+///
+/// - raw bytes; hex, lower and upper case; byte lists: decimal joined by `,` or `, ` (inside
+///   `[67,65,78]`, `{"type":"Buffer","data":[67,65,78]}`, Rust's `[67, 65, 78]`), hex joined by
+///   `, ` (Rust `{:x?}`) or ` ` (node's `<Buffer 43 41 4e>`).
+/// - base64, standard and URL-safe: base64 works on 3-byte groups, so a secret at byte offset
+///   `o` of a larger blob is encoded with alignment `k = o % 3`. For each k, encode `k` filler
+///   bytes + the secret and keep only the characters made of secret bits alone: drop the first
+///   `ceil(8k/6)` (they carry filler bits) and everything from `floor(8(k+n)/6)` on (they
+///   carry bits of whatever follows, or padding). What is left is in every encoding of any blob
+///   holding the secret at that alignment, padded or unpadded.
+pub fn leak_forms(secret: &[u8]) -> Vec<(String, Vec<u8>)> {
+    assert!(secret.len() >= 12, "a secret this short would match by chance in its encoded forms");
+    let join = |format: fn(&u8) -> String, separator: &str| {
+        secret.iter().map(format).collect::<Vec<_>>().join(separator).into_bytes()
+    };
+    let mut forms = vec![
+        ("raw".to_owned(), secret.to_vec()),
+        ("hex".to_owned(), hex::encode(secret).into_bytes()),
+        ("upper-case hex".to_owned(), hex::encode_upper(secret).into_bytes()),
+        ("a byte list `1,2`".to_owned(), join(|b| b.to_string(), ",")),
+        ("a byte list `1, 2`".to_owned(), join(|b| b.to_string(), ", ")),
+        ("a hex byte list `1, 2`".to_owned(), join(|b| format!("{b:x}"), ", ")),
+        ("a hex byte list `01 02`".to_owned(), join(|b| format!("{b:02x}"), " ")),
+    ];
+    for k in 0..3 {
+        let mut blob = vec![0u8; k];
+        blob.extend_from_slice(secret);
+        let (start, end) = ((8 * k).div_ceil(6), 8 * blob.len() / 6);
+        for (alphabet, engine) in [("base64", &STANDARD), ("URL-safe base64", &URL_SAFE)] {
+            let core = engine.encode(&blob).as_bytes()[start..end].to_vec();
+            assert!(core.len() >= 16, "a base64 core this short would match by chance");
+            forms.push((format!("{alphabet} at byte offset {k} mod 3"), core));
+        }
+    }
+    let mut unique: Vec<(String, Vec<u8>)> = Vec::new();
+    for (what, bytes) in forms {
+        if !unique.iter().any(|(_, seen)| *seen == bytes) {
+            unique.push((what, bytes));
+        }
+    }
+    unique
+}
+
+#[test]
+fn the_leak_forms_find_a_secret_inside_larger_encodings() {
+    let canary = CANARIES[0].as_bytes();
+    // A binary secret whose base64 has `+` and `/`, so the URL-safe forms matter.
+    let binary: Vec<u8> = (0..64u8).map(|i| 0xf8 | (i % 8)).collect();
+    assert!(STANDARD.encode(&binary).contains(['+', '/']));
+    let secrets = Secrets::new([("canary".to_owned(), canary.to_vec()), ("binary".to_owned(), binary.clone())]);
+    let filler = |n: usize, seed: u8| (0..n).map(|i| seed.wrapping_add(i as u8).wrapping_mul(97)).collect::<Vec<u8>>();
+    for (name, secret) in [("canary", canary), ("binary", &binary[..])] {
+        for before in 0..7 {
+            for after in 0..4 {
+                let mut blob = filler(before, 0xa5);
+                blob.extend_from_slice(secret);
+                blob.extend(filler(after, 0x3c));
+                let found = |encoded: &str| secrets.find_in(encoded.as_bytes());
+                let offset = format!("at byte offset {} mod 3", before % 3);
+                for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+                    let encoded = format!("node -e \"run()\" {}", engine.encode(&blob));
+                    let leak = found(&encoded).unwrap_or_else(|| panic!("{name} not found in {encoded}"));
+                    assert!(leak.starts_with(&format!("{name} as ")) && leak.ends_with(&offset), "{leak}");
+                }
+                assert_eq!(found(&hex::encode(&blob)), Some(format!("{name} as hex")));
+                assert_eq!(found(&hex::encode_upper(&blob)), Some(format!("{name} as upper-case hex")));
+                let json = serde_json::json!({"type": "Buffer", "data": blob}).to_string();
+                assert_eq!(found(&json), Some(format!("{name} as a byte list `1,2`")), "{json}");
+                assert_eq!(found(&format!("key: {blob:?}")), Some(format!("{name} as a byte list `1, 2`")));
+                assert_eq!(found(&format!("key: {blob:x?}")), Some(format!("{name} as a hex byte list `1, 2`")));
+                let node =
+                    format!("<Buffer {}>", blob.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "));
+                assert_eq!(found(&node), Some(format!("{name} as a hex byte list `01 02`")), "{node}");
+            }
+        }
+    }
+    assert_eq!(secrets.find_in(format!("x{}y", CANARIES[0]).as_bytes()), Some("canary as raw".to_owned()));
+    // Nothing is found where the secret is not: other canaries, a changed byte, the filler alone.
+    let mut changed = canary.to_vec();
+    changed[10] ^= 1;
+    for other in [CANARIES[1].as_bytes(), &changed, &filler(200, 7)] {
+        for text in [STANDARD.encode(other), URL_SAFE_NO_PAD.encode(other), hex::encode(other), format!("{other:?}")] {
+            assert_eq!(secrets.find_in(text.as_bytes()), None, "{text}");
+        }
+    }
 }
 
 #[test]
@@ -95,20 +252,15 @@ fn every_command_keeps_secrets(base: &str) {
             .env("EVOCTL_FAKE_PLUGIN_ARGV_LOG", &argv_log)
             .output()
             .unwrap();
-        let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
-        assert_eq!(output.status.code(), Some(0), "{base} {args:?}: {stderr}");
-        for canary in CANARIES {
-            assert!(!stdout.contains(canary), "{base} {args:?} printed {canary} on stdout");
-            assert!(!stderr.contains(canary), "{base} {args:?} printed {canary} on stderr (-vvv)");
-        }
-        printed.push((args, stdout, stderr));
+        assert_eq!(output.status.code(), Some(0), "{base} {args:?}: {}", text(&output.stderr));
+        printed.push((args, output.stdout, output.stderr));
     }
     let issued = lab.control("GET", "/tokens", None);
-    let issued: Vec<&str> = issued.as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let issued: Vec<String> = issued.as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_owned()).collect();
+    let secrets = Secrets::canaries_and_issued(&issued);
     for (args, stdout, stderr) in &printed {
-        for secret in &issued {
-            assert!(!stdout.contains(secret) && !stderr.contains(secret), "{base} {args:?} printed a session secret");
-        }
+        secrets.assert_absent(stdout, &format!("{base} {args:?} stdout"));
+        secrets.assert_absent(stderr, &format!("{base} {args:?} stderr (-vvv)"));
     }
     if base == "kms-exec" {
         let journal = lab.journal();
@@ -121,23 +273,13 @@ fn every_command_keeps_secrets(base: &str) {
     assert_eq!(row["webhook"]["headers"]["jwt_key"].as_str().map(str::len), Some("CANARY-WEBHOOK-PROD-e5b6d2".len()));
 
     let journal = serde_json::to_string(&lab.journal()).unwrap();
-    for secret in &issued {
-        assert!(!journal.contains(secret), "{base}: a session secret is in the journal");
-    }
     let executes = journal.matches("\"ExecuteCommand\"").count();
     assert!(executes >= 10, "the runs went through the data channel ({executes} sessions)");
-    for canary in CANARIES {
-        assert!(!journal.contains(canary), "{canary} is in the journal (CloudTrail would record it)");
-    }
-    let argv = std::fs::read_to_string(&argv_log).unwrap();
-    for secret in CANARIES.iter().copied().chain(issued.iter().copied()) {
-        assert!(!argv.contains(secret), "a secret is in the plugin's argv");
-    }
+    secrets.assert_absent(journal.as_bytes(), &format!("the {base} journal (CloudTrail would record it)"));
+    let argv = std::fs::read(&argv_log).unwrap();
+    assert!(!argv.is_empty(), "the plugin ran and logged its argv");
+    secrets.assert_absent(&argv, "the plugin's argv");
     for file in [&png, &svg, &init] {
-        let bytes = std::fs::read(file).unwrap();
-        for canary in CANARIES {
-            let found = bytes.windows(canary.len()).any(|w| w == canary.as_bytes());
-            assert!(!found, "{canary} is in {}", file.display());
-        }
+        secrets.assert_absent(&std::fs::read(file).unwrap(), &file.display().to_string());
     }
 }
