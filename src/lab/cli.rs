@@ -53,6 +53,10 @@ struct ServeArgs {
     /// to <ready-file stem>-ca.pem (the ready file's `ca_bundle`, `AWS_CA_BUNDLE` in its env)
     #[arg(long)]
     tls: bool,
+    /// Host name the data channel's stream URLs use instead of 127.0.0.1 (the real streamUrl is
+    /// another host than the ECS endpoint; e.g. `localhost`, which the TLS certificate covers)
+    #[arg(long, value_name = "HOST")]
+    stream_host: Option<String>,
     /// Time a new task takes from PROVISIONING to RUNNING
     #[arg(long, default_value_t = 3000, value_name = "MS")]
     task_start_ms: u64,
@@ -135,6 +139,7 @@ pub fn main() -> ExitCode {
                 qr_rotate: Duration::from_millis(args.qr_rotate_ms.max(1)),
                 auto_scan_after: args.auto_scan_after_ms.map(Duration::from_millis),
                 tls: args.tls,
+                stream_host: args.stream_host,
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
                 Ok(runtime) => runtime,

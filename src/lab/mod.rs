@@ -45,6 +45,8 @@ pub struct LabOptions {
     pub auto_scan_after: Option<Duration>,
     /// Serve HTTPS/WSS under a private CA made at start ([`tls`]).
     pub tls: bool,
+    /// The host stream URLs name (default: the listener's address).
+    pub stream_host: Option<String>,
 }
 
 /// The ready file's content.
@@ -77,6 +79,7 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
     let tls = if options.tls { Some(tls::issue()?) } else { None };
     let endpoint = format!("{}://{address}", if tls.is_some() { "https" } else { "http" });
     account.endpoint = endpoint.clone();
+    account.stream_host = options.stream_host.clone();
     // The stand-in containers' files live beside the ready file (or in the temp dir).
     let root = match &options.ready_file {
         Some(path) => absolute(path).with_extension("containers"),

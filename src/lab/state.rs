@@ -194,6 +194,8 @@ pub struct Account {
     pub exec_sessions: IndexMap<String, ExecGrant>,
     /// The lab's own base URL (`http://127.0.0.1:PORT`), for stream URLs.
     pub endpoint: String,
+    /// The host name stream URLs use instead of the endpoint's (`--stream-host`).
+    pub stream_host: Option<String>,
     /// Every exec session token and KMS data key (base64 and hex) issued: tests check none leaks.
     pub issued_tokens: Vec<String>,
     /// The lab KMS's own key, under which it seals data keys.
@@ -223,6 +225,7 @@ impl Account {
             log_groups: IndexMap::new(),
             exec_sessions: IndexMap::new(),
             endpoint: String::new(),
+            stream_host: None,
             issued_tokens: Vec::new(),
             kms_master_key: {
                 let mut key = [0u8; 32];

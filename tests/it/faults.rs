@@ -1,8 +1,8 @@
 //! The exec fault matrix: every combination of loss {0, 10, 30%}, duplication {0, 5%}, reordering
 //! {0, 8}, delayed acknowledgements, pause_publication and one socket drop mid-stream, each
-//! running a 1 MiB output several times. Every run must end, within its timeout, either
-//! byte-identical with exit 0 or with a clear error and exit 125: no hang, no silent truncation,
-//! no wrong exit code. The matrix runs on plain sessions (`seed`) and on KMS-encrypted ones
+//! running a 1 MiB output several times. Every run must end, within its timeout, byte-identical
+//! with exit 0: each of these faults is one the protocol recovers from, so a clear error (exit 125)
+//! counts against the matrix as much as a hang, a silent truncation or a wrong exit code. The matrix runs on plain sessions (`seed`) and on KMS-encrypted ones
 //! (`kms-exec`). `EVOCTL_FAULT_RUNS` sets the runs per combination (default 2 here;
 //! `scripts/faults` runs 20).
 //!
@@ -130,7 +130,10 @@ fn every_fault_combination_ends_byte_identical_or_with_a_clear_error() {
         "fault matrix: {} combinations (96 plain, 96 KMS-encrypted) x {runs} runs: {identical} byte-identical, {errors} clear errors",
         all.len()
     );
-    assert_eq!(identical + errors, all.len() * runs);
+    // Every fault here is one the protocol recovers from (loss, duplication, reordering,
+    // delayed acks and paused publication are absorbed, a dropped socket is resumed): the
+    // protocol allows no clear error at all, so every run must be byte-identical.
+    assert_eq!((identical, errors), (all.len() * runs, 0), "every run recovers");
 }
 
 /// Run evoctl against `lab` with `faults` set; returns (exit code, stdout, stderr).

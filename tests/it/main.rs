@@ -20,6 +20,7 @@ mod lab;
 mod moto;
 mod pipes;
 mod plugin;
+mod proxy;
 mod qr;
 mod secrets;
 mod shell;

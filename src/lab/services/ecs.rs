@@ -495,5 +495,9 @@ pub fn stream_url(account: &Account, session_id: &str) -> String {
         Some((_, host)) => ("ws", host),
         None => ("ws", account.endpoint.as_str()),
     };
+    let host = match (&account.stream_host, host.rsplit_once(':')) {
+        (Some(name), Some((_, port))) => format!("{name}:{port}"),
+        _ => host.to_owned(),
+    };
     format!("{scheme}://{host}/v1/data-channel/{session_id}?role=publish_subscribe&cell-number=AAEAAQ")
 }
