@@ -50,6 +50,27 @@ pub async fn wait() -> Signal {
     wait_for(1).await
 }
 
+/// `work`, unless a signal comes first: then an interruption that says nothing was started.
+pub async fn before_starting<T>(
+    work: impl std::future::Future<Output = crate::error::Result<T>>,
+) -> crate::error::Result<T> {
+    if let Some(signal) = requested() {
+        return Err(nothing_started(signal));
+    }
+    tokio::select! {
+        result = work => result,
+        signal = wait() => Err(nothing_started(signal)),
+    }
+}
+
+fn nothing_started(signal: Signal) -> crate::error::Error {
+    crate::error::Error::Interrupted {
+        signal,
+        message: format!("interrupted ({}) before anything was started", signal.name()),
+        fix: None,
+    }
+}
+
 /// Resolves at the second signal: the user insists.
 pub async fn wait_again() -> Signal {
     wait_for(2).await

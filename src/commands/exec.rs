@@ -77,14 +77,19 @@ async fn run(context: &Context, target_args: &ExecTargetArgs, timeout: Duration,
     let session = options.session(crate::exec::ssm::messages::TerminalSize { cols: 200, rows: 50 });
     let config = context.config()?;
     let env = config.environment(&target_args.env)?;
-    let aws =
-        session.within("the AWS configuration (credentials, region) was still loading", context.aws(&config)).await??;
-    let target = session
-        .within(
-            "ECS had not answered the task lookup (ListTasks/DescribeTasks)",
-            target::resolve(&aws.ecs(), env, target_args.container.as_deref()),
-        )
-        .await??;
+    let (aws, target) = crate::interrupt::before_starting(async {
+        let aws = session
+            .within("the AWS configuration (credentials, region) was still loading", context.aws(&config))
+            .await??;
+        let target = session
+            .within(
+                "ECS had not answered the task lookup (ListTasks/DescribeTasks)",
+                target::resolve(&aws.ecs(), env, target_args.container.as_deref()),
+            )
+            .await??;
+        Ok((aws, target))
+    })
+    .await?;
     crate::exec::run::run(&aws, &target, &spec, &options, &mut Passthrough(&context.printer)).await
 }
 

@@ -119,8 +119,11 @@ pub async fn run(
     options: &SessionOptions,
 ) -> Result<SessionEnd> {
     install_crypto_provider();
-    let grant =
-        options.within("ExecuteCommand had not answered", execute_command(&aws.ecs(), target, command)).await??;
+    // A signal that came during the lookup stops here, before any session exists.
+    let grant = crate::interrupt::before_starting(async {
+        options.within("ExecuteCommand had not answered", execute_command(&aws.ecs(), target, command)).await?
+    })
+    .await?;
     tracing::info!(session = %grant.session_id, task = %target.task.id, "exec session started");
     let guard = SessionGuard::open(aws, &grant.session_id);
     let result = drive(aws, target, &grant, &mut input, &output, options).await;

@@ -30,8 +30,11 @@ pub async fn run(
     output: OutputQueue,
     options: &SessionOptions,
 ) -> Result<SessionEnd> {
-    let grant =
-        options.within("ExecuteCommand had not answered", execute_command(&aws.ecs(), target, command)).await??;
+    // A signal that came during the lookup stops here, before any session exists.
+    let grant = crate::interrupt::before_starting(async {
+        options.within("ExecuteCommand had not answered", execute_command(&aws.ecs(), target, command)).await?
+    })
+    .await?;
     let guard = SessionGuard::open(aws, &grant.session_id);
     let result = drive(aws, target, &grant, input, output, options).await;
     guard.end().await;

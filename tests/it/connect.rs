@@ -124,11 +124,14 @@ fn ctrl_c_says_what_state_things_are_in() {
     let stderr = std::fs::read_to_string(&err_path).unwrap();
     assert!(
         stderr.ends_with(
-            "warning: interrupted: alinhou-production is not linked (state connecting, 1 QR(s) shown); nothing else was changed. Run `evoctl connect production` again to continue\n"
+            "interrupted: alinhou-production is not linked (state connecting, 1 QR(s) shown); the watch in the container was ended and nothing else was changed. Run `evoctl connect production` again to continue\n"
         ),
         "{stderr}"
     );
     assert_eq!(lab.evolution_instance("alinhou-production")["state"], "connecting");
+    // What remains says the same: the watch's command is gone and its session was terminated.
+    let session = crate::ending::sessions(&lab).pop().expect("the watch ran");
+    crate::ending::assert_ended(&lab, &session);
 }
 
 #[test]

@@ -165,6 +165,8 @@ fn a_timeout_and_a_stopping_task_end_the_session_clearly() {
         text(&output.stderr)
     );
     assert!(started.elapsed() < Duration::from_secs(10));
+    let timed_out = crate::ending::sessions(&lab).pop().expect("a session ran");
+    crate::ending::assert_ended(&lab, &timed_out);
 
     let mut child = lab
         .evoctl_process()
@@ -197,6 +199,9 @@ fn a_timeout_and_a_stopping_task_end_the_session_clearly() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("while the exec session was running"), "{stderr}");
     assert!(stderr.contains("fix: the task was replaced or stopped"), "{stderr}");
+    let watched = crate::ending::sessions(&lab).pop().expect("a session ran");
+    assert_ne!(watched, timed_out);
+    crate::ending::assert_ended(&lab, &watched);
 }
 
 #[test]
