@@ -1,12 +1,12 @@
-//! Every promise about ending, checked by what remains: after a timeout, Ctrl-C, SIGTERM, an
-//! idle shell or a failure, the lab's process table shows the remote command gone and its
+//! Every promise about ending, checked by what remains: after a timeout, Ctrl-C, SIGTERM or a
+//! failure (an idle shell: `shell.rs`), the lab's process table shows the remote command gone and its
 //! journal shows the TerminateSession; `--timeout` is a bound whatever AWS does (a stalled
 //! DescribeTasks, a stalled task lookup); a task whose exec agent cannot become ready fails at
 //! once; and Ctrl-C during a scaling change stops after the step in flight and says what was done.
 
-use crate::support::{EVOCTL, Lab, json_stdout, text, wait_until};
+use crate::support::{Lab, json_stdout, swapped_scenario, text, wait_until};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -41,10 +41,6 @@ pub(crate) fn assert_ended(lab: &Lab, session: &str) {
     assert!(terminated_sessions(lab).contains(&session.to_owned()), "no TerminateSession for {session}");
 }
 
-fn spawn(lab: &Lab, args: &[&str]) -> Child {
-    lab.evoctl_process().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
-}
-
 fn finish(mut child: Child, deadline: Duration) -> (Option<i32>, String, String) {
     let status = wait_until(deadline, "evoctl to end", || child.try_wait().unwrap());
     let (mut out, mut err) = (String::new(), String::new());
@@ -54,7 +50,7 @@ fn finish(mut child: Child, deadline: Duration) -> (Option<i32>, String, String)
 }
 
 /// The one session the lab is running a command for, once its process is alive.
-fn running_session(lab: &Lab) -> String {
+pub(crate) fn running_session(lab: &Lab) -> String {
     wait_until(Duration::from_secs(20), "the remote command to run", || {
         let rows = lab.control("GET", "/processes", None);
         rows.as_array()
@@ -131,7 +127,7 @@ fn ctrl_c_and_sigterm_end_an_exec_session() {
     for (sig, code, name) in
         [(rustix::process::Signal::INT, 130, "Ctrl-C"), (rustix::process::Signal::TERM, 143, "SIGTERM")]
     {
-        let child = spawn(&lab, &["exec", "production", "--", "sleep", "48"]);
+        let child = lab.spawn(&["exec", "production", "--", "sleep", "48"]);
         let session = running_session(&lab);
         signal(&child, sig);
         let (exit, stdout, stderr) = finish(child, Duration::from_secs(10));
@@ -177,94 +173,16 @@ fn connect_on_a_task_without_exec_fails_at_once_with_the_fix() {
     assert!(!lab.journal().iter().any(|e| e["action"] == "ExecuteCommand"));
 }
 
-/// A shell has no wall-clock deadline, only an idle one: typed at for three times the limit it
-/// stays; left alone it ends at the limit, says so, restores the terminal and ends the session.
-#[test]
-fn a_shell_lives_while_used_and_ends_when_idle() {
-    let lab = Lab::start("seed");
-    lab.wait_settled();
-    let (pty, pts) = pty_process::blocking::open().unwrap();
-    pty.resize(pty_process::Size::new(30, 100)).unwrap();
-    let modes = |pty: &pty_process::blocking::Pty| {
-        let t = rustix::termios::tcgetattr(pty).unwrap();
-        format!("{:?} {:?} {:?}", t.input_modes, t.output_modes, t.local_modes)
-    };
-    let before = modes(&pty);
-    let mut child = pty_process::blocking::Command::new(EVOCTL)
-        .args(["shell", "production", "--idle-timeout", "2s"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", lab.dir.path())
-        .envs(lab.env())
-        .current_dir(lab.dir.path())
-        .spawn(pts)
-        .unwrap();
-    let pty = std::sync::Arc::new(pty);
-    let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
-    let reader = {
-        let (pty, screen) = (std::sync::Arc::clone(&pty), std::sync::Arc::clone(&screen));
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = (&*pty).read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                screen.lock().unwrap().extend_from_slice(&buffer[..n]);
-            }
-        })
-    };
-    let seen = |needle: &str| String::from_utf8_lossy(&screen.lock().unwrap()).contains(needle);
-    wait_until(Duration::from_secs(20), "the shell's prompt", || seen("# ").then_some(()));
-    let session = running_session(&lab);
-    let active_since = Instant::now();
-    let mut tick = 0;
-    while active_since.elapsed() < Duration::from_secs(7) {
-        tick += 1;
-        (&*pty).write_all(format!("echo tick-{tick}\r").as_bytes()).unwrap();
-        wait_until(Duration::from_secs(5), "the tick's output", || seen(&format!("\r\ntick-{tick}\r\n")).then_some(()));
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the shell ended while in use, after {:?}",
-            active_since.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(500)); // the user's pace, not synchronisation
-    }
-    let idle_since = Instant::now();
-    let status = wait_until(Duration::from_secs(10), "the idle shell to end", || child.try_wait().unwrap());
-    let idle = idle_since.elapsed();
-    assert!(idle >= Duration::from_millis(1500) && idle < Duration::from_secs(5), "ended after {idle:?} idle");
-    assert_eq!(status.code(), Some(7));
-    wait_until(Duration::from_secs(5), "the idle message", || {
-        seen(&format!("error: the shell was idle for 2s (no input or output): session {session} was ended"))
-            .then_some(())
-    });
-    assert_eq!(modes(&pty), before, "the terminal modes were not restored");
-    assert_ended(&lab, &session);
-    drop(reader);
-
-    // --timeout is an exec/node bound: a shell does not take it.
-    let output = lab.evoctl().args(["shell", "production", "--timeout", "2"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output.stderr).contains("unexpected argument '--timeout'"), "{}", text(&output.stderr));
-}
-
 /// Ctrl-C during `enforce --apply` stops after the step in flight: staging's writes are made,
 /// the wait is cut short, production (which would come up next) is not touched; the message
 /// lists both and the command that finishes the job, which then does.
 #[test]
 fn ctrl_c_during_enforce_stops_after_the_step_in_flight() {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("swapped.toml");
-    std::fs::write(
-        &scenario,
-        "extends = \"staging-up\"\ndescription = \"staging up, production down\"\n\
-         [services.\"alinhou-production/EvolutionService\"]\ndesired_count = 0\nscaling = { min = 0, max = 0 }\n",
-    )
-    .unwrap();
     // Slow stops, so the interrupt lands while staging drains.
-    let lab = Lab::start_with(scenario.to_str().unwrap(), &["--task-stop-ms", "8000"]);
+    let lab = Lab::start_with(&swapped_scenario(dir.path()), &["--task-stop-ms", "8000"]);
     lab.wait_settled();
-    let child = spawn(&lab, &["enforce", "--apply"]);
+    let child = lab.spawn(&["enforce", "--apply"]);
     wait_until(Duration::from_secs(20), "staging's UpdateService", || {
         lab.journal().iter().any(|e| e["action"] == "UpdateService").then_some(())
     });

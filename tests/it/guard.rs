@@ -245,14 +245,7 @@ fn enforce_brings_staging_down_target_first_then_is_idempotent() {
 fn enforce_takes_the_env_going_down_before_the_one_going_up() {
     // Staging is up and production is down: the swap must never have both live.
     let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("swapped.toml");
-    std::fs::write(
-        &scenario,
-        "extends = \"staging-up\"\ndescription = \"staging up, production down\"\n\
-         [services.\"alinhou-production/EvolutionService\"]\ndesired_count = 0\nscaling = { min = 0, max = 0 }\n",
-    )
-    .unwrap();
-    let lab = Lab::start(scenario.to_str().unwrap());
+    let lab = Lab::start(&crate::support::swapped_scenario(dir.path()));
     lab.wait_settled();
     let output = lab.evoctl().args(["--output", "json", "enforce", "--apply"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));

@@ -38,13 +38,7 @@ fn a_paused_reader_holds_the_command_back_with_bounded_memory() {
     let lab = Lab::start("seed");
     lab.wait_settled();
     let size = 20 * 1024 * 1024;
-    let mut child = lab
-        .evoctl_process()
-        .args(["exec", "production", "--", "node", "-e", &random_writer(size)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = lab.spawn(&["exec", "production", "--", "node", "-e", &random_writer(size)]);
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let pid = child.id();
@@ -71,13 +65,7 @@ fn a_paused_reader_holds_the_command_back_with_bounded_memory() {
 fn a_closed_pipe_ends_quietly_and_ends_the_session() {
     let lab = Lab::start("seed");
     lab.wait_settled();
-    let mut child = lab
-        .evoctl_process()
-        .args(["exec", "production", "--", "sh", "-c", "while true; do echo yes; done"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = lab.spawn(&["exec", "production", "--", "sh", "-c", "while true; do echo yes; done"]);
     let mut stdout = child.stdout.take().unwrap();
     let mut first = [0u8; 4];
     stdout.read_exact(&mut first).unwrap();
@@ -160,13 +148,7 @@ fn an_oversized_frame_is_refused_in_bounded_memory() {
     let lab = Lab::start("seed");
     lab.wait_settled();
     lab.control("POST", "/faults", Some(&json!({"oversized_frame_bytes": 64 * 1024 * 1024})));
-    let mut child = lab
-        .evoctl_process()
-        .args(["exec", "production", "--", "sh", "-c", "echo started; sleep 45"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = lab.spawn(&["exec", "production", "--", "sh", "-c", "echo started; sleep 45"]);
     let peak = peak_rss_kib(&mut child);
     let code = child.wait().unwrap().code();
     let mut stderr = String::new();

@@ -1,11 +1,74 @@
 //! `evoctl shell` driven through a real pseudo-terminal: type, see the remote echo and output,
 //! Ctrl-C reaches the remote command, Ctrl-D ends the session, and the terminal comes back in
-//! the mode it was in.
+//! the mode it was in; there is no wall-clock deadline, only an idle one, and an idle shell's
+//! session ends with it.
 
-use crate::support::{EVOCTL, Lab, wait_until};
+use crate::ending::{assert_ended, running_session};
+use crate::support::{EVOCTL, Lab, text, wait_until};
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// `evoctl shell` on a pseudo-terminal of its own, with everything it prints collected.
+struct Terminal {
+    pty: Arc<pty_process::blocking::Pty>,
+    screen: Arc<Mutex<Vec<u8>>>,
+    child: std::process::Child,
+    modes_before: String,
+    _reader: std::thread::JoinHandle<()>,
+}
+
+impl Terminal {
+    fn start(lab: &Lab, args: &[&str]) -> Terminal {
+        let (pty, pts) = pty_process::blocking::open().unwrap();
+        pty.resize(pty_process::Size::new(30, 100)).unwrap();
+        let modes_before = modes(&pty);
+        let child = pty_process::blocking::Command::new(EVOCTL)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", lab.dir.path())
+            .envs(lab.env())
+            .current_dir(lab.dir.path())
+            .spawn(pts)
+            .unwrap();
+        let pty = Arc::new(pty);
+        let screen = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let reader = {
+            let (pty, screen) = (Arc::clone(&pty), Arc::clone(&screen));
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                while let Ok(n) = (&*pty).read(&mut buffer) {
+                    if n == 0 {
+                        break;
+                    }
+                    screen.lock().unwrap().extend_from_slice(&buffer[..n]);
+                }
+            })
+        };
+        Terminal { pty, screen, child, modes_before, _reader: reader }
+    }
+
+    fn seen(&self, needle: &str) -> bool {
+        self.screen_text().contains(needle)
+    }
+
+    fn screen_text(&self) -> String {
+        String::from_utf8_lossy(&self.screen.lock().unwrap()).into_owned()
+    }
+
+    fn wait_for(&self, what: &str, needle: &str) {
+        wait_until(Duration::from_secs(20), what, || self.seen(needle).then_some(()));
+    }
+
+    fn type_keys(&self, keys: &[u8]) {
+        (&*self.pty).write_all(keys).unwrap();
+    }
+
+    fn modes_restored(&self) -> bool {
+        modes(&self.pty) == self.modes_before
+    }
+}
 
 fn modes(pty: &pty_process::blocking::Pty) -> String {
     let termios = rustix::termios::tcgetattr(pty).unwrap();
@@ -15,49 +78,64 @@ fn modes(pty: &pty_process::blocking::Pty) -> String {
 #[test]
 fn shell_runs_interactively_and_restores_the_terminal() {
     let lab = Lab::start("seed");
-    let (pty, pts) = pty_process::blocking::open().unwrap();
-    pty.resize(pty_process::Size::new(30, 100)).unwrap();
-    let before = modes(&pty);
-    let mut child = pty_process::blocking::Command::new(EVOCTL)
-        .arg("shell")
-        .arg("production")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", lab.dir.path())
-        .envs(lab.env())
-        .current_dir(lab.dir.path())
-        .spawn(pts)
-        .unwrap();
-    let pty = Arc::new(pty);
-    let screen = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let reader = {
-        let (pty, screen) = (Arc::clone(&pty), Arc::clone(&screen));
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = (&*pty).read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                screen.lock().unwrap().extend_from_slice(&buffer[..n]);
-            }
-        })
-    };
-    let seen = |needle: &str| String::from_utf8_lossy(&screen.lock().unwrap()).contains(needle);
-    wait_until(Duration::from_secs(20), "the shell's prompt", || seen("# ").then_some(()));
-    (&*pty).write_all(b"echo o''k\r").unwrap();
-    wait_until(Duration::from_secs(20), "the command's output", || seen("\r\nok\r\n").then_some(()));
-    let prompts = || String::from_utf8_lossy(&screen.lock().unwrap()).matches("# ").count();
-    (&*pty).write_all(b"sleep 30\r").unwrap();
-    wait_until(Duration::from_secs(20), "the remote echo of the sleep", || seen("sleep 30\r\n").then_some(()));
-    let before_interrupt = prompts();
-    (&*pty).write_all(b"\x03").unwrap();
+    let mut terminal = Terminal::start(&lab, &["shell", "production"]);
+    terminal.wait_for("the shell's prompt", "# ");
+    terminal.type_keys(b"echo o''k\r");
+    terminal.wait_for("the command's output", "\r\nok\r\n");
+    let prompts = |t: &Terminal| t.screen_text().matches("# ").count();
+    terminal.type_keys(b"sleep 30\r");
+    terminal.wait_for("the remote echo of the sleep", "sleep 30\r\n");
+    let before_interrupt = prompts(&terminal);
+    terminal.type_keys(b"\x03");
     // A new prompt well before 30 s means SIGINT reached the remote sleep.
-    wait_until(Duration::from_secs(10), "a prompt after Ctrl-C", || (prompts() > before_interrupt).then_some(()));
-    (&*pty).write_all(b"echo after-ctrl-c\r").unwrap();
-    wait_until(Duration::from_secs(20), "output after Ctrl-C", || seen("\r\nafter-ctrl-c\r\n").then_some(()));
-    (&*pty).write_all(b"\x04").unwrap();
-    let status = wait_until(Duration::from_secs(20), "evoctl shell to end", || child.try_wait().unwrap());
-    assert_eq!(status.code(), Some(0), "{}", String::from_utf8_lossy(&screen.lock().unwrap()));
-    assert_eq!(modes(&pty), before, "the terminal modes were not restored");
-    drop(reader);
+    wait_until(Duration::from_secs(10), "a prompt after Ctrl-C", || {
+        (prompts(&terminal) > before_interrupt).then_some(())
+    });
+    terminal.type_keys(b"echo after-ctrl-c\r");
+    terminal.wait_for("output after Ctrl-C", "\r\nafter-ctrl-c\r\n");
+    terminal.type_keys(b"\x04");
+    let status = wait_until(Duration::from_secs(20), "evoctl shell to end", || terminal.child.try_wait().unwrap());
+    assert_eq!(status.code(), Some(0), "{}", terminal.screen_text());
+    assert!(terminal.modes_restored(), "the terminal modes were not restored");
+}
+
+/// A shell has no wall-clock deadline, only an idle one: typed at for three and a half times the
+/// limit it stays; left alone it ends at the limit, says so, restores the terminal and ends the
+/// session.
+#[test]
+fn a_shell_lives_while_used_and_ends_when_idle() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    let mut terminal = Terminal::start(&lab, &["shell", "production", "--idle-timeout", "2s"]);
+    terminal.wait_for("the shell's prompt", "# ");
+    let session = running_session(&lab);
+    let active_since = Instant::now();
+    let mut tick = 0;
+    while active_since.elapsed() < Duration::from_secs(7) {
+        tick += 1;
+        terminal.type_keys(format!("echo tick-{tick}\r").as_bytes());
+        terminal.wait_for("the tick's output", &format!("\r\ntick-{tick}\r\n"));
+        assert!(
+            terminal.child.try_wait().unwrap().is_none(),
+            "the shell ended while in use, after {:?}",
+            active_since.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(500)); // the user's pace, not synchronisation
+    }
+    let idle_since = Instant::now();
+    let status = wait_until(Duration::from_secs(10), "the idle shell to end", || terminal.child.try_wait().unwrap());
+    let idle = idle_since.elapsed();
+    assert!(idle >= Duration::from_millis(1500) && idle < Duration::from_secs(5), "ended after {idle:?} idle");
+    assert_eq!(status.code(), Some(7));
+    terminal.wait_for(
+        "the idle message",
+        &format!("error: the shell was idle for 2s (no input or output): session {session} was ended"),
+    );
+    assert!(terminal.modes_restored(), "the terminal modes were not restored");
+    assert_ended(&lab, &session);
+
+    // --timeout is an exec/node bound: a shell does not take it.
+    let output = lab.evoctl().args(["shell", "production", "--timeout", "2"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("unexpected argument '--timeout'"), "{}", text(&output.stderr));
 }

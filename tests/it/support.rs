@@ -150,6 +150,11 @@ impl Lab {
         arn.rsplit('/').next().expect("task id").to_owned()
     }
 
+    /// `evoctl` spawned with its stdout and stderr piped (for signals, pauses, closed pipes).
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.evoctl_process().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn evoctl")
+    }
+
     pub fn journal(&self) -> Vec<Value> {
         self.control("GET", "/journal", None).as_array().expect("journal array").clone()
     }
@@ -379,4 +384,17 @@ pub fn assert_every_throttle_retried(journal: &[Value]) {
     }
     waiting.retain(|_, count| *count > 0);
     assert!(waiting.is_empty(), "throttled answers never retried: {waiting:?}");
+}
+
+/// A scenario file (in `dir`) with staging up and production down: a swap must never have both
+/// live.
+pub fn swapped_scenario(dir: &Path) -> String {
+    let path = dir.join("swapped.toml");
+    std::fs::write(
+        &path,
+        "extends = \"staging-up\"\ndescription = \"staging up, production down\"\n\
+         [services.\"alinhou-production/EvolutionService\"]\ndesired_count = 0\nscaling = { min = 0, max = 0 }\n",
+    )
+    .expect("scenario file");
+    path.to_str().expect("utf-8 path").to_owned()
 }
