@@ -161,6 +161,15 @@ impl std::fmt::Display for SettingError {
 
 impl std::error::Error for SettingError {}
 
+/// A client of `$service` for `config`, with evoctl's retry classifier added to the SDK's.
+macro_rules! client {
+    ($service:ident, $config:expr) => {
+        $service::Client::from_conf(
+            $service::config::Builder::from($config).retry_classifier(trust::UntrustedCertificate).build(),
+        )
+    };
+}
+
 /// A loaded SDK configuration and the clients built from it (each built once, then shared).
 #[derive(Debug, Clone)]
 pub struct Aws {
@@ -266,31 +275,31 @@ impl Aws {
     }
 
     pub fn ecs(&self) -> aws_sdk_ecs::Client {
-        self.clients.ecs.get_or_init(|| aws_sdk_ecs::Client::new(&self.config)).clone()
+        self.clients.ecs.get_or_init(|| client!(aws_sdk_ecs, &self.config)).clone()
     }
 
     pub fn autoscaling(&self) -> aws_sdk_applicationautoscaling::Client {
-        self.clients.autoscaling.get_or_init(|| aws_sdk_applicationautoscaling::Client::new(&self.config)).clone()
+        self.clients.autoscaling.get_or_init(|| client!(aws_sdk_applicationautoscaling, &self.config)).clone()
     }
 
     pub fn ssm(&self) -> aws_sdk_ssm::Client {
-        self.clients.ssm.get_or_init(|| aws_sdk_ssm::Client::new(&self.config)).clone()
+        self.clients.ssm.get_or_init(|| client!(aws_sdk_ssm, &self.config)).clone()
     }
 
     pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
-        self.clients.logs.get_or_init(|| aws_sdk_cloudwatchlogs::Client::new(&self.config)).clone()
+        self.clients.logs.get_or_init(|| client!(aws_sdk_cloudwatchlogs, &self.config)).clone()
     }
 
     pub fn sts(&self) -> aws_sdk_sts::Client {
-        self.clients.sts.get_or_init(|| aws_sdk_sts::Client::new(&self.config)).clone()
+        self.clients.sts.get_or_init(|| client!(aws_sdk_sts, &self.config)).clone()
     }
 
     pub fn lambda(&self) -> aws_sdk_lambda::Client {
-        self.clients.lambda.get_or_init(|| aws_sdk_lambda::Client::new(&self.config)).clone()
+        self.clients.lambda.get_or_init(|| client!(aws_sdk_lambda, &self.config)).clone()
     }
 
     pub fn kms(&self) -> aws_sdk_kms::Client {
-        self.clients.kms.get_or_init(|| aws_sdk_kms::Client::new(&self.config)).clone()
+        self.clients.kms.get_or_init(|| client!(aws_sdk_kms, &self.config)).clone()
     }
 }
 

@@ -123,3 +123,33 @@ impl CaBundle {
         Ok(Arc::new(config))
     }
 }
+
+/// A retry classifier for every client: a TLS handshake that failed because the certificate is
+/// not trusted fails the same way every time, so it is reported at once instead of after every
+/// attempt and back-off (the SDK retries connection errors as transient).
+#[derive(Debug, Default)]
+pub struct UntrustedCertificate;
+
+impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for UntrustedCertificate {
+    fn classify_retry(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::InterceptorContext,
+    ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryAction {
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryAction;
+        let Some(Err(error)) = ctx.output_or_error() else { return RetryAction::NoActionIndicated };
+        let Some(connector) = error.as_connector_error() else { return RetryAction::NoActionIndicated };
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(connector);
+        while let Some(error) = source {
+            let text = error.to_string();
+            if text.contains("invalid peer certificate") || text.contains("UnknownIssuer") {
+                return RetryAction::RetryForbidden;
+            }
+            source = error.source();
+        }
+        RetryAction::NoActionIndicated
+    }
+
+    fn name(&self) -> &'static str {
+        "evoctl: an untrusted certificate is not retried"
+    }
+}

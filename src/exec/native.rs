@@ -156,6 +156,10 @@ async fn drive(
     let mut resumes = 0u32;
     let mut seen_output = false;
     let mut last_activity = tokio::time::Instant::now();
+    // Made once, not per turn of the loop (one turn per frame).
+    let interrupted = crate::interrupt::wait();
+    let deadline = sleep_until_opt(options.deadline);
+    tokio::pin!(interrupted, deadline);
 
     loop {
         if !flush(&mut session, &mut socket, options).await {
@@ -262,7 +266,7 @@ async fn drive(
             _ = ping.tick() => {
                 let _ = tokio::time::timeout(SEND_BOUND, socket.send(Message::Ping("keepalive".as_bytes().to_vec().into()))).await;
             }
-            _ = sleep_until_opt(options.deadline) => {
+            _ = &mut deadline => {
                 let waiting_for = if seen_output { "the command was still running" } else { "the command had not started producing output" };
                 return Err(options.timed_out(waiting_for));
             }
@@ -273,7 +277,7 @@ async fn drive(
                     fix: Some("start it again; --idle-timeout (or EVOCTL_SHELL_IDLE_TIMEOUT) sets the limit".into()),
                 });
             }
-            signal = crate::interrupt::wait() => {
+            signal = &mut interrupted => {
                 return Err(Error::Interrupted {
                     signal,
                     message: format!("interrupted ({}): exec session {} was ended, and the command with it", signal.name(), grant.session_id),

@@ -375,6 +375,7 @@ impl AgentHub {
         let mut output_done = false;
         let mut exited = false;
         let mut drain_deadline: Option<tokio::time::Instant> = None;
+        let mut gateway_paused = false;
         loop {
             Link { shared, agent, session: &mut session, wire: &mut wire, pause_until: &mut pause_until }.flush();
             while let Some(event) = session.poll_event() {
@@ -398,17 +399,27 @@ impl AgentHub {
                     return Ok(());
                 }
             }
-            let timer = session
-                .next_timeout()
-                .map(|at| tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
-            let resume_at = pause_until;
             let drained = agent.drained.notified();
             let cancelled = agent.cancelled.notified();
             if agent.cancel_requested() {
                 kill_group(pgid);
                 return Ok(());
             }
+            // The gateway pauses publication while the client does not read: the agent then
+            // sends and resends nothing and leaves the pty unread, as the real agent does paused.
             let backlogged = agent.backlogged();
+            if backlogged != gateway_paused {
+                gateway_paused = backlogged;
+                let kind = if backlogged { message_type::PAUSE_PUBLICATION } else { message_type::START_PUBLICATION };
+                session.receive(&publication(kind), now_ms());
+                if !backlogged {
+                    continue;
+                }
+            }
+            let timer = session
+                .next_timeout()
+                .map(|at| tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
+            let resume_at = pause_until;
             tokio::select! {
                 _ = cancelled => {
                     kill_group(pgid);
