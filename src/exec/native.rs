@@ -127,7 +127,7 @@ pub async fn run(
     tracing::info!(session = %grant.session_id, task = %target.task.id, "exec session started");
     let guard = SessionGuard::open(aws, &grant.session_id);
     let result = drive(aws, target, &grant, &mut input, &output, options).await;
-    guard.end().await;
+    guard.end(super::sessions::end_bound(&result)).await;
     result
 }
 

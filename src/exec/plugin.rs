@@ -37,7 +37,7 @@ pub async fn run(
     .await?;
     let guard = SessionGuard::open(aws, &grant.session_id);
     let result = drive(aws, target, &grant, input, output, options).await;
-    guard.end().await;
+    guard.end(super::sessions::end_bound(&result)).await;
     result
 }
 

@@ -5,7 +5,7 @@
 //! `main` ends it on the way out with [`end_leftovers`]. On AWS an abandoned session would run
 //! its command until the 20-minute idle timeout and hold one of the agent's two session slots.
 //!
-//! Ending is best effort and bounded ([`TERMINATE_BOUND`]); when it fails (typically a caller
+//! Ending is best effort and bounded ([`TERMINATE_BOUND`], [`TERMINATE_AFTER_DEADLINE`]); when it fails (typically a caller
 //! without `ssm:TerminateSession`), one note says so and that the remote command may still run.
 //! The notes are printed by `main` through the printer; nothing here prints.
 
@@ -13,8 +13,12 @@ use crate::aws::{Aws, sdk_failure};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// How long ending one session may take.
-pub const TERMINATE_BOUND: Duration = Duration::from_secs(1);
+/// How long ending a session may take after a deadline (`--timeout` promises to end within a
+/// second of it).
+pub const TERMINATE_AFTER_DEADLINE: Duration = Duration::from_secs(1);
+/// How long ending a session may take otherwise (success, error, Ctrl-C: nobody is past a
+/// promised deadline, and a second Ctrl-C stops at once).
+pub const TERMINATE_BOUND: Duration = Duration::from_secs(3);
 
 struct Open {
     id: String,
@@ -41,22 +45,34 @@ impl SessionGuard {
         &self.id
     }
 
-    /// End the session (TerminateSession, bounded) and forget it.
-    pub async fn end(self) {
+    /// End the session (TerminateSession, within `bound`) and forget it.
+    pub async fn end(self, bound: Duration) {
         let entry = {
-            let mut open = OPEN.lock().expect("session registry");
-            open.iter().position(|o| o.id == self.id).map(|i| open.remove(i))
+            let open = OPEN.lock().expect("session registry");
+            open.iter().find(|o| o.id == self.id).map(|o| Open { id: o.id.clone(), ssm: o.ssm.clone() })
         };
         if let Some(entry) = entry {
-            terminate(&entry).await;
+            terminate(&entry, bound).await;
+            // Forgotten only once ended: if this future is dropped mid-call (the command was
+            // cancelled), `end_leftovers` still finds the session.
+            OPEN.lock().expect("session registry").retain(|o| o.id != self.id);
         }
+    }
+}
+
+/// How long ending may take after a run ended with `result`: a run past its deadline has only
+/// the second `--timeout` allows.
+pub fn end_bound<T>(result: &crate::error::Result<T>) -> Duration {
+    match result {
+        Err(crate::error::Error::Timeout { .. }) => TERMINATE_AFTER_DEADLINE,
+        _ => TERMINATE_BOUND,
     }
 }
 
 /// End every session still registered (their futures were dropped), concurrently and bounded.
 pub async fn end_leftovers() {
     let left: Vec<Open> = std::mem::take(&mut *OPEN.lock().expect("session registry"));
-    futures::future::join_all(left.iter().map(terminate)).await;
+    futures::future::join_all(left.iter().map(|open| terminate(open, TERMINATE_BOUND))).await;
 }
 
 /// What could not be cleaned up, for the printer.
@@ -64,9 +80,9 @@ pub fn take_notes() -> Vec<String> {
     std::mem::take(&mut *NOTES.lock().expect("session notes"))
 }
 
-async fn terminate(session: &Open) {
+async fn terminate(session: &Open, bound: Duration) {
     let call = session.ssm.terminate_session().session_id(&session.id).send();
-    let problem = match tokio::time::timeout(TERMINATE_BOUND, call).await {
+    let problem = match tokio::time::timeout(bound, call).await {
         Ok(Ok(_)) => {
             tracing::info!(session = %session.id, "session terminated");
             return;
@@ -80,7 +96,7 @@ async fn terminate(session: &Open) {
                 code => format!("TerminateSession failed: {code}: {}", failure.message),
             }
         }
-        Err(_) => format!("TerminateSession did not answer within {} s", TERMINATE_BOUND.as_secs()),
+        Err(_) => format!("TerminateSession did not answer within {} s", bound.as_secs()),
     };
     NOTES.lock().expect("session notes").push(format!(
         "could not end exec session {}: {problem}; the remote command may still be running until the session's 20-minute idle timeout",

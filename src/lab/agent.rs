@@ -402,8 +402,7 @@ impl AgentHub {
             let drained = agent.drained.notified();
             let cancelled = agent.cancelled.notified();
             if agent.cancel_requested() {
-                kill_group(pgid);
-                return Ok(());
+                return end_killed(pgid, &mut child).await;
             }
             // The gateway pauses publication while the client does not read: the agent then
             // sends and resends nothing and leaves the pty unread, as the real agent does paused.
@@ -421,10 +420,7 @@ impl AgentHub {
                 .map(|at| tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
             let resume_at = pause_until;
             tokio::select! {
-                _ = cancelled => {
-                    kill_group(pgid);
-                    return Ok(());
-                }
+                _ = cancelled => return end_killed(pgid, &mut child).await,
                 _ = drained, if backlogged => {}
                 read = reader.read(&mut buffer), if !output_done && !backlogged => match read {
                     Ok(0) | Err(_) => {
@@ -715,6 +711,14 @@ fn utf8_boundary(bytes: &[u8]) -> usize {
         return if back < needed { len - back } else { len };
     }
     len
+}
+
+/// TerminateSession reached the agent: kill the command's group and reap its leader (a zombie
+/// would still count as a live process in the process table).
+async fn end_killed(pgid: i32, child: &mut tokio::process::Child) -> Result<(), String> {
+    kill_group(pgid);
+    let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+    Ok(())
 }
 
 /// SIGKILL every process of the group (the command and what it spawned).

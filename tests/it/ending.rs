@@ -33,9 +33,16 @@ fn terminated_sessions(lab: &Lab) -> Vec<String> {
 
 /// The session's command is gone (nothing of its process group runs) and it was terminated.
 pub(crate) fn assert_ended(lab: &Lab, session: &str) {
-    wait_until(Duration::from_secs(5), "the remote process group to be gone", || {
-        rows_of(lab, session).iter().all(|r| r["alive"] == false).then_some(())
-    });
+    let started = Instant::now();
+    while rows_of(lab, session).iter().any(|r| r["alive"] == true) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the remote process group of {session} is still there after 5 s: {:?}; terminated: {:?}",
+            rows_of(lab, session),
+            terminated_sessions(lab)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let rows = rows_of(lab, session);
     assert_eq!(rows.len(), 1, "one command per session: {rows:?}");
     assert!(terminated_sessions(lab).contains(&session.to_owned()), "no TerminateSession for {session}");

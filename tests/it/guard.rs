@@ -4,8 +4,7 @@
 
 use crate::lab::THROTTLE_SEED;
 use crate::support::{
-    Lab, assert_every_throttle_retried, calls_by_action, creations_since, in_parallel, json_stdout, live_clusters_at,
-    text, wait_until,
+    Lab, calls_by_action, creations_since, in_parallel, json_stdout, live_clusters_at, text, wait_until,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -135,18 +134,7 @@ fn audit_under_30_percent_throttling_returns_the_same_findings() {
         let output = lab.evoctl().args(["audit", "--format", "json"]).output().unwrap();
         assert_eq!(output.status.code(), Some(1), "run {run}: {}", text(&output.stderr));
         assert_eq!(text(&output.stdout), text(&calm_output.stdout), "run {run}: the same report");
-        let journal = lab.journal();
-        assert_every_throttle_retried(&journal);
-        let throttled: Vec<(String, usize)> = calls_by_action(&journal)
-            .into_iter()
-            .map(|(action, (calls, throttled))| {
-                assert_eq!(calls, logical[&action].0 + throttled, "run {run}: {action}");
-                (action, throttled)
-            })
-            .collect();
-        let expected: Vec<(String, usize)> =
-            AUDIT_THROTTLED.iter().map(|(action, count)| (action.to_string(), *count)).collect();
-        assert_eq!(throttled, expected, "run {run}");
+        crate::support::assert_throttled_exactly(&lab.journal(), &logical, AUDIT_THROTTLED, run);
     }
 }
 

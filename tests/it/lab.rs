@@ -2,9 +2,7 @@
 //! journal, clamping on RegisterScalableTarget, and scenario loading errors.
 
 use crate::awscli::aws;
-use crate::support::{
-    EVOCTL_LAB, Lab, assert_every_throttle_retried, calls_by_action, clean_command, json_stdout, text, wait_until,
-};
+use crate::support::{EVOCTL_LAB, Lab, calls_by_action, clean_command, json_stdout, text, wait_until};
 use serde_json::json;
 use std::time::Duration;
 
@@ -53,18 +51,7 @@ fn throttling_is_retried_and_a_persistent_one_is_exit_5() {
         let output = lab.evoctl().args(["task", "production"]).output().unwrap();
         assert_eq!(output.status.code(), Some(0), "run {run}: {}", text(&output.stderr));
         assert_eq!(text(&output.stdout), format!("{id}\n"), "run {run}");
-        let journal = lab.journal();
-        assert_every_throttle_retried(&journal);
-        let throttled: Vec<(String, usize)> = calls_by_action(&journal)
-            .into_iter()
-            .map(|(action, (calls, throttled))| {
-                assert_eq!(calls, logical[&action].0 + throttled, "run {run}: {action}");
-                (action, throttled)
-            })
-            .collect();
-        let expected: Vec<(String, usize)> =
-            TASK_THROTTLED.iter().map(|(action, count)| (action.to_string(), *count)).collect();
-        assert_eq!(throttled, expected, "run {run}");
+        crate::support::assert_throttled_exactly(&lab.journal(), &logical, TASK_THROTTLED, run);
     }
 }
 

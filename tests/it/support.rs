@@ -386,6 +386,27 @@ pub fn assert_every_throttle_retried(journal: &[Value]) {
     assert!(waiting.is_empty(), "throttled answers never retried: {waiting:?}");
 }
 
+/// A throttled run's journal against the calm run's calls (`logical`): every throttled answer was
+/// retried, each action made exactly its logical calls plus one per throttled answer, and the
+/// throttled answers per action are exactly `expected` (seeded, so the same on every run).
+pub fn assert_throttled_exactly(
+    journal: &[Value],
+    logical: &std::collections::BTreeMap<String, (usize, usize)>,
+    expected: &[(&str, usize)],
+    run: usize,
+) {
+    assert_every_throttle_retried(journal);
+    let throttled: Vec<(String, usize)> = calls_by_action(journal)
+        .into_iter()
+        .map(|(action, (calls, throttled))| {
+            assert_eq!(calls, logical[&action].0 + throttled, "run {run}: {action}");
+            (action, throttled)
+        })
+        .collect();
+    let expected: Vec<(String, usize)> = expected.iter().map(|(action, count)| (action.to_string(), *count)).collect();
+    assert_eq!(throttled, expected, "run {run}");
+}
+
 /// A scenario file (in `dir`) with staging up and production down: a swap must never have both
 /// live.
 pub fn swapped_scenario(dir: &Path) -> String {
