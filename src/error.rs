@@ -42,6 +42,11 @@ pub enum Error {
     #[error("{message}")]
     Evolution { status: u16, message: String, fix: String },
 
+    /// The service cannot do it right now (e.g. the instance's WhatsApp socket is down);
+    /// retrying once it recovers, or restarting it, works.
+    #[error("{message}")]
+    Unavailable { message: String, fix: String },
+
     /// A wait ran past its deadline.
     #[error("{message}")]
     Timeout { message: String, fix: Option<String> },
@@ -156,6 +161,7 @@ impl Error {
             Error::Evolution { status: 404, .. } => exit::NOT_FOUND,
             Error::Evolution { status: 400, .. } => exit::USAGE,
             Error::Evolution { .. } => exit::FINDINGS,
+            Error::Unavailable { .. } => exit::FINDINGS,
             Error::Timeout { .. } => exit::TIMEOUT,
             Error::Unverified { .. } => exit::FINDINGS,
             Error::Interrupted { signal, .. } => signal.exit_code(),
@@ -172,7 +178,10 @@ impl Error {
             | Error::Exec { fix, .. }
             | Error::Timeout { fix, .. }
             | Error::Interrupted { fix, .. } => fix.as_deref(),
-            Error::Config { fix, .. } | Error::Evolution { fix, .. } | Error::Unverified { fix, .. } => Some(fix),
+            Error::Config { fix, .. }
+            | Error::Evolution { fix, .. }
+            | Error::Unavailable { fix, .. }
+            | Error::Unverified { fix, .. } => Some(fix),
             Error::Io { .. } => None,
         }
     }
@@ -187,6 +196,7 @@ impl Error {
             Error::Aws { .. } => "aws",
             Error::Exec { .. } => "exec",
             Error::Evolution { .. } => "evolution",
+            Error::Unavailable { .. } => "unavailable",
             Error::Timeout { .. } => "timeout",
             Error::Unverified { .. } => "unverified",
             Error::Io { .. } => "io",

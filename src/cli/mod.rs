@@ -193,6 +193,16 @@ pub struct DestructiveInstanceArgs {
     pub yes: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct InstanceDeleteArgs {
+    #[command(flatten)]
+    pub instance: DestructiveInstanceArgs,
+    /// Give up waiting for Evolution's cleanup after this long (2.3.7 removes the instance only
+    /// after its REMOVE_INSTANCE webhook was delivered or retried for about 20 minutes)
+    #[arg(long, default_value = "30m", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum InstanceCommand {
     /// List instances
@@ -205,8 +215,8 @@ pub enum InstanceCommand {
     Connect(InstanceConnectArgs),
     /// Log the instance out of WhatsApp
     Logout(DestructiveInstanceArgs),
-    /// Delete the instance
-    Delete(DestructiveInstanceArgs),
+    /// Delete the instance and wait until Evolution has removed it
+    Delete(InstanceDeleteArgs),
     /// Restart the instance
     Restart(InstanceArgs),
 }

@@ -15,7 +15,7 @@ use crate::cli::ConnectArgs;
 use crate::config::{Config, Environment};
 use crate::error::{Error, ExecKind, Result};
 use crate::evolution::api::{CreateRequest, WebhookRequest};
-use crate::evolution::{Answer, Driver, WatchTiming, failure};
+use crate::evolution::{Answer, Driver, Watch, WatchTiming, failure};
 use crate::exec::run::RunOptions;
 use crate::exec::target::{self, ExecTarget};
 use crate::exit;
@@ -85,20 +85,23 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
     let driver = Driver { aws: &aws, target: &target, options };
 
     // (b)-(d) in one exec session.
-    let create = CreateRequest::seed(&name, wanted_webhook.clone());
+    // A pairing flow for a missing instance starts at create (2.3.7 ignores `?number=` on an
+    // instance that is already connecting), so the first code is a pairing code.
+    let create = CreateRequest::seed(&name, wanted_webhook.clone()).pairing(args.pairing_number.as_deref());
     let timing = WatchTiming { interval: POLL, timeout: args.timeout, stable: args.stable_for };
     let mut view = QrView::new(context, args.png.as_deref());
     context.printer.note(&format!("waiting for {name} to be linked (up to {} s)…", args.timeout.as_secs()));
     let mut sink = EventLines::new(|event| view.show(event));
     let agent_wait = Instant::now();
     let status = loop {
-        let watched = driver.watch_link(
-            &name,
-            args.pairing_number.as_deref(),
-            Some((&create, secret.as_deref())),
+        let watch = Watch {
+            name: &name,
+            number: args.pairing_number.as_deref(),
+            create: Some((&create, secret.as_deref())),
             timing,
-            &mut sink,
-        );
+            first_only: false,
+        };
+        let watched = driver.watch_link(watch, &mut sink);
         let status = tokio::select! {
             status = watched => status,
             signal = crate::interrupt::wait() => {
@@ -149,25 +152,9 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
                 ),
             });
         }
-        Some(WatchEvent::Taken) => {
-            return Err(Error::refused(
-                format!(
-                    "the name {name} is taken in the database of {} but not loaded by this deployment: another environment shares the database",
-                    env.name
-                ),
-                "give every environment its own DATABASE_CONNECTION_URI (`evoctl audit`)",
-            ));
-        }
-        Some(WatchEvent::Error { status, body }) => {
-            let body = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
-            return Err(failure(&Answer { status, body: body.clone() }, "connect").unwrap_or_else(|| {
-                Error::exec(
-                    ExecKind::Container,
-                    format!("the Evolution API inside the container did not answer: {body}"),
-                    "check that the Evolution process is up in the task (`evoctl doctor`)",
-                )
-            }));
-        }
+        Some(WatchEvent::Taken | WatchEvent::Foreign) => return Err(crate::evolution::foreign(&name)),
+        Some(WatchEvent::PairingIgnored) => return Err(super::instance::pairing_ignored(&name, &env.name)),
+        Some(WatchEvent::Error { status, body }) => return Err(watch_error(status, body)),
         _ => {
             return Err(Error::exec(
                 ExecKind::Container,
@@ -345,7 +332,13 @@ impl<'a> QrView<'a> {
             | WatchEvent::Flap { .. }
             | WatchEvent::Timeout
             | WatchEvent::Taken
-            | WatchEvent::Error { .. } => {}
+            | WatchEvent::Foreign
+            | WatchEvent::PairingIgnored
+            | WatchEvent::Error { .. }
+            | WatchEvent::Webhook { .. }
+            | WatchEvent::Deleted
+            | WatchEvent::Pending { .. }
+            | WatchEvent::Gone { .. } => {}
         }
     }
 
@@ -373,6 +366,18 @@ impl<'a> QrView<'a> {
         self.drawn_lines = text.lines().count();
         self.context.printer.stdout_bytes(out.as_bytes());
     }
+}
+
+/// An `error` event of a program in the container: the API's failure, or no answer at all.
+pub(super) fn watch_error(status: u16, body: String) -> Error {
+    let body = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+    failure(&Answer { status, body: body.clone() }, "connect").unwrap_or_else(|| {
+        Error::exec(
+            ExecKind::Container,
+            format!("the Evolution API inside the container did not answer: {body}"),
+            "check that the Evolution process is up in the task (`evoctl doctor`)",
+        )
+    })
 }
 
 fn interrupted(env: &Environment, name: &str, view: &QrView<'_>, enforced: bool) -> String {

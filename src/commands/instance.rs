@@ -3,12 +3,16 @@
 
 use super::Context;
 use super::reach::Reach;
-use crate::cli::{DestructiveInstanceArgs, EnvArg, InstanceArgs, InstanceCommand, InstanceConnectArgs};
+use crate::cli::{
+    DestructiveInstanceArgs, EnvArg, InstanceArgs, InstanceCommand, InstanceConnectArgs, InstanceDeleteArgs,
+};
 use crate::error::{Error, Result};
-use crate::evolution::api::{Connect, CreateRequest, Created};
+use crate::evolution::api::{CreateRequest, Created};
+use crate::evolution::{Watch, WatchTiming};
 use crate::exit;
 use crate::output::table;
 use crate::qr;
+use crate::runbook::watch::{EventLines, WatchEvent};
 use serde_json::json;
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -19,8 +23,8 @@ pub async fn run(context: &Context, command: &InstanceCommand) -> Result<u8> {
         InstanceCommand::Create(args) => create(context, args).await,
         InstanceCommand::State(args) => state(context, args).await,
         InstanceCommand::Connect(args) => connect(context, args).await,
-        InstanceCommand::Logout(args) => destructive(context, args, "logout").await,
-        InstanceCommand::Delete(args) => destructive(context, args, "delete").await,
+        InstanceCommand::Logout(args) => logout(context, args).await,
+        InstanceCommand::Delete(args) => delete(context, args).await,
         InstanceCommand::Restart(args) => restart(context, args).await,
     }
 }
@@ -98,35 +102,51 @@ async fn state(context: &Context, args: &InstanceArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// How long `instance connect` waits for a fresh code.
+const FIRST_CODE_WAIT: Duration = Duration::from_secs(60);
+
 async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
     check_pairing_number(args.pairing_number.as_deref())?;
     let reach = Reach::for_linking(context, &args.instance.env).await?;
     let name = reach.instance_name(&args.instance.name).to_owned();
     let driver = reach.driver();
-    // A fresh socket may need a moment before its first QR ({"count":0}): ask again briefly.
-    let mut answer = driver.connect(&name, args.pairing_number.as_deref()).await?;
-    for _ in 0..5 {
-        if !matches!(answer, Connect::NotReady { .. }) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        answer = driver.connect(&name, args.pairing_number.as_deref()).await?;
-    }
-    let (code, pairing, count) = match answer {
-        Connect::Open => {
+    // One session: the state, then connect polled until a code this flow made (never the last
+    // flow's code, which 2.3.7 keeps after a logout), or `open`.
+    let timing = WatchTiming { interval: Duration::from_secs(1), timeout: FIRST_CODE_WAIT, stable: Duration::ZERO };
+    let watch = Watch { name: &name, number: args.pairing_number.as_deref(), create: None, timing, first_only: true };
+    let mut sink = EventLines::new(|_| {});
+    driver.watch_link(watch, &mut sink).await?;
+    let (last, stray) = (sink.last.clone(), text_of(&sink.stray));
+    let (code, pairing, count) = match last {
+        Some(WatchEvent::Qr { code, pairing, count, .. }) => (code, pairing, count),
+        Some(WatchEvent::Linked { .. }) => {
             let report =
                 json!({"schema": "evoctl.connect/v1", "env": reach.env.name, "instance": name, "state": "open"});
             context.printer.data(&report, || format!("instance {name} is already connected (open)"));
             return Ok(exit::OK);
         }
-        Connect::NotReady { count } => {
-            return Err(Error::Evolution {
-                status: 200,
-                message: format!("Evolution has no QR for {name} yet (count {count})"),
-                fix: "try again in a few seconds; if it persists check the instance (`evoctl instance state`)".into(),
+        Some(WatchEvent::Timeout) => {
+            return Err(Error::Timeout {
+                message: format!(
+                    "Evolution showed no new QR for {name} within {} s (its socket may not reach WhatsApp)",
+                    FIRST_CODE_WAIT.as_secs()
+                ),
+                fix: Some(format!(
+                    "check `evoctl instance state {}` and the task's logs; `evoctl instance restart {}` starts a new socket",
+                    reach.env.name, reach.env.name
+                )),
             });
         }
-        Connect::Qr { code, pairing_code, count } => (code, pairing_code, count),
+        Some(WatchEvent::Foreign) => return Err(crate::evolution::foreign(&name)),
+        Some(WatchEvent::PairingIgnored) => return Err(pairing_ignored(&name, &reach.env.name)),
+        Some(WatchEvent::Error { status, body }) => return Err(super::connect::watch_error(status, body)),
+        _ => {
+            return Err(Error::exec(
+                crate::error::ExecKind::Container,
+                format!("the connect call in the container ended early: {stray}"),
+                format!("check the task (`evoctl doctor {}`)", reach.env.name),
+            ));
+        }
     };
     if let Some(path) = &args.png {
         qr::write_png(&code, path)?;
@@ -145,6 +165,20 @@ async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
+fn text_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim().to_owned()
+}
+
+/// A pairing code asked for an instance already in a QR flow: 2.3.7 ignores the number there.
+pub(super) fn pairing_ignored(name: &str, env: &str) -> Error {
+    Error::refused(
+        format!(
+            "{name} is already waiting for a QR scan, and Evolution 2.3.7 ignores --pairing-number until that flow ends; nothing was changed"
+        ),
+        format!("end the QR flow first (`evoctl instance logout {env} {name}`), then ask for the pairing code again"),
+    )
+}
+
 /// `--pairing-number` must be digits only (with the country code).
 pub(super) fn check_pairing_number(number: Option<&str>) -> Result<()> {
     match number.filter(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_digit())) {
@@ -156,35 +190,123 @@ pub(super) fn check_pairing_number(number: Option<&str>) -> Result<()> {
     }
 }
 
-async fn destructive(context: &Context, args: &DestructiveInstanceArgs, action: &str) -> Result<u8> {
-    let reach = Reach::new(context, &args.instance.env).await?;
-    let name = reach.instance_name(&args.instance.name).to_owned();
+/// Refuse a destructive action on a protected environment without `--yes`.
+fn confirm(reach: &Reach, args: &DestructiveInstanceArgs, name: &str, action: &str) -> Result<()> {
     if reach.env.protected && !args.yes {
         return Err(Error::usage(
             format!("{} is protected: `instance {action}` on {name} needs --yes", reach.env.name),
             format!("run `evoctl instance {action} {} {name} --yes` if you mean it", reach.env.name),
         ));
     }
-    let driver = reach.driver();
-    if action == "delete" {
-        driver.delete(&name).await?;
-        // 2.3.7 answers before its cleanup runs: wait until the name is really gone.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while !driver.fetch_instances(Some(&name)).await?.is_empty() {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    message: format!("instance {name} was deleted but is still listed after 60s"),
-                    fix: Some("Evolution cleans up after its REMOVE_INSTANCE webhook; an empty jwt_key header blocks that cleanup (check `evoctl webhook show`)".into()),
-                });
+    Ok(())
+}
+
+async fn logout(context: &Context, args: &DestructiveInstanceArgs) -> Result<u8> {
+    let reach = Reach::new(context, &args.instance.env).await?;
+    let name = reach.instance_name(&args.instance.name).to_owned();
+    confirm(&reach, args, &name, "logout")?;
+    reach.driver().logout(&name).await?;
+    let report = json!({"schema": "evoctl.instance/v1", "env": reach.env.name, "instance": name, "action": "logout"});
+    context.printer.data(&report, || format!("instance {name} logged out"));
+    Ok(exit::OK)
+}
+
+/// How often the delete wait asks whether the name is still listed.
+const DELETE_POLL: Duration = Duration::from_secs(2);
+/// How often the delete wait says what it is waiting for.
+const DELETE_PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+/// Delete, then wait (in the same session) until Evolution's cleanup has removed the name: 2.3.7
+/// answers first and removes the row only after its REMOVE_INSTANCE webhook was delivered or
+/// its retries ran out (about 20 minutes against a receiver that fails).
+async fn delete(context: &Context, args: &InstanceDeleteArgs) -> Result<u8> {
+    let started = std::time::Instant::now();
+    let reach = Reach::new(context, &args.instance.instance.env).await?;
+    let name = reach.instance_name(&args.instance.instance.name).to_owned();
+    confirm(&reach, &args.instance, &name, "delete")?;
+    let wait = args.timeout.saturating_sub(started.elapsed());
+    let options = crate::exec::run::RunOptions::new(wait + Duration::from_secs(60));
+    let driver = crate::evolution::Driver { aws: &reach.aws, target: &reach.target, options };
+    let retries = crate::evolution::retries::RetryLog::new(&reach.aws, &reach.target, &reach.env.service);
+    let mut webhook: Option<(Option<String>, bool, bool)> = None;
+    // Say what the wait is for at the first poll that still lists the name, then whenever the
+    // task's log shows a new retry, and at least every DELETE_PROGRESS_EVERY.
+    let mut said: Option<(std::time::Instant, Option<String>)> = None;
+    let mut sink = EventLines::new(|event| match event {
+        WatchEvent::Webhook { url, remove, jwt_empty } => webhook = Some((url, remove, jwt_empty)),
+        WatchEvent::Deleted => context.printer.note(&format!("deleted {name}; waiting for Evolution's cleanup…")),
+        WatchEvent::Pending { t } => {
+            let latest = retries.latest();
+            let due = match &said {
+                None => true,
+                Some((at, seen)) => *seen != latest || at.elapsed() >= DELETE_PROGRESS_EVERY,
+            };
+            if !due {
+                return;
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            let waiting_for = match &webhook {
+                Some((_, _, true)) => "a cleanup that its empty jwt_key header blocks (it never runs)".to_owned(),
+                Some((Some(url), true, false)) => format!(
+                    "its REMOVE_INSTANCE webhook to {url}, which Evolution retries up to 10 times (about 20 min) while the receiver fails{}",
+                    latest.as_deref().map(|line| format!("; the task's log: {line}")).unwrap_or_default()
+                ),
+                _ => "Evolution's cleanup".to_owned(),
+            };
+            context.printer.note(&format!("{name} still listed after {} s: waiting for {waiting_for}", t / 1000));
+            said = Some((std::time::Instant::now(), latest));
         }
-    } else {
-        driver.logout(&name).await?;
+        _ => {}
+    });
+    let watched = driver.delete_and_wait(&name, DELETE_POLL, wait, &mut sink);
+    let polled = retries.follow();
+    let status = tokio::select! {
+        status = watched => status,
+        () = polled => unreachable!("the log follower never ends"),
+    }?;
+    let (last, stray) = (sink.last.clone(), text_of(&sink.stray));
+    drop(sink);
+    match last {
+        Some(WatchEvent::Gone { .. }) => {}
+        Some(WatchEvent::Foreign) => return Err(crate::evolution::foreign(&name)),
+        Some(WatchEvent::Error { status, body }) => {
+            let body = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+            return Err(crate::evolution::failure(&crate::evolution::Answer { status, body }, "delete")
+                .unwrap_or_else(|| {
+                    Error::exec(crate::error::ExecKind::Container, format!("delete: {status}"), "retry")
+                }));
+        }
+        Some(WatchEvent::Timeout) => {
+            let (message, fix) = match webhook {
+                Some((_, _, true)) => (
+                    format!("instance {name} was deleted but is still listed after {} s: its webhook's jwt_key header is empty, so 2.3.7's REMOVE_INSTANCE webhook throws and the cleanup never runs", args.timeout.as_secs()),
+                    format!("set a non-empty jwt_key (`evoctl webhook set {}`) and delete again", reach.env.name),
+                ),
+                Some((Some(url), true, false)) => (
+                    format!(
+                        "instance {name} was deleted but is still listed after {} s: Evolution removes it only once its REMOVE_INSTANCE webhook to {url} is delivered or its retries end{}",
+                        args.timeout.as_secs(),
+                        retries.latest().map(|line| format!(" (the task's log: {line})")).unwrap_or_default()
+                    ),
+                    "make the webhook receiver answer 2xx, or wait for the retries to end, then check `evoctl instance list ENV`".into(),
+                ),
+                _ => (
+                    format!("instance {name} was deleted but is still listed after {} s", args.timeout.as_secs()),
+                    "check Evolution's logs (`evoctl doctor ENV`), then `evoctl instance list ENV`".into(),
+                ),
+            };
+            return Err(Error::Timeout { message, fix: Some(fix) });
+        }
+        _ => {
+            return Err(Error::exec(
+                crate::error::ExecKind::Container,
+                format!("the delete wait in the container ended early (exit {status}): {stray}"),
+                format!("check `evoctl instance list {}`", reach.env.name),
+            ));
+        }
     }
-    let done = if action == "delete" { "deleted" } else { "logged out" };
-    let report = json!({"schema": "evoctl.instance/v1", "env": reach.env.name, "instance": name, "action": action});
-    context.printer.data(&report, || format!("instance {name} {done}"));
+    let report = json!({"schema": "evoctl.instance/v1", "env": reach.env.name, "instance": name, "action": "delete",
+                        "seconds": (started.elapsed().as_millis() as f64 / 100.0).round() / 10.0});
+    context.printer.data(&report, || format!("instance {name} deleted"));
     Ok(exit::OK)
 }
 

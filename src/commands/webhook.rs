@@ -43,7 +43,7 @@ async fn show(context: &Context, args: &InstanceArgs) -> Result<u8> {
     });
     let report = json!({"schema": "evoctl.webhook/v1", "env": reach.env.name, "instance": name, "webhook": webhook});
     context.printer.data(&report, || {
-        let events = if row.events.is_empty() { "(all)".to_owned() } else { row.events.join(", ") };
+        let events = if row.all_events() { "(all)".to_owned() } else { row.events.join(", ") };
         format!(
             "url        {}\nenabled    {}\nevents     {events}\nby_events  {}\nbase64     {}\njwt_key    {jwt_text}\n",
             row.url, row.enabled, row.by_events, row.base64,
@@ -66,12 +66,11 @@ async fn set(context: &Context, args: &InstanceArgs) -> Result<u8> {
         None => None,
     };
     if !reach.driver().ensure_webhook(&name, &wanted, secret.as_deref()).await? {
-        let report =
-            json!({"schema": "evoctl.webhook-set/v1", "env": reach.env.name, "instance": name, "changed": false});
+        let report = json!({"schema": "evoctl.webhook-set/v1", "env": reach.env.name, "instance": name, "changed": false, "webhook": "unchanged"});
         context.printer.data(&report, || format!("webhook of {name} already matches evoctl.toml; nothing written"));
         return Ok(exit::OK);
     }
-    let report = json!({"schema": "evoctl.webhook-set/v1", "env": reach.env.name, "instance": name, "changed": true});
+    let report = json!({"schema": "evoctl.webhook-set/v1", "env": reach.env.name, "instance": name, "changed": true, "webhook": "set"});
     let events = if wanted.events.is_empty() { "all".to_owned() } else { wanted.events.join(", ") };
     context.printer.data(&report, || format!("webhook of {name} set to {} (events: {events})", wanted.url));
     Ok(exit::OK)

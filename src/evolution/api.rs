@@ -1,26 +1,38 @@
 //! Typed Evolution API 2.3.7 operations over the [`Driver`]: one method per endpoint evoctl
 //! uses, with request bodies shaped as the API wants them (the webhook always wrapped and always
-//! with `events`; `byEvents`/`base64` key names) and responses read into structs.
+//! with `events`; `byEvents`/`base64` key names) and each reply read into a struct that accepts
+//! what 2.3.7 really sends (`null` for any nullable column, `{count:N}` without a code, a
+//! connectionState without `state`). The shapes are pinned by the recorded answers of a real
+//! 2.3.7 server (`../shared/fixtures/evolution-2.3.7/`, see the tests below and docs/evolution.md).
 
-use super::{Answer, Driver, failure};
-use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
+use super::{Answer, Call, Driver, failure, foreign};
+use crate::config::WEBHOOK_EVENTS;
+use crate::error::Result;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-/// A `fetchInstances` row (the fields evoctl uses).
+/// A field 2.3.7 may send as `null` (a nullable column): read as its default.
+fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(deserializer: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// A `fetchInstances` row (the fields evoctl uses; `token` is left unread).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct InstanceInfo {
     pub id: String,
     pub name: String,
-    #[serde(rename = "connectionStatus")]
+    #[serde(rename = "connectionStatus", default)]
     pub connection_status: Option<String>,
-    #[serde(rename = "ownerJid")]
+    #[serde(rename = "ownerJid", default)]
     pub owner_jid: Option<String>,
-    #[serde(rename = "profileName")]
+    #[serde(rename = "profileName", default)]
     pub profile_name: Option<String>,
-    #[serde(rename = "clientName")]
+    #[serde(rename = "clientName", default)]
     pub client_name: Option<String>,
+    #[serde(default)]
+    pub integration: Option<String>,
 }
 
 impl InstanceInfo {
@@ -37,6 +49,10 @@ pub struct CreateRequest {
     pub instance_name: String,
     pub integration: &'static str,
     pub qrcode: bool,
+    /// A pairing code flow for this number (2.3.7 reads the number at create; a later
+    /// `connect?number=` on an instance that is already connecting is ignored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
     #[serde(rename = "rejectCall")]
     pub reject_call: bool,
     #[serde(rename = "groupsIgnore")]
@@ -60,6 +76,7 @@ impl CreateRequest {
             instance_name: name.to_owned(),
             integration: "WHATSAPP-BAILEYS",
             qrcode: true,
+            number: None,
             reject_call: false,
             groups_ignore: true,
             always_online: false,
@@ -68,6 +85,12 @@ impl CreateRequest {
             sync_full_history: false,
             webhook,
         }
+    }
+
+    /// The same body for a pairing-code flow for `number`.
+    pub fn pairing(mut self, number: Option<&str>) -> CreateRequest {
+        self.number = number.map(str::to_owned);
+        self
     }
 }
 
@@ -84,18 +107,22 @@ pub struct WebhookRequest {
     pub headers: serde_json::Map<String, Value>,
 }
 
-/// A stored webhook (`GET /webhook/find`).
+/// A stored webhook row (`GET /webhook/find`, `POST /webhook/set`). Every column but `url` and
+/// `enabled` is nullable in 2.3.7's schema; `headers` is `null` on a row first written without
+/// headers (the Manager UI and the docs' curl examples send none).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct WebhookRow {
+    #[serde(default, deserialize_with = "nullable")]
     pub url: String,
+    #[serde(default, deserialize_with = "nullable")]
     pub enabled: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub events: Vec<String>,
-    #[serde(rename = "webhookByEvents", default)]
+    #[serde(rename = "webhookByEvents", default, deserialize_with = "nullable")]
     pub by_events: bool,
-    #[serde(rename = "webhookBase64", default)]
+    #[serde(rename = "webhookBase64", default, deserialize_with = "nullable")]
     pub base64: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub headers: serde_json::Map<String, Value>,
 }
 
@@ -113,16 +140,99 @@ impl WebhookRequest {
     }
 }
 
+/// The events a webhook delivers: 2.3.7 stores "all events" (`[]` with `enabled:true`) as the
+/// explicit list of every event, so both spellings are the same set.
+pub fn event_set(events: &[String]) -> BTreeSet<&str> {
+    if events.is_empty() {
+        WEBHOOK_EVENTS.iter().copied().collect()
+    } else {
+        events.iter().map(String::as_str).collect()
+    }
+}
+
 impl WebhookRow {
     /// Whether the stored row already is what the config asks for.
     pub fn matches(&self, wanted: &WebhookRequest, jwt_key: Option<&str>) -> bool {
         self.enabled
             && self.url == wanted.url
-            && self.events == wanted.events
+            && event_set(&self.events) == event_set(&wanted.events)
             && self.by_events == wanted.by_events
             && self.base64 == wanted.base64
             && self.headers.get("jwt_key").and_then(Value::as_str) == jwt_key
     }
+
+    /// Whether the row delivers every event.
+    pub fn all_events(&self) -> bool {
+        event_set(&self.events) == event_set(&[])
+    }
+}
+
+/// The QR object of connect, create (`qrcode`) and restart: `{count:N}` alone until a QR
+/// exists; `pairingCode` only in a pairing flow.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct QrReply {
+    #[serde(rename = "pairingCode", default)]
+    pub pairing_code: Option<String>,
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub base64: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub count: u64,
+}
+
+/// `{"instance": {"instanceName", "state"}}`: connectionState, and connect/restart of an open
+/// instance. 2.3.7 leaves `state` out for a row another process holds.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct StateReply {
+    pub instance: InstanceState,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct InstanceState {
+    #[serde(rename = "instanceName")]
+    pub instance_name: String,
+    #[serde(default)]
+    pub state: Option<String>,
+}
+
+/// A connect or restart answer: the state (open), or the QR object.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ConnectReply {
+    State(StateReply),
+    Qr(QrReply),
+}
+
+/// `POST /instance/create` (201).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct CreateReply {
+    pub instance: CreatedInstance,
+    #[serde(default)]
+    pub qrcode: Option<QrReply>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct CreatedInstance {
+    #[serde(rename = "instanceName")]
+    pub instance_name: String,
+    #[serde(rename = "instanceId", default)]
+    pub instance_id: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// logout and delete (200): `{"status":"SUCCESS","error":false,"response":{"message":…}}`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct StatusReply {
+    pub status: String,
+    pub error: bool,
+    pub response: StatusMessage,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct StatusMessage {
+    pub message: String,
 }
 
 /// What `create` did.
@@ -134,45 +244,20 @@ pub enum Created {
     NameTaken,
 }
 
-/// What `connect` returned.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Connect {
-    Open,
-    Qr {
-        code: String,
-        pairing_code: Option<String>,
-        count: u64,
-    },
-    /// `{"count": N}` with no code yet: poll again.
-    NotReady {
-        count: u64,
-    },
-}
-
 /// `GET /` (no key needed).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct ServerInfo {
     pub version: String,
-    #[serde(rename = "clientName", default)]
+    #[serde(rename = "clientName", default, deserialize_with = "nullable")]
     pub client_name: String,
 }
 
-/// `instance.state` of a connectionState answer. 2.3.7 leaves it out for a row this deployment
-/// did not load (another client name on the same database); a missing state is an error, never
-/// a guess.
+/// `instance.state` of a connectionState answer; a row without a state is held by another
+/// Evolution process on the same database (refused, exit 4), never a guess.
 fn live_state(answer: Answer, name: &str) -> Result<String> {
     let answer = checked(answer, "connectionState")?;
-    match answer.body["instance"]["state"].as_str() {
-        Some(state) => Ok(state.to_owned()),
-        None => Err(Error::Evolution {
-            status: answer.status,
-            message: format!(
-                "connectionState of {name} has no state: {}",
-                super::shorten(&answer.body.to_string(), 300)
-            ),
-            fix: "the instance may belong to another deployment on the same database (check DATABASE_CONNECTION_CLIENT_NAME with `evoctl audit`); otherwise check Evolution's logs".into(),
-        }),
-    }
+    let reply: StateReply = parse(&answer, "connectionState")?;
+    reply.instance.state.ok_or_else(|| foreign(name))
 }
 
 fn checked(answer: Answer, what: &str) -> Result<Answer> {
@@ -186,7 +271,10 @@ fn parse<T: serde::de::DeserializeOwned>(answer: &Answer, what: &str) -> Result<
     serde_json::from_value(answer.body.clone()).map_err(|e| {
         crate::error::Error::exec(
             crate::error::ExecKind::Container,
-            format!("{what}: unexpected answer from Evolution ({e}): {}", answer.body),
+            format!(
+                "{what}: unexpected answer from Evolution ({e}): {}",
+                super::shorten(&answer.body.to_string(), 300)
+            ),
             "check the Evolution version (evoctl speaks 2.3.7)",
         )
     })
@@ -203,13 +291,18 @@ pub fn segment(name: &str) -> String {
 }
 
 impl Driver<'_> {
+    /// A call on the instance `name`, checked first to be held by this process.
+    fn on_instance<'a>(method: &'a str, path: &'a str, name: &'a str) -> Call<'a> {
+        Call { owner_check: Some(name), ..Call::new(method, path) }
+    }
+
     /// Instances of this deployment; with a name, that one only (empty when not loaded here).
     pub async fn fetch_instances(&self, name: Option<&str>) -> Result<Vec<InstanceInfo>> {
         let path = match name {
             Some(name) => format!("/instance/fetchInstances?instanceName={}", segment(name)),
             None => "/instance/fetchInstances".into(),
         };
-        let answer = self.call("GET", &path, None, None).await?;
+        let answer = self.call(Call::new("GET", &path)).await?;
         if name.is_some() && answer.status == 404 {
             return Ok(Vec::new());
         }
@@ -221,40 +314,18 @@ impl Driver<'_> {
         let body = serde_json::to_value(request).expect("request serialises");
         let field: &[&str] = &["webhook", "headers", "jwt_key"];
         let secret = jwt_key.filter(|_| request.webhook.is_some()).map(|key| (field, key));
-        let answer = self.call("POST", "/instance/create", Some(body), secret).await?;
+        let answer = self.call(Call { body: Some(&body), secret, ..Call::new("POST", "/instance/create") }).await?;
         if answer.status == 403 {
             return Ok(Created::NameTaken);
         }
-        let answer = checked(answer, "create")?;
-        let status = answer.body["instance"]["status"].as_str().unwrap_or("unknown").to_owned();
-        Ok(Created::Created { status })
-    }
-
-    /// Connect (QR, or a pairing code for `number`).
-    pub async fn connect(&self, name: &str, number: Option<&str>) -> Result<Connect> {
-        let mut path = format!("/instance/connect/{}", segment(name));
-        if let Some(number) = number {
-            path.push_str(&format!("?number={number}"));
-        }
-        let answer = checked(self.call("GET", &path, None, None).await?, "connect")?;
-        let body = &answer.body;
-        Ok(if body["instance"]["state"] == "open" {
-            Connect::Open
-        } else if let Some(code) = body["code"].as_str() {
-            Connect::Qr {
-                code: code.to_owned(),
-                pairing_code: body["pairingCode"].as_str().map(str::to_owned),
-                count: body["count"].as_u64().unwrap_or(0),
-            }
-        } else {
-            Connect::NotReady { count: body["count"].as_u64().unwrap_or(0) }
-        })
+        let reply: CreateReply = parse(&checked(answer, "create")?, "create")?;
+        Ok(Created::Created { status: reply.instance.status.unwrap_or_else(|| "unknown".into()) })
     }
 
     /// The live state: `open`, `connecting` or `close`.
     pub async fn connection_state(&self, name: &str) -> Result<String> {
-        let path = format!("/instance/connectionState/{}", segment(name));
-        live_state(self.call("GET", &path, None, None).await?, name)
+        let path = super::state_path(name);
+        live_state(self.call(Call::new("GET", &path)).await?, name)
     }
 
     /// The live state every `interval` for `duration`, from one exec session.
@@ -264,9 +335,8 @@ impl Driver<'_> {
         duration: Duration,
         interval: Duration,
     ) -> Result<Vec<(Duration, String)>> {
-        let path = format!("/instance/connectionState/{}", segment(name));
         let mut states = Vec::new();
-        for (at, answer) in self.sample(&path, duration, interval).await? {
+        for (at, answer) in self.sample(&super::state_path(name), duration, interval).await? {
             states.push((at, live_state(answer, name)?));
         }
         Ok(states)
@@ -274,28 +344,22 @@ impl Driver<'_> {
 
     /// Log the instance out of WhatsApp.
     pub async fn logout(&self, name: &str) -> Result<()> {
-        checked(self.call("DELETE", &format!("/instance/logout/{}", segment(name)), None, None).await?, "logout")?;
-        Ok(())
-    }
-
-    /// Delete the instance (Evolution answers before its cleanup finishes).
-    pub async fn delete(&self, name: &str) -> Result<()> {
-        checked(self.call("DELETE", &format!("/instance/delete/{}", segment(name)), None, None).await?, "delete")?;
+        let path = format!("/instance/logout/{}", segment(name));
+        let answer = checked(self.call(Self::on_instance("DELETE", &path, name)).await?, "logout")?;
+        parse::<StatusReply>(&answer, "logout")?;
         Ok(())
     }
 
     /// Restart; the state it reports.
     pub async fn restart(&self, name: &str) -> Result<String> {
-        let answer =
-            checked(self.call("POST", &format!("/instance/restart/{}", segment(name)), None, None).await?, "restart")?;
-        Ok(match answer.body["instance"]["state"].as_str() {
-            Some(state) => state.to_owned(),
-            None if answer.body.get("code").is_some() => "connecting".into(),
-            None => "unknown".into(),
+        let path = format!("/instance/restart/{}", segment(name));
+        let answer = checked(self.call(Self::on_instance("POST", &path, name)).await?, "restart")?;
+        Ok(match parse::<ConnectReply>(&answer, "restart")? {
+            ConnectReply::State(reply) => reply.instance.state.unwrap_or_else(|| "unknown".into()),
+            ConnectReply::Qr(_) => "connecting".into(),
         })
     }
 
-    /// The stored webhook, if any.
     /// Make the instance's webhook match `wanted` (the `jwt_key` sent over the data channel);
     /// `false` when it already did and nothing was written.
     pub async fn ensure_webhook(&self, name: &str, wanted: &WebhookRequest, jwt_key: Option<&str>) -> Result<bool> {
@@ -306,35 +370,34 @@ impl Driver<'_> {
         Ok(true)
     }
 
+    /// The stored webhook, if any (`null` when none was ever set).
     pub async fn webhook_find(&self, name: &str) -> Result<Option<WebhookRow>> {
-        let answer =
-            checked(self.call("GET", &format!("/webhook/find/{}", segment(name)), None, None).await?, "webhook find")?;
-        if answer.body.is_null() {
-            return Ok(None);
-        }
-        parse(&answer, "webhook find").map(Some)
+        let path = format!("/webhook/find/{}", segment(name));
+        let answer = checked(self.call(Self::on_instance("GET", &path, name)).await?, "webhook find")?;
+        parse::<Option<WebhookRow>>(&answer, "webhook find")
     }
 
     /// Set the webhook (always wrapped in `webhook`, always with `events`).
     pub async fn webhook_set(&self, name: &str, request: &WebhookRequest, jwt_key: Option<&str>) -> Result<()> {
         let body = serde_json::json!({"webhook": request});
         let field: &[&str] = &["webhook", "headers", "jwt_key"];
-        let answer = self
-            .call("POST", &format!("/webhook/set/{}", segment(name)), Some(body), jwt_key.map(|k| (field, k)))
-            .await?;
-        checked(answer, "webhook set")?;
+        let path = format!("/webhook/set/{}", segment(name));
+        let call =
+            Call { body: Some(&body), secret: jwt_key.map(|k| (field, k)), ..Self::on_instance("POST", &path, name) };
+        let answer = checked(self.call(call).await?, "webhook set")?;
+        parse::<WebhookRow>(&answer, "webhook set")?;
         Ok(())
     }
 
     /// Whether the key in the container is the global key (`POST /verify-creds`).
     pub async fn verify_creds(&self) -> Result<bool> {
-        let answer = self.call("POST", "/verify-creds", None, None).await?;
+        let answer = self.call(Call::new("POST", "/verify-creds")).await?;
         Ok(answer.status == 200)
     }
 
     /// `GET /`: version and client name.
     pub async fn server_info(&self) -> Result<ServerInfo> {
-        let answer = checked(self.call("GET", "/", None, None).await?, "GET /")?;
+        let answer = checked(self.call(Call::new("GET", "/")).await?, "GET /")?;
         parse(&answer, "GET /")
     }
 }
@@ -365,6 +428,86 @@ mod tests {
                             "events": ["MESSAGES_UPSERT"], "headers": {}},
             })
         );
+    }
+
+    /// The real 2.3.7 server's answers, in the order they were recorded.
+    fn recorded() -> Vec<Value> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/evolution-2.3.7/responses.jsonl");
+        let text = std::fs::read_to_string(path).expect("the recorded answers are beside the project (../shared)");
+        text.lines().map(|line| serde_json::from_str(line).expect("a JSON row")).collect()
+    }
+
+    /// Every recorded body of a call evoctl makes parses into its typed reply, and every
+    /// failure (HTTP error or 200 `{error:true}`) becomes one error with the API's message.
+    #[test]
+    fn typed_replies_parse_every_recorded_answer() {
+        let mut parsed = 0;
+        for row in recorded().iter().filter(|row| row["method"].is_string()) {
+            let (method, path, status) = (
+                row["method"].as_str().unwrap(),
+                row["path"].as_str().unwrap(),
+                row["status"].as_u64().unwrap() as u16,
+            );
+            let name = row["name"].as_str().unwrap();
+            let answer = Answer { status, body: row["body_json"].clone() };
+            if let Some(err) = failure(&answer, "x") {
+                let message = err.to_string();
+                assert!(message.len() > 3 && !message.contains("{\"status\""), "{name}: {message}");
+                continue;
+            }
+            let endpoint = path.split('?').next().unwrap().rsplitn(2, '/').last().unwrap();
+            let result: std::result::Result<(), String> = match (method, endpoint) {
+                ("GET", "") => parse::<ServerInfo>(&answer, name).map(drop).map_err(|e| e.to_string()),
+                ("POST", "") if path == "/verify-creds" => Ok(()),
+                ("POST", "/instance") => parse::<CreateReply>(&answer, name).map(drop).map_err(|e| e.to_string()),
+                ("GET", "/instance") => parse::<Vec<InstanceInfo>>(&answer, name).map(drop).map_err(|e| e.to_string()),
+                ("GET", "/instance/connectionState") => {
+                    parse::<StateReply>(&answer, name).map(drop).map_err(|e| e.to_string())
+                }
+                ("GET", "/instance/connect") | ("POST", "/instance/restart") => {
+                    parse::<ConnectReply>(&answer, name).map(drop).map_err(|e| e.to_string())
+                }
+                ("DELETE", "/instance/logout") | ("DELETE", "/instance/delete") => {
+                    parse::<StatusReply>(&answer, name).map(drop).map_err(|e| e.to_string())
+                }
+                ("GET", "/webhook/find") => {
+                    parse::<Option<WebhookRow>>(&answer, name).map(drop).map_err(|e| e.to_string())
+                }
+                ("POST", "/webhook/set") => parse::<WebhookRow>(&answer, name).map(drop).map_err(|e| e.to_string()),
+                other => panic!("{name}: a recorded call evoctl does not make: {other:?}"),
+            };
+            result.unwrap_or_else(|e| panic!("{name}: {e}"));
+            parsed += 1;
+        }
+        assert_eq!(parsed, 58, "the number of successful recorded answers parsed");
+    }
+
+    #[test]
+    fn recorded_webhook_rows_read_as_2_3_7_stores_them() {
+        let rows = recorded();
+        let by_name = |name: &str| rows.iter().find(|r| r["name"] == name).unwrap()["body_json"].clone();
+        let find = |name: &str| serde_json::from_value::<Option<WebhookRow>>(by_name(name)).unwrap();
+        assert_eq!(find("webhook_find_initial_nowebhook"), None);
+        let all = find("webhook_find_after_events_empty").unwrap();
+        assert!(all.all_events() && all.events.len() == 31, "[] is stored as the 31 names");
+        let wanted = WebhookRequest {
+            enabled: true,
+            url: "http://127.0.0.1:18999/hook".into(),
+            by_events: true,
+            base64: false,
+            events: vec![],
+            headers: serde_json::Map::new(),
+        };
+        assert!(all.matches(&wanted, Some("test-secret")), "all events compares equal to the 31-name list");
+        assert!(!all.matches(&wanted, Some("other-secret")));
+        let null_headers: WebhookRow = serde_json::from_value(json!({
+            "id": "x", "url": "http://h/x", "headers": null, "enabled": true, "events": ["MESSAGES_UPSERT"],
+            "webhookByEvents": false, "webhookBase64": false, "createdAt": "t", "updatedAt": "t", "instanceId": "i"
+        }))
+        .unwrap();
+        assert!(null_headers.headers.is_empty());
+        let qr: ConnectReply = serde_json::from_value(by_name("connect_existing")).unwrap();
+        assert_eq!(qr, ConnectReply::Qr(QrReply { count: 0, ..QrReply::default() }));
     }
 
     #[test]

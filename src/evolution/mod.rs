@@ -9,10 +9,12 @@ use crate::error::{Error, ExecKind, Result};
 use crate::exec::envelope::{RunSpec, Stdin};
 use crate::exec::run::{Collected, OutputSink, RunOptions};
 use crate::exec::target::ExecTarget;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Duration;
 
 pub mod api;
+pub mod retries;
 
 const REQUEST_PROGRAM: &str = include_str!("request.js");
 
@@ -39,23 +41,40 @@ pub struct Answer {
     pub body: Value,
 }
 
+/// One call for the program in the container.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub body: Option<&'a Value>,
+    /// The body field (path of keys) to fill from the secret, and the secret; the secret goes
+    /// over the data channel (stdin), never in the command string.
+    pub secret: Option<(&'a [&'a str], &'a str)>,
+    /// The instance the call acts on: checked first (in the same session) to be held by this
+    /// Evolution process, so a row another process owns is refused instead of acted on.
+    pub owner_check: Option<&'a str>,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(method: &'a str, path: &'a str) -> Call<'a> {
+        Call { method, path, body: None, secret: None, owner_check: None }
+    }
+}
+
 impl Driver<'_> {
-    /// One API call. `secret` names the body field (path of keys) to fill from `secret_value`,
-    /// which is sent over the data channel, never in the command string.
-    pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-        secret: Option<(&[&str], &str)>,
-    ) -> Result<Answer> {
+    /// One API call, as [`Call`] says.
+    pub async fn call(&self, call: Call<'_>) -> Result<Answer> {
         let request = json!({
-            "method": method,
-            "path": path,
-            "body": body,
-            "secret": secret.map(|(path, _)| path.to_vec()),
+            "method": call.method,
+            "path": call.path,
+            "body": call.body,
+            "secret": call.secret.map(|(path, _)| path.to_vec()),
+            "guard": call.owner_check.map(state_path),
         });
-        let parsed = self.run(&request, secret.map(|(_, value)| value.as_bytes().to_vec())).await?;
+        let parsed = self.run(&request, call.secret.map(|(_, value)| value.as_bytes().to_vec())).await?;
+        if parsed["foreign"] == true {
+            return Err(foreign(call.owner_check.unwrap_or("the instance")));
+        }
         Ok(answer(parsed["status"].as_u64().unwrap_or(0) as u16, &parsed["body"]))
     }
 
@@ -70,33 +89,20 @@ impl Driver<'_> {
             "repeat": {"duration_ms": duration.as_millis() as u64, "interval_ms": interval.as_millis() as u64},
         });
         let parsed = self.run(&request, None).await?;
-        Ok(parsed["samples"]
-            .as_array()
-            .map(|samples| {
-                samples
-                    .iter()
-                    .map(|s| {
-                        let at = Duration::from_millis(s["t"].as_u64().unwrap_or(0));
-                        (at, answer(s["status"].as_u64().unwrap_or(0) as u16, &s["body"]))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
+        let samples: Vec<Sample> = serde_json::from_value(parsed["samples"].clone()).unwrap_or_default();
+        Ok(samples
+            .into_iter()
+            .map(|s| (Duration::from_millis(s.t), answer(s.status, &Value::String(s.body))))
+            .collect())
     }
 
     /// Watch `name` until it is linked, in one exec session: create it first when `create` is
     /// given and the name is missing (its `jwt_key` over stdin), then poll connect every
     /// `interval` (with `?number=` for a pairing code), then connectionState for `stable` once
-    /// open. Events are printed one JSON line each to `sink` as they happen (see
-    /// [`crate::runbook::watch`]).
-    pub async fn watch_link(
-        &self,
-        name: &str,
-        number: Option<&str>,
-        create: Option<(&api::CreateRequest, Option<&str>)>,
-        timing: WatchTiming,
-        sink: &mut dyn OutputSink,
-    ) -> Result<i32> {
+    /// open. With `first_only` it ends at the first fresh code (or `open`). Events are printed
+    /// one JSON line each to `sink` as they happen (see [`crate::runbook::watch`]).
+    pub async fn watch_link(&self, watch: Watch<'_>, sink: &mut dyn OutputSink) -> Result<i32> {
+        let Watch { name, number, create, timing, first_only } = watch;
         let mut path = format!("/instance/connect/{}", api::segment(name));
         if let Some(number) = number {
             path.push_str(&format!("?number={number}"));
@@ -110,12 +116,44 @@ impl Driver<'_> {
             "watch": {
                 "find_path": format!("/instance/fetchInstances?instanceName={}", api::segment(name)),
                 "create": create.map(|(request, _)| serde_json::to_value(request).expect("request serialises")),
-                "state_path": format!("/instance/connectionState/{}", api::segment(name)),
+                "state_path": state_path(name),
+                "number": number,
+                "first_only": first_only,
                 "interval_ms": timing.interval.as_millis() as u64,
                 "timeout_ms": timing.timeout.as_millis() as u64,
                 "stable_ms": timing.stable.as_millis() as u64,
             },
         });
+        self.stream(&request, secret, sink).await
+    }
+
+    /// Delete `name` and wait, in one exec session, until Evolution's cleanup has removed it
+    /// (polling every `interval`, up to `timeout`); events as one JSON line each to `sink`.
+    pub async fn delete_and_wait(
+        &self,
+        name: &str,
+        interval: Duration,
+        timeout: Duration,
+        sink: &mut dyn OutputSink,
+    ) -> Result<i32> {
+        let request = json!({
+            "method": "DELETE",
+            "path": format!("/instance/delete/{}", api::segment(name)),
+            "body": null,
+            "secret": null,
+            "guard": state_path(name),
+            "gone": {
+                "find_path": format!("/instance/fetchInstances?instanceName={}", api::segment(name)),
+                "webhook_path": format!("/webhook/find/{}", api::segment(name)),
+                "interval_ms": interval.as_millis() as u64,
+                "timeout_ms": timeout.as_millis() as u64,
+            },
+        });
+        self.stream(&request, None, sink).await
+    }
+
+    /// Run the request program for an event-streaming mode.
+    async fn stream(&self, request: &Value, secret: Option<&str>, sink: &mut dyn OutputSink) -> Result<i32> {
         let program = REQUEST_PROGRAM.replace("__REQUEST__", &request.to_string());
         let spec = RunSpec {
             argv: vec!["node".into(), "-e".into(), program],
@@ -140,13 +178,6 @@ impl Driver<'_> {
                 "check that the container has node and that Evolution is up (`evoctl doctor`)",
             )
         })?;
-        if parsed["key"] == false {
-            return Err(Error::exec(
-                ExecKind::Container,
-                "AUTHENTICATION_API_KEY is not set in the container (nor in /proc/1/environ or /evolution/.env)",
-                "set AUTHENTICATION_API_KEY in the task definition",
-            ));
-        }
         if let Some(problem) = parsed["error"].as_str() {
             return Err(Error::exec(
                 ExecKind::Container,
@@ -158,6 +189,43 @@ impl Driver<'_> {
     }
 }
 
+/// What [`Driver::watch_link`] watches.
+#[derive(Debug, Clone, Copy)]
+pub struct Watch<'a> {
+    pub name: &'a str,
+    /// A pairing code for this number instead of a QR.
+    pub number: Option<&'a str>,
+    /// Create the instance first when it is missing (with its webhook's `jwt_key`).
+    pub create: Option<(&'a api::CreateRequest, Option<&'a str>)>,
+    pub timing: WatchTiming,
+    /// End at the first fresh code (or `open`) instead of waiting for the link.
+    pub first_only: bool,
+}
+
+/// One answer of a repeat-mode call.
+#[derive(Debug, Deserialize)]
+struct Sample {
+    t: u64,
+    status: u16,
+    body: String,
+}
+
+/// `/instance/connectionState/NAME`.
+fn state_path(name: &str) -> String {
+    format!("/instance/connectionState/{}", api::segment(name))
+}
+
+/// The finding for a row this Evolution process does not hold: the database is shared with
+/// another process (another `DATABASE_CONNECTION_CLIENT_NAME`), which owns it.
+pub fn foreign(name: &str) -> Error {
+    Error::refused(
+        format!(
+            "another Evolution process owns instance {name}: the database is shared (the row is in this deployment's database but another DATABASE_CONNECTION_CLIENT_NAME loaded it); nothing was changed"
+        ),
+        "give every environment its own DATABASE_CONNECTION_URI (`evoctl audit` shows which share one)",
+    )
+}
+
 /// A body text as JSON when it parses, else as a string.
 fn answer(status: u16, body: &Value) -> Answer {
     let text = body.as_str().unwrap_or("");
@@ -165,13 +233,45 @@ fn answer(status: u16, body: &Value) -> Answer {
     Answer { status, body }
 }
 
+/// A failed answer's body: `{status, error, response: {message}}` (message a string, an array,
+/// or an array of arrays), or 2.3.7's soft failure `{error: true, message}` with HTTP 200.
+#[derive(Debug, Default, Deserialize)]
+struct ErrorReply {
+    #[serde(default)]
+    error: Value,
+    #[serde(default)]
+    message: Value,
+    #[serde(default)]
+    response: Option<ErrorResponse>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ErrorResponse {
+    #[serde(default)]
+    message: Value,
+}
+
 /// Turn a failed answer (status >= 400, or 200 with `error: true`) into an error; `None` if fine.
 pub fn failure(answer: &Answer, what: &str) -> Option<Error> {
-    let soft = answer.body.get("error") == Some(&Value::Bool(true));
+    let reply: ErrorReply = serde_json::from_value(answer.body.clone()).unwrap_or_default();
+    let soft = reply.error == Value::Bool(true);
     if answer.status < 400 && !soft {
         return None;
     }
-    let message = if soft { flatten(&answer.body["message"]) } else { flatten(&answer.body["response"]["message"]) };
+    let message = if soft { flatten(&reply.message) } else { flatten(&reply.response.unwrap_or_default().message) };
+    // 2.3.7's logout of a paired instance whose socket is closed throws `Connection Closed`
+    // (500); delete rewraps the same throw as a 400 `[object Object]`.
+    let socket_down = (answer.status == 500 && message == "Error: Connection Closed")
+        || (what == "delete" && answer.status == 400 && message == "[object Object]");
+    if socket_down {
+        return Some(Error::Unavailable {
+            message: format!(
+                "{what}: the instance's WhatsApp socket is down (Evolution answered {} {message:?}); nothing was changed",
+                answer.status
+            ),
+            fix: "restart the instance (`evoctl instance restart ENV`), or retry once it has reconnected (`evoctl instance state ENV` says open)".into(),
+        });
+    }
     let message = if message.is_empty() { answer.body.to_string() } else { message };
     let message = shorten(&message, MAX_MESSAGE);
     let fix = match answer.status {

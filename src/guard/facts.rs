@@ -21,6 +21,8 @@ use std::time::Duration;
 
 /// The key in the image's `.env.example`: live whenever a task sets no key of its own.
 pub const PUBLIC_DEFAULT_API_KEY: &str = "429683C4C977415CAAFCCE10F7D57E11";
+/// 2.3.7's code default key (`env.config.ts`), live when the variable is set to "".
+pub const CODE_DEFAULT_API_KEY: &str = "BQYHJGJHJ";
 
 /// What one environment looks like right now.
 #[derive(Debug, Clone)]
@@ -67,8 +69,10 @@ pub fn public_default_fingerprint() -> Fingerprint {
 /// The global API key as the container will see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiKey {
-    /// Not set (or empty): the image's public default key is live.
+    /// Not set: the image's public default key (from its `.env`) is live.
     Unset,
+    /// Set to the empty string: 2.3.7's code default (`BQYHJGJHJ`, public in its source) is live.
+    CodeDefault,
     /// Set to the public default key from `.env.example`.
     PublicDefault,
     Set(Fingerprint),
@@ -93,45 +97,49 @@ pub struct IsolationSettings {
 impl IsolationSettings {
     /// Reduce a container's environment to fingerprints, applying the 2.3.7 image defaults.
     pub fn from_container(container: &ContainerSettings) -> IsolationSettings {
-        let value = |name: &str| -> Option<String> {
+        // As 2.3.7 reads a variable: an unset one comes from the image's `.env`; a set one wins
+        // even when empty (dotenv never overrides it), and then the code's `x || default` makes
+        // "" the code default.
+        let read = |name: &str, image_default: &str, code_default: &str| -> String {
             match container.environment.get(name) {
-                Some(EnvValue::Plain(value)) if !value.is_empty() => Some(value.clone()),
-                Some(EnvValue::Plain(_)) | None => None,
+                None => image_default.to_owned(),
+                Some(EnvValue::Plain(value)) if value.is_empty() => code_default.to_owned(),
+                Some(EnvValue::Plain(value)) => value.clone(),
                 // A reference is compared by where it points: two envs reading one secret share it.
-                Some(EnvValue::Reference(from)) => Some(format!("valueFrom:{from}")),
+                Some(EnvValue::Reference(from)) => format!("valueFrom:{from}"),
             }
         };
+        let value = |name: &str| -> Option<String> { Some(read(name, "", "")).filter(|v| !v.is_empty()) };
         let plain = |name: &str| match container.environment.get(name) {
             Some(EnvValue::Plain(value)) => Some(value.clone()),
             Some(EnvValue::Reference(from)) => Some(format!("(from {from})")),
             None => None,
         };
-        let cache_on = value("CACHE_REDIS_ENABLED").is_none_or(|v| v.eq_ignore_ascii_case("true"));
-        let redis = cache_on.then(|| {
-            let uri = value("CACHE_REDIS_URI").unwrap_or_else(|| "redis://localhost:6379/6".into());
-            let prefix = value("CACHE_REDIS_PREFIX_KEY").unwrap_or_else(|| "evolution".into());
+        // Booleans are `=== 'true'`: case-sensitive. An empty URI creates no cache engine.
+        let cache_on = read("CACHE_REDIS_ENABLED", "true", "false") == "true";
+        let uri = read("CACHE_REDIS_URI", "redis://localhost:6379/6", "");
+        let redis = (cache_on && !uri.is_empty()).then(|| {
+            let prefix = read("CACHE_REDIS_PREFIX_KEY", "evolution", "evolution-cache");
             Fingerprint::of("redis", &format!("{}\n{prefix}", location(&uri)))
         });
-        let api_key = match value("AUTHENTICATION_API_KEY") {
+        let api_key = match container.environment.get("AUTHENTICATION_API_KEY") {
             None => ApiKey::Unset,
-            Some(key) if key == PUBLIC_DEFAULT_API_KEY => ApiKey::PublicDefault,
-            Some(key) => ApiKey::Set(Fingerprint::of("apikey", &key)),
+            Some(EnvValue::Plain(key)) if key.is_empty() => ApiKey::CodeDefault,
+            Some(EnvValue::Plain(key)) if key == PUBLIC_DEFAULT_API_KEY => ApiKey::PublicDefault,
+            Some(_) => ApiKey::Set(Fingerprint::of("apikey", &read("AUTHENTICATION_API_KEY", "", ""))),
         };
         IsolationSettings {
             database: value("DATABASE_CONNECTION_URI").map(|uri| Fingerprint::of("database", &location(&uri))),
             client_name: Fingerprint::of(
                 "client",
-                &value("DATABASE_CONNECTION_CLIENT_NAME").unwrap_or_else(|| "evolution_exchange".into()),
+                &read("DATABASE_CONNECTION_CLIENT_NAME", "evolution_exchange", "evolution"),
             ),
             redis,
             api_key,
-            server_url: Fingerprint::of(
-                "url",
-                value("SERVER_URL").unwrap_or_else(|| "http://localhost:8080".into()).trim_end_matches('/'),
-            ),
+            server_url: Fingerprint::of("url", read("SERVER_URL", "http://localhost:8080", "").trim_end_matches('/')),
             phone_client: Fingerprint::of(
                 "phone",
-                &value("CONFIG_SESSION_PHONE_CLIENT").unwrap_or_else(|| "Evolution API".into()),
+                &read("CONFIG_SESSION_PHONE_CLIENT", "Evolution API", "Evolution API"),
             ),
             database_provider: value("DATABASE_PROVIDER"),
             del_instance: plain("DEL_INSTANCE"),
@@ -301,6 +309,28 @@ mod tests {
         let public =
             IsolationSettings::from_container(&container(&[("AUTHENTICATION_API_KEY", PUBLIC_DEFAULT_API_KEY)]));
         assert_eq!(public.api_key, ApiKey::PublicDefault);
+    }
+
+    /// 2.3.7's parser: "" is the code default, not the image's `.env`; booleans are case-sensitive.
+    #[test]
+    fn empty_and_miscased_settings_read_as_the_real_parser() {
+        let bare = IsolationSettings::from_container(&container(&[]));
+        let empty = IsolationSettings::from_container(&container(&[
+            ("AUTHENTICATION_API_KEY", ""),
+            ("DATABASE_CONNECTION_CLIENT_NAME", ""),
+            ("CACHE_REDIS_ENABLED", ""),
+        ]));
+        assert_eq!(empty.api_key, ApiKey::CodeDefault);
+        assert_eq!(empty.client_name, Fingerprint::of("client", "evolution"));
+        assert_ne!(empty.client_name, bare.client_name, "unset is evolution_exchange, from the image's .env");
+        assert_eq!(empty.redis, None, "an empty CACHE_REDIS_ENABLED is the code default: off");
+        let upper = IsolationSettings::from_container(&container(&[("CACHE_REDIS_ENABLED", "TRUE")]));
+        assert_eq!(upper.redis, None, "`=== 'true'`: TRUE is off");
+        let prefix = IsolationSettings::from_container(&container(&[("CACHE_REDIS_PREFIX_KEY", "")]));
+        let code_prefix =
+            IsolationSettings::from_container(&container(&[("CACHE_REDIS_PREFIX_KEY", "evolution-cache")]));
+        assert_eq!(prefix.redis, code_prefix.redis);
+        assert_ne!(prefix.redis, bare.redis);
     }
 
     #[test]

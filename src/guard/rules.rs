@@ -446,6 +446,7 @@ fn shared_api_key(subjects: &[Subject<'_>]) -> Found {
             Some(match &f.settings.api_key {
                 ApiKey::Set(print) => print.clone(),
                 ApiKey::Unset | ApiKey::PublicDefault => super::facts::public_default_fingerprint(),
+                ApiKey::CodeDefault => super::facts::Fingerprint::of("apikey", super::facts::CODE_DEFAULT_API_KEY),
             })
         },
         "AUTHENTICATION_API_KEY",
@@ -479,6 +480,9 @@ fn default_api_key(subjects: &[Subject<'_>]) -> Found {
                 "AUTHENTICATION_API_KEY is not set in the task definition: the image's public key from .env.example is live"
             }
             ApiKey::PublicDefault => "AUTHENTICATION_API_KEY is the public default key from the image's .env.example",
+            ApiKey::CodeDefault => {
+                "AUTHENTICATION_API_KEY is set to the empty string: Evolution 2.3.7 then uses its code default key BQYHJGJHJ, public in its source"
+            }
             ApiKey::Set(_) => continue,
         };
         found.push(one(
@@ -508,15 +512,33 @@ fn del_instance(subjects: &[Subject<'_>]) -> Found {
     let mut found = Found::new();
     for s in subjects {
         let Some(value) = s.facts.settings.del_instance.as_deref() else { continue };
-        if value.trim().parse::<f64>().is_ok() {
+        if let Some(minutes) = del_instance_minutes(value) {
             found.push(one(
                 s.env,
-                format!("DEL_INSTANCE is {value}: an instance not open {value} minutes after create is deleted with its rows"),
+                format!("DEL_INSTANCE is {value}: Evolution 2.3.7 reads {minutes} minutes, and deletes an instance (with its rows) that is not open {minutes} minutes after create"),
                 "set DEL_INSTANCE=false".into(),
             ));
         }
     }
     found
+}
+
+/// The minutes 2.3.7 arms its delete timer with: `isBooleanString(v) ? v === 'true' :
+/// parseInt(v) || false`, where validator.js's booleans are `true`, `false`, `1` and `0` (so
+/// `1` and `0` mean false), and a number only counts when positive.
+pub fn del_instance_minutes(value: &str) -> Option<i64> {
+    if ["true", "false", "1", "0"].contains(&value) {
+        return None;
+    }
+    // JavaScript's parseInt: leading whitespace, an optional sign, then the leading digits.
+    let text = value.trim_start();
+    let (sign, digits) = match text.as_bytes().first() {
+        Some(b'-') => (-1, &text[1..]),
+        Some(b'+') => (1, &text[1..]),
+        _ => (1, text),
+    };
+    let digits: String = digits.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse::<i64>().ok().map(|n| sign * n).filter(|n| *n > 0)
 }
 
 fn instance_names(subjects: &[Subject<'_>]) -> Found {
@@ -731,6 +753,32 @@ mod tests {
         let found = run("instance-names", &envs, &facts);
         assert_eq!(found[0].envs, ["staging", "production"]);
         assert_eq!(found[0].evidence, "staging and production use the same instance name `same`");
+        // 2.3.7's parser: "1" and "0" are booleans (false), "5m" is 5 minutes, "0m" is off.
+        for (value, armed) in [
+            ("1", None),
+            ("0", None),
+            ("true", None),
+            ("TRUE", None),
+            ("5m", Some(5)),
+            ("10min", Some(10)),
+            ("0m", None),
+            ("", None),
+            (" 7", Some(7)),
+        ] {
+            assert_eq!(super::del_instance_minutes(value), armed, "{value:?}");
+        }
+        let parsed = [
+            super::tests::facts("staging", &[("DEL_INSTANCE", "5m")]),
+            super::tests::facts("production", &[("DEL_INSTANCE", "0")]),
+        ];
+        let found = run("del-instance", &envs, &parsed);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].envs, ["staging"]);
+        assert!(
+            found[0].evidence.starts_with("DEL_INSTANCE is 5m: Evolution 2.3.7 reads 5 minutes"),
+            "{}",
+            found[0].evidence
+        );
     }
 
     #[test]

@@ -313,6 +313,11 @@ async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, min
             "the global key works but it is the image's public default from .env.example",
             "set a long random AUTHENTICATION_API_KEY for this environment and deploy",
         ),
+        (Ok(true), ApiKey::CodeDefault) => checks.fail(
+            "api-key",
+            "the global key works but AUTHENTICATION_API_KEY is set to \"\", so 2.3.7 uses its code default BQYHJGJHJ (public in its source)",
+            "set a long random AUTHENTICATION_API_KEY for this environment and deploy",
+        ),
         (Ok(true), ApiKey::Set(_)) => checks.ok("api-key", "the container's own key is accepted (verify-creds)"),
     }
     if checks.failed() {

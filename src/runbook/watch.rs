@@ -1,6 +1,8 @@
-//! The link watch's event stream: the program in the container prints one JSON object per line
-//! (`created`, `taken`, `qr`, `state`, `linked`, `flap`, `timeout`, `error`); [`EventLines`] turns the streamed
-//! stdout into [`WatchEvent`]s as they arrive, so a QR is shown the moment it exists.
+//! The event streams of the programs in the container, one JSON object per line: the link watch
+//! (`created`, `taken`, `foreign`, `qr`, `pairing_ignored`, `state`, `linked`, `flap`,
+//! `timeout`, `error`) and the delete wait (`webhook`, `deleted`, `pending`, `gone`, `timeout`,
+//! `error`). [`EventLines`] turns the streamed stdout into [`WatchEvent`]s as they arrive, so a
+//! QR is shown the moment it exists.
 
 use crate::exec::run::OutputSink;
 use serde::Deserialize;
@@ -13,6 +15,11 @@ pub enum WatchEvent {
     Created,
     /// The name is taken in the database but not loaded here (another environment shares it).
     Taken,
+    /// The row is in this deployment's database but another Evolution process holds it.
+    Foreign,
+    /// A pairing code was asked for an instance already waiting for a QR scan: 2.3.7 ignores
+    /// `?number=` until that flow ends.
+    PairingIgnored,
     /// A new QR (or pairing code); `count` QRs so far, `limit` = QRCODE_LIMIT.
     Qr { code: String, pairing: Option<String>, count: u64, limit: u64 },
     /// The live state changed.
@@ -28,6 +35,15 @@ pub enum WatchEvent {
     Timeout,
     /// The API answered with an error (status 0: it did not answer).
     Error { status: u16, body: String },
+    /// Before a delete: the webhook the cleanup will wait on (`remove`: it subscribes
+    /// REMOVE_INSTANCE; `jwt_empty`: its `jwt_key` header is empty, which blocks the cleanup).
+    Webhook { url: Option<String>, remove: bool, jwt_empty: bool },
+    /// The delete was answered; Evolution's cleanup runs after.
+    Deleted,
+    /// Still listed, `t` ms after the delete began.
+    Pending { t: u64 },
+    /// No longer listed, `t` ms after the delete began.
+    Gone { t: u64 },
 }
 
 /// An [`OutputSink`] that splits stdout into lines and hands each parsed event to `on_event`;

@@ -291,34 +291,6 @@ fn a_name_taken_through_a_shared_database_is_refused() {
 }
 
 #[test]
-fn a_nested_array_400_names_the_field() {
-    let lab = Lab::start("seed");
-    assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));
-    let task = production_task(&lab);
-    let body = json!({"status": 400, "error": "Bad Request", "response": {"message": [["webhook.events[0] is not one of enum values: APPLICATION_STARTUP"]]}});
-    // `GET /webhook/find` answers the JSON literal null when no webhook is set.
-    lab.control(
-        "POST",
-        "/evolution/faults",
-        Some(&json!({"task": task, "respond_next": {"status": 200, "body": null}})),
-    );
-    let output = lab.evoctl().args(["webhook", "show", "production"]).output().unwrap();
-    assert_eq!(text(&output.stdout), "instance alinhou-production has no webhook\n");
-    lab.control(
-        "POST",
-        "/evolution/faults",
-        Some(&json!({"task": task, "respond_next": {"status": 400, "body": body}})),
-    );
-    let output = lab.evoctl().args(["webhook", "show", "production"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert_eq!(
-        text(&output.stderr),
-        "error: webhook find: webhook.events[0] is not one of enum values: APPLICATION_STARTUP\n  \
-         fix: the request was refused as invalid; the message says which field\n"
-    );
-}
-
-#[test]
 fn the_qr_limit_closes_the_instance() {
     let lab = Lab::start_with("seed", &["--qr-rotate-ms", "40"]);
     assert_eq!(lab.evoctl().args(["instance", "create", "production"]).output().unwrap().status.code(), Some(0));

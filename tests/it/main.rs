@@ -10,6 +10,7 @@ mod conflicts;
 mod connect;
 mod doctor;
 mod ending;
+mod evolution;
 mod exec;
 mod faults;
 mod guard;
