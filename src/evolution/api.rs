@@ -267,16 +267,15 @@ fn checked(answer: Answer, what: &str) -> Result<Answer> {
     }
 }
 
+/// `answer` read as `T`; a body 2.3.7 would not send is an Evolution error naming the call.
 fn parse<T: serde::de::DeserializeOwned>(answer: &Answer, what: &str) -> Result<T> {
-    serde_json::from_value(answer.body.clone()).map_err(|e| {
-        crate::error::Error::exec(
-            crate::error::ExecKind::Container,
-            format!(
-                "{what}: unexpected answer from Evolution ({e}): {}",
-                super::shorten(&answer.body.to_string(), 300)
-            ),
-            "check the Evolution version (evoctl speaks 2.3.7)",
-        )
+    serde_json::from_value(answer.body.clone()).map_err(|e| crate::error::Error::Evolution {
+        status: answer.status,
+        message: format!(
+            "{what}: unexpected answer from Evolution ({e}): {}",
+            super::shorten(&answer.body.to_string(), 300)
+        ),
+        fix: "check the Evolution version (evoctl speaks 2.3.7) and its logs".into(),
     })
 }
 

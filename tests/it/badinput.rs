@@ -124,7 +124,7 @@ fn hostile_api_answers_become_clear_errors() {
         (
             json!({"status": 200, "body": "not json"}),
             1,
-            "connectionState of alinhou-production has no state: \"not json\"",
+            "connectionState: unexpected answer from Evolution (invalid type: string \"not json\", expected struct StateReply): \"not json\"",
         ),
         (json!({"status": 500, "body": {"unexpected": [1, 2, {"deep": "x".repeat(5000)}]}}), 1, "more characters)"),
     ];
