@@ -1,8 +1,9 @@
 //! The Evolution API driver: each operation is one small node program sent through the run
 //! envelope, calling `http://127.0.0.1:$SERVER_PORT` inside the container with the API key
-//! read there (`AUTHENTICATION_API_KEY`, else `/proc/1/environ`, else the image's `.env`).
-//! Responses become typed values; every error shape the API has (string, array and nested-array
-//! messages, HTTP 200 with `{"error":true}`) becomes one [`Error`] with the API's own message.
+//! read there as 2.3.7 reads it (a set variable wins even when empty, which means the code
+//! default; only an unset one comes from the image's `.env`). Responses become typed values
+//! ([`api`]); every error shape the API has (string, array and nested-array messages, HTTP 200
+//! with `{"error":true}`) becomes one [`Error`] with the API's own message.
 
 use crate::aws::Aws;
 use crate::error::{Error, ExecKind, Result};

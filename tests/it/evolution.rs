@@ -42,7 +42,7 @@ fn scenario(dir: &tempfile::TempDir, name: &str, extra: &str) -> String {
     path.display().to_string()
 }
 
-/// 1. A webhook first written without `headers` (the Manager UI's body) is stored with
+/// Point 1: A webhook first written without `headers` (the Manager UI's body) is stored with
 /// `"headers": null`; `webhook show` reads it and `webhook set` repairs it, once.
 #[test]
 fn a_webhook_written_without_headers_is_shown_and_repaired() {
@@ -84,7 +84,7 @@ fn a_webhook_written_without_headers_is_shown_and_repaired() {
     assert_eq!(json_stdout(&output)["webhook"], "unchanged");
 }
 
-/// 2. `events = []` is stored as the 31 names; the next `webhook set` sees it as unchanged.
+/// Point 2: `events = []` is stored as the 31 names; the next `webhook set` sees it as unchanged.
 #[test]
 fn all_events_stored_as_the_31_names_is_unchanged() {
     let dir = tempfile::tempdir().unwrap();
@@ -100,7 +100,7 @@ fn all_events_stored_as_the_31_names_is_unchanged() {
     assert!(text(&output.stdout).contains("events     (all)\n"), "{}", text(&output.stdout));
 }
 
-/// 3. `connect --pairing-number` on the seed lab (no instance yet) creates the instance with the
+/// Point 3: `connect --pairing-number` on the seed lab (no instance yet) creates the instance with the
 /// number, so the first code is a pairing code, and no QR is ever drawn.
 #[test]
 fn a_pairing_flow_for_a_missing_instance_prints_a_pairing_code_never_a_qr() {
@@ -134,7 +134,7 @@ fn a_pairing_flow_for_a_missing_instance_prints_a_pairing_code_never_a_qr() {
     assert!(stdout.contains("linked 5511987654321 to alinhou-production\n"), "{stdout}");
 }
 
-/// 4. A delete whose REMOVE_INSTANCE webhook gets 503: evoctl waits through the retries (scaled
+/// Point 4: A delete whose REMOVE_INSTANCE webhook gets 503: evoctl waits through the retries (scaled
 /// in the lab), says what it waits for, and succeeds once they end; the receiver saw them all.
 #[test]
 fn a_delete_waits_through_the_remove_instance_retries() {
@@ -168,7 +168,7 @@ fn a_delete_waits_through_the_remove_instance_retries() {
     assert!(started.elapsed() >= Duration::from_secs(10), "{:?}", started.elapsed());
 }
 
-/// 4b. The same wait, bounded by `--timeout`: exit 7 naming the webhook, not the jwt_key.
+/// Point 4b: The same wait, bounded by `--timeout`: exit 7 naming the webhook, not the jwt_key.
 #[test]
 fn a_delete_wait_bounded_by_timeout_names_the_webhook() {
     let dir = tempfile::tempdir().unwrap();
@@ -186,7 +186,7 @@ fn a_delete_wait_bounded_by_timeout_names_the_webhook() {
     assert!(!stderr.contains("jwt_key"), "{stderr}");
 }
 
-/// 5. Logout and delete of a paired instance whose socket is down: one error that says so and
+/// Point 5: Logout and delete of a paired instance whose socket is down: one error that says so and
 /// gives the fix (exit 1), nothing changed; after a restart both work.
 #[test]
 fn a_socket_that_is_down_is_said_so_with_the_fix() {
@@ -219,7 +219,7 @@ fn a_socket_that_is_down_is_said_so_with_the_fix() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
 }
 
-/// 6. Two environments on one database with different client names: a row the other process
+/// Point 6: Two environments on one database with different client names: a row the other process
 /// owns is refused (exit 4), and a delete of it is refused before it could delete that row.
 #[test]
 fn a_row_another_process_owns_is_refused_never_acted_on() {
@@ -249,7 +249,7 @@ fn a_row_another_process_owns_is_refused_never_acted_on() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
 }
 
-/// 7. After a logout 2.3.7 keeps the last flow's QR; the first connect from `close` may answer
+/// Point 7: After a logout 2.3.7 keeps the last flow's QR; the first connect from `close` may answer
 /// with it. Neither `instance connect` nor the connect runbook draws that stale code.
 #[test]
 fn the_last_flows_code_is_never_shown_as_current() {
@@ -287,7 +287,7 @@ fn the_last_flows_code_is_never_shown_as_current() {
     assert_eq!(report["qr_shown"], 1, "only the fresh code was shown: {report}");
 }
 
-/// 8. Environment values as 2.3.7's parser reads them: "" is the code default (the key
+/// Point 8: Environment values as 2.3.7's parser reads them: "" is the code default (the key
 /// `BQYHJGJHJ`, which the driver then uses too), `DEL_INSTANCE` "5m" arms the timer and "0"
 /// does not.
 #[test]
@@ -314,7 +314,7 @@ fn environment_values_read_as_the_real_parser() {
     );
 }
 
-/// 9. The real validation answers: every bad event index; and a second delete of an instance
+/// Point 9: The real validation answers: every bad event index; and a second delete of an instance
 /// whose cleanup never ran (an empty jwt_key) answers 200 again, not 404.
 #[test]
 fn validation_and_stuck_deletes_answer_as_the_real_server() {
