@@ -340,9 +340,8 @@ impl AgentHub {
         }
         let dotenv = workdir.join(".env");
         if !dotenv.exists() {
-            let baked =
-                format!("AUTHENTICATION_API_KEY={}\nSERVER_PORT=8080\n", super::evolution::IMAGE_DEFAULT_API_KEY);
-            std::fs::write(&dotenv, baked).map_err(|e| e.to_string())?;
+            // The image's baked `.env` (`.env.example` at 2.3.7).
+            std::fs::write(&dotenv, super::evolution::env::image_dotenv_text()).map_err(|e| e.to_string())?;
         }
         // Resolve the program on the container PATH, as exec would inside the container.
         let program = if words[0].contains('/') {

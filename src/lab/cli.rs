@@ -1,6 +1,8 @@
-//! `evoctl-lab`'s command line: `serve` (run a scenario) and `scenarios` (list the built-ins).
+//! `evoctl-lab`'s command line: `serve` (run a scenario), `evolution` (one Evolution stand-in
+//! on its own), `scenarios` (list the built-ins), `env` and `fake-plugin`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use super::evolution::process::WhatsApp;
 use super::{LabOptions, ReadyInfo, scenario, state::Timing};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -19,6 +21,8 @@ struct LabCli {
 enum LabCommand {
     /// Serve a scenario on 127.0.0.1 until interrupted
     Serve(ServeArgs),
+    /// Serve one Evolution API 2.3.7 stand-in process on its own until interrupted
+    Evolution(EvolutionArgs),
     /// List the built-in scenarios
     Scenarios,
     /// Act as a stand-in session-manager-plugin (same arguments and output)
@@ -78,12 +82,68 @@ struct ServeArgs {
     /// A simulated phone scans whatever QR is shown this long after a connect began (demo)
     #[arg(long, value_name = "MS")]
     auto_scan_after_ms: Option<u64>,
+    /// Multiply the Evolution stand-in's own waits by this (create's 5 s, connect's 2 s, the
+    /// first QR's 3 s, the reconnect loop, webhook retry delays and timeouts, DEL_INSTANCE)
+    #[arg(long, default_value_t = 1.0, value_name = "F", value_parser = time_scale)]
+    evolution_time_scale: f64,
+    /// Whether the Evolution stand-ins reach WhatsApp [default: the scenario's `whatsapp`,
+    /// else reachable]
+    #[arg(long, value_name = "reachable|unreachable")]
+    whatsapp: Option<WhatsApp>,
+    /// Tasks of CLUSTER/SERVICE use the Evolution server at HOST:PORT instead of a stand-in
+    /// (repeatable)
+    #[arg(long, value_name = "CLUSTER/SERVICE=HOST:PORT", value_parser = external)]
+    external_evolution: Vec<(String, String)>,
     /// Access key id the lab accepts
     #[arg(long, default_value = "AKIALABEVOCTL0000001")]
     access_key_id: String,
     /// Secret access key the lab verifies signatures with
     #[arg(long, default_value = "lab/secret/key/for/evoctl/0000000000000000")]
     secret_access_key: String,
+}
+
+/// `evoctl-lab evolution`'s options.
+#[derive(Debug, clap::Args)]
+#[command(args_override_self = true)]
+struct EvolutionArgs {
+    /// Write the API URL, the control URL and the pid here (JSON) once both ports are bound
+    #[arg(long, value_name = "PATH")]
+    ready_file: PathBuf,
+    /// Port of the Evolution API (0 picks a free one); the control API gets a port of its own
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// The process environment, KEY=VALUE lines (unset keys take the image's .env)
+    #[arg(long, value_name = "FILE")]
+    env_file: Option<PathBuf>,
+    /// Multiply the stand-in's own waits by this
+    #[arg(long, default_value_t = 1.0, value_name = "F", value_parser = time_scale)]
+    evolution_time_scale: f64,
+    /// Whether the stand-in reaches WhatsApp
+    #[arg(long, default_value = "reachable", value_name = "reachable|unreachable")]
+    whatsapp: WhatsApp,
+    /// How long each QR code lives before it rotates (2.3.7: 45 s)
+    #[arg(long, default_value_t = 45_000, value_name = "MS")]
+    qr_rotate_ms: u64,
+    /// A simulated phone scans whatever QR is shown this long after a connect began
+    #[arg(long, value_name = "MS")]
+    auto_scan_after_ms: Option<u64>,
+}
+
+fn time_scale(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 && value <= 1000.0 => Ok(value),
+        _ => Err(format!("`{text}` is not a time scale (a number above 0, e.g. 0.01)")),
+    }
+}
+
+fn external(text: &str) -> Result<(String, String), String> {
+    let (service, address) =
+        text.split_once('=').ok_or_else(|| format!("`{text}`: expected CLUSTER/SERVICE=HOST:PORT"))?;
+    let port_ok = address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !service.contains('/') || !port_ok {
+        return Err(format!("`{text}`: expected CLUSTER/SERVICE=HOST:PORT"));
+    }
+    Ok((service.to_owned(), address.to_owned()))
 }
 
 /// Entry point of the `evoctl-lab` binary.
@@ -121,6 +181,35 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        LabCommand::Evolution(args) => {
+            let options = super::evolution::standalone::StandaloneOptions {
+                ready_file: args.ready_file,
+                port: args.port,
+                env_file: args.env_file,
+                sim: super::evolution::SimOptions {
+                    qr_rotate: Duration::from_millis(args.qr_rotate_ms.max(1)),
+                    auto_scan_after: args.auto_scan_after_ms.map(Duration::from_millis),
+                    time_scale: args.evolution_time_scale,
+                    whatsapp: args.whatsapp,
+                    tick: Duration::from_millis(5),
+                    externals: Default::default(),
+                },
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("evoctl-lab: cannot start runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match runtime.block_on(super::evolution::standalone::run(options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("evoctl-lab: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         LabCommand::Serve(args) => {
             let options = LabOptions {
                 scenario: args.scenario,
@@ -140,6 +229,9 @@ pub fn main() -> ExitCode {
                 auto_scan_after: args.auto_scan_after_ms.map(Duration::from_millis),
                 tls: args.tls,
                 stream_host: args.stream_host,
+                evolution_time_scale: args.evolution_time_scale,
+                whatsapp: args.whatsapp,
+                external_evolution: args.external_evolution,
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
                 Ok(runtime) => runtime,

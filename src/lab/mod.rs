@@ -47,6 +47,12 @@ pub struct LabOptions {
     pub tls: bool,
     /// The host stream URLs name (default: the listener's address).
     pub stream_host: Option<String>,
+    /// Multiplies the Evolution stand-in's own waits (`--evolution-time-scale`).
+    pub evolution_time_scale: f64,
+    /// `--whatsapp`; when not given, the scenario's `whatsapp` key, else reachable.
+    pub whatsapp: Option<evolution::process::WhatsApp>,
+    /// `--external-evolution CLUSTER/SERVICE=HOST:PORT` (added to the scenario's).
+    pub external_evolution: Vec<(String, String)>,
 }
 
 /// The ready file's content.
@@ -87,9 +93,26 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
     };
     let hub = agent::AgentHub::new(agent::AgentOptions { agent_delay: options.agent_delay, root })
         .map_err(|e| format!("cannot prepare the exec agent's container dir: {e}"))?;
+    let mut externals: indexmap::IndexMap<String, String> = scenario
+        .services
+        .iter()
+        .filter_map(|(key, service)| service.external_evolution.as_ref().map(|e| (key.clone(), e.address.clone())))
+        .collect();
+    externals.extend(options.external_evolution.iter().cloned());
+    let whatsapp = match options.whatsapp {
+        Some(whatsapp) => whatsapp,
+        None => match scenario.whatsapp.as_deref() {
+            Some(text) => text.parse().map_err(|e| format!("scenario {}: whatsapp: {e}", options.scenario))?,
+            None => evolution::process::WhatsApp::Reachable,
+        },
+    };
     let evolution = evolution::EvolutionHub::new(evolution::SimOptions {
         qr_rotate: options.qr_rotate,
         auto_scan_after: options.auto_scan_after,
+        time_scale: options.evolution_time_scale,
+        whatsapp,
+        tick: options.tick,
+        externals,
     });
     evolution.seed(&account, &scenario.linked_instances)?;
     let shared = Arc::new(server::Shared::new(
@@ -190,13 +213,13 @@ fn default_config_path(ready_file: Option<&Path>) -> PathBuf {
 }
 
 /// Write via a temporary file and rename, so readers never see a half-written file.
-fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
+pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
     let temporary = path.with_extension("tmp-write");
     std::fs::write(&temporary, text).map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
     std::fs::rename(&temporary, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -56,6 +56,10 @@ pub struct Scenario {
     /// Instances already paired with a phone, in the database of a task definition.
     #[serde(default)]
     pub linked_instances: Vec<LinkedInstanceSpec>,
+    /// `"unreachable"`: the Evolution stand-ins have no route to WhatsApp (no QR, pairing code
+    /// or `open` ever; connected instances loop between `connecting` and `close`).
+    #[serde(default)]
+    pub whatsapp: Option<String>,
     /// The evoctl.toml written for this scenario.
     #[serde(default)]
     pub evoctl: toml::Table,
@@ -135,6 +139,15 @@ pub struct ServiceSpec {
     pub extra_tasks: u32,
     /// ExecuteCommandAgent status of the tasks running at start (default RUNNING).
     pub agent_status: Option<String>,
+    /// The service's tasks use an Evolution server that already runs (no stand-in for them).
+    pub external_evolution: Option<ExternalEvolutionSpec>,
+}
+
+/// An Evolution API server outside the lab, reached at `address` (`HOST:PORT`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalEvolutionSpec {
+    pub address: String,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -264,6 +277,23 @@ mod tests {
             assert!(!scenario.services.is_empty(), "{name}");
             assert!(!scenario.evoctl.is_empty(), "{name}");
         }
+    }
+
+    #[test]
+    fn whatsapp_and_external_evolution_keys_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(
+            &path,
+            "extends = \"seed\"\ndescription = \"x\"\nwhatsapp = \"unreachable\"\n\
+             [services.\"alinhou-production/EvolutionService\"]\nexternal_evolution = { address = \"127.0.0.1:8080\" }\n",
+        )
+        .unwrap();
+        let scenario = load(path.to_str().unwrap()).unwrap();
+        assert_eq!(scenario.whatsapp.as_deref(), Some("unreachable"));
+        let service = &scenario.services["alinhou-production/EvolutionService"];
+        assert_eq!(service.external_evolution.as_ref().map(|e| e.address.as_str()), Some("127.0.0.1:8080"));
+        assert_eq!(service.desired_count, 1, "the rest of the service still comes from seed");
     }
 
     #[test]

@@ -28,8 +28,6 @@ pub struct Shared {
     pub secret_access_key: String,
     pub hub: Arc<AgentHub>,
     pub evolution: EvolutionHub,
-    /// Webhooks Evolution delivered to the lab's own receiver.
-    pub webhooks: Mutex<Vec<Value>>,
     random: Mutex<u64>,
 }
 
@@ -71,7 +69,6 @@ impl Shared {
             secret_access_key,
             hub: Arc::new(hub),
             evolution,
-            webhooks: Mutex::new(Vec::new()),
             random: Mutex::new(0x9E37_79B9_7F4A_7C15),
         }
     }
@@ -184,9 +181,13 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/_lab/processes", get(get_processes))
         .route("/_lab/phone/scan", post(phone_scan))
         .route("/_lab/phone/message", post(phone_message))
-        .route("/_lab/webhooks", get(get_webhooks))
+        .route("/_lab/phone/drop", post(phone_drop))
+        .route("/_lab/phone/reconnect", post(phone_reconnect))
+        .route("/_lab/receiver", post(set_receiver))
+        .route("/_lab/webhooks", get(get_webhooks).delete(clear_webhooks))
         .route("/_lab/webhooks/{*target}", post(receive_webhook))
         .route("/_lab/evolution", get(evolution_state))
+        .route("/_lab/evolution/processes", get(evolution_processes))
         .route("/_lab/evolution/faults", post(evolution_faults))
         .route("/v1/data-channel/{session}", get(data_channel))
         .fallback(aws)
@@ -578,101 +579,55 @@ async fn get_tokens(State(shared): State<Arc<Shared>>) -> Json<Vec<String>> {
     Json(shared.account.lock().expect("lab lock").issued_tokens.clone())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Scan {
-    code: String,
-    #[serde(default = "default_number")]
-    number: String,
-}
-
-fn default_number() -> String {
-    "5511987654321".into()
-}
-
-/// The simulated phone scans a QR code: the instance showing it becomes `open`.
+/// The simulated phone scans a QR code (or types the pairing code): the instance showing it
+/// becomes `open`.
 async fn phone_scan(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let scan: Scan = match serde_json::from_slice(&body) {
-        Ok(scan) => scan,
-        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("bad scan: {e}")}))).into_response(),
-    };
-    match shared.evolution.scan(&scan.code, &scan.number) {
-        Some(instance) => Json(json!({"instance": instance, "number": scan.number})).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({"error": "no instance is showing that QR code"}))).into_response(),
-    }
+    super::evolution::control::phone_scan(&shared.evolution, &body)
+}
+
+/// A WhatsApp message arrives for an open instance.
+async fn phone_message(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    super::evolution::control::phone_message(&shared.evolution, &body)
+}
+
+/// The network under a paired instance's socket drops (`connecting`, owner kept).
+async fn phone_drop(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    super::evolution::control::phone_drop(&shared.evolution, &body)
+}
+
+/// The network is back: the dropped socket is `open` again.
+async fn phone_reconnect(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    super::evolution::control::phone_reconnect(&shared.evolution, &body)
 }
 
 async fn evolution_state(State(shared): State<Arc<Shared>>) -> Json<Value> {
     Json(shared.evolution.snapshot())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EvolutionFaults {
-    task: String,
-    #[serde(default)]
-    reject_key: bool,
-    #[serde(default)]
-    fail_next: Option<String>,
-    #[serde(default)]
-    respond_next: Option<RespondNext>,
+async fn evolution_processes(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(shared.evolution.processes_snapshot())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RespondNext {
-    status: u16,
-    body: Value,
-}
-
-/// Per-process switches: expect another API key (401s), or fail the next call with a 500.
+/// Per-process switches: expect another API key (401s), fail the next call with a 500, or
+/// answer the next call with exactly a given status and body.
 async fn evolution_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let faults: EvolutionFaults = match serde_json::from_slice(&body) {
-        Ok(faults) => faults,
-        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("bad faults: {e}")}))).into_response(),
-    };
-    let Some(process) = shared.evolution.process_of(&faults.task) else {
-        return (StatusCode::NOT_FOUND, Json(json!({"error": "no Evolution process for that task"}))).into_response();
-    };
-    *process.reject_key.lock().expect("lab lock") = faults.reject_key;
-    *process.fail_next.lock().expect("lab lock") = faults.fail_next;
-    *process.respond_next.lock().expect("lab lock") = faults.respond_next.map(|r| (r.status, r.body));
-    StatusCode::NO_CONTENT.into_response()
+    super::evolution::control::evolution_faults(&shared.evolution, &body)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PhoneMessage {
-    instance: String,
-    text: String,
-    #[serde(default = "default_number")]
-    from: String,
+/// What the lab's webhook receiver answers from now on (`{"status": 0}`: it never answers).
+async fn set_receiver(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    shared.evolution.receiver.set_answer(&body)
 }
 
-/// A WhatsApp message arrives for an open instance.
-async fn phone_message(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let message: PhoneMessage = match serde_json::from_slice(&body) {
-        Ok(message) => message,
-        Err(e) => {
-            return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("bad message: {e}")}))).into_response();
-        }
-    };
-    if shared.evolution.message(&message.instance, &message.text, &message.from) {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        (StatusCode::NOT_FOUND, Json(json!({"error": "no open instance by that name"}))).into_response()
-    }
-}
-
-/// The lab as a webhook target: record each delivery, with its JWT checked against every
-/// SecureString parameter of the scenario (the secrets a config can reference).
+/// The lab as a webhook target: record each delivery (with what it answered and which try it
+/// was), its JWT checked against every SecureString parameter of the scenario (the secrets a
+/// config can reference).
 async fn receive_webhook(
     State(shared): State<Arc<Shared>>,
     axum::extract::Path(target): axum::extract::Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+) -> Response {
     let secrets: Vec<(String, String)> = shared
         .account
         .lock()
@@ -682,20 +637,14 @@ async fn receive_webhook(
         .filter(|(_, p)| p.kind == "SecureString")
         .map(|(name, p)| (name.clone(), p.value.clone()))
         .collect();
-    let verified = authorization.as_deref().and_then(|auth| {
-        super::evolution::webhooks::verify_jwt(auth, secrets.iter().map(|(n, v)| (n.as_str(), v.as_str())))
-    });
-    let record = json!({
-        "target": target,
-        "authorization": authorization.is_some(),
-        "jwt_verified_with": verified.as_ref().map(|(name, _)| name.clone()),
-        "jwt_claims": verified.map(|(_, claims)| claims),
-        "body": serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
-    });
-    shared.webhooks.lock().expect("lab lock").push(record);
-    StatusCode::OK
+    shared.evolution.receiver.receive(target, &headers, &body, &secrets).await
 }
 
 async fn get_webhooks(State(shared): State<Arc<Shared>>) -> Json<Vec<Value>> {
-    Json(shared.webhooks.lock().expect("lab lock").clone())
+    Json(shared.evolution.receiver.records())
+}
+
+async fn clear_webhooks(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.evolution.receiver.clear();
+    StatusCode::NO_CONTENT
 }

@@ -33,7 +33,7 @@ impl Lab {
             .args(["serve", "--scenario", scenario, "--ready-file"])
             .arg(&ready_file)
             .args(["--task-start-ms", "150", "--task-stop-ms", "100", "--agent-start-ms", "60", "--tick-ms", "5"])
-            .args(["--agent-delay-ms", "50"])
+            .args(["--agent-delay-ms", "50", "--evolution-time-scale", "0.01"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

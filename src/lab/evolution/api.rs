@@ -1,437 +1,525 @@
-//! The Evolution API 2.3.7 stand-in that each running task serves: routes, the guard order
-//! (instance exists, then API key), status codes and the exact error body shapes.
+//! The Evolution API 2.3.7 routes the stand-in serves, in the real server's order: body-parser
+//! first (a malformed JSON body is a 400 whatever the route), then the route, then the guards
+//! (`instanceExistsGuard`: the name held in memory or a row of that name in the database, any
+//! client; `instanceLoggedGuard`: create's taken name; the API key), then the schema
+//! (`dataValidate`) and the controller. Status codes and bodies follow 2.3.7, including its
+//! quirks: `message` as a string, an array or an array of arrays; HTTP 200 with
+//! `{"error":true,"message":"[object Object]"}`; rows of another client name answered as rows
+//! this process does not hold.
 
-use super::db::{Database, Instance, Qr, Webhook};
-use crate::config::WEBHOOK_EVENTS;
+use super::db::{Row, js_truthy};
+use super::js;
+use super::process::{CONNECT_WAIT_MS, CREATE_WAIT_MS, Logout, Process, SetError};
+use super::schema;
 use crate::lab::state::now_ms;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-/// What one task's Evolution process was started with.
-#[derive(Debug, Clone)]
-pub struct ProcessEnv {
-    pub task_id: String,
-    pub api_key: String,
-    pub client_name: String,
-    pub qr_limit: u32,
-    pub server_url: String,
-    pub phone_client: String,
-    pub log_group: Option<String>,
-}
-
-/// One running Evolution process.
-pub struct Process {
-    pub env: ProcessEnv,
-    pub db: Arc<Mutex<Database>>,
-    pub ids: Mutex<u64>,
-    /// Test switch: the process expects another key (every authenticated call gets 401).
-    pub reject_key: Mutex<bool>,
-    /// Test switch: the next call answers 500 with this message.
-    pub fail_next: Mutex<Option<String>>,
-    /// Test switch: the next call answers with exactly this status and body.
-    pub respond_next: Mutex<Option<(u16, Value)>>,
-    /// Log lines waiting to be written to the task's log group (on the next lab tick).
-    pub outbox: Arc<Mutex<Vec<String>>>,
-}
-
-impl Process {
-    /// Queue a log line for the task's log group.
-    pub fn log(&self, line: String) {
-        self.outbox.lock().expect("lab lock").push(line);
-    }
-
-    /// Deliver `event` to the instance's webhook, as 2.3.7 would (in the background).
-    pub fn emit(&self, instance: &Instance, event: &str, data: Value) {
-        let now_secs = now_ms() / 1000;
-        match super::webhooks::prepare(instance, event, data, &self.env.server_url, now_secs) {
-            Ok(Some(delivery)) => {
-                let outbox = Arc::clone(&self.outbox);
-                tokio::spawn(async move {
-                    let url = delivery.url.clone();
-                    let line = match super::webhooks::send(delivery).await {
-                        Ok(status) if status < 400 => return,
-                        Ok(status) => format!("[Evolution API] v2.3.7 - ERROR [WebhookController] Erro não recuperável ({status}): {url}"),
-                        Err(err) => format!("[Evolution API] v2.3.7 - ERROR [WebhookController] Tentativa 1/10 falhou: {err}"),
-                    };
-                    outbox.lock().expect("lab lock").push(line);
-                });
-            }
-            Ok(None) => {}
-            Err(super::webhooks::Skipped::EmptyJwtKey) => self.log(
-                "[Evolution API] v2.3.7 - ERROR [WebhookController] JWT generation failed: secretOrPrivateKey must have a value".into(),
-            ),
-        }
-    }
-
-    fn next_id(&self) -> String {
-        let mut ids = self.ids.lock().expect("lab lock");
-        *ids += 1;
-        let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("{}#{}", self.env.task_id, *ids).as_bytes());
-        let hex = hex::encode(&digest[..16]);
-        format!("{}-{}-4{}-a{}-{}", &hex[..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])
+fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        _ => "Internal Server Error",
     }
 }
 
-/// A fresh WhatsApp-style QR payload (`2@…,…,…,…`, about 240 characters).
-pub fn new_qr_code(seed: &str) -> String {
-    use base64::Engine;
-    let part = |n: u8, len: usize| {
-        let mut bytes = Vec::new();
-        while bytes.len() < len {
-            bytes.extend_from_slice(&<sha2::Sha256 as sha2::Digest>::digest(
-                format!("{seed}/{n}/{}", bytes.len()).as_bytes(),
-            ));
-        }
-        base64::engine::general_purpose::STANDARD.encode(&bytes[..len])
-    };
-    format!("2@{},{},{},{}", part(0, 66), part(1, 32), part(2, 32), part(3, 32))
-}
-
+/// `{"status", "error", "response": {"message"}}` as the error middleware writes it.
 fn error(status: u16, message: Value) -> Response {
-    let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
-    let body = json!({"status": status, "error": reason, "response": {"message": message}});
-    (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), axum::Json(body)).into_response()
+    let body = json!({"status": status, "error": reason(status), "response": {"message": message}});
+    (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), axum::Json(body)).into_response()
 }
 
 fn ok(status: u16, body: Value) -> Response {
     (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), axum::Json(body)).into_response()
 }
 
+fn unauthorized() -> Response {
+    error(401, json!("Unauthorized"))
+}
+
+fn object_error() -> Response {
+    ok(200, json!({"error": true, "message": "[object Object]"}))
+}
+
+/// Express's `decodeURIComponent` of a path segment (`+` stays).
+fn decode_segment(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 3 <= bytes.len()
+            && let Some(value) =
+                std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(value);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `String(value)` as a template literal shows a body field.
+fn js_string(value: Option<&Value>) -> String {
+    match value {
+        None => "undefined".into(),
+        Some(Value::Null) => "null".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Number(n)) => js::number_text(n.as_f64().unwrap_or(0.0)),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| if i.is_null() { String::new() } else { js_string(Some(i)) })
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(Value::Object(_)) => "[object Object]".into(),
+    }
+}
+
+/// What one request carries, parsed once.
+struct Request {
+    method: String,
+    /// `req.originalUrl` (path and query as sent).
+    url: String,
+    segments: Vec<String>,
+    query: Vec<(String, String)>,
+    key: Option<String>,
+    host: String,
+    body: Value,
+}
+
+impl Request {
+    fn query(&self, name: &str) -> Option<String> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+}
+
 /// Route one request the way the Express app would.
 pub async fn handle(process: Arc<Process>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(message) = process.fail_next.lock().expect("lab lock").take() {
-        return error(500, json!(message));
-    }
-    if let Some((status, body)) = process.respond_next.lock().expect("lab lock").take() {
-        return ok(status, body);
-    }
-    let path = uri.path().to_owned();
-    let query: Vec<(String, String)> = uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (k.to_owned(), crate::lab::sigv4::percent_decode(v)))
-        .collect();
-    let key = headers.get("apikey").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    // The `reject_key` switch makes this process refuse every key, global and per instance.
-    let rejecting = *process.reject_key.lock().expect("lab lock");
-    let global = !rejecting && key.as_deref() == Some(process.env.api_key.as_str());
-    let segments: Vec<String> =
-        path.trim_start_matches('/').split('/').map(crate::lab::sigv4::percent_decode).collect();
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let body_json = || -> Result<Value, Box<Response>> {
-        if body.is_empty() {
-            return Ok(json!({}));
+    {
+        let mut switches = process.switches.lock().expect("lab lock");
+        if let Some(message) = switches.fail_next.take() {
+            return error(500, json!(message));
         }
-        serde_json::from_slice(&body).map_err(|e| {
-            let body =
-                json!({"status": 400, "response": {"message": [e.to_string()]}, "error": "Internal Server Error"});
-            Box::new((StatusCode::BAD_REQUEST, axum::Json(body)).into_response())
-        })
+        if let Some((status, body)) = switches.respond_next.take() {
+            return ok(status, body);
+        }
+    }
+    let is_json = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
+    let body = if is_json && !body.is_empty() {
+        let text = String::from_utf8_lossy(&body);
+        if let Some(message) = js::body_parser_error(&text) {
+            return ok(400, json!({"status": 400, "error": "Internal Server Error", "response": {"message": message}}));
+        }
+        match serde_json::from_str::<Value>(&text) {
+            Ok(value) => value,
+            Err(e) => {
+                return ok(
+                    400,
+                    json!({"status": 400, "error": "Internal Server Error", "response": {"message": e.to_string()}}),
+                );
+            }
+        }
+    } else {
+        json!({})
     };
-    match (method.as_str(), segments.as_slice()) {
-        ("GET", [""]) => ok(
-            200,
-            json!({
-                "status": 200,
-                "message": "Welcome to the Evolution API, it is working!",
-                "version": "2.3.7",
-                "clientName": process.env.client_name,
-                "manager": format!("{}/manager", process.env.server_url),
-                "documentation": "https://doc.evolution-api.com",
-                "whatsappWebVersion": "2.3000.1027934701",
-            }),
-        ),
+    let path = uri.path();
+    let trimmed = if path.len() > 1 { path.strip_suffix('/').unwrap_or(path) } else { path };
+    let request = Request {
+        method: method.as_str().to_owned(),
+        url: uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| path.to_owned()),
+        segments: trimmed.trim_start_matches('/').split('/').map(decode_segment).collect(),
+        query: uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+            .map(|(k, v)| (crate::lab::sigv4::percent_decode(k), crate::lab::sigv4::percent_decode(v)))
+            .collect(),
+        key: headers.get("apikey").and_then(|v| v.to_str().ok()).map(str::to_owned),
+        host: headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("localhost").to_owned(),
+        body,
+    };
+    let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
+    match (request.method.as_str(), segments.as_slice()) {
+        ("GET", [""]) => welcome(&process, &request),
         ("POST", ["verify-creds"]) => {
-            if global {
+            if global(&process, &request) {
                 ok(200, json!({"status": 200, "message": "Credentials are valid"}))
             } else {
-                error(401, json!("Unauthorized"))
+                unauthorized()
             }
         }
-        ("POST", ["instance", "create"]) => match body_json() {
-            Ok(body) => create(&process, body, global),
-            Err(response) => *response,
-        },
-        ("GET", ["instance", "fetchInstances"]) => fetch_instances(&process, &query, key.as_deref(), global),
-        (_, ["instance", action, name]) | (_, ["webhook", action, name]) => {
-            let expected = match *action {
-                "connect" | "connectionState" | "find" => "GET",
-                "logout" | "delete" => "DELETE",
-                "restart" | "set" => "POST",
-                _ => "",
-            };
-            if expected != method.as_str() {
-                return error(404, json!([format!("Cannot {} {path}", method.as_str())]));
+        ("POST", ["instance", "create"]) => create(&process, &request).await,
+        ("GET", ["instance", "fetchInstances"]) => fetch_instances(&process, &request),
+        (method, ["instance", action, name]) if expected(action) == Some(method) => {
+            if let Err(response) = guard(&process, &request, name) {
+                return *response;
             }
-            let mut db = process.db.lock().expect("lab lock");
-            // Guard order: the instance must exist (404, whatever the key), then the key.
-            let Some(instance) = db.instances.get(*name).filter(|i| !i.stuck_delete || *action != "delete") else {
-                return error(404, json!([format!("The \"{name}\" instance does not exist")]));
-            };
-            if rejecting || !(global || key.as_deref() == Some(instance.token.as_str())) {
-                return error(401, json!("Unauthorized"));
-            }
-            let name = name.to_string();
-            let is_webhook = path.starts_with("/webhook/");
-            match (is_webhook, *action) {
-                (false, "connect") => connect(&process, &mut db, &name, query_value(&query, "number")),
-                (false, "connectionState") => {
-                    ok(200, json!({"instance": {"instanceName": name, "state": db.instances[&name].state}}))
-                }
-                (false, "logout") => logout(&process, &mut db, &name),
-                (false, "delete") => delete(&process, &mut db, &name),
-                (false, "restart") => {
-                    let instance = &db.instances[&name];
-                    match instance.state.as_str() {
-                        "open" => ok(200, json!({"instance": {"instanceName": name, "state": "open"}})),
-                        "connecting" => ok(200, instance.qr_json()),
-                        _ => ok(200, json!({"error": true, "message": "[object Object]"})),
-                    }
-                }
-                (true, "set") => match body_json() {
-                    Ok(body) => set_webhook(&process, &mut db, &name, body),
-                    Err(response) => *response,
+            match *action {
+                "connect" => connect(&process, name, request.query("number").filter(|n| !n.is_empty())).await,
+                "connectionState" => ok(200, connection_state(&process, name)),
+                "restart" => process.restart(name).map_or_else(object_error, |answer| ok(200, answer)),
+                "logout" => match process.logout(name) {
+                    Logout::NotConnected => error(400, json!([format!("The \"{name}\" instance is not connected")])),
+                    Logout::ConnectionClosed => error(500, json!(["Error: Connection Closed"])),
+                    Logout::NotHeld | Logout::Done => ok(
+                        200,
+                        json!({"status": "SUCCESS", "error": false, "response": {"message": "Instance logged out"}}),
+                    ),
                 },
-                (true, "find") => {
-                    let instance = &db.instances[&name];
-                    ok(200, instance.webhook.as_ref().map(|w| w.row_json(&instance.id)).unwrap_or(Value::Null))
-                }
-                _ => error(404, json!([format!("Cannot {} {path}", method.as_str())])),
+                "delete" => delete(&process, name),
+                _ => not_found(&request),
             }
         }
-        _ => error(404, json!([format!("Cannot {} {path}", method.as_str())])),
-    }
-}
-
-fn query_value(query: &[(String, String)], key: &str) -> Option<String> {
-    query.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
-}
-
-fn create(process: &Process, body: Value, global: bool) -> Response {
-    let name = body.get("instanceName").and_then(Value::as_str).unwrap_or("").to_owned();
-    let mut db = process.db.lock().expect("lab lock");
-    if db.instances.contains_key(&name) {
-        return error(403, json!([format!("This name \"{name}\" is already in use.")]));
-    }
-    if !global {
-        return error(401, json!("Unauthorized"));
-    }
-    if body.get("instanceName").is_some() && name.is_empty() {
-        return error(400, json!([["instance.instanceName must not be empty"]]));
-    }
-    match body.get("integration").and_then(Value::as_str) {
-        Some("WHATSAPP-BAILEYS" | "WHATSAPP-BUSINESS" | "EVOLUTION") => {}
-        _ => return error(400, json!(["Invalid integration"])),
-    }
-    if body.get("webhook").is_some_and(|w| w.get("events").is_none()) {
-        return error(400, json!(["Cannot read properties of undefined (reading 'length')"]));
-    }
-    let now = now_ms();
-    let id = process.next_id();
-    let token = body
-        .get("token")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .unwrap_or_else(|| process.next_id().to_uppercase());
-    let settings = json!({
-        "rejectCall": body.get("rejectCall").cloned().unwrap_or(json!(false)),
-        "msgCall": body.get("msgCall").cloned().unwrap_or(json!("")),
-        "groupsIgnore": body.get("groupsIgnore").cloned().unwrap_or(json!(false)),
-        "alwaysOnline": body.get("alwaysOnline").cloned().unwrap_or(json!(false)),
-        "readMessages": body.get("readMessages").cloned().unwrap_or(json!(false)),
-        "readStatus": body.get("readStatus").cloned().unwrap_or(json!(false)),
-        "syncFullHistory": body.get("syncFullHistory").cloned().unwrap_or(json!(false)),
-        "wavoipToken": "",
-    });
-    let webhook = body.get("webhook").map(|w| Webhook {
-        id: process.next_id(),
-        url: w.get("url").and_then(Value::as_str).unwrap_or("").to_owned(),
-        enabled: true,
-        events: strings(w.get("events")),
-        by_events: w.get("byEvents").and_then(Value::as_bool).unwrap_or(false),
-        base64: w.get("base64").and_then(Value::as_bool).unwrap_or(false),
-        headers: w.get("headers").cloned().unwrap_or(json!({})),
-        created_ms: now,
-        updated_ms: now,
-    });
-    let mut instance = Instance::new(id.clone(), &name, token.clone(), &process.env.client_name, now);
-    instance.number = body.get("number").and_then(Value::as_str).map(str::to_owned);
-    instance.settings = settings.clone();
-    instance.webhook = webhook.clone();
-    process.emit(&instance, "instance.create", json!({"instanceName": name, "instanceId": id}));
-    let wants_qr = body.get("qrcode").and_then(Value::as_bool).unwrap_or(false);
-    if wants_qr {
-        start_qr(process, &mut instance, now);
-    }
-    let mut response = json!({
-        "instance": {"instanceName": name, "instanceId": id, "integration": "WHATSAPP-BAILEYS",
-                     "webhookWaBusiness": null, "accessTokenWaBusiness": "", "status": instance.state},
-        "hash": token,
-        "webhook": webhook.as_ref().map(|w| json!({"webhookUrl": w.url, "webhookHeaders": w.headers,
-                                                   "webhookByEvents": w.by_events, "webhookBase64": w.base64}))
-                          .unwrap_or(json!({})),
-        "websocket": {}, "rabbitmq": {}, "nats": {}, "sqs": {},
-        "settings": settings,
-    });
-    if wants_qr {
-        response["qrcode"] = instance.qr_json();
-    }
-    db.instances.insert(name, instance);
-    ok(201, response)
-}
-
-/// Begin the QR flow: state `connecting`, a first QR (with a pairing code when a number is set).
-pub fn start_qr(process: &Process, instance: &mut Instance, now: u64) {
-    instance.qr_flow_started_ms = now;
-    instance.state = "connecting".into();
-    instance.connection_status = "connecting".into();
-    process.emit(
-        instance,
-        "connection.update",
-        json!({"instance": instance.name, "state": "connecting", "statusReason": 200}),
-    );
-    rotate_qr(process, instance, now);
-}
-
-/// A new QR, counted and announced (`qrcode.updated`).
-pub fn rotate_qr(process: &Process, instance: &mut Instance, now: u64) {
-    instance.qr_count += 1;
-    let seed = &process.env.task_id;
-    let code = new_qr_code(&format!("{seed}/{}/{}/{now}", instance.id, instance.qr_count));
-    let pairing_code = instance.number.as_ref().map(|_| {
-        let digest = <sha2::Sha256 as sha2::Digest>::digest(code.as_bytes());
-        digest.iter().take(8).map(|b| char::from(b"ABCDEFGHJKLMNPQRSTVWXYZ23456789"[(*b as usize) % 31])).collect()
-    });
-    instance.qr = Some(Qr { code: code.clone(), pairing_code: pairing_code.clone(), generated_ms: now });
-    instance.issued_codes.push(code.clone());
-    process.log(format!(
-        "[Evolution API] v2.3.7 - INFO [ChannelStartupService] {{ instance: {} pairingCode: {}, qrcodeCount: {} }}",
-        instance.name,
-        pairing_code.as_deref().unwrap_or("null"),
-        instance.qr_count
-    ));
-    let data = json!({"qrcode": {"instance": instance.name, "pairingCode": pairing_code, "code": code, "base64": "data:image/png;base64,"}});
-    process.emit(instance, "qrcode.updated", data);
-}
-
-fn fetch_instances(process: &Process, query: &[(String, String)], key: Option<&str>, global: bool) -> Response {
-    let db = process.db.lock().expect("lab lock");
-    let wanted = query_value(query, "instanceName");
-    let mine: Vec<&Instance> = db.instances.values().filter(|i| i.client_name == process.env.client_name).collect();
-    let rows: Vec<&Instance> = if global {
-        mine
-    } else if let Some(key) = key.filter(|k| mine.iter().any(|i| i.token == *k)) {
-        mine.into_iter().filter(|i| i.token == key).collect()
-    } else {
-        return error(401, json!("Unauthorized"));
-    };
-    if let Some(name) = wanted {
-        let found: Vec<Value> = rows.iter().filter(|i| i.name == name).map(|i| i.row_json()).collect();
-        if found.is_empty() {
-            return error(404, json!([format!("Instance \"{name}\" not found")]));
-        }
-        return ok(200, json!(found));
-    }
-    ok(200, json!(rows.iter().map(|i| i.row_json()).collect::<Vec<_>>()))
-}
-
-fn connect(process: &Process, db: &mut Database, name: &str, number: Option<String>) -> Response {
-    let instance = db.instances.get_mut(name).expect("guarded");
-    match instance.state.as_str() {
-        "open" => ok(200, json!({"instance": {"instanceName": name, "state": "open"}})),
-        "connecting" => ok(200, instance.qr_json()),
-        _ => {
-            if number.is_some() {
-                instance.number = number;
+        ("POST", ["webhook", "set", name]) => {
+            if let Err(response) = guard(&process, &request, name) {
+                return *response;
             }
-            start_qr(process, instance, now_ms());
-            ok(200, instance.qr_json())
+            let errors = schema::validate(&schema::webhook_schema(), &request.body);
+            if !errors.is_empty() {
+                return error(400, json!([errors]));
+            }
+            let webhook = request.body.get("webhook").and_then(Value::as_object).cloned().unwrap_or_default();
+            match process.set_webhook(name, &webhook) {
+                Ok(row) => ok(201, row),
+                Err(SetError::Type(message) | SetError::Prisma(message)) => error(500, json!(message)),
+            }
+        }
+        ("GET", ["webhook", "find", name]) => {
+            if let Err(response) = guard(&process, &request, name) {
+                return *response;
+            }
+            let errors = schema::validate(&schema::instance_schema(), &request.body);
+            if !errors.is_empty() {
+                return error(400, json!([errors]));
+            }
+            ok(200, process.find_webhook(name))
+        }
+        _ => not_found(&request),
+    }
+}
+
+fn expected(action: &str) -> Option<&'static str> {
+    match action {
+        "connect" | "connectionState" => Some("GET"),
+        "logout" | "delete" => Some("DELETE"),
+        "restart" => Some("POST"),
+        _ => None,
+    }
+}
+
+fn not_found(request: &Request) -> Response {
+    error(404, json!([format!("Cannot {} {}", request.method, request.url)]))
+}
+
+fn welcome(process: &Process, request: &Request) -> Response {
+    let mut body = json!({
+        "status": 200,
+        "message": "Welcome to the Evolution API, it is working!",
+        "version": "2.3.7",
+        "clientName": process.config.client_name,
+        "documentation": "https://doc.evolution-api.com",
+        "whatsappWebVersion": "2.3000.1027934701",
+    });
+    if !process.config.disable_manager {
+        body["manager"] = json!(format!("http://{}/manager", request.host));
+    }
+    ok(200, body)
+}
+
+/// The global key (and the process is not told to refuse every key).
+fn global(process: &Process, request: &Request) -> bool {
+    !process.switches.lock().expect("lab lock").reject_key
+        && request.key.as_deref() == Some(process.config.api_key.as_str())
+}
+
+/// `getInstance`: held in memory, or a row by that name in the database (any client).
+fn exists(process: &Process, name: &str) -> bool {
+    process.holds(name) || process.db.lock().expect("lab lock").rows.contains_key(name)
+}
+
+/// `instanceExistsGuard` then `authGuard.apikey` for a route with `:instanceName`.
+fn guard(process: &Process, request: &Request, name: &str) -> Result<(), Box<Response>> {
+    if !exists(process, name) {
+        return Err(Box::new(error(404, json!([format!("The \"{name}\" instance does not exist")]))));
+    }
+    let Some(key) = request.key.as_deref() else { return Err(Box::new(unauthorized())) };
+    if process.switches.lock().expect("lab lock").reject_key {
+        return Err(Box::new(unauthorized()));
+    }
+    if key == process.config.api_key {
+        return Ok(());
+    }
+    let token_matches =
+        process.db.lock().expect("lab lock").rows.get(name).is_some_and(|r| r.token.as_deref() == Some(key));
+    if token_matches { Ok(()) } else { Err(Box::new(unauthorized())) }
+}
+
+fn connection_state(process: &Process, name: &str) -> Value {
+    let mut instance = json!({"instanceName": name});
+    if let Some(state) = process.state_of(name) {
+        instance["state"] = json!(state);
+    }
+    json!({"instance": instance})
+}
+
+async fn connect(process: &Arc<Process>, name: &str, number: Option<String>) -> Response {
+    match process.state_of(name) {
+        None => object_error(),
+        Some("open") => ok(200, connection_state(process, name)),
+        Some("connecting") => ok(200, process.qr_json(name).unwrap_or_else(|| json!({"count": 0}))),
+        Some(_) => {
+            if process.connect_socket(name, number).is_err() {
+                return object_error();
+            }
+            tokio::time::sleep(process.scaled_duration(CONNECT_WAIT_MS)).await;
+            ok(200, process.qr_json(name).unwrap_or_else(|| json!({"count": 0})))
         }
     }
 }
 
-fn logout(process: &Process, db: &mut Database, name: &str) -> Response {
-    let instance = db.instances.get_mut(name).expect("guarded");
-    if instance.state == "close" {
-        return error(400, json!([format!("The \"{name}\" instance is not connected")]));
+fn delete(process: &Arc<Process>, name: &str) -> Response {
+    let state = process.state_of(name);
+    if matches!(state, Some("connecting" | "open")) {
+        match process.logout(name) {
+            Logout::ConnectionClosed | Logout::NotConnected => return error(400, json!(["[object Object]"])),
+            Logout::Done | Logout::NotHeld => {}
+        }
     }
-    process.emit(instance, "connection.update", json!({"instance": name, "state": "close", "statusReason": 401}));
-    process.emit(instance, "logout.instance", Value::Null);
-    instance.state = "close".into();
-    instance.connection_status = "close".into();
-    instance.owner_jid = None;
-    instance.qr = None;
-    ok(200, json!({"status": "SUCCESS", "error": false, "response": {"message": "Instance logged out"}}))
-}
-
-fn delete(process: &Process, db: &mut Database, name: &str) -> Response {
-    let instance = db.instances.get_mut(name).expect("guarded");
-    process.emit(instance, "instance.delete", json!({"instanceName": name, "instanceId": instance.id}));
-    let empty_jwt = instance
-        .webhook
-        .as_ref()
-        .and_then(|w| w.headers.get("jwt_key"))
-        .is_some_and(|k| k.as_str().is_none_or(str::is_empty));
-    process.emit(instance, "remove.instance", Value::Null);
-    if empty_jwt {
-        // 2.3.7: REMOVE_INSTANCE emission throws before cleanup, so the row and name stay.
-        instance.state = "close".into();
-        instance.stuck_delete = true;
-    } else {
-        db.instances.shift_remove(name);
+    if let Some(id) = process.id_of(name) {
+        process.emit_named(name, "instance.delete", json!({"instanceName": name, "instanceId": id}));
     }
+    process.spawn_removal(name);
     ok(200, json!({"status": "SUCCESS", "error": false, "response": {"message": "Instance deleted"}}))
 }
 
-fn set_webhook(process: &Process, db: &mut Database, name: &str, body: Value) -> Response {
-    let Some(webhook) = body.get("webhook") else {
-        return error(400, json!([["instance requires property \"webhook\""]]));
+fn fetch_instances(process: &Process, request: &Request) -> Response {
+    let Some(key) = request.key.as_deref() else { return unauthorized() };
+    let rejecting = process.switches.lock().expect("lab lock").reject_key;
+    let client = process.config.client_name.clone();
+    let wanted = request.query("instanceName").filter(|n| !n.is_empty());
+    let wanted_id = request.query("instanceId").filter(|n| !n.is_empty());
+    let db = process.db.lock().expect("lab lock");
+    let names: Option<Vec<String>> = if !rejecting && key == process.config.api_key {
+        if let Some(id) = wanted_id.clone().or_else(|| request.query("number").filter(|n| !n.is_empty())) {
+            let by_id = wanted_id.is_some();
+            let found =
+                db.rows.values().find(|r| if by_id { r.id == id } else { r.number.as_deref() == Some(id.as_str()) });
+            match found {
+                Some(row) => Some(vec![row.name.clone()]),
+                None => return error(404, json!([format!("Instance \"{id}\" not found")])),
+            }
+        } else {
+            wanted.map(|name| vec![name])
+        }
+    } else {
+        // An instance token: any row with it (every client), and only where the auth-state store
+        // is the database.
+        if rejecting || !process.config.save_data_instance || !db.rows.values().any(|r| r.token.as_deref() == Some(key))
+        {
+            return unauthorized();
+        }
+        let names: Vec<String> = db
+            .rows
+            .values()
+            .filter(|r| r.token.as_deref() == Some(key))
+            .filter(|r| wanted.as_ref().is_none_or(|n| &r.name == n))
+            .filter(|r| wanted_id.as_ref().is_none_or(|i| &r.id == i))
+            .map(|r| r.name.clone())
+            .collect();
+        if names.is_empty() {
+            return unauthorized();
+        }
+        Some(names)
     };
-    let Some(url) = webhook.get("url").and_then(Value::as_str) else {
-        return error(400, json!([["webhook requires property \"url\""]]));
-    };
-    if url.is_empty() {
-        return error(400, json!([["The \"url\" cannot be empty"]]));
+    if let Some(names) = &names {
+        let missing: Vec<&String> = names.iter().filter(|n| !process.holds(n)).collect();
+        if !missing.is_empty() {
+            let plural = if missing.len() > 1 { "s" } else { "" };
+            let joined = missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+            return error(404, json!([format!("Instance{plural} \"{joined}\" not found")]));
+        }
     }
-    let enabled = webhook.get("enabled").and_then(Value::as_bool).unwrap_or(false);
-    let events = match webhook.get("events") {
-        None if enabled => return error(500, json!("Cannot read properties of undefined (reading 'length')")),
-        events => strings(events),
-    };
-    if let Some((index, _)) = events.iter().enumerate().find(|(_, e)| !WEBHOOK_EVENTS.contains(&e.as_str())) {
-        return error(
-            400,
-            json!([[format!("webhook.events[{index}] is not one of enum values: {}", WEBHOOK_EVENTS.join(","))]]),
-        );
-    }
-    let instance = db.instances.get_mut(name).expect("guarded");
-    let now = now_ms();
-    let id = instance.webhook.as_ref().map(|w| w.id.clone()).unwrap_or_else(|| process.next_id());
-    let created_ms = instance.webhook.as_ref().map(|w| w.created_ms).unwrap_or(now);
-    let row = Webhook {
-        id,
-        url: url.to_owned(),
-        enabled,
-        events: if enabled { events } else { Vec::new() },
-        by_events: webhook.get("byEvents").and_then(Value::as_bool).unwrap_or(false),
-        base64: webhook.get("base64").and_then(Value::as_bool).unwrap_or(false),
-        headers: webhook.get("headers").cloned().unwrap_or(json!({})),
-        created_ms,
-        updated_ms: now,
-    };
-    let json = row.row_json(&instance.id);
-    instance.webhook = Some(row);
-    ok(201, json)
+    let rows: Vec<Value> = db
+        .rows
+        .values()
+        .filter(|r| r.client_name.as_deref() == Some(client.as_str()))
+        .filter(|r| names.as_ref().is_none_or(|n| n.contains(&r.name)))
+        .map(Row::row_json)
+        .collect();
+    ok(200, Value::Array(rows))
 }
 
-fn strings(value: Option<&Value>) -> Vec<String> {
-    value
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-        .unwrap_or_default()
+async fn create(process: &Arc<Process>, request: &Request) -> Response {
+    let body = &request.body;
+    let field = |key: &str| body.get(key);
+    let name_value = field("instanceName");
+    // instanceLoggedGuard: the name must not be taken (a missing name matches any row).
+    let taken = match name_value {
+        None => !process.db.lock().expect("lab lock").rows.is_empty() || process.holds("undefined"),
+        Some(Value::String(name)) => exists(process, name),
+        Some(other) => {
+            let message = format!(
+                "PrismaClientValidationError: Invalid value for argument `name`: expected String, provided {}.",
+                match other {
+                    Value::Number(_) => "Int",
+                    Value::Bool(_) => "Boolean",
+                    Value::Null => "Null",
+                    Value::Array(_) => "List",
+                    _ => "Object",
+                }
+            );
+            return error(500, json!([message]));
+        }
+    };
+    if taken {
+        return error(403, json!([format!("This name \"{}\" is already in use.", js_string(name_value))]));
+    }
+    if !global(process, request) {
+        return unauthorized();
+    }
+    let errors = schema::validate(&schema::instance_schema(), body);
+    if !errors.is_empty() {
+        return error(400, json!([errors]));
+    }
+    let integration = field("integration").and_then(Value::as_str).unwrap_or("").to_owned();
+    let token = field("token").filter(|t| js_truthy(t)).and_then(Value::as_str).map(str::to_owned);
+    if integration == "WHATSAPP-BUSINESS" && token.is_none() {
+        return error(400, json!(["token is required"]));
+    }
+    if !matches!(integration.as_str(), "WHATSAPP-BAILEYS" | "WHATSAPP-BUSINESS" | "EVOLUTION") {
+        return error(400, json!(["Invalid integration"]));
+    }
+    let Some(name) = name_value.and_then(Value::as_str).map(str::to_owned) else {
+        return error(400, json!(["Foreign key constraint violated on the constraint: `Setting_instanceId_fkey`"]));
+    };
+    let now = now_ms();
+    let id = uuid::Uuid::new_v4().to_string();
+    let hash = token.unwrap_or_else(|| uuid::Uuid::new_v4().to_string().to_uppercase());
+    let number = field("number").and_then(Value::as_str).map(str::to_owned);
+    let mut row = Row::new(id.clone(), &name, hash.clone(), &process.config.client_name, &integration, now);
+    row.number = number.clone();
+    row.business_id = field("businessId").and_then(Value::as_str).map(str::to_owned);
+    process.add_instance(row);
+    process.arm_del_timer(&name);
+    let fail = |message: String| {
+        process.spawn_removal(&name);
+        error(400, json!([message]))
+    };
+    // eventManager.setInstance: the webhook, `enabled` forced on.
+    if let Some(webhook) = field("webhook").filter(|w| js_truthy(w)) {
+        let mut fields = serde_json::Map::new();
+        fields.insert("enabled".into(), json!(true));
+        if let Some(object) = webhook.as_object() {
+            for key in ["events", "url", "headers", "base64", "byEvents"] {
+                if let Some(value) = object.get(key) {
+                    fields.insert(key.into(), value.clone());
+                }
+            }
+        }
+        if let Err(SetError::Type(message) | SetError::Prisma(message)) = process.set_webhook(&name, &fields) {
+            return fail(message);
+        }
+    }
+    process.emit_named(&name, "instance.create", json!({"instanceName": name, "instanceId": id}));
+    if ["proxyHost", "proxyPort", "proxyProtocol"].iter().all(|k| field(k).is_some_and(js_truthy)) {
+        return fail("Invalid proxy".into());
+    }
+    let flag = |key: &str| json!(field(key) == Some(&Value::Bool(true)));
+    let text = |key: &str| field(key).filter(|v| js_truthy(v)).cloned().unwrap_or(json!(""));
+    let settings = json!({
+        "rejectCall": flag("rejectCall"),
+        "msgCall": text("msgCall"),
+        "groupsIgnore": flag("groupsIgnore"),
+        "alwaysOnline": flag("alwaysOnline"),
+        "readMessages": flag("readMessages"),
+        "readStatus": flag("readStatus"),
+        "syncFullHistory": flag("syncFullHistory"),
+        "wavoipToken": text("wavoipToken"),
+    });
+    process.create_setting(&name, settings.clone());
+    let (mut webhook_wa_business, mut access_token_wa_business) = (Value::Null, json!(""));
+    if integration == "WHATSAPP-BUSINESS" {
+        if number.is_none() {
+            return fail("number is required".into());
+        }
+        webhook_wa_business =
+            json!(format!("{}/webhook/meta", process.config.server_url.as_deref().unwrap_or("undefined")));
+        access_token_wa_business = json!(process.config.wa_business_token);
+    }
+    if ["chatwootAccountId", "chatwootToken", "chatwootUrl"].iter().all(|k| field(k).is_some_and(js_truthy)) {
+        return fail("Chatwoot is not enabled".into());
+    }
+    let mut qrcode = None;
+    if field("qrcode").is_some_and(js_truthy) && integration == "WHATSAPP-BAILEYS" {
+        if let Err(message) = process.connect_socket(&name, number.clone()) {
+            return fail(message);
+        }
+        tokio::time::sleep(process.scaled_duration(CREATE_WAIT_MS)).await;
+        qrcode = Some(process.qr_json(&name).unwrap_or_else(|| json!({"count": 0})));
+    }
+    let status = process.state_of(&name).unwrap_or("close");
+    let webhook = field("webhook").and_then(Value::as_object);
+    let mut webhook_echo = serde_json::Map::new();
+    for (key, out) in [
+        ("url", "webhookUrl"),
+        ("headers", "webhookHeaders"),
+        ("byEvents", "webhookByEvents"),
+        ("base64", "webhookBase64"),
+    ] {
+        if let Some(value) = webhook.and_then(|w| w.get(key)) {
+            webhook_echo.insert(out.into(), value.clone());
+        }
+    }
+    let enabled_echo = |key: &str| match field(key).and_then(|v| v.get("enabled")) {
+        Some(value) => json!({"enabled": value}),
+        None => json!({}),
+    };
+    let mut response = json!({
+        "instance": {"instanceName": name, "instanceId": id, "integration": integration,
+                     "webhookWaBusiness": webhook_wa_business, "accessTokenWaBusiness": access_token_wa_business,
+                     "status": status},
+        "hash": hash,
+        "webhook": webhook_echo,
+        "websocket": enabled_echo("websocket"),
+        "rabbitmq": enabled_echo("rabbitmq"),
+        "nats": enabled_echo("nats"),
+        "sqs": enabled_echo("sqs"),
+        "settings": settings,
+    });
+    if let Some(qrcode) = qrcode {
+        response["qrcode"] = qrcode;
+    }
+    ok(201, response)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn segments_decode_as_express() {
+        assert_eq!(super::decode_segment("alinhou%20prod+x"), "alinhou prod+x");
+        assert_eq!(super::decode_segment("100%"), "100%");
+    }
+
+    #[test]
+    fn body_fields_print_as_template_literals() {
+        use serde_json::json;
+        assert_eq!(super::js_string(None), "undefined");
+        assert_eq!(super::js_string(Some(&json!(null))), "null");
+        assert_eq!(super::js_string(Some(&json!(5))), "5");
+        assert_eq!(super::js_string(Some(&json!({"a": 1}))), "[object Object]");
+    }
 }

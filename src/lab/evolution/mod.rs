@@ -1,23 +1,36 @@
 //! The Evolution API side of the lab: one 2.3.7 stand-in process per RUNNING task, on a
 //! loopback port that the task's exec sessions see as `SERVER_PORT`, with the task definition's
-//! environment (image defaults where unset, including the public API key). Instances live in a
-//! database per `DATABASE_CONNECTION_URI`. The WhatsApp side: QRs rotate, the QR limit refuses,
-//! and a simulated phone scans (`POST /_lab/phone/scan`, or `--auto-scan-after-ms`).
+//! environment read as the real server reads it ([`env`]); or, for a service configured with an
+//! external Evolution, a per-task loopback port forwarded to that server ([`forward`]).
+//! Processes share a database per `DATABASE_CONNECTION_URI` ([`db`]) but each holds in memory
+//! only the rows of its client name loaded at its start and those it created ([`process`]).
+//! The WhatsApp side: QRs rotate, the QR limit refuses, a simulated phone scans, the network
+//! under a paired socket can drop, and two processes holding one session replace each other
+//! (the conflict loop). The same hub serves the standalone stand-in ([`standalone`]).
 
 pub mod api;
+pub mod control;
 pub mod db;
+pub mod env;
+pub mod forward;
+pub mod js;
+pub mod log;
+pub mod process;
+pub mod schema;
+pub mod standalone;
 pub mod webhooks;
 
 use super::state::{Account, LogEvent, now_ms};
-use api::{Process, ProcessEnv};
 use db::Database;
+use indexmap::IndexMap;
+use process::{Process, ProcessOptions, WhatsApp};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The image's baked `.env` values that matter when the task does not set them.
+/// The image's baked `.env` key (the public default).
 pub const IMAGE_DEFAULT_API_KEY: &str = "429683C4C977415CAAFCCE10F7D57E11";
-const IMAGE_DEFAULT_CLIENT_NAME: &str = "evolution_exchange";
 
 /// Simulator settings.
 #[derive(Debug, Clone)]
@@ -26,24 +39,87 @@ pub struct SimOptions {
     pub qr_rotate: Duration,
     /// A simulated phone scans any QR shown this long (demo).
     pub auto_scan_after: Option<Duration>,
+    /// Multiplies the stand-in's own waits (`--evolution-time-scale`).
+    pub time_scale: f64,
+    /// Whether WhatsApp is reachable (`--whatsapp`, or the scenario's `whatsapp`).
+    pub whatsapp: WhatsApp,
+    /// How often each process advances its sockets.
+    pub tick: Duration,
+    /// `CLUSTER/SERVICE` → `HOST:PORT` of an Evolution server already running.
+    pub externals: IndexMap<String, String>,
 }
 
-struct Running {
-    port: u16,
-    process: Arc<Process>,
-    server: tokio::task::JoinHandle<()>,
+impl Default for SimOptions {
+    fn default() -> SimOptions {
+        SimOptions {
+            qr_rotate: Duration::from_millis(45_000),
+            auto_scan_after: None,
+            time_scale: 1.0,
+            whatsapp: WhatsApp::Reachable,
+            tick: Duration::from_millis(10),
+            externals: IndexMap::new(),
+        }
+    }
 }
 
-/// Every Evolution process and database of the lab.
+enum Running {
+    Stand {
+        port: u16,
+        process: Arc<Process>,
+        server: tokio::task::JoinHandle<()>,
+        log_group: Option<String>,
+        stream: String,
+    },
+    Forward {
+        port: u16,
+        task: tokio::task::JoinHandle<()>,
+    },
+}
+
+impl Running {
+    fn port(&self) -> u16 {
+        match self {
+            Running::Stand { port, .. } | Running::Forward { port, .. } => *port,
+        }
+    }
+
+    fn stop(&self) {
+        match self {
+            Running::Stand { process, server, .. } => {
+                process.stop();
+                server.abort();
+            }
+            Running::Forward { task, .. } => task.abort(),
+        }
+    }
+}
+
+/// Every Evolution process and database of the lab, and the lab's webhook receiver.
 pub struct EvolutionHub {
     options: SimOptions,
     databases: Mutex<HashMap<String, Arc<Mutex<Database>>>>,
-    running: Mutex<HashMap<String, Running>>,
+    running: Mutex<IndexMap<String, Running>>,
+    pub receiver: control::Receiver,
+    pids: Mutex<u32>,
 }
 
 impl EvolutionHub {
     pub fn new(options: SimOptions) -> EvolutionHub {
-        EvolutionHub { options, databases: Mutex::new(HashMap::new()), running: Mutex::new(HashMap::new()) }
+        EvolutionHub {
+            options,
+            databases: Mutex::new(HashMap::new()),
+            running: Mutex::new(IndexMap::new()),
+            receiver: control::Receiver::default(),
+            pids: Mutex::new(18),
+        }
+    }
+
+    pub fn options(&self) -> &SimOptions {
+        &self.options
+    }
+
+    fn database(&self, uri: &str) -> Arc<Mutex<Database>> {
+        Arc::clone(self.databases.lock().expect("lab lock").entry(uri.to_owned()).or_default())
     }
 
     /// Put the scenario's already-linked instances into their databases.
@@ -52,267 +128,322 @@ impl EvolutionHub {
             let definition = account
                 .latest_task_definition(&spec.task_definition)
                 .ok_or_else(|| format!("linked instance {}: no task definition {}", spec.name, spec.task_definition))?;
-            let env = |key: &str| definition.environment.get(key).cloned();
-            let db_uri = env("DATABASE_CONNECTION_URI").unwrap_or_default();
-            let client_name =
-                env("DATABASE_CONNECTION_CLIENT_NAME").unwrap_or_else(|| IMAGE_DEFAULT_CLIENT_NAME.into());
-            let db = Arc::clone(self.databases.lock().expect("lab lock").entry(db_uri).or_default());
+            let config = env::EvoConfig::from_env(&definition.environment);
+            let db = self.database(&config.database_uri);
             let id = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(spec.name.as_bytes()));
-            let id = format!("{}-{}-{}-{}-{}", &id[0..8], &id[8..12], &id[12..16], &id[16..20], &id[20..32]);
-            let instance = db::Instance::linked(id, &spec.name, &client_name, &spec.number, now_ms());
-            db.lock().expect("lab lock").instances.insert(spec.name.clone(), instance);
+            let id = format!("{}-{}-4{}-a{}-{}", &id[0..8], &id[8..12], &id[13..16], &id[17..20], &id[20..32]);
+            let mut row = db::Row::linked(id, &spec.name, &config.client_name, &spec.number, now_ms());
+            let mut db = db.lock().expect("lab lock");
+            let setting_id = db.cuid(row.created_ms);
+            row.setting = Some(db::Setting {
+                id: setting_id,
+                values: json!({"rejectCall": false, "msgCall": "", "groupsIgnore": true, "alwaysOnline": false,
+                               "readMessages": false, "readStatus": false, "syncFullHistory": false, "wavoipToken": ""}),
+                created_ms: row.created_ms,
+                updated_ms: row.created_ms,
+            });
+            db.rows.insert(spec.name.clone(), row);
         }
         Ok(())
     }
 
-    /// The port of a task's Evolution process, if it runs.
+    /// The loopback port of a task's Evolution (its process, or the forward to an external one).
     pub fn port_of(&self, task_id: &str) -> Option<u16> {
-        self.running.lock().expect("lab lock").get(task_id).map(|r| r.port)
+        self.running.lock().expect("lab lock").get(task_id).map(Running::port)
     }
 
     /// The process of a task (for control switches).
     pub fn process_of(&self, task_id: &str) -> Option<Arc<Process>> {
-        self.running.lock().expect("lab lock").get(task_id).map(|r| Arc::clone(&r.process))
+        match self.running.lock().expect("lab lock").get(task_id) {
+            Some(Running::Stand { process, .. }) => Some(Arc::clone(process)),
+            _ => None,
+        }
     }
 
-    /// Start processes for RUNNING tasks, stop those whose task is gone; then advance the
-    /// WhatsApp side (QR rotation and limit, auto-scan). Called on the scheduler tick.
+    fn processes(&self) -> Vec<Arc<Process>> {
+        self.running
+            .lock()
+            .expect("lab lock")
+            .values()
+            .filter_map(|r| match r {
+                Running::Stand { process, .. } => Some(Arc::clone(process)),
+                Running::Forward { .. } => None,
+            })
+            .collect()
+    }
+
+    fn next_pid(&self) -> u32 {
+        let mut pids = self.pids.lock().expect("lab lock");
+        *pids += 1;
+        *pids
+    }
+
+    /// Start a process on `127.0.0.1:port` (0: any) with `config`, booted and ticking.
+    pub fn start_process(
+        &self,
+        label: &str,
+        config: env::EvoConfig,
+        port: u16,
+        pid: Option<u32>,
+    ) -> std::io::Result<(u16, Arc<Process>, tokio::task::JoinHandle<()>)> {
+        let db = self.database(&config.database_uri);
+        let options = ProcessOptions {
+            label: label.to_owned(),
+            pid: pid.unwrap_or_else(|| self.next_pid()),
+            time_scale: self.options.time_scale,
+            whatsapp: self.options.whatsapp,
+            qr_rotate: self.options.qr_rotate,
+            auto_scan_after: self.options.auto_scan_after,
+            tick: self.options.tick,
+        };
+        let process = Process::new(config, options, db);
+        let (port, server) = serve(Arc::clone(&process), port)?;
+        process.boot();
+        process.start_ticker();
+        Ok((port, process, server))
+    }
+
+    /// Register a process that runs outside any task (the standalone stand-in).
+    pub fn adopt(&self, label: &str, port: u16, process: Arc<Process>, server: tokio::task::JoinHandle<()>) {
+        self.running.lock().expect("lab lock").insert(
+            label.to_owned(),
+            Running::Stand { port, process, server, log_group: None, stream: label.to_owned() },
+        );
+    }
+
+    /// Start processes (or forwards) for RUNNING tasks, stop those whose task is gone, run the
+    /// conflict loop, and move log lines into the tasks' log groups. Called on the lab's tick.
     pub fn tick(&self, account: &mut Account) {
-        let now = now_ms();
-        let mut running = self.running.lock().expect("lab lock");
-        let live: Vec<(String, String)> = account
+        let live: Vec<(String, String, String)> = account
             .tasks
             .iter()
             .filter(|t| t.last_status == "RUNNING")
-            .map(|t| (t.id.clone(), t.task_definition.clone()))
+            .map(|t| {
+                (
+                    t.id.clone(),
+                    t.task_definition.clone(),
+                    format!("{}/{}", t.cluster, t.service.as_deref().unwrap_or("")),
+                )
+            })
             .collect();
-        running.retain(|task_id, process| {
-            let keep = live.iter().any(|(id, _)| id == task_id);
-            if !keep {
-                process.server.abort();
+        let mut starting = Vec::new();
+        {
+            let mut running = self.running.lock().expect("lab lock");
+            running.retain(|task_id, entry| {
+                let keep = task_id == "standalone" || live.iter().any(|(id, _, _)| id == task_id);
+                if !keep {
+                    entry.stop();
+                }
+                keep
+            });
+            for (task_id, definition, service) in live {
+                if !running.contains_key(&task_id) {
+                    starting.push((task_id, definition, service));
+                }
             }
-            keep
-        });
-        for (task_id, definition) in live {
-            if running.contains_key(&task_id) {
+        }
+        for (task_id, definition, service) in starting {
+            if let Some(address) = self.options.externals.get(&service) {
+                match forward::start(address.clone()) {
+                    Ok((port, task)) => {
+                        self.running.lock().expect("lab lock").insert(task_id, Running::Forward { port, task });
+                    }
+                    Err(err) => tracing::warn!(%err, "could not forward to the external Evolution"),
+                }
                 continue;
             }
             let Some(definition) = account.task_definitions.get(&definition) else { continue };
-            let env = |key: &str| definition.environment.get(key).cloned();
-            let db_uri = env("DATABASE_CONNECTION_URI").unwrap_or_default();
-            let db = Arc::clone(self.databases.lock().expect("lab lock").entry(db_uri).or_default());
-            let process = Arc::new(Process {
-                env: ProcessEnv {
-                    task_id: task_id.clone(),
-                    api_key: env("AUTHENTICATION_API_KEY").unwrap_or_else(|| IMAGE_DEFAULT_API_KEY.into()),
-                    client_name: env("DATABASE_CONNECTION_CLIENT_NAME")
-                        .unwrap_or_else(|| IMAGE_DEFAULT_CLIENT_NAME.into()),
-                    qr_limit: env("QRCODE_LIMIT").and_then(|v| v.parse().ok()).unwrap_or(30),
-                    server_url: env("SERVER_URL").unwrap_or_else(|| "http://localhost:8080".into()),
-                    phone_client: env("CONFIG_SESSION_PHONE_CLIENT").unwrap_or_else(|| "Evolution API".into()),
-                    log_group: definition.log_group.clone(),
-                },
-                db,
-                ids: Mutex::new(0),
-                reject_key: Mutex::new(false),
-                fail_next: Mutex::new(None),
-                respond_next: Mutex::new(None),
-                outbox: Arc::new(Mutex::new(Vec::new())),
-            });
-            match serve(Arc::clone(&process)) {
-                Ok((port, server)) => {
-                    log(account, &process.env, &format!("[Evolution API] v2.3.7 - INFO [ServerUP] HTTP - ON: {port}"));
-                    running.insert(task_id, Running { port, process, server });
+            let config = env::EvoConfig::from_env(&definition.environment);
+            let stream = format!("EvolutionService/{}/{task_id}", definition.container);
+            let log_group = definition.log_group.clone();
+            match self.start_process(&task_id, config, 0, None) {
+                Ok((port, process, server)) => {
+                    self.running
+                        .lock()
+                        .expect("lab lock")
+                        .insert(task_id, Running::Stand { port, process, server, log_group, stream });
                 }
                 Err(err) => tracing::warn!(%err, "could not start the Evolution stand-in"),
             }
         }
-        let processes: Vec<Arc<Process>> = running.values().map(|r| Arc::clone(&r.process)).collect();
-        drop(running);
-        self.conflicts(account, &processes, now);
-        for process in processes {
-            let lines: Vec<String> = std::mem::take(&mut *process.outbox.lock().expect("lab lock"));
-            for line in lines {
-                log(account, &process.env, &line);
-            }
-            let mut db = process.db.lock().expect("lab lock");
-            for instance in db.instances.values_mut().filter(|i| i.state == "connecting") {
-                let Some(qr) = instance.qr.clone() else { continue };
-                // The phone scans whatever QR is on screen `after` the flow began (possibly a rotated one).
-                let scan_due = self
-                    .options
-                    .auto_scan_after
-                    .is_some_and(|after| now >= instance.qr_flow_started_ms + after.as_millis() as u64);
-                if scan_due {
-                    open_instance(&process, instance, "5511987654321");
-                    let line = format!(
-                        "[Evolution API] v2.3.7 - INFO [ChannelStartupService] CONNECTED TO WHATSAPP: {}",
-                        instance.name
-                    );
-                    log(account, &process.env, &line);
+        self.conflicts(now_ms());
+        let running = self.running.lock().expect("lab lock");
+        for entry in running.values() {
+            if let Running::Stand { process, log_group: Some(group), stream, .. } = entry {
+                let lines = process.logger.drain();
+                if lines.is_empty() {
                     continue;
                 }
-                if now >= qr.generated_ms + self.options.qr_rotate.as_millis() as u64 {
-                    if instance.qr_count >= process.env.qr_limit {
-                        let limit = serde_json::json!({"message": "QR code limit reached, please login again", "statusCode": 500});
-                        process.emit(instance, "qrcode.updated", limit);
-                        let refused =
-                            serde_json::json!({"instance": instance.name, "state": "refused", "statusReason": 428});
-                        process.emit(instance, "connection.update", refused);
-                        instance.state = "close".into();
-                        instance.qr = None;
-                        instance.qr_count = 0;
-                        log(
-                            account,
-                            &process.env,
-                            &format!(
-                                "[Evolution API] v2.3.7 - WARN [WAMonitoringService] Instance \"{}\" - NOT CONNECTION",
-                                instance.name
-                            ),
-                        );
-                    } else {
-                        api::rotate_qr(&process, instance, now);
-                    }
-                }
+                let events = account.log_groups.entry(group.clone()).or_default();
+                events.extend(lines.into_iter().map(|l| LogEvent {
+                    stream: stream.clone(),
+                    timestamp_ms: l.ms,
+                    message: l.message,
+                }));
             }
         }
     }
 
-    /// Two processes on one database both hold the linked session: WhatsApp replaces one
-    /// socket with the other (440), the kicked one reconnects at once, and the state flaps about
-    /// every second; the kicked task logs Baileys' `stream errored out` conflict line, so with
-    /// two tasks each logs one about every 2 s.
-    fn conflicts(&self, account: &mut Account, processes: &[Arc<Process>], now: u64) {
-        for (index, process) in processes.iter().enumerate() {
-            // Boot loading is per client name: only processes with the same database *and*
-            // client name both auto-connect the linked session.
-            let sharing: Vec<&Arc<Process>> = processes
-                .iter()
-                .filter(|other| Arc::ptr_eq(&other.db, &process.db) && other.env.client_name == process.env.client_name)
-                .collect();
-            // Handle each database once, from its first process, and only when shared.
-            if sharing.len() < 2 || !Arc::ptr_eq(sharing[0], &processes[index]) {
-                continue;
-            }
-            let mut db = process.db.lock().expect("lab lock");
-            for instance in db.instances.values_mut().filter(|i| i.owner_jid.is_some() && i.state != "close") {
-                if now < instance.last_conflict_ms + 1000 {
-                    continue;
-                }
-                instance.last_conflict_ms = now;
-                let next = if instance.state == "open" { "connecting" } else { "open" };
-                instance.state = next.into();
-                let line = format!(
-                    "{{\"level\":50,\"time\":{now},\"pid\":1,\"hostname\":\"ip-10-0-1-23\",\"node\":{{\"tag\":\"stream:error\",\"attrs\":{{\"code\":\"440\"}},\"content\":[{{\"tag\":\"conflict\",\"attrs\":{{\"type\":\"replaced\"}}}}]}},\"msg\":\"stream errored out\"}}"
-                );
-                // Each replacement kicks one process, in turn: with two tasks each logs every ~2 s.
-                let kicked = sharing[(instance.conflict_count % sharing.len() as u64) as usize];
-                instance.conflict_count += 1;
-                log(account, &kicked.env, &line);
-                process.emit(
-                    instance,
-                    "connection.update",
-                    serde_json::json!({"instance": instance.name, "state": next, "statusReason": 200}),
-                );
-            }
-        }
+    /// Take every process's pending log lines (the standalone prints them).
+    pub fn drain_logs(&self) -> Vec<log::LogLine> {
+        self.processes().iter().flat_map(|p| p.logger.drain()).collect()
     }
 
-    /// The simulated phone scans `code`: the instance showing it becomes `open`.
-    pub fn scan(&self, code: &str, number: &str) -> Option<String> {
-        let processes: Vec<Arc<Process>> =
-            self.running.lock().expect("lab lock").values().map(|r| Arc::clone(&r.process)).collect();
-        for process in processes {
-            let mut db = process.db.lock().expect("lab lock");
-            if let Some(instance) = db
-                .instances
-                .values_mut()
-                .find(|i| i.state == "connecting" && i.qr.as_ref().is_some_and(|q| q.code == code))
+    /// Two processes on one database with one client name both hold a paired session: WhatsApp
+    /// replaces one socket with the other (440) about every second, the replaced one reconnects
+    /// at once, and Baileys' `stream errored out` conflict line lands in the replaced process's
+    /// log. With two tasks each is replaced, and logs the line, about every 2 s.
+    fn conflicts(&self, now: u64) {
+        let processes = self.processes();
+        let mut groups: Vec<Vec<Arc<Process>>> = Vec::new();
+        for process in &processes {
+            match groups
+                .iter_mut()
+                .find(|g| Arc::ptr_eq(&g[0].db, &process.db) && g[0].config.client_name == process.config.client_name)
             {
-                open_instance(&process, instance, number);
-                return Some(instance.name.clone());
+                Some(group) => group.push(Arc::clone(process)),
+                None => groups.push(vec![Arc::clone(process)]),
             }
         }
-        None
+        for group in groups {
+            let names: Vec<String> = {
+                let db = group[0].db.lock().expect("lab lock");
+                db.rows.values().filter(|r| r.session_me.is_some()).map(|r| r.name.clone()).collect()
+            };
+            for name in names {
+                let holders: Vec<&Arc<Process>> = group.iter().filter(|p| p.holds_session(&name)).collect();
+                if holders.len() < 2 {
+                    for holder in holders {
+                        holder.set_replaced(&name, false);
+                    }
+                    continue;
+                }
+                let turn = {
+                    let mut db = group[0].db.lock().expect("lab lock");
+                    let Some(row) = db.rows.get_mut(&name) else { continue };
+                    if now < row.last_conflict_ms + 1000 {
+                        continue;
+                    }
+                    row.last_conflict_ms = now;
+                    row.conflict_count += 1;
+                    (row.conflict_count - 1) as usize % holders.len()
+                };
+                for (index, holder) in holders.iter().enumerate() {
+                    holder.set_replaced(&name, index == turn);
+                }
+                let line = format!(
+                    "{{\"level\":50,\"time\":{now},\"pid\":{},\"hostname\":\"ip-10-0-1-23\",\"node\":{{\"tag\":\"stream:error\",\"attrs\":{{\"code\":\"440\"}},\"content\":[{{\"tag\":\"conflict\",\"attrs\":{{\"type\":\"replaced\"}}}}]}},\"msg\":\"stream errored out\"}}",
+                    holders[turn].options.pid
+                );
+                holders[turn].logger.raw(&line);
+            }
+        }
+    }
+
+    /// The simulated phone scans `code` (a QR or a pairing code): the instance showing it links.
+    pub fn scan(&self, code: &str, number: &str) -> Option<String> {
+        self.processes().iter().find_map(|p| p.scan(code, number))
     }
 
     /// A WhatsApp message arrives for an open instance (`messages.upsert`).
     pub fn message(&self, name: &str, text: &str, from: &str) -> bool {
-        let processes: Vec<Arc<Process>> =
-            self.running.lock().expect("lab lock").values().map(|r| Arc::clone(&r.process)).collect();
-        for process in processes {
-            let db = process.db.lock().expect("lab lock");
-            if let Some(instance) = db.instances.get(name).filter(|i| i.state == "open") {
-                let data = serde_json::json!({
-                    "key": {"remoteJid": format!("{from}@s.whatsapp.net"), "fromMe": false, "id": format!("3EB0{}", now_ms())},
-                    "pushName": "Lab Contact",
-                    "message": {"conversation": text},
-                    "messageType": "conversation",
-                    "messageTimestamp": now_ms() / 1000,
-                    "instanceId": instance.id,
-                    "source": "ios",
-                });
-                process.emit(instance, "messages.upsert", data);
-                return true;
+        self.processes().iter().any(|p| p.message(name, text, from))
+    }
+
+    /// The network under a paired instance's socket drops in every process that holds it open.
+    pub fn drop_socket(&self, name: &str) -> Vec<String> {
+        self.processes().iter().filter(|p| p.drop_socket(name)).map(|p| p.options.label.clone()).collect()
+    }
+
+    /// The network is back for that instance: its sockets are `open` again.
+    pub fn reconnect_socket(&self, name: &str) -> Vec<String> {
+        self.processes().iter().filter(|p| p.reconnect_socket(name)).map(|p| p.options.label.clone()).collect()
+    }
+
+    /// Each webhook row's `jwt_key`, named by its instance (what the standalone receiver checks
+    /// JWTs against).
+    pub fn jwt_keys(&self) -> Vec<(String, String)> {
+        let databases: Vec<Arc<Mutex<Database>>> = self.databases.lock().expect("lab lock").values().cloned().collect();
+        let mut keys = Vec::new();
+        for db in databases {
+            let db = db.lock().expect("lab lock");
+            for row in db.rows.values() {
+                if let Some(key) = row.webhook.as_ref().and_then(|w| w.headers.get("jwt_key")).and_then(Value::as_str) {
+                    keys.push((row.name.clone(), key.to_owned()));
+                }
             }
         }
-        false
+        keys
     }
 
-    /// Every database's instances, for `/_lab/state`-style inspection.
-    pub fn snapshot(&self) -> serde_json::Value {
-        let databases = self.databases.lock().expect("lab lock");
+    /// Every database's rows, each with the live view of the processes that hold it.
+    pub fn snapshot(&self) -> Value {
+        let processes = self.processes();
+        let databases: Vec<(String, Arc<Mutex<Database>>)> =
+            self.databases.lock().expect("lab lock").iter().map(|(u, d)| (u.clone(), Arc::clone(d))).collect();
         let mut out = serde_json::Map::new();
-        for (uri, db) in databases.iter() {
-            let db = db.lock().expect("lab lock");
-            let rows: Vec<serde_json::Value> = db
-                .instances
-                .values()
-                .map(|i| {
-                    let mut row = i.row_json();
-                    row["state"] = serde_json::json!(i.state);
-                    row["webhook"] = i.webhook.as_ref().map(|w| w.row_json(&i.id)).unwrap_or_default();
-                    row["qr"] = i.qr_json();
-                    row["issued_codes"] = serde_json::json!(i.issued_codes);
-                    row["scanned_code"] = serde_json::json!(i.scanned_code);
-                    row
-                })
-                .collect();
-            out.insert(uri.clone(), serde_json::Value::Array(rows));
+        for (uri, db) in databases {
+            let rows: Vec<RowParts> = {
+                let db = db.lock().expect("lab lock");
+                db.rows
+                    .values()
+                    .map(|r| {
+                        let webhook = r.webhook.as_ref().map(|w| w.row_json(&r.id)).unwrap_or(Value::Null);
+                        (r.name.clone(), r.row_json(), webhook, r.issued_codes.clone(), r.scanned_code.clone())
+                    })
+                    .collect()
+            };
+            let mut list = Vec::new();
+            for (name, mut row, webhook, issued, scanned) in rows {
+                let views: Vec<Value> =
+                    processes.iter().filter(|p| Arc::ptr_eq(&p.db, &db)).filter_map(|p| p.view(&name)).collect();
+                let main = views.iter().find(|v| v["socket"] == "pairing").or_else(|| views.first()).cloned();
+                let first = views.first().cloned().unwrap_or(Value::Null);
+                row["state"] = first["state"].clone();
+                row["qr"] = main.as_ref().map(|v| v["qr"].clone()).unwrap_or(Value::Null);
+                row["socket"] = first["socket"].clone();
+                row["state_ends_in_ms"] = first["state_ends_in_ms"].clone();
+                row["held_by"] = json!(views.iter().map(|v| v["process"].clone()).collect::<Vec<_>>());
+                row["processes"] = Value::Array(views);
+                row["webhook"] = webhook;
+                row["issued_codes"] = json!(issued);
+                row["scanned_code"] = json!(scanned);
+                list.push(row);
+            }
+            out.insert(uri, Value::Array(list));
         }
-        serde_json::Value::Object(out)
+        Value::Object(out)
+    }
+
+    /// Every process: its task, port and the settings it read.
+    pub fn processes_snapshot(&self) -> Value {
+        let running = self.running.lock().expect("lab lock");
+        Value::Array(
+            running
+                .iter()
+                .map(|(label, entry)| match entry {
+                    Running::Stand { port, process, .. } => json!({
+                        "task": label,
+                        "port": port,
+                        "external": false,
+                        "whatsapp": process.options.whatsapp,
+                        "time_scale": process.options.time_scale,
+                        "config": process.config,
+                        "held": process.held_names(),
+                    }),
+                    Running::Forward { port, .. } => json!({"task": label, "port": port, "external": true}),
+                })
+                .collect(),
+        )
     }
 }
 
-fn open_instance(process: &Process, instance: &mut db::Instance, number: &str) {
-    instance.scanned_code = instance.qr.as_ref().map(|qr| qr.code.clone());
-    instance.state = "open".into();
-    instance.connection_status = "open".into();
-    instance.owner_jid = Some(format!("{number}@s.whatsapp.net"));
-    instance.profile_name = Some("Lab Phone".into());
-    instance.qr = None;
-    process.log(format!(
-        "[Evolution API] v2.3.7 - INFO [ChannelStartupService] CONNECTED TO WHATSAPP: {} wuid: {number}",
-        instance.name
-    ));
-    let data = serde_json::json!({"instance": instance.name, "wuid": instance.owner_jid, "profileName": instance.profile_name,
-                                  "profilePictureUrl": null, "state": "open", "statusReason": 200});
-    process.emit(instance, "connection.update", data);
-}
+/// A row's name, its JSON, its webhook's JSON, the codes shown and the code scanned.
+type RowParts = (String, Value, Value, Vec<String>, Option<String>);
 
-fn log(account: &mut Account, env: &ProcessEnv, message: &str) {
-    if let Some(group) = &env.log_group {
-        account.log_groups.entry(group.clone()).or_default().push(LogEvent {
-            stream: format!("EvolutionService/EvolutionService/{}", env.task_id),
-            timestamp_ms: now_ms(),
-            message: message.to_owned(),
-        });
-    }
-}
-
-/// Bind a loopback port and serve the process on it.
-fn serve(process: Arc<Process>) -> std::io::Result<(u16, tokio::task::JoinHandle<()>)> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+/// Bind `127.0.0.1:port` and serve the process on it.
+fn serve(process: Arc<Process>, port: u16) -> std::io::Result<(u16, tokio::task::JoinHandle<()>)> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
     listener.set_nonblocking(true)?;
     let port = listener.local_addr()?.port();
     let listener = tokio::net::TcpListener::from_std(listener)?;
