@@ -11,6 +11,8 @@ mod connect;
 mod doctor;
 mod ending;
 mod evolution;
+mod evolution_replay;
+mod external_evolution;
 mod exec;
 mod faults;
 mod guard;

@@ -1,0 +1,1 @@
+//! An external Evolution API server (placeholder while the test is written).
