@@ -280,13 +280,13 @@ async fn connect(process: &Arc<Process>, name: &str, number: Option<String>) -> 
     match process.state_of(name) {
         None => object_error(),
         Some("open") => ok(200, connection_state(process, name)),
-        Some("connecting") => ok(200, process.qr_json(name).unwrap_or_else(|| json!({"count": 0}))),
+        Some("connecting") => ok(200, process.shown_qr(name).unwrap_or_else(|| json!({"count": 0}))),
         Some(_) => {
             if process.connect_socket(name, number).is_err() {
                 return object_error();
             }
             tokio::time::sleep(process.scaled_duration(CONNECT_WAIT_MS)).await;
-            ok(200, process.qr_json(name).unwrap_or_else(|| json!({"count": 0})))
+            ok(200, process.shown_qr(name).unwrap_or_else(|| json!({"count": 0})))
         }
     }
 }
@@ -469,7 +469,7 @@ async fn create(process: &Arc<Process>, request: &Request) -> Response {
             return fail(message);
         }
         tokio::time::sleep(process.scaled_duration(CREATE_WAIT_MS)).await;
-        qrcode = Some(process.qr_json(&name).unwrap_or_else(|| json!({"count": 0})));
+        qrcode = Some(process.shown_qr(&name).unwrap_or_else(|| json!({"count": 0})));
     }
     let status = process.state_of(&name).unwrap_or("close");
     let webhook = field("webhook").and_then(Value::as_object);

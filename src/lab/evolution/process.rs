@@ -149,8 +149,10 @@ pub struct Live {
     pub wuid: Option<String>,
     pub socket: Socket,
     pub flow_started_ms: u64,
-    /// A QR was issued since the flow began (what the auto-scanning phone waits for).
+    /// A QR was issued since the flow began.
     pub flow_has_code: bool,
+    /// When an answer first showed a code of this flow (the auto-scanning phone counts from it).
+    pub shown_ms: Option<u64>,
 }
 
 /// What an emission needs to know about its instance.
@@ -367,6 +369,17 @@ impl Process {
         self.memory.lock().expect("lab lock").get(name).map(|live| live.qr.json())
     }
 
+    /// The QR object an answer shows; the first one that carries a code of the current flow
+    /// starts the auto-scanning phone's clock.
+    pub fn shown_qr(&self, name: &str) -> Option<Value> {
+        let mut memory = self.memory.lock().expect("lab lock");
+        let live = memory.get_mut(name)?;
+        if live.flow_has_code && live.shown_ms.is_none() && matches!(live.socket, Socket::Pairing { .. }) {
+            live.shown_ms = Some(now_ms());
+        }
+        Some(live.qr.json())
+    }
+
     pub fn held_names(&self) -> Vec<String> {
         self.memory.lock().expect("lab lock").keys().cloned().collect()
     }
@@ -470,9 +483,9 @@ impl Process {
                     if let Socket::Pairing { next_qr_ms } = &mut live.socket {
                         *next_qr_ms = due;
                     }
-                    if let (Some(after), Socket::Pairing { .. }) = (self.options.auto_scan_after, &live.socket)
-                        && live.flow_has_code
-                        && now >= live.flow_started_ms + after.as_millis() as u64
+                    if let (Some(after), Socket::Pairing { .. }, Some(shown)) =
+                        (self.options.auto_scan_after, &live.socket, live.shown_ms)
+                        && now >= shown + after.as_millis() as u64
                     {
                         let code = live.qr.code.clone();
                         self.open(live, "5511987654321", code);
@@ -544,6 +557,7 @@ impl Process {
         live.phone_number = number;
         live.flow_started_ms = now;
         live.flow_has_code = false;
+        live.shown_ms = None;
         if self.options.whatsapp == WhatsApp::Unreachable {
             let shape = self.loop_shape();
             let new = Loop { start_ms: now, next_emit_ms: now + shape.offset };
@@ -842,6 +856,9 @@ impl Process {
             return None;
         }
         self.logger.write(Level::Info, "InstanceController", None, &Js::str(format!("Restarting instance: {name}")));
+        if state != "open" && live.flow_has_code && live.shown_ms.is_none() {
+            live.shown_ms = Some(now);
+        }
         let answer =
             if state == "open" { json!({"instance": {"instanceName": name, "state": "open"}}) } else { live.qr.json() };
         let reopen = now + self.scaled(RESTART_REOPEN_MS);
@@ -1197,6 +1214,7 @@ fn new_live(name: &str, id: &str, token: Option<String>, integration: &str) -> L
         socket: Socket::Off,
         flow_started_ms: 0,
         flow_has_code: false,
+        shown_ms: None,
     }
 }
 
