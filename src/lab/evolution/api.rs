@@ -312,6 +312,9 @@ fn fetch_instances(process: &Process, request: &Request) -> Response {
     let client = process.config.client_name.clone();
     let wanted = request.query("instanceName").filter(|n| !n.is_empty());
     let wanted_id = request.query("instanceId").filter(|n| !n.is_empty());
+    // What the process holds, read before the database is locked (the lock order is memory,
+    // then database).
+    let held = process.held_names();
     let db = process.db.lock().expect("lab lock");
     let names: Option<Vec<String>> = if !rejecting && key == process.config.api_key {
         if let Some(id) = wanted_id.clone().or_else(|| request.query("number").filter(|n| !n.is_empty())) {
@@ -346,7 +349,7 @@ fn fetch_instances(process: &Process, request: &Request) -> Response {
         Some(names)
     };
     if let Some(names) = &names {
-        let missing: Vec<&String> = names.iter().filter(|n| !process.holds(n)).collect();
+        let missing: Vec<&String> = names.iter().filter(|n| !held.contains(n)).collect();
         if !missing.is_empty() {
             let plural = if missing.len() > 1 { "s" } else { "" };
             let joined = missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
@@ -369,7 +372,7 @@ async fn create(process: &Arc<Process>, request: &Request) -> Response {
     let name_value = field("instanceName");
     // instanceLoggedGuard: the name must not be taken (a missing name matches any row).
     let taken = match name_value {
-        None => !process.db.lock().expect("lab lock").rows.is_empty() || process.holds("undefined"),
+        None => process.holds("undefined") || !process.db.lock().expect("lab lock").rows.is_empty(),
         Some(Value::String(name)) => exists(process, name),
         Some(other) => {
             let message = format!(
