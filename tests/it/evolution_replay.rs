@@ -574,7 +574,7 @@ fn check_logs(stand_in: &StandIn) {
         let heads: Vec<&str> = text.lines().filter(|l| l.starts_with("[Evolution API]")).collect();
         for head in heads {
             // `[Evolution API]  PID - DATE   TYPE  [Context] [kind] …` without its pid and date.
-            let tail = head.splitn(2, "   ").nth(1).unwrap_or_default();
+            let tail = head.split_once("   ").map(|(_, tail)| tail).unwrap_or_default();
             assert!(
                 lines
                     .iter()
