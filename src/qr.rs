@@ -47,9 +47,17 @@ pub fn to_terminal(text: &str, ansi: bool) -> Result<String> {
 pub fn write_png(text: &str, path: &Path) -> Result<()> {
     let code = encode(text)?;
     let image = code.render::<image::Luma<u8>>().quiet_zone(true).min_dimensions(400, 400).build();
-    image
-        .save_with_format(path, image::ImageFormat::Png)
-        .map_err(|e| Error::Io { path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) })
+    // Written beside the target, then renamed over it: a viewer open on the file (the QR is
+    // rewritten each time it rotates) never reads half an image.
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    let io = |path: &Path, e: String| Error::Io { path: path.to_path_buf(), source: std::io::Error::other(e) };
+    image.save_with_format(&partial, image::ImageFormat::Png).map_err(|e| io(&partial, e.to_string()))?;
+    std::fs::rename(&partial, path).map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        Error::Io { path: path.to_path_buf(), source: e }
+    })
 }
 
 /// Write the QR as an SVG document.

@@ -10,7 +10,54 @@ use crate::qr::zbar_decode;
 use crate::support::{Lab, json_stdout, text, wait_until};
 use serde_json::{Value, json};
 use std::io::Read;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// A spawned evoctl whose stdout is collected as it arrives, so a test can wait for what it
+/// has printed before it acts (the phone scans only what evoctl has shown).
+struct Streamed {
+    child: std::process::Child,
+    stdout: Arc<Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Streamed {
+    fn spawn(lab: &Lab, args: &[&str]) -> Streamed {
+        let mut child = lab.spawn(args);
+        let mut pipe = child.stdout.take().unwrap();
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stdout);
+        let reader = std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        Streamed { child, stdout, reader }
+    }
+
+    fn printed(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Wait for the exit; the exit code, all of stdout and all of stderr.
+    fn finish(mut self) -> (Option<i32>, String, String) {
+        let status = self.child.wait().unwrap();
+        self.reader.join().unwrap();
+        let mut stderr = String::new();
+        self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        let stdout = self.stdout.lock().unwrap().clone();
+        (status.code(), stdout, stderr)
+    }
+}
+
+/// zbarimg's reading of `path`, or None while it cannot decode one.
+fn try_decode(path: &std::path::Path) -> Option<String> {
+    path.exists().then(|| zbar_decode(path))
+}
 
 const PRODUCTION_SECRET: &str = "lab-production-webhook-secret-77c1e0";
 
@@ -105,22 +152,21 @@ fn all_events_stored_as_the_31_names_is_unchanged() {
 #[test]
 fn a_pairing_flow_for_a_missing_instance_prints_a_pairing_code_never_a_qr() {
     let lab = Lab::start("seed");
-    let mut child = lab.spawn(&["connect", "production", "--pairing-number", "5511987654321", "--timeout", "60s"]);
-    let instance = wait_until(Duration::from_secs(30), "a code for alinhou-production", || {
-        let row = lab.evolution_instance("alinhou-production");
-        row["qr"]["code"].is_string().then_some(row)
+    let run =
+        Streamed::spawn(&lab, &["connect", "production", "--pairing-number", "5511987654321", "--timeout", "60s"]);
+    let pairing = wait_until(Duration::from_secs(30), "a pairing code printed", || {
+        let printed = run.printed();
+        let rest = printed.split("pairing code: ").nth(1)?;
+        Some(rest.split_whitespace().next()?.to_owned())
     });
+    let instance = lab.evolution_instance("alinhou-production");
     assert_eq!(instance["number"], "5511987654321", "the number went in at create: {instance}");
-    let pairing = instance["qr"]["pairingCode"].as_str().expect("a pairing code").to_owned();
+    assert_eq!(instance["qr"]["pairingCode"], pairing.as_str(), "the code shown is the server's current one");
     // The phone links with the code on screen (the lab's phone takes the QR payload behind it).
     let code = instance["qr"]["code"].as_str().unwrap().to_owned();
     lab.control("POST", "/phone/scan", Some(&json!({"code": code})));
-    let status = child.wait().unwrap();
-    let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert_eq!(status.code(), Some(0), "{stderr}");
+    let (status, stdout, stderr) = run.finish();
+    assert_eq!(status, Some(0), "{stderr}");
     assert!(
         stdout.starts_with(&format!(
             "pairing code: {pairing}  (WhatsApp > Linked devices > Link with phone number; code 1 of 30)\n"
@@ -276,7 +322,7 @@ fn the_last_flows_code_is_never_shown_as_current() {
         (code != shown && row["state"] == "connecting").then_some(code)
     });
     wait_until(Duration::from_secs(30), "the fresh code drawn to the PNG", || {
-        (png.exists() && zbar_decode(&png) == fresh).then_some(())
+        (try_decode(&png).as_deref() == Some(fresh.as_str())).then_some(())
     });
     lab.control("POST", "/phone/scan", Some(&json!({"code": fresh})));
     let status = child.wait().unwrap();
