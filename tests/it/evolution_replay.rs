@@ -117,12 +117,17 @@ impl Drop for StandIn {
 }
 
 impl StandIn {
+    /// The stand-in configured as the recorded server was.
     fn start(dir: &std::path::Path) -> StandIn {
-        let env_file = dir.join("recorded.env");
-        std::fs::write(&env_file, ENV_FILE).expect("env file");
-        let ready_file = dir.join("evolution.json");
+        StandIn::start_with(dir, ENV_FILE, "unreachable")
+    }
+
+    fn start_with(dir: &std::path::Path, env: &str, whatsapp: &str) -> StandIn {
+        let env_file = dir.join(format!("{whatsapp}.env"));
+        std::fs::write(&env_file, env).expect("env file");
+        let ready_file = dir.join(format!("{whatsapp}.json"));
         let child = std::process::Command::new(EVOCTL_LAB)
-            .args(["evolution", "--whatsapp", "unreachable", "--evolution-time-scale", &TIME_SCALE.to_string()])
+            .args(["evolution", "--whatsapp", whatsapp, "--evolution-time-scale", &TIME_SCALE.to_string()])
             .arg("--env-file")
             .arg(&env_file)
             .arg("--ready-file")
@@ -583,4 +588,112 @@ fn check_logs(stand_in: &StandIn) {
             );
         }
     }
+}
+
+/// `METHOD path` with the recording's global key and a JSON body; the status and the body.
+fn call(stand_in: &StandIn, method: &str, path: &str, body: Option<Value>, key: &str) -> (u16, Value) {
+    let mut headers = vec![("apikey".to_owned(), key.to_owned())];
+    if body.is_some() {
+        headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
+    }
+    let answer = request(&format!("{}{path}", stand_in.url), method, &headers, body.map(|b| b.to_string()).as_deref());
+    (answer.status, serde_json::from_str(&answer.body).unwrap_or(Value::String(answer.body)))
+}
+
+/// With WhatsApp reachable, what the recording could not show: the stored QR object across
+/// flows (its count kept, the last flow's code answered first after a logout), pairing codes from
+/// create's number, `?number=` ignored while connecting, a dropped paired socket, the
+/// `DEL_INSTANCE` timer, and a key set to "" read as the code default.
+#[test]
+fn the_stand_in_keeps_the_real_servers_qr_socket_and_timer_rules() {
+    const KEY: &str = "realevo-test-key-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let env = "AUTHENTICATION_API_KEY=realevo-test-key-0123456789\nDEL_INSTANCE=5m\nLOG_COLOR=false\n";
+    let stand_in = StandIn::start_with(dir.path(), env, "reachable");
+    let create = |name: &str, extra: Value| {
+        let mut body = json!({"instanceName": name, "integration": "WHATSAPP-BAILEYS"});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        call(&stand_in, "POST", "/instance/create", Some(body), KEY)
+    };
+
+    // qrcode:false, then connect: the socket's first QR comes 3 s (scaled) after it starts, after
+    // connect's 2 s, so connect answers {count: 0} and a poll brings the code.
+    let (status, created) = create("flows", json!({"qrcode": false}));
+    assert_eq!((status, &created["instance"]["status"]), (201, &json!("close")), "{created}");
+    assert_eq!(call(&stand_in, "GET", "/instance/connect/flows", None, KEY), (200, json!({"count": 0})));
+    let first = wait_until(Duration::from_secs(10), "the first QR", || {
+        let (_, qr) = call(&stand_in, "GET", "/instance/connect/flows", None, KEY);
+        (qr["count"] == 1).then_some(qr)
+    });
+    assert!(first["code"].as_str().unwrap().starts_with("2@") && first["pairingCode"].is_null(), "{first}");
+    // A logout keeps the stored QR: the next connect from close answers the last flow's code,
+    // and the count goes on from there.
+    let (status, _) = call(&stand_in, "DELETE", "/instance/logout/flows", None, KEY);
+    assert_eq!(status, 200);
+    let (_, stale) = call(&stand_in, "GET", "/instance/connect/flows", None, KEY);
+    assert_eq!((&stale["code"], &stale["count"]), (&first["code"], &json!(1)), "the previous flow's code: {stale}");
+    let second = wait_until(Duration::from_secs(10), "the next flow's QR", || {
+        let (_, qr) = call(&stand_in, "GET", "/instance/connect/flows", None, KEY);
+        (qr["count"] == 2).then_some(qr)
+    });
+    assert_ne!(second["code"], first["code"]);
+
+    // A number at create: its answer (5 s later) has the first QR and its pairing code;
+    // `?number=` on a connecting instance starts nothing and changes nothing.
+    let (status, paired) = create("pairing", json!({"qrcode": true, "number": "5511987654321"}));
+    assert_eq!(status, 201, "{paired}");
+    assert_eq!(
+        (&paired["instance"]["status"], &paired["qrcode"]["count"]),
+        (&json!("connecting"), &json!(1)),
+        "{paired}"
+    );
+    let pairing_code = paired["qrcode"]["pairingCode"].as_str().expect("a pairing code").to_owned();
+    assert_eq!(pairing_code.len(), 8);
+    let (_, again) = call(&stand_in, "GET", "/instance/connect/pairing?number=5511000000000", None, KEY);
+    assert_eq!(again, paired["qrcode"], "the connecting branch answers the stored QR");
+
+    // The phone types the pairing code: open. Then the network drops under the paired socket.
+    post_json(&format!("{}/phone/scan", stand_in.control), &json!({"code": pairing_code}));
+    let state = |name: &str| call(&stand_in, "GET", &format!("/instance/connectionState/{name}"), None, KEY).1;
+    assert_eq!(state("pairing")["instance"]["state"], "open");
+    post_json(&format!("{}/phone/drop", stand_in.control), &json!({"instance": "pairing"}));
+    assert_eq!(state("pairing")["instance"]["state"], "connecting");
+    assert_eq!(
+        call(&stand_in, "DELETE", "/instance/logout/pairing", None, KEY),
+        (
+            500,
+            json!({"status": 500, "error": "Internal Server Error", "response": {"message": ["Error: Connection Closed"]}})
+        )
+    );
+    assert_eq!(
+        call(&stand_in, "DELETE", "/instance/delete/pairing", None, KEY),
+        (400, json!({"status": 400, "error": "Bad Request", "response": {"message": ["[object Object]"]}}))
+    );
+    assert!(stand_in.listed("pairing"), "nothing was deleted");
+    post_json(&format!("{}/phone/reconnect", stand_in.control), &json!({"instance": "pairing"}));
+    assert_eq!(state("pairing")["instance"]["state"], "open");
+    assert_eq!(call(&stand_in, "DELETE", "/instance/logout/pairing", None, KEY).0, 200);
+    assert_eq!(state("pairing")["instance"]["state"], "close");
+
+    // DEL_INSTANCE=5m: five minutes (scaled: 3 s) after create, an instance that is not open is
+    // removed.
+    let (status, kept) = create("kept", json!({"qrcode": true}));
+    assert_eq!(status, 201);
+    post_json(&format!("{}/phone/scan", stand_in.control), &json!({"code": kept["qrcode"]["code"]}));
+    let created_at = Instant::now();
+    let (status, _) = create("ephemeral", json!({"qrcode": false}));
+    assert_eq!(status, 201);
+    wait_until(Duration::from_secs(20), "the DEL_INSTANCE timer to remove it", || {
+        (!stand_in.listed("ephemeral")).then_some(())
+    });
+    assert!(created_at.elapsed() >= Duration::from_millis(2500), "removed after {:?}", created_at.elapsed());
+    // Their timers fired before this one's: the open one stays; the logout cleared the other's.
+    assert!(stand_in.listed("kept"), "an open instance stays");
+    assert!(stand_in.listed("pairing"), "a logout clears the timer (`clearDelInstanceTime`)");
+
+    // A key set to "" is the code default, not the image's.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = StandIn::start_with(dir.path(), "AUTHENTICATION_API_KEY=\n", "reachable");
+    assert_eq!(call(&empty, "POST", "/verify-creds", None, "BQYHJGJHJ").0, 200);
+    assert_eq!(call(&empty, "POST", "/verify-creds", None, "429683C4C977415CAAFCCE10F7D57E11").0, 401);
 }
