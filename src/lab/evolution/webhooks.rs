@@ -181,6 +181,12 @@ fn split_url(url: &str) -> Option<(bool, String, u16, String)> {
     Some((tls, host, port, if path.is_empty() { "/".into() } else { path }))
 }
 
+/// A wait in seconds as a duration: NaN and negatives are none, anything above a day a day (the
+/// settings are the user's, and `parseInt` of a long number is Infinity).
+fn seconds(value: f64) -> Duration {
+    if value.is_nan() { Duration::ZERO } else { Duration::from_secs_f64(value.clamp(0.0, 86_400.0)) }
+}
+
 /// One POST, as axios makes it; `Ok` for a 2xx answer.
 pub async fn post_once(
     url: &str,
@@ -315,8 +321,7 @@ pub async fn retry(ctx: &Context<'_>, url: &str, headers: &[(String, String)], b
     let max = config.retry_max_attempts;
     let initial = config.retry_initial_delay_s;
     let server_url = Js::opt(config.server_url.as_deref());
-    let timeout =
-        Duration::from_secs_f64((config.webhook_timeout_ms.max(1.0) / 1000.0 * ctx.time_scale).clamp(0.001, 86_400.0));
+    let timeout = seconds(config.webhook_timeout_ms / 1000.0 * ctx.time_scale).max(Duration::from_millis(1));
     let mut attempts = 0.0;
     while attempts < max {
         match post_once(url, headers, body, timeout, config.webhook_timeout_ms).await {
@@ -392,8 +397,7 @@ pub async fn retry(ctx: &Context<'_>, url: &str, headers: &[(String, String)], b
                         ("url", Js::str(url)),
                     ]),
                 );
-                let wait = (next * ctx.time_scale).clamp(0.0, 86_400.0);
-                tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+                tokio::time::sleep(seconds(next * ctx.time_scale)).await;
             }
         }
     }
