@@ -244,15 +244,25 @@ async fn delete(context: &Context, args: &InstanceDeleteArgs) -> Result<u8> {
             if !due {
                 return;
             }
-            let waiting_for = match &webhook {
-                Some((_, _, true)) => "a cleanup that its empty jwt_key header blocks (it never runs)".to_owned(),
-                Some((Some(url), true, false)) => format!(
-                    "its REMOVE_INSTANCE webhook to {url}, which Evolution retries up to 10 times (about 20 min) while the receiver fails{}",
-                    latest.as_deref().map(|line| format!("; the task's log: {line}")).unwrap_or_default()
+            let log = latest.as_deref().map(|line| format!("the task's log: {line}"));
+            let line = match (&said, &webhook) {
+                (_, Some((_, _, true))) => format!(
+                    "{name} still listed after {} s: an empty jwt_key header blocks Evolution's cleanup (it never runs)",
+                    t / 1000
                 ),
-                _ => "Evolution's cleanup".to_owned(),
+                (None, Some((Some(url), true, false))) => format!(
+                    "{name} still listed after {} s: Evolution removes it once its REMOVE_INSTANCE webhook to {url} is delivered; it retries up to 10 times (about 20 min) while the receiver fails{}",
+                    t / 1000,
+                    log.map(|log| format!("; {log}")).unwrap_or_default()
+                ),
+                (Some(_), Some((Some(_), true, false))) => format!(
+                    "{name} still listed after {} s (REMOVE_INSTANCE webhook{})",
+                    t / 1000,
+                    log.map(|log| format!("; {log}")).unwrap_or_default()
+                ),
+                _ => format!("{name} still listed after {} s: waiting for Evolution's cleanup", t / 1000),
             };
-            context.printer.note(&format!("{name} still listed after {} s: waiting for {waiting_for}", t / 1000));
+            context.printer.note(&line);
             said = Some((std::time::Instant::now(), latest));
         }
         _ => {}

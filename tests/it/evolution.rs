@@ -196,7 +196,13 @@ fn a_delete_waits_through_the_remove_instance_retries() {
     assert!(stderr.contains("deleted alinhou-production; waiting for Evolution's cleanup…\n"), "{stderr}");
     assert!(
         stderr.contains("alinhou-production still listed after ")
-            && stderr.contains("s: waiting for its REMOVE_INSTANCE webhook to http://127.0.0.1:"),
+            && stderr.contains("s: Evolution removes it once its REMOVE_INSTANCE webhook to http://127.0.0.1:"),
+        "{stderr}"
+    );
+    // What the receiver answers, read from the task's log (2.3.7's `Tentativa N/10 falhou` lines).
+    assert!(
+        stderr.contains("the task's log: attempt ")
+            && stderr.contains("/10 failed: Request failed with status code 503"),
         "{stderr}"
     );
     let removes: Vec<Value> = lab
