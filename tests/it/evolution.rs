@@ -82,6 +82,15 @@ fn call_in_container(lab: &Lab, env: &str, calls: &[(&str, &str, Value)]) -> Vec
     text(&output.stdout).lines().map(str::to_owned).collect()
 }
 
+/// `alinhou-production` created the way a curl example does: no webhook, no QR yet.
+fn create_without_webhook() -> (&'static str, &'static str, Value) {
+    (
+        "POST",
+        "/instance/create",
+        json!({"instanceName": "alinhou-production", "integration": "WHATSAPP-BAILEYS", "qrcode": false}),
+    )
+}
+
 /// A scenario file extending `seed` with `extra` TOML, in its own directory.
 fn scenario(dir: &tempfile::TempDir, name: &str, extra: &str) -> String {
     let path = dir.path().join(format!("{name}.toml"));
@@ -100,11 +109,7 @@ fn a_webhook_written_without_headers_is_shown_and_repaired() {
         &lab,
         "production",
         &[
-            (
-                "POST",
-                "/instance/create",
-                json!({"instanceName": "alinhou-production", "integration": "WHATSAPP-BAILEYS", "qrcode": false}),
-            ),
+            create_without_webhook(),
             ("GET", "/webhook/find/alinhou-production", Value::Null),
             ("POST", "/webhook/set/alinhou-production", manager_ui),
             ("GET", "/webhook/find/alinhou-production", Value::Null),
@@ -278,8 +283,7 @@ fn a_row_another_process_owns_is_refused_never_acted_on() {
     let lab = Lab::start("shared-db");
     lab.wait_settled();
     // Production's own process creates its row (staging is up, so evoctl would refuse to link).
-    let create = json!({"instanceName": "alinhou-production", "integration": "WHATSAPP-BAILEYS", "qrcode": false});
-    let lines = call_in_container(&lab, "production", &[("POST", "/instance/create", create)]);
+    let lines = call_in_container(&lab, "production", &[create_without_webhook()]);
     assert!(lines[0].starts_with("201 "), "{lines:?}");
     let owned = "error: another Evolution process owns instance alinhou-production: the database is shared";
     for args in [
@@ -378,11 +382,7 @@ fn validation_and_stuck_deletes_answer_as_the_real_server() {
         &lab,
         "production",
         &[
-            (
-                "POST",
-                "/instance/create",
-                json!({"instanceName": "alinhou-production", "integration": "WHATSAPP-BAILEYS", "qrcode": false}),
-            ),
+            create_without_webhook(),
             ("POST", "/webhook/set/alinhou-production", bad),
             ("POST", "/instance/create", stuck),
             ("DELETE", "/instance/delete/stuck", Value::Null),

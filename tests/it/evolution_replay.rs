@@ -12,12 +12,11 @@
 //! all of them printed at once. The webhook deliveries are then checked against
 //! `webhooks.jsonl` (paths, JWT, headers, body keys) and the retry log lines against `logs/`.
 
-use crate::support::{EVOCTL_LAB, wait_until};
+use crate::support::{StandIn, wait_until};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/evolution-2.3.7");
@@ -102,62 +101,20 @@ fn post_json(url: &str, body: &Value) -> Value {
     serde_json::from_str(&answer.body).unwrap_or(Value::Null)
 }
 
-/// The standalone stand-in, killed on drop.
-struct StandIn {
-    child: Child,
-    url: String,
-    control: String,
+/// The standalone stand-in configured as the recorded server was.
+fn recorded_stand_in(dir: &std::path::Path) -> StandIn {
+    start_stand_in(dir, ENV_FILE, "unreachable")
 }
 
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A standalone stand-in with `env`, WhatsApp `whatsapp`, at the replay's time scale.
+fn start_stand_in(dir: &std::path::Path, env: &str, whatsapp: &str) -> StandIn {
+    StandIn::start(dir, whatsapp, env, &["--whatsapp", whatsapp, "--evolution-time-scale", &TIME_SCALE.to_string()])
 }
 
 impl StandIn {
-    /// The stand-in configured as the recorded server was.
-    fn start(dir: &std::path::Path) -> StandIn {
-        StandIn::start_with(dir, ENV_FILE, "unreachable")
-    }
-
-    fn start_with(dir: &std::path::Path, env: &str, whatsapp: &str) -> StandIn {
-        let env_file = dir.join(format!("{whatsapp}.env"));
-        std::fs::write(&env_file, env).expect("env file");
-        let ready_file = dir.join(format!("{whatsapp}.json"));
-        let child = std::process::Command::new(EVOCTL_LAB)
-            .args(["evolution", "--whatsapp", whatsapp, "--evolution-time-scale", &TIME_SCALE.to_string()])
-            .arg("--env-file")
-            .arg(&env_file)
-            .arg("--ready-file")
-            .arg(&ready_file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn evoctl-lab evolution");
-        let ready = wait_until(Duration::from_secs(30), "the stand-in's ready file", || {
-            std::fs::read_to_string(&ready_file).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        });
-        let url = ready["url"].as_str().expect("url").to_owned();
-        let control = ready["control"].as_str().expect("control").to_owned();
-        StandIn { child, url, control }
-    }
-
     /// The receiver's base URL, standing in for the recording's `http://127.0.0.1:18999`.
     fn receiver(&self) -> String {
         format!("{}/webhooks", self.control)
-    }
-
-    fn snapshot_row(&self, name: &str) -> Value {
-        get_json(&format!("{}/evolution", self.control))
-            .as_object()
-            .expect("databases")
-            .values()
-            .flat_map(|rows| rows.as_array().expect("rows").clone())
-            .find(|row| row["name"] == name)
-            .unwrap_or(Value::Null)
     }
 
     fn deliveries(&self) -> Vec<Value> {
@@ -179,7 +136,7 @@ impl StandIn {
     /// the next request sees the state the recording saw.
     fn wait_for_loop_state(&self, name: &str, state: &str, margin_ms: u64) {
         wait_until(Duration::from_secs(20), &format!("{name} {state} in its reconnect loop"), || {
-            let row = self.snapshot_row(name);
+            let row = self.row(name);
             let looping = row["socket"] == "reconnecting";
             let long_enough = row["state_ends_in_ms"].as_u64().is_none_or(|left| left >= margin_ms);
             (!looping || (row["state"] == state && long_enough)).then_some(())
@@ -321,7 +278,7 @@ fn the_stand_in_answers_every_recorded_request_as_the_real_server() {
         .collect();
     assert_eq!(rows.len(), 109);
     let dir = tempfile::tempdir().unwrap();
-    let stand_in = StandIn::start(dir.path());
+    let stand_in = recorded_stand_in(dir.path());
     let receiver = stand_in.receiver();
     // Recorded hash → instance name, and instance name → the stand-in's hash.
     let mut recorded_hash: BTreeMap<String, String> = BTreeMap::new();
@@ -609,7 +566,7 @@ fn the_stand_in_keeps_the_real_servers_qr_socket_and_timer_rules() {
     const KEY: &str = "realevo-test-key-0123456789";
     let dir = tempfile::tempdir().unwrap();
     let env = "AUTHENTICATION_API_KEY=realevo-test-key-0123456789\nDEL_INSTANCE=5m\nLOG_COLOR=false\n";
-    let stand_in = StandIn::start_with(dir.path(), env, "reachable");
+    let stand_in = start_stand_in(dir.path(), env, "reachable");
     let create = |name: &str, extra: Value| {
         let mut body = json!({"instanceName": name, "integration": "WHATSAPP-BAILEYS"});
         body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
@@ -693,7 +650,7 @@ fn the_stand_in_keeps_the_real_servers_qr_socket_and_timer_rules() {
 
     // A key set to "" is the code default, not the image's.
     let dir = tempfile::tempdir().unwrap();
-    let empty = StandIn::start_with(dir.path(), "AUTHENTICATION_API_KEY=\n", "reachable");
+    let empty = start_stand_in(dir.path(), "AUTHENTICATION_API_KEY=\n", "reachable");
     assert_eq!(call(&empty, "POST", "/verify-creds", None, "BQYHJGJHJ").0, 200);
     assert_eq!(call(&empty, "POST", "/verify-creds", None, "429683C4C977415CAAFCCE10F7D57E11").0, 401);
 }

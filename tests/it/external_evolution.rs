@@ -4,80 +4,30 @@
 //! server at `127.0.0.1:$SERVER_PORT` through a per-task forward. A second `evoctl-lab evolution`
 //! plays the external server; what evoctl does through the lab lands there, not in the lab.
 
-use crate::support::{EVOCTL_LAB, Lab, json_stdout, text, wait_until};
+use crate::support::{Lab, StandIn, json_stdout, text, wait_until};
 use serde_json::{Value, json};
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
-/// The external server, killed on drop.
-struct External {
-    child: Child,
-    ready: Value,
+/// The external server: an Evolution with production's API key (the operator gives the task
+/// definition the external server's key) and its own client name.
+fn external(dir: &std::path::Path) -> StandIn {
+    StandIn::start(
+        dir,
+        "external",
+        "AUTHENTICATION_API_KEY=lab-production-api-key-9a7c3e1f5d\nDATABASE_CONNECTION_CLIENT_NAME=evolution_external\n\
+         DATABASE_CONNECTION_URI=postgresql://evolution@external.invalid:5432/evolution\nSERVER_URL=http://external.invalid:8080\n",
+        &["--evolution-time-scale", "0.01"],
+    )
 }
 
-impl Drop for External {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl External {
-    /// An Evolution server with production's API key (the operator gives the task definition the
-    /// external server's key) and its own client name.
-    fn start(dir: &std::path::Path) -> External {
-        let env_file = dir.join("external.env");
-        std::fs::write(
-            &env_file,
-            "AUTHENTICATION_API_KEY=lab-production-api-key-9a7c3e1f5d\nDATABASE_CONNECTION_CLIENT_NAME=evolution_external\n\
-             DATABASE_CONNECTION_URI=postgresql://evolution@external.invalid:5432/evolution\nSERVER_URL=http://external.invalid:8080\n",
-        )
-        .unwrap();
-        let ready_file = dir.join("external.json");
-        let child = std::process::Command::new(EVOCTL_LAB)
-            .args(["evolution", "--evolution-time-scale", "0.01"])
-            .arg("--env-file")
-            .arg(&env_file)
-            .arg("--ready-file")
-            .arg(&ready_file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn evoctl-lab evolution");
-        let ready = wait_until(Duration::from_secs(30), "the external server's ready file", || {
-            std::fs::read_to_string(&ready_file).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        });
-        External { child, ready }
-    }
-
-    /// `HOST:PORT` of its API.
-    fn address(&self) -> String {
-        self.ready["url"].as_str().unwrap().trim_start_matches("http://").to_owned()
-    }
-
-    fn control(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
-        let url = format!("{}{path}", self.ready["control"].as_str().unwrap());
-        let (status, text) = crate::support::http(method, &url, body.map(Value::to_string));
-        assert!(status < 300, "{method} {path}: {status} {text}");
-        if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() }
-    }
-
-    /// The external server's row named `name`, or null.
-    fn row(&self, name: &str) -> Value {
-        self.control("GET", "/evolution", None)
-            .as_object()
-            .unwrap()
-            .values()
-            .flat_map(|rows| rows.as_array().unwrap().clone())
-            .find(|row| row["name"] == name)
-            .unwrap_or(Value::Null)
-    }
+/// `HOST:PORT` of its API.
+fn address(external: &StandIn) -> String {
+    external.url.trim_start_matches("http://").to_owned()
 }
 
 /// Create, list, link and read the state of production's instance through the lab; all of it
 /// happens on the external server.
-fn production_goes_to(lab: &Lab, external: &External) {
+fn production_goes_to(lab: &Lab, external: &StandIn) {
     let output = lab.evoctl().args(["--output", "json", "instance", "create", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(json_stdout(&output)["instance"], "alinhou-production", "{}", text(&output.stdout));
@@ -109,14 +59,14 @@ fn production_goes_to(lab: &Lab, external: &External) {
 #[test]
 fn the_scenario_key_sends_a_service_to_an_external_evolution() {
     let dir = tempfile::tempdir().unwrap();
-    let external = External::start(dir.path());
+    let external = external(dir.path());
     let scenario = dir.path().join("external.toml");
     std::fs::write(
         &scenario,
         format!(
             "extends = \"seed\"\ndescription = \"production on an external Evolution\"\n\
              [services.\"alinhou-production/EvolutionService\"]\nexternal_evolution = {{ address = \"{}\" }}\n",
-            external.address()
+            address(&external)
         ),
     )
     .unwrap();
@@ -128,8 +78,8 @@ fn the_scenario_key_sends_a_service_to_an_external_evolution() {
 #[test]
 fn the_serve_flag_sends_a_service_to_an_external_evolution() {
     let dir = tempfile::tempdir().unwrap();
-    let external = External::start(dir.path());
-    let flag = format!("alinhou-production/EvolutionService={}", external.address());
+    let external = external(dir.path());
+    let flag = format!("alinhou-production/EvolutionService={}", address(&external));
     let lab = Lab::start_with("seed", &["--external-evolution", &flag]);
     lab.wait_settled();
     production_goes_to(&lab, &external);

@@ -174,6 +174,67 @@ impl Drop for Lab {
     }
 }
 
+/// A standalone Evolution stand-in (`evoctl-lab evolution`), killed on drop: its API at `url`,
+/// its control API (receiver, phone, snapshot, logs) at `control`.
+pub struct StandIn {
+    child: Child,
+    pub url: String,
+    pub control: String,
+}
+
+impl StandIn {
+    /// Start one with the settings `env` (KEY=VALUE lines) and the extra `args`; `label` names
+    /// its files in `dir`.
+    pub fn start(dir: &Path, label: &str, env: &str, args: &[&str]) -> StandIn {
+        let env_file = dir.join(format!("{label}.env"));
+        std::fs::write(&env_file, env).expect("env file");
+        let ready_file = dir.join(format!("{label}.json"));
+        let child = std::process::Command::new(EVOCTL_LAB)
+            .arg("evolution")
+            .args(args)
+            .arg("--env-file")
+            .arg(&env_file)
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn evoctl-lab evolution");
+        let ready = wait_until(Duration::from_secs(30), "the stand-in's ready file", || {
+            std::fs::read_to_string(&ready_file).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        });
+        let url = ready["url"].as_str().expect("url").to_owned();
+        let control = ready["control"].as_str().expect("control").to_owned();
+        StandIn { child, url, control }
+    }
+
+    /// A control API call; its JSON answer (null when empty).
+    pub fn control(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let (status, text) = http(method, &format!("{}{path}", self.control), body.map(Value::to_string));
+        assert!(status < 300, "{method} {path}: {status} {text}");
+        if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("control JSON") }
+    }
+
+    /// Its row named `name` (live state, QR, webhook), or null.
+    pub fn row(&self, name: &str) -> Value {
+        self.control("GET", "/evolution", None)
+            .as_object()
+            .expect("databases")
+            .values()
+            .flat_map(|rows| rows.as_array().expect("rows").clone())
+            .find(|row| row["name"] == name)
+            .unwrap_or(Value::Null)
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// `PATH` with `dir` first.
 pub fn path_with(dir: &Path) -> String {
     format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default())

@@ -29,35 +29,10 @@ pub enum Keyword {
     IfOnlyKeys(Vec<&'static str>, Vec<(&'static str, Vec<Keyword>)>),
 }
 
-/// The 26 event names `instanceSchema` lists for its flat `*Events` keys.
-const FLAT_EVENTS: &[&str] = &[
-    "APPLICATION_STARTUP",
-    "QRCODE_UPDATED",
-    "MESSAGES_SET",
-    "MESSAGES_UPSERT",
-    "MESSAGES_EDITED",
-    "MESSAGES_UPDATE",
-    "MESSAGES_DELETE",
-    "SEND_MESSAGE",
-    "SEND_MESSAGE_UPDATE",
-    "CONTACTS_SET",
-    "CONTACTS_UPSERT",
-    "CONTACTS_UPDATE",
-    "PRESENCE_UPDATE",
-    "CHATS_SET",
-    "CHATS_UPSERT",
-    "CHATS_UPDATE",
-    "CHATS_DELETE",
-    "GROUPS_UPSERT",
-    "GROUP_UPDATE",
-    "GROUP_PARTICIPANTS_UPDATE",
-    "CONNECTION_UPDATE",
-    "LABELS_EDIT",
-    "LABELS_ASSOCIATION",
-    "CALL",
-    "TYPEBOT_START",
-    "TYPEBOT_CHANGE_STATUS",
-];
+/// The 26 event names `instanceSchema` lists for its flat `*Events` keys: the webhook enum
+/// without its last five (REMOVE_INSTANCE, LOGOUT_INSTANCE, INSTANCE_CREATE, INSTANCE_DELETE,
+/// STATUS_INSTANCE).
+const FLAT_EVENTS: &[&str] = WEBHOOK_EVENTS.split_at(26).0;
 
 /// `^\d+[\.@\w-]+` with the `u` flag (ASCII `\d` and `\w`), searched as `String.match` does.
 fn number_pattern(text: &str) -> bool {
