@@ -87,14 +87,7 @@ impl Lab {
 
     /// The lab's Evolution instance row named `name` (live state, current QR, webhook), or null.
     pub fn evolution_instance(&self, name: &str) -> Value {
-        self.control("GET", "/evolution", None)
-            .as_object()
-            .expect("databases")
-            .values()
-            .flat_map(|rows| rows.as_array().expect("rows").iter())
-            .find(|row| row["name"] == name)
-            .cloned()
-            .unwrap_or(Value::Null)
+        row_named(&self.control("GET", "/evolution", None), name)
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -218,13 +211,7 @@ impl StandIn {
 
     /// Its row named `name` (live state, QR, webhook), or null.
     pub fn row(&self, name: &str) -> Value {
-        self.control("GET", "/evolution", None)
-            .as_object()
-            .expect("databases")
-            .values()
-            .flat_map(|rows| rows.as_array().expect("rows").clone())
-            .find(|row| row["name"] == name)
-            .unwrap_or(Value::Null)
+        row_named(&self.control("GET", "/evolution", None), name)
     }
 }
 
@@ -233,6 +220,18 @@ impl Drop for StandIn {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The row named `name` in an `/_lab/evolution` snapshot (rows by database), or null.
+fn row_named(snapshot: &Value, name: &str) -> Value {
+    snapshot
+        .as_object()
+        .expect("databases")
+        .values()
+        .flat_map(|rows| rows.as_array().expect("rows").iter())
+        .find(|row| row["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 /// `PATH` with `dir` first.
