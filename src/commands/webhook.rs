@@ -38,7 +38,7 @@ async fn show(context: &Context, args: &InstanceArgs) -> Result<u8> {
     let (jwt, jwt_text) = describe_jwt(&row.headers);
     let other_headers: Vec<&String> = row.headers.keys().filter(|k| *k != "jwt_key").collect();
     let webhook = json!({
-        "url": row.url, "enabled": row.enabled, "events": row.events, "by_events": row.by_events,
+        "url": row.url, "enabled": row.enabled, "events": row.events, "all_events": row.all_events(), "by_events": row.by_events,
         "base64": row.base64, "jwt_key": jwt, "other_headers": other_headers,
     });
     let report = json!({"schema": "evoctl.webhook/v1", "env": reach.env.name, "instance": name, "webhook": webhook});

@@ -150,6 +150,8 @@ fn all_events_stored_as_the_31_names_is_unchanged() {
     assert_eq!(json_stdout(&output)["webhook"], "unchanged");
     let output = lab.evoctl().args(["webhook", "show", "production"]).output().unwrap();
     assert!(text(&output.stdout).contains("events     (all)\n"), "{}", text(&output.stdout));
+    let output = lab.evoctl().args(["--output", "json", "webhook", "show", "production"]).output().unwrap();
+    assert_eq!(json_stdout(&output)["webhook"]["all_events"], true);
 }
 
 /// Point 3: `connect --pairing-number` on the seed lab (no instance yet) creates the instance with the
