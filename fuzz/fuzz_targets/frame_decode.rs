@@ -2,7 +2,7 @@
 //! accepts must re-encode to bytes that decode to the same frame.
 #![no_main]
 
-use evoctl::exec::ssm::frame::Frame;
+use evoctl_ssm::frame::Frame;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

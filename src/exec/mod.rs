@@ -12,7 +12,8 @@ pub mod noise;
 pub mod plugin;
 pub mod run;
 pub mod sessions;
-pub mod ssm;
+/// The sans-IO Session Manager protocol, its own crate (`crates/evoctl-ssm`).
+pub use evoctl_ssm as ssm;
 pub mod target;
 pub mod terminal;
 pub mod websocket;

@@ -3,7 +3,10 @@
 //! the handshake ([`handshake`]) and AES-GCM ([`crypto`]).
 //!
 //! Nothing here touches sockets, clocks, AWS or the printer; transports drive it with bytes and
-//! millisecond timestamps. The lab uses the same code to play the agent.
+//! millisecond timestamps. Its `Cargo.toml` is what keeps it so: no runtime, websocket, HTTP,
+//! AWS SDK or terminal crate is a dependency (`scripts/test` checks the tree). evoctl's native
+//! transport drives the client side; the lab still plays the agent with it (to be replaced by
+//! an agent of its own).
 
 pub mod crypto;
 pub mod frame;

@@ -589,7 +589,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::ssm::frame::Frame;
+    use crate::frame::Frame;
 
     fn counter_ids(start: u8) -> IdSource {
         let mut n = 0u64;
@@ -847,8 +847,8 @@ mod tests {
     /// sequence numbers, what is held back, and what travels sealed.
     #[test]
     fn a_kms_session_handshakes_then_seals_output_both_ways() {
-        use crate::exec::ssm::crypto::{SessionCipher, Side};
-        use crate::exec::ssm::handshake;
+        use crate::crypto::{SessionCipher, Side};
+        use crate::handshake;
         use sha2::Digest;
         let (mut client, mut agent) = pair();
         let key = [5u8; 64];
