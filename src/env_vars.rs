@@ -28,6 +28,10 @@ impl EnvVars {
     /// Bound on opening the data channel: TCP (or the proxy tunnel), TLS and the websocket upgrade.
     pub const EVOCTL_DATA_CHANNEL_CONNECT_TIMEOUT: &'static str = "EVOCTL_DATA_CHANNEL_CONNECT_TIMEOUT";
 
+    /// Set (to anything): no colour, as https://no-color.org asks; the terminal QR is then drawn
+    /// in plain half blocks.
+    pub const NO_COLOR: &'static str = "NO_COLOR";
+
     /// Attempts per AWS call (the SDK's; profile key `max_attempts`).
     pub const AWS_MAX_ATTEMPTS: &'static str = "AWS_MAX_ATTEMPTS";
     /// `standard` or `adaptive` (the SDK's; profile key `retry_mode`).

@@ -129,6 +129,12 @@ impl StdoutWriter {
     }
 }
 
+/// A block of stdout that [`Printer::redraw`] replaces in place (the QR while it rotates).
+#[derive(Debug, Default)]
+pub struct Redraw {
+    lines: usize,
+}
+
 impl Printer {
     /// A printer for the given format; `quiet` hides notes (not errors or data).
     pub fn new(format: OutputFormat, quiet: bool) -> Self {
@@ -160,6 +166,29 @@ impl Printer {
     /// Whether stderr is an interactive terminal (progress bars and redraws only then).
     pub fn stderr_is_tty(&self) -> bool {
         !self.quiet && std::io::stderr().is_terminal()
+    }
+
+    /// Whether stdout is an interactive terminal.
+    pub fn stdout_is_tty(&self) -> bool {
+        std::io::stdout().is_terminal()
+    }
+
+    /// Whether stdout may be coloured: a terminal, and `NO_COLOR` unset.
+    pub fn colour(&self) -> bool {
+        self.stdout_is_tty() && std::env::var_os(crate::env_vars::EnvVars::NO_COLOR).is_none()
+    }
+
+    /// Print `text` on stdout in place of what `region` showed last: on a terminal the cursor
+    /// goes back to the region's first line and clears down first; elsewhere (a pipe, a file)
+    /// the text simply follows, so a log keeps every version.
+    pub fn redraw(&self, region: &mut Redraw, text: &str) {
+        let mut out = String::new();
+        if self.stdout_is_tty() && region.lines > 0 {
+            out.push_str(&format!("\x1b[{}F\x1b[J", region.lines));
+        }
+        out.push_str(text);
+        region.lines = text.lines().count();
+        self.stdout.push(out.into_bytes());
     }
 
     /// Print data: the JSON form when `--output json`, otherwise the table text.

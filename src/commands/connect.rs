@@ -25,7 +25,6 @@ use crate::qr;
 use crate::runbook::preflight;
 use crate::runbook::watch::{EventLines, WatchEvent};
 use serde::Serialize;
-use std::io::IsTerminal;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -271,9 +270,7 @@ async fn ready_target(context: &Context, aws: &Aws, env: &Environment) -> Result
 struct QrView<'a> {
     context: &'a Context,
     png: Option<&'a Path>,
-    redraw: bool,
-    ansi: bool,
-    drawn_lines: usize,
+    region: crate::output::Redraw,
     shown: u64,
     created: bool,
     last_state: Option<String>,
@@ -283,13 +280,10 @@ struct QrView<'a> {
 
 impl<'a> QrView<'a> {
     fn new(context: &'a Context, png: Option<&'a Path>) -> Self {
-        let tty = std::io::stdout().is_terminal();
         QrView {
             context,
             png,
-            redraw: tty,
-            ansi: tty && std::env::var_os("NO_COLOR").is_none(),
-            drawn_lines: 0,
+            region: crate::output::Redraw::default(),
             shown: 0,
             created: false,
             last_state: None,
@@ -347,7 +341,7 @@ impl<'a> QrView<'a> {
             Some(pairing) => format!(
                 "pairing code: {pairing}  (WhatsApp > Linked devices > Link with phone number; code {count} of {limit})\n"
             ),
-            None => match qr::to_terminal(code, self.ansi) {
+            None => match qr::to_terminal(code, self.context.printer.colour()) {
                 Ok(art) => {
                     format!("{art}scan with WhatsApp > Linked devices > Link a device (QR {count} of {limit})\n")
                 }
@@ -357,14 +351,7 @@ impl<'a> QrView<'a> {
                 }
             },
         };
-        let mut out = String::new();
-        if self.redraw && self.drawn_lines > 0 {
-            // Back to the first line of the previous QR, and clear from there down.
-            out.push_str(&format!("\x1b[{}F\x1b[J", self.drawn_lines));
-        }
-        out.push_str(&text);
-        self.drawn_lines = text.lines().count();
-        self.context.printer.stdout_bytes(out.as_bytes());
+        self.context.printer.redraw(&mut self.region, &text);
     }
 }
 

@@ -7,7 +7,7 @@ use crate::cli::EnvArg;
 use crate::error::Result;
 use crate::exit;
 use crate::output::table;
-use crate::runbook::doctor::{self, Diagnosis, Status};
+use crate::runbook::doctor::{self, Diagnosis, Layer, Status};
 use serde::Serialize;
 
 /// `--output json` document (schema `evoctl.doctor/v1`).
@@ -15,7 +15,7 @@ use serde::Serialize;
 struct DoctorReport<'a> {
     schema: &'static str,
     ok: bool,
-    first_broken: Option<&'static str>,
+    first_broken: Option<Layer>,
     #[serde(flatten)]
     diagnosis: &'a Diagnosis,
 }
@@ -46,7 +46,7 @@ fn render(diagnosis: &Diagnosis) -> String {
     let rows: Vec<Vec<String>> = diagnosis
         .checks
         .iter()
-        .map(|c| vec![c.layer.to_owned(), label(c.status).to_owned(), c.evidence.clone()])
+        .map(|c| vec![c.layer.to_string(), label(c.status).to_owned(), c.evidence.clone()])
         .collect();
     let mut out = table(&["LAYER", "STATUS", "EVIDENCE"], &rows);
     for check in diagnosis.checks.iter().filter(|c| c.status == Status::Warn) {

@@ -14,7 +14,6 @@ use crate::output::table;
 use crate::qr;
 use crate::runbook::watch::{EventLines, WatchEvent};
 use serde_json::json;
-use std::io::IsTerminal;
 use std::time::Duration;
 
 pub async fn run(context: &Context, command: &InstanceCommand) -> Result<u8> {
@@ -155,7 +154,7 @@ async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
         "schema": "evoctl.connect/v1", "env": reach.env.name, "instance": name, "state": "connecting",
         "code": code, "pairing_code": pairing, "count": count, "png": args.png,
     });
-    let art = qr::to_terminal(&code, std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())?;
+    let art = qr::to_terminal(&code, context.printer.colour())?;
     context.printer.data(&report, || match &pairing {
         Some(pairing) => {
             format!("pairing code for {name}: {pairing}\n(WhatsApp > Linked devices > Link with phone number)")

@@ -9,7 +9,7 @@ use crate::exit;
 use crate::output::OutputFormat;
 use crate::qr;
 use serde::Serialize;
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::PathBuf;
 
 #[derive(Serialize)]
@@ -45,7 +45,7 @@ pub fn run(context: &Context, args: &QrArgs) -> Result<u8> {
     if let Some(path) = &args.svg {
         qr::write_svg(&code, path)?;
     }
-    let art = qr::to_terminal(&code, ansi_wanted())?;
+    let art = qr::to_terminal(&code, context.printer.colour())?;
     let report = QrReport { schema: "evoctl.qr/v1", code, png: args.png.clone(), svg: args.svg.clone() };
     if context.printer.format() == OutputFormat::Json {
         context.printer.json(&report);
@@ -56,9 +56,4 @@ pub fn run(context: &Context, args: &QrArgs) -> Result<u8> {
         }
     }
     Ok(exit::OK)
-}
-
-/// Paint black on white only for a terminal, and never when NO_COLOR is set.
-fn ansi_wanted() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }

@@ -31,7 +31,7 @@ pub enum Status {
 /// One layer's check.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    pub layer: &'static str,
+    pub layer: Layer,
     pub status: Status,
     pub evidence: String,
     pub fix: Option<String>,
@@ -51,47 +51,102 @@ impl Diagnosis {
     }
 }
 
-/// The layers, in the order they are checked.
-pub const LAYERS: &[&str] = &[
-    "credentials",
-    "cluster",
-    "service",
-    "scaling",
-    "tasks",
-    "task-status",
-    "platform",
-    "exec-enabled",
-    "exec-agent",
-    "exec-trial",
-    "evolution",
-    "api-key",
-    "instance",
-    "webhook",
-    "conflicts",
-    "isolation",
-];
+/// A layer of the diagnosis; the order of the variants is the order they are checked in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layer {
+    Credentials,
+    Cluster,
+    Service,
+    Scaling,
+    Tasks,
+    TaskStatus,
+    Platform,
+    ExecEnabled,
+    ExecAgent,
+    ExecTrial,
+    Evolution,
+    ApiKey,
+    Instance,
+    Webhook,
+    Conflicts,
+    Isolation,
+}
+
+impl Layer {
+    /// Every layer, in the order they are checked.
+    pub const ALL: [Layer; 16] = [
+        Layer::Credentials,
+        Layer::Cluster,
+        Layer::Service,
+        Layer::Scaling,
+        Layer::Tasks,
+        Layer::TaskStatus,
+        Layer::Platform,
+        Layer::ExecEnabled,
+        Layer::ExecAgent,
+        Layer::ExecTrial,
+        Layer::Evolution,
+        Layer::ApiKey,
+        Layer::Instance,
+        Layer::Webhook,
+        Layer::Conflicts,
+        Layer::Isolation,
+    ];
+
+    /// The layer's name as reports show it (`exec-agent`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Layer::Credentials => "credentials",
+            Layer::Cluster => "cluster",
+            Layer::Service => "service",
+            Layer::Scaling => "scaling",
+            Layer::Tasks => "tasks",
+            Layer::TaskStatus => "task-status",
+            Layer::Platform => "platform",
+            Layer::ExecEnabled => "exec-enabled",
+            Layer::ExecAgent => "exec-agent",
+            Layer::ExecTrial => "exec-trial",
+            Layer::Evolution => "evolution",
+            Layer::ApiKey => "api-key",
+            Layer::Instance => "instance",
+            Layer::Webhook => "webhook",
+            Layer::Conflicts => "conflicts",
+            Layer::Isolation => "isolation",
+        }
+    }
+
+    /// The layer checked after this one.
+    fn next(self) -> Option<Layer> {
+        Layer::ALL.iter().copied().find(|layer| *layer > self)
+    }
+}
+
+impl std::fmt::Display for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 struct Checks(Vec<Check>);
 
 impl Checks {
-    fn ok(&mut self, layer: &'static str, evidence: impl Into<String>) {
+    fn ok(&mut self, layer: Layer, evidence: impl Into<String>) {
         self.0.push(Check { layer, status: Status::Ok, evidence: evidence.into(), fix: None });
     }
-    fn warn(&mut self, layer: &'static str, evidence: impl Into<String>, fix: impl Into<String>) {
+    fn warn(&mut self, layer: Layer, evidence: impl Into<String>, fix: impl Into<String>) {
         self.0.push(Check { layer, status: Status::Warn, evidence: evidence.into(), fix: Some(fix.into()) });
     }
-    fn fail(&mut self, layer: &'static str, evidence: impl Into<String>, fix: impl Into<String>) {
+    fn fail(&mut self, layer: Layer, evidence: impl Into<String>, fix: impl Into<String>) {
         self.0.push(Check { layer, status: Status::Fail, evidence: evidence.into(), fix: Some(fix.into()) });
     }
-    fn error(&mut self, layer: &'static str, err: &Error) {
+    fn error(&mut self, layer: Layer, err: &Error) {
         let fix = err.fix().unwrap_or("see the message").to_owned();
         self.fail(layer, err.to_string(), fix);
     }
     /// Mark every layer from `from` (inclusive) up to `until` (exclusive) as skipped.
-    fn skip(&mut self, from: &'static str, until: Option<&'static str>, why: &str) {
-        let start = LAYERS.iter().position(|l| *l == from).unwrap_or(LAYERS.len());
-        let end = until.and_then(|u| LAYERS.iter().position(|l| *l == u)).unwrap_or(LAYERS.len());
-        for layer in &LAYERS[start..end] {
+    fn skip(&mut self, from: Layer, until: Option<Layer>, why: &str) {
+        for layer in Layer::ALL.into_iter().filter(|l| *l >= from && until.is_none_or(|until| *l < until)) {
             self.0.push(Check { layer, status: Status::Skip, evidence: why.to_owned(), fix: None });
         }
     }
@@ -107,34 +162,34 @@ pub async fn diagnose(aws: &Aws, config: &Config, env: &Environment) -> Diagnosi
 
     match aws.sts().get_caller_identity().send().await {
         Ok(me) => checks.ok(
-            "credentials",
+            Layer::Credentials,
             format!("account {} as {} in {}", me.account().unwrap_or("?"), me.arn().unwrap_or("?"), aws.region()),
         ),
-        Err(err) => checks.error("credentials", &sdk_failure("GetCallerIdentity", err).into_error()),
+        Err(err) => checks.error(Layer::Credentials, &sdk_failure("GetCallerIdentity", err).into_error()),
     }
     if !checks.failed() {
         match ecs.describe_clusters().clusters(&env.cluster).send().await {
             Ok(out) => match out.clusters().iter().find(|c| c.status() == Some("ACTIVE")) {
-                Some(_) => checks.ok("cluster", format!("{} is ACTIVE", env.cluster)),
+                Some(_) => checks.ok(Layer::Cluster, format!("{} is ACTIVE", env.cluster)),
                 None => checks.fail(
-                    "cluster",
+                    Layer::Cluster,
                     format!("cluster {} not found in {}", env.cluster, aws.region()),
                     "check `cluster` for this environment in evoctl.toml and the region",
                 ),
             },
-            Err(err) => checks.error("cluster", &sdk_failure("DescribeClusters", err).into_error()),
+            Err(err) => checks.error(Layer::Cluster, &sdk_failure("DescribeClusters", err).into_error()),
         }
     }
     if checks.failed() {
         let why = "needs the layers above";
-        checks.skip(LAYERS[checks.0.len()], None, why);
+        checks.skip(Layer::ALL[checks.0.len()], None, why);
         return Diagnosis { env: env.name.clone(), checks: checks.0 };
     }
     let everyone = match facts::collect_all(aws, &config.environments, CONFLICT_WINDOW).await {
         Ok(everyone) => everyone,
         Err(err) => {
-            checks.error("service", &err);
-            checks.skip("scaling", None, "needs the service");
+            checks.error(Layer::Service, &err);
+            checks.skip(Layer::Scaling, None, "needs the service");
             return Diagnosis { env: env.name.clone(), checks: checks.0 };
         }
     };
@@ -142,14 +197,14 @@ pub async fn diagnose(aws: &Aws, config: &Config, env: &Environment) -> Diagnosi
     let mine = match &everyone[index] {
         Ok(facts) => facts.clone(),
         Err(err) => {
-            checks.error("service", err);
-            checks.skip("scaling", None, "needs the service");
+            checks.error(Layer::Service, err);
+            checks.skip(Layer::Scaling, None, "needs the service");
             return Diagnosis { env: env.name.clone(), checks: checks.0 };
         }
     };
     let service = &mine.service;
     checks.ok(
-        "service",
+        Layer::Service,
         format!(
             "{} desired {}, running {}, pending {} ({})",
             env.service,
@@ -163,11 +218,13 @@ pub async fn diagnose(aws: &Aws, config: &Config, env: &Environment) -> Diagnosi
     let reachable = task_layers(&mut checks, env, &mine);
     match reachable {
         Some(target) => evolution_layers(&mut checks, aws, env, &mine, &target).await,
-        None => checks.skip("exec-trial", Some("conflicts"), "needs one running task with a running exec agent"),
+        None => {
+            checks.skip(Layer::ExecTrial, Some(Layer::Conflicts), "needs one running task with a running exec agent")
+        }
     }
     match &mine.conflicts {
         Some(evidence) if evidence.is_loop => checks.fail(
-            "conflicts",
+            Layer::Conflicts,
             format!(
                 "{} conflict/replaced lines in the last 15 minutes{}",
                 evidence.events,
@@ -176,9 +233,11 @@ pub async fn diagnose(aws: &Aws, config: &Config, env: &Environment) -> Diagnosi
             format!("two connections hold this number: `evoctl conflicts {}`, `evoctl enforce --apply`", env.name),
         ),
         Some(evidence) => {
-            checks.ok("conflicts", format!("{} conflict/replaced lines in the last 15 minutes", evidence.events))
+            checks.ok(Layer::Conflicts, format!("{} conflict/replaced lines in the last 15 minutes", evidence.events))
         }
-        None => checks.warn("conflicts", "the container has no awslogs group", "configure awslogs for the container"),
+        None => {
+            checks.warn(Layer::Conflicts, "the container has no awslogs group", "configure awslogs for the container")
+        }
     }
     isolation_layer(&mut checks, config, env, &everyone);
     Diagnosis { env: env.name.clone(), checks: checks.0 }
@@ -194,13 +253,13 @@ fn scaling_layer(checks: &mut Checks, env: &Environment, mine: &EnvFacts) {
                 || mine.service.desired_count > want.max as i32 =>
         {
             checks.fail(
-                "scaling",
+                Layer::Scaling,
                 format!("{evidence}; configured {want}"),
                 format!("evoctl scale {} --apply", env.name),
             )
         }
-        Some(want) => checks.ok("scaling", format!("{evidence} (configured {want})")),
-        None => checks.ok("scaling", format!("{evidence} (no scaling configured)")),
+        Some(want) => checks.ok(Layer::Scaling, format!("{evidence} (configured {want})")),
+        None => checks.ok(Layer::Scaling, format!("{evidence} (no scaling configured)")),
     }
 }
 
@@ -220,27 +279,27 @@ fn task_layers(checks: &mut Checks, env: &Environment, mine: &EnvFacts) -> Optio
                 format!("stop the extra task (`aws ecs stop-task --cluster {} --task ID`)", env.cluster),
             )
         };
-        checks.fail("tasks", evidence, fix);
-        checks.skip("task-status", Some("exec-trial"), "needs exactly one live task");
+        checks.fail(Layer::Tasks, evidence, fix);
+        checks.skip(Layer::TaskStatus, Some(Layer::ExecTrial), "needs exactly one live task");
         return None;
     }
     let task = &tasks[0];
-    checks.ok("tasks", format!("one live task {}", task.id));
-    let layers: [(&'static str, bool, String, String); 4] = [
+    checks.ok(Layer::Tasks, format!("one live task {}", task.id));
+    let layers: [(Layer, bool, String, String); 4] = [
         (
-            "task-status",
+            Layer::TaskStatus,
             task.last_status == "RUNNING",
             format!("lastStatus {}", task.last_status),
             format!("wait until it runs; `evoctl status {}`", env.name),
         ),
         (
-            "platform",
+            Layer::Platform,
             task.platform_version.as_deref().is_none_or(guard::rules::platform_ok),
             format!("platform version {}", task.platform_version.as_deref().unwrap_or("unknown")),
             "ECS Exec needs Fargate platform 1.4.0 or later: redeploy on LATEST".into(),
         ),
         (
-            "exec-enabled",
+            Layer::ExecEnabled,
             task.enable_execute_command,
             format!("enableExecuteCommand {} on the task", task.enable_execute_command),
             format!(
@@ -249,7 +308,7 @@ fn task_layers(checks: &mut Checks, env: &Environment, mine: &EnvFacts) -> Optio
             ),
         ),
         (
-            "exec-agent",
+            Layer::ExecAgent,
             task.exec_agent(&env.container) == Some("RUNNING"),
             format!("ExecuteCommandAgent {}", task.exec_agent(&env.container).unwrap_or("missing")),
             "replace the task (`--force-new-deployment`); if the agent stops again check the task role's ssmmessages permissions and its route to ssmmessages".into(),
@@ -260,8 +319,9 @@ fn task_layers(checks: &mut Checks, env: &Environment, mine: &EnvFacts) -> Optio
             checks.ok(layer, evidence);
         } else {
             checks.fail(layer, evidence, fix);
-            let next = LAYERS[LAYERS.iter().position(|l| *l == layer).expect("known layer") + 1];
-            checks.skip(next, Some("exec-trial"), "needs the layer above");
+            if let Some(next) = layer.next() {
+                checks.skip(next, Some(Layer::ExecTrial), "needs the layer above");
+            }
             return None;
         }
     }
@@ -278,61 +338,62 @@ async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, min
     let mut collected = Collected::default();
     let spec = RunSpec { argv: vec!["node".into(), "-v".into()], stdin: None };
     match crate::exec::run::run(aws, target, &spec, &options, &mut collected).await {
-        Ok(0) => {
-            checks.ok("exec-trial", format!("`node -v` answered {}", String::from_utf8_lossy(&collected.stdout).trim()))
-        }
+        Ok(0) => checks
+            .ok(Layer::ExecTrial, format!("`node -v` answered {}", String::from_utf8_lossy(&collected.stdout).trim())),
         Ok(status) => checks.fail(
-            "exec-trial",
+            Layer::ExecTrial,
             format!("`node -v` exited {status}: {}", String::from_utf8_lossy(&collected.stderr).trim()),
             "the image needs node (Evolution's image has it)",
         ),
-        Err(err) => checks.error("exec-trial", &err),
+        Err(err) => checks.error(Layer::ExecTrial, &err),
     }
     if checks.failed() {
-        checks.skip("evolution", Some("conflicts"), "needs a working exec session");
+        checks.skip(Layer::Evolution, Some(Layer::Conflicts), "needs a working exec session");
         return;
     }
     let driver = Driver { aws, target, options };
     match driver.server_info().await {
-        Ok(info) => checks.ok("evolution", format!("Evolution API {} (client {})", info.version, info.client_name)),
-        Err(err) => checks.error("evolution", &err),
+        Ok(info) => {
+            checks.ok(Layer::Evolution, format!("Evolution API {} (client {})", info.version, info.client_name))
+        }
+        Err(err) => checks.error(Layer::Evolution, &err),
     }
     if checks.failed() {
-        checks.skip("api-key", Some("conflicts"), "needs the Evolution API");
+        checks.skip(Layer::ApiKey, Some(Layer::Conflicts), "needs the Evolution API");
         return;
     }
     match (driver.verify_creds().await, &mine.settings.api_key) {
-        (Err(err), _) => checks.error("api-key", &err),
+        (Err(err), _) => checks.error(Layer::ApiKey, &err),
         (Ok(false), _) => checks.fail(
-            "api-key",
+            Layer::ApiKey,
             "the key in the container is refused by POST /verify-creds",
             "check AUTHENTICATION_API_KEY in the task definition",
         ),
         (Ok(true), ApiKey::Unset | ApiKey::PublicDefault) => checks.fail(
-            "api-key",
+            Layer::ApiKey,
             "the global key works but it is the image's public default from .env.example",
             "set a long random AUTHENTICATION_API_KEY for this environment and deploy",
         ),
         (Ok(true), ApiKey::CodeDefault) => checks.fail(
-            "api-key",
+            Layer::ApiKey,
             "the global key works but AUTHENTICATION_API_KEY is set to \"\", so 2.3.7 uses its code default BQYHJGJHJ (public in its source)",
             "set a long random AUTHENTICATION_API_KEY for this environment and deploy",
         ),
-        (Ok(true), ApiKey::Set(_)) => checks.ok("api-key", "the container's own key is accepted (verify-creds)"),
+        (Ok(true), ApiKey::Set(_)) => checks.ok(Layer::ApiKey, "the container's own key is accepted (verify-creds)"),
     }
     if checks.failed() {
-        checks.skip("instance", Some("conflicts"), "needs a working API key");
+        checks.skip(Layer::Instance, Some(Layer::Conflicts), "needs a working API key");
         return;
     }
     let state = driver.connection_state(&env.instance).await;
     let exists = match &state {
         Ok(state) if state == "open" => {
-            checks.ok("instance", format!("{} is open", env.instance));
+            checks.ok(Layer::Instance, format!("{} is open", env.instance));
             true
         }
         Ok(state) => {
             checks.warn(
-                "instance",
+                Layer::Instance,
                 format!("{} is {state}", env.instance),
                 format!("link it: `evoctl connect {}`", env.name),
             );
@@ -340,14 +401,14 @@ async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, min
         }
         Err(Error::Evolution { status: 404, .. }) => {
             checks.warn(
-                "instance",
+                Layer::Instance,
                 format!("no instance {}", env.instance),
                 format!("create and link it: `evoctl connect {}`", env.name),
             );
             false
         }
         Err(err) => {
-            checks.error("instance", err);
+            checks.error(Layer::Instance, err);
             false
         }
     };
@@ -364,50 +425,52 @@ async fn webhook_layer(
 ) {
     let set_fix = format!("`evoctl webhook set {}` after fixing jwt_secret under [env.{}.webhook]", env.name, env.name);
     let Some(config) = &env.webhook else {
-        checks.ok("webhook", "no webhook configured");
+        checks.ok(Layer::Webhook, "no webhook configured");
         return;
     };
     match &mine.webhook_secret {
         WebhookSecret::Present | WebhookSecret::NoWebhook => {}
-        WebhookSecret::NotConfigured => return checks.fail("webhook", "the webhook has no jwt_secret", set_fix),
+        WebhookSecret::NotConfigured => return checks.fail(Layer::Webhook, "the webhook has no jwt_secret", set_fix),
         WebhookSecret::Missing(reference) => {
-            return checks.fail("webhook", format!("{reference} does not exist"), set_fix);
+            return checks.fail(Layer::Webhook, format!("{reference} does not exist"), set_fix);
         }
         WebhookSecret::Empty(reference) => {
             return checks.fail(
-                "webhook",
+                Layer::Webhook,
                 format!("{reference} is blank: an empty jwt_key breaks every webhook"),
                 set_fix,
             );
         }
     }
     if !exists {
-        return checks.ok("webhook", "configured with a jwt_secret (no instance yet to compare with)");
+        return checks.ok(Layer::Webhook, "configured with a jwt_secret (no instance yet to compare with)");
     }
     let secret = match config.jwt_secret.as_ref() {
         Some(reference) => match crate::aws::secrets::fetch(aws, reference).await {
             Ok(crate::aws::secrets::SecretValue::Value(value)) => Some(value),
             Ok(crate::aws::secrets::SecretValue::Missing) => None,
-            Err(err) => return checks.error("webhook", &err),
+            Err(err) => return checks.error(Layer::Webhook, &err),
         },
         None => None,
     };
     match driver.webhook_find(&env.instance).await {
         Ok(Some(row)) if row.matches(&WebhookRequest::from_config(config), secret.as_deref()) => {
-            checks.ok("webhook", format!("{} with jwt_key, as configured", row.url))
+            checks.ok(Layer::Webhook, format!("{} with jwt_key, as configured", row.url))
         }
         Ok(Some(row)) if row.headers.get("jwt_key").and_then(|k| k.as_str()).is_none_or(str::is_empty) => checks.fail(
-            "webhook",
+            Layer::Webhook,
             format!("{} has no or an empty jwt_key", row.url),
             format!("`evoctl webhook set {}`", env.name),
         ),
         Ok(Some(row)) => checks.warn(
-            "webhook",
+            Layer::Webhook,
             format!("{} differs from evoctl.toml", row.url),
             format!("`evoctl webhook set {}`", env.name),
         ),
-        Ok(None) => checks.warn("webhook", "the instance has no webhook", format!("`evoctl webhook set {}`", env.name)),
-        Err(err) => checks.error("webhook", &err),
+        Ok(None) => {
+            checks.warn(Layer::Webhook, "the instance has no webhook", format!("`evoctl webhook set {}`", env.name))
+        }
+        Err(err) => checks.error(Layer::Webhook, &err),
     }
 }
 
@@ -418,7 +481,7 @@ fn isolation_layer(checks: &mut Checks, config: &Config, env: &Environment, ever
             Ok(facts) => all.push(facts.clone()),
             Err(err) => {
                 return checks.fail(
-                    "isolation",
+                    Layer::Isolation,
                     format!("could not read {}: {err}", other.name),
                     err.fix().unwrap_or("check that environment's settings").to_owned(),
                 );
@@ -428,11 +491,11 @@ fn isolation_layer(checks: &mut Checks, config: &Config, env: &Environment, ever
     let rules: Vec<&guard::rules::Rule> = guard::rules::RULES.iter().collect();
     let findings = guard::evaluate(&config.environments, &all, &rules, &[env]);
     if findings.is_empty() {
-        checks.ok("isolation", format!("{} audit rules hold", rules.len()));
+        checks.ok(Layer::Isolation, format!("{} audit rules hold", rules.len()));
     } else {
         let listed: Vec<String> = findings.iter().map(|f| format!("{} ({})", f.rule, f.envs.join(","))).collect();
         checks.fail(
-            "isolation",
+            Layer::Isolation,
             format!("audit findings: {}", listed.join(", ")),
             format!("`evoctl audit {}` lists each with its fix", env.name),
         );
