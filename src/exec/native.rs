@@ -104,8 +104,16 @@ impl std::fmt::Debug for Grant {
     }
 }
 
+/// The wall clock (Unix ms), for the frames' CreatedDate only.
 fn epoch_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1)
+}
+
+/// The session's timer clock: monotonic milliseconds since the first call, so a wall-clock
+/// step cannot stall or storm retransmission.
+fn mono_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 /// Run `command` in the target container; output bytes go to `output` as they arrive. However
@@ -146,8 +154,8 @@ async fn drive(
     let mut socket = options
         .within("the data channel was still opening", connect(&grant.stream_url, &grant.token, tls.clone(), dial_limit))
         .await??;
-    let mut session = Session::with_random_ids(Role::Client);
-    session.set_size(options.size, epoch_ms());
+    let mut session = Session::with_random_ids(Role::Client, Box::new(epoch_ms));
+    session.set_size(options.size, mono_ms());
     let mut input_open = true;
     let (alarm_tx, mut alarm) = mpsc::channel::<Error>(1);
     let _watchdog = AbortOnDrop(tokio::spawn(watch_task(aws.ecs(), target.clone(), options.watchdog_every, alarm_tx)));
@@ -192,7 +200,7 @@ async fn drive(
                         // Answer Unsupported so the agent ends its side too, then stop.
                         let response = handshake::response(&request, None, &client_version());
                         let body = serde_json::to_vec(&response).expect("serialises");
-                        session.send_handshake(PayloadType::HandshakeResponse, body, epoch_ms());
+                        session.send_handshake(PayloadType::HandshakeResponse, body, mono_ms());
                         flush(&mut session, &mut socket, options).await;
                         return Err(Error::exec(
                             ExecKind::Protocol,
@@ -210,7 +218,7 @@ async fn drive(
                             answer_handshake(aws, grant, target, &request, kms, &mut session),
                         )
                         .await??;
-                    session.send_handshake(PayloadType::HandshakeResponse, answer, epoch_ms());
+                    session.send_handshake(PayloadType::HandshakeResponse, answer, mono_ms());
                 }
                 Event::HandshakeComplete(done) => {
                     tracing::info!(session = %grant.session_id, encrypted = session.is_encrypted(), customer_message = %done.customer_message, "handshake complete");
@@ -226,7 +234,7 @@ async fn drive(
             }
         }
         let timer = session.next_timeout().map(|at| {
-            let wait = at.saturating_sub(epoch_ms());
+            let wait = at.saturating_sub(mono_ms());
             tokio::time::Instant::now() + Duration::from_millis(wait)
         });
         let idle_at = options.idle_timeout.map(|idle| last_activity + idle);
@@ -234,8 +242,8 @@ async fn drive(
         let input_room = session.unacked_bytes() < MAX_UNACKED_INPUT_BYTES;
         tokio::select! {
             message = socket.next(), if !output_full => match message {
-                Some(Ok(Message::Binary(bytes))) => session.receive(&bytes, epoch_ms()),
-                Some(Ok(Message::Text(text))) => session.receive(text.as_bytes(), epoch_ms()),
+                Some(Ok(Message::Binary(bytes))) => session.receive(&bytes, mono_ms()),
+                Some(Ok(Message::Text(text))) => session.receive(text.as_bytes(), mono_ms()),
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Err(tungstenite::Error::Capacity(err))) => {
                     return Err(Error::exec(
@@ -253,13 +261,13 @@ async fn drive(
                 }
             },
             _ = output.drained(), if output_full => {}
-            _ = sleep_until_opt(timer) => session.handle_timeout(epoch_ms()),
+            _ = sleep_until_opt(timer) => session.handle_timeout(mono_ms()),
             received = input.recv(), if input_open && input_room => match received {
                 Some(Input::Data(bytes)) => {
                     last_activity = tokio::time::Instant::now();
-                    session.send_data(&bytes, epoch_ms());
+                    session.send_data(&bytes, mono_ms());
                 }
-                Some(Input::Resize(size)) => session.set_size(size, epoch_ms()),
+                Some(Input::Resize(size)) => session.set_size(size, mono_ms()),
                 None => input_open = false,
             },
             Some(err) = alarm.recv() => return Err(err),

@@ -315,7 +315,7 @@ impl AgentHub {
         let mut inbound = agent.inbound_rx.lock().expect("lab lock").take().ok_or("session started twice")?;
         let words = shlex::split(&agent.grant.command).ok_or("Failed to parse commands input")?;
         let words = if words.is_empty() { vec!["sh".to_owned()] } else { words };
-        let mut session = Session::with_random_ids(Role::Agent);
+        let mut session = Session::with_random_ids(Role::Agent, Box::new(super::state::now_ms));
         // The lab resends every overdue frame at once (the real agent: the oldest only), which
         // keeps the fault matrix fast; see docs/lab.md.
         session.set_resend_policy(ResendPolicy::EveryOverdue);

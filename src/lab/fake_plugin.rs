@@ -83,7 +83,7 @@ async fn session(session_json: &str, region: &str, target: &str) -> Result<(), S
         .send(Message::Text(serde_json::to_string(&open).map_err(|e| e.to_string())?.into()))
         .await
         .map_err(|e| e.to_string())?;
-    let mut session = Session::with_random_ids(Role::Client);
+    let mut session = Session::with_random_ids(Role::Client, Box::new(now_ms));
     let mut stdin = tokio::io::stdin();
     let mut buffer = [0u8; 1024];
     let mut reading_stdin = false;

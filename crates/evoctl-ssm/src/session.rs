@@ -153,10 +153,16 @@ enum Gate {
 /// A source of fresh message ids (random v4 UUIDs in production, a counter in tests).
 pub type IdSource = Box<dyn FnMut() -> [u8; 16] + Send>;
 
+/// The wall clock, in Unix milliseconds, for each outgoing frame's CreatedDate. Timers never
+/// read it: every `now_ms` the session is given is a monotonic clock's, so a wall-clock step
+/// (NTP, a suspended laptop) cannot stall or storm retransmission.
+pub type WallClock = Box<dyn FnMut() -> u64 + Send>;
+
 /// One end of a data channel.
 pub struct Session {
     role: Role,
     ids: IdSource,
+    wall: WallClock,
     next_sequence: i64,
     expected_sequence: i64,
     unacked: VecDeque<Pending>,
@@ -192,10 +198,13 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    pub fn new(role: Role, ids: IdSource) -> Session {
+    /// A session for `role` whose frames take message ids from `ids` and CreatedDate from
+    /// `wall`; the `now_ms` of every call is a monotonic clock (any origin).
+    pub fn new(role: Role, ids: IdSource, wall: WallClock) -> Session {
         Session {
             role,
             ids,
+            wall,
             next_sequence: 0,
             expected_sequence: 0,
             unacked: VecDeque::new(),
@@ -218,9 +227,9 @@ impl Session {
         }
     }
 
-    /// A session with random v4 UUID message ids.
-    pub fn with_random_ids(role: Role) -> Session {
-        Session::new(role, Box::new(|| *uuid::Uuid::new_v4().as_bytes()))
+    /// A session with random v4 UUID message ids and the given wall clock.
+    pub fn with_random_ids(role: Role, wall: WallClock) -> Session {
+        Session::new(role, Box::new(|| *uuid::Uuid::new_v4().as_bytes()), wall)
     }
 
     /// The next encoded frame to put on the socket.
@@ -404,7 +413,7 @@ impl Session {
             sequence_number,
             flags,
             (self.ids)(),
-            now_ms.max(1),
+            (self.wall)().max(1),
             payload_type.as_u32(),
             payload,
         );
@@ -591,6 +600,18 @@ mod tests {
     use super::*;
     use crate::frame::Frame;
 
+    /// The wall clock every test session reads for CreatedDate.
+    const WALL_MS: u64 = 1_764_633_600_000;
+
+    /// CreatedDate is the wall clock's; the timer clock (`now_ms`) is never written to a frame.
+    #[test]
+    fn created_date_comes_from_the_wall_clock_not_the_timer_clock() {
+        let mut agent = Session::new(Role::Agent, counter_ids(2), Box::new(|| WALL_MS));
+        agent.send_data(b"x", 5);
+        let frame = Frame::decode(&agent.poll_transmit().expect("a frame")).expect("decodes");
+        assert_eq!(frame.created_date, WALL_MS);
+    }
+
     fn counter_ids(start: u8) -> IdSource {
         let mut n = 0u64;
         Box::new(move || {
@@ -602,7 +623,10 @@ mod tests {
     }
 
     fn pair() -> (Session, Session) {
-        (Session::new(Role::Client, counter_ids(1)), Session::new(Role::Agent, counter_ids(2)))
+        (
+            Session::new(Role::Client, counter_ids(1), Box::new(|| WALL_MS)),
+            Session::new(Role::Agent, counter_ids(2), Box::new(|| WALL_MS)),
+        )
     }
 
     /// Move every pending frame from `from` to `to`; returns how many moved.
