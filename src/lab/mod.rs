@@ -9,6 +9,7 @@
 //! made at start ([`tls`]). Product modules never import this one.
 
 pub mod agent;
+pub mod agent_link;
 pub mod cli;
 pub mod evolution;
 pub mod fake_plugin;
