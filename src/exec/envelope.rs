@@ -94,6 +94,9 @@ pub enum Piece {
 pub enum EnvelopeError {
     #[error("the output ended before the command's exit status arrived (output truncated)")]
     Truncated,
+    /// Not one byte arrived: how the ECS Exec agent reports a command it could not start.
+    #[error("the session ended without a byte of output (the command did not start)")]
+    NeverStarted,
 }
 
 /// Streaming parser for one run's terminal output.
@@ -103,6 +106,8 @@ pub struct EnvelopeParser {
     line: Vec<u8>,
     overlong: bool,
     exit: Option<i32>,
+    /// Whether any byte arrived at all.
+    received: bool,
 }
 
 impl EnvelopeParser {
@@ -112,6 +117,7 @@ impl EnvelopeParser {
             line: Vec::new(),
             overlong: false,
             exit: None,
+            received: false,
         }
     }
 
@@ -122,6 +128,7 @@ impl EnvelopeParser {
 
     /// Feed raw terminal bytes; returns the pieces completed by them, in order.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Piece> {
+        self.received |= !bytes.is_empty();
         let mut pieces = Vec::new();
         for &byte in bytes {
             if byte == b'\n' {
@@ -144,7 +151,11 @@ impl EnvelopeParser {
 
     /// The run is over: its exit status, or an error when the output stopped short.
     pub fn finish(&self) -> Result<i32, EnvelopeError> {
-        self.exit.ok_or(EnvelopeError::Truncated)
+        match (self.exit, self.received) {
+            (Some(code), _) => Ok(code),
+            (None, false) => Err(EnvelopeError::NeverStarted),
+            (None, true) => Err(EnvelopeError::Truncated),
+        }
     }
 
     fn parse_line(&self) -> Option<Piece> {
@@ -209,6 +220,18 @@ mod tests {
             );
             assert_eq!(parser.finish(), Ok(3));
         }
+    }
+
+    /// The real agent writes nothing at all for a command it cannot start (ssm-data-channel.md
+    /// §9 row 9): no byte is not the same as a cut-off run.
+    #[test]
+    fn no_byte_at_all_is_a_command_that_never_started() {
+        let mut parser = EnvelopeParser::new("n");
+        assert_eq!(parser.finish(), Err(EnvelopeError::NeverStarted));
+        parser.feed(b"");
+        assert_eq!(parser.finish(), Err(EnvelopeError::NeverStarted));
+        parser.feed(b"\r\n");
+        assert_eq!(parser.finish(), Err(EnvelopeError::Truncated));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! input never sits in memory whole), and return the remote exit status, or an error when the
 //! output was cut short. The whole run, from the first AWS call on, is bounded by its deadline.
 
-use super::envelope::{Envelope, EnvelopeParser, Piece, RunSpec, STDIN_CHUNK, Stdin};
+use super::envelope::{Envelope, EnvelopeError, EnvelopeParser, Piece, RunSpec, STDIN_CHUNK, Stdin};
 use super::flow::{OUTPUT_QUEUE_BYTES, OutputReceiver, output_queue};
 use super::native::{self, Input, SessionOptions};
 use super::plugin;
@@ -121,17 +121,26 @@ pub async fn run(
         }
         end?
     };
-    parser.finish().map_err(|_| {
+    parser.finish().map_err(|err| {
         let detail = if end.closing_output.trim().is_empty() {
             String::new()
         } else {
             format!(": {}", end.closing_output.trim())
         };
-        Error::exec(
-            ExecKind::Truncated,
-            format!("the session ended before the command's exit status arrived; output may be truncated{detail}"),
-            "run it again; if it repeats, check the container (`evoctl doctor`)",
-        )
+        match err {
+            EnvelopeError::NeverStarted => Error::exec(
+                ExecKind::CannotStart,
+                format!(
+                    "the command did not start in the container: the session closed without a byte of output, which is how the ECS Exec agent reports a command it cannot start (evoctl runs `node`){detail}"
+                ),
+                "check that the image has `node` on its PATH (`evoctl doctor ENV` runs `node -v`; evoapicloud/evolution-api ships it)",
+            ),
+            EnvelopeError::Truncated => Error::exec(
+                ExecKind::Truncated,
+                format!("the session ended before the command's exit status arrived; output may be truncated{detail}"),
+                "run it again; if it repeats, check the container (`evoctl doctor`)",
+            ),
+        }
     })
 }
 

@@ -349,6 +349,12 @@ impl AgentHub {
         } else {
             self.options.root.join("bin").join(&words[0])
         };
+        // A program the image lacks (fault `missing_programs`): "Unable to start command", and
+        // nothing on the data channel (ssm-data-channel.md §9 row 9).
+        let missing = shared.faults.lock().expect("lab lock").missing_programs.iter().any(|p| *p == words[0]);
+        if missing {
+            return Err(format!("Unable to start command: exec: \"{}\": executable file not found in $PATH", words[0]));
+        }
         let mut child = pty_process::Command::new(&program)
             .args(&words[1..])
             .env_clear()

@@ -168,6 +168,10 @@ pub struct Faults {
     /// large (a broken or hostile peer).
     #[serde(default)]
     pub oversized_frame_bytes: Option<usize>,
+    /// Data channel: these programs are not in the container image (e.g. `["node"]`), so the
+    /// agent cannot start a command that runs them: like the real agent it then writes nothing.
+    #[serde(default)]
+    pub missing_programs: Vec<String>,
 }
 
 pub fn router(shared: Arc<Shared>) -> axum::Router {

@@ -224,3 +224,27 @@ fn no_session_token_appears_in_output_logs_or_the_journal() {
         assert!(!journal.contains(token));
     }
 }
+
+/// The real agent writes nothing at all for a command it cannot start (ssm-data-channel.md §9
+/// row 9): that is an error naming the cause and the fix, not "output may be truncated"; and
+/// the session is still ended.
+#[test]
+fn a_command_that_cannot_start_is_said_so_not_called_truncated() {
+    let lab = Lab::start("seed");
+    lab.control("POST", "/faults", Some(&json!({"missing_programs": ["node"]})));
+    let output = lab.evoctl().args(["exec", "production", "--", "node", "-v"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with(
+            "error: the command did not start in the container: the session closed without a byte of output, which is how the ECS Exec agent reports a command it cannot start (evoctl runs `node`)"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("fix: check that the image has `node` on its PATH"), "{stderr}");
+    assert!(!stderr.contains("truncated"), "{stderr}");
+    assert!(
+        lab.journal().iter().any(|e| e["action"] == "TerminateSession"),
+        "the session was ended with TerminateSession"
+    );
+}
