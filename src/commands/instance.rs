@@ -75,15 +75,9 @@ async fn create(context: &Context, args: &InstanceArgs) -> Result<u8> {
     let request = CreateRequest::seed(&name, reach.webhook_request());
     let status = match driver.create(&request, secret.as_deref()).await? {
         Created::Created { status } => status,
-        Created::NameTaken => {
-            return Err(Error::refused(
-                format!(
-                    "the name {name} is taken in the database of {} but not loaded by this deployment: another environment shares the database",
-                    reach.env.name
-                ),
-                "give every environment its own DATABASE_CONNECTION_URI (`evoctl audit`)",
-            ));
-        }
+        // Not listed here (checked above), yet taken: a row of this database that another
+        // Evolution process (another client name) holds.
+        Created::NameTaken => return Err(crate::evolution::foreign(&name)),
     };
     let report = json!({"schema": "evoctl.instance/v1", "env": reach.env.name, "instance": name, "created": true, "connection_status": status});
     context.printer.data(&report, || {

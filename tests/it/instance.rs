@@ -283,7 +283,7 @@ fn a_name_taken_through_a_shared_database_is_refused() {
     assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
     assert!(
         text(&output.stderr).starts_with(
-            "error: the name alinhou-production is taken in the database of staging but not loaded by this deployment: another environment shares the database\n"
+            "error: another Evolution process owns instance alinhou-production: the database is shared (the row is in this deployment's database but another DATABASE_CONNECTION_CLIENT_NAME loaded it); nothing was changed\n"
         ),
         "{}",
         text(&output.stderr)
