@@ -58,6 +58,9 @@ pub struct ProcessRow {
     pub alive: bool,
     /// Whether TerminateSession ended the session.
     pub terminated: bool,
+    /// Output frames still unacknowledged when the agent closed after its 2 s drain (None: it
+    /// closed with everything acknowledged, or it has not closed).
+    pub unacked_at_close: Option<usize>,
 }
 
 /// What ExecuteCommand granted: everything the agent needs to run the session.
@@ -88,6 +91,9 @@ pub struct AgentHub {
     sessions: Mutex<HashMap<String, Arc<AgentSession>>>,
     /// Every command started: (session, task, process group, terminated).
     processes: Mutex<Vec<(String, String, i32, bool)>>,
+    /// Sessions closed with output still unacknowledged once the 2 s drain ran out (the real
+    /// agent's bound, ssm-data-channel.md §9 row 10), and how many frames were left.
+    abandoned: Mutex<HashMap<String, usize>>,
 }
 
 struct AgentSession {
@@ -134,7 +140,12 @@ impl AgentHub {
                 std::os::unix::fs::symlink(path, link)?;
             }
         }
-        Ok(AgentHub { options, sessions: Mutex::new(HashMap::new()), processes: Mutex::new(Vec::new()) })
+        Ok(AgentHub {
+            options,
+            sessions: Mutex::new(HashMap::new()),
+            processes: Mutex::new(Vec::new()),
+            abandoned: Mutex::new(HashMap::new()),
+        })
     }
 
     /// TerminateSession: kill the session's command and close its channel. False when the
@@ -160,6 +171,7 @@ impl AgentHub {
 
     /// The process table: every command the lab's agents started and whether it still runs.
     pub fn processes(&self) -> Vec<ProcessRow> {
+        let abandoned = self.abandoned.lock().expect("lab lock").clone();
         self.processes
             .lock()
             .expect("lab lock")
@@ -170,6 +182,7 @@ impl AgentHub {
                 pgid: *pgid,
                 alive: group_alive(*pgid),
                 terminated: *terminated,
+                unacked_at_close: abandoned.get(session_id).copied(),
             })
             .collect()
     }
@@ -401,6 +414,8 @@ impl AgentHub {
                 let deadline =
                     *drain_deadline.get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_secs(2));
                 if tokio::time::Instant::now() >= deadline {
+                    // The real agent closes anyway: whatever is unacked is lost to the client.
+                    self.abandoned.lock().expect("lab lock").insert(agent.grant.session_id.clone(), session.unacked());
                     return Ok(());
                 }
             }

@@ -2,7 +2,11 @@
 //! {0, 8}, delayed acknowledgements, pause_publication and one socket drop mid-stream, each
 //! running a 1 MiB output several times. Every run must end, within its timeout, byte-identical
 //! with exit 0: each of these faults is one the protocol recovers from, so a clear error (exit 125)
-//! counts against the matrix as much as a hang, a silent truncation or a wrong exit code. The matrix runs on plain sessions (`seed`) and on KMS-encrypted ones
+//! counts against the matrix as much as a hang, a silent truncation or a wrong exit code. The one
+//! exception is the real agent's own bound: once the command has exited it gives unacknowledged
+//! output 2 s and then closes anyway (ssm-data-channel.md §9 row 10), so under 30% loss a run can
+//! lose its last frames; evoctl must then say "output may be truncated", and the lab's process
+//! table must show that session closed with unacknowledged output (`unacked_at_close`). The matrix runs on plain sessions (`seed`) and on KMS-encrypted ones
 //! (`kms-exec`). `EVOCTL_FAULT_RUNS` sets the runs per combination (default 2 here;
 //! `scripts/faults` runs 20).
 //!
@@ -52,6 +56,19 @@ fn combinations() -> Vec<serde_json::Value> {
 struct Tally {
     identical: AtomicUsize,
     clear_errors: AtomicUsize,
+    /// Truncations the lab's own record explains: the agent closed after its 2 s drain with
+    /// output unacknowledged.
+    drain_expired: AtomicUsize,
+}
+
+/// How many sessions the lab's agent closed with output still unacknowledged after its drain.
+fn abandoned_sessions(lab: &Lab) -> usize {
+    lab.control("GET", "/processes", None)
+        .as_array()
+        .expect("process table")
+        .iter()
+        .filter(|row| row["unacked_at_close"].as_u64().is_some_and(|n| n > 0))
+        .count()
 }
 
 /// Plain and KMS-encrypted sessions.
@@ -62,6 +79,7 @@ fn run_combination(scenario: &str, faults: &serde_json::Value, runs: usize, tall
     lab.wait_settled();
     lab.control("POST", "/faults", Some(faults));
     let program = random_writer(SIZE);
+    let mut abandoned_before = 0;
     for run in 0..runs {
         let started = Instant::now();
         let mut child = lab
@@ -104,7 +122,15 @@ fn run_combination(scenario: &str, faults: &serde_json::Value, runs: usize, tall
                 );
                 let reason = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
                 eprintln!("clear error: {scenario} {faults} run {run} after {:?}: {reason}", started.elapsed());
-                tally.clear_errors.fetch_add(1, Ordering::Relaxed);
+                // Allowed only where the agent really gave up: a new session in the lab's table
+                // closed with unacknowledged output after its 2 s drain.
+                let abandoned = abandoned_sessions(&lab);
+                if reason.contains("output may be truncated") && abandoned > abandoned_before {
+                    abandoned_before = abandoned;
+                    tally.drain_expired.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    tally.clear_errors.fetch_add(1, Ordering::Relaxed);
+                }
             }
             other => panic!("{scenario} {faults} run {run}: exit {other:?}: {stderr}"),
         }
@@ -120,20 +146,27 @@ fn read_all(mut reader: impl std::io::Read) -> Vec<u8> {
 #[test]
 fn every_fault_combination_ends_byte_identical_or_with_a_clear_error() {
     let runs: usize = std::env::var("EVOCTL_FAULT_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
-    let tally = Tally { identical: AtomicUsize::new(0), clear_errors: AtomicUsize::new(0) };
+    let tally =
+        Tally { identical: AtomicUsize::new(0), clear_errors: AtomicUsize::new(0), drain_expired: AtomicUsize::new(0) };
     let all: Vec<(&str, serde_json::Value)> =
         SCENARIOS.iter().flat_map(|s| combinations().into_iter().map(move |f| (*s, f))).collect();
     assert_eq!(all.len(), 2 * 96);
     in_parallel(&all, 4, |(scenario, faults)| run_combination(scenario, faults, runs, &tally));
-    let (identical, errors) = (tally.identical.load(Ordering::Relaxed), tally.clear_errors.load(Ordering::Relaxed));
+    let (identical, errors, drained) = (
+        tally.identical.load(Ordering::Relaxed),
+        tally.clear_errors.load(Ordering::Relaxed),
+        tally.drain_expired.load(Ordering::Relaxed),
+    );
     eprintln!(
-        "fault matrix: {} combinations (96 plain, 96 KMS-encrypted) x {runs} runs: {identical} byte-identical, {errors} clear errors",
+        "fault matrix: {} combinations (96 plain, 96 KMS-encrypted) x {runs} runs: {identical} byte-identical, {drained} cut by the agent's 2 s drain (the lab's record shows it), {errors} clear errors",
         all.len()
     );
     // Every fault here is one the protocol recovers from (loss, duplication, reordering,
-    // delayed acks and paused publication are absorbed, a dropped socket is resumed): the
-    // protocol allows no clear error at all, so every run must be byte-identical.
-    assert_eq!((identical, errors), (all.len() * runs, 0), "every run recovers");
+    // delayed acks and paused publication are absorbed, a dropped socket is resumed): no other
+    // clear error is allowed, and the agent's drain bound may cut at most 1 run in 100.
+    assert_eq!(errors, 0, "every run recovers, or the agent's record says it gave up");
+    assert_eq!(identical + drained, all.len() * runs);
+    assert!(drained * 100 <= all.len() * runs, "{drained} runs cut by the drain bound");
 }
 
 /// Run evoctl against `lab` with `faults` set; returns (exit code, stdout, stderr).
