@@ -939,10 +939,10 @@ impl Process {
                     return Err(SetError::Type("Cannot read properties of null (reading 'length')".into()));
                 }
                 Some(Value::Array(items)) if items.is_empty() => {
-                    fields.insert("events".into(), json!(crate::config::WEBHOOK_EVENTS));
+                    fields.insert("events".into(), json!(super::schema::WEBHOOK_EVENTS));
                 }
                 Some(Value::String(s)) if s.is_empty() => {
-                    fields.insert("events".into(), json!(crate::config::WEBHOOK_EVENTS));
+                    fields.insert("events".into(), json!(super::schema::WEBHOOK_EVENTS));
                 }
                 Some(_) => {}
             }

@@ -9,7 +9,6 @@
 //! {minLength: 1, description: 'The "name" cannot be empty'}}}`: it applies only when the
 //! object has no key other than those names.
 
-use crate::config::WEBHOOK_EVENTS;
 use serde_json::Value;
 
 /// The subset of JSON Schema the two schemas use.
@@ -28,6 +27,43 @@ pub enum Keyword {
     /// `if: {propertyNames: {enum: names}}, then: {properties: …}`.
     IfOnlyKeys(Vec<&'static str>, Vec<(&'static str, Vec<Keyword>)>),
 }
+
+/// The webhook event enum of Evolution 2.3.7 (`event.controller.ts:138-170`), in its order: what
+/// `webhookSchema` accepts and what "all events" is stored as. The lab's own copy from the real
+/// source, not evoctl's, so a wrong name in evoctl fails a test instead of being shared.
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    "APPLICATION_STARTUP",
+    "QRCODE_UPDATED",
+    "MESSAGES_SET",
+    "MESSAGES_UPSERT",
+    "MESSAGES_EDITED",
+    "MESSAGES_UPDATE",
+    "MESSAGES_DELETE",
+    "SEND_MESSAGE",
+    "SEND_MESSAGE_UPDATE",
+    "CONTACTS_SET",
+    "CONTACTS_UPSERT",
+    "CONTACTS_UPDATE",
+    "PRESENCE_UPDATE",
+    "CHATS_SET",
+    "CHATS_UPSERT",
+    "CHATS_UPDATE",
+    "CHATS_DELETE",
+    "GROUPS_UPSERT",
+    "GROUP_UPDATE",
+    "GROUP_PARTICIPANTS_UPDATE",
+    "CONNECTION_UPDATE",
+    "LABELS_EDIT",
+    "LABELS_ASSOCIATION",
+    "CALL",
+    "TYPEBOT_START",
+    "TYPEBOT_CHANGE_STATUS",
+    "REMOVE_INSTANCE",
+    "LOGOUT_INSTANCE",
+    "INSTANCE_CREATE",
+    "INSTANCE_DELETE",
+    "STATUS_INSTANCE",
+];
 
 /// The 26 event names `instanceSchema` lists for its flat `*Events` keys: the webhook enum
 /// without its last five (REMOVE_INSTANCE, LOGOUT_INSTANCE, INSTANCE_CREATE, INSTANCE_DELETE,
