@@ -43,15 +43,17 @@ impl<'a> RetryLog<'a> {
             return std::future::pending().await;
         };
         let client = self.aws.logs();
+        // Each read asks only for what came after the last line seen, not the whole wait again.
+        let mut since_ms = self.since_ms;
         loop {
-            if let Ok(lines) = logs::filter(&client, &group, "Tentativa", self.since_ms).await
-                && let Some(line) = lines
-                    .iter()
-                    .rev()
-                    .filter(|l| l.stream.ends_with(&self.target.task.id))
-                    .find_map(|l| describe(&l.message))
-            {
-                *self.latest.lock().expect("retry log lock") = Some(line);
+            if let Ok(lines) = logs::filter(&client, &group, "Tentativa", since_ms).await {
+                if let Some(last) = lines.last() {
+                    since_ms = since_ms.max(last.timestamp_ms + 1);
+                }
+                let mine = lines.iter().rev().filter(|l| l.stream.ends_with(&self.target.task.id));
+                if let Some(line) = mine.filter_map(|l| describe(&l.message)).next() {
+                    *self.latest.lock().expect("retry log lock") = Some(line);
+                }
             }
             tokio::time::sleep(FOLLOW_EVERY).await;
         }
