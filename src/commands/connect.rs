@@ -153,7 +153,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
         }
         Some(WatchEvent::Taken | WatchEvent::Foreign) => return Err(crate::evolution::foreign(&name)),
         Some(WatchEvent::PairingIgnored) => return Err(super::instance::pairing_ignored(&name, &env.name)),
-        Some(WatchEvent::Error { status, body }) => return Err(watch_error(status, body)),
+        Some(WatchEvent::Error { status, body }) => return Err(watch_error("connect", status, body)),
         _ => {
             return Err(Error::exec(
                 ExecKind::Container,
@@ -355,10 +355,11 @@ impl<'a> QrView<'a> {
     }
 }
 
-/// An `error` event of a program in the container: the API's failure, or no answer at all.
-pub(super) fn watch_error(status: u16, body: String) -> Error {
+/// An `error` event of a program in the container (during `what`): the API's failure, or no
+/// answer at all.
+pub(super) fn watch_error(what: &str, status: u16, body: String) -> Error {
     let body = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
-    failure(&Answer { status, body: body.clone() }, "connect").unwrap_or_else(|| {
+    failure(&Answer { status, body: body.clone() }, what).unwrap_or_else(|| {
         Error::exec(
             ExecKind::Container,
             format!("the Evolution API inside the container did not answer: {body}"),

@@ -132,7 +132,7 @@ async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
         }
         Some(WatchEvent::Foreign) => return Err(crate::evolution::foreign(&name)),
         Some(WatchEvent::PairingIgnored) => return Err(pairing_ignored(&name, &reach.env.name)),
-        Some(WatchEvent::Error { status, body }) => return Err(super::connect::watch_error(status, body)),
+        Some(WatchEvent::Error { status, body }) => return Err(super::connect::watch_error("connect", status, body)),
         _ => {
             return Err(Error::exec(
                 crate::error::ExecKind::Container,
@@ -271,13 +271,7 @@ async fn delete(context: &Context, args: &InstanceDeleteArgs) -> Result<u8> {
     match last {
         Some(WatchEvent::Gone { .. }) => {}
         Some(WatchEvent::Foreign) => return Err(crate::evolution::foreign(&name)),
-        Some(WatchEvent::Error { status, body }) => {
-            let body = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
-            return Err(crate::evolution::failure(&crate::evolution::Answer { status, body }, "delete")
-                .unwrap_or_else(|| {
-                    Error::exec(crate::error::ExecKind::Container, format!("delete: {status}"), "retry")
-                }));
-        }
+        Some(WatchEvent::Error { status, body }) => return Err(super::connect::watch_error("delete", status, body)),
         Some(WatchEvent::Timeout) => {
             let (message, fix) = match webhook {
                 Some((_, _, true)) => (
