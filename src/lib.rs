@@ -3,8 +3,8 @@
 //! The binary `evoctl` is a thin shell over [`main_entry`]. Modules, one concern each:
 //! [`cli`] (argv), [`config`] (evoctl.toml), [`aws`] (SDK access and discovery),
 //! [`commands`] (what each command does), [`output`] (the one printer), [`error`] and [`exit`]
-//! (failures and exit codes). The local lab lives in [`lab`] behind the `lab` feature and is
-//! never imported by product modules.
+//! (failures and exit codes). The local lab is its own crate (`crates/evoctl-lab`), which this
+//! one never depends on outside its integration tests.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod aws;
@@ -21,9 +21,6 @@ pub mod interrupt;
 pub mod output;
 pub mod qr;
 pub mod runbook;
-
-#[cfg(feature = "lab")]
-pub mod lab;
 
 use clap::Parser;
 use std::process::ExitCode;

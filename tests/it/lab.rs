@@ -2,7 +2,7 @@
 //! journal, clamping on RegisterScalableTarget, and scenario loading errors.
 
 use crate::awscli::aws;
-use crate::support::{EVOCTL_LAB, Lab, calls_by_action, clean_command, json_stdout, text, wait_until};
+use crate::support::{Lab, calls_by_action, json_stdout, text, wait_until};
 use serde_json::json;
 use std::time::Duration;
 
@@ -126,19 +126,4 @@ fn ready_file_carries_endpoint_credentials_and_config() {
     assert_eq!(ready["env"]["EVOCTL_CONFIG"], ready["config"]);
     let config = std::fs::read_to_string(lab.config_path()).unwrap();
     assert!(config.contains("[env.production]"), "{config}");
-}
-
-#[test]
-fn unknown_scenario_is_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let output = clean_command(EVOCTL_LAB, dir.path()).args(["serve", "--scenario", "nope"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = text(&output.stderr);
-    assert!(
-        stderr.contains("scenario `nope` is neither built in (seed, staging-up, shared-db, rolling-overlap, shared-db-uri, shared-redis, default-api-key, scheduled-staging, exec-disabled, agent-stopped, empty-jwt-key, app-mock-wrong, conflict-loop, kms-exec) nor a readable file"),
-        "{stderr}"
-    );
-    let output = clean_command(EVOCTL_LAB, dir.path()).arg("scenarios").output().unwrap();
-    assert_eq!(output.status.code(), Some(0));
-    assert!(text(&output.stdout).starts_with("seed               seed: staging 0/0"), "{}", text(&output.stdout));
 }

@@ -11,7 +11,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 pub const EVOCTL: &str = env!("CARGO_BIN_EXE_evoctl");
-pub const EVOCTL_LAB: &str = env!("CARGO_BIN_EXE_evoctl-lab");
+/// The lab binary, built beside evoctl by `cargo test --workspace` (the lab is its own crate).
+pub const EVOCTL_LAB: &str = concat!(env!("CARGO_BIN_EXE_evoctl"), "-lab");
 
 /// A running lab, stopped on drop.
 pub struct Lab {

@@ -11,7 +11,7 @@ use super::db::{Row, js_truthy};
 use super::js;
 use super::process::{CONNECT_WAIT_MS, CREATE_WAIT_MS, Logout, Process, SetError};
 use super::schema;
-use crate::lab::state::now_ms;
+use crate::state::now_ms;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -146,7 +146,7 @@ pub async fn handle(process: Arc<Process>, method: Method, uri: Uri, headers: He
             .split('&')
             .filter(|p| !p.is_empty())
             .map(|p| p.split_once('=').unwrap_or((p, "")))
-            .map(|(k, v)| (crate::lab::sigv4::percent_decode(k), crate::lab::sigv4::percent_decode(v)))
+            .map(|(k, v)| (crate::sigv4::percent_decode(k), crate::sigv4::percent_decode(v)))
             .collect(),
         key: headers.get("apikey").and_then(|v| v.to_str().ok()).map(str::to_owned),
         host: headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("localhost").to_owned(),

@@ -91,7 +91,7 @@ impl Logger {
         if !self.enabled(level.name()) {
             return;
         }
-        let now = crate::lab::state::now_ms();
+        let now = crate::state::now_ms();
         let date = js::date_string(now, self.tz_offset_minutes);
         let kind = match value {
             Js::Undefined => "undefined",
@@ -152,7 +152,7 @@ impl Logger {
 
     /// A line written as is (Baileys' pino JSON).
     pub fn raw(&self, line: &str) {
-        self.push_lines(crate::lab::state::now_ms(), line);
+        self.push_lines(crate::state::now_ms(), line);
     }
 
     fn push_lines(&self, ms: u64, text: &str) {

@@ -23,7 +23,7 @@ use super::env::EvoConfig;
 use super::js::Js;
 use super::log::{Level, Logger};
 use super::webhooks::{self, JwtError};
-use crate::lab::state::now_ms;
+use crate::state::now_ms;
 use indexmap::IndexMap;
 use serde_json::{Value, json};
 use std::collections::HashMap;

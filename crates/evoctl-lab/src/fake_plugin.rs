@@ -11,11 +11,10 @@
 //! `EVOCTL_FAKE_PLUGIN_CUT_AFTER` stops after that many output bytes as if stdin hit EOF.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use crate::aws::{Aws, AwsSettings};
-use crate::exec::ssm::crypto::{DATA_KEY_LEN, SessionCipher, Side};
-use crate::exec::ssm::handshake;
-use crate::exec::ssm::messages::{HandshakeRequest, OpenDataChannel};
-use crate::exec::ssm::{Event, NonceSource, PayloadType, Role, Session};
+use evoctl_ssm::crypto::{DATA_KEY_LEN, SessionCipher, Side};
+use evoctl_ssm::handshake;
+use evoctl_ssm::messages::{HandshakeRequest, OpenDataChannel};
+use evoctl_ssm::{Event, NonceSource, PayloadType, Role, Session};
 use futures::{SinkExt, StreamExt};
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -159,16 +158,39 @@ async fn answer_handshake(
     let requested = handshake::read_request(request);
     let mut reply = None;
     if let Some(kms) = &requested.kms {
-        let settings = AwsSettings { region: Some(region.to_owned()).filter(|r| !r.is_empty()), profile: None };
-        let aws = Aws::load(&settings).await.map_err(|e| e.to_string())?;
         let context = handshake::encryption_context(session_id, target, None);
-        let key = crate::aws::kms::generate_data_key(&aws, &kms.key_id, DATA_KEY_LEN, &context)
-            .await
-            .map_err(|e| format!("Fetching data key failed: {e}"))?;
-        let cipher = SessionCipher::new(&key.plaintext, Side::Client).map_err(|e| e.to_string())?;
+        let (plaintext, ciphertext) = generate_data_key(region, &kms.key_id, &context).await?;
+        let cipher = SessionCipher::new(&plaintext, Side::Client).map_err(|e| e.to_string())?;
         session.enable_encryption(cipher, NonceSource::Random);
-        reply = Some(handshake::KmsReply { ciphertext: key.ciphertext, challenge_acknowledged: false });
+        reply = Some(handshake::KmsReply { ciphertext, challenge_acknowledged: false });
     }
     let response = handshake::response(request, reply.as_ref(), "1.2.707.0");
     serde_json::to_vec(&response).map_err(|e| e.to_string())
+}
+
+/// KMS GenerateDataKey as the plugin calls it: the region from its argument, the endpoint and
+/// credentials from the usual AWS environment. Returns (plaintext, ciphertext).
+async fn generate_data_key(
+    region: &str,
+    key_id: &str,
+    context: &std::collections::BTreeMap<String, String>,
+) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if !region.is_empty() {
+        loader = loader.region(aws_config::Region::new(region.to_owned()));
+    }
+    let client = aws_sdk_kms::Client::new(&loader.load().await);
+    let failed = |detail: String| format!("Fetching data key failed: {detail}");
+    let answer = client
+        .generate_data_key()
+        .key_id(key_id)
+        .number_of_bytes(DATA_KEY_LEN as i32)
+        .set_encryption_context(Some(context.clone().into_iter().collect()))
+        .send()
+        .await
+        .map_err(|e| failed(aws_sdk_kms::error::DisplayErrorContext(e).to_string()))?;
+    let plaintext = answer.plaintext.ok_or_else(|| failed("no Plaintext in the answer".into()))?.into_inner();
+    let ciphertext =
+        answer.ciphertext_blob.ok_or_else(|| failed("no CiphertextBlob in the answer".into()))?.into_inner();
+    Ok((plaintext, ciphertext))
 }

@@ -6,7 +6,7 @@
 //! (InvalidCiphertextException).
 
 use super::{ActionResult, ApiError, required};
-use crate::lab::state::Account;
+use crate::state::Account;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -132,8 +132,8 @@ fn open(account: &Account, blob: &[u8], context: &BTreeMap<String, String>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::scenario;
-    use crate::lab::state::Timing;
+    use crate::scenario;
+    use crate::state::Timing;
 
     fn account() -> Account {
         let timing = Timing { task_start_ms: 0, task_stop_ms: 0, agent_start_ms: 0 };

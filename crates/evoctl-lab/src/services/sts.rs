@@ -1,6 +1,6 @@
 //! STS (AWS query protocol): GetCallerIdentity, answered in XML as AWS does.
 
-use crate::lab::state::Account;
+use crate::state::Account;
 
 /// The GetCallerIdentity XML document for the lab's user.
 pub fn get_caller_identity(account: &Account, request_id: &str) -> String {

@@ -3,7 +3,7 @@
 //! actions and scaling policies.
 
 use super::{ActionResult, ApiError, epoch, list, required, text};
-use crate::lab::state::{Account, ScalableTarget};
+use crate::state::{Account, ScalableTarget};
 use serde_json::{Value, json};
 
 const DIMENSION: &str = "ecs:service:DesiredCount";

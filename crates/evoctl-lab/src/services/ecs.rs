@@ -2,7 +2,7 @@
 //! task definitions, with the response shapes and error codes of the real API.
 
 use super::{ActionResult, ApiError, epoch, list, page, required, text};
-use crate::lab::state::{Account, Service, Task};
+use crate::state::{Account, Service, Task};
 use serde_json::{Value, json};
 
 pub fn handle(account: &mut Account, action: &str, params: &Value, now: u64) -> ActionResult {
@@ -464,7 +464,7 @@ pub fn execute_command(
         account.task_definitions.get(&task.task_definition).map(|d| d.environment.clone()).unwrap_or_default();
     let session_id = format!("ecs-execute-command-{}", &account.next_id()[..17]);
     let token = format!("{}{}", account.next_id(), account.next_id());
-    let grant = crate::lab::agent::ExecGrant {
+    let grant = crate::agent::ExecGrant {
         session_id: session_id.clone(),
         token: token.clone(),
         task_id: task.id.clone(),

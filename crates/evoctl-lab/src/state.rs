@@ -673,7 +673,7 @@ impl Account {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::scenario;
+    use crate::scenario;
 
     fn account(name: &str) -> Account {
         let timing = Timing { task_start_ms: 300, task_stop_ms: 200, agent_start_ms: 100 };

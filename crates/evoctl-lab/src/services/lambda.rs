@@ -1,7 +1,7 @@
 //! AWS Lambda (REST JSON): GetFunctionConfiguration, enough to read an app's environment.
 
 use super::{ActionResult, ApiError};
-use crate::lab::state::Account;
+use crate::state::Account;
 use serde_json::json;
 
 pub fn get_function_configuration(account: &Account, name: &str) -> ActionResult {

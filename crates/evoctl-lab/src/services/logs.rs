@@ -2,7 +2,7 @@
 //! with the simple term filter pattern (every quoted or bare term must appear).
 
 use super::{ActionResult, ApiError, list, page, text};
-use crate::lab::state::Account;
+use crate::state::Account;
 use serde_json::{Value, json};
 
 pub fn handle(account: &mut Account, action: &str, params: &Value, _now: u64) -> ActionResult {

@@ -11,20 +11,20 @@ use std::path::Path;
 
 /// The scenarios compiled into the binary, by name.
 pub const BUILT_IN: &[(&str, &str)] = &[
-    ("seed", include_str!("../../scenarios/seed.toml")),
-    ("staging-up", include_str!("../../scenarios/staging-up.toml")),
-    ("shared-db", include_str!("../../scenarios/shared-db.toml")),
-    ("rolling-overlap", include_str!("../../scenarios/rolling-overlap.toml")),
-    ("shared-db-uri", include_str!("../../scenarios/shared-db-uri.toml")),
-    ("shared-redis", include_str!("../../scenarios/shared-redis.toml")),
-    ("default-api-key", include_str!("../../scenarios/default-api-key.toml")),
-    ("scheduled-staging", include_str!("../../scenarios/scheduled-staging.toml")),
-    ("exec-disabled", include_str!("../../scenarios/exec-disabled.toml")),
-    ("agent-stopped", include_str!("../../scenarios/agent-stopped.toml")),
-    ("empty-jwt-key", include_str!("../../scenarios/empty-jwt-key.toml")),
-    ("app-mock-wrong", include_str!("../../scenarios/app-mock-wrong.toml")),
-    ("conflict-loop", include_str!("../../scenarios/conflict-loop.toml")),
-    ("kms-exec", include_str!("../../scenarios/kms-exec.toml")),
+    ("seed", include_str!("../scenarios/seed.toml")),
+    ("staging-up", include_str!("../scenarios/staging-up.toml")),
+    ("shared-db", include_str!("../scenarios/shared-db.toml")),
+    ("rolling-overlap", include_str!("../scenarios/rolling-overlap.toml")),
+    ("shared-db-uri", include_str!("../scenarios/shared-db-uri.toml")),
+    ("shared-redis", include_str!("../scenarios/shared-redis.toml")),
+    ("default-api-key", include_str!("../scenarios/default-api-key.toml")),
+    ("scheduled-staging", include_str!("../scenarios/scheduled-staging.toml")),
+    ("exec-disabled", include_str!("../scenarios/exec-disabled.toml")),
+    ("agent-stopped", include_str!("../scenarios/agent-stopped.toml")),
+    ("empty-jwt-key", include_str!("../scenarios/empty-jwt-key.toml")),
+    ("app-mock-wrong", include_str!("../scenarios/app-mock-wrong.toml")),
+    ("conflict-loop", include_str!("../scenarios/conflict-loop.toml")),
+    ("kms-exec", include_str!("../scenarios/kms-exec.toml")),
 ];
 
 /// A fully merged scenario.

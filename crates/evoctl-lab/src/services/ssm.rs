@@ -2,7 +2,7 @@
 //! only in clear text when `WithDecryption` is true.
 
 use super::{ActionResult, ApiError, epoch, required};
-use crate::lab::state::Account;
+use crate::state::Account;
 use serde_json::{Value, json};
 
 pub fn handle(account: &mut Account, action: &str, params: &Value, _now: u64) -> ActionResult {

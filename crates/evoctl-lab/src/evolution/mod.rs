@@ -123,7 +123,7 @@ impl EvolutionHub {
     }
 
     /// Put the scenario's already-linked instances into their databases.
-    pub fn seed(&self, account: &Account, linked: &[crate::lab::scenario::LinkedInstanceSpec]) -> Result<(), String> {
+    pub fn seed(&self, account: &Account, linked: &[crate::scenario::LinkedInstanceSpec]) -> Result<(), String> {
         for spec in linked {
             let definition = account
                 .latest_task_definition(&spec.task_definition)
