@@ -2,7 +2,7 @@
 //!
 //! [`ssm`] is the sans-IO Session Manager protocol; [`native`] drives it over a websocket;
 //! [`envelope`] frames a command so its output and exit status survive the pty; [`run`] ties
-//! them together; [`target`] picks and checks the container. Nothing here prints: output goes
+//! them together; [`target`] picks and checks the container; [`slots`] keeps a task at two sessions. Nothing here prints: output goes
 //! to an [`run::OutputSink`].
 
 pub mod envelope;
@@ -12,6 +12,7 @@ pub mod noise;
 pub mod plugin;
 pub mod run;
 pub mod sessions;
+pub mod slots;
 /// The sans-IO Session Manager protocol, its own crate (`crates/evoctl-ssm`).
 pub use evoctl_ssm as ssm;
 pub mod target;

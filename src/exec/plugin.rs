@@ -31,8 +31,12 @@ pub async fn run(
     options: &SessionOptions,
 ) -> Result<SessionEnd> {
     // A signal that came during the lookup stops here, before any session exists.
-    let grant = crate::interrupt::before_starting(async {
-        options.within("ExecuteCommand had not answered", execute_command(&aws.ecs(), target, command)).await?
+    let (grant, _slot) = crate::interrupt::before_starting(async {
+        let slot =
+            options.within("a session slot on the task was still taken", super::slots::take(aws, target)).await??;
+        let grant =
+            options.within("ExecuteCommand had not answered", execute_command(&aws.ecs(), target, command)).await??;
+        Ok::<_, Error>((grant, slot))
     })
     .await?;
     let guard = SessionGuard::open(aws, &grant.session_id);

@@ -27,6 +27,15 @@ struct Open {
 
 static OPEN: Mutex<Vec<Open>> = Mutex::new(Vec::new());
 static NOTES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Sessions this run has ended (Session Manager may list them as active a little longer).
+static ENDED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Whether `id` is a session this run started (open or ended), so it is not counted twice
+/// against the task's session limit.
+pub fn is_ours_or_ended(id: &str) -> bool {
+    OPEN.lock().expect("session registry").iter().any(|o| o.id == id)
+        || ENDED.lock().expect("session registry").iter().any(|e| e == id)
+}
 
 /// A started session; [`SessionGuard::end`] terminates it.
 #[derive(Debug)]
@@ -56,6 +65,7 @@ impl SessionGuard {
             // Forgotten only once ended: if this future is dropped mid-call (the command was
             // cancelled), `end_leftovers` still finds the session.
             OPEN.lock().expect("session registry").retain(|o| o.id != self.id);
+            ENDED.lock().expect("session registry").push(self.id.clone());
         }
     }
 }

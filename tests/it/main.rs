@@ -27,6 +27,7 @@ mod proxy;
 mod qr;
 mod secrets;
 mod shell;
+mod slots;
 mod status;
 mod support;
 mod tls;

@@ -368,6 +368,8 @@ fn dispatch(
                 ));
             }
             let id = services::required(parameters, "SessionId", "ValidationException")?.to_owned();
+            // A session that never reached its agent ends here (it can no longer connect).
+            account.exec_sessions.shift_remove(&id);
             drop(account);
             let running = shared.hub.terminate(&id);
             tracing::debug!(session = %id, running, "TerminateSession");

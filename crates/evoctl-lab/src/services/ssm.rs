@@ -1,5 +1,8 @@
-//! SSM Parameter Store (AWS JSON 1.1, `AmazonSSM`): GetParameter, with SecureString values
-//! only in clear text when `WithDecryption` is true.
+//! SSM (AWS JSON 1.1, `AmazonSSM`): Parameter Store's GetParameter, with SecureString values
+//! only in clear text when `WithDecryption` is true; Session Manager's ResumeSession and
+//! DescribeSessions (the Active sessions are the exec sessions ExecuteCommand granted that have
+//! not ended or been terminated, filterable by `Target`, as the service lists them).
+//! TerminateSession is the server's, since it reaches the agents.
 
 use super::{ActionResult, ApiError, epoch, required};
 use crate::state::Account;
@@ -40,6 +43,51 @@ pub fn handle(account: &mut Account, action: &str, params: &Value, _now: u64) ->
             }
             let url = super::ecs::stream_url(account, &id);
             Ok(json!({"SessionId": id, "TokenValue": token, "StreamUrl": url}))
+        }
+        "DescribeSessions" => {
+            let state = required(params, "State", "ValidationException")?;
+            if state != "Active" && state != "History" {
+                return Err(ApiError::client(
+                    "ValidationException",
+                    format!(
+                        "1 validation error detected: Value '{state}' at 'state' failed to satisfy constraint: Member must satisfy enum value set: [Active, History]"
+                    ),
+                ));
+            }
+            let mut target = None;
+            for filter in params.get("Filters").and_then(Value::as_array).into_iter().flatten() {
+                match (filter["key"].as_str(), filter["value"].as_str()) {
+                    (Some("Target"), Some(value)) => target = Some(value.to_owned()),
+                    (Some(key), _)
+                        if ["InvokedAfter", "InvokedBefore", "Owner", "Status", "SessionId"].contains(&key) => {}
+                    (key, _) => {
+                        return Err(ApiError::client(
+                            "InvalidFilterKey",
+                            format!("The filter key {} is not valid.", key.unwrap_or_default()),
+                        ));
+                    }
+                }
+            }
+            let owner = format!("arn:aws:iam::{}:user/lab", account.account);
+            let sessions: Vec<Value> = if state == "Active" {
+                account
+                    .exec_sessions
+                    .values()
+                    .filter(|grant| target.as_ref().is_none_or(|t| *t == grant.target_id))
+                    .map(|grant| {
+                        json!({
+                            "SessionId": grant.session_id,
+                            "Target": grant.target_id,
+                            "Status": "Connected",
+                            "Owner": owner,
+                            "Reason": "",
+                        })
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Ok(json!({"Sessions": sessions}))
         }
         _ => Err(ApiError::client("InvalidAction", format!("The action {action} is not valid for this web service."))),
     }
