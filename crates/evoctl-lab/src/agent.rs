@@ -1,58 +1,77 @@
-//! The lab's data plane: the message gateway's websocket endpoint and an ExecuteCommandAgent
-//! per session, speaking the real protocol with the shared [`Session`] state machine.
+//! The lab's exec agent: one ExecuteCommandAgent session per data channel, driven by the lab's
+//! own sans-IO [`AgentLink`] (written from the real amazon-ssm-agent's rules, not shared with
+//! evoctl's client state machine) behind the lab's message gateway ([`super::gateway`]).
 //!
-//! The agent checks the token, splits the command shell-word style and runs it without a shell
-//! under a real pty, with the task definition's container environment, a work dir standing in
-//! for `/evolution` and a PATH that has `node` and `sh` but no curl or wget. It waits
-//! `--agent-delay-ms` before reading (the real agent waits 1 s), sends at most 1024-byte output
-//! frames cut at UTF-8 boundaries, acks and resends, and closes with `channel_closed`. Faults
-//! from `/_lab/faults` act on the wire: loss, duplication, reordering, delayed acks, paused
-//! publication and a dropped socket (the session survives it and can be resumed). On a cluster
-//! with an exec KMS key it first runs the agent's KMS handshake (Decrypt of the client's data
-//! key with the task role, the encryption challenge) and then seals its output.
+//! Per session the agent sends `agent_session_state` Connected, checks and splits the command as
+//! google/shlex does ([`super::shell_words`]; an empty command is refused), runs the KMS
+//! handshake first when the cluster has an exec KMS key ([`super::agent_handshake`], Decrypt of
+//! the client's data key with the task role, counter nonces from [`super::nonce`]), then runs
+//! the command without a shell under a pty opened with no size (0×0 until the first Size), in
+//! the task definition's container environment plus `TERM=xterm-256color` and
+//! `LANG=C.UTF-8` if unset, with a work dir standing in for `/evolution` and a PATH that has
+//! `node` and `sh` but no curl or wget. Input is accepted (and acked) from the moment the pty
+//! exists; the first output is read `--agent-delay-ms` (default 1000, the real 1 s) after it
+//! starts, in reads of at most 1024 bytes `--agent-read-interval-ms` apart (default 1), never
+//! while paused. At EOF it waits at most 2 s for its output to be acked, sends Terminating,
+//! runs the session-logging step when the cluster's exec logging is OVERRIDE (delayed by
+//! `--session-log-upload-ms`, failing with "unable to generate log data" when the image has no
+//! `script`) and closes; the gateway then sends the client `channel_closed`. A command that
+//! cannot start writes nothing on the data channel.
+//!
+//! Per task at most [`SESSION_WORKERS_LIMIT`] sessions run at once and one more waits for a free
+//! slot; a further one makes the agent retry 5 × 1 s and then block its control channel for
+//! good: that session and every later one on the task never start (§9 row 12).
 //!
 //! `ssm:TerminateSession` ends a session as the service does: the agent kills the command's
 //! process group and the gateway closes the channel. The hub keeps a process table (every
-//! session's process group and whether anything in it still runs) for tests to read. The gateway
-//! also does what MGS must do for a client that stops reading (a paused pager): while more than
-//! [`GATEWAY_BACKLOG_FRAMES`] frames wait to be written to the client, the agent is paused (it
-//! stops reading the pty, as the real agent does while paused), so the command blocks instead of
-//! the gateway buffering without bound. (MGS's exact rule is not public; this one is inferred.)
+//! session's process group and whether anything in it still runs, plus wedged sessions) for
+//! tests to read.
 
-use super::server::{Faults, Shared};
+use super::agent_link::{AgentEvent, AgentLink, CLOSE_DRAIN_MS, HANDSHAKE_STEP_TIMEOUT_MS, Pacing, SessionState};
+use super::gateway::{Channel, Gateway};
+use super::nonce::CounterNonce;
+use super::server::Shared;
 use super::services::{self, ApiError};
 use super::state::now_ms;
-use axum::extract::ws::{Message, WebSocket};
+use super::{agent_handshake, shell_words};
+use axum::extract::ws::WebSocket;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use evoctl_ssm::crypto::{CounterNonce, SessionCipher, Side};
-use evoctl_ssm::frame::{Frame, message_type};
-use evoctl_ssm::handshake;
-use evoctl_ssm::messages::{ChannelClosed, HandshakeComplete, OpenDataChannel};
-use evoctl_ssm::{Event, NonceSource, PayloadType, ResendPolicy, Role, Session};
-use futures::{SinkExt, StreamExt};
+use evoctl_ssm::crypto::{SessionCipher, Side};
+use evoctl_ssm::frame::PayloadType;
 use indexmap::IndexMap;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-/// Tools the stand-in container has on its PATH (BusyBox-like; deliberately no curl or wget).
-const CONTAINER_TOOLS: &[&str] =
-    &["node", "sh", "cat", "ls", "env", "echo", "printf", "sleep", "true", "false", "id", "uname", "head", "tr"];
+pub use super::gateway::GATEWAY_BACKLOG_FRAMES;
 
-/// Frames waiting to be written to a client above which the gateway pauses the agent.
-pub const GATEWAY_BACKLOG_FRAMES: usize = 256;
+/// Tools the stand-in container has on its PATH (BusyBox-like; deliberately no curl or wget,
+/// and no `script`, which session logging needs).
+const CONTAINER_TOOLS: &[&str] = &[
+    "node", "sh", "cat", "ls", "env", "echo", "printf", "sleep", "true", "false", "id", "uname", "head", "tr", "stty",
+];
+
+/// Sessions one task's agent runs at once (`Mgs.SessionWorkersLimit`, ECS's default).
+pub const SESSION_WORKERS_LIMIT: usize = 2;
+/// Sessions that wait for a free worker (the agent's buffer of 1).
+pub const SESSION_QUEUE: usize = 1;
+/// Tries, 1 s apart, to queue a session before the agent blocks its control channel.
+const QUEUE_RETRIES: u32 = 5;
+/// What the logging step records when the image has no `script`.
+pub const SESSION_LOG_FAILED: &str = "failed: unable to generate log data";
 
 /// One row of the lab's process table.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProcessRow {
     pub session_id: String,
     pub task_id: String,
-    /// The process group of the command (its pid: the pty's session leader).
+    /// The process group of the command (its pid: the pty's session leader); 0 for a session
+    /// that never started.
     pub pgid: i32,
     /// Whether any process of the group is still running.
     pub alive: bool,
@@ -61,6 +80,12 @@ pub struct ProcessRow {
     /// Output frames still unacknowledged when the agent closed after its 2 s drain (None: it
     /// closed with everything acknowledged, or it has not closed).
     pub unacked_at_close: Option<usize>,
+    /// The session-logging step (cluster exec logging OVERRIDE): "uploaded" or
+    /// "failed: unable to generate log data"; None when logging is off or not run yet.
+    pub session_log: Option<String>,
+    /// The session came past the task's worker limit and queue: the agent blocked its control
+    /// channel and the session never starts (§9 row 12).
+    pub wedged: bool,
 }
 
 /// What ExecuteCommand granted: everything the agent needs to run the session.
@@ -80,53 +105,50 @@ pub struct ExecGrant {
 /// Data-plane settings.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
+    /// First output no earlier than this after the pty starts (the real agent: 1 s).
     pub agent_delay: Duration,
+    /// The pause between pty reads (the real agent: 1 ms).
+    pub read_interval: Duration,
+    /// How long the session-logging step's upload delays the close.
+    pub session_log_upload: Duration,
     /// Holds `bin/` (the container PATH) and `tasks/<id>/evolution` work dirs.
     pub root: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    session_id: String,
+    task_id: String,
+    pgid: i32,
+    terminated: bool,
+    session_log: Option<String>,
+    wedged: bool,
+}
+
+/// One task's session workers (the agent's control channel).
+#[derive(Default)]
+struct Workers {
+    running: usize,
+    queue: VecDeque<(String, oneshot::Sender<()>)>,
+    blocked: bool,
+}
+
+enum Admission {
+    Run,
+    Queued(oneshot::Receiver<()>),
+    Full,
+    Blocked,
 }
 
 /// The sessions of one lab.
 pub struct AgentHub {
     options: AgentOptions,
-    sessions: Mutex<HashMap<String, Arc<AgentSession>>>,
-    /// Every command started: (session, task, process group, terminated).
-    processes: Mutex<Vec<(String, String, i32, bool)>>,
+    gateway: Gateway,
+    processes: Mutex<Vec<Row>>,
     /// Sessions closed with output still unacknowledged once the 2 s drain ran out (the real
     /// agent's bound, ssm-data-channel.md §9 row 10), and how many frames were left.
     abandoned: Mutex<HashMap<String, usize>>,
-}
-
-struct AgentSession {
-    grant: ExecGrant,
-    /// Frames for the client, through whichever socket is attached now.
-    socket: Mutex<Option<mpsc::UnboundedSender<WireOut>>>,
-    /// Frames from the client.
-    inbound: mpsc::UnboundedSender<Vec<u8>>,
-    inbound_rx: Mutex<Option<mpsc::UnboundedReceiver<Vec<u8>>>>,
-    frames_sent: Mutex<u64>,
-    disconnected_once: Mutex<bool>,
-    /// Frames handed to the client's socket and not written yet (the gateway's backlog).
-    backlog: std::sync::atomic::AtomicUsize,
-    drained: tokio::sync::Notify,
-    /// TerminateSession: the agent kills the command and the channel closes.
-    cancelled: tokio::sync::Notify,
-    cancel_requested: std::sync::atomic::AtomicBool,
-    oversized_sent: std::sync::atomic::AtomicBool,
-}
-
-impl AgentSession {
-    fn backlogged(&self) -> bool {
-        self.backlog.load(std::sync::atomic::Ordering::Acquire) > GATEWAY_BACKLOG_FRAMES
-    }
-
-    fn cancel_requested(&self) -> bool {
-        self.cancel_requested.load(std::sync::atomic::Ordering::Acquire)
-    }
-}
-
-enum WireOut {
-    Frame(Vec<u8>),
-    Close,
+    workers: Mutex<HashMap<String, Workers>>,
 }
 
 impl AgentHub {
@@ -142,47 +164,49 @@ impl AgentHub {
         }
         Ok(AgentHub {
             options,
-            sessions: Mutex::new(HashMap::new()),
+            gateway: Gateway::default(),
             processes: Mutex::new(Vec::new()),
             abandoned: Mutex::new(HashMap::new()),
+            workers: Mutex::new(HashMap::new()),
         })
     }
 
     /// TerminateSession: kill the session's command and close its channel. False when the
     /// session is not running (already over).
     pub fn terminate(&self, session_id: &str) -> bool {
-        let session = self.sessions.lock().expect("lab lock").get(session_id).cloned();
         {
             let mut processes = self.processes.lock().expect("lab lock");
-            for row in processes.iter_mut().filter(|row| row.0 == session_id) {
-                kill_group(row.2);
-                row.3 = true;
+            for row in processes.iter_mut().filter(|row| row.session_id == session_id) {
+                kill_group(row.pgid);
+                row.terminated = true;
             }
         }
-        match session {
-            Some(session) => {
-                session.cancel_requested.store(true, std::sync::atomic::Ordering::Release);
-                session.cancelled.notify_waiters();
+        match self.gateway.channel(session_id) {
+            Some(channel) => {
+                channel.cancel();
                 true
             }
             None => false,
         }
     }
 
-    /// The process table: every command the lab's agents started and whether it still runs.
+    /// The process table: every command the lab's agents started and whether it still runs,
+    /// and every session the agent wedged on.
     pub fn processes(&self) -> Vec<ProcessRow> {
         let abandoned = self.abandoned.lock().expect("lab lock").clone();
         self.processes
             .lock()
             .expect("lab lock")
             .iter()
-            .map(|(session_id, task_id, pgid, terminated)| ProcessRow {
-                session_id: session_id.clone(),
-                task_id: task_id.clone(),
-                pgid: *pgid,
-                alive: group_alive(*pgid),
-                terminated: *terminated,
-                unacked_at_close: abandoned.get(session_id).copied(),
+            .map(|row| ProcessRow {
+                session_id: row.session_id.clone(),
+                task_id: row.task_id.clone(),
+                pgid: row.pgid,
+                alive: row.pgid > 0 && group_alive(row.pgid),
+                terminated: row.terminated,
+                unacked_at_close: abandoned.get(&row.session_id).copied(),
+                session_log: row.session_log.clone(),
+                wedged: row.wedged,
             })
             .collect()
     }
@@ -192,415 +216,166 @@ impl AgentHub {
         self.options.root.join("bin").display().to_string()
     }
 
-    /// Serve one websocket: check the token, attach it to its session (new or resumed).
+    /// Serve one websocket through the gateway; a new channel starts its agent session.
     pub async fn serve_socket(self: Arc<Self>, shared: Arc<Shared>, session_id: String, socket: WebSocket) {
-        let (mut sink, mut stream) = socket.split();
-        let first = tokio::time::timeout(Duration::from_secs(30), stream.next()).await;
-        let token = match first {
-            Ok(Some(Ok(Message::Text(text)))) => {
-                serde_json::from_str::<OpenDataChannel>(&text).ok().map(|o| o.token_value)
-            }
-            _ => None,
-        };
-        let grant = shared.account.lock().expect("lab lock").exec_sessions.get(&session_id).cloned();
-        let Some(grant) = grant.filter(|g| Some(&g.token) == token.as_ref()) else {
-            tracing::debug!(session = %session_id, "bad or missing token; closing");
-            let _ = sink.send(Message::Close(None)).await;
-            return;
-        };
-        let session = {
-            let mut sessions = self.sessions.lock().expect("lab lock");
-            match sessions.get(&session_id) {
-                Some(existing) => Arc::clone(existing),
-                None => {
-                    let (inbound, inbound_rx) = mpsc::unbounded_channel();
-                    let created = Arc::new(AgentSession {
-                        grant,
-                        socket: Mutex::new(None),
-                        inbound,
-                        inbound_rx: Mutex::new(Some(inbound_rx)),
-                        frames_sent: Mutex::new(0),
-                        disconnected_once: Mutex::new(false),
-                        backlog: std::sync::atomic::AtomicUsize::new(0),
-                        drained: tokio::sync::Notify::new(),
-                        cancelled: tokio::sync::Notify::new(),
-                        cancel_requested: std::sync::atomic::AtomicBool::new(false),
-                        oversized_sent: std::sync::atomic::AtomicBool::new(false),
-                    });
-                    sessions.insert(session_id.clone(), Arc::clone(&created));
-                    let hub = Arc::clone(&self);
-                    let runner = Arc::clone(&created);
-                    let shared_for_agent = Arc::clone(&shared);
-                    tokio::spawn(async move { hub.run_agent(shared_for_agent, runner).await });
-                    created
-                }
-            }
-        };
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<WireOut>();
-        *session.socket.lock().expect("lab lock") = Some(out_tx);
-        let writing = Arc::clone(&session);
-        let writer = tokio::spawn(async move {
-            while let Some(item) = out_rx.recv().await {
-                match item {
-                    WireOut::Frame(bytes) => {
-                        let sent = sink.send(Message::Binary(bytes.into())).await;
-                        let before = writing
-                            .backlog
-                            .fetch_update(
-                                std::sync::atomic::Ordering::AcqRel,
-                                std::sync::atomic::Ordering::Acquire,
-                                |n| Some(n.saturating_sub(1)),
-                            )
-                            .unwrap_or(0);
-                        if before <= GATEWAY_BACKLOG_FRAMES / 2 + 1 {
-                            writing.drained.notify_waiters();
-                        }
-                        if sent.is_err() {
-                            break;
-                        }
-                    }
-                    WireOut::Close => {
-                        let _ = sink.send(Message::Close(None)).await;
-                        break;
-                    }
-                }
-            }
-        });
-        while let Some(Ok(message)) = stream.next().await {
-            let bytes = match message {
-                Message::Binary(bytes) => bytes.to_vec(),
-                Message::Text(text) => text.as_bytes().to_vec(),
-                Message::Close(_) => break,
-                _ => continue,
-            };
-            let faults = shared.faults.lock().expect("lab lock").clone();
-            if faults.drop_rate > 0.0 && shared.roll() < faults.drop_rate {
-                continue;
-            }
-            let is_ack = Frame::decode(&bytes).map(|f| f.message_type == message_type::ACKNOWLEDGE).unwrap_or(false);
-            if is_ack && faults.ack_delay_ms > 0 {
-                let inbound = session.inbound.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(faults.ack_delay_ms)).await;
-                    let _ = inbound.send(bytes);
-                });
-            } else {
-                let _ = session.inbound.send(bytes);
-            }
-        }
-        writer.abort();
+        let hub = Arc::clone(&self);
+        let for_agent = Arc::clone(&shared);
+        self.gateway
+            .serve_socket(shared, session_id, socket, move |channel| {
+                tokio::spawn(async move { hub.run_agent(for_agent, channel).await });
+            })
+            .await;
     }
 
-    async fn run_agent(self: Arc<Self>, shared: Arc<Shared>, agent: Arc<AgentSession>) {
-        let id = agent.grant.session_id.clone();
-        let result = self.agent_loop(&shared, &agent).await;
+    fn try_admit(&self, task_id: &str, session_id: &str) -> Admission {
+        let mut workers = self.workers.lock().expect("lab lock");
+        let task = workers.entry(task_id.to_owned()).or_default();
+        if task.blocked {
+            Admission::Blocked
+        } else if task.running < SESSION_WORKERS_LIMIT {
+            task.running += 1;
+            Admission::Run
+        } else if task.queue.len() < SESSION_QUEUE {
+            let (tx, rx) = oneshot::channel();
+            task.queue.push_back((session_id.to_owned(), tx));
+            Admission::Queued(rx)
+        } else {
+            Admission::Full
+        }
+    }
+
+    /// A worker is free: the queued session (if any) takes it.
+    fn release(&self, task_id: &str) {
+        let mut workers = self.workers.lock().expect("lab lock");
+        let task = workers.entry(task_id.to_owned()).or_default();
+        task.running = task.running.saturating_sub(1);
+        while let Some((_, waiting)) = task.queue.pop_front() {
+            if waiting.send(()).is_ok() {
+                task.running += 1;
+                break;
+            }
+        }
+    }
+
+    fn leave_queue(&self, task_id: &str, session_id: &str) {
+        if let Some(task) = self.workers.lock().expect("lab lock").get_mut(task_id) {
+            task.queue.retain(|(id, _)| id != session_id);
+        }
+    }
+
+    /// Wait for a session worker; false when the session must never start (TerminateSession
+    /// while waiting, or the control channel is blocked; then this waits for the cancel).
+    async fn admit(&self, channel: &Channel) -> bool {
+        let (task_id, session_id) = (&channel.grant.task_id, &channel.grant.session_id);
+        let mut tries = 0;
+        loop {
+            let cancelled = channel.cancelled();
+            if channel.cancel_requested() {
+                self.leave_queue(task_id, session_id);
+                return false;
+            }
+            match self.try_admit(task_id, session_id) {
+                Admission::Run => return true,
+                Admission::Queued(mut started) => {
+                    tokio::select! {
+                        result = &mut started => return result.is_ok(),
+                        _ = cancelled => {
+                            self.leave_queue(task_id, session_id);
+                            // The slot may have been handed over at the same moment.
+                            if started.try_recv().is_ok() {
+                                self.release(task_id);
+                            }
+                            return false;
+                        }
+                    }
+                }
+                Admission::Full if tries < QUEUE_RETRIES => {
+                    tries += 1;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = cancelled => return false,
+                    }
+                }
+                Admission::Full | Admission::Blocked => {
+                    if let Some(task) = self.workers.lock().expect("lab lock").get_mut(task_id) {
+                        if !task.blocked {
+                            tracing::debug!(task = %task_id, "blocking control channel");
+                        }
+                        task.blocked = true;
+                    }
+                    self.processes.lock().expect("lab lock").push(Row {
+                        session_id: session_id.clone(),
+                        task_id: task_id.clone(),
+                        pgid: 0,
+                        terminated: false,
+                        session_log: None,
+                        wedged: true,
+                    });
+                    cancelled.await;
+                    return false;
+                }
+            }
+        }
+    }
+
+    async fn run_agent(self: Arc<Self>, shared: Arc<Shared>, channel: Arc<Channel>) {
+        let id = channel.grant.session_id.clone();
+        if !self.admit(&channel).await {
+            self.gateway.agent_closed(&shared, &channel, String::new());
+            return;
+        }
+        let result = self.agent_session(&shared, &channel).await;
+        self.release(&channel.grant.task_id);
         if let Err(err) = &result {
             tracing::debug!(session = %id, %err, "agent session failed");
         }
         let output = result.err().map(|e| format!("\n----------ERROR-------\n{e}\n")).unwrap_or_default();
-        let closed = ChannelClosed {
-            message_id: uuid::Uuid::new_v4().to_string(),
-            created_date: now_ms().to_string(),
-            destination_id: id.clone(),
-            session_id: id.clone(),
-            message_type: message_type::CHANNEL_CLOSED.into(),
-            schema_version: 1,
-            output,
-        };
-        let frame = Frame::new(
-            message_type::CHANNEL_CLOSED,
-            0,
-            0,
-            *uuid::Uuid::new_v4().as_bytes(),
-            now_ms(),
-            0,
-            serde_json::to_vec(&closed).expect("serialises"),
-        );
-        if let Some(socket) = agent.socket.lock().expect("lab lock").as_ref() {
-            let _ = socket.send(WireOut::Frame(frame.encode().expect("fresh id")));
-            let _ = socket.send(WireOut::Close);
-        }
-        self.sessions.lock().expect("lab lock").remove(&id);
-        shared.account.lock().expect("lab lock").exec_sessions.shift_remove(&id);
+        self.gateway.agent_closed(&shared, &channel, output);
     }
 
-    async fn agent_loop(&self, shared: &Arc<Shared>, agent: &Arc<AgentSession>) -> Result<(), String> {
-        let mut inbound = agent.inbound_rx.lock().expect("lab lock").take().ok_or("session started twice")?;
-        let words = shlex::split(&agent.grant.command).ok_or("Failed to parse commands input")?;
-        let words = if words.is_empty() { vec!["sh".to_owned()] } else { words };
-        let mut session = Session::with_random_ids(Role::Agent, Box::new(super::state::now_ms));
-        // The lab resends every overdue frame at once (the real agent: the oldest only), which
-        // keeps the fault matrix fast; see docs/lab.md.
-        session.set_resend_policy(ResendPolicy::EveryOverdue);
-        let mut wire = Wire;
-        let mut pause_until: Option<tokio::time::Instant> = None;
-        if let Some(key_id) = &agent.grant.kms_key_id {
-            let mut link =
-                Link { shared, agent, session: &mut session, wire: &mut wire, pause_until: &mut pause_until };
-            self.kms_handshake(&mut link, &mut inbound, key_id).await?;
-        }
-        let workdir = self.options.root.join("tasks").join(&agent.grant.task_id).join("evolution");
-        std::fs::create_dir_all(&workdir).map_err(|e| e.to_string())?;
-        let (pty, pts) = pty_process::open().map_err(|e| format!("pty: {e}"))?;
-        pty.resize(pty_process::Size::new(24, 80)).map_err(|e| format!("pty: {e}"))?;
-        let mut environment = agent.grant.environment.clone();
-        environment.insert("PATH".into(), self.container_path());
-        environment.insert("TERM".into(), "xterm-256color".into());
-        environment.entry("LANG".into()).or_insert_with(|| "C.UTF-8".into());
-        environment.insert("HOME".into(), workdir.display().to_string());
-        if let Some(port) = shared.evolution.port_of(&agent.grant.task_id) {
-            environment.insert("SERVER_PORT".into(), port.to_string());
-        }
-        let dotenv = workdir.join(".env");
-        if !dotenv.exists() {
-            // The image's baked `.env` (`.env.example` at 2.3.7).
-            std::fs::write(&dotenv, super::evolution::env::image_dotenv_text()).map_err(|e| e.to_string())?;
-        }
-        // Resolve the program on the container PATH, as exec would inside the container.
-        let program = if words[0].contains('/') {
-            PathBuf::from(&words[0])
-        } else {
-            self.options.root.join("bin").join(&words[0])
-        };
-        // A program the image lacks (fault `missing_programs`): "Unable to start command", and
-        // nothing on the data channel (ssm-data-channel.md §9 row 9).
-        let missing = shared.faults.lock().expect("lab lock").missing_programs.iter().any(|p| *p == words[0]);
-        if missing {
-            return Err(format!("Unable to start command: exec: \"{}\": executable file not found in $PATH", words[0]));
-        }
-        let mut child = pty_process::Command::new(&program)
-            .args(&words[1..])
-            .env_clear()
-            .envs(environment)
-            .current_dir(&workdir)
-            .kill_on_drop(true)
-            .spawn(pts)
-            .map_err(|e| format!("exec: \"{}\": executable file not found in $PATH ({e})", words[0]))?;
-        let pgid = child.id().map(|pid| pid as i32).unwrap_or(0);
-        self.processes.lock().expect("lab lock").push((
-            agent.grant.session_id.clone(),
-            agent.grant.task_id.clone(),
-            pgid,
-            false,
-        ));
-        if agent.cancel_requested() {
-            kill_group(pgid);
-        }
-        tokio::time::sleep(self.options.agent_delay).await;
-        let (mut reader, mut writer) = pty.into_split();
-        let mut buffer = [0u8; 1024];
-        let mut carry: Vec<u8> = Vec::new();
-        let mut output_done = false;
-        let mut exited = false;
-        let mut drain_deadline: Option<tokio::time::Instant> = None;
-        let mut gateway_paused = false;
-        loop {
-            Link { shared, agent, session: &mut session, wire: &mut wire, pause_until: &mut pause_until }.flush();
-            while let Some(event) = session.poll_event() {
-                match event {
-                    Event::Input(bytes) => {
-                        let _ = writer.write_all(&bytes).await;
-                    }
-                    Event::Resize(size) => {
-                        let _ = writer.resize(pty_process::Size::new(size.rows as u16, size.cols as u16));
-                    }
-                    _ => {}
-                }
-            }
-            if output_done && exited {
-                if session.unacked() == 0 {
-                    return Ok(());
-                }
-                let deadline =
-                    *drain_deadline.get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_secs(2));
-                if tokio::time::Instant::now() >= deadline {
-                    // The real agent closes anyway: whatever is unacked is lost to the client.
-                    self.abandoned.lock().expect("lab lock").insert(agent.grant.session_id.clone(), session.unacked());
-                    return Ok(());
-                }
-            }
-            let drained = agent.drained.notified();
-            let cancelled = agent.cancelled.notified();
-            if agent.cancel_requested() {
-                return end_killed(pgid, &mut child).await;
-            }
-            // The gateway pauses publication while the client does not read: the agent then
-            // sends and resends nothing and leaves the pty unread, as the real agent does paused.
-            let backlogged = agent.backlogged();
-            if backlogged != gateway_paused {
-                gateway_paused = backlogged;
-                let kind = if backlogged { message_type::PAUSE_PUBLICATION } else { message_type::START_PUBLICATION };
-                session.receive(&publication(kind), now_ms());
-                if !backlogged {
-                    continue;
-                }
-            }
-            let timer = session
-                .next_timeout()
-                .map(|at| tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
-            let resume_at = pause_until;
-            tokio::select! {
-                _ = cancelled => return end_killed(pgid, &mut child).await,
-                _ = drained, if backlogged => {}
-                read = reader.read(&mut buffer), if !output_done && !backlogged => match read {
-                    Ok(0) | Err(_) => {
-                        if !carry.is_empty() {
-                            session.send_data(&std::mem::take(&mut carry), now_ms());
-                        }
-                        output_done = true;
-                    }
-                    Ok(n) => {
-                        carry.extend_from_slice(&buffer[..n]);
-                        let cut = utf8_boundary(&carry);
-                        let ready: Vec<u8> = carry.drain(..cut).collect();
-                        if !ready.is_empty() {
-                            session.send_data(&ready, now_ms());
-                        }
-                        let delay = shared.faults.lock().expect("lab lock").pty_read_delay_ms;
-                        if delay > 0 {
-                            tokio::time::sleep(Duration::from_millis(delay)).await;
-                        }
-                    }
-                },
-                status = child.wait(), if !exited => {
-                    tracing::debug!(?status, "lab exec process exited");
-                    exited = true;
-                }
-                frame = inbound.recv() => match frame {
-                    Some(bytes) => session.receive(&bytes, now_ms()),
-                    None => return Ok(()),
-                },
-                _ = sleep_until_opt(timer) => session.handle_timeout(now_ms()),
-                _ = sleep_until_opt(resume_at) => {
-                    Link { shared, agent, session: &mut session, wire: &mut wire, pause_until: &mut pause_until }.resume_publication();
-                }
-                // Once the process is gone, give unacked output at most 2 s (as the real agent).
-                _ = sleep_until_opt(drain_deadline) => {}
-            }
-        }
-    }
-
-    /// The KMS handshake, as the agent runs it before starting the command: HandshakeRequest
-    /// with the key and a random challenge; the client's data key decrypted with the task role
-    /// (in-process KMS Decrypt, journaled) under the session/target context, plus the challenge
-    /// when acknowledged; the encryption challenge; HandshakeComplete. Input before the end is
-    /// dropped, and each step gives up after 15 s, as in the agent.
-    async fn kms_handshake(
-        &self,
-        link: &mut Link<'_>,
-        inbound: &mut mpsc::UnboundedReceiver<Vec<u8>>,
-        key_id: &str,
-    ) -> Result<(), String> {
-        let failed = |detail: String| format!("Encountered error while initiating handshake. {detail}");
-        let random = |n: usize| {
-            let mut bytes = vec![0u8; n];
-            aws_lc_rs::rand::fill(&mut bytes).expect("system randomness");
-            bytes
-        };
-        let challenge = BASE64.encode(random(16));
-        let kms = handshake::KmsAction { key_id: key_id.to_owned(), challenge: Some(challenge.clone()) };
-        let started = tokio::time::Instant::now();
-        let request = serde_json::to_vec(&handshake::request(LAB_AGENT_VERSION, Some(&kms))).expect("serialises");
-        link.session.send_handshake(PayloadType::HandshakeRequest, request, now_ms());
-        let mut step_deadline = tokio::time::Instant::now() + HANDSHAKE_STEP_TIMEOUT;
-        let mut expected_answer: Option<Vec<u8>> = None;
-        loop {
-            link.flush();
-            while let Some(event) = link.session.poll_event() {
-                match event {
-                    Event::HandshakeResponse(response) if expected_answer.is_none() => {
-                        let reply = handshake::read_response(&response).map_err(failed)?;
-                        let reply = reply.ok_or_else(|| failed("KMSEncryption was not processed".into()))?;
-                        let context = handshake::encryption_context(
-                            &link.agent.grant.session_id,
-                            &link.agent.grant.target_id,
-                            reply.challenge_acknowledged.then_some(challenge.as_str()),
-                        );
-                        let data_key = link.decrypt_with_task_role(key_id, &reply.ciphertext, &context).map_err(|e| {
-                            failed(format!("Fetching data key failed: Unable to retrieve data key, Error when decrypting data key {e}"))
-                        })?;
-                        let cipher = SessionCipher::new(&data_key, Side::Agent).map_err(|e| failed(e.to_string()))?;
-                        let start: [u8; 12] = random(12).try_into().expect("12 bytes");
-                        let words = [0, 4, 8].map(|i| u32::from_le_bytes(start[i..i + 4].try_into().expect("4 bytes")));
-                        link.session.enable_encryption(cipher, NonceSource::Counter(CounterNonce::starting_at(words)));
-                        let secret = random(64);
-                        link.session.send_challenge(&secret, now_ms()).map_err(|e| failed(e.to_string()))?;
-                        expected_answer = Some(secret);
-                        step_deadline = tokio::time::Instant::now() + HANDSHAKE_STEP_TIMEOUT;
-                    }
-                    Event::ChallengeAnswer(answer) if expected_answer.is_some() => {
-                        if Some(&answer) != expected_answer.as_ref() {
-                            return Err(failed("Encryption challenge does not match.".into()));
-                        }
-                        let complete = HandshakeComplete {
-                            handshake_time_to_complete: started.elapsed().as_nanos() as i64,
-                            customer_message: "This session is encrypted using AWS KMS.".into(),
-                        };
-                        let body = serde_json::to_vec(&complete).expect("serialises");
-                        link.session.send_handshake(PayloadType::HandshakeComplete, body, now_ms());
-                        return Ok(());
-                    }
-                    Event::Undecryptable(err) => return Err(failed(err.to_string())),
-                    // The agent acks and drops anything else until the handshake is complete.
-                    other => tracing::debug!(?other, "dropped during the handshake"),
-                }
-            }
-            let timer = link
-                .session
-                .next_timeout()
-                .map(|at| tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
-            let resume_at = *link.pause_until;
-            tokio::select! {
-                frame = inbound.recv() => match frame {
-                    Some(bytes) => link.session.receive(&bytes, now_ms()),
-                    None => return Err(failed("the client went away".into())),
-                },
-                _ = sleep_until_opt(timer) => link.session.handle_timeout(now_ms()),
-                _ = sleep_until_opt(resume_at) => link.resume_publication(),
-                _ = tokio::time::sleep_until(step_deadline) => {
-                    return Err("Handshake timed out. Please ensure that you have the latest version of the session manager plugin.".into());
-                }
-            }
+    fn set_session_log(&self, session_id: &str, outcome: &str) {
+        for row in self.processes.lock().expect("lab lock").iter_mut().filter(|r| r.session_id == session_id) {
+            row.session_log = Some(outcome.to_owned());
         }
     }
 }
 
-/// How long the agent waits for each handshake reply.
-const HANDSHAKE_STEP_TIMEOUT: Duration = Duration::from_secs(15);
-/// The agent version the lab reports in its HandshakeRequest.
-const LAB_AGENT_VERSION: &str = "3.3.1802.0";
-
-/// One agent session's way to the client: its state machine, the faulty wire and the gateway's
-/// publication pause.
-struct Link<'a> {
-    shared: &'a Arc<Shared>,
-    agent: &'a AgentSession,
-    session: &'a mut Session,
-    wire: &'a mut Wire,
-    pause_until: &'a mut Option<tokio::time::Instant>,
+/// The cluster's exec logging (OVERRIDE turns session logging on) and whether the task's image
+/// has `script` (the task definition's `image_tools`).
+fn logging_of(shared: &Shared, task_id: &str) -> (bool, bool) {
+    let account = shared.account.lock().expect("lab lock");
+    let Some(task) = account.tasks.iter().find(|t| t.id == task_id) else { return (false, false) };
+    let logging = account
+        .clusters
+        .get(&task.cluster)
+        .and_then(|c| c.exec_logging.as_deref())
+        .is_some_and(|l| l.eq_ignore_ascii_case("OVERRIDE"));
+    let script = account
+        .task_definitions
+        .get(&task.task_definition)
+        .is_some_and(|d| d.image_tools.iter().any(|t| t == "script"));
+    (logging, script)
 }
 
-impl Link<'_> {
-    /// Flush what the session queued, through the faulty wire.
+/// One agent session's link and its way to the gateway.
+struct Session<'a> {
+    shared: &'a Shared,
+    gateway: &'a Gateway,
+    channel: &'a Channel,
+    link: AgentLink,
+}
+
+impl Session<'_> {
+    /// Hand what the link queued to the gateway.
     fn flush(&mut self) {
-        let faults = self.shared.faults.lock().expect("lab lock").clone();
-        let mut batch = Vec::new();
-        while let Some(bytes) = self.session.poll_transmit() {
-            batch.push(bytes);
-        }
-        for bytes in self.wire.shape(batch, &faults, self.shared) {
-            self.send_frame(&faults, bytes);
-        }
+        let batch: Vec<Vec<u8>> = std::iter::from_fn(|| self.link.poll_transmit()).collect();
+        self.gateway.from_agent(self.shared, self.channel, batch);
     }
 
-    /// The gateway's pause is over: start publication again.
-    fn resume_publication(&mut self) {
-        *self.pause_until = None;
-        let start = publication(message_type::START_PUBLICATION);
-        self.session.receive(&start, now_ms());
-        if let Some(socket) = self.agent.socket.lock().expect("lab lock").as_ref() {
-            let _ = socket.send(WireOut::Frame(start));
-        }
+    fn timer(&self) -> Option<tokio::time::Instant> {
+        self.link
+            .next_timeout()
+            .map(|at| tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())))
     }
 
     /// KMS Decrypt of the client's data key as the task role, journaled like any AWS call.
@@ -619,7 +394,7 @@ impl Link<'_> {
                 "AccessDeniedException",
                 format!(
                     "User: arn:aws:sts::{account}:assumed-role/EvolutionTaskRole/{} is not authorized to perform: kms:Decrypt on resource: {key_id}",
-                    self.agent.grant.task_id
+                    self.channel.grant.task_id
                 ),
             ))
         } else {
@@ -631,51 +406,242 @@ impl Link<'_> {
         BASE64.decode(plaintext["Plaintext"].as_str().unwrap_or_default()).map_err(|e| e.to_string())
     }
 
-    /// Put one agent frame on the wire, applying the gateway's pause and disconnect faults.
-    fn send_frame(&mut self, faults: &Faults, bytes: Vec<u8>) {
-        let (agent, session, pause_until) = (self.agent, &mut *self.session, &mut *self.pause_until);
-        let socket = agent.socket.lock().expect("lab lock").clone();
-        let Some(socket) = socket else { return };
-        let is_output =
-            Frame::decode(&bytes).map(|f| f.message_type == message_type::OUTPUT_STREAM_DATA).unwrap_or(false);
-        let sent = {
-            let mut count = agent.frames_sent.lock().expect("lab lock");
-            if is_output {
-                *count += 1;
+    /// The KMS handshake, as the agent runs it before starting the command: HandshakeRequest
+    /// with the key and a random challenge; the client's data key decrypted with the task role
+    /// under the session/target context (plus the challenge when acknowledged); the encryption
+    /// challenge; HandshakeComplete. Other input is acked and dropped meanwhile, and each step
+    /// gives up after 15 s.
+    async fn kms_handshake(
+        &mut self,
+        inbound: &mut mpsc::UnboundedReceiver<Vec<u8>>,
+        key_id: &str,
+    ) -> Result<(), String> {
+        let failed = |detail: String| format!("Encountered error while initiating handshake. {detail}");
+        let started = tokio::time::Instant::now();
+        let challenge = agent_handshake::new_challenge();
+        self.link.begin_handshake();
+        self.link.send_stream(PayloadType::HandshakeRequest, agent_handshake::request(key_id, &challenge), now_ms());
+        let step = Duration::from_millis(HANDSHAKE_STEP_TIMEOUT_MS);
+        let mut step_deadline = tokio::time::Instant::now() + step;
+        let mut secret: Option<Vec<u8>> = None;
+        loop {
+            self.flush();
+            while let Some(event) = self.link.poll_event() {
+                match event {
+                    AgentEvent::HandshakeResponse(body) if secret.is_none() => {
+                        let reply = agent_handshake::read_response(&body).map_err(failed)?;
+                        let context = agent_handshake::encryption_context(
+                            &self.channel.grant.session_id,
+                            &self.channel.grant.target_id,
+                            reply.challenge_acknowledged.then_some(challenge.as_str()),
+                        );
+                        let data_key = self.decrypt_with_task_role(key_id, &reply.ciphertext, &context).map_err(|e| {
+                            failed(format!(
+                                "Fetching data key failed: Unable to retrieve data key, Error when decrypting data key {e}"
+                            ))
+                        })?;
+                        let cipher = SessionCipher::new(&data_key, Side::Agent).map_err(|e| failed(e.to_string()))?;
+                        self.link.enable_encryption(cipher, CounterNonce::random());
+                        let plain = agent_handshake::random_bytes(agent_handshake::SECRET_BYTES);
+                        let sealed = self.link.seal(&plain).expect("encryption is on");
+                        self.link.send_stream(
+                            PayloadType::EncChallengeRequest,
+                            agent_handshake::challenge_request(&sealed),
+                            now_ms(),
+                        );
+                        secret = Some(plain);
+                        step_deadline = tokio::time::Instant::now() + step;
+                    }
+                    AgentEvent::ChallengeResponse(body) if secret.is_some() => {
+                        let cipher = self.link.cipher().expect("encryption is on");
+                        agent_handshake::check_challenge_response(&body, cipher, secret.as_deref().unwrap_or_default())
+                            .map_err(failed)?;
+                        self.link.complete_handshake();
+                        self.link.send_stream(
+                            PayloadType::HandshakeComplete,
+                            agent_handshake::complete(started.elapsed()),
+                            now_ms(),
+                        );
+                        self.flush();
+                        return Ok(());
+                    }
+                    other => tracing::debug!(?other, "dropped during the handshake"),
+                }
             }
-            *count
-        };
-        agent.backlog.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let _ = socket.send(WireOut::Frame(bytes));
-        if !is_output {
-            return;
-        }
-        if let Some(size) = faults.oversized_frame_bytes
-            && !agent.oversized_sent.swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
-            // A broken or hostile peer: one binary message far larger than any frame.
-            agent.backlog.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-            let _ = socket.send(WireOut::Frame(vec![0u8; size]));
-        }
-        if faults.pause_after_frames == Some(sent) && faults.pause_ms > 0 {
-            let pause = publication(message_type::PAUSE_PUBLICATION);
-            session.receive(&pause, now_ms());
-            let _ = socket.send(WireOut::Frame(pause));
-            *pause_until = Some(tokio::time::Instant::now() + Duration::from_millis(faults.pause_ms));
-        }
-        if faults.disconnect_after_frames == Some(sent) {
-            let mut once = agent.disconnected_once.lock().expect("lab lock");
-            if !*once {
-                *once = true;
-                let _ = socket.send(WireOut::Close);
-                *agent.socket.lock().expect("lab lock") = None;
+            let timer = self.timer();
+            tokio::select! {
+                frame = inbound.recv() => match frame {
+                    Some(bytes) => self.link.receive(&bytes, now_ms()),
+                    None => return Err(failed("the client went away".into())),
+                },
+                _ = sleep_until_opt(timer) => self.link.handle_timeout(now_ms()),
+                _ = tokio::time::sleep_until(step_deadline) => {
+                    return Err("Handshake timed out. Please ensure that you have the latest version of the session manager plugin.".into());
+                }
             }
         }
     }
 }
 
-fn publication(kind: &str) -> Vec<u8> {
-    Frame::new(kind, 0, 0, *uuid::Uuid::new_v4().as_bytes(), now_ms(), 0, Vec::new()).encode().expect("fresh id")
+impl AgentHub {
+    /// One session from Connected to the close (the gateway then sends channel_closed).
+    async fn agent_session(&self, shared: &Shared, channel: &Channel) -> Result<(), String> {
+        let grant = &channel.grant;
+        let mut inbound = channel.take_agent_inbound().ok_or("session started twice")?;
+        let mut session = Session { shared, gateway: &self.gateway, channel, link: AgentLink::new(now_ms()) };
+        session.link.send_session_state(SessionState::Connected, &grant.session_id, now_ms());
+        session.flush();
+        let words = shell_words::split(&grant.command).map_err(|_| "Failed to parse commands input".to_owned())?;
+        if words.is_empty() {
+            return Err("Commands cannot be empty for session type InteractiveCommands".into());
+        }
+        if let Some(key_id) = &grant.kms_key_id {
+            session.kms_handshake(&mut inbound, key_id).await?;
+        }
+        let workdir = self.options.root.join("tasks").join(&grant.task_id).join("evolution");
+        std::fs::create_dir_all(&workdir).map_err(|e| e.to_string())?;
+        let mut environment = grant.environment.clone();
+        environment.insert("PATH".into(), self.container_path());
+        environment.insert("TERM".into(), "xterm-256color".into());
+        environment.entry("LANG".into()).or_insert_with(|| "C.UTF-8".into());
+        environment.insert("HOME".into(), workdir.display().to_string());
+        if let Some(port) = shared.evolution.port_of(&grant.task_id) {
+            environment.insert("SERVER_PORT".into(), port.to_string());
+        }
+        let dotenv = workdir.join(".env");
+        if !dotenv.exists() {
+            // The image's baked `.env` (`.env.example` at 2.3.7).
+            std::fs::write(&dotenv, super::evolution::env::image_dotenv_text()).map_err(|e| e.to_string())?;
+        }
+        // Resolve the program on the container PATH, as exec would inside the container.
+        let program = if words[0].contains('/') {
+            PathBuf::from(&words[0])
+        } else {
+            self.options.root.join("bin").join(&words[0])
+        };
+        // A program the image lacks (fault `missing_programs`) or an exec failure: "Unable to
+        // start command", and nothing on the data channel (§9 row 9).
+        let missing = shared.faults.lock().expect("lab lock").missing_programs.iter().any(|p| *p == words[0]);
+        let not_found =
+            || format!("Unable to start command: exec: \"{}\": executable file not found in $PATH", words[0]);
+        if missing {
+            return Err(not_found());
+        }
+        // No size: the pty is 0×0 until the first Size message (§9 row 7).
+        let (pty, pts) = pty_process::open().map_err(|e| format!("Unable to start command: pty: {e}"))?;
+        let mut child = pty_process::Command::new(&program)
+            .args(&words[1..])
+            .env_clear()
+            .envs(environment)
+            .current_dir(&workdir)
+            .kill_on_drop(true)
+            .spawn(pts)
+            .map_err(|e| format!("{} ({e})", not_found()))?;
+        let pgid = child.id().map(|pid| pid as i32).unwrap_or(0);
+        self.processes.lock().expect("lab lock").push(Row {
+            session_id: grant.session_id.clone(),
+            task_id: grant.task_id.clone(),
+            pgid,
+            terminated: false,
+            session_log: None,
+            wedged: false,
+        });
+        if channel.cancel_requested() {
+            kill_group(pgid);
+        }
+        // The shell handler is installed: input is written to the pty and acked from now on.
+        session.link.set_ready();
+        let pacing = Pacing {
+            read_chunk_bytes: Pacing::REAL.read_chunk_bytes,
+            read_interval_ms: self.options.read_interval.as_millis() as u64,
+            first_output_delay_ms: self.options.agent_delay.as_millis() as u64,
+        };
+        let mut next_read = tokio::time::Instant::now() + Duration::from_millis(pacing.first_output_delay_ms);
+        let (mut reader, mut writer) = pty.into_split();
+        let mut buffer = vec![0u8; pacing.read_chunk_bytes];
+        let mut output_done = false;
+        let mut exited = false;
+        let mut drain_deadline: Option<tokio::time::Instant> = None;
+        loop {
+            session.flush();
+            while let Some(event) = session.link.poll_event() {
+                match event {
+                    AgentEvent::Input(bytes) => {
+                        let _ = writer.write_all(&bytes).await;
+                    }
+                    AgentEvent::Resize(size) => {
+                        let _ = writer.resize(pty_process::Size::new(size.rows as u16, size.cols as u16));
+                    }
+                    AgentEvent::ChannelClosed(_) => return end_killed(pgid, &mut child).await,
+                    _ => {}
+                }
+            }
+            if output_done && exited {
+                if session.link.unacked() == 0 {
+                    break;
+                }
+                let deadline = *drain_deadline
+                    .get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_millis(CLOSE_DRAIN_MS));
+                if tokio::time::Instant::now() >= deadline {
+                    // The real agent closes anyway: whatever is unacked is lost to the client.
+                    self.abandoned.lock().expect("lab lock").insert(grant.session_id.clone(), session.link.unacked());
+                    break;
+                }
+            }
+            let cancelled = channel.cancelled();
+            if channel.cancel_requested() {
+                return end_killed(pgid, &mut child).await;
+            }
+            let timer = session.timer();
+            // While paused the pty is not read (the command blocks on a full pty).
+            let may_read = !output_done && !session.link.is_paused();
+            let read_due = may_read && tokio::time::Instant::now() >= next_read;
+            tokio::select! {
+                biased;
+                _ = cancelled => return end_killed(pgid, &mut child).await,
+                frame = inbound.recv() => match frame {
+                    Some(bytes) => session.link.receive(&bytes, now_ms()),
+                    None => return end_killed(pgid, &mut child).await,
+                },
+                _ = sleep_until_opt(timer) => session.link.handle_timeout(now_ms()),
+                status = child.wait(), if !exited => {
+                    tracing::debug!(?status, "lab exec process exited");
+                    exited = true;
+                }
+                read = reader.read(&mut buffer), if read_due => match read {
+                    Ok(0) | Err(_) => {
+                        let dropped = session.link.finish_output();
+                        if dropped > 0 {
+                            tracing::debug!(dropped, "incomplete UTF-8 dropped at EOF");
+                        }
+                        output_done = true;
+                    }
+                    Ok(n) => {
+                        session.link.send_output(&buffer[..n], now_ms());
+                        let delay = shared.faults.lock().expect("lab lock").pty_read_delay_ms;
+                        next_read = tokio::time::Instant::now() + Duration::from_millis(pacing.read_interval_ms + delay);
+                    }
+                },
+                _ = tokio::time::sleep_until(next_read), if may_read && !read_due => {}
+                // Once the process is gone, give unacked output at most 2 s (as the real agent).
+                _ = sleep_until_opt(drain_deadline) => {}
+            }
+        }
+        session.link.send_session_state(SessionState::Terminating, &grant.session_id, now_ms());
+        session.flush();
+        let (logging, has_script) = logging_of(shared, &grant.task_id);
+        if logging {
+            // The agent runs `script <log> -c "cat <ipcfile>"` and uploads the transcript.
+            if has_script {
+                tokio::time::sleep(self.options.session_log_upload).await;
+                self.set_session_log(&grant.session_id, "uploaded");
+            } else {
+                tracing::debug!(session = %grant.session_id, "session logging: unable to generate log data");
+                self.set_session_log(&grant.session_id, SESSION_LOG_FAILED);
+            }
+        }
+        Ok(())
+    }
 }
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
@@ -683,54 +649,6 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// Loss, duplication and reordering of agent frames.
-struct Wire;
-
-impl Wire {
-    fn shape(&mut self, batch: Vec<Vec<u8>>, faults: &Faults, shared: &Shared) -> Vec<Vec<u8>> {
-        let mut out = Vec::with_capacity(batch.len());
-        for bytes in batch {
-            if faults.drop_rate > 0.0 && shared.roll() < faults.drop_rate {
-                continue;
-            }
-            if faults.duplicate_rate > 0.0 && shared.roll() < faults.duplicate_rate {
-                out.push(bytes.clone());
-            }
-            out.push(bytes);
-        }
-        if faults.reorder_window > 1 {
-            for window in out.chunks_mut(faults.reorder_window) {
-                for i in (1..window.len()).rev() {
-                    let j = (shared.roll() * (i + 1) as f64) as usize;
-                    window.swap(i, j.min(i));
-                }
-            }
-        }
-        out
-    }
-}
-
-/// How many leading bytes end on a UTF-8 character boundary (an incomplete trailing sequence of
-/// up to 3 bytes is held back, as the real agent does).
-fn utf8_boundary(bytes: &[u8]) -> usize {
-    let len = bytes.len();
-    for back in 1..=3.min(len) {
-        let byte = bytes[len - back];
-        if byte & 0b1100_0000 == 0b1000_0000 {
-            continue;
-        }
-        let needed = match byte {
-            b if b & 0b1000_0000 == 0 => 1,
-            b if b & 0b1110_0000 == 0b1100_0000 => 2,
-            b if b & 0b1111_0000 == 0b1110_0000 => 3,
-            b if b & 0b1111_1000 == 0b1111_0000 => 4,
-            _ => return len,
-        };
-        return if back < needed { len - back } else { len };
-    }
-    len
 }
 
 /// TerminateSession reached the agent: kill the command's group and reap its leader (a zombie
@@ -755,19 +673,4 @@ fn group_alive(pgid: i32) -> bool {
 
 fn which(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| PathBuf::from(dir).join(tool)).find(|p| p.is_file())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::utf8_boundary;
-
-    #[test]
-    fn incomplete_utf8_is_held_back() {
-        assert_eq!(utf8_boundary(b"abc"), 3);
-        assert_eq!(utf8_boundary("é".as_bytes()), 2);
-        assert_eq!(utf8_boundary(&"é".as_bytes()[..1]), 0);
-        assert_eq!(utf8_boundary(&"a€".as_bytes()[..3]), 1);
-        assert_eq!(utf8_boundary(&"a😀".as_bytes()[..4]), 1);
-        assert_eq!(utf8_boundary("a😀".as_bytes()), 5);
-    }
 }

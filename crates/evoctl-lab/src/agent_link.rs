@@ -20,7 +20,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use evoctl_ssm::crypto::{CounterNonce, CryptoError, SessionCipher};
+use crate::nonce::CounterNonce;
+use evoctl_ssm::crypto::{CryptoError, SessionCipher};
 use evoctl_ssm::frame::{Frame, FrameError, PayloadType, message_type};
 use evoctl_ssm::messages::{Acknowledge, ChannelClosed, TerminalSize};
 use sha2::{Digest, Sha256};
@@ -227,6 +228,18 @@ impl AgentLink {
     /// Output is opened; nothing else is encrypted.
     pub fn enable_encryption(&mut self, cipher: SessionCipher, nonces: CounterNonce) {
         self.cipher = Some((cipher, nonces));
+    }
+
+    /// Seal `plaintext` with the agent's key and its next counter nonce (the encryption
+    /// challenge); None before [`AgentLink::enable_encryption`].
+    pub fn seal(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
+        let (cipher, nonces) = self.cipher.as_mut()?;
+        Some(cipher.seal(plaintext, nonces.next_nonce()))
+    }
+
+    /// The session's cipher, once encryption is on.
+    pub fn cipher(&self) -> Option<&SessionCipher> {
+        self.cipher.as_ref().map(|(cipher, _)| cipher)
     }
 
     /// Whether the gateway has paused publication: the caller must not read the pty (row 4).

@@ -76,6 +76,13 @@ struct ServeArgs {
     /// Delay before the exec agent starts reading command output (the real agent waits 1 s)
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     agent_delay_ms: u64,
+    /// The exec agent's pause between pty reads (the real agent sleeps 1 ms)
+    #[arg(long, default_value_t = 1, value_name = "MS")]
+    agent_read_interval_ms: u64,
+    /// How long the session-logging step's upload delays a session's close when the cluster's
+    /// exec logging is OVERRIDE
+    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    session_log_upload_ms: u64,
     /// How long each QR code lives before the Evolution stand-in rotates it (2.3.7: 45 s)
     #[arg(long, default_value_t = 45_000, value_name = "MS")]
     qr_rotate_ms: u64,
@@ -225,6 +232,8 @@ pub fn main() -> ExitCode {
                 access_key_id: args.access_key_id,
                 secret_access_key: args.secret_access_key,
                 agent_delay: Duration::from_millis(args.agent_delay_ms),
+                agent_read_interval: Duration::from_millis(args.agent_read_interval_ms),
+                session_log_upload: Duration::from_millis(args.session_log_upload_ms),
                 qr_rotate: Duration::from_millis(args.qr_rotate_ms.max(1)),
                 auto_scan_after: args.auto_scan_after_ms.map(Duration::from_millis),
                 tls: args.tls,

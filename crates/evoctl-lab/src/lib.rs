@@ -9,13 +9,17 @@
 //! made at start ([`tls`]). Product modules never import this one.
 
 pub mod agent;
+pub mod agent_handshake;
 pub mod agent_link;
 pub mod cli;
 pub mod evolution;
 pub mod fake_plugin;
+pub mod gateway;
+pub mod nonce;
 pub mod scenario;
 pub mod server;
 pub mod services;
+pub mod shell_words;
 pub mod sigv4;
 pub mod state;
 pub mod tls;
@@ -40,6 +44,11 @@ pub struct LabOptions {
     pub secret_access_key: String,
     /// Delay before the exec agent reads its pty (the real agent waits 1 s).
     pub agent_delay: Duration,
+    /// The exec agent's pause between pty reads (the real agent: 1 ms).
+    pub agent_read_interval: Duration,
+    /// How long the session-logging upload delays a session's close (cluster exec logging
+    /// OVERRIDE).
+    pub session_log_upload: Duration,
     /// How long each QR lives before the simulator rotates it.
     pub qr_rotate: Duration,
     /// A simulated phone scans any QR shown this long.
@@ -92,8 +101,13 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         Some(path) => absolute(path).with_extension("containers"),
         None => std::env::temp_dir().join(format!("evoctl-lab-{}-{}", std::process::id(), address.port())),
     };
-    let hub = agent::AgentHub::new(agent::AgentOptions { agent_delay: options.agent_delay, root })
-        .map_err(|e| format!("cannot prepare the exec agent's container dir: {e}"))?;
+    let hub = agent::AgentHub::new(agent::AgentOptions {
+        agent_delay: options.agent_delay,
+        read_interval: options.agent_read_interval,
+        session_log_upload: options.session_log_upload,
+        root,
+    })
+    .map_err(|e| format!("cannot prepare the exec agent's container dir: {e}"))?;
     let mut externals: indexmap::IndexMap<String, String> = scenario
         .services
         .iter()

@@ -110,6 +110,10 @@ pub struct TaskDefinitionSpec {
     pub cpu: String,
     #[serde(default = "default_memory")]
     pub memory: String,
+    /// Programs the image has beyond the lab's stand-in set, e.g. `["script"]` (session
+    /// logging needs it).
+    #[serde(default)]
+    pub image_tools: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

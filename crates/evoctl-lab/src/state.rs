@@ -51,6 +51,9 @@ pub struct TaskDefinition {
     pub readonly_root_filesystem: bool,
     pub cpu: String,
     pub memory: String,
+    /// Programs the image has beyond the lab's stand-in set (e.g. `script`, which session
+    /// logging needs).
+    pub image_tools: Vec<String>,
 }
 
 impl TaskDefinition {
@@ -259,6 +262,7 @@ impl Account {
                 readonly_root_filesystem: spec.readonly_root_filesystem,
                 cpu: spec.cpu.clone(),
                 memory: spec.memory.clone(),
+                image_tools: spec.image_tools.clone(),
             };
             if let Some(group) = &def.log_group {
                 account.log_groups.entry(group.clone()).or_default();

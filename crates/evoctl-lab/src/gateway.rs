@@ -1,0 +1,350 @@
+//! The lab's message gateway (MGS): the data channel's websocket endpoint between a client and
+//! the lab's exec agent, kept apart from the agent loop ([`super::agent`]).
+//!
+//! It checks the open-data-channel token, attaches a (re)connected socket to its channel and
+//! relays frames both ways. Its own choices, where MGS's behaviour is not public:
+//! - `agent_session_state` frames (Connected, Terminating) are agent→MGS only (notes §2.8):
+//!   the gateway consumes them (the last one is kept on the channel) and never forwards them.
+//! - `channel_closed` is the gateway's: when the agent ends its side (after Terminating it just
+//!   closes), the gateway sends the client `channel_closed`, with the agent's error text (what
+//!   the agent reports to MGS in `agent_task_complete`) as `Output`, and closes the socket.
+//!   A command that cannot start writes nothing, so that frame is all the client gets (§9 row 9).
+//! - Backlog: while more than [`GATEWAY_BACKLOG_FRAMES`] frames wait to be written to the
+//!   client (a client that stops reading), the gateway sends the agent `pause_publication`
+//!   and `start_publication` once the backlog is down to half; since any ack or input resumes
+//!   the real agent (§9 row 4), the gateway pauses it again on its next frame if needed.
+//!
+//! Faults from `/_lab/faults` act here, on the wire: loss, duplication and reordering of agent
+//! frames, loss and delayed acks from the client, a publication pause after N frames, one
+//! dropped socket after N frames (the session survives and can be resumed) and one oversized
+//! binary message.
+
+use super::agent::ExecGrant;
+use super::server::{Faults, Shared};
+use super::state::now_ms;
+use axum::extract::ws::{Message, WebSocket};
+use evoctl_ssm::frame::{Frame, message_type};
+use evoctl_ssm::messages::{ChannelClosed, OpenDataChannel};
+use futures::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+
+/// Frames waiting to be written to a client above which the gateway pauses the agent.
+pub const GATEWAY_BACKLOG_FRAMES: usize = 256;
+
+enum WireOut {
+    Frame(Vec<u8>),
+    Close,
+}
+
+/// One session's data channel through the gateway.
+pub struct Channel {
+    pub grant: ExecGrant,
+    /// Frames for the client, through whichever socket is attached now.
+    socket: Mutex<Option<mpsc::UnboundedSender<WireOut>>>,
+    /// Frames for the agent.
+    to_agent: mpsc::UnboundedSender<Vec<u8>>,
+    from_gateway: Mutex<Option<mpsc::UnboundedReceiver<Vec<u8>>>>,
+    frames_sent: AtomicU64,
+    disconnected_once: AtomicBool,
+    oversized_sent: AtomicBool,
+    /// Frames handed to the client's socket and not written yet.
+    backlog: AtomicUsize,
+    /// The gateway has paused the agent for the backlog (and no ack or input resumed it).
+    backlog_paused: AtomicBool,
+    /// TerminateSession: the agent kills the command and the channel closes.
+    cancelled: Notify,
+    cancel_requested: AtomicBool,
+    /// The last `agent_session_state` the agent reported.
+    agent_state: Mutex<Option<String>>,
+}
+
+impl Channel {
+    /// The agent's end of the channel: frames from the client (once).
+    pub fn take_agent_inbound(&self) -> Option<mpsc::UnboundedReceiver<Vec<u8>>> {
+        self.from_gateway.lock().expect("lab lock").take()
+    }
+
+    pub fn cancel_requested(&self) -> bool {
+        self.cancel_requested.load(Ordering::Acquire)
+    }
+
+    /// Resolves once TerminateSession is asked for (create it before checking the flag).
+    pub fn cancelled(&self) -> tokio::sync::futures::Notified<'_> {
+        self.cancelled.notified()
+    }
+
+    pub fn cancel(&self) {
+        self.cancel_requested.store(true, Ordering::Release);
+        self.cancelled.notify_waiters();
+    }
+
+    /// The last `agent_session_state` value the gateway consumed.
+    pub fn agent_state(&self) -> Option<String> {
+        self.agent_state.lock().expect("lab lock").clone()
+    }
+
+    fn to_client(&self, bytes: Vec<u8>) {
+        if let Some(socket) = self.socket.lock().expect("lab lock").as_ref() {
+            self.backlog.fetch_add(1, Ordering::AcqRel);
+            let _ = socket.send(WireOut::Frame(bytes));
+        }
+    }
+}
+
+/// The gateway's channels.
+#[derive(Default)]
+pub struct Gateway {
+    channels: Mutex<HashMap<String, Arc<Channel>>>,
+}
+
+impl Gateway {
+    pub fn channel(&self, session_id: &str) -> Option<Arc<Channel>> {
+        self.channels.lock().expect("lab lock").get(session_id).cloned()
+    }
+
+    /// Serve one websocket: check the token, attach it to its channel (new or resumed) and
+    /// relay the client's frames to the agent. `start_agent` runs for a new channel.
+    pub async fn serve_socket(
+        &self,
+        shared: Arc<Shared>,
+        session_id: String,
+        socket: WebSocket,
+        start_agent: impl FnOnce(Arc<Channel>),
+    ) {
+        let (mut sink, mut stream) = socket.split();
+        let first = tokio::time::timeout(Duration::from_secs(30), stream.next()).await;
+        let token = match first {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                serde_json::from_str::<OpenDataChannel>(&text).ok().map(|o| o.token_value)
+            }
+            _ => None,
+        };
+        let grant = shared.account.lock().expect("lab lock").exec_sessions.get(&session_id).cloned();
+        let Some(grant) = grant.filter(|g| Some(&g.token) == token.as_ref()) else {
+            tracing::debug!(session = %session_id, "bad or missing token; closing");
+            let _ = sink.send(Message::Close(None)).await;
+            return;
+        };
+        let (channel, created) = {
+            let mut channels = self.channels.lock().expect("lab lock");
+            match channels.get(&session_id) {
+                Some(existing) => (Arc::clone(existing), false),
+                None => {
+                    let (to_agent, from_gateway) = mpsc::unbounded_channel();
+                    let created = Arc::new(Channel {
+                        grant,
+                        socket: Mutex::new(None),
+                        to_agent,
+                        from_gateway: Mutex::new(Some(from_gateway)),
+                        frames_sent: AtomicU64::new(0),
+                        disconnected_once: AtomicBool::new(false),
+                        oversized_sent: AtomicBool::new(false),
+                        backlog: AtomicUsize::new(0),
+                        backlog_paused: AtomicBool::new(false),
+                        cancelled: Notify::new(),
+                        cancel_requested: AtomicBool::new(false),
+                        agent_state: Mutex::new(None),
+                    });
+                    channels.insert(session_id.clone(), Arc::clone(&created));
+                    (created, true)
+                }
+            }
+        };
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<WireOut>();
+        // A new socket starts with an empty backlog.
+        channel.backlog.store(0, Ordering::Release);
+        if channel.backlog_paused.swap(false, Ordering::AcqRel) {
+            let _ = channel.to_agent.send(publication(message_type::START_PUBLICATION));
+        }
+        *channel.socket.lock().expect("lab lock") = Some(out_tx);
+        if created {
+            start_agent(Arc::clone(&channel));
+        }
+        let writing = Arc::clone(&channel);
+        let writer = tokio::spawn(async move {
+            while let Some(item) = out_rx.recv().await {
+                match item {
+                    WireOut::Frame(bytes) => {
+                        let sent = sink.send(Message::Binary(bytes.into())).await;
+                        let before = writing
+                            .backlog
+                            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)))
+                            .unwrap_or(0);
+                        if before <= GATEWAY_BACKLOG_FRAMES / 2 + 1
+                            && writing.backlog_paused.swap(false, Ordering::AcqRel)
+                        {
+                            let _ = writing.to_agent.send(publication(message_type::START_PUBLICATION));
+                        }
+                        if sent.is_err() {
+                            break;
+                        }
+                    }
+                    WireOut::Close => {
+                        let _ = sink.send(Message::Close(None)).await;
+                        break;
+                    }
+                }
+            }
+        });
+        while let Some(Ok(message)) = stream.next().await {
+            let bytes = match message {
+                Message::Binary(bytes) => bytes.to_vec(),
+                Message::Text(text) => text.as_bytes().to_vec(),
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            let faults = shared.faults.lock().expect("lab lock").clone();
+            if faults.drop_rate > 0.0 && shared.roll() < faults.drop_rate {
+                continue;
+            }
+            let kind = Frame::decode(&bytes).map(|f| f.message_type).unwrap_or_default();
+            if kind == message_type::ACKNOWLEDGE || kind == message_type::INPUT_STREAM_DATA {
+                // Any ack or input resumes the agent: a backlog pause must be sent again.
+                channel.backlog_paused.store(false, Ordering::Release);
+            }
+            if kind == message_type::ACKNOWLEDGE && faults.ack_delay_ms > 0 {
+                let to_agent = channel.to_agent.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(faults.ack_delay_ms)).await;
+                    let _ = to_agent.send(bytes);
+                });
+            } else {
+                let _ = channel.to_agent.send(bytes);
+            }
+        }
+        writer.abort();
+    }
+
+    /// Frames the agent put on its data channel: `agent_session_state` is consumed, the rest
+    /// goes to the client through the faulty wire.
+    pub fn from_agent(&self, shared: &Shared, channel: &Channel, batch: Vec<Vec<u8>>) {
+        if batch.is_empty() {
+            return;
+        }
+        let faults = shared.faults.lock().expect("lab lock").clone();
+        let mut relayed = Vec::with_capacity(batch.len());
+        for bytes in batch {
+            match Frame::decode(&bytes) {
+                Ok(frame) if frame.message_type == message_type::AGENT_SESSION_STATE => {
+                    let state = serde_json::from_slice::<serde_json::Value>(&frame.payload)
+                        .ok()
+                        .and_then(|v| v["SessionState"].as_str().map(str::to_owned));
+                    *channel.agent_state.lock().expect("lab lock") = state;
+                }
+                _ => relayed.push(bytes),
+            }
+        }
+        for bytes in shape(relayed, &faults, shared) {
+            self.send_frame(&faults, channel, bytes);
+        }
+    }
+
+    /// Put one agent frame on the wire, applying the pause, disconnect and oversized faults and
+    /// the backlog pause.
+    fn send_frame(&self, faults: &Faults, channel: &Channel, bytes: Vec<u8>) {
+        let is_output =
+            Frame::decode(&bytes).map(|f| f.message_type == message_type::OUTPUT_STREAM_DATA).unwrap_or(false);
+        if channel.socket.lock().expect("lab lock").is_none() {
+            return;
+        }
+        channel.to_client(bytes);
+        if channel.backlog.load(Ordering::Acquire) > GATEWAY_BACKLOG_FRAMES
+            && !channel.backlog_paused.swap(true, Ordering::AcqRel)
+        {
+            let _ = channel.to_agent.send(publication(message_type::PAUSE_PUBLICATION));
+        }
+        if !is_output {
+            return;
+        }
+        let sent = channel.frames_sent.fetch_add(1, Ordering::AcqRel) + 1;
+        if let Some(size) = faults.oversized_frame_bytes
+            && !channel.oversized_sent.swap(true, Ordering::AcqRel)
+        {
+            // A broken or hostile peer: one binary message far larger than any frame.
+            channel.to_client(vec![0u8; size]);
+        }
+        if faults.pause_after_frames == Some(sent) && faults.pause_ms > 0 {
+            let pause = publication(message_type::PAUSE_PUBLICATION);
+            let _ = channel.to_agent.send(pause.clone());
+            channel.to_client(pause);
+            let to_agent = channel.to_agent.clone();
+            let socket = channel.socket.lock().expect("lab lock").clone();
+            let pause_ms = faults.pause_ms;
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+                let start = publication(message_type::START_PUBLICATION);
+                let _ = to_agent.send(start.clone());
+                if let Some(socket) = socket {
+                    let _ = socket.send(WireOut::Frame(start));
+                }
+            });
+        }
+        if faults.disconnect_after_frames == Some(sent) && !channel.disconnected_once.swap(true, Ordering::AcqRel) {
+            if let Some(socket) = channel.socket.lock().expect("lab lock").take() {
+                let _ = socket.send(WireOut::Close);
+            }
+        }
+    }
+
+    /// The agent closed its side (or never started and TerminateSession ended the session):
+    /// send the client `channel_closed` with `output` (empty on a normal end) and close.
+    pub fn agent_closed(&self, shared: &Shared, channel: &Channel, output: String) {
+        let id = channel.grant.session_id.clone();
+        let closed = ChannelClosed {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            created_date: now_ms().to_string(),
+            destination_id: id.clone(),
+            session_id: id.clone(),
+            message_type: message_type::CHANNEL_CLOSED.into(),
+            schema_version: 1,
+            output,
+        };
+        let frame = Frame::new(
+            message_type::CHANNEL_CLOSED,
+            0,
+            0,
+            *uuid::Uuid::new_v4().as_bytes(),
+            now_ms(),
+            0,
+            serde_json::to_vec(&closed).expect("serialises"),
+        );
+        if let Some(socket) = channel.socket.lock().expect("lab lock").as_ref() {
+            let _ = socket.send(WireOut::Frame(frame.encode().expect("fresh id")));
+            let _ = socket.send(WireOut::Close);
+        }
+        self.channels.lock().expect("lab lock").remove(&id);
+        shared.account.lock().expect("lab lock").exec_sessions.shift_remove(&id);
+    }
+}
+
+/// A `pause_publication` or `start_publication` frame.
+pub fn publication(kind: &str) -> Vec<u8> {
+    Frame::new(kind, 0, 0, *uuid::Uuid::new_v4().as_bytes(), now_ms(), 0, Vec::new()).encode().expect("fresh id")
+}
+
+/// Loss, duplication and reordering of agent frames.
+fn shape(batch: Vec<Vec<u8>>, faults: &Faults, shared: &Shared) -> Vec<Vec<u8>> {
+    let mut out = Vec::with_capacity(batch.len());
+    for bytes in batch {
+        if faults.drop_rate > 0.0 && shared.roll() < faults.drop_rate {
+            continue;
+        }
+        if faults.duplicate_rate > 0.0 && shared.roll() < faults.duplicate_rate {
+            out.push(bytes.clone());
+        }
+        out.push(bytes);
+    }
+    if faults.reorder_window > 1 {
+        for window in out.chunks_mut(faults.reorder_window) {
+            for i in (1..window.len()).rev() {
+                let j = (shared.roll() * (i + 1) as f64) as usize;
+                window.swap(i, j.min(i));
+            }
+        }
+    }
+    out
+}
