@@ -9,6 +9,10 @@
 //!   closes), the gateway sends the client `channel_closed`, with the agent's error text (what
 //!   the agent reports to MGS in `agent_task_complete`) as `Output`, and closes the socket.
 //!   A command that cannot start writes nothing, so that frame is all the client gets (§9 row 9).
+//! - A client that is away (its socket dropped, until it resumes with a new one): the gateway
+//!   pauses the agent (MGS pauses the peer still connected while the other side is away,
+//!   §3.8, inferred) and starts it again when a socket is attached; frames the agent sent in
+//!   between are lost and recovered by its resends.
 //! - Backlog: while more than [`GATEWAY_BACKLOG_FRAMES`] frames wait to be written to the
 //!   client (a client that stops reading), the gateway sends the agent `pause_publication`
 //!   and `start_publication` once the backlog is down to half; since any ack or input resumes
@@ -55,6 +59,9 @@ pub struct Channel {
     backlog: AtomicUsize,
     /// The gateway has paused the agent for the backlog (and no ack or input resumed it).
     backlog_paused: AtomicBool,
+    /// The gateway has paused the agent because no client socket is attached (and no ack or
+    /// input resumed it).
+    away_paused: AtomicBool,
     /// TerminateSession: the agent kills the command and the channel closes.
     cancelled: Notify,
     cancel_requested: AtomicBool,
@@ -85,6 +92,23 @@ impl Channel {
     /// The last `agent_session_state` value the gateway consumed.
     pub fn agent_state(&self) -> Option<String> {
         self.agent_state.lock().expect("lab lock").clone()
+    }
+
+    /// A client frame for the agent. Any ack or input resumes the real agent (§9 row 4), so a
+    /// pause the gateway wants must be sent again.
+    fn to_agent(&self, bytes: Vec<u8>, kind: &str) {
+        if kind == message_type::ACKNOWLEDGE || kind == message_type::INPUT_STREAM_DATA {
+            self.backlog_paused.store(false, Ordering::Release);
+            self.away_paused.store(false, Ordering::Release);
+        }
+        let _ = self.to_agent.send(bytes);
+    }
+
+    /// The client's socket is gone: pause the agent until one is attached again.
+    fn client_away(&self) {
+        if !self.away_paused.swap(true, Ordering::AcqRel) {
+            let _ = self.to_agent.send(publication(message_type::PAUSE_PUBLICATION));
+        }
     }
 
     fn to_client(&self, bytes: Vec<u8>) {
@@ -145,6 +169,7 @@ impl Gateway {
                         oversized_sent: AtomicBool::new(false),
                         backlog: AtomicUsize::new(0),
                         backlog_paused: AtomicBool::new(false),
+                        away_paused: AtomicBool::new(false),
                         cancelled: Notify::new(),
                         cancel_requested: AtomicBool::new(false),
                         agent_state: Mutex::new(None),
@@ -157,10 +182,11 @@ impl Gateway {
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<WireOut>();
         // A new socket starts with an empty backlog.
         channel.backlog.store(0, Ordering::Release);
-        if channel.backlog_paused.swap(false, Ordering::AcqRel) {
+        *channel.socket.lock().expect("lab lock") = Some(out_tx.clone());
+        let was_paused = channel.backlog_paused.swap(false, Ordering::AcqRel);
+        if channel.away_paused.swap(false, Ordering::AcqRel) || was_paused {
             let _ = channel.to_agent.send(publication(message_type::START_PUBLICATION));
         }
-        *channel.socket.lock().expect("lab lock") = Some(out_tx);
         if created {
             start_agent(Arc::clone(&channel));
         }
@@ -202,21 +228,25 @@ impl Gateway {
                 continue;
             }
             let kind = Frame::decode(&bytes).map(|f| f.message_type).unwrap_or_default();
-            if kind == message_type::ACKNOWLEDGE || kind == message_type::INPUT_STREAM_DATA {
-                // Any ack or input resumes the agent: a backlog pause must be sent again.
-                channel.backlog_paused.store(false, Ordering::Release);
-            }
             if kind == message_type::ACKNOWLEDGE && faults.ack_delay_ms > 0 {
-                let to_agent = channel.to_agent.clone();
+                let delayed = Arc::clone(&channel);
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(faults.ack_delay_ms)).await;
-                    let _ = to_agent.send(bytes);
+                    delayed.to_agent(bytes, &kind);
                 });
             } else {
-                let _ = channel.to_agent.send(bytes);
+                channel.to_agent(bytes, &kind);
             }
         }
         writer.abort();
+        // The client went away: unless another socket took over, pause the agent (MGS pauses
+        // the peer still connected while the other is away, §3.8).
+        let mut socket = channel.socket.lock().expect("lab lock");
+        if socket.as_ref().is_some_and(|current| current.same_channel(&out_tx)) {
+            *socket = None;
+            drop(socket);
+            channel.client_away();
+        }
     }
 
     /// Frames the agent put on its data channel: `agent_session_state` is consumed, the rest
@@ -249,6 +279,8 @@ impl Gateway {
         let is_output =
             Frame::decode(&bytes).map(|f| f.message_type == message_type::OUTPUT_STREAM_DATA).unwrap_or(false);
         if channel.socket.lock().expect("lab lock").is_none() {
+            // No client: the frame is lost, and the agent is paused (again, if an ack resumed it).
+            channel.client_away();
             return;
         }
         channel.to_client(bytes);
@@ -286,6 +318,7 @@ impl Gateway {
         if faults.disconnect_after_frames == Some(sent) && !channel.disconnected_once.swap(true, Ordering::AcqRel) {
             if let Some(socket) = channel.socket.lock().expect("lab lock").take() {
                 let _ = socket.send(WireOut::Close);
+                channel.client_away();
             }
         }
     }
