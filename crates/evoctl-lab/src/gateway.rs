@@ -315,11 +315,12 @@ impl Gateway {
                 }
             });
         }
-        if faults.disconnect_after_frames == Some(sent) && !channel.disconnected_once.swap(true, Ordering::AcqRel) {
-            if let Some(socket) = channel.socket.lock().expect("lab lock").take() {
-                let _ = socket.send(WireOut::Close);
-                channel.client_away();
-            }
+        if faults.disconnect_after_frames == Some(sent)
+            && !channel.disconnected_once.swap(true, Ordering::AcqRel)
+            && let Some(socket) = channel.socket.lock().expect("lab lock").take()
+        {
+            let _ = socket.send(WireOut::Close);
+            channel.client_away();
         }
     }
 
