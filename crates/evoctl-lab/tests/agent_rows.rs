@@ -432,3 +432,26 @@ async fn row12_two_sessions_run_one_waits_and_a_fourth_wedges_the_task() {
     assert_eq!(wedged.len(), 2, "{wedged:?}");
     assert!(wedged.iter().all(|r| r["pgid"] == 0 && r["alive"] == false), "{wedged:?}");
 }
+
+#[tokio::test]
+async fn row5_row6_first_output_after_1_s_in_reads_of_at_most_1024_bytes_plus_a_held_character() {
+    let lab = Lab::start("seed", &["--agent-delay-ms", "1000"]);
+    let ecs = lab.ecs().await;
+    let task = task_arn(&ecs).await;
+    // 3000 bytes of `é` (2 bytes each): 1024-byte reads end inside a character.
+    let mut channel = open(&ecs, &task, "node -e 'process.stdout.write(\"\\u00e9\".repeat(1500))'").await;
+    let opened = Instant::now();
+    channel.until(Duration::from_secs(10), "the first output", |c| !c.output.is_empty()).await;
+    assert!(opened.elapsed() >= Duration::from_millis(1000), "first output after {:?}", opened.elapsed());
+    channel.finish(Duration::from_secs(10)).await;
+    assert_eq!(channel.text(), "é".repeat(1500));
+    let outputs: Vec<&Frame> =
+        channel.frames.iter().filter(|f| f.message_type == message_type::OUTPUT_STREAM_DATA).collect();
+    assert!(outputs.len() >= 3, "{} output frames", outputs.len());
+    for frame in outputs {
+        assert!(frame.payload.len() <= 1024 + 3, "a {}-byte frame", frame.payload.len());
+        assert!(std::str::from_utf8(&frame.payload).is_ok(), "every frame ends on a character boundary");
+    }
+    let kinds: Vec<&str> = channel.frames.iter().map(|f| f.message_type.as_str()).collect();
+    assert!(!kinds.contains(&message_type::AGENT_SESSION_STATE), "agent_session_state stays with the gateway");
+}
