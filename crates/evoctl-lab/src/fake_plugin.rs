@@ -3,21 +3,23 @@
 //! and the same flaw — it stops at the first stdin EOF after output began and prints
 //! `Cannot perform start session: EOF`, cutting the output short.
 //!
+//! The data channel runs on the lab's own client link ([`crate::plugin_link`]), written from
+//! the real plugin's rules; from evoctl-ssm it takes only frames, message bodies and crypto.
 //! KMS-encrypted sessions work as in the plugin: it answers the agent's handshake with a
 //! GenerateDataKey (region from argument 2, target from argument 5, endpoint from the usual
-//! AWS environment), prints the agent's customer message and seals keystrokes.
+//! AWS environment; a failure goes back to the agent as a failed KMSEncryption action), answers
+//! the encryption challenge, prints the agent's customer message and seals keystrokes.
 //!
 //! Test knobs (environment): `EVOCTL_FAKE_PLUGIN_ARGV_LOG` appends the argv it got to a file;
 //! `EVOCTL_FAKE_PLUGIN_CUT_AFTER` stops after that many output bytes as if stdin hit EOF.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use crate::plugin_link::{self, CLIENT_VERSION, LinkEvent, PluginLink};
 use evoctl_ssm::crypto::{DATA_KEY_LEN, SessionCipher, Side};
-use evoctl_ssm::handshake;
-use evoctl_ssm::messages::{HandshakeRequest, OpenDataChannel};
-use evoctl_ssm::{Event, NonceSource, PayloadType, Role, Session};
+use evoctl_ssm::messages::{HandshakeRequest, HandshakeResponse, OpenDataChannel};
 use futures::{SinkExt, StreamExt};
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -41,7 +43,7 @@ pub async fn main(args: Vec<String>) -> std::process::ExitCode {
     }
     match args.first().map(String::as_str) {
         None => say(BANNER),
-        Some("--version") => say("1.2.707.0\n"),
+        Some("--version") => say(&format!("{CLIENT_VERSION}\n")),
         Some(first) => {
             let text = if first.trim_start().starts_with('{') {
                 first.to_owned()
@@ -76,24 +78,26 @@ async fn session(session_json: &str, region: &str, target: &str) -> Result<(), S
         request_id: uuid::Uuid::new_v4().to_string(),
         token_value: token,
         client_id: uuid::Uuid::new_v4().to_string(),
-        client_version: Some("1.2.707.0".into()),
+        client_version: Some(CLIENT_VERSION.into()),
     };
     socket
         .send(Message::Text(serde_json::to_string(&open).map_err(|e| e.to_string())?.into()))
         .await
         .map_err(|e| e.to_string())?;
-    let mut session = Session::with_random_ids(Role::Client, Box::new(now_ms));
+    let mut link = PluginLink::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(plugin_link::TICK_MS));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stdin = tokio::io::stdin();
     let mut buffer = [0u8; 1024];
     let mut reading_stdin = false;
     let mut written = 0usize;
     loop {
-        while let Some(bytes) = session.poll_transmit() {
+        while let Some(bytes) = link.poll_transmit() {
             socket.send(Message::Binary(bytes.into())).await.map_err(|e| e.to_string())?;
         }
-        while let Some(event) = session.poll_event() {
+        while let Some(event) = link.poll_event() {
             match event {
-                Event::Output(bytes) => {
+                LinkEvent::Output(bytes) => {
                     reading_stdin = true;
                     let take = cut_after.map_or(bytes.len(), |cut| cut.saturating_sub(written).min(bytes.len()));
                     let mut out = std::io::stdout().lock();
@@ -104,14 +108,17 @@ async fn session(session_json: &str, region: &str, target: &str) -> Result<(), S
                         return Err("EOF".into());
                     }
                 }
-                Event::HandshakeRequest(request) => {
-                    let reply = answer_handshake(&request, &id, region, target, &mut session).await?;
-                    session.send_handshake(PayloadType::HandshakeResponse, reply, now_ms());
+                LinkEvent::HandshakeRequest(request) => {
+                    let (response, cipher) = answer_handshake(&request, &id, region, target).await;
+                    if let Some(cipher) = cipher {
+                        link.enable_encryption(cipher);
+                    }
+                    link.send_handshake_response(&response, now_ms());
                 }
-                Event::HandshakeComplete(done) if !done.customer_message.is_empty() => {
+                LinkEvent::HandshakeComplete(done) if !done.customer_message.is_empty() => {
                     say(&format!("{}\n", done.customer_message));
                 }
-                Event::ChannelClosed(closed) => {
+                LinkEvent::ChannelClosed(closed) => {
                     if closed.output.is_empty() {
                         say(&format!("\n\nExiting session with sessionId: {id}.\n\n"));
                     } else {
@@ -119,53 +126,54 @@ async fn session(session_json: &str, region: &str, target: &str) -> Result<(), S
                     }
                     return Ok(());
                 }
-                _ => {}
+                // The plugin terminates the session and leaves quietly.
+                LinkEvent::GaveUp => return Ok(()),
+                LinkEvent::HandshakeComplete(_) | LinkEvent::Dropped(_) => {}
             }
         }
-        let timer = session
-            .next_timeout()
-            .map(|at| tokio::time::Instant::now() + std::time::Duration::from_millis(at.saturating_sub(now_ms())));
         tokio::select! {
             message = socket.next() => match message {
-                Some(Ok(Message::Binary(bytes))) => session.receive(&bytes, now_ms()),
-                Some(Ok(Message::Text(text))) => session.receive(text.as_bytes(), now_ms()),
+                Some(Ok(Message::Binary(bytes))) => link.receive(&bytes, now_ms()),
+                Some(Ok(Message::Text(text))) => link.receive(text.as_bytes(), now_ms()),
                 Some(Ok(_)) => {}
                 _ => return Err("websocket closed".into()),
             },
             read = stdin.read(&mut buffer), if reading_stdin => match read {
                 Ok(0) | Err(_) => return Err("EOF".into()),
                 Ok(n) => {
-                    let data = if &buffer[..n] == b"\n" { b"\r".to_vec() } else { buffer[..n].to_vec() };
-                    session.send_data(&data, now_ms());
+                    let data = if &buffer[..n] == b"\n" { &b"\r"[..] } else { &buffer[..n] };
+                    link.send_input(data, now_ms());
                 }
             },
-            _ = async { match timer { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
-                session.handle_timeout(now_ms());
-            }
+            _ = ticker.tick() => link.tick(now_ms()),
         }
     }
 }
 
-/// The plugin's handshake answer: a data key for KMS sessions (it does not acknowledge the
-/// random challenge, like the plugin read for this lab).
+/// The plugin's handshake answer: for KMS sessions a data key bound to the session and the
+/// target (it does not acknowledge the random challenge, like the plugin read for this lab),
+/// and the cipher to use from then on. A GenerateDataKey failure is reported to the agent in
+/// the KMSEncryption action, as the plugin does.
 async fn answer_handshake(
     request: &HandshakeRequest,
     session_id: &str,
     region: &str,
     target: &str,
-    session: &mut Session,
-) -> Result<Vec<u8>, String> {
-    let requested = handshake::read_request(request);
-    let mut reply = None;
-    if let Some(kms) = &requested.kms {
-        let context = handshake::encryption_context(session_id, target, None);
-        let (plaintext, ciphertext) = generate_data_key(region, &kms.key_id, &context).await?;
+) -> (HandshakeResponse, Option<SessionCipher>) {
+    let Some(key_id) = plugin_link::requested_kms_key(request) else {
+        return (plugin_link::handshake_response(request, None, CLIENT_VERSION), None);
+    };
+    let context = plugin_link::encryption_context(session_id, target);
+    let keys = generate_data_key(region, &key_id, &context).await.and_then(|(plaintext, ciphertext)| {
         let cipher = SessionCipher::new(&plaintext, Side::Client).map_err(|e| e.to_string())?;
-        session.enable_encryption(cipher, NonceSource::Random);
-        reply = Some(handshake::KmsReply { ciphertext, challenge_acknowledged: false });
+        Ok((cipher, ciphertext))
+    });
+    match keys {
+        Ok((cipher, ciphertext)) => {
+            (plugin_link::handshake_response(request, Some(Ok(&ciphertext)), CLIENT_VERSION), Some(cipher))
+        }
+        Err(err) => (plugin_link::handshake_response(request, Some(Err(err)), CLIENT_VERSION), None),
     }
-    let response = handshake::response(request, reply.as_ref(), "1.2.707.0");
-    serde_json::to_vec(&response).map_err(|e| e.to_string())
 }
 
 /// KMS GenerateDataKey as the plugin calls it: the region from its argument, the endpoint and
