@@ -19,7 +19,7 @@ use super::sessions::SessionGuard;
 use super::ssm::crypto::{DATA_KEY_LEN, SessionCipher, Side};
 use super::ssm::handshake;
 use super::ssm::messages::{HandshakeRequest, OpenDataChannel, TerminalSize};
-use super::ssm::{Event, NonceSource, PayloadType, Role, Session};
+use super::ssm::{Event, PayloadType, Session};
 use super::target::ExecTarget;
 use super::websocket::{self, Socket};
 use crate::aws::{Aws, discovery, sdk_failure};
@@ -158,7 +158,7 @@ async fn drive(
     let mut socket = options
         .within("the data channel was still opening", connect(&grant.stream_url, &grant.token, tls.clone(), dial_limit))
         .await??;
-    let mut session = Session::with_random_ids(Role::Client, Box::new(epoch_ms));
+    let mut session = Session::with_random_ids(Box::new(epoch_ms));
     session.set_size(options.size, mono_ms());
     let mut input_open = true;
     let (alarm_tx, mut alarm) = mpsc::channel::<Error>(1);
@@ -404,7 +404,7 @@ async fn answer_handshake(
         let key = crate::aws::kms::generate_data_key(aws, &kms.key_id, DATA_KEY_LEN, &context).await?;
         let cipher = SessionCipher::new(&key.plaintext, Side::Client)
             .map_err(|e| Error::exec(ExecKind::Protocol, format!("KMS returned an unusable data key: {e}"), "retry"))?;
-        session.enable_encryption(cipher, NonceSource::Random);
+        session.enable_encryption(cipher);
         reply =
             Some(handshake::KmsReply { ciphertext: key.ciphertext, challenge_acknowledged: kms.challenge.is_some() });
     }

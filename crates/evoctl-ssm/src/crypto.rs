@@ -1,6 +1,8 @@
 //! Session Manager's KMS encryption, sans-IO: the 64-byte data key from GenerateDataKey split in
 //! two (the agent encrypts with the first half, the client with the second), AES-256-GCM with a
-//! 12-byte nonce prefix and a 16-byte tag suffix and no AAD, and the agent's counter nonces.
+//! 12-byte nonce prefix and a 16-byte tag suffix and no AAD, and the client's random nonces.
+//! [`SessionCipher`] can take either [`Side`] (tests play the agent with it), but this crate
+//! holds the client only: the agent's counter nonces live in the lab crate, `crates/evoctl-lab`.
 //! Which payloads are encrypted is the session's business; this module only seals and opens.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -83,33 +85,6 @@ impl SessionCipher {
     }
 }
 
-/// The agent's nonces: three u32 words, little-endian, starting anywhere; each use increments
-/// word 0, carrying into words 1 and 2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CounterNonce([u32; 3]);
-
-impl CounterNonce {
-    pub fn starting_at(words: [u32; 3]) -> CounterNonce {
-        CounterNonce(words)
-    }
-
-    /// The current nonce; the counter moves on.
-    pub fn next_nonce(&mut self) -> [u8; NONCE_LEN] {
-        let mut out = [0u8; NONCE_LEN];
-        for (i, word) in self.0.iter().enumerate() {
-            out[i * 4..i * 4 + 4].copy_from_slice(&word.to_le_bytes());
-        }
-        for word in &mut self.0 {
-            let (next, carry) = word.overflowing_add(1);
-            *word = next;
-            if !carry {
-                break;
-            }
-        }
-        out
-    }
-}
-
 /// A random nonce, as the client uses for each message.
 pub fn random_nonce() -> [u8; NONCE_LEN] {
     let mut nonce = [0u8; NONCE_LEN];
@@ -158,12 +133,15 @@ mod tests {
     }
 
     #[test]
-    fn the_agents_counter_nonce_counts_word_zero_first_with_carry() {
-        let mut nonce = CounterNonce::starting_at([1, 2, 3]);
-        assert_eq!(hex::encode(nonce.next_nonce()), vector()["nonce_hex"].as_str().unwrap());
-        assert_eq!(hex::encode(nonce.next_nonce()), "020000000200000003000000");
-        let mut wrapping = CounterNonce::starting_at([u32::MAX, u32::MAX, 5]);
-        wrapping.next_nonce();
-        assert_eq!(wrapping, CounterNonce::starting_at([0, 0, 6]));
+    fn random_nonces_are_fresh_and_lead_the_envelope() {
+        let key = [3u8; 64];
+        let client = SessionCipher::new(&key, Side::Client).unwrap();
+        let agent = SessionCipher::new(&key, Side::Agent).unwrap();
+        let (first, second) = (random_nonce(), random_nonce());
+        assert_ne!(first, second);
+        let sealed = client.seal(b"ls", first);
+        assert_eq!(sealed[..12], first, "the nonce is the envelope's prefix");
+        assert_eq!(sealed.len(), 12 + 2 + 16);
+        assert_eq!(agent.open(&sealed).unwrap(), b"ls");
     }
 }

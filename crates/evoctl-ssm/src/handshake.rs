@@ -1,10 +1,11 @@
-//! The handshake KMS-encrypted sessions open with, sans-IO: what the agent's HandshakeRequest
-//! asks for (the session type, the KMS key and its random challenge), the encryption context
-//! that GenerateDataKey and the agent's Decrypt must share, and the client's HandshakeResponse.
-//! The agent's half (building the request, reading the response) is here too, for the lab.
-//! Sending, KMS calls and the encryption itself live elsewhere.
+//! The client's side of the handshake KMS-encrypted sessions open with, sans-IO: what the
+//! agent's HandshakeRequest asks for (the session type, the KMS key and its random challenge),
+//! the encryption context that GenerateDataKey and the agent's Decrypt must share, and the
+//! client's HandshakeResponse. The agent's half (building the request, checking the response)
+//! lives in the lab crate, `crates/evoctl-lab`. Sending, KMS calls and the encryption itself
+//! live elsewhere.
 
-use super::messages::{HandshakeRequest, HandshakeResponse, ProcessedClientAction, RequestedClientAction};
+use super::messages::{HandshakeRequest, HandshakeResponse, ProcessedClientAction};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
@@ -78,6 +79,14 @@ pub fn encryption_context(session_id: &str, target: &str, challenge: Option<&str
     context
 }
 
+/// The KMS part of a HandshakeResponse: the data key's ciphertext, and whether the key is bound
+/// to the agent's challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsReply {
+    pub ciphertext: Vec<u8>,
+    pub challenge_acknowledged: bool,
+}
+
 /// The client's HandshakeResponse: every requested action in the request's order. The KMS one
 /// carries the data key's ciphertext and, when the key was bound to it, acknowledges the
 /// challenge; what this client cannot do is reported Unsupported (the agent then ends the
@@ -124,71 +133,39 @@ pub fn response(request: &HandshakeRequest, kms: Option<&KmsReply>, client_versi
     }
 }
 
-/// Agent: the request an ECS Exec agent sends (session type first, then KMS when configured).
-pub fn request(agent_version: &str, kms: Option<&KmsAction>) -> HandshakeRequest {
-    let mut actions = vec![RequestedClientAction {
-        action_type: SESSION_TYPE.into(),
-        action_parameters: json!({"SessionType": INTERACTIVE_COMMANDS, "Properties": null}),
-    }];
-    if let Some(kms) = kms {
-        actions.push(RequestedClientAction {
-            action_type: KMS_ENCRYPTION.into(),
-            action_parameters: json!({"KMSKeyId": kms.key_id, "Challenge": kms.challenge.clone().unwrap_or_default()}),
-        });
-    }
-    HandshakeRequest { agent_version: agent_version.to_owned(), requested_client_actions: actions }
-}
-
-/// The KMS part of a HandshakeResponse: the data key's ciphertext, and whether the key is bound
-/// to the agent's challenge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KmsReply {
-    pub ciphertext: Vec<u8>,
-    pub challenge_acknowledged: bool,
-}
-
-/// Agent: check a response; any action not processed successfully fails the session, as in
-/// the agent.
-pub fn read_response(response: &HandshakeResponse) -> Result<Option<KmsReply>, String> {
-    let mut kms = None;
-    for action in &response.processed_client_actions {
-        if action.action_status != STATUS_SUCCESS {
-            return Err(format!("{} failed on the client: {}", action.action_type, action.error));
-        }
-        if action.action_type == KMS_ENCRYPTION {
-            let key = action.action_result.get("KMSCipherTextKey").and_then(Value::as_str).unwrap_or_default();
-            let ciphertext = BASE64.decode(key).map_err(|e| format!("KMSCipherTextKey is not base64: {e}"))?;
-            let challenge_acknowledged =
-                action.action_result.get("ChallengeAcknowledgement").and_then(Value::as_bool).unwrap_or(false);
-            kms = Some(KmsReply { ciphertext, challenge_acknowledged });
-        }
-    }
-    Ok(kms)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::messages::RequestedClientAction;
+
+    const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/k1";
 
     fn kms(challenge: Option<&str>) -> KmsAction {
-        KmsAction {
-            key_id: "arn:aws:kms:us-east-1:111122223333:key/k1".into(),
-            challenge: challenge.map(str::to_owned),
+        KmsAction { key_id: KEY.into(), challenge: challenge.map(str::to_owned) }
+    }
+
+    /// The request an ECS Exec agent sends, as JSON on the wire (session type first, then KMS
+    /// when configured).
+    fn agent_request(agent_version: &str, challenge: Option<Option<&str>>) -> HandshakeRequest {
+        let mut actions = vec![
+            json!({"ActionType": "SessionType", "ActionParameters": {"SessionType": "InteractiveCommands", "Properties": null}}),
+        ];
+        if let Some(challenge) = challenge {
+            actions.push(json!({"ActionType": "KMSEncryption", "ActionParameters": {"KMSKeyId": KEY, "Challenge": challenge.unwrap_or_default()}}));
         }
+        let wire = json!({"AgentVersion": agent_version, "RequestedClientActions": actions}).to_string();
+        serde_json::from_str(&wire).unwrap()
+    }
+
+    fn as_value(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
     }
 
     #[test]
-    fn the_request_reads_back_and_the_response_has_the_plugins_shape() {
-        let request = request("3.3.1802.0", Some(&kms(Some("Y2hhbGxlbmdl"))));
-        let wire = serde_json::to_string(&request).unwrap();
-        let as_value = |text: &str| serde_json::from_str::<Value>(text).unwrap();
-        assert_eq!(
-            as_value(&wire),
-            as_value(
-                r#"{"AgentVersion":"3.3.1802.0","RequestedClientActions":[{"ActionType":"SessionType","ActionParameters":{"SessionType":"InteractiveCommands","Properties":null}},{"ActionType":"KMSEncryption","ActionParameters":{"KMSKeyId":"arn:aws:kms:us-east-1:111122223333:key/k1","Challenge":"Y2hhbGxlbmdl"}}]}"#
-            )
-        );
-        let parsed: HandshakeRequest = serde_json::from_str(&wire).unwrap();
+    fn the_agents_request_is_read_and_the_response_has_the_plugins_shape() {
+        let wire = r#"{"AgentVersion":"3.3.1802.0","RequestedClientActions":[{"ActionType":"SessionType","ActionParameters":{"SessionType":"InteractiveCommands","Properties":null}},{"ActionType":"KMSEncryption","ActionParameters":{"KMSKeyId":"arn:aws:kms:us-east-1:111122223333:key/k1","Challenge":"Y2hhbGxlbmdl"}}]}"#;
+        let parsed: HandshakeRequest = serde_json::from_str(wire).unwrap();
+        assert_eq!(parsed, agent_request("3.3.1802.0", Some(Some("Y2hhbGxlbmdl"))));
         assert_eq!(read_request(&parsed), Requested { kms: Some(kms(Some("Y2hhbGxlbmdl"))), refused: vec![] });
 
         let blob = KmsReply { ciphertext: b"blob".to_vec(), challenge_acknowledged: true };
@@ -199,19 +176,18 @@ mod tests {
                 r#"{"ClientVersion":"evoctl-0.1.0","ProcessedClientActions":[{"ActionType":"SessionType","ActionStatus":1,"ActionResult":null,"Error":""},{"ActionType":"KMSEncryption","ActionStatus":1,"ActionResult":{"KMSCipherTextKey":"YmxvYg==","KMSCipherTextHash":null,"ChallengeAcknowledgement":true},"Error":""}],"Errors":null}"#
             )
         );
-        assert_eq!(
-            read_response(&reply),
-            Ok(Some(KmsReply { ciphertext: b"blob".to_vec(), challenge_acknowledged: true }))
-        );
     }
 
     #[test]
     fn without_a_challenge_nothing_is_acknowledged_and_the_context_has_two_keys() {
-        let request = request("3.2.0.0", Some(&kms(None)));
+        let request = agent_request("3.2.0.0", Some(None));
+        assert_eq!(read_request(&request).kms, Some(kms(None)), "an empty challenge is none");
         let plain = KmsReply { ciphertext: b"k".to_vec(), challenge_acknowledged: false };
         let reply = response(&request, Some(&plain), "v");
+        assert_eq!(reply.processed_client_actions[1].action_status, 1);
         assert_eq!(reply.processed_client_actions[1].action_result.get("ChallengeAcknowledgement"), None);
-        assert!(!read_response(&reply).unwrap().unwrap().challenge_acknowledged);
+        assert_eq!(reply.processed_client_actions[1].action_result["KMSCipherTextKey"], "aw==");
+        assert_eq!(reply.errors, None);
         assert_eq!(
             serde_json::to_string(&encryption_context("s-1", "ecs:c_t_r", None)).unwrap(),
             r#"{"aws:ssm:SessionId":"s-1","aws:ssm:TargetId":"ecs:c_t_r"}"#
@@ -223,8 +199,8 @@ mod tests {
     }
 
     #[test]
-    fn a_port_session_or_unknown_action_is_refused_and_fails_the_agents_check() {
-        let mut request = request("3.3.0.0", None);
+    fn a_port_session_or_unknown_action_is_refused_and_reported_unsupported() {
+        let mut request = agent_request("3.3.0.0", None);
         request.requested_client_actions[0].action_parameters = json!({"SessionType": "Port"});
         request
             .requested_client_actions
@@ -233,21 +209,30 @@ mod tests {
         let reply = response(&request, None, "v");
         let statuses: Vec<i32> = reply.processed_client_actions.iter().map(|a| a.action_status).collect();
         assert_eq!(statuses, [3, 3]);
-        assert_eq!(reply.errors.as_ref().map(Vec::len), Some(2));
         assert_eq!(
-            read_response(&reply),
-            Err("SessionType failed on the client: Failed to process action SessionType: unsupported".into())
+            reply.errors.as_deref(),
+            Some(
+                [
+                    "Failed to process action SessionType: unsupported".to_owned(),
+                    "Failed to process action Telepathy: unsupported".to_owned()
+                ]
+                .as_slice()
+            )
         );
     }
 
     #[test]
-    fn kms_without_a_data_key_fails_and_garbage_ciphertext_is_caught() {
-        let request = request("3.3.0.0", Some(&kms(None)));
+    fn kms_without_a_data_key_or_a_key_id_fails() {
+        let request = agent_request("3.3.0.0", Some(None));
         let reply = response(&request, None, "v");
         assert_eq!(reply.processed_client_actions[1].action_status, 2);
-        let key = KmsReply { ciphertext: b"x".to_vec(), challenge_acknowledged: false };
-        let mut good = response(&request, Some(&key), "v");
-        good.processed_client_actions[1].action_result["KMSCipherTextKey"] = json!("%%%");
-        assert!(read_response(&good).unwrap_err().starts_with("KMSCipherTextKey is not base64"));
+        assert_eq!(reply.processed_client_actions[1].error, "Failed to process action KMSEncryption: no data key");
+        assert_eq!(reply.errors.as_ref().map(Vec::len), Some(1));
+        let mut no_key = request.clone();
+        no_key.requested_client_actions[1].action_parameters = json!({"KMSKeyId": ""});
+        assert_eq!(
+            read_request(&no_key),
+            Requested { kms: None, refused: vec!["KMS encryption without a KMSKeyId".into()] }
+        );
     }
 }
