@@ -348,7 +348,7 @@ impl Session {
     fn on_stream(&mut self, frame: Frame, now_ms: u64) {
         let sequence = frame.sequence_number;
         if sequence < self.expected_sequence {
-            self.acknowledge(&frame, now_ms);
+            self.acknowledge(&frame);
             return;
         }
         if sequence > self.expected_sequence {
@@ -356,7 +356,7 @@ impl Session {
             let room =
                 self.buffered.len() < MAX_BUFFERED && self.buffered_bytes + frame.payload.len() <= MAX_BUFFERED_BYTES;
             if known || room {
-                self.acknowledge(&frame, now_ms);
+                self.acknowledge(&frame);
                 if !known {
                     self.buffered_bytes += frame.payload.len();
                     self.buffered.insert(sequence, frame);
@@ -364,7 +364,7 @@ impl Session {
             }
             return;
         }
-        self.acknowledge(&frame, now_ms);
+        self.acknowledge(&frame);
         self.deliver(frame, now_ms);
         self.expected_sequence += 1;
         while let Some(next) = self.buffered.remove(&self.expected_sequence) {
@@ -438,7 +438,7 @@ impl Session {
         Ok(())
     }
 
-    fn acknowledge(&mut self, frame: &Frame, now_ms: u64) {
+    fn acknowledge(&mut self, frame: &Frame) {
         let ack = Acknowledge {
             message_type: frame.message_type.clone(),
             message_id: frame.message_id_string(),
@@ -446,7 +446,7 @@ impl Session {
             is_sequential: true,
         };
         let payload = serde_json::to_vec(&ack).expect("ack serialises");
-        let reply = Frame::new(message_type::ACKNOWLEDGE, 0, 3, (self.ids)(), now_ms.max(1), 0, payload);
+        let reply = Frame::new(message_type::ACKNOWLEDGE, 0, 3, (self.ids)(), (self.wall)().max(1), 0, payload);
         self.transmit.push_back(reply.encode().expect("fresh ids are never nil"));
     }
 }
@@ -574,8 +574,8 @@ mod tests {
         client
     }
 
-    /// CreatedDate is the wall clock's; the timer clock (`now_ms`) is never written to an input
-    /// frame.
+    /// CreatedDate is the wall clock's; the timer clock (`now_ms`) is never written to a frame,
+    /// input or acknowledgement.
     #[test]
     fn created_date_comes_from_the_wall_clock_not_the_timer_clock() {
         let mut peer = Peer::new();
@@ -583,6 +583,9 @@ mod tests {
         client.send_data(b"x", 5);
         let frame = decoded(&client.poll_transmit().expect("a frame"));
         assert_eq!(frame.created_date, WALL_MS);
+        client.receive(&peer.output(b"y"), 7);
+        let ack = decoded(&client.poll_transmit().expect("the ack"));
+        assert_eq!((ack.message_type.as_str(), ack.created_date), ("acknowledge", WALL_MS));
     }
 
     #[test]
