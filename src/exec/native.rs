@@ -127,17 +127,7 @@ pub async fn run(
     options: &SessionOptions,
 ) -> Result<SessionEnd> {
     install_crypto_provider();
-    // A signal that came during the lookup stops here, before any session exists.
-    let (grant, _slot) = crate::interrupt::before_starting(async {
-        let slot =
-            options.within("a session slot on the task was still taken", super::slots::take(aws, target)).await??;
-        let grant =
-            options.within("ExecuteCommand had not answered", execute_command(&aws.ecs(), target, command)).await??;
-        Ok::<_, Error>((grant, slot))
-    })
-    .await?;
-    tracing::info!(session = %grant.session_id, task = %target.task.id, "exec session started");
-    let guard = SessionGuard::open(aws, &grant.session_id);
+    let (grant, guard) = start_session(aws, target, command, options).await?;
     let result = drive(aws, target, &grant, &mut input, &output, options).await;
     guard.end(super::sessions::end_bound(&result)).await;
     result
@@ -424,7 +414,28 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-pub(crate) async fn execute_command(ecs: &aws_sdk_ecs::Client, target: &ExecTarget, command: &str) -> Result<Grant> {
+/// Start a session for either transport: one of the task's two slots, then ExecuteCommand; the
+/// session is registered at once (its guard holds the slot until TerminateSession). A signal
+/// that came during the lookup stops here, before any session exists.
+pub(crate) async fn start_session(
+    aws: &Aws,
+    target: &ExecTarget,
+    command: &str,
+    options: &SessionOptions,
+) -> Result<(Grant, SessionGuard)> {
+    crate::interrupt::before_starting(async {
+        let slot =
+            options.within("a session slot on the task was still taken", super::slots::take(aws, target)).await??;
+        let grant =
+            options.within("ExecuteCommand had not answered", execute_command(&aws.ecs(), target, command)).await??;
+        tracing::info!(session = %grant.session_id, task = %target.task.id, "exec session started");
+        let guard = SessionGuard::open(aws, &grant.session_id, slot);
+        Ok((grant, guard))
+    })
+    .await
+}
+
+async fn execute_command(ecs: &aws_sdk_ecs::Client, target: &ExecTarget, command: &str) -> Result<Grant> {
     let out = ecs
         .execute_command()
         .cluster(&target.cluster)

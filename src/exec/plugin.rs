@@ -8,9 +8,8 @@
 //! the noise reader tells how it ended (an EOF cut, an agent error) when no status arrived.
 
 use super::flow::OutputQueue;
-use super::native::{Input, SessionEnd, SessionOptions, execute_command, sleep_until_opt};
+use super::native::{Input, SessionEnd, SessionOptions, sleep_until_opt, start_session};
 use super::noise::{self, Ending};
-use super::sessions::SessionGuard;
 use super::target::ExecTarget;
 use crate::aws::Aws;
 use crate::env_vars::EnvVars;
@@ -30,16 +29,7 @@ pub async fn run(
     output: OutputQueue,
     options: &SessionOptions,
 ) -> Result<SessionEnd> {
-    // A signal that came during the lookup stops here, before any session exists.
-    let (grant, _slot) = crate::interrupt::before_starting(async {
-        let slot =
-            options.within("a session slot on the task was still taken", super::slots::take(aws, target)).await??;
-        let grant =
-            options.within("ExecuteCommand had not answered", execute_command(&aws.ecs(), target, command)).await??;
-        Ok::<_, Error>((grant, slot))
-    })
-    .await?;
-    let guard = SessionGuard::open(aws, &grant.session_id);
+    let (grant, guard) = start_session(aws, target, command, options).await?;
     let result = drive(aws, target, &grant, input, output, options).await;
     guard.end(super::sessions::end_bound(&result)).await;
     result

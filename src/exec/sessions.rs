@@ -9,6 +9,7 @@
 //! without `ssm:TerminateSession`), one note says so and that the remote command may still run.
 //! The notes are printed by `main` through the printer; nothing here prints.
 
+use super::slots::Slot;
 use crate::aws::{Aws, sdk_failure};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -37,17 +38,19 @@ pub fn is_ours_or_ended(id: &str) -> bool {
         || ENDED.lock().expect("session registry").iter().any(|e| e == id)
 }
 
-/// A started session; [`SessionGuard::end`] terminates it.
+/// A started session; [`SessionGuard::end`] terminates it. It holds the session's slot on the
+/// task, freed once the session is ended.
 #[derive(Debug)]
 pub struct SessionGuard {
     id: String,
+    _slot: Slot,
 }
 
 impl SessionGuard {
-    /// Register the session ExecuteCommand just granted.
-    pub fn open(aws: &Aws, id: &str) -> SessionGuard {
+    /// Register the session ExecuteCommand just granted in `slot`.
+    pub fn open(aws: &Aws, id: &str, slot: Slot) -> SessionGuard {
         OPEN.lock().expect("session registry").push(Open { id: id.to_owned(), ssm: aws.ssm() });
-        SessionGuard { id: id.to_owned() }
+        SessionGuard { id: id.to_owned(), _slot: slot }
     }
 
     pub fn id(&self) -> &str {

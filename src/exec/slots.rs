@@ -13,7 +13,7 @@ use super::target::ExecTarget;
 use crate::aws::{Aws, sdk_failure};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Sessions the agent runs at once per container (ECS's `SessionWorkersLimit`).
@@ -25,11 +25,11 @@ pub struct Slot {
     _permit: OwnedSemaphorePermit,
 }
 
-static LOCAL: Mutex<Option<HashMap<String, Arc<Semaphore>>>> = Mutex::new(None);
+/// This run's slots, per task ARN.
+static LOCAL: LazyLock<Mutex<HashMap<String, Arc<Semaphore>>>> = LazyLock::new(Default::default);
 
 fn local_slots(task_arn: &str) -> Arc<Semaphore> {
     let mut map = LOCAL.lock().expect("slot table");
-    let map = map.get_or_insert_with(HashMap::new);
     Arc::clone(map.entry(task_arn.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(SESSIONS_PER_TASK))))
 }
 
