@@ -168,11 +168,10 @@ fn every_fault_combination_ends_byte_identical_or_with_a_clear_error() {
     // clear error is allowed. The real agent resends only its oldest unacked frame, one per
     // 100 ms tick (§9 row 1), so loss of 10-30% of ~1000 frames/s outpaces recovery and its 2 s
     // drain (row 10) cuts the run: allowed only on lossy combinations and only where the lab's
-    // record shows that session closed with output unacknowledged. Every lossless combination
-    // (half of the matrix) must be byte-identical.
+    // record shows that session closed with output unacknowledged, so a cut on a lossless
+    // combination (a third of the matrix) counts as an error.
     assert_eq!(errors, 0, "every run recovers, or the agent's record says it gave up");
     assert_eq!(identical + drained, all.len() * runs);
-    assert!(identical >= all.len() * runs / 3, "{identical} byte-identical: at least the lossless third");
 }
 
 /// Run evoctl against `lab` with `faults` set; returns (exit code, stdout, stderr).
