@@ -163,7 +163,9 @@ async fn answer_handshake(
     let Some(key_id) = plugin_link::requested_kms_key(request) else {
         return (plugin_link::handshake_response(request, None, CLIENT_VERSION), None);
     };
-    let context = plugin_link::encryption_context(session_id, target);
+    // The plugin never acknowledges the agent's random challenge, so the key is bound to the
+    // session and target only.
+    let context = crate::agent_handshake::encryption_context(session_id, target, None);
     let keys = generate_data_key(region, &key_id, &context).await.and_then(|(plaintext, ciphertext)| {
         let cipher = SessionCipher::new(&plaintext, Side::Client).map_err(|e| e.to_string())?;
         Ok((cipher, ciphertext))

@@ -364,15 +364,6 @@ pub fn requested_kms_key(request: &HandshakeRequest) -> Option<String> {
         .map(|a| a.action_parameters.get("KMSKeyId").and_then(Value::as_str).unwrap_or_default().to_owned())
 }
 
-/// The plugin's GenerateDataKey encryption context: session and target only (the plugin never
-/// acknowledges the agent's random challenge, so it does not bind the key to it).
-pub fn encryption_context(session_id: &str, target: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("aws:ssm:SessionId".to_owned(), session_id.to_owned()),
-        ("aws:ssm:TargetId".to_owned(), target.to_owned()),
-    ])
-}
-
 /// The plugin's HandshakeResponse: one processed action per requested one, in the request's
 /// order. SessionType succeeds for the shell and port types; KMSEncryption succeeds with the
 /// data key's ciphertext (`kms` = Ok) or fails with the GenerateDataKey error (`kms` = Err, or
@@ -659,13 +650,6 @@ mod tests {
         assert_eq!(
             (odd.processed_client_actions[1].action_status, &odd.processed_client_actions[1].action_result),
             (0, &json!(3))
-        );
-        assert_eq!(
-            encryption_context("s-1", "ecs:c_t_r"),
-            BTreeMap::from([
-                ("aws:ssm:SessionId".to_owned(), "s-1".to_owned()),
-                ("aws:ssm:TargetId".to_owned(), "ecs:c_t_r".to_owned())
-            ])
         );
     }
 
