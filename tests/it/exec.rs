@@ -48,7 +48,9 @@ fn the_command_runs_without_a_shell_in_the_containers_environment() {
 #[test]
 fn eight_mib_survive_loss_duplication_and_reordering() {
     let lab = Lab::start("seed");
-    lab.control("POST", "/faults", Some(&json!({"drop_rate": 0.1, "duplicate_rate": 0.05, "reorder_window": 8})));
+    // Loss the real agent recovers from: it resends only its oldest unacked frame, one per
+    // 100 ms tick (ssm-data-channel.md §9 row 1), about 10 frames/s against ~1000 sent per second.
+    lab.control("POST", "/faults", Some(&json!({"drop_rate": 0.002, "duplicate_rate": 0.05, "reorder_window": 8})));
     let size = 8 * 1024 * 1024;
     let output = lab.evoctl().args(["exec", "production", "--", "node", "-e", &random_writer(size)]).output().unwrap();
     assert_checksummed(&output, size);
@@ -76,7 +78,9 @@ fn paused_publication_and_delayed_acks_only_slow_things_down() {
     lab.control(
         "POST",
         "/faults",
-        Some(&json!({"pause_after_frames": 20, "pause_ms": 300, "ack_delay_ms": 40, "drop_rate": 0.3})),
+        // Some loss, so frames wait for resends across the pause (at a rate the real agent's
+        // oldest-only resend recovers before its 2 s drain).
+        Some(&json!({"pause_after_frames": 20, "pause_ms": 300, "ack_delay_ms": 40, "drop_rate": 0.01})),
     );
     let size = 256 * 1024;
     let output = lab.evoctl().args(["exec", "production", "--", "node", "-e", &random_writer(size)]).output().unwrap();

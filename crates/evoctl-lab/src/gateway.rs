@@ -182,10 +182,14 @@ impl Gateway {
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<WireOut>();
         // A new socket starts with an empty backlog.
         channel.backlog.store(0, Ordering::Release);
-        *channel.socket.lock().expect("lab lock") = Some(out_tx.clone());
-        let was_paused = channel.backlog_paused.swap(false, Ordering::AcqRel);
-        if channel.away_paused.swap(false, Ordering::AcqRel) || was_paused {
-            let _ = channel.to_agent.send(publication(message_type::START_PUBLICATION));
+        {
+            // Under the socket lock: see `send_frame`.
+            let mut attached = channel.socket.lock().expect("lab lock");
+            *attached = Some(out_tx.clone());
+            let was_paused = channel.backlog_paused.swap(false, Ordering::AcqRel);
+            if channel.away_paused.swap(false, Ordering::AcqRel) || was_paused {
+                let _ = channel.to_agent.send(publication(message_type::START_PUBLICATION));
+            }
         }
         if created {
             start_agent(Arc::clone(&channel));
@@ -278,10 +282,15 @@ impl Gateway {
     fn send_frame(&self, faults: &Faults, channel: &Channel, bytes: Vec<u8>) {
         let is_output =
             Frame::decode(&bytes).map(|f| f.message_type == message_type::OUTPUT_STREAM_DATA).unwrap_or(false);
-        if channel.socket.lock().expect("lab lock").is_none() {
-            // No client: the frame is lost, and the agent is paused (again, if an ack resumed it).
-            channel.client_away();
-            return;
+        {
+            // Checked and paused under the socket lock, so a client attaching meanwhile (which
+            // starts the agent under the same lock) cannot be followed by a stale pause.
+            let socket = channel.socket.lock().expect("lab lock");
+            if socket.is_none() {
+                // No client: the frame is lost, and the agent is paused (again, if an ack resumed it).
+                channel.client_away();
+                return;
+            }
         }
         channel.to_client(bytes);
         if channel.backlog.load(Ordering::Acquire) > GATEWAY_BACKLOG_FRAMES
@@ -315,12 +324,12 @@ impl Gateway {
                 }
             });
         }
-        if faults.disconnect_after_frames == Some(sent)
-            && !channel.disconnected_once.swap(true, Ordering::AcqRel)
-            && let Some(socket) = channel.socket.lock().expect("lab lock").take()
-        {
-            let _ = socket.send(WireOut::Close);
-            channel.client_away();
+        if faults.disconnect_after_frames == Some(sent) && !channel.disconnected_once.swap(true, Ordering::AcqRel) {
+            let mut attached = channel.socket.lock().expect("lab lock");
+            if let Some(socket) = attached.take() {
+                let _ = socket.send(WireOut::Close);
+                channel.client_away();
+            }
         }
     }
 
