@@ -60,6 +60,8 @@ const CONTAINER_TOOLS: &[&str] = &[
 pub const SESSION_WORKERS_LIMIT: usize = 2;
 /// Sessions that wait for a free worker (the agent's buffer of 1).
 pub const SESSION_QUEUE: usize = 1;
+/// How many read intervals the pty reads may fall behind their schedule and still catch up.
+const READ_CATCH_UP: u32 = 4;
 /// Tries, 1 s apart, to queue a session before the agent blocks its control channel.
 const QUEUE_RETRIES: u32 = 5;
 /// What the logging step records when the image has no `script`.
@@ -80,12 +82,25 @@ pub struct ProcessRow {
     /// Output frames still unacknowledged when the agent closed after its 2 s drain (None: it
     /// closed with everything acknowledged, or it has not closed).
     pub unacked_at_close: Option<usize>,
+    /// Agent frames the gateway lost on the way to the client before that close (the loss fault,
+    /// or frames sent while no client socket was attached); None unless `unacked_at_close` is set.
+    pub frames_lost: Option<u64>,
+    /// Bytes the agent read from the pty and sent as output (what the data channel carried,
+    /// the command's output plus whatever the client's own framing added).
+    pub output_bytes: u64,
     /// The session-logging step (cluster exec logging OVERRIDE): "uploaded" or
     /// "failed: unable to generate log data"; None when logging is off or not run yet.
     pub session_log: Option<String>,
     /// The session came past the task's worker limit and queue: the agent blocked its control
     /// channel and the session never starts (§9 row 12).
     pub wedged: bool,
+}
+
+/// A session the agent closed after its drain with output still unacknowledged.
+#[derive(Debug, Clone, Copy)]
+struct Abandoned {
+    unacked: usize,
+    frames_lost: u64,
 }
 
 /// What ExecuteCommand granted: everything the agent needs to run the session.
@@ -123,6 +138,7 @@ struct Row {
     terminated: bool,
     session_log: Option<String>,
     wedged: bool,
+    output_bytes: u64,
 }
 
 /// One task's session workers (the agent's control channel).
@@ -147,7 +163,7 @@ pub struct AgentHub {
     processes: Mutex<Vec<Row>>,
     /// Sessions closed with output still unacknowledged once the 2 s drain ran out (the real
     /// agent's bound, ssm-data-channel.md §9 row 10), and how many frames were left.
-    abandoned: Mutex<HashMap<String, usize>>,
+    abandoned: Mutex<HashMap<String, Abandoned>>,
     workers: Mutex<HashMap<String, Workers>>,
 }
 
@@ -204,9 +220,11 @@ impl AgentHub {
                 pgid: row.pgid,
                 alive: row.pgid > 0 && group_alive(row.pgid),
                 terminated: row.terminated,
-                unacked_at_close: abandoned.get(&row.session_id).copied(),
+                unacked_at_close: abandoned.get(&row.session_id).map(|a| a.unacked),
+                frames_lost: abandoned.get(&row.session_id).map(|a| a.frames_lost),
                 session_log: row.session_log.clone(),
                 wedged: row.wedged,
+                output_bytes: row.output_bytes,
             })
             .collect()
     }
@@ -310,6 +328,7 @@ impl AgentHub {
                         terminated: false,
                         session_log: None,
                         wedged: true,
+                        output_bytes: 0,
                     });
                     cancelled.await;
                     return false;
@@ -331,6 +350,12 @@ impl AgentHub {
         }
         let output = result.err().map(|e| format!("\n----------ERROR-------\n{e}\n")).unwrap_or_default();
         self.gateway.agent_closed(&shared, &channel, output);
+    }
+
+    fn add_output_bytes(&self, session_id: &str, bytes: usize) {
+        for row in self.processes.lock().expect("lab lock").iter_mut().filter(|r| r.session_id == session_id) {
+            row.output_bytes += bytes as u64;
+        }
     }
 
     fn set_session_log(&self, session_id: &str, outcome: &str) {
@@ -545,6 +570,7 @@ impl AgentHub {
             terminated: false,
             session_log: None,
             wedged: false,
+            output_bytes: 0,
         });
         if channel.cancel_requested() {
             kill_group(pgid);
@@ -584,7 +610,8 @@ impl AgentHub {
                     .get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_millis(CLOSE_DRAIN_MS));
                 if tokio::time::Instant::now() >= deadline {
                     // The real agent closes anyway: whatever is unacked is lost to the client.
-                    self.abandoned.lock().expect("lab lock").insert(grant.session_id.clone(), session.link.unacked());
+                    let abandoned = Abandoned { unacked: session.link.unacked(), frames_lost: channel.frames_lost() };
+                    self.abandoned.lock().expect("lab lock").insert(grant.session_id.clone(), abandoned);
                     break;
                 }
             }
@@ -618,8 +645,15 @@ impl AgentHub {
                     }
                     Ok(n) => {
                         session.link.send_output(&buffer[..n], now_ms());
+                        self.add_output_bytes(&grant.session_id, n);
                         let delay = shared.faults.lock().expect("lab lock").pty_read_delay_ms;
-                        next_read = tokio::time::Instant::now() + Duration::from_millis(pacing.read_interval_ms + delay);
+                        let interval = Duration::from_millis(pacing.read_interval_ms + delay);
+                        // The real agent sleeps 1 ms after each read (Go's timer: about 1.06 ms).
+                        // Tokio's timer wakes on whole milliseconds, often one late, so reads are
+                        // scheduled on a grid of `interval` and late wake-ups are caught up: never
+                        // more than one read per interval on average, at most a few behind.
+                        let now = tokio::time::Instant::now();
+                        next_read = (next_read + interval).max(now.checked_sub(interval * READ_CATCH_UP).unwrap_or(now));
                     }
                 },
                 _ = tokio::time::sleep_until(next_read), if may_read && !read_due => {}

@@ -53,6 +53,9 @@ pub struct Channel {
     to_agent: mpsc::UnboundedSender<Vec<u8>>,
     from_gateway: Mutex<Option<mpsc::UnboundedReceiver<Vec<u8>>>>,
     frames_sent: AtomicU64,
+    /// Agent frames that never reached the client: dropped by the loss fault, or sent while no
+    /// client socket was attached.
+    frames_lost: AtomicU64,
     disconnected_once: AtomicBool,
     oversized_sent: AtomicBool,
     /// Frames handed to the client's socket and not written yet.
@@ -89,6 +92,11 @@ impl Channel {
         self.cancelled.notify_waiters();
     }
 
+    /// Agent frames lost on the way to the client so far.
+    pub fn frames_lost(&self) -> u64 {
+        self.frames_lost.load(Ordering::Acquire)
+    }
+
     /// The last `agent_session_state` value the gateway consumed.
     pub fn agent_state(&self) -> Option<String> {
         self.agent_state.lock().expect("lab lock").clone()
@@ -112,9 +120,14 @@ impl Channel {
     }
 
     fn to_client(&self, bytes: Vec<u8>) {
-        if let Some(socket) = self.socket.lock().expect("lab lock").as_ref() {
-            self.backlog.fetch_add(1, Ordering::AcqRel);
-            let _ = socket.send(WireOut::Frame(bytes));
+        match self.socket.lock().expect("lab lock").as_ref() {
+            Some(socket) => {
+                self.backlog.fetch_add(1, Ordering::AcqRel);
+                let _ = socket.send(WireOut::Frame(bytes));
+            }
+            None => {
+                self.frames_lost.fetch_add(1, Ordering::AcqRel);
+            }
         }
     }
 }
@@ -165,6 +178,7 @@ impl Gateway {
                         to_agent,
                         from_gateway: Mutex::new(Some(from_gateway)),
                         frames_sent: AtomicU64::new(0),
+                        frames_lost: AtomicU64::new(0),
                         disconnected_once: AtomicBool::new(false),
                         oversized_sent: AtomicBool::new(false),
                         backlog: AtomicUsize::new(0),
@@ -272,7 +286,9 @@ impl Gateway {
                 _ => relayed.push(bytes),
             }
         }
-        for bytes in shape(relayed, &faults, shared) {
+        let (shaped, dropped) = shape(relayed, &faults, shared);
+        channel.frames_lost.fetch_add(dropped, Ordering::AcqRel);
+        for bytes in shaped {
             self.send_frame(&faults, channel, bytes);
         }
     }
@@ -288,6 +304,7 @@ impl Gateway {
             let socket = channel.socket.lock().expect("lab lock");
             if socket.is_none() {
                 // No client: the frame is lost, and the agent is paused (again, if an ack resumed it).
+                channel.frames_lost.fetch_add(1, Ordering::AcqRel);
                 channel.client_away();
                 return;
             }
@@ -369,11 +386,14 @@ pub fn publication(kind: &str) -> Vec<u8> {
     Frame::new(kind, 0, 0, *uuid::Uuid::new_v4().as_bytes(), now_ms(), 0, Vec::new()).encode().expect("fresh id")
 }
 
-/// Loss, duplication and reordering of agent frames.
-fn shape(batch: Vec<Vec<u8>>, faults: &Faults, shared: &Shared) -> Vec<Vec<u8>> {
+/// Loss, duplication and reordering of agent frames: what goes on the wire, and how many frames
+/// were dropped.
+fn shape(batch: Vec<Vec<u8>>, faults: &Faults, shared: &Shared) -> (Vec<Vec<u8>>, u64) {
     let mut out = Vec::with_capacity(batch.len());
+    let mut dropped = 0;
     for bytes in batch {
         if faults.drop_rate > 0.0 && shared.roll() < faults.drop_rate {
+            dropped += 1;
             continue;
         }
         if faults.duplicate_rate > 0.0 && shared.roll() < faults.duplicate_rate {
@@ -389,5 +409,5 @@ fn shape(batch: Vec<Vec<u8>>, faults: &Faults, shared: &Shared) -> Vec<Vec<u8>> 
             }
         }
     }
-    out
+    (out, dropped)
 }
