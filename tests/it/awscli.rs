@@ -185,3 +185,81 @@ fn the_aws_cli_gets_aws_errors_from_the_lab() {
         assert!(stderr.contains(&format!("({code})")), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn the_aws_cli_assumes_a_lab_role_and_its_calls_are_signed_as_that_session() {
+    let lab = Lab::start("seed");
+    let config = lab.dir.path().join("aws-config");
+    let role = "arn:aws:iam::123456789012:role/EvoctlOperator";
+    std::fs::write(
+        &config,
+        format!(
+            "[profile ops]\nrole_arn = {role}\nexternal_id = alinhou-ops\nrole_session_name = evoctl-test\n\
+             credential_source = Environment\n\n[profile wrong-id]\nrole_arn = {role}\nexternal_id = nope\n\
+             credential_source = Environment\n\n[profile no-external-id]\nrole_arn = {role}\n\
+             credential_source = Environment\n\n[profile no-such-role]\n\
+             role_arn = arn:aws:iam::123456789012:role/Missing\ncredential_source = Environment\n"
+        ),
+    )
+    .unwrap();
+    let with_profile = |profile: &str, args: &[&str]| {
+        let output =
+            aws(&lab).env("AWS_CONFIG_FILE", &config).args(["--profile", profile]).args(args).output().unwrap();
+        (output.status.code(), text(&output.stdout), text(&output.stderr))
+    };
+    lab.control("DELETE", "/journal", None);
+    let (code, stdout, stderr) = with_profile("ops", &["sts", "get-caller-identity"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let identity: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(identity["Arn"], "arn:aws:sts::123456789012:assumed-role/EvoctlOperator/evoctl-test");
+    assert_eq!(identity["Account"], "123456789012");
+    let (code, stdout, stderr) = with_profile("ops", &["ecs", "list-clusters"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(serde_json::from_str::<Value>(&stdout).unwrap()["clusterArns"].as_array().unwrap().len(), 2);
+
+    // The journal: AssumeRole signed by the lab's user, the rest by the assumed role's session.
+    let calls: Vec<(String, String)> = lab
+        .journal()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap().to_owned(), e["caller"].as_str().unwrap_or("-").to_owned()))
+        .collect();
+    let session = "arn:aws:sts::123456789012:assumed-role/EvoctlOperator/evoctl-test";
+    assert_eq!(calls[0], ("AssumeRole".to_owned(), "arn:aws:iam::123456789012:user/evoctl-lab".to_owned()));
+    assert!(calls.iter().any(|(a, c)| a == "GetCallerIdentity" && c == session), "{calls:?}");
+    assert!(calls.iter().any(|(a, c)| a == "ListClusters" && c == session), "{calls:?}");
+
+    // A wrong or missing ExternalId and an unknown role: AccessDenied, as AWS answers them.
+    for profile in ["wrong-id", "no-external-id", "no-such-role"] {
+        let (code, _, stderr) = with_profile(profile, &["sts", "get-caller-identity"]);
+        assert_ne!(code, Some(0), "{profile}");
+        assert!(
+            stderr.contains("(AccessDenied)")
+                && stderr.contains(
+                    "is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::123456789012:role/"
+                ),
+            "{profile}: {stderr}"
+        );
+    }
+
+    // Temporary credentials need their session token.
+    let issued = run(
+        &lab,
+        &["sts", "assume-role", "--role-arn", role, "--role-session-name", "temporary", "--external-id", "alinhou-ops"],
+    );
+    let credentials = &issued["Credentials"];
+    assert!(credentials["AccessKeyId"].as_str().unwrap().starts_with("ASIA"));
+    let temporary = |token: &str| {
+        let output = aws(&lab)
+            .env("AWS_ACCESS_KEY_ID", credentials["AccessKeyId"].as_str().unwrap())
+            .env("AWS_SECRET_ACCESS_KEY", credentials["SecretAccessKey"].as_str().unwrap())
+            .env("AWS_SESSION_TOKEN", token)
+            .args(["sts", "get-caller-identity"])
+            .output()
+            .unwrap();
+        (output.status.code(), text(&output.stderr))
+    };
+    assert_eq!(temporary(credentials["SessionToken"].as_str().unwrap()).0, Some(0));
+    let (code, stderr) = temporary("not-the-token");
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("(InvalidClientTokenId)"), "{stderr}");
+}

@@ -56,6 +56,9 @@ pub struct Scenario {
     /// Instances already paired with a phone, in the database of a task definition.
     #[serde(default)]
     pub linked_instances: Vec<LinkedInstanceSpec>,
+    /// IAM roles of the account that the lab's user may assume (STS AssumeRole), by role name.
+    #[serde(default)]
+    pub roles: IndexMap<String, RoleSpec>,
     /// `"unreachable"`: the Evolution stand-ins have no route to WhatsApp (no QR, pairing code
     /// or `open` ever; connected instances loop between `connecting` and `close`).
     #[serde(default)]
@@ -228,6 +231,15 @@ fn default_platform() -> String {
 }
 fn default_parameter_type() -> String {
     "String".into()
+}
+
+/// An IAM role the lab's user may assume.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    /// The trust policy's `sts:ExternalId` condition: AssumeRole must pass this ExternalId.
+    #[serde(default)]
+    pub external_id: Option<String>,
 }
 
 /// Load a built-in scenario by name, or a scenario file by path; resolves `extends`.

@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -26,6 +27,9 @@ pub struct Shared {
     pub faults: Mutex<Faults>,
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// Every credential the lab accepts, by access key id: its user's, and those STS AssumeRole
+    /// issued.
+    pub principals: Mutex<IndexMap<String, Principal>>,
     pub hub: Arc<AgentHub>,
     pub evolution: EvolutionHub,
     random: Mutex<u64>,
@@ -36,12 +40,13 @@ impl Shared {
     /// CloudTrail would.
     pub fn record(&self, service: &str, action: &str, parameters: Value, result: &Result<Value, ApiError>) {
         let now = now_f64();
-        self.journal_push(service.into(), action.into(), parameters, now, result.as_ref().err());
+        self.journal_push(None, service.into(), action.into(), parameters, now, result.as_ref().err());
     }
 
     /// Append one call to the journal; it ends now.
     fn journal_push(
         &self,
+        caller: Option<String>,
         service: String,
         action: String,
         parameters: Value,
@@ -51,7 +56,17 @@ impl Shared {
         let (status, error) = error.map_or((200, None), |e| (e.status, Some(e.code.clone())));
         let mut journal = self.journal.lock().expect("lab lock");
         let seq = journal.len() as u64 + 1;
-        journal.push(JournalEntry { seq, service, action, parameters, start_ms, end_ms: now_f64(), status, error });
+        journal.push(JournalEntry {
+            seq,
+            caller,
+            service,
+            action,
+            parameters,
+            start_ms,
+            end_ms: now_f64(),
+            status,
+            error,
+        });
     }
 
     pub fn new(
@@ -61,10 +76,18 @@ impl Shared {
         hub: AgentHub,
         evolution: EvolutionHub,
     ) -> Self {
+        let user = Principal {
+            secret: secret_access_key.clone(),
+            account: account.account.clone(),
+            arn: format!("arn:aws:iam::{}:user/evoctl-lab", account.account),
+            user_id: "AIDALABEVOCTLUSER0001".into(),
+            session_token: None,
+        };
         Shared {
             account: Mutex::new(account),
             journal: Mutex::new(Vec::new()),
             faults: Mutex::new(Faults::default()),
+            principals: Mutex::new(IndexMap::from([(access_key_id.clone(), user)])),
             access_key_id,
             secret_access_key,
             hub: Arc::new(hub),
@@ -86,6 +109,9 @@ impl Shared {
 /// One AWS request as CloudTrail would see it, with timing to show concurrency.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JournalEntry {
+    /// Who signed the call: the caller's ARN (the lab's user, or an assumed role's session);
+    /// None for calls made inside the lab.
+    pub caller: Option<String>,
     pub seq: u64,
     pub service: String,
     pub action: String,
@@ -94,6 +120,18 @@ pub struct JournalEntry {
     pub end_ms: f64,
     pub status: u16,
     pub error: Option<String>,
+}
+
+/// A credential the lab accepts and whose identity it is.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub secret: String,
+    pub account: String,
+    /// `arn:aws:iam::ACCOUNT:user/NAME` or `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`.
+    pub arn: String,
+    pub user_id: String,
+    /// Temporary credentials: every request must carry this `X-Amz-Security-Token`.
+    pub session_token: Option<String>,
 }
 
 /// Injected faults (`POST /_lab/faults`).
@@ -227,9 +265,23 @@ async fn aws(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, header
             .collect(),
         body: &body,
     };
-    let result = match sigv4::verify(&signed, &shared.access_key_id, &shared.secret_access_key) {
-        Err(rejection) => Err(signature_error(protocol, rejection)),
-        Ok(_) => {
+    let secret_for = |key_id: &str| shared.principals.lock().expect("lab lock").get(key_id).map(|p| p.secret.clone());
+    let caller = sigv4::verify(&signed, &secret_for)
+        .map_err(|rejection| signature_error(protocol, rejection))
+        .and_then(|scope| {
+            let principal =
+                shared.principals.lock().expect("lab lock").get(&scope.access_key_id).cloned().expect("verified key");
+            let token = signed.headers.iter().find(|(n, _)| n == "x-amz-security-token").map(|(_, v)| v.as_str());
+            match (&principal.session_token, token) {
+                (Some(wanted), Some(token)) if wanted == token => Ok(principal),
+                (None, None) => Ok(principal),
+                _ => Err(signature_error(protocol, Rejection::UnknownAccessKey)),
+            }
+        });
+    let caller_arn = caller.as_ref().ok().map(|p| p.arn.clone());
+    let result = match caller {
+        Err(error) => Err(error),
+        Ok(caller) => {
             let faults = shared.faults.lock().expect("lab lock").clone();
             let applies = faults.actions.is_empty() || faults.actions.contains(&action);
             if applies && faults.latency_ms > 0 {
@@ -254,11 +306,11 @@ async fn aws(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, header
                 let code = if service == "ecs" { "ServerException" } else { "InternalFailure" };
                 Err(ApiError::new(500, code, "The lab injected a server error."))
             } else {
-                dispatch(&shared, &service, &action, &parameters, &request_id)
+                dispatch(&shared, &caller, &service, &action, &parameters, &request_id)
             }
         }
     };
-    shared.journal_push(service, action, parameters, start_ms, result.as_ref().err());
+    shared.journal_push(caller_arn, service, action, parameters, start_ms, result.as_ref().err());
     match result {
         Ok(Reply::Json(value)) => {
             let content_type =
@@ -334,6 +386,7 @@ fn classify(
 
 fn dispatch(
     shared: &Shared,
+    caller: &Principal,
     service: &str,
     action: &str,
     parameters: &Value,
@@ -386,7 +439,14 @@ fn dispatch(
             json(services::lambda::get_function_configuration(&account, name))
         }
         "sts" if action == "GetCallerIdentity" => {
-            Ok(Reply::Xml(services::sts::get_caller_identity(&account, request_id)))
+            Ok(Reply::Xml(services::sts::get_caller_identity(caller, request_id)))
+        }
+        "sts" if action == "AssumeRole" => {
+            let issued = services::sts::assume_role(&mut account, caller, parameters)?;
+            account.issued_tokens.extend([issued.principal.secret.clone(), issued.token.clone()]);
+            let xml = services::sts::assume_role_xml(&issued, request_id);
+            shared.principals.lock().expect("lab lock").insert(issued.access_key_id.clone(), issued.principal);
+            Ok(Reply::Xml(xml))
         }
         _ => Err(ApiError::client("InvalidAction", format!("The action {action} is not valid for this web service."))),
     }

@@ -38,12 +38,14 @@ pub struct SignedRequest<'a> {
 /// The credential scope of a verified request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
+    pub access_key_id: String,
     pub region: String,
     pub service: String,
 }
 
-/// Verify a request against the lab's credentials; returns the credential scope on success.
-pub fn verify(request: &SignedRequest<'_>, access_key_id: &str, secret: &str) -> Result<Scope, Rejection> {
+/// Verify a request against the lab's credentials (`secret_for` gives the secret of an access
+/// key id the lab issued); returns the credential scope on success.
+pub fn verify(request: &SignedRequest<'_>, secret_for: &dyn Fn(&str) -> Option<String>) -> Result<Scope, Rejection> {
     let header = |name: &str| request.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let authorization = header("authorization").ok_or(Rejection::Missing)?;
     let fields = authorization.strip_prefix("AWS4-HMAC-SHA256 ").ok_or(Rejection::Missing)?;
@@ -70,9 +72,9 @@ pub fn verify(request: &SignedRequest<'_>, access_key_id: &str, secret: &str) ->
     if terminator != "aws4_request" {
         return Err(Rejection::Malformed("credential scope must end in aws4_request".into()));
     }
-    if key_id != access_key_id {
+    let Some(secret) = secret_for(key_id) else {
         return Err(Rejection::UnknownAccessKey);
-    }
+    };
     let amz_date = header("x-amz-date").ok_or_else(|| Rejection::Malformed("missing X-Amz-Date".into()))?;
 
     let mut canonical_headers = String::new();
@@ -107,7 +109,7 @@ pub fn verify(request: &SignedRequest<'_>, access_key_id: &str, secret: &str) ->
     }
     let expected = hex::encode(hmac(&key, string_to_sign.as_bytes()));
     if expected == signature {
-        Ok(Scope { region: region.to_owned(), service: service.to_owned() })
+        Ok(Scope { access_key_id: key_id.to_owned(), region: region.to_owned(), service: service.to_owned() })
     } else {
         Err(Rejection::Mismatch)
     }
@@ -191,12 +193,13 @@ mod tests {
             body: b"",
         };
         let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+        let only = |key: &'static str, secret: &'static str| move |id: &str| (id == key).then(|| secret.to_owned());
         assert_eq!(
-            verify(&request, "AKIDEXAMPLE", secret),
-            Ok(Scope { region: "us-east-1".into(), service: "iam".into() })
+            verify(&request, &only("AKIDEXAMPLE", secret)),
+            Ok(Scope { access_key_id: "AKIDEXAMPLE".into(), region: "us-east-1".into(), service: "iam".into() })
         );
-        assert_eq!(verify(&request, "AKIDEXAMPLE", "wrong"), Err(Rejection::Mismatch));
-        assert_eq!(verify(&request, "OTHER", secret), Err(Rejection::UnknownAccessKey));
+        assert_eq!(verify(&request, &only("AKIDEXAMPLE", "wrong")), Err(Rejection::Mismatch));
+        assert_eq!(verify(&request, &only("OTHER", secret)), Err(Rejection::UnknownAccessKey));
     }
 
     #[test]

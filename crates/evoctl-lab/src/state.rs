@@ -193,6 +193,8 @@ pub struct Account {
     pub parameters: IndexMap<String, Parameter>,
     pub lambdas: IndexMap<String, IndexMap<String, String>>,
     pub log_groups: IndexMap<String, Vec<LogEvent>>,
+    /// Roles the lab's user may assume, by name, with the ExternalId each requires.
+    pub roles: IndexMap<String, Option<String>>,
     /// Open ECS Exec sessions by session id.
     pub exec_sessions: IndexMap<String, ExecGrant>,
     /// The lab's own base URL (`http://127.0.0.1:PORT`), for stream URLs.
@@ -226,6 +228,7 @@ impl Account {
             parameters: IndexMap::new(),
             lambdas: IndexMap::new(),
             log_groups: IndexMap::new(),
+            roles: scenario.roles.iter().map(|(name, role)| (name.clone(), role.external_id.clone())).collect(),
             exec_sessions: IndexMap::new(),
             endpoint: String::new(),
             stream_host: None,

@@ -1,16 +1,110 @@
-//! STS (AWS query protocol): GetCallerIdentity, answered in XML as AWS does.
+//! STS (AWS query protocol): GetCallerIdentity for whoever signed the call, and AssumeRole into
+//! the scenario's roles (`[roles.NAME]`, with the trust policy's `sts:ExternalId` condition),
+//! answered in XML as AWS does. Assumed-role credentials are temporary: every call signed with
+//! them must carry their session token.
 
-use crate::state::Account;
+use super::ApiError;
+use crate::server::Principal;
+use crate::state::{Account, now_ms};
+use serde_json::Value;
 
-/// The GetCallerIdentity XML document for the lab's user.
-pub fn get_caller_identity(account: &Account, request_id: &str) -> String {
+/// How long issued credentials are said to last (AssumeRole's default, 1 hour).
+const DEFAULT_DURATION_S: u64 = 3600;
+
+/// Credentials AssumeRole issued.
+pub struct Issued {
+    pub access_key_id: String,
+    pub token: String,
+    pub expiration_ms: u64,
+    pub role_id: String,
+    pub principal: Principal,
+}
+
+/// The GetCallerIdentity XML document for the caller.
+pub fn get_caller_identity(caller: &Principal, request_id: &str) -> String {
     format!(
         "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n  \
-         <GetCallerIdentityResult>\n    <Arn>arn:aws:iam::{0}:user/evoctl-lab</Arn>\n    \
-         <UserId>AIDALABEVOCTLUSER0001</UserId>\n    <Account>{0}</Account>\n  </GetCallerIdentityResult>\n  \
-         <ResponseMetadata>\n    <RequestId>{1}</RequestId>\n  </ResponseMetadata>\n</GetCallerIdentityResponse>\n",
-        account.account, request_id
+         <GetCallerIdentityResult>\n    <Arn>{}</Arn>\n    <UserId>{}</UserId>\n    <Account>{}</Account>\n  \
+         </GetCallerIdentityResult>\n  <ResponseMetadata>\n    <RequestId>{request_id}</RequestId>\n  \
+         </ResponseMetadata>\n</GetCallerIdentityResponse>\n",
+        escape(&caller.arn),
+        escape(&caller.user_id),
+        caller.account
     )
+}
+
+/// AssumeRole: the role must be one of the account's, and the ExternalId the one its trust
+/// policy requires (AWS says AccessDenied for both, with the same text).
+pub fn assume_role(account: &mut Account, caller: &Principal, parameters: &Value) -> Result<Issued, ApiError> {
+    let text = |name: &str| parameters[name].as_str().unwrap_or_default().to_owned();
+    let (role_arn, session_name, external_id) = (text("RoleArn"), text("RoleSessionName"), text("ExternalId"));
+    if session_name.is_empty() || session_name.len() < 2 || session_name.len() > 64 {
+        return Err(ApiError::new(
+            400,
+            "ValidationError",
+            format!(
+                "1 validation error detected: Value '{session_name}' at 'roleSessionName' failed to satisfy constraint: Member must have length between 2 and 64"
+            ),
+        ));
+    }
+    let denied = || {
+        ApiError::new(
+            403,
+            "AccessDenied",
+            format!("User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}", caller.arn),
+        )
+    };
+    let prefix = format!("arn:aws:iam::{}:role/", account.account);
+    let name = role_arn.strip_prefix(&prefix).ok_or_else(denied)?.to_owned();
+    let required = account.roles.get(&name).ok_or_else(denied)?;
+    if let Some(required) = required
+        && *required != external_id
+    {
+        return Err(denied());
+    }
+    let duration = parameters["DurationSeconds"].as_str().and_then(|d| d.parse().ok()).unwrap_or(DEFAULT_DURATION_S);
+    let id = account.next_id().to_ascii_uppercase();
+    let secret = account.next_id() + &account.next_id()[..8];
+    let token = format!("IQoJb3JpZ2luX2VjEL{}{}", account.next_id(), account.next_id());
+    let role_id = format!("AROA{}", &account.next_id().to_ascii_uppercase()[..17]);
+    let principal = Principal {
+        secret,
+        account: account.account.clone(),
+        arn: format!("arn:aws:sts::{}:assumed-role/{name}/{session_name}", account.account),
+        user_id: format!("{role_id}:{session_name}"),
+        session_token: Some(token.clone()),
+    };
+    Ok(Issued {
+        access_key_id: format!("ASIA{}", &id[..16]),
+        token,
+        expiration_ms: now_ms() + duration * 1000,
+        role_id,
+        principal,
+    })
+}
+
+/// The AssumeRole XML document.
+pub fn assume_role_xml(issued: &Issued, request_id: &str) -> String {
+    let expiration = aws_smithy_types::DateTime::from_millis(issued.expiration_ms as i64 / 1000 * 1000)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default();
+    format!(
+        "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n  <AssumeRoleResult>\n    \
+         <AssumedRoleUser>\n      <AssumedRoleId>{}</AssumedRoleId>\n      <Arn>{}</Arn>\n    </AssumedRoleUser>\n    \
+         <Credentials>\n      <AccessKeyId>{}</AccessKeyId>\n      <SecretAccessKey>{}</SecretAccessKey>\n      \
+         <SessionToken>{}</SessionToken>\n      <Expiration>{expiration}</Expiration>\n    </Credentials>\n  \
+         </AssumeRoleResult>\n  <ResponseMetadata>\n    <RequestId>{request_id}</RequestId>\n  </ResponseMetadata>\n\
+         </AssumeRoleResponse>\n",
+        escape(&issued.principal.user_id),
+        escape(&issued.principal.arn),
+        issued.access_key_id,
+        issued.principal.secret,
+        issued.token,
+    )
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// An error in the query protocol's XML shape.
@@ -19,6 +113,6 @@ pub fn error_xml(code: &str, message: &str, request_id: &str) -> String {
     format!(
         "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n  <Error>\n    <Type>{kind}</Type>\n    \
          <Code>{code}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>{request_id}</RequestId>\n</ErrorResponse>\n",
-        message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+        escape(message)
     )
 }
