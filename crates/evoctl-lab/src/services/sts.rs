@@ -38,7 +38,7 @@ pub fn get_caller_identity(caller: &Principal, request_id: &str) -> String {
 pub fn assume_role(account: &mut Account, caller: &Principal, parameters: &Value) -> Result<Issued, ApiError> {
     let text = |name: &str| parameters[name].as_str().unwrap_or_default().to_owned();
     let (role_arn, session_name, external_id) = (text("RoleArn"), text("RoleSessionName"), text("ExternalId"));
-    if session_name.is_empty() || session_name.len() < 2 || session_name.len() > 64 {
+    if !(2..=64).contains(&session_name.len()) {
         return Err(ApiError::new(
             400,
             "ValidationError",
