@@ -16,7 +16,6 @@ pub struct Issued {
     pub access_key_id: String,
     pub token: String,
     pub expiration_ms: u64,
-    pub role_id: String,
     pub principal: Principal,
 }
 
@@ -38,12 +37,18 @@ pub fn get_caller_identity(caller: &Principal, request_id: &str) -> String {
 pub fn assume_role(account: &mut Account, caller: &Principal, parameters: &Value) -> Result<Issued, ApiError> {
     let text = |name: &str| parameters[name].as_str().unwrap_or_default().to_owned();
     let (role_arn, session_name, external_id) = (text("RoleArn"), text("RoleSessionName"), text("ExternalId"));
-    if !(2..=64).contains(&session_name.len()) {
+    // STS's own check (botocore checks the same lengths before it sends).
+    let bound = match session_name.len() {
+        0..2 => Some("greater than or equal to 2"),
+        65.. => Some("less than or equal to 64"),
+        _ => None,
+    };
+    if let Some(bound) = bound {
         return Err(ApiError::new(
             400,
             "ValidationError",
             format!(
-                "1 validation error detected: Value '{session_name}' at 'roleSessionName' failed to satisfy constraint: Member must have length between 2 and 64"
+                "1 validation error detected: Value '{session_name}' at 'roleSessionName' failed to satisfy constraint: Member must have length {bound}"
             ),
         ));
     }
@@ -78,7 +83,6 @@ pub fn assume_role(account: &mut Account, caller: &Principal, parameters: &Value
         access_key_id: format!("ASIA{}", &id[..16]),
         token,
         expiration_ms: now_ms() + duration * 1000,
-        role_id,
         principal,
     })
 }
