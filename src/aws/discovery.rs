@@ -136,10 +136,12 @@ pub async fn snapshot(
 
 /// Every task of the service whose lastStatus is not STOPPED, oldest first.
 pub async fn live_tasks(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) -> Result<Vec<LiveTask>> {
-    let (running, stopped) = tokio::try_join!(
-        list_task_arns(ecs, target, DesiredStatus::Running),
-        list_task_arns(ecs, target, DesiredStatus::Stopped),
-    )?;
+    // One after the other, RUNNING first: a task's desired status only goes RUNNING -> STOPPED,
+    // so a task the scheduler stops between the two calls is in the second list. Listed
+    // concurrently, the STOPPED list could be read before the change and the RUNNING list
+    // after it, and a task still draining would be missed (a wait for 0 would end early).
+    let running = list_task_arns(ecs, target, DesiredStatus::Running).await?;
+    let stopped = list_task_arns(ecs, target, DesiredStatus::Stopped).await?;
     tracing::debug!(
         cluster = target.cluster,
         service = target.service,

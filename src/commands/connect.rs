@@ -103,12 +103,15 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
         let watched = driver.watch_link(watch, &mut sink);
         let status = tokio::select! {
             status = watched => status,
-            signal = crate::interrupt::wait() => {
-                // The watch's session is ended on the way out (its future was dropped here).
-                drop(sink);
-                return Err(Error::Interrupted { signal, message: interrupted(&env, &name, &view, enforced), fix: None });
-            }
+            // The watch's session is ended on the way out (its future was dropped here).
+            signal = crate::interrupt::wait() => Err(Error::Interrupted { signal, message: String::new(), fix: None }),
         };
+        // The exec session sees the same signal and may answer first (it ended the watch
+        // itself); either way the operator is told where the link stands.
+        if let Err(Error::Interrupted { signal, .. }) = status {
+            drop(sink);
+            return Err(Error::Interrupted { signal, message: interrupted(&env, &name, &view, enforced), fix: None });
+        }
         match status {
             // The agent of a task that just started may not be connected yet: that can still
             // become ready, so wait a little (nothing was run).
