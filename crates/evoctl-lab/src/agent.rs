@@ -368,7 +368,8 @@ impl AgentHub {
 /// The cluster's exec logging (OVERRIDE turns session logging on) and whether the task's image
 /// has `script` (the task definition's `image_tools`).
 fn logging_of(shared: &Shared, task_id: &str) -> (bool, bool) {
-    let account = shared.account.lock().expect("lab lock");
+    let accounts = shared.accounts.lock().expect("lab lock");
+    let Some(account) = accounts.of_task(task_id) else { return (false, false) };
     let Some(task) = account.tasks.iter().find(|t| t.id == task_id) else { return (false, false) };
     let logging = account
         .clusters
@@ -414,7 +415,8 @@ impl Session<'_> {
             json!({"CiphertextBlob": BASE64.encode(ciphertext), "EncryptionContext": context, "KeyId": key_id});
         let denied = self.shared.faults.lock().expect("lab lock").kms_decrypt_denied;
         let result = if denied {
-            let account = self.shared.account.lock().expect("lab lock").account.clone();
+            let accounts = self.shared.accounts.lock().expect("lab lock");
+            let account = accounts.of_task(&self.channel.grant.task_id).map(|a| a.account.clone()).unwrap_or_default();
             Err(ApiError::client(
                 "AccessDeniedException",
                 format!(
@@ -423,8 +425,11 @@ impl Session<'_> {
                 ),
             ))
         } else {
-            let mut account = self.shared.account.lock().expect("lab lock");
-            services::kms::handle(&mut account, "Decrypt", &parameters, false)
+            let mut accounts = self.shared.accounts.lock().expect("lab lock");
+            match accounts.of_task_mut(&self.channel.grant.task_id) {
+                Some(account) => services::kms::handle(account, "Decrypt", &parameters, false),
+                None => Err(ApiError::client("NotFoundException", "the task's account is gone")),
+            }
         };
         self.shared.record("kms", "Decrypt", parameters, &result);
         let plaintext = result.map_err(|e| format!("{}: {}", e.code, e.message))?;

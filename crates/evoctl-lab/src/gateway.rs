@@ -160,7 +160,7 @@ impl Gateway {
             }
             _ => None,
         };
-        let grant = shared.account.lock().expect("lab lock").exec_sessions.get(&session_id).cloned();
+        let grant = shared.accounts.lock().expect("lab lock").exec_session(&session_id);
         let Some(grant) = grant.filter(|g| Some(&g.token) == token.as_ref()) else {
             tracing::debug!(session = %session_id, "bad or missing token; closing");
             let _ = sink.send(Message::Close(None)).await;
@@ -377,7 +377,7 @@ impl Gateway {
             let _ = socket.send(WireOut::Close);
         }
         self.channels.lock().expect("lab lock").remove(&id);
-        shared.account.lock().expect("lab lock").exec_sessions.shift_remove(&id);
+        shared.accounts.lock().expect("lab lock").remove_exec_session(&id);
     }
 }
 

@@ -78,25 +78,40 @@ pub struct ReadyInfo {
     pub control: String,
     /// The PEM file holding the lab's CA certificate when it serves TLS (null otherwise).
     pub ca_bundle: Option<PathBuf>,
+    /// The AWS config and credentials files for a scenario with `aws_profiles` (null otherwise):
+    /// the lab's user is profile `lab`, the scenario's profiles assume roles from it.
+    pub aws_config_file: Option<PathBuf>,
+    pub aws_credentials_file: Option<PathBuf>,
+    /// Every account and region the scenario describes, the primary first.
+    pub accounts: Vec<AccountInfo>,
     pub scenario: String,
     pub pid: u32,
     pub env: BTreeMap<&'static str, String>,
+}
+
+/// An account-region of the lab.
+#[derive(Debug, Serialize)]
+pub struct AccountInfo {
+    pub account: String,
+    pub region: String,
 }
 
 /// Load the scenario, bind, write the config and ready files, then serve until SIGINT/SIGTERM.
 pub async fn serve(options: LabOptions) -> Result<(), String> {
     let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let scenario = scenario::load(&options.scenario)?;
-    let mut account = state::Account::from_scenario(&scenario, options.timing)?;
-    let region = account.region.clone();
+    let mut accounts = state::Accounts::from_scenario(&scenario, options.timing)?;
+    let region = accounts.primary().region.clone();
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port)))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", options.port))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     let tls = if options.tls { Some(tls::issue()?) } else { None };
     let endpoint = format!("{}://{address}", if tls.is_some() { "https" } else { "http" });
-    account.endpoint = endpoint.clone();
-    account.stream_host = options.stream_host.clone();
+    for account in &mut accounts.list {
+        account.endpoint = endpoint.clone();
+        account.stream_host = options.stream_host.clone();
+    }
     // The stand-in containers' files live beside the ready file (or in the temp dir).
     let root = match &options.ready_file {
         Some(path) => absolute(path).with_extension("containers"),
@@ -130,9 +145,11 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         tick: options.tick,
         externals,
     });
-    evolution.seed(&account, &scenario.linked_instances)?;
+    for (account, (_, spec)) in accounts.list.iter().zip(scenario.account_specs()) {
+        evolution.seed(account, &spec.linked_instances)?;
+    }
     let shared = Arc::new(server::Shared::new(
-        account,
+        accounts,
         options.access_key_id.clone(),
         options.secret_access_key.clone(),
         hub,
@@ -145,9 +162,9 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         let mut interval = tokio::time::interval(tick);
         loop {
             interval.tick().await;
-            let mut account = ticker.account.lock().expect("lab lock");
-            account.advance(state::now_ms());
-            ticker.evolution.tick(&mut account);
+            let mut accounts = ticker.accounts.lock().expect("lab lock");
+            accounts.advance(state::now_ms());
+            ticker.evolution.tick(&mut accounts);
         }
     });
 
@@ -169,6 +186,10 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         }
         None => None,
     };
+    let profiles = match scenario.aws_profiles.is_empty() {
+        true => None,
+        false => Some(write_aws_profiles(ready_file.as_deref(), &scenario, &options, &region)?),
+    };
     let mut env = BTreeMap::from([
         ("AWS_ENDPOINT_URL", endpoint.clone()),
         ("AWS_ACCESS_KEY_ID", options.access_key_id.clone()),
@@ -181,6 +202,18 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
     if let Some(path) = &ca_bundle {
         env.insert("AWS_CA_BUNDLE", path.display().to_string());
     }
+    if let Some((config, credentials)) = &profiles {
+        env.insert("AWS_CONFIG_FILE", config.display().to_string());
+        env.insert("AWS_SHARED_CREDENTIALS_FILE", credentials.display().to_string());
+    }
+    let account_list = shared
+        .accounts
+        .lock()
+        .expect("lab lock")
+        .list
+        .iter()
+        .map(|a| AccountInfo { account: a.account.clone(), region: a.region.clone() })
+        .collect();
     let ready = ReadyInfo {
         aws_endpoint: endpoint.clone(),
         region,
@@ -189,6 +222,9 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         config: config_path,
         control: format!("{endpoint}/_lab"),
         ca_bundle,
+        aws_config_file: profiles.as_ref().map(|(config, _)| config.clone()),
+        aws_credentials_file: profiles.as_ref().map(|(_, credentials)| credentials.clone()),
+        accounts: account_list,
         scenario: options.scenario.clone(),
         pid: std::process::id(),
         env,
@@ -206,6 +242,39 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string()),
     }
+}
+
+/// Write the scenario's AWS config file (`[profile lab]` and its `aws_profiles`) and a
+/// credentials file holding the lab's user as profile `lab`, beside the ready file.
+fn write_aws_profiles(
+    ready_file: Option<&Path>,
+    scenario: &scenario::Scenario,
+    options: &LabOptions,
+    region: &str,
+) -> Result<(PathBuf, PathBuf), String> {
+    let base = match ready_file {
+        Some(path) => path.with_file_name(file_stem(path)),
+        None => std::env::temp_dir().join(format!("evoctl-lab-{}", std::process::id())),
+    };
+    let (config_path, credentials_path) = (
+        PathBuf::from(format!("{}-aws-config", base.display())),
+        PathBuf::from(format!("{}-aws-credentials", base.display())),
+    );
+    let mut config =
+        format!("# AWS config for the lab scenario `{}`\n[profile lab]\nregion = {region}\n", options.scenario);
+    for (name, keys) in &scenario.aws_profiles {
+        config.push_str(&format!("\n[profile {name}]\n"));
+        for (key, value) in keys {
+            config.push_str(&format!("{key} = {value}\n"));
+        }
+    }
+    let credentials = format!(
+        "[lab]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+        options.access_key_id, options.secret_access_key
+    );
+    write_atomically(&config_path, &config)?;
+    write_atomically(&credentials_path, &credentials)?;
+    Ok((config_path, credentials_path))
 }
 
 /// `ready.json` -> `ready-ca.pem` beside it; no ready file -> a file in the temp dir.

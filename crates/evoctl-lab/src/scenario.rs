@@ -1,6 +1,11 @@
 //! Scenarios: TOML files that seed the lab's account (clusters, task definitions, services,
 //! scalable targets, parameters, Lambdas, logs) and carry the `evoctl.toml` that fits them.
 //!
+//! The top-level tables are the primary account (`account`, `region`: the lab's user lives
+//! there); `[accounts.ID]` adds other accounts, each with its region and the same tables, and
+//! `[aws_profiles.NAME]` the AWS config profiles the ready file writes for them (role
+//! assumption from the lab's user, as an operator's `~/.aws/config` would have).
+//!
 //! A scenario may `extends = "NAME"` another: tables merge key by key, so a variant states
 //! only the one thing it breaks. Built-in scenarios ship in `scenarios/` and are compiled in;
 //! `--scenario` also accepts a path to a file.
@@ -25,6 +30,8 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("app-mock-wrong", include_str!("../scenarios/app-mock-wrong.toml")),
     ("conflict-loop", include_str!("../scenarios/conflict-loop.toml")),
     ("kms-exec", include_str!("../scenarios/kms-exec.toml")),
+    ("two-accounts", include_str!("../scenarios/two-accounts.toml")),
+    ("two-accounts-both-live", include_str!("../scenarios/two-accounts-both-live.toml")),
 ];
 
 /// A fully merged scenario.
@@ -63,9 +70,63 @@ pub struct Scenario {
     /// or `open` ever; connected instances loop between `connecting` and `close`).
     #[serde(default)]
     pub whatsapp: Option<String>,
+    /// Other accounts, by account id (each with its own region and resources).
+    #[serde(default)]
+    pub accounts: IndexMap<String, AccountSpec>,
+    /// Profiles for the AWS config file the ready file names (`[profile NAME]` keys and values;
+    /// the lab's user is the profile `lab` of the credentials file).
+    #[serde(default)]
+    pub aws_profiles: IndexMap<String, IndexMap<String, String>>,
     /// The evoctl.toml written for this scenario.
     #[serde(default)]
     pub evoctl: toml::Table,
+}
+
+/// One account's resources in one region.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSpec {
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[serde(default)]
+    pub clusters: IndexMap<String, ClusterSpec>,
+    #[serde(default)]
+    pub task_definitions: IndexMap<String, TaskDefinitionSpec>,
+    #[serde(default)]
+    pub services: IndexMap<String, ServiceSpec>,
+    #[serde(default)]
+    pub scheduled_actions: IndexMap<String, ScheduledActionSpec>,
+    #[serde(default)]
+    pub parameters: IndexMap<String, ParameterSpec>,
+    #[serde(default)]
+    pub lambdas: IndexMap<String, LambdaSpec>,
+    #[serde(default)]
+    pub log_groups: IndexMap<String, LogGroupSpec>,
+    #[serde(default)]
+    pub linked_instances: Vec<LinkedInstanceSpec>,
+    #[serde(default)]
+    pub roles: IndexMap<String, RoleSpec>,
+}
+
+impl Scenario {
+    /// Every account, the primary (the top-level tables) first: (account id, resources).
+    pub fn account_specs(&self) -> Vec<(String, AccountSpec)> {
+        let primary = AccountSpec {
+            region: self.region.clone(),
+            clusters: self.clusters.clone(),
+            task_definitions: self.task_definitions.clone(),
+            services: self.services.clone(),
+            scheduled_actions: self.scheduled_actions.clone(),
+            parameters: self.parameters.clone(),
+            lambdas: self.lambdas.clone(),
+            log_groups: self.log_groups.clone(),
+            linked_instances: self.linked_instances.clone(),
+            roles: self.roles.clone(),
+        };
+        std::iter::once((self.account.clone(), primary))
+            .chain(self.accounts.iter().map(|(id, spec)| (id.clone(), spec.clone())))
+            .collect()
+    }
 }
 
 /// An instance whose session is already linked (`open`) when the lab starts.
@@ -290,7 +351,7 @@ mod tests {
     fn every_built_in_scenario_loads() {
         for (name, _) in BUILT_IN {
             let scenario = load(name).unwrap_or_else(|e| panic!("{e}"));
-            assert!(!scenario.services.is_empty(), "{name}");
+            assert!(scenario.account_specs().iter().any(|(_, spec)| !spec.services.is_empty()), "{name}");
             assert!(!scenario.evoctl.is_empty(), "{name}");
         }
     }

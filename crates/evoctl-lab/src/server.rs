@@ -6,7 +6,7 @@ use super::agent::AgentHub;
 use super::evolution::EvolutionHub;
 use super::services::{self, ApiError};
 use super::sigv4::{self, Rejection, SignedRequest, percent_decode};
-use super::state::{Account, TimelineEntry, now_ms};
+use super::state::{Accounts, TimelineEntry, now_ms};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 
 /// What every handler shares.
 pub struct Shared {
-    pub account: Mutex<Account>,
+    /// Every account-region; a call lands in its signer's account, in the region it was
+    /// signed for.
+    pub accounts: Mutex<Accounts>,
     pub journal: Mutex<Vec<JournalEntry>>,
     pub faults: Mutex<Faults>,
     pub access_key_id: String,
@@ -70,21 +72,22 @@ impl Shared {
     }
 
     pub fn new(
-        account: Account,
+        accounts: Accounts,
         access_key_id: String,
         secret_access_key: String,
         hub: AgentHub,
         evolution: EvolutionHub,
     ) -> Self {
+        let home = accounts.primary().account.clone();
         let user = Principal {
             secret: secret_access_key.clone(),
-            account: account.account.clone(),
-            arn: format!("arn:aws:iam::{}:user/evoctl-lab", account.account),
+            arn: format!("arn:aws:iam::{home}:user/evoctl-lab"),
+            account: home,
             user_id: "AIDALABEVOCTLUSER0001".into(),
             session_token: None,
         };
         Shared {
-            account: Mutex::new(account),
+            accounts: Mutex::new(accounts),
             journal: Mutex::new(Vec::new()),
             faults: Mutex::new(Faults::default()),
             principals: Mutex::new(IndexMap::from([(access_key_id.clone(), user)])),
@@ -218,6 +221,7 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/_lab/faults", get(get_faults).post(set_faults))
         .route("/_lab/state", get(get_state))
         .route("/_lab/tasks", post(add_tasks))
+        .route("/_lab/accounts/{account}/revoke", post(revoke_account))
         .route("/_lab/timeline", get(get_timeline))
         .route("/_lab/tokens", get(get_tokens))
         .route("/_lab/processes", get(get_processes))
@@ -246,10 +250,7 @@ enum Protocol {
 
 async fn aws(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let start_ms = now_f64();
-    let request_id = {
-        let mut account = shared.account.lock().expect("lab lock");
-        uuid_like(&account.next_id())
-    };
+    let request_id = uuid_like(&shared.accounts.lock().expect("lab lock").primary_mut().next_id());
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (protocol, service, action, parameters) = match classify(&method, &uri, target.as_deref(), &body) {
         Ok(found) => found,
@@ -272,16 +273,19 @@ async fn aws(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, header
             let principal =
                 shared.principals.lock().expect("lab lock").get(&scope.access_key_id).cloned().expect("verified key");
             let token = signed.headers.iter().find(|(n, _)| n == "x-amz-security-token").map(|(_, v)| v.as_str());
+            // A revoked account's keys and sessions are refused as a deleted key is.
+            let revoked = shared.accounts.lock().expect("lab lock").revoked.contains(&principal.account);
             match (&principal.session_token, token) {
-                (Some(wanted), Some(token)) if wanted == token => Ok(principal),
-                (None, None) => Ok(principal),
+                _ if revoked => Err(signature_error(protocol, Rejection::UnknownAccessKey)),
+                (Some(wanted), Some(token)) if wanted == token => Ok((principal, scope.region)),
+                (None, None) => Ok((principal, scope.region)),
                 _ => Err(signature_error(protocol, Rejection::UnknownAccessKey)),
             }
         });
-    let caller_arn = caller.as_ref().ok().map(|p| p.arn.clone());
+    let caller_arn = caller.as_ref().ok().map(|(p, _)| p.arn.clone());
     let result = match caller {
         Err(error) => Err(error),
-        Ok(caller) => {
+        Ok((caller, region)) => {
             let faults = shared.faults.lock().expect("lab lock").clone();
             let applies = faults.actions.is_empty() || faults.actions.contains(&action);
             if applies && faults.latency_ms > 0 {
@@ -306,7 +310,7 @@ async fn aws(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, header
                 let code = if service == "ecs" { "ServerException" } else { "InternalFailure" };
                 Err(ApiError::new(500, code, "The lab injected a server error."))
             } else {
-                dispatch(&shared, &caller, &service, &action, &parameters, &request_id)
+                dispatch(&shared, &caller, &region, &service, &action, &parameters, &request_id)
             }
         }
     };
@@ -387,26 +391,38 @@ fn classify(
 fn dispatch(
     shared: &Shared,
     caller: &Principal,
+    region: &str,
     service: &str,
     action: &str,
     parameters: &Value,
     request_id: &str,
 ) -> Result<Reply, ApiError> {
-    let mut account = shared.account.lock().expect("lab lock");
+    let mut accounts = shared.accounts.lock().expect("lab lock");
     let now = now_ms();
+    if service == "sts" {
+        return match action {
+            "GetCallerIdentity" => Ok(Reply::Xml(services::sts::get_caller_identity(caller, request_id))),
+            "AssumeRole" => {
+                let issued = services::sts::assume_role(&mut accounts, caller, parameters)?;
+                let xml = services::sts::assume_role_xml(&issued, request_id);
+                shared.principals.lock().expect("lab lock").insert(issued.access_key_id.clone(), issued.principal);
+                Ok(Reply::Xml(xml))
+            }
+            _ => Err(ApiError::client(
+                "InvalidAction",
+                format!("The action {action} is not valid for this web service."),
+            )),
+        };
+    }
+    let account = accounts.get_or_add(&caller.account, region);
     let json = |r: services::ActionResult| r.map(Reply::Json);
     match service {
         "ecs" if action == "ExecuteCommand" => {
             let faults = shared.faults.lock().expect("lab lock").clone();
-            json(services::ecs::execute_command(
-                &mut account,
-                parameters,
-                faults.agent_not_connected,
-                faults.exec_disabled,
-            ))
+            json(services::ecs::execute_command(account, parameters, faults.agent_not_connected, faults.exec_disabled))
         }
-        "ecs" => json(services::ecs::handle(&mut account, action, parameters, now)),
-        "application-autoscaling" => json(services::autoscaling::handle(&mut account, action, parameters, now)),
+        "ecs" => json(services::ecs::handle(account, action, parameters, now)),
+        "application-autoscaling" => json(services::autoscaling::handle(account, action, parameters, now)),
         "ssm" if action == "TerminateSession" => {
             if shared.faults.lock().expect("lab lock").terminate_denied {
                 return Err(ApiError::client(
@@ -422,31 +438,21 @@ fn dispatch(
             }
             let id = services::required(parameters, "SessionId", "ValidationException")?.to_owned();
             // A session that never reached its agent ends here (it can no longer connect).
-            account.exec_sessions.shift_remove(&id);
-            drop(account);
+            accounts.remove_exec_session(&id);
+            drop(accounts);
             let running = shared.hub.terminate(&id);
             tracing::debug!(session = %id, running, "TerminateSession");
             Ok(Reply::Json(json!({"SessionId": id})))
         }
-        "ssm" => json(services::ssm::handle(&mut account, action, parameters, now)),
-        "logs" => json(services::logs::handle(&mut account, action, parameters, now)),
+        "ssm" => json(services::ssm::handle(account, action, parameters, now)),
+        "logs" => json(services::logs::handle(account, action, parameters, now)),
         "kms" => {
             let denied = shared.faults.lock().expect("lab lock").kms_denied;
-            json(services::kms::handle(&mut account, action, parameters, denied))
+            json(services::kms::handle(account, action, parameters, denied))
         }
         "lambda" => {
             let name = parameters["FunctionName"].as_str().unwrap_or_default();
-            json(services::lambda::get_function_configuration(&account, name))
-        }
-        "sts" if action == "GetCallerIdentity" => {
-            Ok(Reply::Xml(services::sts::get_caller_identity(caller, request_id)))
-        }
-        "sts" if action == "AssumeRole" => {
-            let issued = services::sts::assume_role(&mut account, caller, parameters)?;
-            account.issued_tokens.extend([issued.principal.secret.clone(), issued.token.clone()]);
-            let xml = services::sts::assume_role_xml(&issued, request_id);
-            shared.principals.lock().expect("lab lock").insert(issued.access_key_id.clone(), issued.principal);
-            Ok(Reply::Xml(xml))
+            json(services::lambda::get_function_configuration(account, name))
         }
         _ => Err(ApiError::client("InvalidAction", format!("The action {action} is not valid for this web service."))),
     }
@@ -548,8 +554,21 @@ async fn set_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response 
     }
 }
 
-async fn get_state(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    let account = shared.account.lock().expect("lab lock");
+/// One account-region's services and tasks (`?account=ID&region=R`; default the primary).
+async fn get_state(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
+) -> Response {
+    let accounts = shared.accounts.lock().expect("lab lock");
+    let primary = accounts.primary();
+    let (id, region) = (
+        query.get("account").map_or(primary.account.as_str(), String::as_str),
+        query.get("region").map_or(primary.region.as_str(), String::as_str),
+    );
+    let Some(account) = accounts.find(id, region) else {
+        let error = format!("no account {id} in {region}");
+        return (StatusCode::NOT_FOUND, Json(json!({"error": error}))).into_response();
+    };
     let services: Vec<Value> = account
         .services
         .iter()
@@ -566,13 +585,17 @@ async fn get_state(State(shared): State<Arc<Shared>>) -> Json<Value> {
             })
         })
         .collect();
-    let tasks: Vec<Value> = account.tasks.iter().map(|t| services::ecs::task_json(&account, t)).collect();
+    let tasks: Vec<Value> = account.tasks.iter().map(|t| services::ecs::task_json(account, t)).collect();
     Json(json!({"account": account.account, "region": account.region, "services": services, "tasks": tasks}))
+        .into_response()
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AddTasks {
+    /// The account and region (default: the primary's).
+    account: Option<String>,
+    region: Option<String>,
     cluster: String,
     service: String,
     #[serde(default = "one")]
@@ -604,7 +627,14 @@ async fn add_tasks(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
             return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("bad request: {e}")}))).into_response();
         }
     };
-    let mut account = shared.account.lock().expect("lab lock");
+    let mut accounts = shared.accounts.lock().expect("lab lock");
+    let primary = accounts.primary();
+    let id = request.account.clone().unwrap_or_else(|| primary.account.clone());
+    let region = request.region.clone().unwrap_or_else(|| primary.region.clone());
+    let Some(account) = accounts.list.iter_mut().find(|a| a.account == id && a.region == region) else {
+        let error = format!("no account {id} in {region}");
+        return (StatusCode::NOT_FOUND, Json(json!({"error": error}))).into_response();
+    };
     let Some(index) = account.service_index(&request.cluster, &request.service) else {
         let error = format!("no service {}/{}", request.cluster, request.service);
         return (StatusCode::NOT_FOUND, Json(json!({"error": error}))).into_response();
@@ -622,7 +652,21 @@ async fn add_tasks(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
 
 /// Every task lifecycle transition the lab applied, creation included, in order.
 async fn get_timeline(State(shared): State<Arc<Shared>>) -> Json<Vec<TimelineEntry>> {
-    Json(shared.account.lock().expect("lab lock").timeline.clone())
+    Json(shared.accounts.lock().expect("lab lock").timeline())
+}
+
+/// Revoke an account's credentials: its keys and sessions are refused from now on (as a
+/// deleted access key is), and so is AssumeRole into its roles.
+async fn revoke_account(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(account): axum::extract::Path<String>,
+) -> Response {
+    let mut accounts = shared.accounts.lock().expect("lab lock");
+    if accounts.roles_of(&account).is_none() {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no account {account}")}))).into_response();
+    }
+    accounts.revoked.insert(account);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// The gateway's websocket: the agent side of an ECS Exec session.
@@ -642,7 +686,18 @@ async fn get_processes(State(shared): State<Arc<Shared>>) -> Json<Vec<super::age
 
 /// Every exec session token the lab handed out, so tests can prove none leaked anywhere.
 async fn get_tokens(State(shared): State<Arc<Shared>>) -> Json<Vec<String>> {
-    Json(shared.account.lock().expect("lab lock").issued_tokens.clone())
+    let accounts = shared.accounts.lock().expect("lab lock");
+    let mut tokens = accounts.issued_tokens();
+    tokens.extend(
+        shared
+            .principals
+            .lock()
+            .expect("lab lock")
+            .values()
+            .filter_map(|p| p.session_token.as_ref().map(|token| [p.secret.clone(), token.clone()]))
+            .flatten(),
+    );
+    Json(tokens)
 }
 
 /// The simulated phone scans a QR code (or types the pairing code): the instance showing it
@@ -695,11 +750,12 @@ async fn receive_webhook(
     body: Bytes,
 ) -> Response {
     let secrets: Vec<(String, String)> = shared
-        .account
+        .accounts
         .lock()
         .expect("lab lock")
-        .parameters
+        .list
         .iter()
+        .flat_map(|account| account.parameters.iter())
         .filter(|(_, p)| p.kind == "SecureString")
         .map(|(name, p)| (name.clone(), p.value.clone()))
         .collect();

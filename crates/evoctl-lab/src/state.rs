@@ -9,7 +9,7 @@
 //! account's [`Account::timeline`], the oracle for ordering tests.
 
 use super::agent::ExecGrant;
-use super::scenario::{ScalingSpec, Scenario};
+use super::scenario::{AccountSpec, ScalingSpec, Scenario};
 use indexmap::IndexMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -139,6 +139,9 @@ pub const LIFECYCLE: [&str; 8] =
 pub struct TimelineEntry {
     /// When the lab applied it (ms since the Unix epoch; a seeded task's creation time).
     pub t_ms: u64,
+    /// The account and region the task runs in.
+    pub account: String,
+    pub region: String,
     pub task_id: String,
     pub cluster: String,
     pub service: Option<String>,
@@ -212,12 +215,17 @@ pub struct Account {
 }
 
 impl Account {
-    /// Build the account a scenario describes, with its services already at their desired count.
+    /// Build the primary account a scenario describes (its top-level tables).
     pub fn from_scenario(scenario: &Scenario, timing: Timing) -> Result<Account, String> {
-        let now = now_ms();
-        let mut account = Account {
-            account: scenario.account.clone(),
-            region: scenario.region.clone(),
+        let (id, spec) = scenario.account_specs().swap_remove(0);
+        Account::from_spec(&id, &spec, timing, &scenario.description)
+    }
+
+    /// An account-region with nothing in it (as every region of a real account starts).
+    pub fn empty(account: &str, region: &str, timing: Timing, id_seed: &str) -> Account {
+        Account {
+            account: account.to_owned(),
+            region: region.to_owned(),
             timing,
             clusters: IndexMap::new(),
             task_definitions: IndexMap::new(),
@@ -228,7 +236,7 @@ impl Account {
             parameters: IndexMap::new(),
             lambdas: IndexMap::new(),
             log_groups: IndexMap::new(),
-            roles: scenario.roles.iter().map(|(name, role)| (name.clone(), role.external_id.clone())).collect(),
+            roles: IndexMap::new(),
             exec_sessions: IndexMap::new(),
             endpoint: String::new(),
             stream_host: None,
@@ -240,8 +248,16 @@ impl Account {
             },
             timeline: Vec::new(),
             id_counter: 0,
-            id_seed: scenario.description.clone(),
-        };
+            id_seed: id_seed.to_owned(),
+        }
+    }
+
+    /// Build one account-region from its scenario tables, with its services already at their
+    /// desired count. `id_seed` makes its ids reproducible (and distinct between accounts).
+    pub fn from_spec(id: &str, scenario: &AccountSpec, timing: Timing, id_seed: &str) -> Result<Account, String> {
+        let now = now_ms();
+        let mut account = Account::empty(id, &scenario.region, timing, id_seed);
+        account.roles = scenario.roles.iter().map(|(name, role)| (name.clone(), role.external_id.clone())).collect();
         for (name, spec) in &scenario.clusters {
             account.clusters.insert(
                 name.clone(),
@@ -446,6 +462,8 @@ impl Account {
         let task = &self.tasks[index];
         self.timeline.push(TimelineEntry {
             t_ms,
+            account: self.account.clone(),
+            region: self.region.clone(),
             task_id: task.id.clone(),
             cluster: task.cluster.clone(),
             service: task.service.clone(),
@@ -674,6 +692,115 @@ impl Account {
         service
             .deployments
             .insert(0, Deployment { id, task_definition: service.task_definition.clone(), created_ms: now });
+    }
+}
+
+/// Every account-region of the lab, the primary (where the lab's user lives) first.
+#[derive(Debug)]
+pub struct Accounts {
+    pub list: Vec<Account>,
+    /// Account ids whose credentials were revoked (`POST /_lab/accounts/ID/revoke`): calls signed
+    /// by their principals are refused, and so is AssumeRole into their roles.
+    pub revoked: std::collections::BTreeSet<String>,
+}
+
+impl Accounts {
+    /// Every account of a scenario, each with its services at their desired count.
+    pub fn from_scenario(scenario: &Scenario, timing: Timing) -> Result<Accounts, String> {
+        let mut list: Vec<Account> = Vec::new();
+        for (index, (id, spec)) in scenario.account_specs().iter().enumerate() {
+            if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("account `{id}` is not a 12-digit AWS account id"));
+            }
+            if list.iter().any(|a| a.account == *id && a.region == spec.region) {
+                return Err(format!("account {id} in {} is described twice", spec.region));
+            }
+            // The primary keeps the id sequence single-account scenarios always had.
+            let seed = match index {
+                0 => scenario.description.clone(),
+                _ => format!("{}#{id}/{}", scenario.description, spec.region),
+            };
+            list.push(Account::from_spec(id, spec, timing, &seed)?);
+        }
+        Ok(Accounts { list, revoked: Default::default() })
+    }
+
+    pub fn primary(&self) -> &Account {
+        &self.list[0]
+    }
+
+    pub fn primary_mut(&mut self) -> &mut Account {
+        &mut self.list[0]
+    }
+
+    /// Account-region by account id and region.
+    pub fn find(&self, account: &str, region: &str) -> Option<&Account> {
+        self.list.iter().find(|a| a.account == account && a.region == region)
+    }
+
+    /// Where a call signed for `region` by a principal of `account` lands. A region the
+    /// scenario does not describe is empty (as every region of a real account starts) and is
+    /// made on first use.
+    pub fn get_or_add(&mut self, account: &str, region: &str) -> &mut Account {
+        let index = match self.list.iter().position(|a| a.account == account && a.region == region) {
+            Some(index) => index,
+            None => {
+                let primary = self.primary();
+                let mut empty = Account::empty(account, region, primary.timing, &format!("{account}/{region}"));
+                empty.endpoint = primary.endpoint.clone();
+                empty.stream_host = primary.stream_host.clone();
+                self.list.push(empty);
+                self.list.len() - 1
+            }
+        };
+        &mut self.list[index]
+    }
+
+    /// The roles of an account (IAM is global: any region of it), None when the lab has no
+    /// such account.
+    pub fn roles_of(&self, account: &str) -> Option<&IndexMap<String, Option<String>>> {
+        self.list.iter().find(|a| a.account == account).map(|a| &a.roles)
+    }
+
+    /// Advance every account's scheduler.
+    pub fn advance(&mut self, now: u64) {
+        for account in &mut self.list {
+            account.advance(now);
+        }
+    }
+
+    /// Every account's timeline, merged in time order.
+    pub fn timeline(&self) -> Vec<TimelineEntry> {
+        let mut entries: Vec<TimelineEntry> = self.list.iter().flat_map(|a| a.timeline.iter().cloned()).collect();
+        entries.sort_by_key(|entry| entry.t_ms);
+        entries
+    }
+
+    /// Every secret credential any account issued.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.list.iter().flat_map(|a| a.issued_tokens.iter().cloned()).collect()
+    }
+
+    /// An open exec session, in whichever account granted it.
+    pub fn exec_session(&self, id: &str) -> Option<ExecGrant> {
+        self.list.iter().find_map(|a| a.exec_sessions.get(id).cloned())
+    }
+
+    /// Forget an exec session (it ended or was terminated).
+    pub fn remove_exec_session(&mut self, id: &str) {
+        for account in &mut self.list {
+            account.exec_sessions.shift_remove(id);
+        }
+    }
+
+    /// The account that runs task `task_id`.
+    pub fn of_task_mut(&mut self, task_id: &str) -> Option<&mut Account> {
+        self.list.iter_mut().find(|a| a.tasks.iter().any(|t| t.id == task_id))
+    }
+
+    /// The account that runs task `task_id`.
+    pub fn of_task(&self, task_id: &str) -> Option<&Account> {
+        self.list.iter().find(|a| a.tasks.iter().any(|t| t.id == task_id))
     }
 }
 

@@ -20,7 +20,7 @@ pub mod schema;
 pub mod standalone;
 pub mod webhooks;
 
-use super::state::{Account, LogEvent, now_ms};
+use super::state::{Account, Accounts, LogEvent, now_ms};
 use db::Database;
 use indexmap::IndexMap;
 use process::{Process, ProcessOptions, WhatsApp};
@@ -213,10 +213,11 @@ impl EvolutionHub {
 
     /// Start processes (or forwards) for RUNNING tasks, stop those whose task is gone, run the
     /// conflict loop, and move log lines into the tasks' log groups. Called on the lab's tick.
-    pub fn tick(&self, account: &mut Account) {
-        let live: Vec<(String, String, String)> = account
-            .tasks
+    pub fn tick(&self, accounts: &mut Accounts) {
+        let live: Vec<(String, String, String)> = accounts
+            .list
             .iter()
+            .flat_map(|account| account.tasks.iter())
             .filter(|t| t.last_status == "RUNNING")
             .map(|t| {
                 (
@@ -252,6 +253,7 @@ impl EvolutionHub {
                 }
                 continue;
             }
+            let Some(account) = accounts.of_task(&task_id) else { continue };
             let Some(definition) = account.task_definitions.get(&definition) else { continue };
             let config = env::EvoConfig::from_env(&definition.environment);
             let stream = format!("EvolutionService/{}/{task_id}", definition.container);
@@ -268,9 +270,10 @@ impl EvolutionHub {
         }
         self.conflicts(now_ms());
         let running = self.running.lock().expect("lab lock");
-        for entry in running.values() {
+        for (task_id, entry) in running.iter() {
             if let Running::Stand { process, log_group: Some(group), stream, .. } = entry {
                 let lines = process.logger.drain();
+                let Some(account) = accounts.of_task_mut(task_id) else { continue };
                 if lines.is_empty() {
                     continue;
                 }

@@ -1,11 +1,12 @@
 //! STS (AWS query protocol): GetCallerIdentity for whoever signed the call, and AssumeRole into
-//! the scenario's roles (`[roles.NAME]`, with the trust policy's `sts:ExternalId` condition),
-//! answered in XML as AWS does. Assumed-role credentials are temporary: every call signed with
-//! them must carry their session token.
+//! any account's roles (`[roles.NAME]`, `[accounts.ID.roles.NAME]`, with the trust policy's
+//! `sts:ExternalId` condition), answered in XML as AWS does. Assumed-role credentials are
+//! temporary, belong to the role's account, and every call signed with them must carry their
+//! session token.
 
 use super::ApiError;
 use crate::server::Principal;
-use crate::state::{Account, now_ms};
+use crate::state::{Accounts, now_ms};
 use serde_json::Value;
 
 /// How long issued credentials are said to last (AssumeRole's default, 1 hour).
@@ -32,9 +33,9 @@ pub fn get_caller_identity(caller: &Principal, request_id: &str) -> String {
     )
 }
 
-/// AssumeRole: the role must be one of the account's, and the ExternalId the one its trust
-/// policy requires (AWS says AccessDenied for both, with the same text).
-pub fn assume_role(account: &mut Account, caller: &Principal, parameters: &Value) -> Result<Issued, ApiError> {
+/// AssumeRole: the role must be one of its account's, that account not revoked, and the
+/// ExternalId the one its trust policy requires (AWS says AccessDenied for all, with one text).
+pub fn assume_role(accounts: &mut Accounts, caller: &Principal, parameters: &Value) -> Result<Issued, ApiError> {
     let text = |name: &str| parameters[name].as_str().unwrap_or_default().to_owned();
     let (role_arn, session_name, external_id) = (text("RoleArn"), text("RoleSessionName"), text("ExternalId"));
     // STS's own check (botocore checks the same lengths before it sends).
@@ -59,14 +60,22 @@ pub fn assume_role(account: &mut Account, caller: &Principal, parameters: &Value
             format!("User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}", caller.arn),
         )
     };
-    let prefix = format!("arn:aws:iam::{}:role/", account.account);
-    let name = role_arn.strip_prefix(&prefix).ok_or_else(denied)?.to_owned();
-    let required = account.roles.get(&name).ok_or_else(denied)?;
+    let (role_account, name) = role_arn
+        .strip_prefix("arn:aws:iam::")
+        .and_then(|rest| rest.split_once(":role/"))
+        .filter(|(id, name)| id.len() == 12 && !name.is_empty())
+        .map(|(id, name)| (id.to_owned(), name.to_owned()))
+        .ok_or_else(denied)?;
+    let required = accounts.roles_of(&role_account).and_then(|roles| roles.get(&name)).ok_or_else(denied)?;
+    if accounts.revoked.contains(&role_account) {
+        return Err(denied());
+    }
     if let Some(required) = required
         && *required != external_id
     {
         return Err(denied());
     }
+    let account = accounts.list.iter_mut().find(|a| a.account == role_account).expect("roles_of found it");
     let duration = parameters["DurationSeconds"].as_str().and_then(|d| d.parse().ok()).unwrap_or(DEFAULT_DURATION_S);
     let id = account.next_id().to_ascii_uppercase();
     let secret = account.next_id() + &account.next_id()[..8];
