@@ -33,6 +33,11 @@ pub enum Error {
     #[error("{action} failed: {code}: {message}")]
     Aws { action: String, code: String, message: String, fix: Option<String> },
 
+    /// Some environments could not be read (their account's credentials or calls failed);
+    /// the message names each account and its environments. Exit 5, like any AWS failure.
+    #[error("{message}")]
+    Unread { message: String, fix: String },
+
     /// The exec transport failed (ExecuteCommand, websocket, data channel, envelope); the kind
     /// says which way, so callers decide on it (retry or not) instead of on the text.
     #[error("{message}")]
@@ -149,6 +154,25 @@ impl ExecKind {
 }
 
 impl Error {
+    /// The same failure again, for a second environment it affects (errors are not `Clone`:
+    /// an I/O error is kept as its text).
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::Aws { action, code, message, fix } => {
+                Error::Aws { action: action.clone(), code: code.clone(), message: message.clone(), fix: fix.clone() }
+            }
+            Error::Usage { message, fix } => Error::Usage { message: message.clone(), fix: fix.clone() },
+            Error::NotFound { message, fix } => Error::NotFound { message: message.clone(), fix: fix.clone() },
+            Error::Timeout { message, fix } => Error::Timeout { message: message.clone(), fix: fix.clone() },
+            other => Error::Aws {
+                action: "reading".into(),
+                code: other.kind().into(),
+                message: other.to_string(),
+                fix: other.fix().map(str::to_owned),
+            },
+        }
+    }
+
     /// The process exit code for this error (see [`crate::exit`]).
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -156,7 +180,7 @@ impl Error {
             Error::Io { .. } => exit::USAGE,
             Error::NotFound { .. } => exit::NOT_FOUND,
             Error::Refused { .. } => exit::REFUSED,
-            Error::Aws { .. } => exit::AWS,
+            Error::Aws { .. } | Error::Unread { .. } => exit::AWS,
             Error::Exec { .. } => exit::EXEC_TRANSPORT,
             Error::Evolution { status: 404, .. } => exit::NOT_FOUND,
             Error::Evolution { status: 400, .. } => exit::USAGE,
@@ -181,6 +205,7 @@ impl Error {
             Error::Config { fix, .. }
             | Error::Evolution { fix, .. }
             | Error::Unavailable { fix, .. }
+            | Error::Unread { fix, .. }
             | Error::Unverified { fix, .. } => Some(fix),
             Error::Io { .. } => None,
         }
@@ -194,6 +219,7 @@ impl Error {
             Error::NotFound { .. } => "not_found",
             Error::Refused { .. } => "refused",
             Error::Aws { .. } => "aws",
+            Error::Unread { .. } => "unread",
             Error::Exec { .. } => "exec",
             Error::Evolution { .. } => "evolution",
             Error::Unavailable { .. } => "unavailable",

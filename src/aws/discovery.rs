@@ -39,6 +39,9 @@ pub struct ServiceState {
     pub enable_execute_command: bool,
     pub deployment: DeploymentSettings,
     pub az_rebalancing: Option<String>,
+    /// The account the service is in (from its ARN); reports carry it beside the region.
+    #[serde(skip)]
+    pub account: Option<String>,
 }
 
 /// deploymentConfiguration percentages (AWS defaults 200/100 when unset).
@@ -112,6 +115,7 @@ pub async fn service_state(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) ->
             minimum_healthy_percent: deployment.and_then(|d| d.minimum_healthy_percent()).unwrap_or(100),
         },
         az_rebalancing: service.availability_zone_rebalancing().map(|r| r.as_str().to_owned()),
+        account: service.service_arn().and_then(|arn| arn.split(':').nth(4)).map(str::to_owned),
     })
 }
 

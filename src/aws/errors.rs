@@ -56,6 +56,14 @@ where
                 crate::env_vars::EnvVars::EVOCTL_AWS_OPERATION_TIMEOUT
             ),
         },
+        SdkError::DispatchFailure(_) if credentials_failure(&err).is_some() => {
+            let (code, message) = credentials_failure(&err).expect("checked");
+            AwsFailure {
+                action,
+                code: "CredentialsNotLoaded".into(),
+                message: format!("could not get credentials: {code}: {message}"),
+            }
+        }
         SdkError::DispatchFailure(_) => {
             let message = source_chain(&err);
             let code = if message.contains("certificate") || message.contains("UnknownIssuer") {
@@ -67,6 +75,30 @@ where
         }
         _ => AwsFailure { action, code: "RequestFailed".into(), message: source_chain(&err) },
     }
+}
+
+/// When a call failed because its credentials could not be had (an assumed role refused, an
+/// expired SSO login, a credential_process that failed): the innermost AWS error's code and
+/// message, or the provider's own words.
+fn credentials_failure(err: &(dyn std::error::Error + 'static)) -> Option<(String, String)> {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut current = Some(err);
+    let mut found = None;
+    while let Some(e) = current {
+        if found.is_none() && e.downcast_ref::<CredentialsError>().is_some() {
+            found = Some(("CredentialsError".to_owned(), source_chain(e)));
+        }
+        if found.is_some()
+            && let Some(meta) = e.downcast_ref::<aws_smithy_types::error::ErrorMetadata>()
+        {
+            return Some((
+                meta.code().unwrap_or("Unknown").to_owned(),
+                meta.message().unwrap_or("no message").to_owned(),
+            ));
+        }
+        current = e.source();
+    }
+    found
 }
 
 /// The error and its sources joined with ": ", without repeats.
@@ -97,6 +129,9 @@ fn fix_for(code: &str, action: &str) -> Option<String> {
         }
         "UntrustedCertificate" => {
             "the endpoint's TLS certificate is not trusted: if a proxy or a private CA signs it, point AWS_CA_BUNDLE (or the profile's ca_bundle) at that CA's PEM file".into()
+        }
+        "CredentialsNotLoaded" => {
+            "these credentials could not be had: for an assumed role check its trust policy, the ExternalId (external_id) and the source profile's credentials; check with `aws sts get-caller-identity --profile NAME`".into()
         }
         "Unreachable" => {
             "check network access to AWS and any AWS_ENDPOINT_URL* override; for credentials problems see `aws sts get-caller-identity`".into()

@@ -11,6 +11,7 @@
 
 pub mod discovery;
 mod errors;
+pub mod fleet;
 pub mod kms;
 pub mod logs;
 pub mod scaling;
@@ -19,12 +20,14 @@ pub mod taskdef;
 pub mod trust;
 
 pub use errors::{AwsFailure, sdk_failure};
+pub use fleet::Fleet;
 
 use crate::env_vars::{EnvVars, ProfileKeys};
 use crate::error::{Error, Result};
 use aws_config::retry::{RetryConfig, RetryMode};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_runtime::env_config::EnvConfigValue;
 use aws_runtime::env_config::section::EnvConfigSections;
 use aws_types::os_shim_internal::{Env, Fs};
@@ -55,12 +58,21 @@ where
     futures::stream::iter(items).map(read).buffered(MAX_ENVS_IN_FLIGHT).try_collect().await
 }
 
-/// Where to take region and profile from, most specific first.
-#[derive(Debug, Clone, Default)]
+/// One credential chain and region: what an environment is read with (flags, then
+/// `env.NAME.aws`, then `[aws]`, then the SDK's own chain). Environments with equal settings
+/// share one chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct AwsSettings {
     pub region: Option<String>,
     pub profile: Option<String>,
+    /// A role assumed on top of the profile's (or the default chain's) credentials.
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    pub session_name: Option<String>,
 }
+
+/// The assumed role's session name when the config names none (CloudTrail shows it).
+pub const DEFAULT_SESSION_NAME: &str = "evoctl";
 
 /// The bounds on every AWS call, each overridable by its environment variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +186,9 @@ macro_rules! client {
 #[derive(Debug, Clone)]
 pub struct Aws {
     config: SdkConfig,
+    settings: AwsSettings,
+    /// The account id the settings name (a role ARN), if any.
+    account_hint: Option<String>,
     profile: Option<String>,
     clients: Clients,
     ca_bundle: trust::CaBundle,
@@ -204,23 +219,56 @@ impl Aws {
         let retry = retry_config(&env, profiles.as_ref())?;
         let timeouts = Timeouts::from_env()?;
         let ca_bundle = trust::CaBundle::resolve(&env, profiles.as_ref())?;
+        let http = ca_bundle.sdk_http_client()?;
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(retry.clone())
             .timeout_config(timeouts.sdk())
-            .http_client(ca_bundle.sdk_http_client()?);
+            .http_client(http.clone());
         if let Some(profile) = &settings.profile {
             loader = loader.profile_name(profile);
         }
         if let Some(region) = &settings.region {
             loader = loader.region(Region::new(region.clone()));
         }
-        let config = loader.load().await;
+        let mut config = loader.load().await;
         if config.region().is_none() {
             return Err(Error::usage(
                 "no AWS region configured",
-                "pass --region, set region under [aws] in evoctl.toml, or export AWS_REGION",
+                "pass --region, set region under [aws] (or env.NAME.aws) in evoctl.toml, or export AWS_REGION",
             ));
         }
+        if let Some(profile) = &settings.profile {
+            // As `aws --profile NAME`: a profile named on purpose supplies the credentials, not
+            // keys left in the environment (its role_arn/source_profile, SSO or
+            // credential_process included).
+            let provider_config = aws_config::provider_config::ProviderConfig::without_region()
+                .with_region(config.region().cloned())
+                .with_http_client(http.clone())
+                .with_retry_config(retry.clone())
+                .with_timeout_config(timeouts.sdk());
+            let provider = aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .configure(&provider_config)
+                .profile_name(profile)
+                .build();
+            config = config.into_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build();
+        }
+        if let Some(role) = &settings.role_arn {
+            let mut assume = aws_config::sts::AssumeRoleProvider::builder(role)
+                .session_name(settings.session_name.as_deref().unwrap_or(DEFAULT_SESSION_NAME))
+                .configure(&config);
+            if let Some(external_id) = &settings.external_id {
+                assume = assume.external_id(external_id);
+            }
+            let provider = assume.build().await;
+            config = config.into_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build();
+        }
+        // The account the credentials act in, when the settings say (a role ARN, evoctl's or
+        // the profile's own); otherwise it is learnt from the ARNs AWS answers with.
+        let role_account = settings.role_arn.clone().or_else(|| {
+            let (profiles, name) = (profiles.as_ref()?, settings.profile.as_deref()?);
+            profiles.get_profile(name)?.get("role_arn").map(str::to_owned)
+        });
+        let account_hint = role_account.and_then(|arn| arn.split(':').nth(4).map(str::to_owned));
         tracing::info!(
             region = config.region().map(Region::as_ref),
             profile = settings.profile.as_deref(),
@@ -232,6 +280,8 @@ impl Aws {
         );
         Ok(Aws {
             config,
+            settings: settings.clone(),
+            account_hint,
             profile: settings.profile.clone(),
             clients: Clients::default(),
             ca_bundle,
@@ -256,6 +306,31 @@ impl Aws {
     /// The profile named by flag or config file, if any.
     pub fn profile(&self) -> Option<&str> {
         self.profile.as_deref()
+    }
+
+    /// The account id the settings name (the role ARN's, evoctl's or the profile's), if any.
+    pub fn account_hint(&self) -> Option<&str> {
+        self.account_hint.as_deref()
+    }
+
+    /// How these credentials were configured, for messages: e.g. "account 111111111111
+    /// (profile alinhou-staging, us-east-1)".
+    pub fn describe(&self) -> String {
+        let mut how = Vec::new();
+        if let Some(profile) = &self.settings.profile {
+            how.push(format!("profile {profile}"));
+        }
+        if let Some(role) = &self.settings.role_arn {
+            how.push(format!("role {role}"));
+        }
+        if how.is_empty() {
+            how.push("the default credential chain".to_owned());
+        }
+        how.push(self.region().to_owned());
+        match &self.account_hint {
+            Some(account) => format!("account {account} ({})", how.join(", ")),
+            None => how.join(", "),
+        }
     }
 
     /// The ECS endpoint the SDK's own endpoint resolution gives for this configuration: the

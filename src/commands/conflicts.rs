@@ -51,7 +51,7 @@ struct Sampled {
 pub async fn run(context: &Context, args: &ConflictsArgs) -> Result<u8> {
     let config = context.config()?;
     let env = config.environment(&args.env)?;
-    let aws = context.aws(&config).await?;
+    let aws = context.aws_for(&config, env).await?;
     let target = ServiceRef { cluster: &env.cluster, service: &env.service };
     let read_logs = async {
         let group = logs::log_group(&aws.ecs(), target, &env.container).await?;

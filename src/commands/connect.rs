@@ -9,8 +9,8 @@
 //! wait and says what state things are in.
 
 use super::Context;
-use crate::aws::Aws;
 use crate::aws::discovery::{self, LiveTask, ServiceRef};
+use crate::aws::{Aws, Fleet};
 use crate::cli::ConnectArgs;
 use crate::config::{Config, Environment};
 use crate::error::{Error, ExecKind, Result};
@@ -60,7 +60,8 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
     let config = context.config()?;
     let env = config.environment(&args.env)?.clone();
     let name = args.name.clone().unwrap_or_else(|| env.instance.clone());
-    let aws = context.aws(&config).await?;
+    let fleet = context.aws(&config).await?;
+    let aws = fleet.of(&env).clone();
 
     // (a) preflight, before anything touches Evolution; the webhook secret is read meanwhile.
     let read_secret = async {
@@ -69,7 +70,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
             None => Ok(None),
         }
     };
-    let ((enforced, seen), secret) = tokio::try_join!(preflight(context, &aws, &config, &env, args), read_secret)?;
+    let ((enforced, seen), secret) = tokio::try_join!(preflight(context, &fleet, &config, &env, args), read_secret)?;
     // The preflight's own read of the task serves when it is ready; after changes, read again.
     let target = match seen.and_then(|task| target::ready(&env, task, None).ok()) {
         Some(target) => target,
@@ -204,14 +205,19 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
 /// was changed).
 async fn preflight(
     context: &Context,
-    aws: &Aws,
+    fleet: &Fleet,
     config: &Config,
     env: &Environment,
     args: &ConnectArgs,
 ) -> Result<(bool, Option<LiveTask>)> {
-    let (ecs, autoscaling) = (aws.ecs(), aws.autoscaling());
+    // Every environment, each in its own account and region: two accounts do not keep two
+    // tasks off one number.
     let snapshots = crate::aws::for_each_env(&config.environments, |e| {
-        discovery::snapshot(&ecs, &autoscaling, ServiceRef { cluster: &e.cluster, service: &e.service })
+        let aws = fleet.of(e);
+        async move {
+            discovery::snapshot(&aws.ecs(), &aws.autoscaling(), ServiceRef { cluster: &e.cluster, service: &e.service })
+                .await
+        }
     })
     .await?;
     let observed: Vec<Observed> = snapshots.iter().map(Observed::from).collect();
@@ -236,8 +242,8 @@ async fn preflight(
     let plan = plan::compute(&config.environments, &observed, &group)?;
     context.printer.note(&super::scale::render(&plan));
     let finish = format!("evoctl connect {} --enforce", env.name);
-    super::scale::apply_with_progress(context, aws, &config.environments, &plan, args.timeout, &finish).await?;
-    let observed = crate::aws::for_each_env(&config.environments, |e| plan::observe(aws, e)).await?;
+    super::scale::apply_with_progress(context, fleet, &config.environments, &plan, args.timeout, &finish).await?;
+    let observed = crate::aws::for_each_env(&config.environments, |e| plan::observe(fleet.of(e), e)).await?;
     let left = preflight::assess(&config.environments, &observed, &env.name);
     if let Some(problem) = left.first() {
         return Err(Error::refused(

@@ -79,7 +79,7 @@ async fn run(context: &Context, target_args: &ExecTargetArgs, timeout: Duration,
     let env = config.environment(&target_args.env)?;
     let (aws, target) = crate::interrupt::before_starting(async {
         let aws = session
-            .within("the AWS configuration (credentials, region) was still loading", context.aws(&config))
+            .within("the AWS configuration (credentials, region) was still loading", context.aws_for(&config, env))
             .await??;
         let target = session
             .within(

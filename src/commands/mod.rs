@@ -19,9 +19,9 @@ mod status;
 mod task;
 mod webhook;
 
-use crate::aws::{Aws, AwsSettings};
+use crate::aws::{Aws, AwsSettings, Fleet};
 use crate::cli::{Cli, Command, GlobalArgs};
-use crate::config::Config;
+use crate::config::{Config, Environment};
 use crate::error::Result;
 use crate::exit;
 use crate::output::Printer;
@@ -38,13 +38,21 @@ impl Context {
         Config::load(self.global.config.as_deref())
     }
 
-    /// Resolve AWS settings: flags first, then the config file's `[aws]`, then the SDK chain.
-    pub async fn aws(&self, config: &Config) -> Result<Aws> {
-        let settings = AwsSettings {
-            region: self.global.region.clone().or_else(|| config.aws.region.clone()),
-            profile: self.global.profile.clone().or_else(|| config.aws.profile.clone()),
-        };
-        Aws::load(&settings).await
+    /// The `--profile`/`--region` flags, which win over the config file.
+    pub fn aws_flags(&self) -> AwsSettings {
+        AwsSettings { region: self.global.region.clone(), profile: self.global.profile.clone(), ..Default::default() }
+    }
+
+    /// The AWS chains of every environment of the config (each distinct chain once).
+    pub async fn aws(&self, config: &Config) -> Result<Fleet> {
+        let environments: Vec<&Environment> = config.environments.iter().collect();
+        Fleet::load(&self.aws_flags(), &config.aws, &environments).await
+    }
+
+    /// The AWS chain one environment is read with: flags, then `env.NAME.aws`, then `[aws]`,
+    /// then the SDK chain.
+    pub async fn aws_for(&self, config: &Config, env: &Environment) -> Result<Aws> {
+        Aws::load(&crate::aws::fleet::settings_for(&self.aws_flags(), &config.aws, env)).await
     }
 }
 

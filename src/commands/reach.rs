@@ -23,7 +23,7 @@ impl Reach {
     pub async fn new(context: &Context, env_name: &str) -> Result<Reach> {
         let config = context.config()?;
         let env = config.environment(env_name)?.clone();
-        let aws = context.aws(&config).await?;
+        let aws = context.aws_for(&config, &env).await?;
         let target = target::resolve(&aws.ecs(), &env, None).await?;
         Ok(Reach { env, aws, target })
     }
@@ -33,13 +33,20 @@ impl Reach {
     pub async fn for_linking(context: &Context, env_name: &str) -> Result<Reach> {
         let config = context.config()?;
         let env = config.environment(env_name)?.clone();
-        let aws = context.aws(&config).await?;
         let others: Vec<&Environment> =
             config.environments.iter().filter(|e| e.name != env.name && e.number == env.number).collect();
+        // Every environment of the number, each read with its own account's credentials.
+        let fleet = crate::aws::Fleet::load(
+            &context.aws_flags(),
+            &config.aws,
+            &std::iter::once(&env).chain(others.iter().copied()).collect::<Vec<_>>(),
+        )
+        .await?;
+        let aws = fleet.of(&env).clone();
         let ecs = aws.ecs();
         let (target, observed) = tokio::try_join!(
             target::resolve(&ecs, &env, None),
-            crate::aws::for_each_env(others.iter().copied(), |e| plan::observe(&aws, e)),
+            crate::aws::for_each_env(others.iter().copied(), |e| plan::observe(fleet.of(e), e)),
         )?;
         let live: Vec<String> = preflight::others_on_number(&env, others.iter().copied().zip(&observed))
             .into_iter()

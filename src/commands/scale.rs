@@ -62,7 +62,7 @@ async fn plan_and_apply(
         names.iter().map(|name| config.environment(name).map(|e| e.name.as_str())).collect::<Result<_>>()?
     };
     let aws = context.aws(&config).await?;
-    let observed = crate::aws::for_each_env(&config.environments, |env| plan::observe(&aws, env)).await?;
+    let observed = crate::aws::for_each_env(&config.environments, |env| plan::observe(aws.of(env), env)).await?;
     let plan = plan::compute(&config.environments, &observed, &targets)?;
     if plan.is_empty() {
         context.printer.data(&PlanReport { schema: "evoctl.plan/v1", applied: false, plan: &plan }, || {
@@ -93,7 +93,7 @@ async fn plan_and_apply(
 /// Apply a plan, showing each change (a spinner while waiting on a terminal, lines otherwise).
 pub(super) async fn apply_with_progress(
     context: &Context,
-    aws: &crate::aws::Aws,
+    aws: &crate::aws::Fleet,
     environments: &[crate::config::Environment],
     plan: &Plan,
     deadline: Duration,

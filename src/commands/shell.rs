@@ -28,7 +28,7 @@ pub async fn run(context: &Context, args: &ShellArgs) -> Result<u8> {
     }
     let config = context.config()?;
     let env = config.environment(&args.target.env)?;
-    let aws = context.aws(&config).await?;
+    let aws = context.aws_for(&config, env).await?;
     let target = target::resolve(&aws.ecs(), env, args.target.container.as_deref()).await?;
     context.printer.note(&format!(
         "connected to {} task {} ({}); exit the shell or press Ctrl-D to leave",

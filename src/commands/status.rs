@@ -16,6 +16,7 @@ use serde::Serialize;
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
     pub schema: &'static str,
+    /// The first environment's region (each environment carries its own).
     pub region: String,
     pub environments: Vec<EnvStatus>,
 }
@@ -24,6 +25,9 @@ pub struct StatusReport {
 #[derive(Debug, Serialize)]
 pub struct EnvStatus {
     pub env: String,
+    /// The account id and region it was read in.
+    pub account: String,
+    pub region: String,
     pub cluster: String,
     pub service: String,
     /// desired/running/pending counts, task definition, deployment settings, exec, rebalancing.
@@ -46,21 +50,31 @@ pub struct TaskStatus {
 pub async fn run(context: &Context, args: &StatusArgs) -> Result<u8> {
     let config = context.config()?;
     let envs = config.select(&args.envs)?;
-    let aws = context.aws(&config).await?;
-    // Scalable targets for every environment in one call per 50; the rest per environment.
+    let fleet = crate::aws::Fleet::load(&context.aws_flags(), &config.aws, &envs).await?;
+    // Scalable targets in one call per 50 services of each account; the rest per environment,
+    // each with its own account's credentials.
     let services: Vec<ServiceRef<'_>> =
         envs.iter().map(|env| ServiceRef { cluster: &env.cluster, service: &env.service }).collect();
-    let autoscaling = aws.autoscaling();
-    let (ranges, states) = tokio::try_join!(
-        scaling::ranges(&autoscaling, &services),
-        crate::aws::for_each_env(envs.iter().copied(), |env| env_state(&aws, env)),
-    )?;
+    let groups = fleet.partition(envs.iter().map(|env| env.name.as_str()));
+    let ranges = futures::future::try_join_all(groups.iter().map(|(aws, members)| {
+        let mine: Vec<ServiceRef<'_>> = members.iter().map(|i| services[*i]).collect();
+        async move { scaling::ranges(&aws.autoscaling(), &mine).await }
+    }));
+    let (ranges, states) =
+        tokio::try_join!(ranges, crate::aws::for_each_env(envs.iter().copied(), |env| env_state(fleet.of(env), env)),)?;
+    let ranges: std::collections::HashMap<String, _> = ranges.into_iter().flatten().collect();
     let environments = envs
         .iter()
         .zip(states)
         .zip(&services)
         .map(|((env, (service, tasks)), target)| EnvStatus {
             env: env.name.clone(),
+            account: service
+                .account
+                .clone()
+                .or_else(|| fleet.of(env).account_hint().map(str::to_owned))
+                .unwrap_or_default(),
+            region: fleet.of(env).region().to_owned(),
             cluster: env.cluster.clone(),
             service: env.service.clone(),
             state: service,
@@ -71,7 +85,8 @@ pub async fn run(context: &Context, args: &StatusArgs) -> Result<u8> {
                 .collect(),
         })
         .collect();
-    let report = StatusReport { schema: "evoctl.status/v1", region: aws.region().to_owned(), environments };
+    let report =
+        StatusReport { schema: "evoctl.status/v1", region: fleet.of(envs[0]).region().to_owned(), environments };
     context.printer.data(&report, || render(&report));
     Ok(exit::OK)
 }
@@ -100,10 +115,41 @@ fn render(report: &StatusReport) -> String {
             ]
         })
         .collect();
-    let mut out = table(
-        &["ENV", "CLUSTER", "SERVICE", "DESIRED", "RUNNING", "PENDING", "MIN/MAX", "DEPLOY MAX/MIN%", "LIVE"],
-        &services,
-    );
+    let first = report.environments.first().map(|e| (&e.account, &e.region));
+    let mut out = if report.environments.iter().all(|e| Some((&e.account, &e.region)) == first) {
+        table(
+            &["ENV", "CLUSTER", "SERVICE", "DESIRED", "RUNNING", "PENDING", "MIN/MAX", "DEPLOY MAX/MIN%", "LIVE"],
+            &services,
+        )
+    } else {
+        // Across accounts or regions, each row says where it is.
+        let rows: Vec<Vec<String>> = report
+            .environments
+            .iter()
+            .zip(services)
+            .map(|(e, mut row)| {
+                row.insert(1, e.account.clone());
+                row.insert(2, e.region.clone());
+                row
+            })
+            .collect();
+        table(
+            &[
+                "ENV",
+                "ACCOUNT",
+                "REGION",
+                "CLUSTER",
+                "SERVICE",
+                "DESIRED",
+                "RUNNING",
+                "PENDING",
+                "MIN/MAX",
+                "DEPLOY MAX/MIN%",
+                "LIVE",
+            ],
+            &rows,
+        )
+    };
     let tasks: Vec<Vec<String>> = report
         .environments
         .iter()

@@ -21,7 +21,7 @@ struct TaskReport<'a> {
 pub async fn run(context: &Context, args: &EnvArg) -> Result<u8> {
     let config = context.config()?;
     let env = config.environment(&args.env)?;
-    let aws = context.aws(&config).await?;
+    let aws = context.aws_for(&config, env).await?;
     let task = discovery::the_live_task(&aws.ecs(), env).await?;
     let report = TaskReport {
         schema: "evoctl.task/v1",

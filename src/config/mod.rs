@@ -11,8 +11,8 @@
 mod schema;
 
 pub use schema::{
-    AppConfig, AwsSection, ConfigFile, EnvName, REMOVED_KEYS, Scaling, SecretRef, ServiceDefaults, WEBHOOK_EVENTS,
-    WebhookConfig,
+    AppConfig, AwsSection, ConfigFile, EnvAws, EnvName, REMOVED_KEYS, RoleArn, Scaling, SecretRef, ServiceDefaults,
+    SessionName, WEBHOOK_EVENTS, WebhookConfig,
 };
 
 use crate::error::{Error, Result};
@@ -51,6 +51,8 @@ pub struct Environment {
     pub number: String,
     pub webhook: Option<WebhookConfig>,
     pub app: Option<AppConfig>,
+    /// This environment's own AWS settings (`env.NAME.aws`).
+    pub aws: EnvAws,
 }
 
 #[cfg(test)]
@@ -68,6 +70,7 @@ impl Environment {
             number: SHARED_NUMBER.into(),
             webhook: None,
             app: None,
+            aws: EnvAws::default(),
         }
     }
 }
@@ -116,8 +119,19 @@ impl Config {
                 number: env.number.clone().unwrap_or_else(|| SHARED_NUMBER.to_owned()),
                 webhook: env.webhook.clone(),
                 app: env.app.clone(),
+                aws: env.aws.clone(),
             })
             .collect::<Vec<_>>();
+        if let Some(env) = environments.iter().find(|e| e.aws.role_arn.is_none() && e.aws.external_id.is_some()) {
+            return Err(Error::Config {
+                location: path.display().to_string(),
+                message: format!("env.{}.aws sets external_id without role_arn", env.name),
+                fix: format!(
+                    "add role_arn = \"arn:aws:iam::ACCOUNT:role/NAME\" to env.{}.aws (the role whose trust policy asks for that ExternalId), or remove external_id",
+                    env.name
+                ),
+            });
+        }
         if environments.is_empty() {
             return Err(Error::Config {
                 location: path.display().to_string(),
@@ -278,6 +292,34 @@ mod tests {
         assert!(err.to_string().contains("`MESSAGE_UPSERT` is not a 2.3.7 webhook event"), "{err}");
         let err = parse(&format!("{base}url = \"https://x\"\nevents = []\njwt_secret = \"plain\"\n")).unwrap_err();
         assert!(err.to_string().contains("ssm:/path or env:VAR"), "{err}");
+    }
+
+    #[test]
+    fn per_environment_aws_settings_are_checked_where_they_are() {
+        let base = "[env.staging]\ncluster = \"a\"\n";
+        let config = parse(&format!(
+            "{base}aws = {{ profile = \"stage\", region = \"us-west-2\", role_arn = \"arn:aws:iam::111111111111:role/Ops\", external_id = \"x\", session_name = \"evoctl-staging\" }}\n"
+        ))
+        .unwrap();
+        let aws = &config.environment("staging").unwrap().aws;
+        assert_eq!(aws.role_arn.as_ref().map(RoleArn::account), Some("111111111111"));
+        assert_eq!(aws.profile.as_deref(), Some("stage"));
+        let err = parse(&format!("{base}aws = {{ role_arn = \"arn:aws:iam::1111:role/Ops\" }}\n")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("evoctl.toml:3:20: role_arn `arn:aws:iam::1111:role/Ops` is not an IAM role ARN"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{base}aws = {{ role_arn = \"arn:aws:iam::111111111111:role/Ops\", session_name = \"a b\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("session_name `a b` is not an STS session name"), "{err}");
+        let err = parse(&format!("{base}aws = {{ external_id = \"x\" }}\n")).unwrap_err();
+        assert_eq!(err.to_string(), "evoctl.toml: env.staging.aws sets external_id without role_arn");
+        assert_eq!(err.exit_code(), crate::exit::USAGE);
+        let err = parse(&format!("{base}aws = {{ regoin = \"x\" }}\n")).unwrap_err();
+        assert!(err.to_string().contains("unknown field `regoin`"), "{err}");
     }
 
     #[test]

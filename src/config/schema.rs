@@ -63,6 +63,75 @@ pub struct EnvSection {
     pub number: Option<String>,
     pub webhook: Option<WebhookConfig>,
     pub app: Option<AppConfig>,
+    /// Where this environment is read: its own profile, region and role (each optional).
+    #[serde(default)]
+    pub aws: EnvAws,
+}
+
+/// `env.NAME.aws = { profile, region, role_arn, external_id, session_name }`: the credentials
+/// and region one environment is read with. Unset keys fall back to `[aws]`, then the AWS
+/// chain; the `--profile`/`--region` flags win over both.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvAws {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    /// A role to assume (STS AssumeRole) on top of the profile's credentials.
+    pub role_arn: Option<RoleArn>,
+    /// The ExternalId the role's trust policy requires.
+    pub external_id: Option<String>,
+    /// The assumed role's session name (default `evoctl`), as CloudTrail shows it.
+    pub session_name: Option<SessionName>,
+}
+
+/// An IAM role ARN, `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RoleArn(pub String);
+
+impl RoleArn {
+    /// The 12-digit account the role belongs to.
+    pub fn account(&self) -> &str {
+        self.0.split(':').nth(4).unwrap_or_default()
+    }
+}
+
+impl TryFrom<String> for RoleArn {
+    type Error = String;
+    fn try_from(arn: String) -> Result<Self, String> {
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let ok = parts.len() == 6
+            && parts[0] == "arn"
+            && parts[1].starts_with("aws")
+            && parts[2] == "iam"
+            && parts[3].is_empty()
+            && parts[4].len() == 12
+            && parts[4].bytes().all(|b| b.is_ascii_digit())
+            && parts[5].strip_prefix("role/").is_some_and(|name| !name.is_empty());
+        if ok {
+            Ok(RoleArn(arn))
+        } else {
+            Err(format!("role_arn `{arn}` is not an IAM role ARN: write it as arn:aws:iam::123456789012:role/NAME"))
+        }
+    }
+}
+
+/// An STS role session name: 2 to 64 of letters, digits and `+=,.@-_`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct SessionName(pub String);
+
+impl TryFrom<String> for SessionName {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        let ok =
+            (2..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c));
+        if ok {
+            Ok(SessionName(name))
+        } else {
+            Err(format!("session_name `{name}` is not an STS session name: use 2-64 ASCII letters, digits or +=,.@-_"))
+        }
+    }
 }
 
 /// Keys that evoctl.toml once had, each with why it went away. `deny_unknown_fields` rejects

@@ -4,17 +4,17 @@
 //! fingerprints, so no secret value is kept), the app Lambda's environment, the webhook secret's
 //! presence, and the conflict lines of the log group.
 //!
-//! Any read that fails makes the whole collection fail: an audit must never report "clean"
-//! from partial facts.
+//! Any read that fails makes that environment's collection fail (and every environment of a
+//! chain whose shared reads failed): an audit must never report "clean" from partial facts.
 
 use super::conflicts::{self, ConflictEvidence};
 use crate::aws::discovery::{self, LiveTask, ScalableRange, ServiceRef, ServiceState};
 use crate::aws::scaling::{self, ScheduledAction};
 use crate::aws::secrets::{self, SecretValue};
 use crate::aws::taskdef::{self, ContainerSettings, EnvValue};
-use crate::aws::{Aws, sdk_failure};
+use crate::aws::{Aws, Fleet, sdk_failure};
 use crate::config::{Environment, SecretRef};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -28,6 +28,10 @@ pub const CODE_DEFAULT_API_KEY: &str = "BQYHJGJHJ";
 #[derive(Debug, Clone)]
 pub struct EnvFacts {
     pub env: String,
+    /// Where it was read: the account id (from the service's ARN, else the configured role's)
+    /// and the region.
+    pub account: String,
+    pub region: String,
     pub service: ServiceState,
     pub tasks: Vec<LiveTask>,
     pub target: Option<ScalableRange>,
@@ -184,32 +188,42 @@ pub enum WebhookSecret {
     Present,
 }
 
-/// Read every environment's facts; `conflict_window` is how far back to look for conflict lines.
-/// The Application Auto Scaling side is read for all of them at once (a few calls in all); each
-/// environment's result stands alone so a caller can tell which one could not be read.
-pub async fn collect_all(aws: &Aws, envs: &[Environment], conflict_window: Duration) -> Result<Vec<Result<EnvFacts>>> {
+/// Read every environment's facts, each with its own account's credentials;
+/// `conflict_window` is how far back to look for conflict lines. The Application Auto Scaling
+/// side is read once per credential chain for all of its environments (a few calls in all);
+/// each environment's result stands alone so a caller can tell which one could not be read
+/// (one account's failure never hides another's environments).
+pub async fn collect_all(fleet: &Fleet, envs: &[Environment], conflict_window: Duration) -> Vec<Result<EnvFacts>> {
     use futures::StreamExt;
     let services: Vec<ServiceRef<'_>> =
         envs.iter().map(|env| ServiceRef { cluster: &env.cluster, service: &env.service }).collect();
     let each = futures::stream::iter(envs)
-        .map(|env| collect_env(aws, env, conflict_window))
+        .map(|env| collect_env(fleet.of(env), env, conflict_window))
         .buffered(crate::aws::MAX_ENVS_IN_FLIGHT)
         .collect::<Vec<_>>();
-    let autoscaling = aws.autoscaling();
-    let (index, each) = tokio::join!(scaling::index(&autoscaling, &services), each);
-    let index = index?;
-    Ok(each
-        .into_iter()
-        .zip(&services)
-        .map(|(facts, service)| {
+    let groups = fleet.partition(envs.iter().map(|env| env.name.as_str()));
+    let indexes = futures::future::join_all(groups.iter().map(|(aws, members)| {
+        let mine: Vec<ServiceRef<'_>> = members.iter().map(|i| services[*i]).collect();
+        async move { scaling::index(&aws.autoscaling(), &mine).await }
+    }));
+    let (indexes, each) = tokio::join!(indexes, each);
+    let index_of = |env: usize| {
+        let group = groups.iter().position(|(_, members)| members.contains(&env)).expect("every env is in a group");
+        &indexes[group]
+    };
+    each.into_iter()
+        .enumerate()
+        .map(|(position, facts)| {
+            let index = index_of(position).as_ref().map_err(Error::duplicate)?;
+            let service = services[position];
             facts.map(|mut facts| {
-                facts.target = index.target(*service);
-                facts.scheduled_actions = index.actions(*service);
-                facts.scaling_policies = index.policies(*service);
+                facts.target = index.target(service);
+                facts.scheduled_actions = index.actions(service);
+                facts.scaling_policies = index.policies(service);
                 facts
             })
         })
-        .collect())
+        .collect()
 }
 
 /// One environment's facts without the Application Auto Scaling side (see [`collect_all`]).
@@ -236,6 +250,8 @@ async fn collect_env(aws: &Aws, env: &Environment, conflict_window: Duration) ->
     )?;
     Ok(EnvFacts {
         env: env.name.clone(),
+        account: service.account.clone().or_else(|| aws.account_hint().map(str::to_owned)).unwrap_or_default(),
+        region: aws.region().to_owned(),
         service,
         tasks,
         target: None,

@@ -10,7 +10,7 @@ pub mod facts;
 pub mod plan;
 pub mod rules;
 
-use crate::aws::Aws;
+use crate::aws::Fleet;
 use crate::config::{Config, Environment};
 use crate::error::{Error, Result};
 use facts::EnvFacts;
@@ -35,9 +35,10 @@ pub fn select_rules(only: &[String], skip: &[String]) -> Result<Vec<&'static Rul
         .collect())
 }
 
-/// Read every environment of the config at once (the cross-environment rules need them all).
-pub async fn collect_all(aws: &Aws, config: &Config) -> Result<Vec<EnvFacts>> {
-    facts::collect_all(aws, &config.environments, CONFLICT_WINDOW).await?.into_iter().collect()
+/// Read every environment of the config at once, each with its own account's credentials
+/// (the cross-environment rules need them all); each result stands alone.
+pub async fn collect_all(fleet: &Fleet, config: &Config) -> Vec<Result<EnvFacts>> {
+    facts::collect_all(fleet, &config.environments, CONFLICT_WINDOW).await
 }
 
 /// Run `selected` rules over every environment and keep the findings that involve `focus`.

@@ -6,9 +6,9 @@
 //! stops after the step in flight (a write that was sent completes; a wait simply ends) and the
 //! error lists what was applied, what was not, and the command that finishes the job.
 
-use crate::aws::Aws;
 use crate::aws::discovery::{self, ServiceRef};
 use crate::aws::scaling;
+use crate::aws::{Aws, Fleet};
 use crate::config::Environment;
 use crate::error::{Error, Result};
 use serde::Serialize;
@@ -194,7 +194,7 @@ pub enum Progress<'a> {
 /// interval between state reads while waiting, `deadline` the limit for each environment.
 /// `finish` is the command that completes the job after an interruption.
 pub async fn apply(
-    aws: &Aws,
+    fleet: &Fleet,
     environments: &[Environment],
     plan: &Plan,
     deadline: Duration,
@@ -202,10 +202,12 @@ pub async fn apply(
     finish: &str,
     progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<()> {
-    let (ecs, autoscaling) = (aws.ecs(), aws.autoscaling());
     let mut done = 0usize;
     for env_plan in plan.environments.iter().filter(|p| !p.steps.is_empty()) {
         let env = environments.iter().find(|e| e.name == env_plan.env).expect("plans name configured environments");
+        // Each environment is changed with its own account's credentials.
+        let aws = fleet.of(env);
+        let (ecs, autoscaling) = (aws.ecs(), aws.autoscaling());
         let target = ServiceRef { cluster: &env.cluster, service: &env.service };
         for step in &env_plan.steps {
             if let Some(signal) = crate::interrupt::requested() {

@@ -39,8 +39,18 @@ pub struct Finding {
     pub severity: Severity,
     /// The environments involved (one, or several for cross-environment rules).
     pub envs: Vec<String>,
+    /// Where each of `envs` is: its account id and region (in the same order).
+    pub locations: Vec<Location>,
     pub evidence: String,
     pub fix: String,
+}
+
+/// An environment's account and region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Location {
+    pub env: String,
+    pub account: String,
+    pub region: String,
 }
 
 /// A rule of the catalogue.
@@ -67,6 +77,16 @@ impl Rule {
             .map(|hit| Finding {
                 rule: self.id,
                 severity: self.severity,
+                locations: hit
+                    .envs
+                    .iter()
+                    .filter_map(|name| subjects.iter().find(|s| &s.env.name == name))
+                    .map(|s| Location {
+                        env: s.env.name.clone(),
+                        account: s.facts.account.clone(),
+                        region: s.facts.region.clone(),
+                    })
+                    .collect(),
                 envs: hit.envs,
                 evidence: hit.evidence,
                 fix: hit.fix,
@@ -725,7 +745,10 @@ mod tests {
                 enable_execute_command: true,
                 deployment: DeploymentSettings { maximum_percent: 100, minimum_healthy_percent: 0 },
                 az_rebalancing: Some("DISABLED".into()),
+                account: None,
             },
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
             tasks: Vec::new(),
             target: None,
             scheduled_actions: Vec::new(),

@@ -4,7 +4,7 @@
 //! without credentials, cluster and service); the AWS-only layers at the end (conflict lines,
 //! isolation rules) always run when the service could be read.
 
-use crate::aws::{Aws, sdk_failure};
+use crate::aws::{Aws, Fleet, sdk_failure};
 use crate::config::{Config, Environment};
 use crate::error::{Error, Result};
 use crate::evolution::Driver;
@@ -156,8 +156,9 @@ impl Checks {
 }
 
 /// Examine `env` (the other environments of the config are read for the isolation layer).
-pub async fn diagnose(aws: &Aws, config: &Config, env: &Environment) -> Diagnosis {
+pub async fn diagnose(fleet: &Fleet, config: &Config, env: &Environment) -> Diagnosis {
     let mut checks = Checks(Vec::new());
+    let aws = fleet.of(env);
     let ecs = aws.ecs();
 
     match aws.sts().get_caller_identity().send().await {
@@ -185,14 +186,7 @@ pub async fn diagnose(aws: &Aws, config: &Config, env: &Environment) -> Diagnosi
         checks.skip(Layer::ALL[checks.0.len()], None, why);
         return Diagnosis { env: env.name.clone(), checks: checks.0 };
     }
-    let everyone = match facts::collect_all(aws, &config.environments, CONFLICT_WINDOW).await {
-        Ok(everyone) => everyone,
-        Err(err) => {
-            checks.error(Layer::Service, &err);
-            checks.skip(Layer::Scaling, None, "needs the service");
-            return Diagnosis { env: env.name.clone(), checks: checks.0 };
-        }
-    };
+    let everyone = facts::collect_all(fleet, &config.environments, CONFLICT_WINDOW).await;
     let index = config.environments.iter().position(|e| e.name == env.name).expect("env is in the config");
     let mine = match &everyone[index] {
         Ok(facts) => facts.clone(),

@@ -1,6 +1,7 @@
 //! Integration tests: the real `evoctl` binary against the lab (started on port 0), and the
 //! lab against clients nobody here wrote (the AWS CLI, moto for comparison).
 
+mod accounts;
 mod awscli;
 mod awsconfig;
 mod badinput;

@@ -1,0 +1,233 @@
+//! Environments in two AWS accounts and regions (`two-accounts`, `two-accounts-both-live`):
+//! each is read with its own account's credentials, and the guard treats them exactly as two
+//! environments of one account. The lab's journal (who signed each call) and task timeline are
+//! the oracles.
+
+use crate::support::{Lab, json_stdout, text};
+use serde_json::{Value, json};
+
+const STAGING_ACCOUNT: &str = "111111111111";
+const PRODUCTION_ACCOUNT: &str = "222222222222";
+
+/// The stage a journal entry's parameters are about (cluster, resource id, parameter, Lambda and
+/// log group names all carry it), if exactly one.
+fn stage_of(entry: &Value) -> Option<&'static str> {
+    let parameters = entry["parameters"].to_string();
+    match (parameters.contains("staging"), parameters.contains("production")) {
+        (true, false) => Some("staging"),
+        (false, true) => Some("production"),
+        _ => None,
+    }
+}
+
+/// The account id in a caller ARN (`arn:aws:sts::ACCOUNT:assumed-role/...`).
+fn account_of(entry: &Value) -> &str {
+    entry["caller"].as_str().unwrap_or_default().split(':').nth(4).unwrap_or_default()
+}
+
+fn overlapping(a: &Value, b: &Value) -> bool {
+    let ms = |e: &Value, key: &str| e[key].as_f64().unwrap();
+    ms(a, "start_ms") < ms(b, "end_ms") && ms(b, "start_ms") < ms(a, "end_ms")
+}
+
+#[test]
+fn each_environment_is_read_with_its_own_accounts_credentials_concurrently() {
+    let lab = Lab::start("two-accounts");
+    lab.control("POST", "/faults", Some(&json!({"latency_ms": 150})));
+    lab.control("DELETE", "/journal", None);
+    let output = lab.evoctl().args(["--output", "json", "status"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let status = json_stdout(&output);
+    let wheres: Vec<(&str, &str, &str)> = status["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["env"].as_str().unwrap(), e["account"].as_str().unwrap(), e["region"].as_str().unwrap()))
+        .collect();
+    assert_eq!(wheres, [("staging", STAGING_ACCOUNT, "us-east-1"), ("production", PRODUCTION_ACCOUNT, "sa-east-1")]);
+
+    let journal = lab.journal();
+    // One AssumeRole per account, signed by the lab's user in its own account.
+    let assumed: Vec<&Value> = journal.iter().filter(|e| e["action"] == "AssumeRole").collect();
+    let mut roles: Vec<&str> = assumed.iter().map(|e| e["parameters"]["RoleArn"].as_str().unwrap()).collect();
+    roles.sort();
+    assert_eq!(
+        roles,
+        ["arn:aws:iam::111111111111:role/EvoctlOperator", "arn:aws:iam::222222222222:role/EvoctlOperator"]
+    );
+    assert!(assumed.iter().all(|e| e["caller"] == "arn:aws:iam::999999999999:user/evoctl-lab"), "{assumed:?}");
+    // Every other call is about one environment and signed in that environment's account.
+    for entry in journal.iter().filter(|e| e["action"] != "AssumeRole") {
+        let wanted = match stage_of(entry) {
+            Some("staging") => STAGING_ACCOUNT,
+            Some(_) => PRODUCTION_ACCOUNT,
+            None => panic!("a call about no single environment: {entry}"),
+        };
+        assert_eq!(account_of(entry), wanted, "{entry}");
+        assert_eq!(entry["status"], 200, "{entry}");
+    }
+    // The two accounts are read at the same time.
+    let describe = |stage: &str| {
+        journal
+            .iter()
+            .find(|e| e["action"] == "DescribeServices" && stage_of(e) == Some(stage))
+            .unwrap_or_else(|| panic!("DescribeServices for {stage}"))
+    };
+    assert!(overlapping(describe("staging"), describe("production")), "{journal:?}");
+
+    // The table says where each row is when they are in different places.
+    let output = lab.evoctl().args(["status"]).output().unwrap();
+    let table = text(&output.stdout);
+    assert!(table.starts_with("ENV         ACCOUNT       REGION     CLUSTER"), "{table}");
+    assert!(
+        table.contains("\nproduction  222222222222  sa-east-1  alinhou-production  EvolutionService  1"),
+        "{table}"
+    );
+}
+
+#[test]
+fn both_live_across_accounts_is_found_refused_and_enforced_staging_first() {
+    let lab = Lab::start("two-accounts-both-live");
+    lab.wait_settled();
+    let output = lab.evoctl().args(["audit", "--format", "json", "--rule", "one-live-env"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let report = json_stdout(&output);
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{report}");
+    assert_eq!(findings[0]["rule"], "one-live-env");
+    assert_eq!(findings[0]["envs"], json!(["staging", "production"]));
+    assert_eq!(
+        findings[0]["locations"],
+        json!([
+            {"env": "staging", "account": STAGING_ACCOUNT, "region": "us-east-1"},
+            {"env": "production", "account": PRODUCTION_ACCOUNT, "region": "sa-east-1"}
+        ])
+    );
+    let output = lab.evoctl().args(["audit", "--rule", "one-live-env"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stdout).contains(
+            "error     one-live-env  staging (111111111111 us-east-1), production (222222222222 sa-east-1)  staging (1 live task(s)) and production (1 live task(s)) are live together on number `shared`\n"
+        ),
+        "{}",
+        text(&output.stdout)
+    );
+
+    lab.control("DELETE", "/journal", None);
+    let output = lab.evoctl().args(["connect", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).starts_with(
+            "error: refused before touching Evolution: staging has 1 live task(s) (desired 1) on the number production uses\n"
+        ),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!lab.journal().iter().any(|e| e["action"] == "ExecuteCommand"), "no Evolution call before the preflight");
+
+    let before = lab.timeline().len();
+    let output = lab.evoctl().args(["enforce", "--apply"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "applied and verified: staging 0/0 desired 0\n");
+    // The timeline: staging's task (in its account) went to STOPPED; production's never moved.
+    let changes: Vec<(String, String)> = lab.timeline()[before..]
+        .iter()
+        .map(|e| (e["account"].as_str().unwrap().to_owned(), e["last_status"].as_str().unwrap().to_owned()))
+        .collect();
+    let staging = |status: &str| (STAGING_ACCOUNT.to_owned(), status.to_owned());
+    assert_eq!(changes, [staging("DEACTIVATING"), staging("STOPPING"), staging("DEPROVISIONING"), staging("STOPPED")]);
+    let journal = lab.journal();
+    let writes: Vec<(&str, &str)> = journal
+        .iter()
+        .filter(|e| matches!(e["action"].as_str(), Some("RegisterScalableTarget" | "UpdateService")))
+        .map(|e| (e["action"].as_str().unwrap(), account_of(e)))
+        .collect();
+    assert_eq!(writes, [("RegisterScalableTarget", STAGING_ACCOUNT), ("UpdateService", STAGING_ACCOUNT)]);
+
+    let output = lab.evoctl().args(["audit"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert_eq!(text(&output.stdout), "audit clean: 20 rules over staging, production\n");
+}
+
+#[test]
+fn a_revoked_account_is_named_and_the_other_account_is_still_read() {
+    let lab = Lab::start("two-accounts");
+    lab.control("POST", &format!("/accounts/{STAGING_ACCOUNT}/revoke"), None);
+    lab.control("DELETE", "/journal", None);
+    let output = lab.evoctl().args(["audit"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "0 finding(s): 20 rules over staging, production\nnot read: staging in account 111111111111 (profile alinhou-staging, us-east-1)\n"
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with(
+            "error: could not read staging in account 111111111111 (profile alinhou-staging, us-east-1): "
+        ) && stderr.contains(
+            "CredentialsNotLoaded: could not get credentials: AccessDenied: User: arn:aws:iam::999999999999:user/evoctl-lab is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::111111111111:role/EvoctlOperator (the other environments were audited; this audit is not clean)\n"
+        ),
+        "{stderr}"
+    );
+    // Production was read in full, in its own account.
+    let journal = lab.journal();
+    for action in ["DescribeServices", "DescribeTaskDefinition", "FilterLogEvents", "DescribeTasks", "GetParameter"] {
+        let calls: Vec<&Value> = journal.iter().filter(|e| e["action"] == action).collect();
+        assert_eq!(calls.len(), 1, "{action}: {calls:?}");
+        assert_eq!((account_of(calls[0]), &calls[0]["status"]), (PRODUCTION_ACCOUNT, &json!(200)), "{action}");
+    }
+    // Staging got no further than AssumeRole (refused: the SDK asks again for a later call, so
+    // once or more); nothing was signed in its account.
+    let refused: Vec<&Value> = journal.iter().filter(|e| e["action"] == "AssumeRole" && e["status"] != 200).collect();
+    assert!(!refused.is_empty(), "{journal:?}");
+    for entry in &refused {
+        assert_eq!(
+            (&entry["parameters"]["RoleArn"], &entry["error"]),
+            (&json!("arn:aws:iam::111111111111:role/EvoctlOperator"), &json!("AccessDenied"))
+        );
+    }
+    assert!(!journal.iter().any(|e| account_of(e) == STAGING_ACCOUNT), "{journal:?}");
+
+    let output = lab.evoctl().args(["audit", "--format", "json"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(5));
+    let report = json_stdout(&output);
+    assert_eq!(report["clean"], false);
+    assert_eq!(
+        report["accounts"],
+        json!([{"env": "production", "account": PRODUCTION_ACCOUNT, "region": "sa-east-1"}])
+    );
+    assert_eq!(report["unread"][0]["envs"], json!(["staging"]));
+    assert_eq!(report["unread"][0]["account"], STAGING_ACCOUNT);
+}
+
+#[test]
+fn the_aws_cli_uses_the_labs_profiles_for_both_accounts() {
+    let lab = Lab::start("two-accounts");
+    let run = |args: &[&str]| {
+        let output = crate::awscli::aws(&lab).args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "aws {args:?}: {}", text(&output.stderr));
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
+    };
+    let me = run(&["--profile", "alinhou-production", "--region", "sa-east-1", "sts", "get-caller-identity"]);
+    assert_eq!(me["Account"], PRODUCTION_ACCOUNT);
+    let services = run(&["--profile", "alinhou-staging", "ecs", "list-services", "--cluster", "alinhou-staging"]);
+    assert_eq!(
+        services["serviceArns"],
+        json!(["arn:aws:ecs:us-east-1:111111111111:service/alinhou-staging/EvolutionService"])
+    );
+    // Production's resources are in its own account and region only.
+    let elsewhere = run(&["--profile", "alinhou-production", "--region", "us-east-1", "ecs", "list-clusters"]);
+    assert_eq!(elsewhere["clusterArns"], json!([]));
+    let callers: Vec<String> = lab.journal().iter().map(|e| e["caller"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(
+        callers,
+        [
+            "arn:aws:iam::999999999999:user/evoctl-lab",
+            callers[1].as_str(),
+            "arn:aws:iam::999999999999:user/evoctl-lab",
+            "arn:aws:sts::111111111111:assumed-role/EvoctlOperator/evoctl-staging",
+            callers[1].as_str(),
+        ]
+    );
+    assert!(callers[1].starts_with("arn:aws:sts::222222222222:assumed-role/EvoctlOperator/"), "{callers:?}");
+}
