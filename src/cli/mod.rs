@@ -100,6 +100,18 @@ pub struct InitArgs {
     /// Replace an existing file
     #[arg(long)]
     pub force: bool,
+    /// Find the Evolution API services in AWS and write their environments (read-only)
+    #[arg(long)]
+    pub discover: bool,
+    /// With --discover: a profile to look in (repeatable) [default: the current credentials]
+    #[arg(long = "discover-profile", value_name = "NAME", requires = "discover")]
+    pub discover_profiles: Vec<String>,
+    /// With --discover: a region to look in (repeatable) [default: each profile's region]
+    #[arg(long = "discover-region", value_name = "REGION", requires = "discover")]
+    pub discover_regions: Vec<String>,
+    /// With --discover: print the config instead of writing it
+    #[arg(long, requires = "discover")]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

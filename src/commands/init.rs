@@ -1,12 +1,16 @@
-//! `evoctl init`: write the commented starter config.
+//! `evoctl init`: write the commented starter config, or with `--discover` one describing the
+//! Evolution API services found in the given profiles and regions (read-only: nothing in AWS
+//! changes; an existing file is kept unless `--force`; `--dry-run` prints instead).
 
 use super::Context;
+use crate::aws::{Aws, AwsSettings};
 use crate::cli::InitArgs;
-use crate::config::{self, DEFAULT_FILE};
-use crate::error::Result;
+use crate::config::{self, Config, DEFAULT_FILE};
+use crate::error::{Error, Result};
 use crate::exit;
+use crate::runbook::discover::{self, Found};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Serialize)]
 struct Written {
@@ -14,12 +18,146 @@ struct Written {
     written: PathBuf,
 }
 
-pub fn run(context: &Context, args: &InitArgs) -> Result<u8> {
+/// `init --discover`'s JSON document.
+#[derive(Serialize)]
+struct Discovered<'a> {
+    schema: &'static str,
+    /// Null with --dry-run.
+    written: Option<&'a Path>,
+    environments: &'a [Found],
+    notes: &'a [String],
+    config: &'a str,
+}
+
+pub async fn run(context: &Context, args: &InitArgs) -> Result<u8> {
     let path = context.global.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
+    if args.discover {
+        return discover(context, args, &path).await;
+    }
     config::write_starter(&path, args.force)?;
     let report = Written { schema: "evoctl.init/v1", written: path };
     context.printer.data(&report, || {
         format!("wrote {} (staging 0/0, production 1/1); edit it, then run `evoctl status`", report.written.display())
     });
     Ok(exit::OK)
+}
+
+async fn discover(context: &Context, args: &InitArgs, path: &Path) -> Result<u8> {
+    // Refused before any AWS call: never a partial or replaced file by accident.
+    if !args.dry_run && path.exists() && !args.force {
+        return Err(Error::usage(
+            format!("{} already exists; not overwriting it", path.display()),
+            "pass --force to replace it, --dry-run to print the discovered config, or --config to write elsewhere",
+        ));
+    }
+    let profiles: Vec<Option<String>> = match args.discover_profiles.is_empty() {
+        true => vec![context.global.profile.clone()],
+        false => args.discover_profiles.iter().cloned().map(Some).collect(),
+    };
+    check_profiles_exist(&profiles).await?;
+    let regions: Vec<Option<String>> = match args.discover_regions.is_empty() {
+        true => vec![context.global.region.clone()],
+        false => args.discover_regions.iter().cloned().map(Some).collect(),
+    };
+    let chains: Vec<AwsSettings> = profiles
+        .iter()
+        .flat_map(|profile| {
+            regions.iter().map(move |region| AwsSettings {
+                profile: profile.clone(),
+                region: region.clone(),
+                ..AwsSettings::default()
+            })
+        })
+        .collect();
+    let loaded = futures::future::try_join_all(chains.iter().map(Aws::load)).await?;
+    context.printer.note(&format!("looking for Evolution API services in {} place(s)…", loaded.len()));
+    let scans = futures::future::join_all(loaded.iter().map(discover::scan)).await;
+    let (mut found, mut notes, mut sources) = (Vec::<Found>::new(), Vec::new(), Vec::new());
+    for (aws, scan) in loaded.iter().zip(scans) {
+        let scan = scan.map_err(|err| match err {
+            Error::Aws { action, code, message, fix } => {
+                Error::Aws { action: format!("{action} (in {})", aws.describe()), code, message, fix }
+            }
+            other => other,
+        })?;
+        sources.push(aws.describe());
+        notes.extend(scan.notes);
+        for service in scan.found {
+            let same = |f: &Found| {
+                (&f.account, &f.region, &f.cluster, &f.service)
+                    == (&service.account, &service.region, &service.cluster, &service.service)
+            };
+            if !found.iter().any(same) {
+                found.push(service);
+            }
+        }
+    }
+    for note in &notes {
+        context.printer.note(note);
+    }
+    if found.is_empty() {
+        return Err(Error::not_found(
+            format!("no Evolution API service found in: {}", sources.join("; ")),
+            "look elsewhere with --discover-profile NAME and --discover-region REGION (repeatable), or write the file by hand: `evoctl init`",
+        ));
+    }
+    discover::name_all(&mut found);
+    let places: Vec<(&Option<String>, &String)> = found.iter().map(|f| (&f.profile, &f.region)).collect();
+    let per_env_aws = places.iter().any(|p| *p != places[0]);
+    let text = discover::render(&found, &sources, per_env_aws);
+    // What is written must load as it is.
+    Config::parse(path, &text).map_err(|err| Error::Usage {
+        message: format!("the discovered config does not load ({err}); nothing was written"),
+        fix: Some("report this with the output of `evoctl init --discover --dry-run`".into()),
+    })?;
+    let names: Vec<&str> = found.iter().map(|f| f.name.as_str()).collect();
+    if args.dry_run {
+        let report =
+            Discovered { schema: "evoctl.init/v1", written: None, environments: &found, notes: &notes, config: &text };
+        context.printer.data(&report, || text.clone());
+        return Ok(exit::OK);
+    }
+    write_atomically(path, &text)?;
+    let report = Discovered {
+        schema: "evoctl.init/v1",
+        written: Some(path),
+        environments: &found,
+        notes: &notes,
+        config: &text,
+    };
+    context.printer.data(&report, || {
+        format!(
+            "wrote {} with {} environment(s): {}; review its TODO lines, then run `evoctl status` and `evoctl audit`\n",
+            path.display(),
+            found.len(),
+            names.join(", ")
+        )
+    });
+    Ok(exit::OK)
+}
+
+/// A profile named for discovery must be in the AWS config or credentials file.
+async fn check_profiles_exist(profiles: &[Option<String>]) -> Result<()> {
+    use aws_types::os_shim_internal::{Env, Fs};
+    let named: Vec<&str> = profiles.iter().flatten().map(String::as_str).collect();
+    if named.is_empty() {
+        return Ok(());
+    }
+    let sections = aws_config::profile::load(&Fs::real(), &Env::real(), &Default::default(), None).await.ok();
+    for name in named {
+        if sections.as_ref().and_then(|s| s.get_profile(name)).is_none() {
+            return Err(Error::usage(
+                format!("AWS profile `{name}` is not in the AWS config or credentials file"),
+                "list the profiles with `aws configure list-profiles` (AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE name other files)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Write via a temporary file beside it and rename: readers never see half a file.
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let temporary = path.with_extension("toml.partial");
+    std::fs::write(&temporary, text).map_err(|source| Error::Io { path: temporary.clone(), source })?;
+    std::fs::rename(&temporary, path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
 }

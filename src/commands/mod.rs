@@ -60,7 +60,7 @@ impl Context {
 pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
     let context = Context { global: cli.global, printer };
     match cli.command {
-        Command::Init(args) => init::run(&context, &args),
+        Command::Init(args) => init::run(&context, &args).await,
         Command::Status(args) => status::run(&context, &args).await,
         Command::Task(args) => task::run(&context, &args).await,
         Command::Exec(args) => Ok(exec::exec(&context, &args).await),

@@ -1,8 +1,10 @@
 //! The runbooks: multi-step procedures built from the guard, the exec transport and the
 //! Evolution driver. [`preflight`] decides whether an environment may be linked now, [`watch`]
-//! reads the event stream of the link watch that runs in the container, and [`doctor`] holds the
-//! layered troubleshooting checks. The `connect` and `doctor` commands drive them.
+//! reads the event stream of the link watch that runs in the container, [`doctor`] holds the
+//! layered troubleshooting checks, and [`discover`] finds the Evolution services of an AWS estate
+//! for `init --discover`. The `connect`, `doctor` and `init` commands drive them.
 
+pub mod discover;
 pub mod doctor;
 pub mod preflight;
 pub mod watch;

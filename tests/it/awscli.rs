@@ -110,6 +110,12 @@ fn the_aws_cli_parses_every_lab_action() {
     assert_eq!(out["Account"], "123456789012");
     let out = run(&lab, &["lambda", "get-function-configuration", "--function-name", "alinhou-production-Api"]);
     assert_eq!(out["Environment"]["Variables"]["WHATSAPP_MOCK"], "false");
+    let out = run(&lab, &["lambda", "list-functions", "--max-items", "1"]);
+    assert_eq!(out["Functions"][0]["Environment"]["Variables"]["EVOLUTION_INSTANCE_NAME"], "alinhou-staging");
+    assert!(out["NextToken"].is_string(), "the CLI pages on NextMarker: {out}");
+    let arn = "arn:aws:lambda:us-east-1:123456789012:function:alinhou-production-Api";
+    let out = run(&lab, &["lambda", "list-tags", "--resource", arn]);
+    assert_eq!(out["Tags"]["sst:stage"], "production");
 
     // Every action above is in the journal, signed and answered 200.
     let journal = lab.journal();
@@ -131,7 +137,9 @@ fn the_aws_cli_parses_every_lab_action() {
             "GetFunctionConfiguration",
             "GetParameter",
             "ListClusters",
+            "ListFunctions",
             "ListServices",
+            "ListTags",
             "ListTasks",
             "RegisterScalableTarget",
             "UpdateService",

@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod conflicts;
 mod connect;
+mod discover;
 mod doctor;
 mod ending;
 mod evolution;

@@ -247,6 +247,9 @@ pub struct ParameterSpec {
 pub struct LambdaSpec {
     #[serde(default)]
     pub environment: IndexMap<String, String>,
+    /// Resource tags (SST tags an app's function with `sst:app` / `sst:stage`).
+    #[serde(default)]
+    pub tags: IndexMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -372,6 +372,20 @@ fn classify(
         let parameters = json!({"FunctionName": percent_decode(name)});
         return Ok((Protocol::Rest, "lambda".into(), "GetFunctionConfiguration".into(), parameters));
     }
+    if method == Method::GET && (path == "/2015-03-31/functions" || path == "/2015-03-31/functions/") {
+        let query: serde_json::Map<String, Value> = uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (percent_decode(k), Value::String(percent_decode(v))))
+            .collect();
+        return Ok((Protocol::Rest, "lambda".into(), "ListFunctions".into(), Value::Object(query)));
+    }
+    if let (true, Some(arn)) = (method == Method::GET, path.strip_prefix("/2017-03-31/tags/")) {
+        let parameters = json!({"Resource": percent_decode(arn)});
+        return Ok((Protocol::Rest, "lambda".into(), "ListTags".into(), parameters));
+    }
     if method == Method::POST {
         let form: Vec<(String, String)> = std::str::from_utf8(body)
             .unwrap_or("")
@@ -449,6 +463,14 @@ fn dispatch(
         "kms" => {
             let denied = shared.faults.lock().expect("lab lock").kms_denied;
             json(services::kms::handle(account, action, parameters, denied))
+        }
+        "lambda" if action == "ListFunctions" => json(services::lambda::list_functions(
+            account,
+            parameters["Marker"].as_str(),
+            parameters["MaxItems"].as_str().and_then(|m| m.parse().ok()),
+        )),
+        "lambda" if action == "ListTags" => {
+            json(services::lambda::list_tags(account, parameters["Resource"].as_str().unwrap_or_default()))
         }
         "lambda" => {
             let name = parameters["FunctionName"].as_str().unwrap_or_default();

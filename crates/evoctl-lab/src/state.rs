@@ -195,6 +195,8 @@ pub struct Account {
     pub scheduled_actions: Vec<ScheduledAction>,
     pub parameters: IndexMap<String, Parameter>,
     pub lambdas: IndexMap<String, IndexMap<String, String>>,
+    /// Each Lambda's tags, by function name.
+    pub lambda_tags: IndexMap<String, IndexMap<String, String>>,
     pub log_groups: IndexMap<String, Vec<LogEvent>>,
     /// Roles the lab's user may assume, by name, with the ExternalId each requires.
     pub roles: IndexMap<String, Option<String>>,
@@ -235,6 +237,7 @@ impl Account {
             scheduled_actions: Vec::new(),
             parameters: IndexMap::new(),
             lambdas: IndexMap::new(),
+            lambda_tags: IndexMap::new(),
             log_groups: IndexMap::new(),
             roles: IndexMap::new(),
             exec_sessions: IndexMap::new(),
@@ -348,6 +351,7 @@ impl Account {
         }
         for (name, spec) in &scenario.lambdas {
             account.lambdas.insert(name.clone(), spec.environment.clone());
+            account.lambda_tags.insert(name.clone(), spec.tags.clone());
         }
         for (group, spec) in &scenario.log_groups {
             let events = account.log_groups.entry(group.clone()).or_default();

@@ -1,4 +1,6 @@
-//! AWS Lambda (REST JSON): GetFunctionConfiguration, enough to read an app's environment.
+//! AWS Lambda (REST JSON): GetFunctionConfiguration, ListFunctions (with each function's
+//! environment, as AWS answers) and ListTags: enough to read an app's environment and find an
+//! app's function by its tags.
 
 use super::{ActionResult, ApiError};
 use crate::state::Account;
@@ -11,14 +13,40 @@ pub fn get_function_configuration(account: &Account, name: &str) -> ActionResult
     } else {
         name
     };
-    let environment = account.lambdas.get(short).ok_or_else(|| {
-        ApiError::new(
+    if !account.lambdas.contains_key(short) {
+        return Err(ApiError::new(
             404,
             "ResourceNotFoundException",
             format!("Function not found: arn:aws:lambda:{}:{}:function:{short}", account.region, account.account),
-        )
-    })?;
-    Ok(json!({
+        ));
+    }
+    Ok(configuration(account, short))
+}
+
+/// ListFunctions: every function's configuration, `MaxItems` per page (default 50), `Marker`.
+pub fn list_functions(account: &Account, marker: Option<&str>, max_items: Option<u64>) -> ActionResult {
+    let names: Vec<String> = account.lambdas.keys().cloned().collect();
+    let (page, next) = super::page(&names, marker, max_items, 50);
+    let functions: Vec<serde_json::Value> = page.iter().map(|name| configuration(account, name)).collect();
+    let mut out = json!({"Functions": functions});
+    if let Some(next) = next {
+        out["NextMarker"] = json!(next);
+    }
+    Ok(out)
+}
+
+/// ListTags for a function ARN.
+pub fn list_tags(account: &Account, arn: &str) -> ActionResult {
+    let name = arn.split(":function:").nth(1).and_then(|rest| rest.split(':').next()).unwrap_or(arn);
+    match account.lambda_tags.get(name) {
+        Some(tags) => Ok(json!({"Tags": tags})),
+        None => Err(ApiError::new(404, "ResourceNotFoundException", format!("Function not found: {arn}"))),
+    }
+}
+
+fn configuration(account: &Account, short: &str) -> serde_json::Value {
+    let environment = &account.lambdas[short];
+    json!({
         "FunctionName": short,
         "FunctionArn": format!("arn:aws:lambda:{}:{}:function:{short}", account.region, account.account),
         "Runtime": "nodejs20.x",
@@ -36,5 +64,5 @@ pub fn get_function_configuration(account: &Account, name: &str) -> ActionResult
         "LastUpdateStatus": "Successful",
         "PackageType": "Zip",
         "Architectures": ["arm64"],
-    }))
+    })
 }

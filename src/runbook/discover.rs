@@ -1,0 +1,399 @@
+//! `evoctl init --discover`: find the ECS services that run Evolution API in the given
+//! profiles and regions and describe them as `evoctl.toml` environments. Read-only.
+//!
+//! Per credential chain: ListClusters, ListServices and DescribeServices (with tags),
+//! DescribeClusters (tags), DescribeTaskDefinition, DescribeScalableTargets, and Lambda's
+//! ListFunctions/ListTags for the app function of each stage. A service runs Evolution when a
+//! container's image is `*evolution-api*`, or the container is named like the `[service]`
+//! default, or it carries Evolution's own variables. Environments are named after SST's
+//! `sst:stage` tag (service, then cluster), else the cluster; what cannot be decided is left
+//! as a commented `# TODO`, never guessed.
+
+use crate::aws::discovery::{ScalableRange, ServiceRef};
+use crate::aws::{Aws, scaling, sdk_failure};
+use crate::error::{Error, Result};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// The container name SST gives the component by default (and evoctl's `[service]` default).
+const DEFAULT_CONTAINER: &str = "EvolutionService";
+/// Variables only an Evolution API container has.
+const EVOLUTION_VARS: &[&str] =
+    &["AUTHENTICATION_API_KEY", "CONFIG_SESSION_PHONE_CLIENT", "DATABASE_CONNECTION_CLIENT_NAME"];
+/// SST's stage tag.
+const STAGE_TAG: &str = "sst:stage";
+
+/// One Evolution service found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    /// The environment name it gets.
+    pub name: String,
+    pub stage: Option<String>,
+    pub account: String,
+    pub region: String,
+    /// The profile it was found with (None: the default chain).
+    pub profile: Option<String>,
+    pub cluster: String,
+    pub service: String,
+    pub container: String,
+    pub image: String,
+    /// From the app Lambda tagged with the same stage (its EVOLUTION_INSTANCE_NAME).
+    pub instance: Option<String>,
+    pub lambda: Option<String>,
+    pub scaling: Option<ScalableRange>,
+    pub protected: bool,
+}
+
+/// Everything one chain holds: its Evolution services, and notes on what it had not.
+pub struct Scan {
+    pub found: Vec<Found>,
+    pub notes: Vec<String>,
+}
+
+/// Look for Evolution services with one chain.
+pub async fn scan(aws: &Aws) -> Result<Scan> {
+    let ecs = aws.ecs();
+    let where_ = aws.describe();
+    let clusters: Vec<String> = ecs
+        .list_clusters()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| Error::from(sdk_failure("ListClusters", e)))?;
+    let mut notes = Vec::new();
+    if clusters.is_empty() {
+        notes.push(format!("no ECS cluster in {where_}"));
+        return Ok(Scan { found: Vec::new(), notes });
+    }
+    let cluster_tags = cluster_tags(&ecs, &clusters).await?;
+    let per_cluster = futures::future::try_join_all(clusters.iter().map(|arn| services_of(&ecs, arn))).await?;
+    let mut found = Vec::new();
+    for (cluster_arn, services) in clusters.iter().zip(per_cluster) {
+        let cluster = short(cluster_arn).to_owned();
+        let definitions =
+            futures::future::try_join_all(services.iter().map(|s| evolution_container(&ecs, &s.task_definition)))
+                .await?;
+        for (service, container) in services.into_iter().zip(definitions) {
+            let Some((container, image)) = container else { continue };
+            let stage = service.tags.get(STAGE_TAG).or_else(|| cluster_tags.get(cluster_arn)?.get(STAGE_TAG)).cloned();
+            found.push(Found {
+                name: String::new(),
+                protected: is_production(stage.as_deref().unwrap_or(&cluster)),
+                stage,
+                account: account_of(&service.arn).unwrap_or_else(|| aws.account_hint().unwrap_or_default().to_owned()),
+                region: aws.region().to_owned(),
+                profile: aws.profile().map(str::to_owned),
+                cluster: cluster.clone(),
+                service: service.name,
+                container,
+                image,
+                instance: None,
+                lambda: None,
+                scaling: None,
+            });
+        }
+    }
+    if found.is_empty() {
+        notes.push(format!("no Evolution API service in {} cluster(s) of {where_}", clusters.len()));
+        return Ok(Scan { found, notes });
+    }
+    let refs: Vec<ServiceRef<'_>> =
+        found.iter().map(|f| ServiceRef { cluster: &f.cluster, service: &f.service }).collect();
+    let autoscaling = aws.autoscaling();
+    let (ranges, apps) = tokio::try_join!(scaling::ranges(&autoscaling, &refs), app_functions(aws))?;
+    let ranges: Vec<Option<ScalableRange>> = refs.iter().map(|r| ranges.get(&r.resource_id()).copied()).collect();
+    for (found, range) in found.iter_mut().zip(ranges) {
+        found.scaling = range;
+        if let Some((lambda, instance)) = found.stage.as_ref().and_then(|stage| apps.get(stage)) {
+            found.lambda = Some(lambda.clone());
+            found.instance = Some(instance.clone());
+        }
+    }
+    Ok(Scan { found, notes })
+}
+
+struct ServiceFound {
+    arn: String,
+    name: String,
+    task_definition: String,
+    tags: HashMap<String, String>,
+}
+
+async fn services_of(ecs: &aws_sdk_ecs::Client, cluster: &str) -> Result<Vec<ServiceFound>> {
+    let arns: Vec<String> = ecs
+        .list_services()
+        .cluster(cluster)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| Error::from(sdk_failure("ListServices", e)))?;
+    let pages = futures::future::try_join_all(arns.chunks(10).map(|chunk| async move {
+        ecs.describe_services()
+            .cluster(cluster)
+            .set_services(Some(chunk.to_vec()))
+            .include(aws_sdk_ecs::types::ServiceField::Tags)
+            .send()
+            .await
+            .map_err(|e| Error::from(sdk_failure("DescribeServices", e)))
+    }))
+    .await?;
+    Ok(pages
+        .iter()
+        .flat_map(|page| page.services())
+        .filter(|s| s.status() == Some("ACTIVE"))
+        .map(|s| ServiceFound {
+            arn: s.service_arn().unwrap_or_default().to_owned(),
+            name: s.service_name().unwrap_or_default().to_owned(),
+            task_definition: s.task_definition().unwrap_or_default().to_owned(),
+            tags: s
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+                .collect(),
+        })
+        .collect())
+}
+
+async fn cluster_tags(
+    ecs: &aws_sdk_ecs::Client,
+    clusters: &[String],
+) -> Result<HashMap<String, HashMap<String, String>>> {
+    let pages = futures::future::try_join_all(clusters.chunks(100).map(|chunk| async move {
+        ecs.describe_clusters()
+            .set_clusters(Some(chunk.to_vec()))
+            .include(aws_sdk_ecs::types::ClusterField::Tags)
+            .send()
+            .await
+            .map_err(|e| Error::from(sdk_failure("DescribeClusters", e)))
+    }))
+    .await?;
+    Ok(pages
+        .iter()
+        .flat_map(|page| page.clusters())
+        .map(|c| {
+            let tags = c
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+                .collect();
+            (c.cluster_arn().unwrap_or_default().to_owned(), tags)
+        })
+        .collect())
+}
+
+/// The task definition's Evolution container (name, image), if it has one.
+async fn evolution_container(ecs: &aws_sdk_ecs::Client, definition: &str) -> Result<Option<(String, String)>> {
+    if definition.is_empty() {
+        return Ok(None);
+    }
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(definition)
+        .send()
+        .await
+        .map_err(|e| Error::from(sdk_failure("DescribeTaskDefinition", e)))?;
+    let containers = out.task_definition().map(|d| d.container_definitions()).unwrap_or_default();
+    let is_evolution = |c: &&aws_sdk_ecs::types::ContainerDefinition| {
+        c.image().is_some_and(|image| image.contains("evolution-api"))
+            || c.name() == Some(DEFAULT_CONTAINER)
+            || c.environment().iter().filter(|v| v.name().is_some_and(|n| EVOLUTION_VARS.contains(&n))).count() >= 2
+    };
+    Ok(containers
+        .iter()
+        .find(is_evolution)
+        .map(|c| (c.name().unwrap_or_default().to_owned(), c.image().unwrap_or_default().to_owned())))
+}
+
+/// The app functions by stage: (function name, its EVOLUTION_INSTANCE_NAME), for functions
+/// that set the variable and carry an `sst:stage` tag.
+async fn app_functions(aws: &Aws) -> Result<HashMap<String, (String, String)>> {
+    let lambda = aws.lambda();
+    let functions: Vec<aws_sdk_lambda::types::FunctionConfiguration> = lambda
+        .list_functions()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| Error::from(sdk_failure("ListFunctions", e)))?;
+    let candidates: Vec<(String, String, String)> = functions
+        .iter()
+        .filter_map(|f| {
+            let instance = f.environment()?.variables()?.get("EVOLUTION_INSTANCE_NAME")?.clone();
+            Some((f.function_name()?.to_owned(), f.function_arn()?.to_owned(), instance))
+        })
+        .collect();
+    let tags =
+        futures::future::try_join_all(
+            candidates.iter().map(|(_, arn, _)| {
+                let lambda = lambda.clone();
+                async move {
+                    lambda.list_tags().resource(arn).send().await.map_err(|e| Error::from(sdk_failure("ListTags", e)))
+                }
+            }),
+        )
+        .await?;
+    Ok(candidates
+        .into_iter()
+        .zip(tags)
+        .filter_map(|((name, _, instance), tags)| Some((tags.tags()?.get(STAGE_TAG)?.clone(), (name, instance))))
+        .collect())
+}
+
+/// A stage named like production is protected.
+fn is_production(stage: &str) -> bool {
+    let stage = stage.to_ascii_lowercase();
+    stage.contains("prod") || stage == "live"
+}
+
+fn short(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+fn account_of(arn: &str) -> Option<String> {
+    arn.split(':').nth(4).filter(|a| a.len() == 12).map(str::to_owned)
+}
+
+/// Give each service its environment name: the stage (else the cluster), made a valid name;
+/// a name taken twice gets its account (then region) appended.
+pub fn name_all(found: &mut [Found]) {
+    let base = |f: &Found| -> String {
+        let raw = f.stage.clone().unwrap_or_else(|| f.cluster.clone());
+        let cleaned: String = raw
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+            .take(40)
+            .collect();
+        if cleaned.is_empty() { "env".into() } else { cleaned }
+    };
+    let names: Vec<String> = found.iter().map(base).collect();
+    for (index, f) in found.iter_mut().enumerate() {
+        let clashes = names.iter().filter(|n| **n == names[index]).count() > 1;
+        f.name = if clashes { format!("{}-{}-{}", names[index], f.account, f.region) } else { names[index].clone() };
+    }
+}
+
+/// The commented `evoctl.toml` for what was found. `per_env_aws`: write each environment's
+/// profile and region (several were scanned); otherwise `region` goes under `[aws]`.
+pub fn render(found: &[Found], sources: &[String], per_env_aws: bool) -> String {
+    let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    let mut out = String::new();
+    out.push_str("# evoctl.toml written by `evoctl init --discover` from what AWS holds now:\n");
+    for source in sources {
+        out.push_str(&format!("#   {source}\n"));
+    }
+    out.push_str(
+        "# Review it. WhatsApp allows ONE live connection per number: every environment that shares a\n\
+         # number with production must stay at 0 tasks (scaling 0/0), production at exactly 1 (1/1).\n",
+    );
+    if !per_env_aws && let Some(first) = found.first() {
+        out.push_str(&format!("\n[aws]\nregion = {}\n", quote(&first.region)));
+        if let Some(profile) = &first.profile {
+            out.push_str(&format!("profile = {}\n", quote(profile)));
+        }
+    }
+    for f in found {
+        out.push_str(&format!("\n[env.{}]\n", f.name));
+        let stage = f.stage.as_deref().map(|s| format!(", {STAGE_TAG} = {s}")).unwrap_or_default();
+        out.push_str(&format!("# {} in account {} ({}{stage}), image {}\n", f.service, f.account, f.region, f.image));
+        out.push_str(&format!("cluster = {}\n", quote(&f.cluster)));
+        out.push_str(&format!("service = {}\n", quote(&f.service)));
+        out.push_str(&format!("container = {}\n", quote(&f.container)));
+        match (&f.instance, &f.lambda) {
+            (Some(instance), Some(lambda)) => out.push_str(&format!(
+                "instance = {}  # EVOLUTION_INSTANCE_NAME of the app Lambda {lambda}\n",
+                quote(instance)
+            )),
+            _ => out.push_str(&format!(
+                "# TODO instance: no app Lambda tagged {STAGE_TAG} = {} sets EVOLUTION_INSTANCE_NAME; set the Evolution instance name (default: {})\n",
+                f.stage.as_deref().unwrap_or("(no stage tag)"),
+                f.name
+            )),
+        }
+        match f.scaling {
+            Some(range) => out.push_str(&format!(
+                "scaling = {{ min = {}, max = {} }}  # the scalable target now: check it is what this environment should have\n",
+                range.min_capacity.max(0),
+                range.max_capacity.max(0)
+            )),
+            None => out.push_str(
+                "# TODO scaling: the service has no scalable target; say what it must be, e.g. scaling = { min = 0, max = 0 }\n",
+            ),
+        }
+        if f.protected {
+            out.push_str("protected = true  # named like production: destructive commands need --yes\n");
+        }
+        if per_env_aws {
+            let mut keys = Vec::new();
+            if let Some(profile) = &f.profile {
+                keys.push(format!("profile = {}", quote(profile)));
+            }
+            keys.push(format!("region = {}", quote(&f.region)));
+            out.push_str(&format!("aws = {{ {} }}\n", keys.join(", ")));
+        }
+        if let Some(lambda) = &f.lambda {
+            out.push_str(&format!(
+                "# [env.{}.app]\n# lambda = {}\n# expect = {{ EVOLUTION_INSTANCE_NAME = {} }}\n",
+                f.name,
+                quote(lambda),
+                quote(f.instance.as_deref().unwrap_or_default())
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(stage: Option<&str>, cluster: &str, account: &str) -> Found {
+        Found {
+            name: String::new(),
+            stage: stage.map(str::to_owned),
+            account: account.into(),
+            region: "us-east-1".into(),
+            profile: None,
+            cluster: cluster.into(),
+            service: "EvolutionService".into(),
+            container: "EvolutionService".into(),
+            image: "evoapicloud/evolution-api:v2.3.7".into(),
+            instance: None,
+            lambda: None,
+            scaling: None,
+            protected: false,
+        }
+    }
+
+    #[test]
+    fn names_come_from_the_stage_and_clashes_get_the_account() {
+        let mut all = [
+            found(Some("staging"), "a", "111111111111"),
+            found(None, "my cluster", "111111111111"),
+            found(Some("dev"), "b", "111111111111"),
+            found(Some("dev"), "c", "222222222222"),
+        ];
+        name_all(&mut all);
+        let names: Vec<&str> = all.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["staging", "my-cluster", "dev-111111111111-us-east-1", "dev-222222222222-us-east-1"]);
+        assert!(is_production("production") && is_production("Prod-eu") && !is_production("staging"));
+    }
+
+    #[test]
+    fn what_cannot_be_decided_is_a_todo_and_the_text_is_a_valid_config() {
+        let mut all = [found(Some("staging"), "alinhou-staging", "111111111111")];
+        name_all(&mut all);
+        let text = render(&all, &["the default credential chain, us-east-1".into()], false);
+        assert!(
+            text.contains("\n# TODO instance: no app Lambda tagged sst:stage = staging sets EVOLUTION_INSTANCE_NAME"),
+            "{text}"
+        );
+        assert!(text.contains("\n# TODO scaling: the service has no scalable target"), "{text}");
+        let config = crate::config::Config::parse(std::path::Path::new("x.toml"), &text).unwrap();
+        assert_eq!(config.environment("staging").unwrap().instance, "staging");
+    }
+}

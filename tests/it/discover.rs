@@ -1,0 +1,179 @@
+//! `evoctl init --discover`: a config found in AWS instead of typed. The oracle is the lab's own
+//! `evoctl.toml` for the scenario, and the journal (read-only calls, each account's own).
+
+use crate::support::{Lab, json_stdout, text};
+use serde_json::Value;
+
+/// The AWS calls discovery may make: reads only.
+const READS: &[&str] = &[
+    "ListClusters",
+    "DescribeClusters",
+    "ListServices",
+    "DescribeServices",
+    "DescribeTaskDefinition",
+    "DescribeScalableTargets",
+    "ListFunctions",
+    "ListTags",
+    "AssumeRole",
+];
+
+/// Each environment's (cluster, instance, scaling, protected) in a config file.
+fn environments(path: &std::path::Path) -> Vec<(String, String, String, toml::Value, bool)> {
+    let table: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
+    table["env"]
+        .as_table()
+        .unwrap()
+        .iter()
+        .map(|(name, env)| {
+            (
+                name.clone(),
+                env["cluster"].as_str().unwrap().to_owned(),
+                env.get("instance").and_then(toml::Value::as_str).unwrap_or(name).to_owned(),
+                env["scaling"].clone(),
+                env.get("protected").and_then(toml::Value::as_bool).unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn discovery_reproduces_the_seeds_environments_reading_only() {
+    let lab = Lab::start("seed");
+    lab.control("DELETE", "/journal", None);
+    let written = lab.dir.path().join("discovered.toml");
+    let output = lab.evoctl().arg("--config").arg(&written).args(["init", "--discover"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        format!(
+            "wrote {} with 2 environment(s): staging, production; review its TODO lines, then run `evoctl status` and `evoctl audit`\n",
+            written.display()
+        )
+    );
+    assert_eq!(environments(&written), environments(&lab.config_path()));
+    let journal = lab.journal();
+    for entry in &journal {
+        assert!(READS.contains(&entry["action"].as_str().unwrap()), "discovery only reads: {entry}");
+    }
+    assert!(journal.iter().any(|e| e["action"] == "ListTags"), "the app Lambdas were matched by their tags");
+
+    // With what it wrote, status reads the same two environments as with the lab's own file.
+    let status = |config: &std::path::Path| {
+        let output = lab.evoctl().arg("--config").arg(config).args(["--output", "json", "status"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        let document = json_stdout(&output);
+        let rows: Vec<(Value, Value, Value)> = document["environments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["env"].clone(), e["desired_count"].clone(), e["tasks"].as_array().unwrap().len().into()))
+            .collect();
+        rows
+    };
+    assert_eq!(status(&written), status(&lab.config_path()));
+}
+
+#[test]
+fn discovery_over_two_accounts_writes_a_config_that_status_and_audit_use_unchanged() {
+    let lab = Lab::start("two-accounts");
+    let written = lab.dir.path().join("discovered.toml");
+    let output = lab
+        .evoctl()
+        .arg("--config")
+        .arg(&written)
+        .args([
+            "init",
+            "--discover",
+            "--discover-profile",
+            "alinhou-staging",
+            "--discover-profile",
+            "alinhou-production",
+        ])
+        .args(["--discover-region", "us-east-1", "--discover-region", "sa-east-1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stderr),
+        "looking for Evolution API services in 4 place(s)…\n\
+         no ECS cluster in account 111111111111 (profile alinhou-staging, sa-east-1)\n\
+         no ECS cluster in account 222222222222 (profile alinhou-production, us-east-1)\n"
+    );
+    assert_eq!(environments(&written), environments(&lab.config_path()));
+    let config = std::fs::read_to_string(&written).unwrap();
+    assert!(config.contains("\naws = { profile = \"alinhou-staging\", region = \"us-east-1\" }\n"), "{config}");
+    assert!(config.contains("\naws = { profile = \"alinhou-production\", region = \"sa-east-1\" }\n"), "{config}");
+
+    let output = lab.evoctl().arg("--config").arg(&written).args(["--output", "json", "status"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let accounts: Vec<Value> =
+        json_stdout(&output)["environments"].as_array().unwrap().iter().map(|e| e["account"].clone()).collect();
+    assert_eq!(accounts, ["111111111111", "222222222222"]);
+    let output = lab.evoctl().arg("--config").arg(&written).args(["audit"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert_eq!(text(&output.stdout), "audit clean: 20 rules over staging, production\n");
+}
+
+#[test]
+fn bad_discovery_input_is_a_clear_error_and_never_a_partial_file() {
+    let lab = Lab::start("seed");
+    let existing = lab.dir.path().join("existing.toml");
+    std::fs::write(&existing, "# mine\n").unwrap();
+    lab.control("DELETE", "/journal", None);
+    let output = lab.evoctl().arg("--config").arg(&existing).args(["init", "--discover"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: {} already exists; not overwriting it\n  fix: pass --force to replace it, --dry-run to print the discovered config, or --config to write elsewhere\n",
+            existing.display()
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "# mine\n");
+    assert!(lab.journal().is_empty(), "refused before any AWS call");
+
+    let fresh = lab.dir.path().join("fresh.toml");
+    let output = lab
+        .evoctl()
+        .arg("--config")
+        .arg(&fresh)
+        .args(["init", "--discover", "--discover-profile", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).starts_with("error: AWS profile `nope` is not in the AWS config or credentials file\n"),
+        "{}",
+        text(&output.stderr)
+    );
+    let output = lab
+        .evoctl()
+        .arg("--config")
+        .arg(&fresh)
+        .args(["init", "--discover", "--discover-region", "eu-west-1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).ends_with(
+            "no ECS cluster in the default credential chain, eu-west-1\nerror: no Evolution API service found in: the default credential chain, eu-west-1\n  fix: look elsewhere with --discover-profile NAME and --discover-region REGION (repeatable), or write the file by hand: `evoctl init`\n"
+        ),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!fresh.exists(), "no file from a failed discovery");
+
+    // --dry-run prints and writes nothing; the JSON carries the same text.
+    let output = lab
+        .evoctl()
+        .arg("--config")
+        .arg(&existing)
+        .args(["--output", "json", "init", "--discover", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let document = json_stdout(&output);
+    assert_eq!(document["written"], Value::Null);
+    assert!(document["config"].as_str().unwrap().contains("\n[env.production]\n"));
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "# mine\n");
+}
