@@ -71,8 +71,21 @@ impl CaBundle {
     }
 
     /// The SDK HTTP client: its own rustls connector with proxy support from the environment
-    /// and this bundle added to the OS roots.
+    /// and this bundle added to the OS roots. One per bundle per process: the credential chains
+    /// of several accounts share it (its connection pools, and the OS roots loaded once).
     pub fn sdk_http_client(&self) -> Result<aws_smithy_runtime_api::client::http::SharedHttpClient> {
+        use aws_smithy_runtime_api::client::http::SharedHttpClient;
+        static CLIENTS: std::sync::Mutex<Vec<(Vec<u8>, SharedHttpClient)>> = std::sync::Mutex::new(Vec::new());
+        let mut clients = CLIENTS.lock().expect("HTTP client cache");
+        if let Some((_, client)) = clients.iter().find(|(pem, _)| *pem == self.pem) {
+            return Ok(client.clone());
+        }
+        let client = self.new_sdk_http_client()?;
+        clients.push((self.pem.clone(), client.clone()));
+        Ok(client)
+    }
+
+    fn new_sdk_http_client(&self) -> Result<aws_smithy_runtime_api::client::http::SharedHttpClient> {
         let mut trust = TrustStore::default();
         if !self.pem.is_empty() {
             trust = trust.with_pem_certificate(self.pem.clone());
