@@ -231,3 +231,50 @@ fn the_aws_cli_uses_the_labs_profiles_for_both_accounts() {
     );
     assert!(callers[1].starts_with("arn:aws:sts::222222222222:assumed-role/EvoctlOperator/"), "{callers:?}");
 }
+
+#[test]
+fn a_named_profile_supplies_the_credentials_and_a_role_goes_on_top_of_it() {
+    let lab = Lab::start("seed");
+    let (key, secret) =
+        (lab.ready["access_key_id"].as_str().unwrap(), lab.ready["secret_access_key"].as_str().unwrap());
+    // credential_process, as an SSO helper or a vault would be: the lab's user's keys.
+    let helper = lab.dir.path().join("creds.sh");
+    std::fs::write(
+        &helper,
+        format!("#!/bin/sh\nprintf '%s' '{{\"Version\": 1, \"AccessKeyId\": \"{key}\", \"SecretAccessKey\": \"{secret}\"}}'\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let aws_config = lab.dir.path().join("aws-config");
+    std::fs::write(&aws_config, format!("[profile proc]\ncredential_process = {}\n", helper.display())).unwrap();
+    // Production assumes the seed's operator role on top of that profile; staging uses it as is.
+    let config = std::fs::read_to_string(lab.config_path()).unwrap().replace(
+        "[env.production]\n",
+        "[env.production]\naws = { role_arn = \"arn:aws:iam::123456789012:role/EvoctlOperator\", external_id = \"alinhou-ops\" }\n",
+    );
+    let config_path = lab.dir.path().join("roles.toml");
+    std::fs::write(&config_path, config).unwrap();
+    lab.control("DELETE", "/journal", None);
+    // Keys left in the environment are not the named profile's: they must not be used.
+    let output = lab
+        .evoctl()
+        .env("AWS_CONFIG_FILE", &aws_config)
+        .env("AWS_ACCESS_KEY_ID", "AKIASTALEKEY00000000")
+        .env("AWS_SECRET_ACCESS_KEY", "stale")
+        .args(["--profile", "proc", "--config"])
+        .arg(&config_path)
+        .args(["status"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let journal = lab.journal();
+    for entry in &journal {
+        let want = match (entry["action"].as_str(), stage_of(entry)) {
+            (Some("AssumeRole"), _) | (_, Some("staging")) => "arn:aws:iam::123456789012:user/evoctl-lab",
+            _ => "arn:aws:sts::123456789012:assumed-role/EvoctlOperator/evoctl",
+        };
+        assert_eq!(entry["caller"], want, "{entry}");
+        assert_eq!(entry["status"], 200, "{entry}");
+    }
+    assert_eq!(journal.iter().filter(|e| e["action"] == "AssumeRole").count(), 1, "{journal:?}");
+}

@@ -503,13 +503,7 @@ fn check_deliveries(stand_in: &StandIn, our_hash: &BTreeMap<String, String>) {
 
 /// The retry log lines of `logs/` appear as the server writes them.
 fn check_logs(stand_in: &StandIn) {
-    let lines: Vec<String> = get_json(&format!("{}/logs", stand_in.control))
-        .as_array()
-        .expect("log lines")
-        .iter()
-        .map(|l| l["message"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    for expected in [
+    const EXPECTED: [&str; 7] = [
         "  local: 'ChannelStartupService.sendData-Webhook',",
         "  message: 'Tentativa 1/10 falhou: Request failed with status code 500',",
         "  message: 'Erro não recuperável (401): Request failed with status code 401. Cancelando retentativas.',",
@@ -517,8 +511,25 @@ fn check_logs(stand_in: &StandIn) {
         "  code: 'ERR_BAD_RESPONSE',",
         "  message: 'Tentativa 10/10 falhou: Timeout da requisição',",
         "  message: 'Todas as tentativas falharam: timeout of 30000ms exceeded',",
-    ] {
-        assert!(lines.iter().any(|l| l == expected), "no log line `{expected}`");
+    ];
+    let read = || -> Vec<String> {
+        get_json(&format!("{}/logs", stand_in.control))
+            .as_array()
+            .expect("log lines")
+            .iter()
+            .map(|l| l["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    // The timed-out delivery's ten attempts end on the stand-in's own (scaled) clock: wait for
+    // its last lines with a deadline, then name what is missing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lines = read();
+    while EXPECTED.iter().any(|e| !lines.iter().any(|l| l == e)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        lines = read();
+    }
+    for expected in EXPECTED {
+        assert!(lines.iter().any(|l| l == expected), "no log line `{expected}` within 30 s");
     }
     assert!(
         lines
