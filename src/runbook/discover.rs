@@ -149,11 +149,7 @@ async fn services_of(ecs: &aws_sdk_ecs::Client, cluster: &str) -> Result<Vec<Ser
             arn: s.service_arn().unwrap_or_default().to_owned(),
             name: s.service_name().unwrap_or_default().to_owned(),
             task_definition: s.task_definition().unwrap_or_default().to_owned(),
-            tags: s
-                .tags()
-                .iter()
-                .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
-                .collect(),
+            tags: tag_map(s.tags()),
         })
         .collect())
 }
@@ -174,15 +170,12 @@ async fn cluster_tags(
     Ok(pages
         .iter()
         .flat_map(|page| page.clusters())
-        .map(|c| {
-            let tags = c
-                .tags()
-                .iter()
-                .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
-                .collect();
-            (c.cluster_arn().unwrap_or_default().to_owned(), tags)
-        })
+        .map(|c| (c.cluster_arn().unwrap_or_default().to_owned(), tag_map(c.tags())))
         .collect())
+}
+
+fn tag_map(tags: &[aws_sdk_ecs::types::Tag]) -> HashMap<String, String> {
+    tags.iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect()
 }
 
 /// The task definition's Evolution container (name, image), if it has one.
