@@ -67,33 +67,41 @@ pub async fn scan(aws: &Aws) -> Result<Scan> {
         notes.push(format!("no ECS cluster in {where_}"));
         return Ok(Scan { found: Vec::new(), notes });
     }
-    let cluster_tags = cluster_tags(&ecs, &clusters).await?;
-    let per_cluster = futures::future::try_join_all(clusters.iter().map(|arn| services_of(&ecs, arn))).await?;
+    // Independent reads at once: the clusters' tags and services, then every service's task
+    // definition beside the app functions.
+    let (cluster_tags, per_cluster) = tokio::try_join!(
+        cluster_tags(&ecs, &clusters),
+        futures::future::try_join_all(clusters.iter().map(|arn| services_of(&ecs, arn))),
+    )?;
+    let services: Vec<(&String, ServiceFound)> = clusters
+        .iter()
+        .zip(per_cluster)
+        .flat_map(|(arn, services)| services.into_iter().map(move |s| (arn, s)))
+        .collect();
+    let (definitions, apps) = tokio::try_join!(
+        futures::future::try_join_all(services.iter().map(|(_, s)| evolution_container(&ecs, &s.task_definition))),
+        app_functions(aws),
+    )?;
     let mut found = Vec::new();
-    for (cluster_arn, services) in clusters.iter().zip(per_cluster) {
+    for ((cluster_arn, service), container) in services.into_iter().zip(definitions) {
+        let Some((container, image)) = container else { continue };
         let cluster = short(cluster_arn).to_owned();
-        let definitions =
-            futures::future::try_join_all(services.iter().map(|s| evolution_container(&ecs, &s.task_definition)))
-                .await?;
-        for (service, container) in services.into_iter().zip(definitions) {
-            let Some((container, image)) = container else { continue };
-            let stage = service.tags.get(STAGE_TAG).or_else(|| cluster_tags.get(cluster_arn)?.get(STAGE_TAG)).cloned();
-            found.push(Found {
-                name: String::new(),
-                protected: is_production(stage.as_deref().unwrap_or(&cluster)),
-                stage,
-                account: account_of(&service.arn).unwrap_or_else(|| aws.account_hint().unwrap_or_default().to_owned()),
-                region: aws.region().to_owned(),
-                profile: aws.profile().map(str::to_owned),
-                cluster: cluster.clone(),
-                service: service.name,
-                container,
-                image,
-                instance: None,
-                lambda: None,
-                scaling: None,
-            });
-        }
+        let stage = service.tags.get(STAGE_TAG).or_else(|| cluster_tags.get(cluster_arn)?.get(STAGE_TAG)).cloned();
+        found.push(Found {
+            name: String::new(),
+            protected: is_production(stage.as_deref().unwrap_or(&cluster)),
+            stage,
+            account: account_of(&service.arn).unwrap_or_else(|| aws.account_hint().unwrap_or_default().to_owned()),
+            region: aws.region().to_owned(),
+            profile: aws.profile().map(str::to_owned),
+            cluster,
+            service: service.name,
+            container,
+            image,
+            instance: None,
+            lambda: None,
+            scaling: None,
+        });
     }
     if found.is_empty() {
         notes.push(format!("no Evolution API service in {} cluster(s) of {where_}", clusters.len()));
@@ -102,7 +110,7 @@ pub async fn scan(aws: &Aws) -> Result<Scan> {
     let refs: Vec<ServiceRef<'_>> =
         found.iter().map(|f| ServiceRef { cluster: &f.cluster, service: &f.service }).collect();
     let autoscaling = aws.autoscaling();
-    let (ranges, apps) = tokio::try_join!(scaling::ranges(&autoscaling, &refs), app_functions(aws))?;
+    let ranges = scaling::ranges(&autoscaling, &refs).await?;
     let ranges: Vec<Option<ScalableRange>> = refs.iter().map(|r| ranges.get(&r.resource_id()).copied()).collect();
     for (found, range) in found.iter_mut().zip(ranges) {
         found.scaling = range;
