@@ -36,6 +36,19 @@ impl CaBundle {
             .ok()
             .flatten();
         let Some(path) = named.filter(|p| !p.as_os_str().is_empty()) else { return Ok(CaBundle::default()) };
+        // Read and checked once per process: the credential chains of several accounts name the
+        // same file.
+        static READ: std::sync::Mutex<Vec<CaBundle>> = std::sync::Mutex::new(Vec::new());
+        let mut read = READ.lock().expect("CA bundle cache");
+        if let Some(bundle) = read.iter().find(|b| b.path.as_deref() == Some(path.as_path())) {
+            return Ok(bundle.clone());
+        }
+        let bundle = CaBundle::read(path)?;
+        read.push(bundle.clone());
+        Ok(bundle)
+    }
+
+    fn read(path: PathBuf) -> Result<CaBundle> {
         let pem = std::fs::read(&path).map_err(|e| {
             Error::usage(
                 format!("cannot read the CA bundle {} (AWS_CA_BUNDLE / ca_bundle): {e}", path.display()),
