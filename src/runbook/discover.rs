@@ -6,8 +6,10 @@
 //! ListFunctions/ListTags for the app function of each stage. A service runs Evolution when a
 //! container's image is `*evolution-api*`, or the container is named like the `[service]`
 //! default, or it carries Evolution's own variables. Environments are named after SST's
-//! `sst:stage` tag (service, then cluster), else the cluster; what cannot be decided is left
-//! as a commented `# TODO`, never guessed.
+//! `sst:stage` tag (service, then cluster), else the cluster. The instance name comes from the
+//! app Lambda of the same stage, else from Evolution itself when it reports exactly one
+//! (fetchInstances, a read, over one exec session); what cannot be decided is left as a
+//! commented `# TODO`, never guessed.
 
 use crate::aws::discovery::{ScalableRange, ServiceRef};
 use crate::aws::{Aws, scaling, sdk_failure};
@@ -37,9 +39,12 @@ pub struct Found {
     pub service: String,
     pub container: String,
     pub image: String,
-    /// From the app Lambda tagged with the same stage (its EVOLUTION_INSTANCE_NAME).
+    /// From the app Lambda tagged with the same stage (its EVOLUTION_INSTANCE_NAME), else the one
+    /// instance Evolution itself reports.
     pub instance: Option<String>,
     pub lambda: Option<String>,
+    /// Where `instance` came from, or why there is none (for the config's comment).
+    pub instance_note: String,
     pub scaling: Option<ScalableRange>,
     pub protected: bool,
 }
@@ -100,6 +105,7 @@ pub async fn scan(aws: &Aws) -> Result<Scan> {
             image,
             instance: None,
             lambda: None,
+            instance_note: String::new(),
             scaling: None,
         });
     }
@@ -117,6 +123,24 @@ pub async fn scan(aws: &Aws) -> Result<Scan> {
         if let Some((lambda, instance)) = found.stage.as_ref().and_then(|stage| apps.get(stage)) {
             found.lambda = Some(lambda.clone());
             found.instance = Some(instance.clone());
+            found.instance_note = format!("EVOLUTION_INSTANCE_NAME of the app Lambda {lambda}");
+        }
+    }
+    // No app Lambda says: ask Evolution itself (fetchInstances, a read, over one exec session).
+    let asked = futures::future::join_all(
+        found
+            .iter()
+            .map(|f| async move { if f.instance.is_some() { None } else { Some(reported_instance(aws, f).await) } }),
+    )
+    .await;
+    for (found, answer) in found.iter_mut().zip(asked) {
+        match answer {
+            Some(Ok(name)) => {
+                found.instance_note = "the one instance Evolution reports".into();
+                found.instance = Some(name);
+            }
+            Some(Err(why)) => found.instance_note = why,
+            None => {}
         }
     }
     Ok(Scan { found, notes })
@@ -245,6 +269,48 @@ async fn app_functions(aws: &Aws) -> Result<HashMap<String, (String, String)>> {
         .collect())
 }
 
+/// The one instance the service's Evolution reports, or why there is none to take.
+async fn reported_instance(aws: &Aws, found: &Found) -> std::result::Result<String, String> {
+    let env = crate::config::Environment {
+        name: found.cluster.clone(),
+        cluster: found.cluster.clone(),
+        service: found.service.clone(),
+        container: found.container.clone(),
+        instance: String::new(),
+        scaling: None,
+        protected: false,
+        number: crate::config::SHARED_NUMBER.into(),
+        webhook: None,
+        app: None,
+        aws: Default::default(),
+    };
+    let no_lambda = format!(
+        "no app Lambda tagged {STAGE_TAG} = {} sets EVOLUTION_INSTANCE_NAME",
+        found.stage.as_deref().unwrap_or("(no stage tag)")
+    );
+    let target = crate::exec::target::resolve_any(&aws.ecs(), &env)
+        .await
+        .map_err(|e| format!("{no_lambda}, and Evolution could not be asked ({e})"))?;
+    let driver = crate::evolution::Driver {
+        aws,
+        target: &target,
+        options: crate::exec::run::RunOptions::new(std::time::Duration::from_secs(60)),
+    };
+    let instances = driver
+        .fetch_instances(None)
+        .await
+        .map_err(|e| format!("{no_lambda}, and Evolution could not be asked ({e})"))?;
+    match instances.as_slice() {
+        [one] => Ok(one.name.clone()),
+        [] => Err(format!("{no_lambda}, and Evolution reports no instance yet")),
+        many => Err(format!(
+            "{no_lambda}, and Evolution reports {} instances ({})",
+            many.len(),
+            many.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
 /// A stage named like production is protected.
 fn is_production(stage: &str) -> bool {
     let stage = stage.to_ascii_lowercase();
@@ -304,14 +370,11 @@ pub fn render(found: &[Found], sources: &[String], per_env_aws: bool) -> String 
         out.push_str(&format!("cluster = {}\n", quote(&f.cluster)));
         out.push_str(&format!("service = {}\n", quote(&f.service)));
         out.push_str(&format!("container = {}\n", quote(&f.container)));
-        match (&f.instance, &f.lambda) {
-            (Some(instance), Some(lambda)) => out.push_str(&format!(
-                "instance = {}  # EVOLUTION_INSTANCE_NAME of the app Lambda {lambda}\n",
-                quote(instance)
-            )),
-            _ => out.push_str(&format!(
-                "# TODO instance: no app Lambda tagged {STAGE_TAG} = {} sets EVOLUTION_INSTANCE_NAME; set the Evolution instance name (default: {})\n",
-                f.stage.as_deref().unwrap_or("(no stage tag)"),
+        match &f.instance {
+            Some(instance) => out.push_str(&format!("instance = {}  # {}\n", quote(instance), f.instance_note)),
+            None => out.push_str(&format!(
+                "# TODO instance: {}; set the Evolution instance name (default: {})\n",
+                if f.instance_note.is_empty() { "not found" } else { &f.instance_note },
                 f.name
             )),
         }
@@ -365,6 +428,7 @@ mod tests {
             image: "evoapicloud/evolution-api:v2.3.7".into(),
             instance: None,
             lambda: None,
+            instance_note: "no app Lambda tagged sst:stage = staging sets EVOLUTION_INSTANCE_NAME".into(),
             scaling: None,
             protected: false,
         }

@@ -177,3 +177,49 @@ fn bad_discovery_input_is_a_clear_error_and_never_a_partial_file() {
     assert!(document["config"].as_str().unwrap().contains("\n[env.production]\n"));
     assert_eq!(std::fs::read_to_string(&existing).unwrap(), "# mine\n");
 }
+
+#[test]
+fn without_an_app_lambda_the_instance_is_the_one_evolution_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("untagged.toml");
+    std::fs::write(
+        &scenario,
+        "extends = \"seed\"\ndescription = \"untagged: the app Lambdas carry another stage\"\n\
+         [lambdas.alinhou-production-Api]\ntags = { \"sst:stage\" = \"elsewhere\" }\n\
+         [lambdas.alinhou-staging-Api]\ntags = { \"sst:stage\" = \"elsewhere-too\" }\n",
+    )
+    .unwrap();
+    let lab = Lab::start(scenario.to_str().unwrap());
+    lab.wait_settled();
+    let output = lab.evoctl().args(["instance", "create", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    lab.control("DELETE", "/journal", None);
+    let output = lab.evoctl().args(["--output", "json", "init", "--discover", "--dry-run"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let document = json_stdout(&output);
+    let config = document["config"].as_str().unwrap();
+    assert!(config.contains("\ninstance = \"alinhou-production\"  # the one instance Evolution reports\n"), "{config}");
+    assert!(
+        config.contains(
+            "\n# TODO instance: no app Lambda tagged sst:stage = staging sets EVOLUTION_INSTANCE_NAME, and Evolution could not be asked ("
+        ),
+        "{config}"
+    );
+    // Asking Evolution is one exec session, to production (staging has no task); nothing else
+    // but reads.
+    let journal = lab.journal();
+    let execs: Vec<&Value> = journal.iter().filter(|e| e["action"] == "ExecuteCommand").collect();
+    assert_eq!(execs.len(), 1, "{journal:?}");
+    assert_eq!(execs[0]["parameters"]["cluster"], "alinhou-production");
+    for entry in &journal {
+        let action = entry["action"].as_str().unwrap();
+        assert!(
+            READS.contains(&action)
+                || matches!(
+                    action,
+                    "ExecuteCommand" | "ListTasks" | "DescribeTasks" | "DescribeSessions" | "TerminateSession"
+                ),
+            "{entry}"
+        );
+    }
+}
