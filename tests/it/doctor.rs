@@ -32,6 +32,10 @@ const FIRST_BROKEN: &[(&str, Option<&str>)] = &[
     ("conflict-loop", Some("tasks")),
     ("empty-jwt-key", Some("webhook")),
     ("staging-up", Some("isolation")),
+    // Across accounts: production's own layers pass, and staging live in its own account is the
+    // same isolation failure as in one account.
+    ("two-accounts", None),
+    ("two-accounts-both-live", Some("isolation")),
 ];
 
 #[test]
