@@ -58,18 +58,6 @@ impl Fleet {
         &self.chains[*index]
     }
 
-    /// The environments that share each chain, chain by chain.
-    pub fn groups(&self) -> Vec<(&Aws, Vec<&str>)> {
-        self.chains
-            .iter()
-            .enumerate()
-            .map(|(index, aws)| {
-                let names = self.by_env.iter().filter(|(_, i)| **i == index).map(|(n, _)| n.as_str()).collect();
-                (aws, names)
-            })
-            .collect()
-    }
-
     /// The positions of `names` grouped by the chain that reads them, chains in order of first
     /// use: for reads made once per account (Application Auto Scaling's batched describes).
     pub fn partition<'a, 'n>(&'a self, names: impl IntoIterator<Item = &'n str>) -> Vec<(&'a Aws, Vec<usize>)> {
@@ -82,15 +70,6 @@ impl Fleet {
             }
         }
         groups.into_iter().map(|(chain, members)| (&self.chains[chain], members)).collect()
-    }
-
-    /// How many distinct chains there are.
-    pub fn len(&self) -> usize {
-        self.chains.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.chains.is_empty()
     }
 }
 

@@ -189,7 +189,6 @@ pub struct Aws {
     settings: AwsSettings,
     /// The account id the settings name (a role ARN), if any.
     account_hint: Option<String>,
-    profile: Option<String>,
     clients: Clients,
     ca_bundle: trust::CaBundle,
     websocket_tls: Arc<OnceLock<Arc<rustls::ClientConfig>>>,
@@ -282,7 +281,6 @@ impl Aws {
             config,
             settings: settings.clone(),
             account_hint,
-            profile: settings.profile.clone(),
             clients: Clients::default(),
             ca_bundle,
             websocket_tls: Arc::default(),
@@ -305,7 +303,7 @@ impl Aws {
 
     /// The profile named by flag or config file, if any.
     pub fn profile(&self) -> Option<&str> {
-        self.profile.as_deref()
+        self.settings.profile.as_deref()
     }
 
     /// The account id the settings name (the role ARN's, evoctl's or the profile's), if any.

@@ -218,18 +218,20 @@ fn the_aws_cli_uses_the_labs_profiles_for_both_accounts() {
     // Production's resources are in its own account and region only.
     let elsewhere = run(&["--profile", "alinhou-production", "--region", "us-east-1", "ecs", "list-clusters"]);
     assert_eq!(elsewhere["clusterArns"], json!([]));
-    let callers: Vec<String> = lab.journal().iter().map(|e| e["caller"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(
-        callers,
-        [
-            "arn:aws:iam::999999999999:user/evoctl-lab",
-            callers[1].as_str(),
-            "arn:aws:iam::999999999999:user/evoctl-lab",
-            "arn:aws:sts::111111111111:assumed-role/EvoctlOperator/evoctl-staging",
-            callers[1].as_str(),
-        ]
-    );
-    assert!(callers[1].starts_with("arn:aws:sts::222222222222:assumed-role/EvoctlOperator/"), "{callers:?}");
+    // The signer of every call, in order: the user assumes production's role, which reads; the
+    // user assumes staging's (its profile names the session), which reads; the CLI's cached
+    // production session reads again.
+    let journal = lab.journal();
+    let signed: Vec<(&str, &str)> =
+        journal.iter().map(|e| (e["action"].as_str().unwrap(), e["caller"].as_str().unwrap())).collect();
+    let user = "arn:aws:iam::999999999999:user/evoctl-lab";
+    let production = "arn:aws:sts::222222222222:assumed-role/EvoctlOperator/";
+    assert_eq!(signed.len(), 5, "{signed:?}");
+    assert_eq!(signed[0], ("AssumeRole", user));
+    assert!(signed[1].0 == "GetCallerIdentity" && signed[1].1.starts_with(production), "{signed:?}");
+    assert_eq!(signed[2], ("AssumeRole", user));
+    assert_eq!(signed[3], ("ListServices", "arn:aws:sts::111111111111:assumed-role/EvoctlOperator/evoctl-staging"));
+    assert_eq!(signed[4], ("ListClusters", signed[1].1), "the cached production session, the same one");
 }
 
 #[test]
