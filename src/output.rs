@@ -205,6 +205,12 @@ impl Printer {
         self.text(&text);
     }
 
+    /// Print one JSON document on one line (JSON Lines: a stream of records).
+    pub fn json_line<T: Serialize>(&self, value: &T) {
+        let text = serde_json::to_string(value).expect("output types serialise");
+        self.text(&text);
+    }
+
     /// Print raw text on stdout (a newline is added when missing).
     pub fn text(&self, text: &str) {
         let mut bytes = text.as_bytes().to_vec();

@@ -1,5 +1,5 @@
 //! What a task definition says about one container: its environment (plain values and
-//! references to Secrets Manager / SSM) and its awslogs group.
+//! references to Secrets Manager / SSM) and where it logs.
 
 use super::sdk_failure;
 use crate::error::{Error, Result};
@@ -27,6 +27,9 @@ impl std::fmt::Debug for EnvValue {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerSettings {
     pub environment: IndexMap<String, EnvValue>,
+    /// The logConfiguration's driver (`awslogs`, `awsfirelens`, …), if any.
+    pub log_driver: Option<String>,
+    /// The awslogs group (the `awslogs-group` option).
     pub log_group: Option<String>,
 }
 
@@ -57,8 +60,9 @@ pub async fn container_settings(
     for secret in found.secrets() {
         environment.insert(secret.name().to_owned(), EnvValue::Reference(secret.value_from().to_owned()));
     }
+    let log_driver = found.log_configuration().map(|l| l.log_driver().as_str().to_owned());
     let log_group = found.log_configuration().and_then(|l| l.options()).and_then(|o| o.get("awslogs-group").cloned());
-    Ok(ContainerSettings { environment, log_group })
+    Ok(ContainerSettings { environment, log_driver, log_group })
 }
 
 fn no_container(task_definition: &str, container: &str) -> Error {

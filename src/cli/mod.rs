@@ -75,6 +75,8 @@ pub enum Command {
     Doctor(EnvArg),
     /// Evidence of a conflict/replaced loop (logs and state flapping)
     Conflicts(ConflictsArgs),
+    /// The Evolution container's log (awslogs), each line with its task id
+    Logs(LogsArgs),
     /// Print shell completions
     Completions(CompletionsArgs),
 }
@@ -350,9 +352,35 @@ pub struct ConflictsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Environment name from the config file
+    pub env: String,
+    /// How far back to start (e.g. 5m, 2h)
+    #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = parse_duration)]
+    pub since: std::time::Duration,
+    /// Keep reading new lines until Ctrl-C
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only records matching this regular expression
+    #[arg(long, value_name = "RE", value_parser = parse_regex)]
+    pub grep: Option<regex::Regex>,
+    /// Only the records evoctl recognises as this kind
+    #[arg(long, value_enum)]
+    pub kind: Option<crate::evolution::logs::Kind>,
+    /// Read at most this many events of the window
+    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub limit: u64,
+}
+
+#[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell to generate completions for
     pub shell: clap_complete::Shell,
+}
+
+/// A regular expression (Rust `regex` syntax).
+pub fn parse_regex(text: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(text).map_err(|e| format!("`{text}` is not a regular expression: {e}"))
 }
 
 /// A duration like `500ms`, `90s`, `15m`, `2h` or `1d` (a bare number is seconds).

@@ -10,6 +10,7 @@ mod doctor;
 mod exec;
 mod init;
 mod instance;
+mod logs;
 mod qr;
 mod reach;
 mod scale;
@@ -70,6 +71,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Instance(command) => instance::run(&context, &command).await,
         Command::Webhook(command) => webhook::run(&context, &command).await,
         Command::Conflicts(args) => conflicts::run(&context, &args).await,
+        Command::Logs(args) => logs::run(&context, &args).await,
         Command::Audit(args) => audit::run(&context, &args).await,
         Command::Connect(args) => connect::run(&context, &args).await,
         Command::Doctor(args) => doctor::run(&context, &args).await,

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 pub mod api;
+pub mod logs;
 pub mod retries;
 
 const REQUEST_PROGRAM: &str = include_str!("request.js");

@@ -82,6 +82,7 @@ mod tests {
             stream: format!("EvolutionService/EvolutionService/{task}"),
             timestamp_ms: at,
             message: message.into(),
+            event_id: String::new(),
         }
     }
 

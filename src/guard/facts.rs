@@ -310,6 +310,7 @@ mod tests {
     fn container(pairs: &[(&str, &str)]) -> ContainerSettings {
         ContainerSettings {
             environment: pairs.iter().map(|(k, v)| (k.to_string(), EnvValue::Plain(v.to_string()))).collect(),
+            log_driver: None,
             log_group: None,
         }
     }

@@ -733,6 +733,7 @@ mod tests {
     fn facts(name: &str, vars: &[(&str, &str)]) -> EnvFacts {
         let container = ContainerSettings {
             environment: vars.iter().map(|(k, v)| (k.to_string(), EnvValue::Plain(v.to_string()))).collect(),
+            log_driver: None,
             log_group: None,
         };
         EnvFacts {

@@ -22,6 +22,7 @@ mod instance;
 mod invariants;
 mod kms;
 mod lab;
+mod logs;
 mod moto;
 mod pipes;
 mod plugin;

@@ -164,6 +164,10 @@ pub struct TaskDefinitionSpec {
     pub container: String,
     pub image: String,
     pub log_group: Option<String>,
+    /// The container's log driver (`awslogs`, or e.g. `awsfirelens`, whose lines the lab does
+    /// not keep).
+    #[serde(default = "default_log_driver")]
+    pub log_driver: String,
     #[serde(default)]
     pub environment: IndexMap<String, String>,
     #[serde(default = "yes")]
@@ -257,6 +261,27 @@ pub struct LambdaSpec {
 pub struct LogGroupSpec {
     #[serde(default)]
     pub events: Vec<LogEventSpec>,
+    /// Many lines at once (a busy container's log, for pagination).
+    pub generate: Option<GenerateSpec>,
+}
+
+/// `streams` streams of `lines` Evolution-style INFO lines each, spread evenly over the
+/// `age_seconds` before the lab's start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateSpec {
+    pub streams: u32,
+    pub lines: u32,
+    #[serde(default = "default_generate_age")]
+    pub age_seconds: u64,
+}
+
+fn default_generate_age() -> u64 {
+    600
+}
+
+fn default_log_driver() -> String {
+    "awslogs".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]

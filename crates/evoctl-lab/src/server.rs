@@ -224,6 +224,7 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/_lab/accounts/{account}/revoke", post(revoke_account))
         .route("/_lab/timeline", get(get_timeline))
         .route("/_lab/tokens", get(get_tokens))
+        .route("/_lab/logs", get(get_logs))
         .route("/_lab/processes", get(get_processes))
         .route("/_lab/phone/scan", post(phone_scan))
         .route("/_lab/phone/message", post(phone_message))
@@ -704,6 +705,24 @@ async fn data_channel(
 /// The process table of the lab's exec agents: whether each session's command still runs.
 async fn get_processes(State(shared): State<Arc<Shared>>) -> Json<Vec<super::agent::ProcessRow>> {
     Json(shared.hub.processes())
+}
+
+/// Every log event of every account's groups, in the order they were added:
+/// `[{"account", "group", "stream", "timestamp_ms", "message"}]` (the oracle for `evoctl logs`).
+async fn get_logs(State(shared): State<Arc<Shared>>) -> Json<Vec<Value>> {
+    let accounts = shared.accounts.lock().expect("lab lock");
+    let events = accounts
+        .list
+        .iter()
+        .flat_map(|account| {
+            account.log_groups.iter().flat_map(move |(group, events)| {
+                events.iter().map(move |e| {
+                    json!({"account": account.account, "group": group, "stream": e.stream, "timestamp_ms": e.timestamp_ms, "message": e.message})
+                })
+            })
+        })
+        .collect();
+    Json(events)
 }
 
 /// Every exec session token the lab handed out, so tests can prove none leaked anywhere.

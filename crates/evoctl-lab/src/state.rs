@@ -46,6 +46,7 @@ pub struct TaskDefinition {
     pub container: String,
     pub image: String,
     pub log_group: Option<String>,
+    pub log_driver: String,
     pub environment: IndexMap<String, String>,
     pub init_process_enabled: bool,
     pub readonly_root_filesystem: bool,
@@ -279,6 +280,7 @@ impl Account {
                 container: spec.container.clone(),
                 image: spec.image.clone(),
                 log_group: spec.log_group.clone(),
+                log_driver: spec.log_driver.clone(),
                 environment: spec.environment.clone(),
                 init_process_enabled: spec.init_process_enabled,
                 readonly_root_filesystem: spec.readonly_root_filesystem,
@@ -361,6 +363,24 @@ impl Account {
                     timestamp_ms: now.saturating_sub(event.age_seconds * 1000),
                     message: event.message.clone(),
                 });
+            }
+            if let Some(generate) = &spec.generate {
+                let total = u64::from(generate.streams) * u64::from(generate.lines);
+                let span = generate.age_seconds * 1000;
+                for n in 0..total {
+                    let stream = n % u64::from(generate.streams.max(1));
+                    let at = now.saturating_sub(span) + span * n / total.max(1);
+                    events.push(LogEvent {
+                        stream: format!("EvolutionService/EvolutionService/busy{stream:028x}"),
+                        timestamp_ms: at,
+                        message: format!(
+                            "[Evolution API]    {} - Tue Dec 01 2026 20:44:34   VERBOSE  [ChannelStartupService] [string] busy line {n} of {total}: {}",
+                            100 + stream,
+                            "x".repeat(120)
+                        ),
+                    });
+                }
+                events.sort_by_key(|e| e.timestamp_ms);
             }
         }
         // Seeded tasks were created at different times in the past: keep the timeline in time order.

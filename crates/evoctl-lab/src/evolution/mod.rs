@@ -257,7 +257,8 @@ impl EvolutionHub {
             let Some(definition) = account.task_definitions.get(&definition) else { continue };
             let config = env::EvoConfig::from_env(&definition.environment);
             let stream = format!("EvolutionService/{}/{task_id}", definition.container);
-            let log_group = definition.log_group.clone();
+            // Only the awslogs driver puts the container's lines in CloudWatch Logs.
+            let log_group = definition.log_group.clone().filter(|_| definition.log_driver == "awslogs");
             match self.start_process(&task_id, config, 0, None) {
                 Ok((port, process, server)) => {
                     self.running

@@ -379,7 +379,9 @@ fn describe_task_definition(account: &Account, params: &Value) -> ActionResult {
         "readonlyRootFilesystem": def.readonly_root_filesystem,
         "pseudoTerminal": true,
     });
-    if let Some(group) = &def.log_group {
+    if def.log_driver != "awslogs" {
+        container["logConfiguration"] = json!({"logDriver": def.log_driver, "options": {}});
+    } else if let Some(group) = &def.log_group {
         container["logConfiguration"] = json!({
             "logDriver": "awslogs",
             "options": {"awslogs-group": group, "awslogs-region": account.region, "awslogs-stream-prefix": def.container}

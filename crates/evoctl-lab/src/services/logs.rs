@@ -1,7 +1,9 @@
 //! CloudWatch Logs (AWS JSON 1.1, `Logs_20140328`): FilterLogEvents over the lab's log groups,
-//! with the simple term filter pattern (every quoted or bare term must appear).
+//! with the term filter patterns of unstructured logs: every quoted or bare term must appear,
+//! or, when the terms are written `?term`, any one of them. A page holds at most 10 000 events
+//! or 1 MB of messages, as the real service's; `nextToken` goes on from there.
 
-use super::{ActionResult, ApiError, list, page, text};
+use super::{ActionResult, ApiError, list, text};
 use crate::state::Account;
 use serde_json::{Value, json};
 
@@ -26,14 +28,34 @@ fn filter_log_events(account: &Account, params: &Value) -> ActionResult {
     let end = params.get("endTime").and_then(Value::as_u64).unwrap_or(u64::MAX);
     let streams = list(params, "logStreamNames");
     let prefix = text(params, "logStreamNamePrefix");
-    let terms = pattern_terms(text(params, "filterPattern").unwrap_or(""));
-    let matching: Vec<Value> = events
+    let pattern = Pattern::parse(text(params, "filterPattern").unwrap_or(""));
+    let mut matching: Vec<(usize, &crate::state::LogEvent)> = events
         .iter()
         .enumerate()
         .filter(|(_, e)| e.timestamp_ms >= start && e.timestamp_ms <= end)
         .filter(|(_, e)| streams.is_empty() || streams.contains(&e.stream))
         .filter(|(_, e)| prefix.is_none_or(|p| e.stream.starts_with(p)))
-        .filter(|(_, e)| terms.iter().all(|t| e.message.contains(t.as_str())))
+        .filter(|(_, e)| pattern.matches(&e.message))
+        .collect();
+    // Events come in time order (stable: lines logged in one millisecond keep their order).
+    matching.sort_by_key(|(_, e)| e.timestamp_ms);
+    let from = text(params, "nextToken").and_then(|t| t.parse::<usize>().ok()).unwrap_or(0).min(matching.len());
+    let limit = params
+        .get("limit")
+        .and_then(Value::as_u64)
+        .filter(|&l| l > 0)
+        .map_or(MAX_EVENTS, |l| (l as usize).min(MAX_EVENTS));
+    let mut to = from;
+    let mut bytes = 0;
+    while to < matching.len() && to - from < limit {
+        bytes += matching[to].1.message.len() + 26;
+        if bytes > MAX_PAGE_BYTES && to > from {
+            break;
+        }
+        to += 1;
+    }
+    let items: Vec<Value> = matching[from..to]
+        .iter()
         .map(|(i, e)| {
             json!({
                 "logStreamName": e.stream,
@@ -44,23 +66,58 @@ fn filter_log_events(account: &Account, params: &Value) -> ActionResult {
             })
         })
         .collect();
-    let limit = params.get("limit").and_then(Value::as_u64);
-    let (items, next) = page(&matching, text(params, "nextToken"), limit, 10_000);
     let mut out = json!({"events": items, "searchedLogStreams": []});
-    if let Some(next) = next {
-        out["nextToken"] = json!(next);
+    if to < matching.len() {
+        out["nextToken"] = json!(to.to_string());
     }
     Ok(out)
 }
 
-/// Split a filter pattern into terms: `"quoted phrase"` or bare words.
+/// The most events one FilterLogEvents page holds.
+const MAX_EVENTS: usize = 10_000;
+/// The most bytes of events one page holds (each event counted as its message plus 26 bytes).
+const MAX_PAGE_BYTES: usize = 1_048_576;
+
+/// A filter pattern for unstructured events.
+#[derive(Debug, PartialEq, Eq)]
+enum Pattern {
+    /// Every term must appear (also: no terms, every event).
+    All(Vec<String>),
+    /// `?a ?b`: any of the terms.
+    Any(Vec<String>),
+}
+
+impl Pattern {
+    fn parse(pattern: &str) -> Pattern {
+        let terms = pattern_terms(pattern);
+        if !terms.is_empty() && terms.iter().all(|t| t.starts_with('?')) {
+            Pattern::Any(terms.into_iter().map(|t| t[1..].to_owned()).collect())
+        } else {
+            Pattern::All(terms)
+        }
+    }
+
+    fn matches(&self, message: &str) -> bool {
+        match self {
+            Pattern::All(terms) => terms.iter().all(|t| message.contains(t.as_str())),
+            Pattern::Any(terms) => terms.iter().any(|t| message.contains(t.as_str())),
+        }
+    }
+}
+
+/// Split a filter pattern into terms: `"quoted phrase"` or bare words, each possibly `?`-led
+/// (kept on the term).
 fn pattern_terms(pattern: &str) -> Vec<String> {
     let mut terms = Vec::new();
     let mut rest = pattern.trim();
     while !rest.is_empty() {
-        if let Some(quoted) = rest.strip_prefix('"') {
+        let (any, after) = match rest.strip_prefix('?') {
+            Some(after) => ("?", after),
+            None => ("", rest),
+        };
+        if let Some(quoted) = after.strip_prefix('"') {
             let end = quoted.find('"').unwrap_or(quoted.len());
-            terms.push(quoted[..end].to_owned());
+            terms.push(format!("{any}{}", &quoted[..end]));
             rest = quoted.get(end + 1..).unwrap_or("").trim_start();
         } else {
             let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
@@ -78,5 +135,10 @@ mod tests {
     fn pattern_terms_split_quotes_and_words() {
         assert_eq!(super::pattern_terms(r#""stream errored out" conflict"#), ["stream errored out", "conflict"]);
         assert!(super::pattern_terms("  ").is_empty());
+        let any = super::Pattern::parse(r#"?"Tentativa " ?"Erro não recuperável" ?JWT"#);
+        assert_eq!(any, super::Pattern::Any(vec!["Tentativa ".into(), "Erro não recuperável".into(), "JWT".into()]));
+        assert!(any.matches("  message: 'Erro não recuperável (401): x',"));
+        assert!(!any.matches("  statusCode: 401,"));
+        assert!(!super::Pattern::parse("a b").matches("a only"));
     }
 }

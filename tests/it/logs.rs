@@ -1,0 +1,231 @@
+//! `evoctl logs`: the container's awslogs group, with the lab's own log groups
+//! (`GET /_lab/logs`) as the oracle.
+
+use crate::support::{Lab, text, wait_until};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const PRODUCTION_GROUP: &str = "/sst/cluster/alinhou-production-Cluster/EvolutionService/EvolutionService";
+
+/// The lab's events of the production group that contain every one of `needles`.
+fn lab_events(lab: &Lab, needles: &[&str]) -> Vec<Value> {
+    let events = lab.control("GET", "/logs", None);
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["group"] == PRODUCTION_GROUP)
+        .filter(|e| needles.iter().all(|n| e["message"].as_str().unwrap().contains(n)))
+        .cloned()
+        .collect()
+}
+
+/// How evoctl prints an event's time (RFC 3339 UTC, milliseconds).
+fn stamp(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        ms % 1000
+    )
+}
+
+/// The line evoctl prints for a one-line lab event.
+fn printed(event: &Value) -> String {
+    let task = event["stream"].as_str().unwrap().rsplit('/').next().unwrap();
+    format!("{} {task} {}", stamp(event["timestamp_ms"].as_u64().unwrap()), event["message"].as_str().unwrap())
+}
+
+#[test]
+fn kind_conflict_prints_exactly_the_conflict_lines_with_their_task_ids() {
+    let lab = Lab::start("conflict-loop");
+    let conflict = ["stream errored out", "conflict", "replaced"];
+    wait_until(Duration::from_secs(30), "conflict lines from both production tasks", || {
+        let streams: BTreeSet<String> =
+            lab_events(&lab, &conflict).iter().map(|e| e["stream"].as_str().unwrap().to_owned()).collect();
+        (streams.len() == 2 && lab_events(&lab, &conflict).len() >= 4).then_some(())
+    });
+    let before: Vec<String> = lab_events(&lab, &conflict).iter().map(printed).collect();
+    let output = lab.evoctl().args(["logs", "production", "--since", "5m", "--kind", "conflict"]).output().unwrap();
+    let after: Vec<String> = lab_events(&lab, &conflict).iter().map(printed).collect();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    // Every conflict line the lab held before the read, in order, and nothing that is not one.
+    assert_eq!(&lines[..before.len()], &before[..], "{stdout}");
+    assert!(after.starts_with(&lines.iter().map(|l| l.to_string()).collect::<Vec<_>>()), "{stdout}");
+    let tasks: BTreeSet<&str> = lines.iter().map(|l| l.split(' ').nth(1).unwrap()).collect();
+    let running: BTreeSet<String> = lab.control("GET", "/state", None)["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["clusterArn"].as_str().unwrap().ends_with(":cluster/alinhou-production"))
+        .map(|t| t["taskArn"].as_str().unwrap().rsplit('/').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(tasks.iter().map(|t| t.to_string()).collect::<BTreeSet<_>>(), running, "{stdout}");
+
+    // --output json: one evoctl.log/v1 object per line, each a conflict with its task.
+    let output = lab
+        .evoctl()
+        .args(["--output", "json", "logs", "production", "--since", "5m", "--kind", "conflict"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let records: Vec<Value> = text(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(records.len() >= before.len(), "{records:?}");
+    for record in &records {
+        assert_eq!(record["schema"], "evoctl.log/v1");
+        assert_eq!(record["kind"], "conflict");
+        assert_eq!(record["level"], "ERROR");
+        assert!(running.contains(record["task"].as_str().unwrap()), "{record}");
+        assert!(record["stream"].as_str().unwrap().ends_with(record["task"].as_str().unwrap()));
+        assert!(record["message"].as_str().unwrap().contains("\"msg\":\"stream errored out\""), "{record}");
+    }
+    // Without --kind the other lines are there too (the Browser / CONNECTED lines of the reconnects).
+    let output = lab.evoctl().args(["logs", "production", "--since", "5m"]).output().unwrap();
+    let all = text(&output.stdout);
+    assert!(all.lines().count() > records.len(), "{all}");
+    assert!(all.contains("Browser: Evo PRODUCTION"), "{all}");
+}
+
+#[test]
+fn follow_shows_a_new_webhook_failure_within_three_seconds_and_ctrl_c_exits_130() {
+    let lab = Lab::start("seed");
+    lab.link_production();
+    lab.control("POST", "/receiver", Some(&json!({"status": 401})));
+    let mut child = lab
+        .evoctl_process()
+        .args(["--output", "json", "logs", "production", "--since", "1m", "--follow", "--kind", "webhook"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_in, lines) = mpsc::channel::<(Instant, String)>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_in.send((Instant::now(), line));
+        }
+    });
+    let (notes_in, notes) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = notes_in.send(line);
+        }
+    });
+    let following = notes.recv_timeout(Duration::from_secs(30)).expect("a note that it follows");
+    assert_eq!(following, format!("following {PRODUCTION_GROUP} (Ctrl-C to stop)"));
+
+    // A message arrives; the receiver answers 401; the stand-in logs the failure.
+    lab.control("POST", "/phone/message", Some(&json!({"instance": "alinhou-production", "text": "oi"})));
+    let (seen_at, line) = lines.recv_timeout(Duration::from_secs(10)).expect("the failure is shown");
+    let record: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(record["kind"], "webhook", "{record}");
+    assert_eq!(record["webhook"], json!({"outcome": "not-retryable", "status": 401}), "{record}");
+    assert!(record["message"].as_str().unwrap().contains("Erro não recuperável (401)"), "{record}");
+    // Within 3 s of the stand-in writing it (the lab's timestamp of that event).
+    let written = lab_events(&lab, &["Erro não recuperável (401)"]);
+    let written_ms = written.first().expect("the lab holds the line")["timestamp_ms"].as_u64().unwrap();
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let shown_ms = now_ms - seen_at.elapsed().as_millis() as u64;
+    assert!(shown_ms.saturating_sub(written_ms) <= 3000, "shown {} ms after it was written", shown_ms - written_ms);
+    assert_eq!(record["timestamp_ms"].as_u64(), Some(written_ms));
+
+    let killed = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let rest: Vec<String> = notes.try_iter().collect();
+    assert_eq!(rest, ["interrupted (Ctrl-C)"], "no stack trace, no error");
+}
+
+#[test]
+fn a_container_that_does_not_log_to_awslogs_is_named_with_its_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("firelens.toml");
+    std::fs::write(
+        &scenario,
+        "extends = \"seed\"\ndescription = \"production logs through firelens\"\n\
+         [task_definitions.alinhou-production-EvolutionService]\nlog_driver = \"awsfirelens\"\n",
+    )
+    .unwrap();
+    let lab = Lab::start(scenario.to_str().unwrap());
+    let output = lab.evoctl().args(["logs", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(
+        text(&output.stderr),
+        "error: container EvolutionService of arn:aws:ecs:us-east-1:123456789012:task-definition/alinhou-production-EvolutionService:31 logs through the awsfirelens driver, not awslogs: its lines are not in CloudWatch Logs where evoctl reads them\n  fix: read them where awsfirelens sends them, or switch the container to the awslogs driver (SST's default)\n"
+    );
+}
+
+#[test]
+fn a_busy_log_is_read_page_by_page_bounded_by_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("busy.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "extends = \"seed\"\ndescription = \"a busy production log\"\n\
+             [log_groups.\"{PRODUCTION_GROUP}\"]\ngenerate = {{ streams = 3, lines = 4000, age_seconds = 1200 }}\n"
+        ),
+    )
+    .unwrap();
+    let lab = Lab::start(scenario.to_str().unwrap());
+    let busy = lab_events(&lab, &["busy line "]);
+    assert_eq!(busy.len(), 12_000);
+    let mut expected: Vec<&Value> = busy.iter().collect();
+    expected.sort_by_key(|e| e["timestamp_ms"].as_u64().unwrap());
+
+    lab.control("DELETE", "/journal", None);
+    let output = lab
+        .evoctl()
+        .args(["--output", "json", "logs", "production", "--since", "30m", "--limit", "20000", "--grep", "busy line"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stderr), "");
+    let shown: Vec<Value> = text(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let shown_text: Vec<&str> = shown.iter().map(|r| r["message"].as_str().unwrap()).collect();
+    let expected_text: Vec<&str> = expected.iter().map(|e| e["message"].as_str().unwrap()).collect();
+    assert_eq!(shown_text, expected_text, "every event once, oldest first");
+    let pages = lab.journal().iter().filter(|e| e["action"] == "FilterLogEvents").count();
+    // About 3.2 MB of events at 1 MB a page.
+    assert_eq!(pages, 4);
+
+    // The default limit stops at 10 000 events and says so.
+    let output = lab.evoctl().args(["logs", "production", "--since", "30m"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout).lines().count(), 10_000);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("warning: the window holds more than 10000 events: shown up to ")
+            && stderr.ends_with("; narrow --since or raise --limit\n"),
+        "{stderr}"
+    );
+
+    // --grep picks records by a regular expression; a bad one is a usage error.
+    let output =
+        lab.evoctl().args(["logs", "production", "--since", "30m", "--grep", "busy line 4242 of"]).output().unwrap();
+    assert_eq!(text(&output.stdout).lines().count(), 1, "{}", text(&output.stdout));
+    let output = lab.evoctl().args(["logs", "production", "--grep", "busy ("]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("`busy (` is not a regular expression"), "{}", text(&output.stderr));
+}
