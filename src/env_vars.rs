@@ -28,6 +28,10 @@ impl EnvVars {
     /// Bound on opening the data channel: TCP (or the proxy tunnel), TLS and the websocket upgrade.
     pub const EVOCTL_DATA_CHANNEL_CONNECT_TIMEOUT: &'static str = "EVOCTL_DATA_CHANNEL_CONNECT_TIMEOUT";
 
+    /// Where `doctor`'s whatsapp-reach layer and `connect` look for WhatsApp from inside the task
+    /// (`HOST:PORT`, default `web.whatsapp.com:443`); a rehearsal lab points it at its own listener.
+    pub const EVOCTL_WHATSAPP_ENDPOINT: &'static str = "EVOCTL_WHATSAPP_ENDPOINT";
+
     /// Set (to anything): no colour, as https://no-color.org asks; the terminal QR is then drawn
     /// in plain half blocks.
     pub const NO_COLOR: &'static str = "NO_COLOR";

@@ -253,6 +253,18 @@ pub enum WebhookCommand {
     Show(InstanceArgs),
     /// Set the webhook from the config file (secret sent over stdin)
     Set(InstanceArgs),
+    /// From inside the task, POST a probe signed as Evolution signs (the instance's jwt_key)
+    /// to the webhook URL and report the receiver's answer (exit 1 when it is not 2xx)
+    Test(WebhookTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookTestArgs {
+    #[command(flatten)]
+    pub instance: InstanceArgs,
+    /// Give up on the receiver after this long
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

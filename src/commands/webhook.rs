@@ -1,11 +1,14 @@
-//! `evoctl webhook show|set ENV [NAME]`: read the instance webhook (the `jwt_key` only as its
-//! length, never its value) or make it match evoctl.toml, sending the secret over the data
-//! channel. `set` writes nothing when the webhook already matches.
+//! `evoctl webhook show|set|test ENV [NAME]`: read the instance webhook (the `jwt_key` only as
+//! its length, never its value), make it match evoctl.toml (the secret over the data channel;
+//! nothing written when it already matches), or test delivery from inside the task: a probe
+//! signed with the instance's own `jwt_key` as 2.3.7 signs, POSTed to its URL (see
+//! [`crate::evolution::probe`]); exit 1 when the receiver does not take it.
 
 use super::Context;
 use super::reach::Reach;
-use crate::cli::{InstanceArgs, WebhookCommand};
+use crate::cli::{InstanceArgs, WebhookCommand, WebhookTestArgs};
 use crate::error::{Error, Result};
+use crate::evolution::probe::Verdict;
 use crate::exit;
 use serde_json::{Value, json};
 
@@ -13,6 +16,7 @@ pub async fn run(context: &Context, command: &WebhookCommand) -> Result<u8> {
     match command {
         WebhookCommand::Show(args) => show(context, args).await,
         WebhookCommand::Set(args) => set(context, args).await,
+        WebhookCommand::Test(args) => test(context, args).await,
     }
 }
 
@@ -74,4 +78,59 @@ async fn set(context: &Context, args: &InstanceArgs) -> Result<u8> {
     let events = if wanted.events.is_empty() { "all".to_owned() } else { wanted.events.join(", ") };
     context.printer.data(&report, || format!("webhook of {name} set to {} (events: {events})", wanted.url));
     Ok(exit::OK)
+}
+
+async fn test(context: &Context, args: &WebhookTestArgs) -> Result<u8> {
+    let reach = Reach::new(context, &args.instance.env).await?;
+    let name = reach.instance_name(&args.instance.name).to_owned();
+    let reference = reach.env.webhook.as_ref().and_then(|w| w.jwt_secret.clone());
+    // The secret evoctl.toml names, to tell which side differs on a 401 (compared in the task).
+    let expected = match &reference {
+        Some(reference) => match crate::aws::secrets::fetch(&reach.aws, reference).await? {
+            crate::aws::secrets::SecretValue::Value(value) if !value.is_empty() => Some(value),
+            _ => None,
+        },
+        None => None,
+    };
+    let probe = reach.driver().webhook_probe(&name, expected.as_deref(), args.timeout).await?;
+    let verdict = probe.verdict(&reach.env.name, reference.as_ref());
+    let (ok, problem, fix) = match &verdict {
+        Verdict::Delivered { .. } => (true, None, None),
+        Verdict::Broken { problem, fix } => (false, Some(problem.clone()), Some(fix.clone())),
+    };
+    let report = json!({
+        "schema": "evoctl.webhook-test/v1",
+        "env": reach.env.name,
+        "instance": name,
+        "ok": ok,
+        "url": probe.url,
+        "target": probe.target,
+        "event": crate::evolution::probe::PROBE_EVENT,
+        "jwt": probe.jwt,
+        "jwt_key_matches_config": probe.matches_config,
+        "http_status": probe.http_status,
+        "latency_ms": probe.ms,
+        "error_code": probe.code,
+        "problem": problem,
+        "fix": fix,
+    });
+    context.printer.data(&report, || match &verdict {
+        Verdict::Delivered { status, ms } => format!(
+            "webhook test: ok\nPOST {} answered {status} in {ms} ms ({})\n",
+            probe.target.as_deref().unwrap_or(""),
+            if probe.jwt {
+                "JWT signed with the instance's jwt_key, as Evolution signs"
+            } else {
+                "no jwt_key: sent without a JWT"
+            }
+        ),
+        Verdict::Broken { problem, .. } => format!("webhook test: FAILED\n{problem}\n"),
+    });
+    match verdict {
+        Verdict::Delivered { .. } => Ok(exit::OK),
+        Verdict::Broken { fix, .. } => {
+            context.printer.note(&format!("fix: {fix}"));
+            Ok(exit::FINDINGS)
+        }
+    }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 pub mod api;
 pub mod logs;
+pub mod probe;
 pub mod retries;
 
 const REQUEST_PROGRAM: &str = include_str!("request.js");

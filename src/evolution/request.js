@@ -136,8 +136,18 @@ const watch = (secret) => {
         emit({ e: "linked", number: row && row.ownerJid ? String(row.ownerJid).split("@")[0] : null });
       })
       .catch(() => emit({ e: "linked", number: null }));
+  let reachChecked = false;
   const step = () => {
     if (Date.now() - start > W.timeout_ms) return emit({ e: "timeout" });
+    // No QR for a while: can the task reach WhatsApp at all? (2.3.7 answers {count:0} for ever
+    // when Baileys cannot connect.)
+    if (W.reach && !reachChecked && lastCode === null && openSince === null && Date.now() - start >= W.reach.after_ms) {
+      reachChecked = true;
+      return whatsappReach(W.reach).then((result) => {
+        emit(Object.assign({ e: "reach" }, result));
+        if (result.ok) setTimeout(step, W.interval_ms);
+      });
+    }
     call(null, openSince === null ? R.path : W.state_path)
       .then((answer) => {
         const body = parse(answer.body);
@@ -193,13 +203,136 @@ const watch = (secret) => {
     })
     .catch(lost);
 };
+// Reach mode (and the watch's check): can this task open a TLS connection to WhatsApp's web
+// endpoint? DNS, then TCP, then the TLS handshake (verified as Baileys' websocket verifies it),
+// all within T.timeout_ms; the answer names the stage that failed.
+const whatsappReach = (T) =>
+  new Promise((resolve) => {
+    const start = Date.now();
+    let stage = "dns";
+    let socket = null;
+    let ended = false;
+    const done = (result) => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(timer);
+      if (socket) socket.destroy();
+      resolve(Object.assign({ host: T.host, port: T.port, stage, ms: Date.now() - start }, result));
+    };
+    const timer = setTimeout(() => done({ ok: false, code: "TIMEOUT" }), T.timeout_ms);
+    require("dns").lookup(T.host, (err, address) => {
+      if (err) return done({ ok: false, code: err.code || "DNS" });
+      stage = "connect";
+      const net = require("net");
+      const options = { host: address, port: T.port, ALPNProtocols: ["http/1.1"] };
+      if (!net.isIP(T.host)) options.servername = T.host;
+      socket = require("tls").connect(options);
+      socket.once("connect", () => (stage = "tls"));
+      socket.once("secureConnect", () => done({ ok: true }));
+      socket.once("error", (e) => done({ ok: false, code: e.code || "ERROR", message: String(e.message) }));
+    });
+  });
+// Probe mode (webhook test): sign a JWT with the instance's own jwt_key exactly as 2.3.7 does
+// and POST a probe payload to its webhook URL (byEvents: URL + "/" + the probe's suffix), as
+// axios would; the answer has the status and latency. The token and the key never leave the
+// container: a receiver's body is returned only with them cut out. `expected` (stdin) is the
+// secret evoctl.toml names, compared here so that it is never sent back either.
+const b64url = (b) => Buffer.from(b).toString("base64").replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
+const signJwt = (secret) => {
+  const iat = Math.floor(Date.now() / 1000);
+  const input = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" })) + "." + b64url(JSON.stringify({ iat, exp: iat + 600, app: "evolution", action: "webhook" }));
+  return input + "." + b64url(require("crypto").createHmac("sha256", secret).update(input).digest());
+};
+const probe = (expected) => {
+  const P = R.probe;
+  call(null, P.find_path, "GET")
+    .then((found) => {
+      if (found.status !== 200) return reply({ status: found.status, body: found.body });
+      const row = parse(found.body);
+      if (!row) return reply({ status: 200, probe: { e: "no_webhook" } });
+      const stored = row.headers && typeof row.headers === "object" ? row.headers : {};
+      const hasKey = Object.prototype.hasOwnProperty.call(stored, "jwt_key");
+      const key = stored.jwt_key;
+      const base = {
+        url: row.url,
+        enabled: !!row.enabled,
+        by_events: !!row.webhookByEvents,
+        jwt: hasKey,
+        matches_config: expected === null ? null : hasKey && key === expected,
+      };
+      const answer = (fields) => reply({ status: 200, probe: Object.assign(base, fields) });
+      if (hasKey && (typeof key !== "string" || key === "")) return answer({ e: "jwt_unusable" });
+      if (!/^https?:\/\//.test(row.url || "")) return answer({ e: "bad_url" });
+      const headers = {};
+      for (const [k, v] of Object.entries(stored)) {
+        if (k === "jwt_key" || (hasKey && k.toLowerCase() === "authorization")) continue;
+        if (["string", "number", "boolean"].includes(typeof v)) headers[k] = String(v);
+      }
+      const token = hasKey ? signJwt(key) : null;
+      if (token) headers.Authorization = "Bearer " + token;
+      const target = row.webhookByEvents ? row.url + "/" + P.suffix : row.url;
+      const payload = JSON.stringify({
+        event: P.event,
+        instance: P.instance,
+        data: { evoctl_probe: true, note: "a delivery test from evoctl webhook test; no action is expected" },
+        destination: row.url,
+        date_time: new Date().toISOString(),
+        sender: null,
+        server_url: setting("SERVER_URL") || null,
+        apikey: null,
+      });
+      const scrub = (text) => {
+        let out = String(text);
+        for (const secret of [token, key, expected]) if (typeof secret === "string" && secret) out = out.split(secret).join("[redacted]");
+        return out;
+      };
+      const start = Date.now();
+      let request;
+      try {
+        const client = require(target.startsWith("https:") ? "https" : "http");
+        headers["Content-Type"] = "application/json";
+        headers["Content-Length"] = String(Buffer.byteLength(payload));
+        headers["X-Evoctl-Probe"] = "1";
+        request = client.request(target, { method: "POST", headers });
+      } catch (e) {
+        return answer({ e: "failed", target, code: e.code || "ERR_INVALID_URL", message: scrub(e.message), ms: 0 });
+      }
+      const timer = setTimeout(() => request.destroy(Object.assign(new Error("no answer within " + P.timeout_ms + " ms"), { code: "PROBE_TIMEOUT" })), P.timeout_ms);
+      request.on("response", (response) => {
+        const ms = Date.now() - start;
+        let body = "";
+        response.setEncoding("utf8");
+        response.on("data", (d) => { if (body.length < 2000) body += d; });
+        const finish = () => {
+          clearTimeout(timer);
+          answer({ e: "answered", target, http_status: response.statusCode, ms, location: response.headers.location || null, body: scrub(body.slice(0, 300)) });
+        };
+        response.on("end", finish);
+        response.on("error", finish);
+      });
+      request.on("error", (e) => {
+        clearTimeout(timer);
+        answer({ e: "failed", target, code: e.code || "ERROR", message: scrub(e.message), ms: Date.now() - start });
+      });
+      request.end(payload);
+    })
+    .catch(failed);
+};
 const run = (secret) =>
   R.watch
     ? watch(secret)
     : owned()
         .then((mine) => (mine ? call(withSecret(R.body, secret)).then(reply) : reply({ status: 0, foreign: true })))
         .catch(failed);
-if (R.repeat) {
+if (R.reach) {
+  whatsappReach(R.reach).then((result) => reply({ status: 200, reach: result }));
+} else if (R.probe && !R.probe.with_expected) {
+  probe(null);
+} else if (R.probe) {
+  let text = "";
+  process.stdin.on("data", (d) => (text += d));
+  process.stdin.on("end", () => probe(text));
+} else if (R.repeat) {
   sample();
 } else if (R.gone) {
   owned()

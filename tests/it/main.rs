@@ -34,3 +34,4 @@ mod slots;
 mod status;
 mod support;
 mod tls;
+mod webhook_probe;

@@ -128,6 +128,9 @@ pub struct AgentOptions {
     pub session_log_upload: Duration,
     /// Holds `bin/` (the container PATH) and `tasks/<id>/evolution` work dirs.
     pub root: PathBuf,
+    /// Set in every session on top of the task's environment (the trust the image has in
+    /// WhatsApp's CA: `NODE_EXTRA_CA_CERTS` for the lab's stand-in endpoint).
+    pub container_env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -534,6 +537,9 @@ impl AgentHub {
         environment.insert("PATH".into(), self.container_path());
         environment.insert("TERM".into(), "xterm-256color".into());
         environment.entry("LANG".into()).or_insert_with(|| "C.UTF-8".into());
+        for (name, value) in &self.options.container_env {
+            environment.insert(name.clone(), value.clone());
+        }
         environment.insert("HOME".into(), workdir.display().to_string());
         if let Some(port) = shared.evolution.port_of(&grant.task_id) {
             environment.insert("SERVER_PORT".into(), port.to_string());

@@ -24,6 +24,7 @@ pub mod shell_words;
 pub mod sigv4;
 pub mod state;
 pub mod tls;
+pub mod whatsapp;
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -117,11 +118,26 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         Some(path) => absolute(path).with_extension("containers"),
         None => std::env::temp_dir().join(format!("evoctl-lab-{}-{}", std::process::id(), address.port())),
     };
+    let whatsapp = match options.whatsapp {
+        Some(whatsapp) => whatsapp,
+        None => match scenario.whatsapp.as_deref() {
+            Some(text) => text.parse().map_err(|e| format!("scenario {}: whatsapp: {e}", options.scenario))?,
+            None => evolution::process::WhatsApp::Reachable,
+        },
+    };
+    let whatsapp_endpoint = whatsapp::start(whatsapp == evolution::process::WhatsApp::Reachable).await?;
+    let mut container_env = Vec::new();
+    if let Some(ca) = &whatsapp_endpoint.ca_pem {
+        let path = sibling(options.ready_file.as_deref().map(absolute).as_deref(), "whatsapp-ca.pem");
+        write_atomically(&path, ca)?;
+        container_env.push(("NODE_EXTRA_CA_CERTS".to_owned(), path.display().to_string()));
+    }
     let hub = agent::AgentHub::new(agent::AgentOptions {
         agent_delay: options.agent_delay,
         read_interval: options.agent_read_interval,
         session_log_upload: options.session_log_upload,
         root,
+        container_env,
     })
     .map_err(|e| format!("cannot prepare the exec agent's container dir: {e}"))?;
     let mut externals: indexmap::IndexMap<String, String> = scenario
@@ -130,13 +146,6 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         .filter_map(|(key, service)| service.external_evolution.as_ref().map(|e| (key.clone(), e.address.clone())))
         .collect();
     externals.extend(options.external_evolution.iter().cloned());
-    let whatsapp = match options.whatsapp {
-        Some(whatsapp) => whatsapp,
-        None => match scenario.whatsapp.as_deref() {
-            Some(text) => text.parse().map_err(|e| format!("scenario {}: whatsapp: {e}", options.scenario))?,
-            None => evolution::process::WhatsApp::Reachable,
-        },
-    };
     let evolution = evolution::EvolutionHub::new(evolution::SimOptions {
         qr_rotate: options.qr_rotate,
         auto_scan_after: options.auto_scan_after,
@@ -145,6 +154,9 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         tick: options.tick,
         externals,
     });
+    for (target, spec) in &scenario.receiver {
+        evolution.receiver.verify_with(target, &spec.verify_with);
+    }
     for (account, (_, spec)) in accounts.list.iter().zip(scenario.account_specs()) {
         evolution.seed(account, &spec.linked_instances)?;
     }
@@ -198,6 +210,7 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         ("AWS_DEFAULT_REGION", region.clone()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ("EVOCTL_CONFIG", config_path.display().to_string()),
+        ("EVOCTL_WHATSAPP_ENDPOINT", format!("localhost:{}", whatsapp_endpoint.address.port())),
     ]);
     if let Some(path) = &ca_bundle {
         env.insert("AWS_CA_BUNDLE", path.display().to_string());
@@ -275,6 +288,14 @@ fn write_aws_profiles(
     write_atomically(&config_path, &config)?;
     write_atomically(&credentials_path, &credentials)?;
     Ok((config_path, credentials_path))
+}
+
+/// `ready.json` -> `ready-NAME` beside it; no ready file -> a file in the temp dir.
+fn sibling(ready_file: Option<&Path>, name: &str) -> PathBuf {
+    match ready_file {
+        Some(path) => path.with_file_name(format!("{}-{name}", file_stem(path))),
+        None => std::env::temp_dir().join(format!("evoctl-lab-{}-{name}", std::process::id())),
+    }
 }
 
 /// `ready.json` -> `ready-ca.pem` beside it; no ready file -> a file in the temp dir.

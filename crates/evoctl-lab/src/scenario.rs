@@ -32,6 +32,8 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("kms-exec", include_str!("../scenarios/kms-exec.toml")),
     ("two-accounts", include_str!("../scenarios/two-accounts.toml")),
     ("two-accounts-both-live", include_str!("../scenarios/two-accounts-both-live.toml")),
+    ("jwt-mismatch", include_str!("../scenarios/jwt-mismatch.toml")),
+    ("no-whatsapp-route", include_str!("../scenarios/no-whatsapp-route.toml")),
 ];
 
 /// A fully merged scenario.
@@ -70,6 +72,10 @@ pub struct Scenario {
     /// or `open` ever; connected instances loop between `connecting` and `close`).
     #[serde(default)]
     pub whatsapp: Option<String>,
+    /// The lab's webhook receiver, per target (`/_lab/webhooks/TARGET/…`): as the app, it
+    /// verifies each delivery's JWT with a secret of the account.
+    #[serde(default)]
+    pub receiver: IndexMap<String, ReceiverSpec>,
     /// Other accounts, by account id (each with its own region and resources).
     #[serde(default)]
     pub accounts: IndexMap<String, AccountSpec>,
@@ -127,6 +133,14 @@ impl Scenario {
             .chain(self.accounts.iter().map(|(id, spec)| (id.clone(), spec.clone())))
             .collect()
     }
+}
+
+/// How the receiver treats one target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverSpec {
+    /// The SecureString parameter whose value the app verifies JWTs with.
+    pub verify_with: String,
 }
 
 /// An instance whose session is already linked (`open`) when the lab starts.

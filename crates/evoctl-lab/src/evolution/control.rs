@@ -7,6 +7,10 @@
 //! same target and the same body, which retries repeat exactly, plus one). `POST /_lab/receiver
 //! {"status": N}` sets the answer for every later delivery; `{"status": 0}` makes it never
 //! answer (it holds the request until the sender gives up, so the sender sees its own timeout).
+//! A target may also verify as an app does ([`Receiver::verify_with`], the scenario's
+//! `[receiver.TARGET] verify_with = "PARAMETER"`): a delivery whose JWT does not verify with
+//! that secret is answered 401 `{"error":"invalid signature"}`, whatever the switch says
+//! otherwise (a switched-off receiver, 0 or 5xx, answers that first).
 
 use super::EvolutionHub;
 use axum::body::Bytes;
@@ -22,11 +26,13 @@ use std::time::Duration;
 pub struct Receiver {
     records: Mutex<Vec<Value>>,
     answer: Mutex<u16>,
+    /// Target (the first path segment after `/_lab/webhooks/`) → the secret's name it verifies with.
+    verify: Mutex<Vec<(String, String)>>,
 }
 
 impl Default for Receiver {
     fn default() -> Receiver {
-        Receiver { records: Mutex::new(Vec::new()), answer: Mutex::new(200) }
+        Receiver { records: Mutex::new(Vec::new()), answer: Mutex::new(200), verify: Mutex::new(Vec::new()) }
     }
 }
 
@@ -48,7 +54,11 @@ impl Receiver {
             .iter()
             .map(|(name, value)| (name.as_str().to_owned(), json!(String::from_utf8_lossy(value.as_bytes()))))
             .collect();
-        let answer = *self.answer.lock().expect("lab lock");
+        let switch = *self.answer.lock().expect("lab lock");
+        let first = target.split('/').next().unwrap_or("");
+        let wanted = self.verify.lock().expect("lab lock").iter().find(|(t, _)| t == first).map(|(_, s)| s.clone());
+        let rejected = wanted.as_ref().is_some_and(|name| verified.as_ref().is_none_or(|(by, _)| by != name));
+        let answer = if rejected && (200..500).contains(&switch) { 401 } else { switch };
         {
             let mut records = self.records.lock().expect("lab lock");
             let attempt = 1 + records.iter().filter(|r| r["target"] == target.as_str() && r["body"] == body).count();
@@ -67,7 +77,15 @@ impl Receiver {
             // Never answer: the sender's own timeout ends the request.
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
+        if answer == 401 && rejected {
+            return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid signature"}))).into_response();
+        }
         StatusCode::from_u16(answer).unwrap_or(StatusCode::OK).into_response()
+    }
+
+    /// Deliveries to `target` must carry a JWT signed with the secret named `secret`.
+    pub fn verify_with(&self, target: &str, secret: &str) {
+        self.verify.lock().expect("lab lock").push((target.to_owned(), secret.to_owned()));
     }
 
     pub fn records(&self) -> Vec<Value> {
