@@ -34,6 +34,9 @@ const POLL: Duration = Duration::from_secs(1);
 const AGENT_WAIT: Duration = Duration::from_secs(60);
 /// Warn when this few QRs are left before QRCODE_LIMIT refuses the instance.
 const LIMIT_MARGIN: u64 = 3;
+/// No QR after this long: check from the task that WhatsApp can be reached at all (2.3.7 answers
+/// `{count:0}` for ever when Baileys cannot connect). A first QR normally comes within seconds.
+const NO_QR_CHECK: Duration = Duration::from_secs(10);
 
 /// `--output json` document (schema `evoctl.connect/v1`).
 #[derive(Debug, Serialize)]
@@ -100,6 +103,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
             create: Some((&create, secret.as_deref())),
             timing,
             first_only: false,
+            reach_after: Some(NO_QR_CHECK),
         };
         let watched = driver.watch_link(watch, &mut sink);
         let status = tokio::select! {
@@ -158,6 +162,19 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
         Some(WatchEvent::Taken | WatchEvent::Foreign) => return Err(crate::evolution::foreign(&name)),
         Some(WatchEvent::PairingIgnored) => return Err(super::instance::pairing_ignored(&name, &env.name)),
         Some(WatchEvent::Error { status, body }) => return Err(watch_error("connect", status, body)),
+        Some(WatchEvent::Reach(reach)) if !reach.ok => {
+            let (problem, fix) = reach.problem().unwrap_or_default();
+            return Err(Error::Unavailable {
+                message: format!(
+                    "{name} has shown no QR in {} s and Evolution answers {{count:0}}: {problem}",
+                    NO_QR_CHECK.as_secs()
+                ),
+                fix: format!(
+                    "{fix}; then `evoctl doctor {}` (whatsapp-reach) and `evoctl connect {}`",
+                    env.name, env.name
+                ),
+            });
+        }
         _ => {
             return Err(Error::exec(
                 ExecKind::Container,
@@ -309,6 +326,14 @@ impl<'a> QrView<'a> {
                 printer.note("created the instance");
             }
             WatchEvent::State { state } => self.last_state = Some(state),
+            WatchEvent::Reach(reach) if reach.ok => printer.note(&format!(
+                "no QR after {} s, but the task reaches WhatsApp ({}:{} in {} ms); still waiting…",
+                NO_QR_CHECK.as_secs(),
+                reach.host,
+                reach.port,
+                reach.ms
+            )),
+            WatchEvent::Reach(_) => {}
             WatchEvent::Qr { code, pairing, count, limit } => {
                 self.shown += 1;
                 if let Some(path) = self.png

@@ -106,7 +106,14 @@ async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
     // One session: the state, then connect polled until a code this flow made (never the last
     // flow's code, which 2.3.7 keeps after a logout), or `open`.
     let timing = WatchTiming { interval: Duration::from_secs(1), timeout: FIRST_CODE_WAIT, stable: Duration::ZERO };
-    let watch = Watch { name: &name, number: args.pairing_number.as_deref(), create: None, timing, first_only: true };
+    let watch = Watch {
+        name: &name,
+        number: args.pairing_number.as_deref(),
+        create: None,
+        timing,
+        first_only: true,
+        reach_after: None,
+    };
     let mut sink = EventLines::new(|_| {});
     driver.watch_link(watch, &mut sink).await?;
     let (last, stray) = (sink.last.clone(), text_of(&sink.stray));

@@ -33,6 +33,11 @@ pub struct InstanceInfo {
     pub client_name: Option<String>,
     #[serde(default)]
     pub integration: Option<String>,
+    /// When the socket was last closed for good (a logout, a 401/403); null while it never was.
+    #[serde(rename = "disconnectionAt", default)]
+    pub disconnection_at: Option<String>,
+    #[serde(rename = "createdAt", default)]
+    pub created_at: Option<String>,
 }
 
 impl InstanceInfo {

@@ -280,9 +280,10 @@ impl WebhookFailures {
         self.retries + self.not_retryable + self.gave_up + self.jwt + self.recovered
     }
 
-    /// Deliveries lost (not retried any more, or never sent).
+    /// Deliveries lost (given up, or never sent). A refused delivery is also logged as given
+    /// up (`Erro não recuperável` then `Todas as tentativas falharam`), so it counts once.
     pub fn lost(&self) -> usize {
-        self.not_retryable + self.gave_up + self.jwt
+        self.gave_up.max(self.not_retryable) + self.jwt
     }
 }
 

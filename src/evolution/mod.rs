@@ -105,7 +105,15 @@ impl Driver<'_> {
     /// open. With `first_only` it ends at the first fresh code (or `open`). Events are printed
     /// one JSON line each to `sink` as they happen (see [`crate::runbook::watch`]).
     pub async fn watch_link(&self, watch: Watch<'_>, sink: &mut dyn OutputSink) -> Result<i32> {
-        let Watch { name, number, create, timing, first_only } = watch;
+        let Watch { name, number, create, timing, first_only, reach_after } = watch;
+        let reach = match reach_after {
+            Some(after) => {
+                let mut reach = probe::reach_request(probe::REACH_TIMEOUT)?;
+                reach["after_ms"] = json!(after.as_millis() as u64);
+                Some(reach)
+            }
+            None => None,
+        };
         let mut path = format!("/instance/connect/{}", api::segment(name));
         if let Some(number) = number {
             path.push_str(&format!("?number={number}"));
@@ -122,6 +130,7 @@ impl Driver<'_> {
                 "state_path": state_path(name),
                 "number": number,
                 "first_only": first_only,
+                "reach": reach,
                 "interval_ms": timing.interval.as_millis() as u64,
                 "timeout_ms": timing.timeout.as_millis() as u64,
                 "stable_ms": timing.stable.as_millis() as u64,
@@ -203,6 +212,8 @@ pub struct Watch<'a> {
     pub timing: WatchTiming,
     /// End at the first fresh code (or `open`) instead of waiting for the link.
     pub first_only: bool,
+    /// No QR after this long: probe the route to WhatsApp (and end the watch when there is none).
+    pub reach_after: Option<Duration>,
 }
 
 /// One answer of a repeat-mode call.

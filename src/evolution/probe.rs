@@ -96,7 +96,7 @@ impl Reach {
 }
 
 /// A webhook probe's answer, as the request program reports it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct WebhookProbe {
     /// `answered`, `failed`, `no_webhook`, `jwt_unusable`, `bad_url`.
     pub e: String,

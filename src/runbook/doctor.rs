@@ -7,8 +7,9 @@
 use crate::aws::{Aws, Fleet, sdk_failure};
 use crate::config::{Config, Environment};
 use crate::error::{Error, Result};
-use crate::evolution::Driver;
 use crate::evolution::api::WebhookRequest;
+use crate::evolution::probe::{self, WebhookProbe};
+use crate::evolution::{Driver, logs};
 use crate::exec::envelope::RunSpec;
 use crate::exec::run::{Collected, RunOptions};
 use crate::exec::target::ExecTarget;
@@ -67,15 +68,18 @@ pub enum Layer {
     ExecTrial,
     Evolution,
     ApiKey,
+    WhatsappReach,
     Instance,
+    InstanceHealth,
     Webhook,
+    WebhookDelivery,
     Conflicts,
     Isolation,
 }
 
 impl Layer {
     /// Every layer, in the order they are checked.
-    pub const ALL: [Layer; 16] = [
+    pub const ALL: [Layer; 19] = [
         Layer::Credentials,
         Layer::Cluster,
         Layer::Service,
@@ -88,8 +92,11 @@ impl Layer {
         Layer::ExecTrial,
         Layer::Evolution,
         Layer::ApiKey,
+        Layer::WhatsappReach,
         Layer::Instance,
+        Layer::InstanceHealth,
         Layer::Webhook,
+        Layer::WebhookDelivery,
         Layer::Conflicts,
         Layer::Isolation,
     ];
@@ -109,8 +116,11 @@ impl Layer {
             Layer::ExecTrial => "exec-trial",
             Layer::Evolution => "evolution",
             Layer::ApiKey => "api-key",
+            Layer::WhatsappReach => "whatsapp-reach",
             Layer::Instance => "instance",
+            Layer::InstanceHealth => "instance-health",
             Layer::Webhook => "webhook",
+            Layer::WebhookDelivery => "webhook-delivery",
             Layer::Conflicts => "conflicts",
             Layer::Isolation => "isolation",
         }
@@ -376,8 +386,18 @@ async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, min
         (Ok(true), ApiKey::Set(_)) => checks.ok(Layer::ApiKey, "the container's own key is accepted (verify-creds)"),
     }
     if checks.failed() {
-        checks.skip(Layer::Instance, Some(Layer::Conflicts), "needs a working API key");
+        checks.skip(Layer::WhatsappReach, Some(Layer::Conflicts), "needs a working API key");
         return;
+    }
+    match driver.whatsapp_reach(probe::REACH_TIMEOUT).await {
+        Ok(reach) => match reach.problem() {
+            None => checks.ok(
+                Layer::WhatsappReach,
+                format!("TLS to {}:{} from the task in {} ms", reach.host, reach.port, reach.ms),
+            ),
+            Some((problem, fix)) => checks.fail(Layer::WhatsappReach, problem, fix),
+        },
+        Err(err) => checks.error(Layer::WhatsappReach, &err),
     }
     let state = driver.connection_state(&env.instance).await;
     let exists = match &state {
@@ -406,8 +426,152 @@ async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, min
             false
         }
     };
+    instance_health_layer(checks, env, &driver, exists).await;
     webhook_layer(checks, aws, env, mine, &driver, exists).await;
+    webhook_delivery_layer(checks, aws, env, mine, &driver, exists).await;
 }
+
+/// 2.3.7's report of instances created but stuck in `close` (evolution-foundation/evolution-api#2419):
+/// an instance that is `close` and was never linked nor disconnected since it was created.
+async fn instance_health_layer(checks: &mut Checks, env: &Environment, driver: &Driver<'_>, exists: bool) {
+    if !exists {
+        return checks.skip(Layer::InstanceHealth, Some(Layer::Webhook), "needs the instance");
+    }
+    match driver.fetch_instances(Some(&env.instance)).await {
+        Ok(rows) => match rows.first() {
+            Some(row)
+                if row.connection_status.as_deref() == Some("close")
+                    && row.owner_jid.is_none()
+                    && row.disconnection_at.is_none() =>
+            {
+                checks.warn(
+                    Layer::InstanceHealth,
+                    format!(
+                        "{} is close and has never been linked or disconnected since it was created{}",
+                        env.instance,
+                        row.created_at.as_deref().map(|at| format!(" ({at})")).unwrap_or_default()
+                    ),
+                    format!(
+                        "`evoctl connect {}`; if no QR ever comes while whatsapp-reach is OK, this is 2.3.7's report of new instances stuck in close (evolution-foundation/evolution-api#2419): delete and re-create it (`evoctl instance delete {} --yes`, then `evoctl connect {}`)",
+                        env.name, env.name, env.name
+                    ),
+                );
+            }
+            Some(row) => checks.ok(
+                Layer::InstanceHealth,
+                format!(
+                    "{} is {}{}",
+                    env.instance,
+                    row.connection_status.as_deref().unwrap_or("?"),
+                    row.number().map(|n| format!(", linked to {n}")).unwrap_or_default()
+                ),
+            ),
+            None => checks.skip(Layer::InstanceHealth, Some(Layer::Webhook), "fetchInstances does not list it"),
+        },
+        Err(err) => checks.error(Layer::InstanceHealth, &err),
+    }
+}
+
+/// What Evolution's own log says about webhook deliveries of the last [`CONFLICT_WINDOW`]; on a
+/// clean log, a probe from the task (see `evoctl webhook test`).
+async fn webhook_delivery_layer(
+    checks: &mut Checks,
+    aws: &Aws,
+    env: &Environment,
+    mine: &EnvFacts,
+    driver: &Driver<'_>,
+    exists: bool,
+) {
+    let minutes = CONFLICT_WINDOW.as_secs() / 60;
+    let reference = env.webhook.as_ref().and_then(|w| w.jwt_secret.clone());
+    let failures = match mine.conflicts.as_ref().map(|c| c.log_group.clone()) {
+        Some(group) => {
+            let start_ms = crate::aws::logs::now_ms() - CONFLICT_WINDOW.as_millis() as i64;
+            let window =
+                crate::aws::logs::Window { group: &group, pattern: logs::WEBHOOK_PATTERN, start_ms, limit: 10_000 };
+            match crate::aws::logs::read(&aws.logs(), window).await {
+                Ok(read) => Some(logs::WebhookFailures::of(&logs::assemble(&read.lines))),
+                Err(err) => return checks.error(Layer::WebhookDelivery, &err),
+            }
+        }
+        None => None,
+    };
+    if let Some(failures) = failures.as_ref().filter(|f| f.lost() > 0 || f.retries > f.recovered) {
+        let last = failures
+            .last_status
+            .map(|s| format!("last status {s}"))
+            .unwrap_or_else(|| "no HTTP status (timeouts or network errors)".into());
+        let message = failures.last_message.as_deref().unwrap_or("");
+        let evidence = if failures.jwt > 0 {
+            format!(
+                "{} JWT generation failures in the last {minutes} minutes: the jwt_key cannot sign, so nothing of the instance is delivered ({message})",
+                failures.jwt
+            )
+        } else {
+            format!(
+                "Evolution's log, last {minutes} minutes: {} deliveries lost ({} refused without retry), {} failed tries, {} recovered; {last} ({message})",
+                failures.lost(),
+                failures.not_retryable,
+                failures.retries,
+                failures.recovered
+            )
+        };
+        let fix = match failures.last_status {
+            _ if failures.jwt > 0 => format!("`evoctl webhook set {}` writes a usable jwt_key", env.name),
+            Some(401 | 403) => {
+                let probe = WebhookProbe {
+                    e: "answered".into(),
+                    url: failures.last_url.clone(),
+                    jwt: true,
+                    http_status: failures.last_status,
+                    ..WebhookProbe::default()
+                };
+                match probe.verdict(&env.name, reference.as_ref()) {
+                    probe::Verdict::Broken { fix, .. } => fix,
+                    probe::Verdict::Delivered { .. } => unreachable!("a 401 is not delivered"),
+                }
+            }
+            Some(404) => format!(
+                "check url (and by_events) under [env.{}.webhook], then `evoctl webhook set {}`",
+                env.name, env.name
+            ),
+            _ => format!("check the receiver's health and logs; `evoctl webhook test {}` probes it now", env.name),
+        };
+        return checks.fail(Layer::WebhookDelivery, evidence, fix);
+    }
+    let logged = match &failures {
+        Some(f) if f.recovered > 0 => {
+            format!("{} deliveries recovered after retries in the last {minutes} minutes", f.recovered)
+        }
+        Some(_) => format!("no delivery failures in Evolution's log in the last {minutes} minutes"),
+        None => "no awslogs group to read".into(),
+    };
+    if !exists || env.webhook.is_none() {
+        return checks.ok(Layer::WebhookDelivery, format!("{logged} (no instance webhook to probe)"));
+    }
+    let expected = match &reference {
+        Some(reference) => match crate::aws::secrets::fetch(aws, reference).await {
+            Ok(crate::aws::secrets::SecretValue::Value(value)) if !value.is_empty() => Some(value),
+            _ => None,
+        },
+        None => None,
+    };
+    match driver.webhook_probe(&env.instance, expected.as_deref(), PROBE_TIMEOUT).await {
+        Ok(answer) => match answer.verdict(&env.name, reference.as_ref()) {
+            probe::Verdict::Delivered { status, ms } => checks.ok(
+                Layer::WebhookDelivery,
+                format!("{logged}; a probe to {} got {status} in {ms} ms", answer.target.as_deref().unwrap_or("")),
+            ),
+            probe::Verdict::Broken { problem, fix } => {
+                checks.fail(Layer::WebhookDelivery, format!("{logged}; a probe: {problem}"), fix)
+            }
+        },
+        Err(err) => checks.error(Layer::WebhookDelivery, &err),
+    }
+}
+
+/// How long doctor's webhook probe waits for the receiver.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn webhook_layer(
     checks: &mut Checks,

@@ -1,5 +1,5 @@
 //! The event streams of the programs in the container, one JSON object per line: the link watch
-//! (`created`, `taken`, `foreign`, `qr`, `pairing_ignored`, `state`, `linked`, `flap`,
+//! (`created`, `taken`, `foreign`, `qr`, `pairing_ignored`, `state`, `reach`, `linked`, `flap`,
 //! `timeout`, `error`) and the delete wait (`webhook`, `deleted`, `pending`, `gone`, `timeout`,
 //! `error`). [`EventLines`] turns the streamed stdout into [`WatchEvent`]s as they arrive, so a
 //! QR is shown the moment it exists.
@@ -24,6 +24,8 @@ pub enum WatchEvent {
     Qr { code: String, pairing: Option<String>, count: u64, limit: u64 },
     /// The live state changed.
     State { state: String },
+    /// No QR yet after a while: whether the task reaches WhatsApp (the watch ends when not).
+    Reach(crate::evolution::probe::Reach),
     /// Open, and it stayed open for the stability window; the number the instance now holds.
     Linked {
         #[serde(default)]

@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod conflicts;
 mod connect;
+mod delivery;
 mod discover;
 mod doctor;
 mod ending;
