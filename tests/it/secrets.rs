@@ -233,6 +233,10 @@ fn every_command_keeps_secrets(base: &str) {
         vec!["scale", "production"],
         vec!["enforce"],
         vec!["conflicts", "production", "--sample", "1s"],
+        vec!["webhook", "test", "production"],
+        vec!["--output", "json", "webhook", "test", "production"],
+        vec!["logs", "production", "--since", "10m"],
+        vec!["--output", "json", "logs", "production", "--since", "10m", "--kind", "webhook"],
         vec!["doctor", "production"],
         vec!["--output", "json", "doctor", "production"],
         vec!["init", "--force", "--config", init.to_str().unwrap()],
@@ -256,7 +260,21 @@ fn every_command_keeps_secrets(base: &str) {
         printed.push((args, output.stdout, output.stderr));
     }
     let issued = lab.control("GET", "/tokens", None);
-    let issued: Vec<String> = issued.as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_owned()).collect();
+    let mut issued: Vec<String> = issued.as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_owned()).collect();
+    // The JWTs the probes and Evolution's deliveries carried (the Authorization header the
+    // lab's receiver saw): secrets as much as the key they were signed with.
+    let deliveries = lab.control("GET", "/webhooks", None);
+    let jwts: Vec<String> = deliveries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["headers"]["authorization"].as_str())
+        .map(|a| a.trim_start_matches("Bearer ").to_owned())
+        .collect();
+    let probes = deliveries.as_array().unwrap().iter().filter(|d| d["target"] == "production/evoctl-probe").count();
+    assert_eq!(probes, 4, "the probes of `webhook test` and `doctor` (twice each) reached the receiver");
+    assert!(jwts.len() >= probes, "every probe carried a JWT");
+    issued.extend(jwts);
     let secrets = Secrets::canaries_and_issued(&issued);
     for (args, stdout, stderr) in &printed {
         secrets.assert_absent(stdout, &format!("{base} {args:?} stdout"));
