@@ -210,6 +210,23 @@ fn a_busy_log_is_read_page_by_page_bounded_by_the_limit() {
     // About 3.2 MB of events at 1 MB a page.
     assert_eq!(pages, 4);
 
+    // Throttling in the middle of the pages is retried by the SDK: the same events, once each.
+    lab.control("DELETE", "/journal", None);
+    lab.control("POST", "/faults", Some(&json!({"throttle_burst": 2, "actions": ["FilterLogEvents"]})));
+    let output = lab
+        .evoctl()
+        .args(["--output", "json", "logs", "production", "--since", "30m", "--limit", "20000", "--grep", "busy line"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let again: Vec<Value> = text(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(again.iter().map(|r| r["message"].as_str().unwrap()).collect::<Vec<_>>(), expected_text);
+    let journal = lab.journal();
+    crate::support::assert_every_throttle_retried(&journal);
+    let calls = journal.iter().filter(|e| e["action"] == "FilterLogEvents").count();
+    assert_eq!(calls, 4 + 2, "four pages and two throttled answers");
+    lab.control("POST", "/faults", Some(&json!({})));
+
     // The default limit stops at 10 000 events and says so.
     let output = lab.evoctl().args(["logs", "production", "--since", "30m"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
