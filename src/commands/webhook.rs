@@ -85,13 +85,7 @@ async fn test(context: &Context, args: &WebhookTestArgs) -> Result<u8> {
     let name = reach.instance_name(&args.instance.name).to_owned();
     let reference = reach.env.webhook.as_ref().and_then(|w| w.jwt_secret.clone());
     // The secret evoctl.toml names, to tell which side differs on a 401 (compared in the task).
-    let expected = match &reference {
-        Some(reference) => match crate::aws::secrets::fetch(&reach.aws, reference).await? {
-            crate::aws::secrets::SecretValue::Value(value) if !value.is_empty() => Some(value),
-            _ => None,
-        },
-        None => None,
-    };
+    let expected = crate::evolution::probe::configured_secret(&reach.aws, reference.as_ref()).await?;
     let probe = reach.driver().webhook_probe(&name, expected.as_deref(), args.timeout).await?;
     let verdict = probe.verdict(&reach.env.name, reference.as_ref());
     let (ok, problem, fix) = match &verdict {

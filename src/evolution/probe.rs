@@ -233,6 +233,16 @@ fn host_of(url: &str) -> String {
     rest.split(['/', '?', '#']).next().unwrap_or(rest).to_owned()
 }
 
+/// The secret evoctl.toml names for the webhook (None when none is named, it does not exist,
+/// or it is blank), for the probe to compare with the row's `jwt_key` in the task.
+pub async fn configured_secret(aws: &crate::aws::Aws, reference: Option<&SecretRef>) -> Result<Option<String>> {
+    let Some(reference) = reference else { return Ok(None) };
+    Ok(match crate::aws::secrets::fetch(aws, reference).await? {
+        crate::aws::secrets::SecretValue::Value(value) if !value.is_empty() => Some(value),
+        _ => None,
+    })
+}
+
 impl Driver<'_> {
     /// Run the reach probe in the task.
     pub async fn whatsapp_reach(&self, timeout: Duration) -> Result<Reach> {

@@ -549,13 +549,8 @@ async fn webhook_delivery_layer(
     if !exists || env.webhook.is_none() {
         return checks.ok(Layer::WebhookDelivery, format!("{logged} (no instance webhook to probe)"));
     }
-    let expected = match &reference {
-        Some(reference) => match crate::aws::secrets::fetch(aws, reference).await {
-            Ok(crate::aws::secrets::SecretValue::Value(value)) if !value.is_empty() => Some(value),
-            _ => None,
-        },
-        None => None,
-    };
+    // A secret that cannot be read only means the probe does not say which side differs.
+    let expected = probe::configured_secret(aws, reference.as_ref()).await.unwrap_or(None);
     match driver.webhook_probe(&env.instance, expected.as_deref(), PROBE_TIMEOUT).await {
         Ok(answer) => match answer.verdict(&env.name, reference.as_ref()) {
             probe::Verdict::Delivered { status, ms } => checks.ok(

@@ -24,6 +24,11 @@ fn lab_events(lab: &Lab, needles: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// `--output json` lines, each parsed.
+fn json_lines(output: &std::process::Output) -> Vec<Value> {
+    text(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
 /// How evoctl prints an event's time (RFC 3339 UTC, milliseconds).
 fn stamp(ms: u64) -> String {
     let secs = ms / 1000;
@@ -88,7 +93,7 @@ fn kind_conflict_prints_exactly_the_conflict_lines_with_their_task_ids() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let records: Vec<Value> = text(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records = json_lines(&output);
     assert!(records.len() >= before.len(), "{records:?}");
     for record in &records {
         assert_eq!(record["schema"], "evoctl.log/v1");
@@ -202,7 +207,7 @@ fn a_busy_log_is_read_page_by_page_bounded_by_the_limit() {
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(text(&output.stderr), "");
-    let shown: Vec<Value> = text(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let shown = json_lines(&output);
     let shown_text: Vec<&str> = shown.iter().map(|r| r["message"].as_str().unwrap()).collect();
     let expected_text: Vec<&str> = expected.iter().map(|e| e["message"].as_str().unwrap()).collect();
     assert_eq!(shown_text, expected_text, "every event once, oldest first");
@@ -219,7 +224,7 @@ fn a_busy_log_is_read_page_by_page_bounded_by_the_limit() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let again: Vec<Value> = text(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let again = json_lines(&output);
     assert_eq!(again.iter().map(|r| r["message"].as_str().unwrap()).collect::<Vec<_>>(), expected_text);
     let journal = lab.journal();
     crate::support::assert_every_throttle_retried(&journal);
