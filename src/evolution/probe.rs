@@ -260,6 +260,7 @@ impl Driver<'_> {
             "path": "/",
             "body": null,
             "secret": null,
+            "guard": super::state_path(name),
             "probe": {
                 "find_path": format!("/webhook/find/{}", super::api::segment(name)),
                 "instance": name,
@@ -270,6 +271,9 @@ impl Driver<'_> {
             },
         });
         let parsed = self.run(&request, expected.map(|s| s.as_bytes().to_vec())).await?;
+        if parsed["foreign"] == true {
+            return Err(super::foreign(name));
+        }
         if parsed.get("probe").is_none() {
             let answer = super::answer(parsed["status"].as_u64().unwrap_or(0) as u16, &parsed["body"]);
             return Err(super::failure(&answer, "webhook find")

@@ -260,7 +260,13 @@ const probe = (expected) => {
         jwt: hasKey,
         matches_config: expected === null ? null : hasKey && key === expected,
       };
-      const answer = (fields) => reply({ status: 200, probe: Object.assign(base, fields) });
+      // One answer only (a response's end and a late socket error can both come).
+      let answered = false;
+      const answer = (fields) => {
+        if (answered) return;
+        answered = true;
+        reply({ status: 200, probe: Object.assign(base, fields) });
+      };
       if (hasKey && (typeof key !== "string" || key === "")) return answer({ e: "jwt_unusable" });
       if (!/^https?:\/\//.test(row.url || "")) return answer({ e: "bad_url" });
       const headers = {};
@@ -326,12 +332,19 @@ const run = (secret) =>
         .catch(failed);
 if (R.reach) {
   whatsappReach(R.reach).then((result) => reply({ status: 200, reach: result }));
-} else if (R.probe && !R.probe.with_expected) {
-  probe(null);
 } else if (R.probe) {
-  let text = "";
-  process.stdin.on("data", (d) => (text += d));
-  process.stdin.on("end", () => probe(text));
+  // A row another Evolution process holds is refused before anything is sent.
+  const checked = (expected) =>
+    owned()
+      .then((mine) => (mine ? probe(expected) : reply({ status: 0, foreign: true })))
+      .catch(failed);
+  if (!R.probe.with_expected) {
+    checked(null);
+  } else {
+    let text = "";
+    process.stdin.on("data", (d) => (text += d));
+    process.stdin.on("end", () => checked(text));
+  }
 } else if (R.repeat) {
   sample();
 } else if (R.gone) {

@@ -288,6 +288,18 @@ fn a_name_taken_through_a_shared_database_is_refused() {
         "{}",
         text(&output.stderr)
     );
+    // The webhook probe is refused the same way before anything is sent.
+    lab.control("DELETE", "/webhooks", None);
+    let probe = lab
+        .evoctl()
+        .arg("--config")
+        .arg(&path)
+        .args(["webhook", "test", "staging", "alinhou-production"])
+        .output()
+        .unwrap();
+    assert_eq!(probe.status.code(), Some(4), "{}", text(&probe.stderr));
+    assert!(text(&probe.stderr).starts_with("error: another Evolution process owns instance alinhou-production"));
+    assert_eq!(lab.control("GET", "/webhooks", None), serde_json::json!([]), "no probe was sent");
 }
 
 #[test]
