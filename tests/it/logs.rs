@@ -24,6 +24,13 @@ fn lab_events(lab: &Lab, needles: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// A lab on the seed with `tables` added (a scenario file written in `dir`).
+fn seed_with(dir: &std::path::Path, description: &str, tables: &str) -> Lab {
+    let path = dir.join("scenario.toml");
+    std::fs::write(&path, format!("extends = \"seed\"\ndescription = \"{description}\"\n{tables}")).unwrap();
+    Lab::start(path.to_str().unwrap())
+}
+
 /// `--output json` lines, each parsed.
 fn json_lines(output: &std::process::Output) -> Vec<Value> {
     text(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -165,14 +172,11 @@ fn follow_shows_a_new_webhook_failure_within_three_seconds_and_ctrl_c_exits_130(
 #[test]
 fn a_container_that_does_not_log_to_awslogs_is_named_with_its_driver() {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("firelens.toml");
-    std::fs::write(
-        &scenario,
-        "extends = \"seed\"\ndescription = \"production logs through firelens\"\n\
-         [task_definitions.alinhou-production-EvolutionService]\nlog_driver = \"awsfirelens\"\n",
-    )
-    .unwrap();
-    let lab = Lab::start(scenario.to_str().unwrap());
+    let lab = seed_with(
+        dir.path(),
+        "production logs through firelens",
+        "[task_definitions.alinhou-production-EvolutionService]\nlog_driver = \"awsfirelens\"\n",
+    );
     let output = lab.evoctl().args(["logs", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(3));
     assert_eq!(
@@ -184,16 +188,13 @@ fn a_container_that_does_not_log_to_awslogs_is_named_with_its_driver() {
 #[test]
 fn a_busy_log_is_read_page_by_page_bounded_by_the_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("busy.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            "extends = \"seed\"\ndescription = \"a busy production log\"\n\
-             [log_groups.\"{PRODUCTION_GROUP}\"]\ngenerate = {{ streams = 3, lines = 4000, age_seconds = 1200 }}\n"
+    let lab = seed_with(
+        dir.path(),
+        "a busy production log",
+        &format!(
+            "[log_groups.\"{PRODUCTION_GROUP}\"]\ngenerate = {{ streams = 3, lines = 4000, age_seconds = 1200 }}\n"
         ),
-    )
-    .unwrap();
-    let lab = Lab::start(scenario.to_str().unwrap());
+    );
     let busy = lab_events(&lab, &["busy line "]);
     assert_eq!(busy.len(), 12_000);
     let mut expected: Vec<&Value> = busy.iter().collect();
