@@ -119,4 +119,18 @@ fn without_a_route_to_whatsapp_doctor_names_it_and_connect_stops_early_with_the_
     // The watch's session ended with it: nothing of it is left running in the task.
     let processes = lab.control("GET", "/processes", None);
     assert!(processes.as_array().unwrap().iter().all(|p| p["alive"] == false), "{processes}");
+
+    // connect created the instance; it has stayed `close` and never linked since: the #2419 note.
+    let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
+    let report = json_stdout(&output);
+    let health = check(&report, "instance-health");
+    assert_eq!(health["status"], "WARN", "{health}");
+    let evidence = health["evidence"].as_str().unwrap();
+    assert!(
+        evidence.starts_with(
+            "alinhou-production is close and has never been linked or disconnected since it was created (20"
+        ),
+        "{evidence}"
+    );
+    assert!(health["fix"].as_str().unwrap().contains("evolution-foundation/evolution-api#2419"), "{health}");
 }
