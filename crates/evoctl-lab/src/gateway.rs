@@ -258,11 +258,11 @@ impl Gateway {
         }
         writer.abort();
         // The client went away: unless another socket took over, pause the agent (MGS pauses
-        // the peer still connected while the other is away, §3.8).
+        // the peer still connected while the other is away, §3.8). The pause is sent under the
+        // socket lock: a socket attaching meanwhile must see it, to start the agent again.
         let mut socket = channel.socket.lock().expect("lab lock");
         if socket.as_ref().is_some_and(|current| current.same_channel(&out_tx)) {
             *socket = None;
-            drop(socket);
             channel.client_away();
         }
     }
