@@ -77,36 +77,39 @@ impl Record {
         if !(self.text.contains("sendData-Webhook") || self.text.contains("generateJwtToken")) {
             return None;
         }
-        let message = self.field("message")?;
-        let outcome = if message.starts_with("Tentativa ") {
-            Outcome::Retry
-        } else if message.starts_with("Erro não recuperável") {
-            Outcome::NotRetryable
-        } else if message.starts_with("Todas as tentativas falharam") {
-            Outcome::GaveUp
-        } else if message.starts_with("JWT generation failed") {
-            Outcome::Jwt
-        } else if message.starts_with("Sucesso no envio") {
-            Outcome::Recovered
-        } else {
-            return None;
-        };
-        let status = self
-            .field("statusCode")
-            .and_then(|s| s.parse().ok())
-            .or_else(|| STATUS_IN_TEXT.captures(&message).and_then(|c| c[1].parse().ok()));
-        Some(WebhookStep { outcome, status, message, url: self.field("url") })
+        step(field(&self.text, "message")?, field(&self.text, "statusCode"), field(&self.text, "url"))
     }
+}
 
-    /// A top-level `key: value` of the logged object (quotes and the trailing comma dropped).
-    fn field(&self, key: &str) -> Option<String> {
-        let prefix = format!("  {key}: ");
-        self.text.lines().find_map(|line| {
-            let value = line.strip_prefix(&prefix)?.trim_end().trim_end_matches(',');
-            let value = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')).unwrap_or(value);
-            Some(value.to_owned())
-        })
-    }
+/// One webhook step from its message (and the `statusCode` and `url` fields when there).
+fn step(message: String, status_field: Option<String>, url: Option<String>) -> Option<WebhookStep> {
+    let outcome = if message.starts_with("Tentativa ") {
+        Outcome::Retry
+    } else if message.starts_with("Erro não recuperável") {
+        Outcome::NotRetryable
+    } else if message.starts_with("Todas as tentativas falharam") {
+        Outcome::GaveUp
+    } else if message.starts_with("JWT generation failed") {
+        Outcome::Jwt
+    } else if message.starts_with("Sucesso no envio") {
+        Outcome::Recovered
+    } else {
+        return None;
+    };
+    let status = status_field
+        .and_then(|s| s.parse().ok())
+        .or_else(|| STATUS_IN_TEXT.captures(&message).and_then(|c| c[1].parse().ok()));
+    Some(WebhookStep { outcome, status, message, url })
+}
+
+/// A top-level `key: value` of a logged object (quotes and the trailing comma dropped).
+fn field(text: &str, key: &str) -> Option<String> {
+    let prefix = format!("  {key}: ");
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(&prefix)?.trim_end().trim_end_matches(',');
+        let value = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')).unwrap_or(value);
+        Some(value.to_owned())
+    })
 }
 
 /// What one webhook record says happened.
@@ -289,20 +292,7 @@ impl WebhookFailures {
 
 /// A lone `  message: '…',` line (what a filter pattern returns of a logged object).
 fn message_line_step(text: &str) -> Option<WebhookStep> {
-    let record = Record {
-        stream: String::new(),
-        timestamp_ms: 0,
-        level: None,
-        context: None,
-        text: format!("  local: 'ChannelStartupService.sendData-Webhook',\n{}", text.trim_end()),
-    };
-    let line = text.trim_start();
-    if !line.starts_with("message: ") {
-        return None;
-    }
-    let mut step = record.webhook()?;
-    step.url = None;
-    Some(step)
+    step(field(text, "message")?, None, None)
 }
 
 #[cfg(test)]

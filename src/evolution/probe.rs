@@ -96,7 +96,7 @@ impl Reach {
 }
 
 /// A webhook probe's answer, as the request program reports it.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 pub struct WebhookProbe {
     /// `answered`, `failed`, `no_webhook`, `jwt_unusable`, `bad_url`.
     pub e: String,
@@ -175,7 +175,7 @@ impl WebhookProbe {
                     ),
                     401 | 403 => broken(
                         format!("the receiver at {target} answered {status}{said}: the receiver rejects the JWT: its secret differs from this instance's jwt_key"),
-                        format!("make the receiver verify with {secret_text} (the secret this instance signs with), or point jwt_secret under [env.{env}.webhook] at the parameter the receiver reads and run {set}; both sides must read one SSM parameter"),
+                        rejected_jwt_fix(env, secret),
                     ),
                     404 => broken(
                         format!("the receiver at {target} answered 404{said}: Evolution's deliveries to this URL get 404 and are not retried{}", if self.by_events { " (with byEvents every event goes to URL/<event>, so the receiver must route every such path)" } else { "" }),
@@ -225,6 +225,14 @@ impl WebhookProbe {
             }
         }
     }
+}
+
+/// The fix for a receiver that rejects the JWT an instance signs with the configured secret.
+pub fn rejected_jwt_fix(env: &str, secret: Option<&SecretRef>) -> String {
+    let secret_text = secret.map(|s| s.to_string()).unwrap_or_else(|| "the secret in evoctl.toml".into());
+    format!(
+        "make the receiver verify with {secret_text} (the secret this instance signs with), or point jwt_secret under [env.{env}.webhook] at the parameter the receiver reads and run `evoctl webhook set {env}`; both sides must read one SSM parameter"
+    )
 }
 
 /// `https://host:port/path` → `host:port`.

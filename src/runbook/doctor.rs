@@ -4,11 +4,12 @@
 //! without credentials, cluster and service); the AWS-only layers at the end (conflict lines,
 //! isolation rules) always run when the service could be read.
 
+use crate::aws::secrets::SecretValue;
 use crate::aws::{Aws, Fleet, sdk_failure};
 use crate::config::{Config, Environment};
 use crate::error::{Error, Result};
 use crate::evolution::api::WebhookRequest;
-use crate::evolution::probe::{self, WebhookProbe};
+use crate::evolution::probe;
 use crate::evolution::{Driver, logs};
 use crate::exec::envelope::RunSpec;
 use crate::exec::run::{Collected, RunOptions};
@@ -427,8 +428,13 @@ async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, min
         }
     };
     instance_health_layer(checks, env, &driver, exists).await;
-    webhook_layer(checks, aws, env, mine, &driver, exists).await;
-    webhook_delivery_layer(checks, aws, env, mine, &driver, exists).await;
+    // The configured webhook secret, read once for the webhook layer and the delivery probe.
+    let secret = match env.webhook.as_ref().and_then(|w| w.jwt_secret.as_ref()) {
+        Some(reference) if exists => Some(crate::aws::secrets::fetch(aws, reference).await),
+        _ => None,
+    };
+    webhook_layer(checks, env, mine, &driver, exists, secret.as_ref()).await;
+    webhook_delivery_layer(checks, aws, env, mine, &driver, exists, secret.as_ref()).await;
 }
 
 /// 2.3.7's report of instances created but stuck in `close` (evolution-foundation/evolution-api#2419):
@@ -481,6 +487,7 @@ async fn webhook_delivery_layer(
     mine: &EnvFacts,
     driver: &Driver<'_>,
     exists: bool,
+    secret: Option<&Result<SecretValue>>,
 ) {
     let minutes = CONFLICT_WINDOW.as_secs() / 60;
     let reference = env.webhook.as_ref().and_then(|w| w.jwt_secret.clone());
@@ -518,19 +525,7 @@ async fn webhook_delivery_layer(
         };
         let fix = match failures.last_status {
             _ if failures.jwt > 0 => format!("`evoctl webhook set {}` writes a usable jwt_key", env.name),
-            Some(401 | 403) => {
-                let probe = WebhookProbe {
-                    e: "answered".into(),
-                    url: failures.last_url.clone(),
-                    jwt: true,
-                    http_status: failures.last_status,
-                    ..WebhookProbe::default()
-                };
-                match probe.verdict(&env.name, reference.as_ref()) {
-                    probe::Verdict::Broken { fix, .. } => fix,
-                    probe::Verdict::Delivered { .. } => unreachable!("a 401 is not delivered"),
-                }
-            }
+            Some(401 | 403) => probe::rejected_jwt_fix(&env.name, reference.as_ref()),
             Some(404) => format!(
                 "check url (and by_events) under [env.{}.webhook], then `evoctl webhook set {}`",
                 env.name, env.name
@@ -550,8 +545,11 @@ async fn webhook_delivery_layer(
         return checks.ok(Layer::WebhookDelivery, format!("{logged} (no instance webhook to probe)"));
     }
     // A secret that cannot be read only means the probe does not say which side differs.
-    let expected = probe::configured_secret(aws, reference.as_ref()).await.unwrap_or(None);
-    match driver.webhook_probe(&env.instance, expected.as_deref(), PROBE_TIMEOUT).await {
+    let expected = match secret {
+        Some(Ok(SecretValue::Value(value))) if !value.is_empty() => Some(value.as_str()),
+        _ => None,
+    };
+    match driver.webhook_probe(&env.instance, expected, PROBE_TIMEOUT).await {
         Ok(answer) => match answer.verdict(&env.name, reference.as_ref()) {
             probe::Verdict::Delivered { status, ms } => checks.ok(
                 Layer::WebhookDelivery,
@@ -570,11 +568,11 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn webhook_layer(
     checks: &mut Checks,
-    aws: &Aws,
     env: &Environment,
     mine: &EnvFacts,
     driver: &Driver<'_>,
     exists: bool,
+    secret: Option<&Result<SecretValue>>,
 ) {
     let set_fix = format!("`evoctl webhook set {}` after fixing jwt_secret under [env.{}.webhook]", env.name, env.name);
     let Some(config) = &env.webhook else {
@@ -598,13 +596,10 @@ async fn webhook_layer(
     if !exists {
         return checks.ok(Layer::Webhook, "configured with a jwt_secret (no instance yet to compare with)");
     }
-    let secret = match config.jwt_secret.as_ref() {
-        Some(reference) => match crate::aws::secrets::fetch(aws, reference).await {
-            Ok(crate::aws::secrets::SecretValue::Value(value)) => Some(value),
-            Ok(crate::aws::secrets::SecretValue::Missing) => None,
-            Err(err) => return checks.error(Layer::Webhook, &err),
-        },
-        None => None,
+    let secret = match secret {
+        Some(Ok(SecretValue::Value(value))) => Some(value.clone()),
+        Some(Ok(SecretValue::Missing)) | None => None,
+        Some(Err(err)) => return checks.error(Layer::Webhook, err),
     };
     match driver.webhook_find(&env.instance).await {
         Ok(Some(row)) if row.matches(&WebhookRequest::from_config(config), secret.as_deref()) => {
