@@ -1,35 +1,48 @@
 //! The exec fault matrix: every combination of loss {0, 10, 30%}, duplication {0, 5%}, reordering
 //! {0, 8}, delayed acknowledgements, pause_publication and one socket drop mid-stream, each
 //! running a 1 MiB output, against the lab's agent at the real agent's timings (first output 1 s
-//! after the pty starts, 1 ms between 1024-byte reads). Every run must end, within its timeout,
-//! byte-identical with exit 0: each of these faults is one the protocol recovers from, so a clear
-//! error (exit 125) counts against the matrix as much as a hang, a silent truncation or a wrong
-//! exit code. The one exception is the real agent's own bound: it resends only its oldest unacked
-//! frame, one per 100 ms tick, and once the command has exited it gives unacknowledged output 2 s
-//! and then closes anyway (ssm-data-channel.md §9 rows 1 and 10), so where frames are lost a run
-//! can lose its last frames; evoctl must then say "output may be truncated", and the lab's process
-//! table must show that session closed with unacknowledged output (`unacked_at_close`) after the
-//! gateway lost frames of it (`frames_lost`). The matrix runs on plain sessions (`seed`) and on
-//! KMS-encrypted ones (`kms-exec`). `EVOCTL_FAULT_RUNS` sets the runs per combination (default 1
-//! here; `scripts/faults` runs 20) and `EVOCTL_FAULT_PARALLEL` how many labs run at once (4).
+//! after the pty starts, 1 ms between 1024-byte reads), on plain sessions (`seed`) and on
+//! KMS-encrypted ones (`kms-exec`). Every run ends byte-identical with exit 0, or cut by the real
+//! agent's own bound: it resends only its oldest unacked frame, one per 100 ms tick, and once
+//! the command has exited it gives unacknowledged output 2 s and then closes anyway
+//! (ssm-data-channel.md §9 rows 1 and 10).
+//!
+//! Which of the two a run may end in is decided from the lab's record of that session's drain
+//! (`GET /_lab/processes`, `drain`): how many frames unacked at the command's exit only a resend
+//! could bring to the client (the gateway never wrote them to a client socket, or dropped the
+//! client's ack), what was lost during the drain, the highest retransmission timeout, how many
+//! resend ticks the drain ran and whether a client socket was attached at the close. From that
+//! [`DrainBudget`] says whether a client that acks each frame it receives could have had
+//! everything: a run within that budget must end byte-identical (a cut there is the client's
+//! fault and fails the matrix, naming the combination); a cut run must say "output may be
+//! truncated" (exit 125) and its record must show more to resend than the drain allowed, or no
+//! client attached at the close, and the agent closing with output unacknowledged. A hang, a
+//! silent truncation, a wrong exit code or any other error fails too. `EVOCTL_FAULT_RUNS` sets
+//! the runs per combination (default 1 here; `scripts/faults` runs 20) and
+//! `EVOCTL_FAULT_PARALLEL` how many labs run at once (4).
 //!
 //! Then the AWS faults: a throttling burst, throttling and 5xx that outlast the retries,
 //! TargetNotConnectedException and a stopped agent, each with its message, fix and exit code
 //! (exec disabled and a task stopping mid-session are in `exec.rs`).
 
 use crate::support::{Lab, in_parallel, random_writer, text};
-use serde_json::json;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const SIZE: usize = 1024 * 1024;
 /// A run that takes longer than this has hung (evoctl's own timeout is 60 s).
 const HANG: Duration = Duration::from_secs(90);
+/// The real agent's resend ticker (ssm-data-channel.md §9 row 1): every 100 ms it looks at its
+/// oldest unacked frame and resends it once that is older than the retransmission timeout.
+const RESEND_TICK_MS: u64 = 100;
+/// Once the command has exited, the real agent gives unacknowledged output this long, then
+/// closes anyway (§9 row 10).
+const DRAIN_MS: u64 = 2000;
 
-fn combinations() -> Vec<serde_json::Value> {
+fn combinations() -> Vec<Value> {
     let mut all = Vec::new();
     for drop in [0.0, 0.1, 0.3] {
         for duplicate in [0.0, 0.05] {
@@ -58,40 +71,176 @@ fn combinations() -> Vec<serde_json::Value> {
     all
 }
 
+/// A combination as a message names it: `kms-exec loss 30% dup 5% reorder 8 acks +20ms pause socket-drop`.
+fn label(scenario: &str, faults: &Value) -> String {
+    let percent = |key: &str| (faults[key].as_f64().unwrap_or(0.0) * 100.0).round() as u64;
+    let mut words = vec![scenario.to_owned(), format!("loss {}%", percent("drop_rate"))];
+    if percent("duplicate_rate") > 0 {
+        words.push(format!("dup {}%", percent("duplicate_rate")));
+    }
+    if faults["reorder_window"].as_u64().unwrap_or(0) > 0 {
+        words.push(format!("reorder {}", faults["reorder_window"]));
+    }
+    if faults["ack_delay_ms"].as_u64().unwrap_or(0) > 0 {
+        words.push(format!("acks +{}ms", faults["ack_delay_ms"]));
+    }
+    if faults.get("pause_after_frames").is_some() {
+        words.push("pause".into());
+    }
+    if faults.get("disconnect_after_frames").is_some() {
+        words.push("socket-drop".into());
+    }
+    words.join(" ")
+}
+
+/// What the agent's drain could resend, from the lab's record of it, for a client that acks
+/// every frame it receives.
+///
+/// Each frame the gateway lost (or whose ack it lost) needs its own resend, and the agent
+/// resends only its oldest unacked frame, once per tick and only once that frame is older than
+/// the retransmission timeout. So the drain recovers everything only if its resend ticks cover:
+/// one timeout before the first resend is due (those frames were last sent before the exit),
+/// two ticks per resend (the resend, and the client's ack back before the tick after next),
+/// and for each frame or ack lost during the drain one more resend and one more timeout. The
+/// timeout taken is the highest the agent had during the drain. The drain allows a tick per
+/// 100 ms of its 2 s that publication was not paused, and no more than the agent ran when the
+/// drain ran to its end. With no client attached at the close nothing could be resent.
+#[derive(Debug)]
+struct DrainBudget {
+    /// Frames unacked at the exit that only a resend could bring to the client.
+    lost_at_exit: u64,
+    /// Agent frames and client acks lost during the drain.
+    lost_during: u64,
+    max_rto_ms: u64,
+    /// Resend ticks the drain allowed.
+    ticks: u64,
+    attached_at_close: bool,
+    /// Output frames the agent closed with unacknowledged.
+    unacked_at_close: u64,
+}
+
+impl DrainBudget {
+    /// The budget of a drain the agent saw to its close (None for one it never began or ended).
+    fn of(drain: &Value) -> Option<DrainBudget> {
+        drain["closed_at_ms"].as_u64()?;
+        let number = |key: &str| drain[key].as_u64().unwrap_or_else(|| panic!("drain record without {key}: {drain}"));
+        let unpaused = DRAIN_MS.saturating_sub(number("paused_ms")) / RESEND_TICK_MS;
+        let ran_to_its_end = number("unacked_at_close") > 0;
+        Some(DrainBudget {
+            lost_at_exit: number("unacked_lost_at_exit"),
+            lost_during: number("frames_lost") + number("client_frames_lost"),
+            max_rto_ms: number("max_rto_ms"),
+            ticks: if ran_to_its_end { unpaused.min(number("resend_ticks")) } else { unpaused },
+            attached_at_close: drain["client_attached_at_close"].as_bool().expect("client_attached_at_close"),
+            unacked_at_close: number("unacked_at_close"),
+        })
+    }
+
+    /// The resend ticks recovering everything takes.
+    fn ticks_needed(&self) -> u64 {
+        let timeout = self.max_rto_ms.div_ceil(RESEND_TICK_MS);
+        timeout * (1 + self.lost_during) + 2 * (self.lost_at_exit + self.lost_during)
+    }
+
+    fn recoverable(&self) -> bool {
+        self.attached_at_close && self.ticks_needed() <= self.ticks
+    }
+}
+
+impl std::fmt::Display for DrainBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} frames to resend at the exit, {} frames or acks lost during the drain, timeout up to {} ms: {} resend ticks needed, {} allowed{}",
+            self.lost_at_exit,
+            self.lost_during,
+            self.max_rto_ms,
+            self.ticks_needed(),
+            self.ticks,
+            if self.attached_at_close { "" } else { ", no client attached at the close" }
+        )
+    }
+}
+
+/// One combination's runs.
+#[derive(Debug, Default)]
 struct Tally {
-    identical: AtomicUsize,
-    /// Truncations the lab's own record explains: the agent closed after its 2 s drain with
-    /// output unacknowledged, after the gateway lost frames of that session.
-    drain_expired: AtomicUsize,
-    /// Every other clear error, described (the assertion prints them).
-    clear_errors: Mutex<Vec<String>>,
+    label: String,
+    runs: usize,
+    /// Runs whose drain record says the agent could have delivered everything.
+    within_budget: usize,
+    identical: usize,
+    /// Runs cut with "output may be truncated" whose record shows the agent's bound.
+    cut_beyond_budget: usize,
+    /// Every other run that ended with a clear error, described: a cut within the budget or
+    /// without the agent's record of one, or another error.
+    failures: Vec<String>,
 }
 
-/// The sessions the lab's agent closed with output still unacknowledged after its drain, and how
-/// many agent frames the gateway had lost on the way to the client before that close.
-fn abandoned_sessions(lab: &Lab) -> HashMap<String, u64> {
-    lab.control("GET", "/processes", None)
-        .as_array()
-        .expect("process table")
-        .iter()
-        .filter(|row| row["unacked_at_close"].as_u64().is_some_and(|n| n > 0))
-        .map(|row| (row["session_id"].as_str().unwrap().to_owned(), row["frames_lost"].as_u64().unwrap()))
-        .collect()
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} runs, {} within the drain budget and {} beyond it; {} byte-identical, {} cut beyond the budget, {} failed",
+            self.label,
+            self.runs,
+            self.within_budget,
+            self.runs - self.within_budget,
+            self.identical,
+            self.cut_beyond_budget,
+            self.failures.len()
+        )
+    }
 }
 
-/// Plain and KMS-encrypted sessions.
-const SCENARIOS: [&str; 2] = ["seed", "kms-exec"];
+fn process_table(lab: &Lab) -> Vec<Value> {
+    lab.control("GET", "/processes", None).as_array().expect("process table").clone()
+}
+
+fn session_id(row: &Value) -> String {
+    row["session_id"].as_str().expect("session id").to_owned()
+}
+
+/// The session one run started: the process table's row that was not there before it.
+fn new_session(lab: &Lab, seen: &mut HashSet<String>) -> Result<Value, String> {
+    let new: Vec<Value> = process_table(lab).into_iter().filter(|row| !seen.contains(&session_id(row))).collect();
+    seen.extend(new.iter().map(session_id));
+    match <[Value; 1]>::try_from(new) {
+        Ok([row]) => Ok(row),
+        Err(rows) => Err(format!("{} new sessions in the lab's process table, not 1: {rows:?}", rows.len())),
+    }
+}
+
+/// Why a cut run is the agent's bound, or what makes it a failure.
+fn judge_cut(session: Result<Value, String>) -> Result<(), String> {
+    let row = session?;
+    let drain = &row["drain"];
+    let Some(budget) = DrainBudget::of(drain) else {
+        return Err(format!("cut, but the agent never closed after its drain: {row}"));
+    };
+    if budget.recoverable() {
+        return Err(format!("cut within the drain budget ({budget}): {drain}"));
+    }
+    if budget.attached_at_close && budget.unacked_at_close == 0 {
+        return Err(format!("cut, but the agent closed with all its output acknowledged: {row}"));
+    }
+    Ok(())
+}
 
 /// The real agent's timings (first output 1 s after the pty starts, 1 ms between 1024-byte
 /// reads; §9 rows 5 and 6): the lab's defaults, which `Lab::start` shortens.
 const REAL_AGENT_TIMINGS: [&str; 4] = ["--agent-delay-ms", "1000", "--agent-read-interval-ms", "1"];
 
-fn run_combination(scenario: &str, faults: &serde_json::Value, runs: usize, tally: &Tally) {
+/// Plain and KMS-encrypted sessions.
+const SCENARIOS: [&str; 2] = ["seed", "kms-exec"];
+
+fn run_combination(scenario: &str, faults: &Value, runs: usize) -> Tally {
     let lab = Lab::start_with(scenario, &REAL_AGENT_TIMINGS);
     lab.wait_settled();
     lab.control("POST", "/faults", Some(faults));
     let program = random_writer(SIZE);
-    let mut abandoned_before = abandoned_sessions(&lab);
+    let mut tally = Tally { label: label(scenario, faults), runs, ..Tally::default() };
+    let mut seen: HashSet<String> = process_table(&lab).iter().map(session_id).collect();
     for run in 0..runs {
         let started = Instant::now();
         let mut child = lab
@@ -112,49 +261,47 @@ fn run_combination(scenario: &str, faults: &serde_json::Value, runs: usize, tall
             }
             if started.elapsed() > HANG {
                 let _ = child.kill();
-                panic!("{scenario} {faults} run {run}: hung for {HANG:?}");
+                panic!("{} run {run}: hung for {HANG:?}", tally.label);
             }
             std::thread::sleep(Duration::from_millis(20));
         };
         let (stdout, stderr) = (out.join().unwrap(), text(&err.join().unwrap()));
+        let session = new_session(&lab, &mut seen);
+        let budget = session.as_ref().ok().and_then(|row| DrainBudget::of(&row["drain"]));
+        if budget.is_some_and(|b| b.recoverable()) {
+            tally.within_budget += 1;
+        }
         match status.code() {
             Some(0) => {
-                assert_eq!(stdout.len(), SIZE, "{scenario} {faults} run {run}: silent truncation");
-                assert_eq!(
-                    hex::encode(Sha256::digest(&stdout)),
-                    stderr,
-                    "{scenario} {faults} run {run}: output differs"
-                );
-                tally.identical.fetch_add(1, Ordering::Relaxed);
+                assert_eq!(stdout.len(), SIZE, "{} run {run}: silent truncation", tally.label);
+                assert_eq!(hex::encode(Sha256::digest(&stdout)), stderr, "{} run {run}: output differs", tally.label);
+                tally.identical += 1;
             }
             Some(125) => {
                 assert!(
                     stderr.contains("error: ") && stderr.contains("  fix: "),
-                    "{scenario} {faults} run {run}: {stderr}"
+                    "{} run {run}: {stderr}",
+                    tally.label
                 );
-                let reason = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_default().to_owned();
-                // Allowed only where the agent really gave up on lost frames: a new session in
-                // the lab's table closed with unacknowledged output after its 2 s drain, and the
-                // gateway had lost frames of it (dropped messages, or frames sent while no client
-                // socket was attached). Without a loss nothing stays unacknowledged past the
-                // drain, and a cut is a defect.
-                let abandoned = abandoned_sessions(&lab);
-                let new: Vec<(&String, &u64)> =
-                    abandoned.iter().filter(|(id, _)| !abandoned_before.contains_key(*id)).collect();
-                let explained = new.len() == 1 && *new[0].1 > 0 && reason.contains("output may be truncated");
-                if explained {
-                    tally.drain_expired.fetch_add(1, Ordering::Relaxed);
+                let reason = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
+                let verdict = if reason.contains("output may be truncated") {
+                    judge_cut(session)
                 } else {
-                    tally.clear_errors.lock().unwrap().push(format!(
-                        "{scenario} {faults} run {run} after {:?}: {reason} (newly abandoned sessions and their lost frames: {new:?})",
-                        started.elapsed()
-                    ));
+                    Err(format!("an error other than a cut: {reason}"))
+                };
+                match verdict {
+                    Ok(()) => tally.cut_beyond_budget += 1,
+                    Err(why) => tally.failures.push(format!(
+                        "{} run {run} after {:.1} s: {why}",
+                        tally.label,
+                        started.elapsed().as_secs_f64()
+                    )),
                 }
-                abandoned_before = abandoned;
             }
-            other => panic!("{scenario} {faults} run {run}: exit {other:?}: {stderr}"),
+            other => panic!("{} run {run}: exit {other:?}: {stderr}", tally.label),
         }
     }
+    tally
 }
 
 fn read_all(mut reader: impl std::io::Read) -> Vec<u8> {
@@ -164,38 +311,44 @@ fn read_all(mut reader: impl std::io::Read) -> Vec<u8> {
 }
 
 #[test]
-fn every_fault_combination_ends_byte_identical_or_with_a_clear_error() {
+fn every_fault_combination_ends_byte_identical_or_cut_beyond_the_agents_drain() {
     let runs: usize = std::env::var("EVOCTL_FAULT_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    let tally =
-        Tally { identical: AtomicUsize::new(0), drain_expired: AtomicUsize::new(0), clear_errors: Mutex::default() };
-    let all: Vec<(&str, serde_json::Value)> =
+    let all: Vec<(&str, Value)> =
         SCENARIOS.iter().flat_map(|s| combinations().into_iter().map(move |f| (*s, f))).collect();
     assert_eq!(all.len(), 2 * 96);
     let started = Instant::now();
     // Most of a run is waiting (the agent's 1 s first output, its 2 s drain), so several labs run
     // at once; `scripts/faults` runs more.
     let parallel: usize = std::env::var("EVOCTL_FAULT_PARALLEL").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
-    in_parallel(&all, parallel.max(1), |(scenario, faults)| run_combination(scenario, faults, runs, &tally));
-    let (identical, drained) = (tally.identical.load(Ordering::Relaxed), tally.drain_expired.load(Ordering::Relaxed));
-    let errors = tally.clear_errors.into_inner().unwrap();
+    let tallies = Mutex::new(Vec::new());
+    in_parallel(&all, parallel.max(1), |(scenario, faults)| {
+        let tally = run_combination(scenario, faults, runs);
+        tallies.lock().unwrap().push(tally);
+    });
+    let mut tallies = tallies.into_inner().unwrap();
+    tallies.sort_by(|a, b| a.label.cmp(&b.label));
+    let sum = |count: fn(&Tally) -> usize| tallies.iter().map(count).sum::<usize>();
+    let table: Vec<String> = tallies.iter().map(Tally::to_string).collect();
     eprintln!(
-        "fault matrix at the real agent timings: {} combinations (96 plain, 96 KMS-encrypted) x {runs} runs in {:.0} s: {identical} byte-identical, {drained} cut by the agent's 2 s drain after lost frames (the lab's record shows both), {} other clear errors",
+        "fault matrix at the real agent timings: {} combinations (96 plain, 96 KMS-encrypted) x {runs} runs in {:.0} s: {} within the agent's drain budget; {} byte-identical, {} cut beyond the budget, {} failed\n{}",
         all.len(),
         started.elapsed().as_secs_f64(),
-        errors.len()
+        sum(|t| t.within_budget),
+        sum(|t| t.identical),
+        sum(|t| t.cut_beyond_budget),
+        sum(|t| t.failures.len()),
+        table.join("\n")
     );
-    // Every fault here is one the protocol recovers from (loss, duplication, reordering,
-    // delayed acks and paused publication are absorbed, a dropped socket is resumed): no other
-    // clear error is allowed. The real agent resends only its oldest unacked frame, one per
-    // 100 ms tick (§9 row 1), so loss of 10-30% of ~1000 frames/s outpaces recovery and its 2 s
-    // drain (row 10) cuts the run: allowed only where the lab's record shows that session closed
-    // with output unacknowledged after the gateway lost frames of it.
+    // Every cut run must be one the agent's drain could not have avoided, so in each
+    // combination the cut runs are at most those beyond the budget and the byte-identical ones
+    // at least those within it; and no error but such a cut.
+    let failures: Vec<&str> = tallies.iter().flat_map(|t| &t.failures).map(String::as_str).collect();
     assert!(
-        errors.is_empty(),
-        "every run recovers, or the agent's record says it gave up on lost frames:\n{}",
-        errors.join("\n")
+        failures.is_empty(),
+        "every run within the agent's drain budget ends byte-identical, and every cut run is beyond it:\n{}\n\nper combination:\n{}",
+        failures.join("\n"),
+        table.join("\n")
     );
-    assert_eq!(identical + drained, all.len() * runs);
 }
 
 /// Run evoctl against `lab` with `faults` set; returns (exit code, stdout, stderr).

@@ -25,7 +25,10 @@
 //! `ssm:TerminateSession` ends a session as the service does: the agent kills the command's
 //! process group and the gateway closes the channel. The hub keeps a process table (every
 //! session's process group and whether anything in it still runs, plus wedged sessions) for
-//! tests to read.
+//! tests to read, with each session's drain as the agent saw it: the frames unacked when it
+//! began and how many of them only a resend could recover, the resend ticks and resends it ran,
+//! what was lost meanwhile and whether a client socket was attached at the close; from that a
+//! test can tell a cut the agent's bound explains from one the client caused.
 
 use super::agent_link::{AgentEvent, AgentLink, CLOSE_DRAIN_MS, HANDSHAKE_STEP_TIMEOUT_MS, Pacing, SessionState};
 use super::gateway::{Channel, Gateway};
@@ -85,6 +88,9 @@ pub struct ProcessRow {
     /// Agent frames the gateway lost on the way to the client before that close (the loss fault,
     /// or frames sent while no client socket was attached); None unless `unacked_at_close` is set.
     pub frames_lost: Option<u64>,
+    /// The agent's 2 s drain (§9 row 10), from the moment the command had exited and its output
+    /// ended to the close; None when the session never got there.
+    pub drain: Option<DrainRecord>,
     /// Bytes the agent read from the pty and sent as output (what the data channel carried,
     /// the command's output plus whatever the client's own framing added).
     pub output_bytes: u64,
@@ -94,6 +100,107 @@ pub struct ProcessRow {
     /// The session came past the task's worker limit and queue: the agent blocked its control
     /// channel and the session never starts (§9 row 12).
     pub wedged: bool,
+}
+
+/// What the agent saw of one session's drain: at its start (the command had exited and the
+/// pty read had ended), during it and at the close. What was lost on the way is the gateway's
+/// count; everything else is the agent's own.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DrainRecord {
+    /// When the drain began (epoch ms).
+    pub exited_at_ms: u64,
+    /// Output frames unacknowledged when the drain began.
+    pub unacked_at_exit: usize,
+    /// Of those, the frames only a resend could bring to the client: never written to a client
+    /// socket, or acked by the client with the ack lost on the way. The others had reached the
+    /// client, whose acks were due.
+    pub unacked_lost_at_exit: usize,
+    /// The retransmission timeout when the drain began, and the highest it reached during it.
+    pub rto_at_exit_ms: u64,
+    pub max_rto_ms: u64,
+    /// When the agent closed (epoch ms); None while it has not (and when TerminateSession
+    /// ended the session first).
+    pub closed_at_ms: Option<u64>,
+    /// Output frames still unacknowledged when it closed: 0 when everything was acked in time,
+    /// more when the drain ran out.
+    pub unacked_at_close: usize,
+    /// Resend ticks the agent ran during the drain while not paused (each a chance to resend
+    /// its oldest unacked frame), and the frames it resent on them.
+    pub resend_ticks: u64,
+    pub resends: u64,
+    /// How long publication was paused during the drain (no resends then).
+    pub paused_ms: u64,
+    /// Agent frames lost on the way to the client during the drain (dropped, or sent while no
+    /// client socket was attached), and client frames (acks) dropped on the way to the agent.
+    pub frames_lost: u64,
+    pub client_frames_lost: u64,
+    /// Whether a client socket was attached when the agent closed.
+    pub client_attached_at_close: bool,
+}
+
+/// A drain under way: its record so far and the counters it started from.
+struct Drain {
+    record: DrainRecord,
+    deadline: tokio::time::Instant,
+    /// Since when publication has been paused (None: it is not), and the paused time before.
+    paused_since: Option<tokio::time::Instant>,
+    paused_before: Duration,
+    resend_ticks: u64,
+    resends: u64,
+    frames_lost: u64,
+    client_frames_lost: u64,
+}
+
+impl Drain {
+    fn start(link: &AgentLink, channel: &Channel) -> Drain {
+        let unacked = link.unacked_sequences();
+        let rto = link.rto_ms().round() as u64;
+        Drain {
+            record: DrainRecord {
+                exited_at_ms: now_ms(),
+                unacked_at_exit: unacked.len(),
+                unacked_lost_at_exit: channel.needing_resend(&unacked),
+                rto_at_exit_ms: rto,
+                max_rto_ms: rto,
+                ..DrainRecord::default()
+            },
+            deadline: tokio::time::Instant::now() + Duration::from_millis(CLOSE_DRAIN_MS),
+            paused_since: None,
+            paused_before: Duration::ZERO,
+            resend_ticks: link.resend_ticks(),
+            resends: link.resends(),
+            frames_lost: channel.frames_lost(),
+            client_frames_lost: channel.client_frames_lost(),
+        }
+    }
+
+    /// The record so far (or at the close, `closed`). Called on every turn of the agent's loop,
+    /// so a pause is seen within a turn of when it began or ended.
+    fn observe(&mut self, link: &AgentLink, channel: &Channel, closed: bool) -> DrainRecord {
+        let now = tokio::time::Instant::now();
+        match (self.paused_since, link.is_paused()) {
+            (None, true) => self.paused_since = Some(now),
+            (Some(since), false) => {
+                self.paused_before += now - since;
+                self.paused_since = None;
+            }
+            _ => {}
+        }
+        let paused = self.paused_before + self.paused_since.map(|since| now - since).unwrap_or_default();
+        let record = &mut self.record;
+        record.paused_ms = paused.as_millis() as u64;
+        record.max_rto_ms = record.max_rto_ms.max(link.rto_ms().round() as u64);
+        record.resend_ticks = link.resend_ticks() - self.resend_ticks;
+        record.resends = link.resends() - self.resends;
+        record.frames_lost = channel.frames_lost() - self.frames_lost;
+        record.client_frames_lost = channel.client_frames_lost() - self.client_frames_lost;
+        if closed {
+            record.closed_at_ms = Some(now_ms());
+            record.unacked_at_close = link.unacked();
+            record.client_attached_at_close = channel.client_attached();
+        }
+        record.clone()
+    }
 }
 
 /// A session the agent closed after its drain with output still unacknowledged.
@@ -167,6 +274,8 @@ pub struct AgentHub {
     /// Sessions closed with output still unacknowledged once the 2 s drain ran out (the real
     /// agent's bound, ssm-data-channel.md §9 row 10), and how many frames were left.
     abandoned: Mutex<HashMap<String, Abandoned>>,
+    /// Every session's drain, as far as it went.
+    drains: Mutex<HashMap<String, DrainRecord>>,
     workers: Mutex<HashMap<String, Workers>>,
 }
 
@@ -186,6 +295,7 @@ impl AgentHub {
             gateway: Gateway::default(),
             processes: Mutex::new(Vec::new()),
             abandoned: Mutex::new(HashMap::new()),
+            drains: Mutex::new(HashMap::new()),
             workers: Mutex::new(HashMap::new()),
         })
     }
@@ -213,6 +323,7 @@ impl AgentHub {
     /// and every session the agent wedged on.
     pub fn processes(&self) -> Vec<ProcessRow> {
         let abandoned = self.abandoned.lock().expect("lab lock").clone();
+        let drains = self.drains.lock().expect("lab lock").clone();
         self.processes
             .lock()
             .expect("lab lock")
@@ -225,6 +336,7 @@ impl AgentHub {
                 terminated: row.terminated,
                 unacked_at_close: abandoned.get(&row.session_id).map(|a| a.unacked),
                 frames_lost: abandoned.get(&row.session_id).map(|a| a.frames_lost),
+                drain: drains.get(&row.session_id).cloned(),
                 session_log: row.session_log.clone(),
                 wedged: row.wedged,
                 output_bytes: row.output_bytes,
@@ -598,7 +710,7 @@ impl AgentHub {
         let mut buffer = vec![0u8; pacing.read_chunk_bytes];
         let mut output_done = false;
         let mut exited = false;
-        let mut drain_deadline: Option<tokio::time::Instant> = None;
+        let mut drain: Option<Drain> = None;
         loop {
             session.flush();
             while let Some(event) = session.link.poll_event() {
@@ -614,18 +726,22 @@ impl AgentHub {
                 }
             }
             if output_done && exited {
-                if session.link.unacked() == 0 {
+                let draining = drain.get_or_insert_with(|| Drain::start(&session.link, channel));
+                let drained = session.link.unacked() == 0;
+                let expired = tokio::time::Instant::now() >= draining.deadline;
+                let record = draining.observe(&session.link, channel, drained || expired);
+                self.drains.lock().expect("lab lock").insert(grant.session_id.clone(), record);
+                if drained {
                     break;
                 }
-                let deadline = *drain_deadline
-                    .get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_millis(CLOSE_DRAIN_MS));
-                if tokio::time::Instant::now() >= deadline {
+                if expired {
                     // The real agent closes anyway: whatever is unacked is lost to the client.
                     let abandoned = Abandoned { unacked: session.link.unacked(), frames_lost: channel.frames_lost() };
                     self.abandoned.lock().expect("lab lock").insert(grant.session_id.clone(), abandoned);
                     break;
                 }
             }
+            let drain_deadline = drain.as_ref().map(|d| d.deadline);
             let cancelled = channel.cancelled();
             if channel.cancel_requested() {
                 return end_killed(pgid, &mut child).await;

@@ -161,6 +161,10 @@ pub struct AgentLink {
     utf8_carry: Vec<u8>,
     transmit: VecDeque<Vec<u8>>,
     events: VecDeque<AgentEvent>,
+    /// Resend ticks run while not paused (missed ticks collapsed into one count once).
+    resend_ticks: u64,
+    /// Frames the ticker resent.
+    resends: u64,
 }
 
 impl std::fmt::Debug for AgentLink {
@@ -198,6 +202,8 @@ impl AgentLink {
             utf8_carry: Vec::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
+            resend_ticks: 0,
+            resends: 0,
         }
     }
 
@@ -252,6 +258,22 @@ impl AgentLink {
         self.unacked.len()
     }
 
+    /// The sequence numbers of the output frames not yet acked, oldest first.
+    pub fn unacked_sequences(&self) -> Vec<i64> {
+        self.unacked.iter().map(|u| u.sequence_number).collect()
+    }
+
+    /// Resend ticks run so far while publication was not paused: each one a chance to resend
+    /// the oldest unacked frame.
+    pub fn resend_ticks(&self) -> u64 {
+        self.resend_ticks
+    }
+
+    /// Frames resent so far.
+    pub fn resends(&self) -> u64 {
+        self.resends
+    }
+
     /// The current retransmission timeout.
     pub fn rto_ms(&self) -> f64 {
         self.rto_ms
@@ -300,6 +322,7 @@ impl AgentLink {
         if self.paused {
             return;
         }
+        self.resend_ticks += 1;
         let rto = self.rto_ms;
         if let Some(oldest) = self.unacked.front_mut() {
             let overdue = match oldest.last_sent_ms {
@@ -309,6 +332,7 @@ impl AgentLink {
             if overdue {
                 oldest.last_sent_ms = Some(now_ms);
                 self.transmit.push_back(oldest.bytes.clone());
+                self.resends += 1;
             }
         }
     }
@@ -643,6 +667,8 @@ mod tests {
         assert_eq!(order, [0, 1, 2]);
         assert_eq!(link.unacked(), 0);
         assert_eq!(link.next_timeout(), None);
+        // Five ticks ran, three of them resent a frame (the process table's drain record).
+        assert_eq!((link.resend_ticks(), link.resends()), (5, 3));
     }
 
     #[test]
@@ -662,7 +688,8 @@ mod tests {
         // The resend's time is stored, so the frame goes out again only once it is older than
         // the 200 ms RTO (strictly), i.e. every third 100 ms tick here, and never gives up.
         assert_eq!(resends, 1000);
-        assert_eq!(link.unacked(), 2);
+        assert_eq!(link.unacked_sequences(), [0, 1]);
+        assert_eq!((link.resend_ticks(), link.resends()), (3000, 1000));
     }
 
     #[test]
@@ -727,6 +754,7 @@ mod tests {
         link.send_output(b"held", T0 + 20);
         link.handle_timeout(T0 + 500);
         assert!(sent(&mut link).is_empty(), "nothing new sent, nothing resent");
+        assert_eq!((link.resend_ticks(), link.resends()), (0, 0), "a paused tick is no chance to resend");
         assert_eq!(link.next_timeout(), None);
         link.send_session_state(SessionState::Connected, "s-1", T0 + 600);
         let state = sent(&mut link);

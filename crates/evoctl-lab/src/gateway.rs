@@ -21,16 +21,19 @@
 //! Faults from `/_lab/faults` act here, on the wire: loss, duplication and reordering of agent
 //! frames, loss and delayed acks from the client, a publication pause after N frames, one
 //! dropped socket after N frames (the session survives and can be resumed) and one oversized
-//! binary message.
+//! binary message. What was lost is counted per channel (agent frames dropped or sent with no
+//! client attached, client frames dropped), with the output frames whose last transmission or
+//! whose ack was lost, so the agent's record of its drain can tell the frames only a resend
+//! brings to the client from those on their way to it.
 
 use super::agent::ExecGrant;
 use super::server::{Faults, Shared};
 use super::state::now_ms;
 use axum::extract::ws::{Message, WebSocket};
 use evoctl_ssm::frame::{Frame, message_type};
-use evoctl_ssm::messages::{ChannelClosed, OpenDataChannel};
+use evoctl_ssm::messages::{Acknowledge, ChannelClosed, OpenDataChannel};
 use futures::{SinkExt, StreamExt};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,6 +59,13 @@ pub struct Channel {
     /// Agent frames that never reached the client: dropped by the loss fault, or sent while no
     /// client socket was attached.
     frames_lost: AtomicU64,
+    /// Client frames the loss fault dropped on their way to the agent.
+    client_frames_lost: AtomicU64,
+    /// Sequence numbers of the output frames whose last transmission was lost (dropped, or
+    /// sent while no client socket was attached); a later one handed to a socket clears it.
+    transmission_lost: Mutex<HashSet<i64>>,
+    /// Sequence numbers of the output frames whose ack from the client the loss fault dropped.
+    acks_lost: Mutex<HashSet<i64>>,
     disconnected_once: AtomicBool,
     oversized_sent: AtomicBool,
     /// Frames handed to the client's socket and not written yet.
@@ -97,6 +107,44 @@ impl Channel {
         self.frames_lost.load(Ordering::Acquire)
     }
 
+    /// Client frames lost on the way to the agent so far.
+    pub fn client_frames_lost(&self) -> u64 {
+        self.client_frames_lost.load(Ordering::Acquire)
+    }
+
+    /// Whether a client socket is attached now.
+    pub fn client_attached(&self) -> bool {
+        self.socket.lock().expect("lab lock").is_some()
+    }
+
+    /// Of these output frames, how many only a resend can bring to the client: those whose last
+    /// transmission was lost, and those whose ack from the client was lost. The rest are on
+    /// their way to the client, or with it, which has its ack to send.
+    pub fn needing_resend(&self, sequences: &[i64]) -> usize {
+        let transmission_lost = self.transmission_lost.lock().expect("lab lock");
+        let acks_lost = self.acks_lost.lock().expect("lab lock");
+        sequences.iter().filter(|seq| transmission_lost.contains(seq) || acks_lost.contains(seq)).count()
+    }
+
+    /// An agent frame that will not reach the client.
+    fn frame_lost(&self, bytes: &[u8]) {
+        self.frames_lost.fetch_add(1, Ordering::AcqRel);
+        if let Some(seq) = output_sequence(bytes) {
+            self.transmission_lost.lock().expect("lab lock").insert(seq);
+        }
+    }
+
+    /// A client frame the loss fault dropped (for an ack: which output frame it acked).
+    fn client_frame_lost(&self, bytes: &[u8]) {
+        self.client_frames_lost.fetch_add(1, Ordering::AcqRel);
+        if let Ok(frame) = Frame::decode(bytes)
+            && frame.message_type == message_type::ACKNOWLEDGE
+            && let Ok(ack) = serde_json::from_slice::<Acknowledge>(&frame.payload)
+        {
+            self.acks_lost.lock().expect("lab lock").insert(ack.sequence_number);
+        }
+    }
+
     /// The last `agent_session_state` value the gateway consumed.
     pub fn agent_state(&self) -> Option<String> {
         self.agent_state.lock().expect("lab lock").clone()
@@ -122,12 +170,13 @@ impl Channel {
     fn to_client(&self, bytes: Vec<u8>) {
         match self.socket.lock().expect("lab lock").as_ref() {
             Some(socket) => {
+                if let Some(seq) = output_sequence(&bytes) {
+                    self.transmission_lost.lock().expect("lab lock").remove(&seq);
+                }
                 self.backlog.fetch_add(1, Ordering::AcqRel);
                 let _ = socket.send(WireOut::Frame(bytes));
             }
-            None => {
-                self.frames_lost.fetch_add(1, Ordering::AcqRel);
-            }
+            None => self.frame_lost(&bytes),
         }
     }
 }
@@ -179,6 +228,9 @@ impl Gateway {
                         from_gateway: Mutex::new(Some(from_gateway)),
                         frames_sent: AtomicU64::new(0),
                         frames_lost: AtomicU64::new(0),
+                        client_frames_lost: AtomicU64::new(0),
+                        transmission_lost: Mutex::default(),
+                        acks_lost: Mutex::default(),
                         disconnected_once: AtomicBool::new(false),
                         oversized_sent: AtomicBool::new(false),
                         backlog: AtomicUsize::new(0),
@@ -243,6 +295,7 @@ impl Gateway {
             };
             let faults = shared.faults.lock().expect("lab lock").clone();
             if faults.drop_rate > 0.0 && shared.roll() < faults.drop_rate {
+                channel.client_frame_lost(&bytes);
                 continue;
             }
             let kind = Frame::decode(&bytes).map(|f| f.message_type).unwrap_or_default();
@@ -287,7 +340,9 @@ impl Gateway {
             }
         }
         let (shaped, dropped) = shape(relayed, &faults, shared);
-        channel.frames_lost.fetch_add(dropped, Ordering::AcqRel);
+        for bytes in dropped {
+            channel.frame_lost(&bytes);
+        }
         for bytes in shaped {
             self.send_frame(&faults, channel, bytes);
         }
@@ -303,9 +358,12 @@ impl Gateway {
             // starts the agent under the same lock) cannot be followed by a stale pause.
             let socket = channel.socket.lock().expect("lab lock");
             if socket.is_none() {
-                // No client: the frame is lost, and the agent is paused (again, if an ack resumed it).
-                channel.frames_lost.fetch_add(1, Ordering::AcqRel);
-                channel.client_away();
+                // No client: the frame is lost, and the agent is paused again, whatever resumed
+                // it (an ack still arriving from the old socket, or the pause fault's own
+                // start_publication, which must not restart an agent whose client is away).
+                channel.frame_lost(&bytes);
+                channel.away_paused.store(true, Ordering::Release);
+                let _ = channel.to_agent.send(publication(message_type::PAUSE_PUBLICATION));
                 return;
             }
         }
@@ -381,19 +439,24 @@ impl Gateway {
     }
 }
 
+/// The sequence number of an `output_stream_data` frame (None for any other frame).
+fn output_sequence(bytes: &[u8]) -> Option<i64> {
+    Frame::decode(bytes).ok().filter(|f| f.message_type == message_type::OUTPUT_STREAM_DATA).map(|f| f.sequence_number)
+}
+
 /// A `pause_publication` or `start_publication` frame.
 pub fn publication(kind: &str) -> Vec<u8> {
     Frame::new(kind, 0, 0, *uuid::Uuid::new_v4().as_bytes(), now_ms(), 0, Vec::new()).encode().expect("fresh id")
 }
 
-/// Loss, duplication and reordering of agent frames: what goes on the wire, and how many frames
-/// were dropped.
-fn shape(batch: Vec<Vec<u8>>, faults: &Faults, shared: &Shared) -> (Vec<Vec<u8>>, u64) {
+/// Loss, duplication and reordering of agent frames: what goes on the wire, and the frames
+/// dropped.
+fn shape(batch: Vec<Vec<u8>>, faults: &Faults, shared: &Shared) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let mut out = Vec::with_capacity(batch.len());
-    let mut dropped = 0;
+    let mut dropped = Vec::new();
     for bytes in batch {
         if faults.drop_rate > 0.0 && shared.roll() < faults.drop_rate {
-            dropped += 1;
+            dropped.push(bytes);
             continue;
         }
         if faults.duplicate_rate > 0.0 && shared.roll() < faults.duplicate_rate {

@@ -1,5 +1,5 @@
 //! The lab's exec agent and gateway against the real agent's behaviours that need a running
-//! lab (ssm-data-channel.md §9 rows 7, 8, 9, 11 and 12): each test starts `evoctl-lab serve`,
+//! lab (ssm-data-channel.md §9 rows 7, 8, 9, 10, 11 and 12): each test starts `evoctl-lab serve`,
 //! gets sessions from the lab's ECS ExecuteCommand, opens the data channel with
 //! tokio-tungstenite and speaks raw frames built with `evoctl_ssm::frame::Frame`. Every wait
 //! polls a condition against a deadline; a "nothing arrives" check reads the socket for a
@@ -149,10 +149,12 @@ async fn task_arn(ecs: &aws_sdk_ecs::Client) -> String {
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// A raw data-channel client: acks every output frame and numbers its own input.
+/// A raw data-channel client: acks every output frame (unless told not to) and numbers its own
+/// input.
 struct Channel {
     id: String,
     socket: Socket,
+    acks: bool,
     next_input: i64,
     /// Output payloads in sequence order, once each.
     output: Vec<u8>,
@@ -187,6 +189,7 @@ async fn open(ecs: &aws_sdk_ecs::Client, task: &str, command: &str) -> Channel {
     Channel {
         id: session.session_id().expect("session id").to_owned(),
         socket,
+        acks: true,
         next_input: 0,
         output: Vec::new(),
         next_output: 0,
@@ -231,6 +234,12 @@ impl Channel {
         };
         let frame = Frame::decode(&bytes).expect("a valid frame from the gateway");
         match frame.message_type.as_str() {
+            message_type::OUTPUT_STREAM_DATA if !self.acks => {
+                if frame.sequence_number == self.next_output {
+                    self.next_output += 1;
+                    self.output.extend_from_slice(&frame.payload);
+                }
+            }
             message_type::OUTPUT_STREAM_DATA => {
                 let ack = Acknowledge {
                     message_type: frame.message_type.clone(),
@@ -360,6 +369,60 @@ async fn row9_a_command_that_cannot_start_writes_nothing_and_the_gateway_closes(
     exec_failure.finish(Duration::from_secs(10)).await;
     let kinds: Vec<&str> = exec_failure.frames.iter().map(|f| f.message_type.as_str()).collect();
     assert_eq!(kinds, [message_type::CHANNEL_CLOSED]);
+}
+
+#[tokio::test]
+async fn row10_the_drain_record_tells_output_the_client_has_from_output_only_a_resend_brings() {
+    let lab = Lab::start("seed", &[]);
+    let ecs = lab.ecs().await;
+    let task = task_arn(&ecs).await;
+    let number = |drain: &Value, key: &str| drain[key].as_u64().unwrap_or_else(|| panic!("{key} in {drain}"));
+
+    // A client that reads the output and never acks it. The frame reached it, so nothing needed
+    // a resend; the agent resent it all the same, once its 200 ms timeout had passed (no RTT
+    // sample ever lowered it), for the whole 2 s drain, then closed with it unacked.
+    let mut silent = open(&ecs, &task, "printf drained").await;
+    silent.acks = false;
+    silent.finish(Duration::from_secs(10)).await;
+    assert_eq!(silent.text(), "drained");
+    let row = lab.row(&silent.id).expect("process row");
+    let drain = &row["drain"];
+    let counts: Vec<u64> =
+        ["unacked_at_exit", "unacked_lost_at_exit", "unacked_at_close", "frames_lost", "client_frames_lost"]
+            .iter()
+            .map(|key| number(drain, key))
+            .collect();
+    assert_eq!(counts, [1, 0, 1, 0, 0], "{drain}");
+    assert_eq!(
+        (number(drain, "rto_at_exit_ms"), number(drain, "max_rto_ms"), number(drain, "paused_ms")),
+        (200, 200, 0)
+    );
+    assert_eq!(drain["client_attached_at_close"], true);
+    assert_eq!(row["unacked_at_close"], 1);
+    let lasted = number(drain, "closed_at_ms") - number(drain, "exited_at_ms");
+    assert!((1999..3000).contains(&lasted), "the drain lasted {lasted} ms");
+    // One tick per 100 ms of the drain, a resend on every third (older than 200 ms, strictly):
+    // each one the client received.
+    let ticks = number(drain, "resend_ticks");
+    assert!((19..=21).contains(&ticks), "{ticks} resend ticks in 2 s");
+    let copies = silent.frames.iter().filter(|f| f.message_type == message_type::OUTPUT_STREAM_DATA).count() as u64;
+    assert_eq!(number(drain, "resends"), copies - 1, "{drain}");
+    assert!((ticks / 3..=ticks / 3 + 1).contains(&(copies - 1)), "{copies} copies in {ticks} ticks");
+
+    // Every agent frame lost on the way: the output never reached the client, so only a resend
+    // could bring it, and every resend of the drain was lost too.
+    lab.control("POST", "/faults", Some(&json!({"drop_rate": 1.0})));
+    let mut deaf = open(&ecs, &task, "printf lost").await;
+    deaf.finish(Duration::from_secs(10)).await;
+    assert_eq!(deaf.text(), "");
+    let drain = &lab.row(&deaf.id).expect("process row")["drain"];
+    let counts: Vec<u64> = ["unacked_at_exit", "unacked_lost_at_exit", "unacked_at_close", "client_frames_lost"]
+        .iter()
+        .map(|key| number(drain, key))
+        .collect();
+    assert_eq!(counts, [1, 1, 1, 0], "{drain}");
+    assert!(number(drain, "resends") >= 5, "{drain}");
+    assert_eq!(number(drain, "frames_lost"), number(drain, "resends"), "{drain}");
 }
 
 const LOGGING: &str = "description = \"seed with exec session logging\"\nextends = \"seed\"\n\n[clusters.alinhou-production]\nexec_logging = \"OVERRIDE\"\n";
