@@ -46,6 +46,10 @@ impl EnvVars {
     /// Endpoint override for every AWS service (the SDK's), and the ECS-only one.
     pub const AWS_ENDPOINT_URL: &'static str = "AWS_ENDPOINT_URL";
     pub const AWS_ENDPOINT_URL_ECS: &'static str = "AWS_ENDPOINT_URL_ECS";
+    /// Credentials in the environment (the SDK reads them); evoctl only holds their values so
+    /// that no output ever shows them.
+    pub const AWS_SECRET_ACCESS_KEY: &'static str = "AWS_SECRET_ACCESS_KEY";
+    pub const AWS_SESSION_TOKEN: &'static str = "AWS_SESSION_TOKEN";
 }
 
 /// The profile keys that go with some of the variables above.

@@ -220,6 +220,8 @@ impl Aws {
         let ca_bundle = trust::CaBundle::resolve(&env, profiles.as_ref())?;
         let http = ca_bundle.sdk_http_client()?;
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            // `app/evoctl` in every call's User-Agent: CloudTrail's userAgent names the tool.
+            .app_name(aws_config::AppName::new("evoctl").expect("a valid app name"))
             .retry_config(retry.clone())
             .timeout_config(timeouts.sdk())
             .http_client(http.clone());

@@ -15,6 +15,7 @@ use crate::cli::LogsArgs;
 use crate::error::Result;
 use crate::evolution::logs::{Kind, Outcome, Record, assemble};
 use crate::exit;
+use crate::output::Style;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -140,7 +141,6 @@ fn print(context: &Context, args: &LogsArgs, lines: &[LogLine]) -> usize {
         .filter(|r| args.kind.is_none_or(|kind| r.is(kind)))
         .filter(|r| args.grep.as_ref().is_none_or(|re| re.is_match(&r.text)))
         .collect();
-    let colour = context.printer.colour();
     for record in &picked {
         match context.printer.format() {
             crate::output::OutputFormat::Json => context.printer.json_line(&LogRecord {
@@ -155,32 +155,27 @@ fn print(context: &Context, args: &LogsArgs, lines: &[LogLine]) -> usize {
                 webhook: record.webhook().map(|w| WebhookFields { outcome: w.outcome, status: w.status }),
                 message: &record.text,
             }),
-            crate::output::OutputFormat::Table => context.printer.text(&render(record, colour)),
+            crate::output::OutputFormat::Table => context.printer.styled(&render(record)),
         }
     }
     picked.len()
 }
 
-/// A record as text: every line with the time and the task id in front.
-fn render(record: &Record, colour: bool) -> String {
-    let prefix = format!("{} {}", stamp(record.timestamp_ms), record.task());
-    let paint = match record.kind() {
-        _ if !colour => None,
-        Some(Kind::Conflict | Kind::Webhook | Kind::Error) => Some("\x1b[31m"),
-        Some(Kind::Qr) => Some("\x1b[33m"),
-        None => None,
+/// A record as lines: every line with the time and the task id in front, the line itself
+/// coloured by its kind on a terminal.
+fn render(record: &Record) -> Vec<Vec<(Style, String)>> {
+    let prefix = format!("{} {} ", stamp(record.timestamp_ms), record.task());
+    let style = match record.kind() {
+        Some(Kind::Conflict | Kind::Webhook | Kind::Error) => Style::Alert,
+        Some(Kind::Qr) => Style::Notice,
+        None => Style::Plain,
     };
-    let mut out = String::new();
-    for line in record.text.lines() {
-        match paint {
-            Some(code) => out.push_str(&format!("{prefix} {code}{line}\x1b[0m\n")),
-            None => out.push_str(&format!("{prefix} {line}\n")),
-        }
+    let mut lines: Vec<Vec<(Style, String)>> =
+        record.text.lines().map(|line| vec![(Style::Plain, prefix.clone()), (style, line.to_owned())]).collect();
+    if lines.is_empty() {
+        lines.push(vec![(Style::Plain, prefix)]);
     }
-    if out.is_empty() {
-        out.push_str(&format!("{prefix} \n"));
-    }
-    out
+    lines
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds.

@@ -477,6 +477,7 @@ async fn execute_command(ecs: &aws_sdk_ecs::Client, target: &ExecTarget, command
     let session = out.session().ok_or_else(|| incomplete("no session"))?;
     match (session.session_id(), session.stream_url(), session.token_value()) {
         (Some(session_id), Some(stream_url), Some(token)) => {
+            crate::output::sanitize::hold(token);
             Ok(Grant { session_id: session_id.to_owned(), stream_url: stream_url.to_owned(), token: token.to_owned() })
         }
         _ => Err(incomplete("an incomplete session")),
@@ -485,6 +486,7 @@ async fn execute_command(ecs: &aws_sdk_ecs::Client, target: &ExecTarget, command
 
 /// Open the websocket and send the token frame.
 async fn connect(stream_url: &str, token: &str, tls: Arc<rustls::ClientConfig>, limit: Duration) -> Result<Socket> {
+    crate::output::sanitize::hold(token);
     let mut socket = websocket::open(stream_url, tls, limit).await?;
     let open = OpenDataChannel {
         message_schema_version: "1.0".into(),

@@ -341,7 +341,7 @@ fn task_layers(checks: &mut Checks, env: &Environment, mine: &EnvFacts) -> Optio
 async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, mine: &EnvFacts, target: &ExecTarget) {
     let options = RunOptions::new(Duration::from_secs(60));
     let mut collected = Collected::default();
-    let spec = RunSpec { argv: vec!["node".into(), "-v".into()], stdin: None };
+    let spec = RunSpec::argv(vec!["node".into(), "-v".into()]);
     match crate::exec::run::run(aws, target, &spec, &options, &mut collected).await {
         Ok(0) => checks
             .ok(Layer::ExecTrial, format!("`node -v` answered {}", String::from_utf8_lossy(&collected.stdout).trim())),

@@ -42,13 +42,13 @@ impl Shared {
     /// CloudTrail would.
     pub fn record(&self, service: &str, action: &str, parameters: Value, result: &Result<Value, ApiError>) {
         let now = now_f64();
-        self.journal_push(None, service.into(), action.into(), parameters, now, result.as_ref().err());
+        self.journal_push(Caller::default(), service.into(), action.into(), parameters, now, result.as_ref().err());
     }
 
     /// Append one call to the journal; it ends now.
     fn journal_push(
         &self,
-        caller: Option<String>,
+        caller: Caller,
         service: String,
         action: String,
         parameters: Value,
@@ -60,7 +60,8 @@ impl Shared {
         let seq = journal.len() as u64 + 1;
         journal.push(JournalEntry {
             seq,
-            caller,
+            caller: caller.arn,
+            user_agent: caller.user_agent,
             service,
             action,
             parameters,
@@ -115,6 +116,8 @@ pub struct JournalEntry {
     /// Who signed the call: the caller's ARN (the lab's user, or an assumed role's session);
     /// None for calls made inside the lab.
     pub caller: Option<String>,
+    /// The client's User-Agent header, as CloudTrail's `userAgent` records it.
+    pub user_agent: Option<String>,
     pub seq: u64,
     pub service: String,
     pub action: String,
@@ -123,6 +126,13 @@ pub struct JournalEntry {
     pub end_ms: f64,
     pub status: u16,
     pub error: Option<String>,
+}
+
+/// Who made a journalled call (nothing for calls made inside the lab).
+#[derive(Debug, Default)]
+struct Caller {
+    arn: Option<String>,
+    user_agent: Option<String>,
 }
 
 /// A credential the lab accepts and whose identity it is.
@@ -315,7 +325,9 @@ async fn aws(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, header
             }
         }
     };
-    shared.journal_push(caller_arn, service, action, parameters, start_ms, result.as_ref().err());
+    let user_agent = headers.get(header::USER_AGENT).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let who = Caller { arn: caller_arn, user_agent };
+    shared.journal_push(who, service, action, parameters, start_ms, result.as_ref().err());
     match result {
         Ok(Reply::Json(value)) => {
             let content_type =
