@@ -1,26 +1,32 @@
 //! Isolation: what two environments must never share. Each `shared-*` rule groups the
-//! environments by one setting's fingerprint and reports every group of two or more; instance
-//! names are grouped the same way.
+//! environments by one setting's fingerprint ([`crate::guard::compared`]: a secret by the value it
+//! injects or else by its full ARN, never by a parameter name that is local to an account; a
+//! loopback database or Redis never, being the task's own) and reports every group of two or more,
+//! saying how the members were compared; instance names are grouped the same way.
 
 use super::{Found, Hit, Subject};
-use crate::guard::facts::{ApiKey, EnvFacts, Fingerprint};
+use crate::guard::compared::Compared;
+use crate::guard::facts::EnvFacts;
 use std::collections::BTreeMap;
 
 /// Environments grouped by a fingerprinted setting; every group of two or more is a finding.
-fn shared(subjects: &[Subject<'_>], value: impl Fn(&EnvFacts) -> Option<Fingerprint>, what: &str, fix: &str) -> Found {
-    let mut groups: Vec<(Fingerprint, Vec<String>)> = Vec::new();
+fn shared(subjects: &[Subject<'_>], value: impl Fn(&EnvFacts) -> Option<&Compared>, what: &str, fix: &str) -> Found {
+    let mut groups: Vec<(Vec<&Compared>, Vec<String>)> = Vec::new();
     for s in subjects {
-        let Some(print) = value(s.facts) else { continue };
-        match groups.iter_mut().find(|(p, _)| *p == print) {
-            Some((_, envs)) => envs.push(s.env.name.clone()),
-            None => groups.push((print, vec![s.env.name.clone()])),
+        let Some(compared) = value(s.facts) else { continue };
+        match groups.iter_mut().find(|(members, _)| members[0].print == compared.print) {
+            Some((members, envs)) => {
+                members.push(compared);
+                envs.push(s.env.name.clone());
+            }
+            None => groups.push((vec![compared], vec![s.env.name.clone()])),
         }
     }
     groups
         .into_iter()
         .filter(|(_, envs)| envs.len() > 1)
-        .map(|(_, envs)| {
-            let evidence = format!("{} use the same {what} (compared by hash)", envs.join(" and "));
+        .map(|(members, envs)| {
+            let evidence = format!("{} use the same {what} ({})", envs.join(" and "), Compared::how(&members));
             Hit { envs, evidence, fix: fix.to_owned() }
         })
         .collect()
@@ -29,7 +35,7 @@ fn shared(subjects: &[Subject<'_>], value: impl Fn(&EnvFacts) -> Option<Fingerpr
 pub(super) fn shared_database(subjects: &[Subject<'_>]) -> Found {
     shared(
         subjects,
-        |f| f.settings.database.clone(),
+        |f| f.settings.database.as_ref(),
         "DATABASE_CONNECTION_URI host, database and schema",
         "give each environment its own database (or at least its own ?schema=): a shared one shares instance rows, sessions and names",
     )
@@ -38,7 +44,7 @@ pub(super) fn shared_database(subjects: &[Subject<'_>]) -> Found {
 pub(super) fn shared_client_name(subjects: &[Subject<'_>]) -> Found {
     shared(
         subjects,
-        |f| Some(f.settings.client_name.clone()),
+        |f| Some(&f.settings.client_name),
         "DATABASE_CONNECTION_CLIENT_NAME",
         "set a distinct DATABASE_CONNECTION_CLIENT_NAME per environment (e.g. evolution_staging / evolution_production)",
     )
@@ -47,7 +53,7 @@ pub(super) fn shared_client_name(subjects: &[Subject<'_>]) -> Found {
 pub(super) fn shared_redis(subjects: &[Subject<'_>]) -> Found {
     shared(
         subjects,
-        |f| f.settings.redis.clone(),
+        |f| f.settings.redis.as_ref(),
         "CACHE_REDIS_URI and CACHE_REDIS_PREFIX_KEY",
         "give each environment its own Redis database number or CACHE_REDIS_PREFIX_KEY",
     )
@@ -56,13 +62,7 @@ pub(super) fn shared_redis(subjects: &[Subject<'_>]) -> Found {
 pub(super) fn shared_api_key(subjects: &[Subject<'_>]) -> Found {
     shared(
         subjects,
-        |f| {
-            Some(match &f.settings.api_key {
-                ApiKey::Set(print) => print.clone(),
-                ApiKey::Unset | ApiKey::PublicDefault => crate::guard::facts::public_default_fingerprint(),
-                ApiKey::CodeDefault => Fingerprint::of("apikey", crate::guard::facts::CODE_DEFAULT_API_KEY),
-            })
-        },
+        |f| Some(&f.settings.api_key_value),
         "AUTHENTICATION_API_KEY",
         "give each environment its own AUTHENTICATION_API_KEY: with one key, staging tooling can drive production",
     )
@@ -71,7 +71,7 @@ pub(super) fn shared_api_key(subjects: &[Subject<'_>]) -> Found {
 pub(super) fn shared_server_url(subjects: &[Subject<'_>]) -> Found {
     shared(
         subjects,
-        |f| Some(f.settings.server_url.clone()),
+        |f| Some(&f.settings.server_url),
         "SERVER_URL",
         "set SERVER_URL to each environment's own URL: it is the only field that tells their webhooks apart",
     )
@@ -80,7 +80,7 @@ pub(super) fn shared_server_url(subjects: &[Subject<'_>]) -> Found {
 pub(super) fn shared_phone_client(subjects: &[Subject<'_>]) -> Found {
     shared(
         subjects,
-        |f| Some(f.settings.phone_client.clone()),
+        |f| Some(&f.settings.phone_client),
         "CONFIG_SESSION_PHONE_CLIENT",
         "set CONFIG_SESSION_PHONE_CLIENT per environment (e.g. \"Evo STAGING\") so the phone's linked devices say which is which",
     )
@@ -111,11 +111,40 @@ mod tests {
     fn bare_task_definitions_share_every_default_and_miss_the_provider() {
         let envs = [env("a", "a", 0, 0), env("b", "b", 1, 1)];
         let facts = [facts("a", &[]), facts("b", &[])];
-        for id in ["shared-client-name", "shared-redis", "shared-api-key", "shared-server-url", "shared-phone-client"] {
+        for id in ["shared-client-name", "shared-api-key", "shared-server-url", "shared-phone-client"] {
             assert_eq!(run(id, &envs, &facts).len(), 1, "{id}");
         }
         assert!(run("shared-database", &envs, &facts).is_empty(), "an unset URI is not a shared database");
+        assert!(run("shared-redis", &envs, &facts).is_empty(), "the image's default Redis is each task's localhost");
         assert_eq!(run("default-api-key", &envs, &facts).len(), 2);
         assert_eq!(run("database-provider", &envs, &facts).len(), 2);
+    }
+
+    #[test]
+    fn sidecars_on_loopback_are_not_shared_and_remote_hosts_are_with_how_they_were_compared() {
+        let envs = [env("a", "a", 0, 0), env("b", "b", 1, 1)];
+        let on = |host: &str| {
+            [
+                ("DATABASE_CONNECTION_URI", format!("postgresql://u:p@{host}:5432/evolution")),
+                ("CACHE_REDIS_URI", format!("redis://{host}:6379/1")),
+            ]
+        };
+        let with = |name: &str, pairs: &[(&str, String)]| {
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            facts(name, &pairs)
+        };
+        for host in ["localhost", "127.0.0.1", "[::1]", "0.0.0.0"] {
+            let facts = [with("a", &on(host)), with("b", &on(host))];
+            assert!(run("shared-database", &envs, &facts).is_empty(), "{host}");
+            assert!(run("shared-redis", &envs, &facts).is_empty(), "{host}");
+        }
+        let facts = [with("a", &on("db.internal")), with("b", &on("DB.internal"))];
+        let found = run("shared-database", &envs, &facts);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].evidence,
+            "a and b use the same DATABASE_CONNECTION_URI host, database and schema (compared by SHA-256 of the values)"
+        );
+        assert_eq!(run("shared-redis", &envs, &facts).len(), 1);
     }
 }

@@ -263,19 +263,15 @@ mod tests {
 mod testing {
     use super::*;
     use crate::aws::discovery::{DeploymentSettings, ServiceState};
-    use crate::aws::taskdef::{ContainerSettings, EnvValue};
-    use crate::guard::facts::{IsolationSettings, WebhookSecret};
+    use crate::guard::compared::{IsolationSettings, Known};
+    use crate::guard::facts::WebhookSecret;
 
     pub fn env(name: &str, instance: &str, min: u32, max: u32) -> Environment {
         Environment::for_test(name, instance, min, max)
     }
 
     pub fn facts(name: &str, vars: &[(&str, &str)]) -> EnvFacts {
-        let container = ContainerSettings {
-            environment: vars.iter().map(|(k, v)| (k.to_string(), EnvValue::Plain(v.to_string()))).collect(),
-            log_driver: None,
-            log_group: None,
-        };
+        let environment = vars.iter().map(|(k, v)| (k.to_string(), Known::Plain(v.to_string()))).collect();
         EnvFacts {
             env: name.into(),
             service: ServiceState {
@@ -294,7 +290,7 @@ mod testing {
             target: None,
             scheduled_actions: Vec::new(),
             scaling_policies: Vec::new(),
-            settings: IsolationSettings::from_container(&container),
+            settings: IsolationSettings::from_environment(&environment),
             app: None,
             webhook_secret: WebhookSecret::NoWebhook,
             conflicts: None,

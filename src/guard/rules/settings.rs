@@ -3,12 +3,13 @@
 //! minutes.
 
 use super::{Found, Subject, one};
-use crate::guard::facts::ApiKey;
+use crate::guard::compared::ApiKey;
 
 pub(super) fn default_api_key(subjects: &[Subject<'_>]) -> Found {
     let mut found = Found::new();
     for s in subjects {
-        let evidence = match s.facts.settings.api_key {
+        let settings = &s.facts.settings;
+        let evidence = match settings.api_key {
             ApiKey::Unset => {
                 "AUTHENTICATION_API_KEY is not set in the task definition: the image's public key from .env.example is live"
             }
@@ -16,11 +17,16 @@ pub(super) fn default_api_key(subjects: &[Subject<'_>]) -> Found {
             ApiKey::CodeDefault => {
                 "AUTHENTICATION_API_KEY is set to the empty string: Evolution 2.3.7 then uses its code default key BQYHJGJHJ, public in its source"
             }
-            ApiKey::Set(_) => continue,
+            ApiKey::Set => continue,
+        };
+        // A key from a secret says which one (its ARN; the value is never shown).
+        let evidence = match settings.api_key_value.read_from.as_slice() {
+            [] => evidence.to_owned(),
+            from => format!("{evidence} (read from {})", from.join(" and ")),
         };
         found.push(one(
             s.env,
-            evidence.into(),
+            evidence,
             "set a long random AUTHENTICATION_API_KEY for this environment (SST: a Secret linked into the service) and deploy".into(),
         ));
     }
