@@ -36,6 +36,10 @@ impl EnvVars {
     /// in plain half blocks.
     pub const NO_COLOR: &'static str = "NO_COLOR";
 
+    /// The region (the SDK's, before `AWS_DEFAULT_REGION` and the profile's `region`; `init
+    /// --discover` takes a named profile's own region before these).
+    pub const AWS_REGION: &'static str = "AWS_REGION";
+    pub const AWS_DEFAULT_REGION: &'static str = "AWS_DEFAULT_REGION";
     /// Attempts per AWS call (the SDK's; profile key `max_attempts`).
     pub const AWS_MAX_ATTEMPTS: &'static str = "AWS_MAX_ATTEMPTS";
     /// `standard` or `adaptive` (the SDK's; profile key `retry_mode`).

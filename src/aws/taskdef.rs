@@ -1,5 +1,6 @@
 //! What a task definition says about one container: its environment (plain values and
-//! references to Secrets Manager / SSM) and where it logs.
+//! references to Secrets Manager / SSM, which [`super::container_secrets`] qualifies and reads)
+//! and where it logs.
 
 use super::sdk_failure;
 use crate::error::{Error, Result};
@@ -10,7 +11,8 @@ use indexmap::IndexMap;
 pub enum EnvValue {
     /// `environment[]`: the value itself (may be a secret: never print it).
     Plain(String),
-    /// `secrets[]`: the `valueFrom` ARN or parameter name; ECS injects the value at start.
+    /// `secrets[]`: the `valueFrom` ARN or parameter name; ECS injects the value at start (a
+    /// bare name is the parameter of the task definition's own account and region).
     Reference(String),
 }
 
@@ -26,6 +28,8 @@ impl std::fmt::Debug for EnvValue {
 /// The container's settings from its task definition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerSettings {
+    /// The task definition's own ARN: where a bare parameter name in `secrets` lives.
+    pub task_definition_arn: Option<String>,
     pub environment: IndexMap<String, EnvValue>,
     /// The logConfiguration's driver (`awslogs`, `awsfirelens`, …), if any.
     pub log_driver: Option<String>,
@@ -62,7 +66,8 @@ pub async fn container_settings(
     }
     let log_driver = found.log_configuration().map(|l| l.log_driver().as_str().to_owned());
     let log_group = found.log_configuration().and_then(|l| l.options()).and_then(|o| o.get("awslogs-group").cloned());
-    Ok(ContainerSettings { environment, log_driver, log_group })
+    let task_definition_arn = definition.task_definition_arn().map(str::to_owned);
+    Ok(ContainerSettings { task_definition_arn, environment, log_driver, log_group })
 }
 
 fn no_container(task_definition: &str, container: &str) -> Error {

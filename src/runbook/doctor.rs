@@ -14,7 +14,8 @@ use crate::evolution::{Driver, logs};
 use crate::exec::envelope::RunSpec;
 use crate::exec::run::{Collected, RunOptions};
 use crate::exec::target::ExecTarget;
-use crate::guard::facts::{self, ApiKey, EnvFacts, WebhookSecret};
+use crate::guard::compared::ApiKey;
+use crate::guard::facts::{self, EnvFacts, WebhookSecret};
 use crate::guard::{self, CONFLICT_WINDOW};
 use serde::Serialize;
 use std::time::Duration;
@@ -384,7 +385,7 @@ async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, min
             "the global key works but AUTHENTICATION_API_KEY is set to \"\", so 2.3.7 uses its code default BQYHJGJHJ (public in its source)",
             "set a long random AUTHENTICATION_API_KEY for this environment and deploy",
         ),
-        (Ok(true), ApiKey::Set(_)) => checks.ok(Layer::ApiKey, "the container's own key is accepted (verify-creds)"),
+        (Ok(true), ApiKey::Set) => checks.ok(Layer::ApiKey, "the container's own key is accepted (verify-creds)"),
     }
     if checks.failed() {
         checks.skip(Layer::WhatsappReach, Some(Layer::Conflicts), "needs a working API key");

@@ -1,5 +1,7 @@
 //! Secret hygiene, end to end: every command runs at -vvv against a lab seeded with canary
-//! secrets (the global API key and the webhook secret of both environments), and no canary and
+//! secrets (the global API key of both environments, production's injected from an SSM
+//! parameter through the task definition's `secrets` and read by the audit to compare it, and
+//! the webhook secret of both environments), and no canary and
 //! no issued session token or KMS data key may appear in the lab's journal (the ExecuteCommand
 //! command strings are what CloudTrail records), in evoctl's stdout or stderr, in a spawned
 //! plugin's argv, or in any file evoctl writes. The run happens twice: on plain exec sessions
@@ -29,8 +31,12 @@ fn canary_scenario(dir: &Path, base: &str) -> String {
         &path,
         format!(r#"extends = "{base}"
 description = "{base} with canary secrets"
+[parameters."/alinhou/production/evolution-api-key"]
+type = "SecureString"
+value = "CANARY-APIKEY-PROD-7f3a91"
+[task_definitions.alinhou-production-EvolutionService.secrets]
+AUTHENTICATION_API_KEY = "/alinhou/production/evolution-api-key"
 [task_definitions.alinhou-production-EvolutionService.environment]
-AUTHENTICATION_API_KEY = "CANARY-APIKEY-PROD-7f3a91"
 DATABASE_CONNECTION_URI = "postgresql://evolution:canary-db-pass-44d1@db.alinhou.internal:5432/evolution_prod?schema=evolution_api"
 [task_definitions.alinhou-staging-EvolutionService.environment]
 AUTHENTICATION_API_KEY = "CANARY-APIKEY-STAGE-2c8d40"
@@ -286,6 +292,11 @@ fn every_command_keeps_secrets(base: &str) {
         assert_eq!(count("GenerateDataKey"), count("ExecuteCommand"), "every session was encrypted");
         assert_eq!(count("Decrypt"), count("ExecuteCommand"));
     }
+    // The three audits and two doctors read production's API key parameter (by full ARN), so its
+    // value passed through evoctl and the check means something for it too.
+    let read = "arn:aws:ssm:us-east-1:123456789012:parameter/alinhou/production/evolution-api-key";
+    let reads = lab.journal().iter().filter(|e| e["parameters"]["Name"] == read && e["status"] == 200).count();
+    assert_eq!(reads, 5, "{base}: each audit and doctor read the parameter once");
     // The webhook secret did reach the instance (over the data channel), so the check means something.
     let row = lab.evolution_instance("alinhou-production");
     assert_eq!(row["webhook"]["headers"]["jwt_key"].as_str().map(str::len), Some("CANARY-WEBHOOK-PROD-e5b6d2".len()));

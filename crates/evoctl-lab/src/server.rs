@@ -471,7 +471,7 @@ fn dispatch(
             tracing::debug!(session = %id, running, "TerminateSession");
             Ok(Reply::Json(json!({"SessionId": id})))
         }
-        "ssm" => json(services::ssm::handle(account, action, parameters, now)),
+        "ssm" => json(services::ssm::handle(account, action, parameters, &caller.arn)),
         "logs" => json(services::logs::handle(account, action, parameters, now)),
         "kms" => {
             let denied = shared.faults.lock().expect("lab lock").kms_denied;
