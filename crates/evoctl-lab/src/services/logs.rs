@@ -2,6 +2,11 @@
 //! with the term filter patterns of unstructured logs: every quoted or bare term must appear,
 //! or, when the terms are written `?term`, any one of them. A page holds at most 10 000 events
 //! or 1 MB of messages, as the real service's; `nextToken` goes on from there.
+//!
+//! Streams are picked as the API reference says: `logStreamNames` (1 to 100 names) or
+//! `logStreamNamePrefix`, never both (InvalidParameterException). Each event's `eventId` is
+//! its own for good (the same event answers with the same id in every call), so a reader can
+//! tell an event it already has from a new one.
 
 use super::{ActionResult, ApiError, list, text};
 use crate::state::Account;
@@ -28,6 +33,22 @@ fn filter_log_events(account: &Account, params: &Value) -> ActionResult {
     let end = params.get("endTime").and_then(Value::as_u64).unwrap_or(u64::MAX);
     let streams = list(params, "logStreamNames");
     let prefix = text(params, "logStreamNamePrefix");
+    if params.get("logStreamNames").is_some_and(|v| !v.is_null()) {
+        if prefix.is_some() {
+            return Err(ApiError::client(
+                "InvalidParameterException",
+                "logStreamNames and logStreamNamePrefix cannot both be specified.",
+            ));
+        }
+        if streams.is_empty() || streams.len() > MAX_STREAM_NAMES {
+            return Err(ApiError::client(
+                "InvalidParameterException",
+                format!(
+                    "1 validation error detected: Value at 'logStreamNames' failed to satisfy constraint: Member must have length between 1 and {MAX_STREAM_NAMES}"
+                ),
+            ));
+        }
+    }
     let pattern = Pattern::parse(text(params, "filterPattern").unwrap_or(""));
     let mut matching: Vec<(usize, &crate::state::LogEvent)> = events
         .iter()
@@ -73,6 +94,8 @@ fn filter_log_events(account: &Account, params: &Value) -> ActionResult {
     Ok(out)
 }
 
+/// The most stream names one FilterLogEvents takes.
+const MAX_STREAM_NAMES: usize = 100;
 /// The most events one FilterLogEvents page holds.
 const MAX_EVENTS: usize = 10_000;
 /// The most bytes of events one page holds (each event counted as its message plus 26 bytes).
