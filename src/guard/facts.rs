@@ -2,7 +2,7 @@
 //! flight at the same time: the service, its live tasks, the scalable target with its scheduled
 //! actions and policies, the container's settings from the task definition (reduced to
 //! fingerprints, so no secret value is kept), the app Lambda's environment, the webhook secret's
-//! presence, and the conflict lines of the log group.
+//! presence, and the conflict lines of the environment's own streams of the log group.
 //!
 //! Any read that fails makes that environment's collection fail (and every environment of a
 //! chain whose shared reads failed): an audit must never report "clean" from partial facts.
@@ -237,7 +237,10 @@ async fn collect_env(aws: &Aws, env: &Environment, conflict_window: Duration) ->
             None => ContainerSettings::default(),
         };
         let conflicts = match &container.log_group {
-            Some(group) => Some(conflicts::read(&aws.logs(), group, conflict_window).await?),
+            Some(group) => {
+                let source = crate::aws::logs::source_of(&ecs, target, &env.container, group).await?;
+                Some(conflicts::read(&aws.logs(), &source, conflict_window).await?)
+            }
             None => None,
         };
         Ok::<_, crate::error::Error>((service, container, conflicts))
