@@ -3,8 +3,8 @@
 //! by page through the SDK paginator, bounded by a count. Throttling is the SDK's retry
 //! policy's to absorb.
 //!
-//! One group often holds several services or stages (SST's and many stacks' layout), so every
-//! read is narrowed to the environment's own streams: the awslogs driver names a task's stream
+//! Many stacks share one group across services and stages, so every read is narrowed to the
+//! environment's own streams: the awslogs driver names a task's stream
 //! `PREFIX/CONTAINER/TASK_ID`, so `PREFIX/CONTAINER/` is the prefix asked for; without a stream
 //! prefix it names the stream after the container's runtime id, and the service's tasks'
 //! runtime ids are the stream names asked for (FilterLogEvents takes one or the other, never
@@ -31,7 +31,8 @@ pub struct LogLine {
 }
 
 impl LogLine {
-    /// The ECS task id: the last part of an awslogs stream name (`prefix/container/task-id`).
+    /// The ECS task id: the last part of an awslogs stream name (`prefix/container/task-id`);
+    /// without a stream prefix, the stream's name (the container's runtime id).
     pub fn task(&self) -> &str {
         self.stream.rsplit('/').next().unwrap_or(&self.stream)
     }
@@ -68,8 +69,13 @@ impl std::fmt::Display for LogSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.streams {
             Streams::Prefix(prefix) => write!(f, "{} (streams {prefix}*)", self.group),
-            Streams::Names(names) if names.is_empty() => write!(f, "{} (no stream of a listed task)", self.group),
-            Streams::Names(names) => write!(f, "{} (streams {})", self.group, names.join(", ")),
+            Streams::Names(names) if names.is_empty() => {
+                write!(f, "{} (no stream: ECS lists no task of the service)", self.group)
+            }
+            Streams::Names(names) if names.len() <= 3 => write!(f, "{} (streams {})", self.group, names.join(", ")),
+            Streams::Names(names) => {
+                write!(f, "{} (streams {} and {} more)", self.group, names[..3].join(", "), names.len() - 3)
+            }
         }
     }
 }

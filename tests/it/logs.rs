@@ -384,10 +384,7 @@ fn follow_shows_an_event_that_arrives_late_exactly_once() {
         }
     });
     let following = notes.recv_timeout(Duration::from_secs(30)).expect("a note that it follows");
-    assert_eq!(
-        following,
-        format!("following {PRODUCTION_GROUP} (streams EvolutionService/EvolutionService/*) (Ctrl-C to stop)")
-    );
+    assert!(following.starts_with(&format!("following {PRODUCTION_GROUP} ")), "{following}");
     // A stream of its own under production's prefix, so no line of the live task's joins a record.
     let stream = "EvolutionService/EvolutionService/f0110000000000000000000000000001";
     let write = |message: &str, timestamp_ms: Option<u64>| -> u64 {
