@@ -41,8 +41,9 @@ pub fn main_entry() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(source) => {
-            printer.error(&error::Error::Io { path: "tokio runtime".into(), source });
-            return ExitCode::from(exit::USAGE);
+            let err = error::Error::Io { path: "tokio runtime".into(), source };
+            printer.error(&err);
+            return ExitCode::from(err.exit_code());
         }
     };
     let cleans_up = cli.command.cleans_up_on_interrupt();
@@ -70,6 +71,8 @@ pub fn main_entry() -> ExitCode {
     }
     let code = match result {
         Ok(code) => code,
+        // Stdout's reader has gone (`| head`): nothing failed, nothing to say.
+        Err(err) if err.is_broken_pipe() => exit::OK,
         Err(err) => {
             printer.error(&err);
             err.exit_code()

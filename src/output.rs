@@ -17,6 +17,9 @@
 //! on [`Printer::stdout_room`] (an exec session then stops reading its socket), never the
 //! runtime. A closed pipe (`| head`) ends quietly, as ripgrep does; any other write error (a
 //! full disk) is kept and turned into an error and a non-zero exit by [`Printer::finish`].
+//! A reader that goes away while nothing is being written is noticed too: a thread waits in
+//! poll(2) for stdout's error/hang-up event, so a command that follows something
+//! ([`Printer::stdout_closed`]) ends when its reader has gone, not at its next write.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod sanitize;
@@ -89,7 +92,34 @@ impl StdoutWriter {
             Ok(handle) => *writer.thread.lock().expect("stdout state") = Some(handle),
             Err(err) => *writer.error.lock().expect("stdout state") = Some(err),
         }
+        let shared = Arc::clone(&writer);
+        // Without the watcher a closed reader is still noticed at the next write.
+        let _ = std::thread::Builder::new().name("evoctl-stdout-reader".into()).spawn(move || {
+            if reader_gone() {
+                shared
+                    .error
+                    .lock()
+                    .expect("stdout state")
+                    .get_or_insert_with(|| std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+                shared.room.notify_waiters();
+            }
+        });
         writer
+    }
+
+    /// Resolves once stdout can take nothing more: `Ok` when its reader has gone, the error of
+    /// any other failed write.
+    async fn closed(&self) -> Result<(), std::io::Error> {
+        loop {
+            let notified = self.room.notified();
+            if let Some(error) = self.take_error() {
+                return match error.kind() {
+                    std::io::ErrorKind::BrokenPipe => Ok(()),
+                    _ => Err(error),
+                };
+            }
+            notified.await;
+        }
     }
 
     fn push(&self, bytes: Vec<u8>) {
@@ -138,6 +168,25 @@ impl StdoutWriter {
     }
 }
 
+/// Block until stdout's reader has gone: poll(2) reports POLLERR on a pipe whose read end is
+/// closed and POLLHUP on a socket or terminal that hung up; a file or a live reader never wakes
+/// it. `false` when it cannot tell (stdout is not open).
+fn reader_gone() -> bool {
+    use rustix::event::{PollFd, PollFlags, poll};
+    use std::os::fd::AsFd;
+    let stdout = std::io::stdout();
+    let fd = stdout.as_fd();
+    loop {
+        // No events asked for: only the error, hang-up and invalid-descriptor ones come back.
+        let mut fds = [PollFd::new(&fd, PollFlags::empty())];
+        match poll(&mut fds, None) {
+            Ok(_) => return fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// A block of stdout that [`Printer::redraw`] replaces in place (the QR while it rotates).
 #[derive(Debug, Default)]
 pub struct Redraw {
@@ -154,6 +203,12 @@ impl Printer {
     /// once a write to stdout failed (a closed pipe: [`std::io::ErrorKind::BrokenPipe`]).
     pub async fn stdout_room(&self) -> Result<(), Error> {
         self.stdout.room().await.map_err(|source| Error::Io { path: "stdout".into(), source })
+    }
+
+    /// Resolves once stdout can take nothing more: `Ok` when its reader has gone (a closed
+    /// pipe: the command may end quietly), an error when a write to it failed otherwise.
+    pub async fn stdout_closed(&self) -> Result<(), Error> {
+        self.stdout.closed().await.map_err(|source| Error::Io { path: "stdout".into(), source })
     }
 
     /// Everything printed has reached stdout; a failed write (other than a closed pipe, which

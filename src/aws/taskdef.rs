@@ -1,6 +1,6 @@
 //! What a task definition says about one container: its environment (plain values and
 //! references to Secrets Manager / SSM, which [`super::container_secrets`] qualifies and reads)
-//! and where it logs.
+//! and where it logs (the awslogs group and the stream prefix its streams are named under).
 
 use super::sdk_failure;
 use crate::error::{Error, Result};
@@ -33,8 +33,19 @@ pub struct ContainerSettings {
     pub environment: IndexMap<String, EnvValue>,
     /// The logConfiguration's driver (`awslogs`, `awsfirelens`, …), if any.
     pub log_driver: Option<String>,
-    /// The awslogs group (the `awslogs-group` option).
-    pub log_group: Option<String>,
+    /// The awslogs group (the `awslogs-group` option) and its stream prefix.
+    pub log_group: Option<AwsLogsGroup>,
+}
+
+/// Where the awslogs driver writes the container's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsLogsGroup {
+    /// The `awslogs-group` option.
+    pub name: String,
+    /// The `awslogs-stream-prefix` option: each task's stream is then `PREFIX/CONTAINER/TASK_ID`.
+    /// Without one (only possible off Fargate) the stream is named after the container's
+    /// runtime id.
+    pub stream_prefix: Option<String>,
 }
 
 /// DescribeTaskDefinition, reduced to `container` (a missing container is "not found").
@@ -65,7 +76,11 @@ pub async fn container_settings(
         environment.insert(secret.name().to_owned(), EnvValue::Reference(secret.value_from().to_owned()));
     }
     let log_driver = found.log_configuration().map(|l| l.log_driver().as_str().to_owned());
-    let log_group = found.log_configuration().and_then(|l| l.options()).and_then(|o| o.get("awslogs-group").cloned());
+    let options = found.log_configuration().and_then(|l| l.options());
+    let log_group = options.and_then(|o| o.get("awslogs-group")).map(|name| AwsLogsGroup {
+        name: name.clone(),
+        stream_prefix: options.and_then(|o| o.get("awslogs-stream-prefix")).filter(|p| !p.is_empty()).cloned(),
+    });
     let task_definition_arn = definition.task_definition_arn().map(str::to_owned);
     Ok(ContainerSettings { task_definition_arn, environment, log_driver, log_group })
 }

@@ -3,7 +3,8 @@
 //! actions and policies, the container's settings from the task definition (the secrets the
 //! isolation rules compare read with the caller's credentials, then everything reduced to
 //! fingerprints by [`super::compared`], so no secret value is kept), the app Lambda's
-//! environment, the webhook secret's presence, and the conflict lines of the log group.
+//! environment, the webhook secret's presence, and the conflict lines of the environment's own
+//! streams of the log group.
 //!
 //! Any read that fails makes that environment's collection fail (and every environment of a
 //! chain whose shared reads failed): an audit must never report "clean" from partial facts.
@@ -112,7 +113,10 @@ async fn collect_env(aws: &Aws, env: &Environment, conflict_window: Duration) ->
         };
         let conflicts = async {
             match &container.log_group {
-                Some(group) => Ok::<_, Error>(Some(conflicts::read(&aws.logs(), group, conflict_window).await?)),
+                Some(group) => {
+                    let source = crate::aws::logs::source_of(&ecs, target, &env.container, group).await?;
+                    Ok::<_, Error>(Some(conflicts::read(&aws.logs(), &source, conflict_window).await?))
+                }
                 None => Ok(None),
             }
         };

@@ -492,11 +492,11 @@ async fn webhook_delivery_layer(
 ) {
     let minutes = CONFLICT_WINDOW.as_secs() / 60;
     let reference = env.webhook.as_ref().and_then(|w| w.jwt_secret.clone());
-    let failures = match mine.conflicts.as_ref().map(|c| c.log_group.clone()) {
-        Some(group) => {
+    // The same streams the conflict layer read: this environment's, not the whole group's.
+    let failures = match mine.conflicts.as_ref().map(|c| &c.source) {
+        Some(source) => {
             let start_ms = crate::aws::logs::now_ms() - CONFLICT_WINDOW.as_millis() as i64;
-            let window =
-                crate::aws::logs::Window { group: &group, pattern: logs::WEBHOOK_PATTERN, start_ms, limit: 10_000 };
+            let window = crate::aws::logs::Window { source, pattern: logs::WEBHOOK_PATTERN, start_ms, limit: 10_000 };
             match crate::aws::logs::read(&aws.logs(), window).await {
                 Ok(read) => Some(logs::WebhookFailures::of(&logs::assemble(&read.lines))),
                 Err(err) => return checks.error(Layer::WebhookDelivery, &err),

@@ -23,6 +23,8 @@ const EXPECTED: &[(&str, &[(&str, &str)])] = &[
     ("empty-jwt-key", &[("webhook-jwt", "production")]),
     ("app-mock-wrong", &[("app-expectations", "production")]),
     ("conflict-loop", &[("live-tasks", "production"), ("conflict-loop", "production")]),
+    // Staging's loop in the group both stages share is staging's alone.
+    ("shared-log-group", &[("conflict-loop", "staging")]),
 ];
 
 /// Values from the seed's task definitions and parameters that an audit must never print.

@@ -38,6 +38,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("two-accounts-shared-key", include_str!("../scenarios/two-accounts-shared-key.toml")),
     ("jwt-mismatch", include_str!("../scenarios/jwt-mismatch.toml")),
     ("no-whatsapp-route", include_str!("../scenarios/no-whatsapp-route.toml")),
+    ("shared-log-group", include_str!("../scenarios/shared-log-group.toml")),
 ];
 
 /// A fully merged scenario.
@@ -182,6 +183,10 @@ pub struct TaskDefinitionSpec {
     pub container: String,
     pub image: String,
     pub log_group: Option<String>,
+    /// The awslogs `awslogs-stream-prefix` option: each task's stream is then
+    /// `PREFIX/CONTAINER/TASK_ID`. Unset, the container's name; `""` leaves the option out, and
+    /// the driver names the stream after the container's runtime id.
+    pub log_stream_prefix: Option<String>,
     /// The container's log driver (`awslogs`, or e.g. `awsfirelens`, whose lines the lab does
     /// not keep).
     #[serde(default = "default_log_driver")]

@@ -6,7 +6,7 @@ use super::agent::AgentHub;
 use super::evolution::EvolutionHub;
 use super::services::{self, ApiError};
 use super::sigv4::{self, Rejection, SignedRequest, percent_decode};
-use super::state::{Accounts, TimelineEntry, now_ms};
+use super::state::{Accounts, LogEvent, TimelineEntry, now_ms};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -234,7 +234,7 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/_lab/accounts/{account}/revoke", post(revoke_account))
         .route("/_lab/timeline", get(get_timeline))
         .route("/_lab/tokens", get(get_tokens))
-        .route("/_lab/logs", get(get_logs))
+        .route("/_lab/logs", get(get_logs).post(put_log_event))
         .route("/_lab/processes", get(get_processes))
         .route("/_lab/phone/scan", post(phone_scan))
         .route("/_lab/phone/message", post(phone_message))
@@ -735,6 +735,43 @@ async fn get_logs(State(shared): State<Arc<Shared>>) -> Json<Vec<Value>> {
         })
         .collect();
     Json(events)
+}
+
+/// One event as a writer hands it to CloudWatch Logs (`POST /_lab/logs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutLogEvent {
+    /// The account (default: the primary).
+    account: Option<String>,
+    group: String,
+    stream: String,
+    message: String,
+    /// The event's own time, which may be earlier than events already taken (a writer that
+    /// sends late); default: now.
+    timestamp_ms: Option<u64>,
+}
+
+/// Take one event into a log group (created if missing), at the time it carries: a late
+/// writer's event, for readers that must not lose it.
+async fn put_log_event(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let request: PutLogEvent = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("bad request: {e}")}))).into_response();
+        }
+    };
+    let mut accounts = shared.accounts.lock().expect("lab lock");
+    let id = request.account.clone().unwrap_or_else(|| accounts.primary().account.clone());
+    let Some(account) = accounts.list.iter_mut().find(|a| a.account == id) else {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no account {id}")}))).into_response();
+    };
+    let timestamp_ms = request.timestamp_ms.unwrap_or_else(now_ms);
+    account.log_groups.entry(request.group).or_default().push(LogEvent {
+        stream: request.stream,
+        timestamp_ms,
+        message: request.message,
+    });
+    Json(json!({"timestamp_ms": timestamp_ms})).into_response()
 }
 
 /// Every exec session token the lab handed out, so tests can prove none leaked anywhere.

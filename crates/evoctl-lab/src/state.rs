@@ -46,6 +46,8 @@ pub struct TaskDefinition {
     pub container: String,
     pub image: String,
     pub log_group: Option<String>,
+    /// The awslogs stream prefix (`None`: the option is not set).
+    pub log_stream_prefix: Option<String>,
     pub log_driver: String,
     pub environment: IndexMap<String, String>,
     /// `secrets`: variable name -> `valueFrom` (a parameter of this account, by name or ARN).
@@ -62,6 +64,15 @@ pub struct TaskDefinition {
 impl TaskDefinition {
     pub fn key(&self) -> String {
         format!("{}:{}", self.family, self.revision)
+    }
+
+    /// The awslogs stream of the container in task `task_id`, as the driver names it:
+    /// `PREFIX/CONTAINER/TASK_ID`, or the container's runtime id without a prefix.
+    pub fn log_stream(&self, task_id: &str, runtime_id: &str) -> String {
+        match &self.log_stream_prefix {
+            Some(prefix) => format!("{prefix}/{}/{task_id}", self.container),
+            None => runtime_id.to_owned(),
+        }
     }
 }
 
@@ -284,6 +295,11 @@ impl Account {
                 container: spec.container.clone(),
                 image: spec.image.clone(),
                 log_group: spec.log_group.clone(),
+                log_stream_prefix: match &spec.log_stream_prefix {
+                    None => Some(spec.container.clone()),
+                    Some(prefix) if prefix.is_empty() => None,
+                    Some(prefix) => Some(prefix.clone()),
+                },
                 log_driver: spec.log_driver.clone(),
                 environment: spec.environment.clone(),
                 secrets: spec.secrets.clone(),

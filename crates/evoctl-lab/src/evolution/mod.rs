@@ -256,7 +256,14 @@ impl EvolutionHub {
             let Some(account) = accounts.of_task(&task_id) else { continue };
             let Some(definition) = account.task_definitions.get(&definition) else { continue };
             let config = env::EvoConfig::from_env(&account.container_environment(definition));
-            let stream = format!("EvolutionService/{}/{task_id}", definition.container);
+            let runtime_id = account
+                .tasks
+                .iter()
+                .find(|t| t.id == task_id)
+                .and_then(|t| t.containers.iter().find(|c| c.name == definition.container))
+                .map(|c| c.runtime_id.clone())
+                .unwrap_or_default();
+            let stream = definition.log_stream(&task_id, &runtime_id);
             // Only the awslogs driver puts the container's lines in CloudWatch Logs.
             let log_group = definition.log_group.clone().filter(|_| definition.log_driver == "awslogs");
             match self.start_process(&task_id, config, 0, None) {

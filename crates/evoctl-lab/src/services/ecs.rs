@@ -383,10 +383,11 @@ fn describe_task_definition(account: &Account, params: &Value) -> ActionResult {
     if def.log_driver != "awslogs" {
         container["logConfiguration"] = json!({"logDriver": def.log_driver, "options": {}});
     } else if let Some(group) = &def.log_group {
-        container["logConfiguration"] = json!({
-            "logDriver": "awslogs",
-            "options": {"awslogs-group": group, "awslogs-region": account.region, "awslogs-stream-prefix": def.container}
-        });
+        let mut options = json!({"awslogs-group": group, "awslogs-region": account.region});
+        if let Some(prefix) = &def.log_stream_prefix {
+            options["awslogs-stream-prefix"] = json!(prefix);
+        }
+        container["logConfiguration"] = json!({"logDriver": "awslogs", "options": options});
     }
     Ok(json!({
         "taskDefinition": {
