@@ -21,9 +21,10 @@ use tokio_tungstenite::tungstenite::{self, Message};
 /// The socket's sending half, written only by the session's writer task.
 pub type SocketSink = SplitSink<Socket, Message>;
 
-/// An open websocket and the token to present on it.
+/// An open websocket (boxed: it is large, and moves through the loop's events) and the token to
+/// present on it.
 pub struct Dialled {
-    pub socket: Socket,
+    pub socket: Box<Socket>,
     pub token: String,
 }
 
@@ -91,7 +92,7 @@ impl Dialer {
             let socket = websocket::open(&dialer.stream_url, dialer.tls, dialer.limit)
                 .await
                 .map_err(|error| DialFailure { error, retry: false })?;
-            Ok(Dialled { socket, token })
+            Ok(Dialled { socket: Box::new(socket), token })
         })
     }
 
@@ -104,7 +105,7 @@ impl Dialer {
             let socket = websocket::open(url.as_deref().unwrap_or(&dialer.stream_url), dialer.tls, dialer.limit)
                 .await
                 .map_err(|error| DialFailure { error, retry: true })?;
-            Ok(Dialled { socket, token })
+            Ok(Dialled { socket: Box::new(socket), token })
         })
     }
 }
@@ -122,14 +123,14 @@ pub fn redial(dialer: &Dialer, resumes: &mut Resumes, writer: &mut Writer<Socket
         Err(GiveUp::FailedInARow(attempts)) => Err(Error::exec(
             ExecKind::Transport,
             format!(
-                "the data channel of session {session} dropped and could not be resumed: {attempts} attempts in a row failed, the last because {why}"
+                "the data channel of session {session} dropped and could not be resumed: {attempts} attempts in a row failed (the last: {why})"
             ),
             "check the network path to ssmmessages (proxy, VPC endpoint, firewall) and retry",
         )),
         Err(GiveUp::BudgetSpent(resumed)) => Err(Error::exec(
             ExecKind::Transport,
             format!(
-                "the data channel of session {session} kept dropping: it was resumed {resumed} times, the most one session may be, and then {why}"
+                "the data channel of session {session} kept dropping: it was resumed {resumed} times, the most one session may be (the last drop: {why})"
             ),
             "check the network path to ssmmessages (proxy, VPC endpoint, firewall) and retry",
         )),
@@ -164,14 +165,23 @@ async fn resume_session(
             failure.code.as_str(),
             "DoesNotExistException" | "AccessDeniedException" | "AccessDenied" | "InvalidParameters"
         );
-        let error = Error::exec(
-            ExecKind::Transport,
-            format!(
-                "the data channel dropped and session {session_id} could not be resumed ({}: {})",
-                failure.code, failure.message
-            ),
-            "run the command again",
-        );
+        let error = if retry {
+            // A reason in the message of the session's end, if the attempts run out.
+            Error::exec(
+                ExecKind::Transport,
+                format!("ResumeSession failed ({}: {})", failure.code, failure.message),
+                "run the command again",
+            )
+        } else {
+            Error::exec(
+                ExecKind::Transport,
+                format!(
+                    "the data channel dropped and session {session_id} could not be resumed ({}: {})",
+                    failure.code, failure.message
+                ),
+                "run the command again",
+            )
+        };
         DialFailure { error, retry }
     })?;
     let Some(token) = out.token_value() else {

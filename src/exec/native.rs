@@ -343,7 +343,7 @@ async fn drive(
         tokio::select! {
             event = link.next(!output_full && writer_room) => match event {
                 LinkEvent::Dialled(Ok(dialled)) => {
-                    let (sink, reader) = dialled.socket.split();
+                    let (sink, reader) = (*dialled.socket).split();
                     writer.attach(sink, vec![token_frame(&dialled.token), keepalive()]);
                     link = Link::Up { reader, delivered: false };
                 }
