@@ -112,7 +112,9 @@ fn the_timeout_holds_with_describe_tasks_stalled_during_the_session() {
 }
 
 /// The deadline holds with the watchdog's DescribeTasks stalled and the gateway no longer reading
-/// the socket (frames and pings unanswered): no write, ping or close waits in the session loop.
+/// the socket (its frames and pings unanswered). Over loopback the kernel's buffers take far more
+/// than a session writes here, so no write blocks in this test; a write that does is the writer's
+/// unit tests' (`src/exec/writer.rs`).
 #[test]
 fn the_timeout_holds_with_describe_tasks_stalled_and_the_socket_unanswered() {
     let lab = Lab::start("seed");
