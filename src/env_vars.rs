@@ -18,6 +18,9 @@ impl EnvVars {
     pub const EVOCTL_SESSION_MANAGER_PLUGIN: &'static str = "EVOCTL_SESSION_MANAGER_PLUGIN";
     /// `shell --idle-timeout`: end a shell after this long without input or output.
     pub const EVOCTL_SHELL_IDLE_TIMEOUT: &'static str = "EVOCTL_SHELL_IDLE_TIMEOUT";
+    /// Bound on setting a shell up (credentials, the task lookup, ExecuteCommand, opening the
+    /// data channel, a KMS handshake) until the session opens; default 2 minutes.
+    pub const EVOCTL_SHELL_SETUP_TIMEOUT: &'static str = "EVOCTL_SHELL_SETUP_TIMEOUT";
 
     /// Bound on opening a TCP connection to an AWS endpoint (the SDK's `connect_timeout`).
     pub const EVOCTL_AWS_CONNECT_TIMEOUT: &'static str = "EVOCTL_AWS_CONNECT_TIMEOUT";

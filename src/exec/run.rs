@@ -75,9 +75,11 @@ impl RunOptions {
         SessionOptions {
             deadline: Some(self.deadline.unwrap_or_else(|| tokio::time::Instant::now() + self.timeout)),
             limit: self.timeout,
+            setup: None,
             idle_timeout: None,
             watchdog_every: self.watchdog_every,
             size,
+            resume_budget: super::resume::RUN_BUDGET,
         }
     }
 }

@@ -193,6 +193,20 @@ pub struct Faults {
     /// Data channel: the gateway drops the socket once after this many agent frames.
     #[serde(default)]
     pub disconnect_after_frames: Option<u64>,
+    /// Data channel: the gateway cuts every client socket attached while this is set this many
+    /// ms after it attached, without a close frame, as a flaky network does (the session
+    /// survives and can be resumed with a new socket, which is cut in turn).
+    #[serde(default)]
+    pub disconnect_every_ms: Option<u64>,
+    /// Data channel: the gateway stops reading client sockets while this is set: their frames
+    /// are not relayed and their pings go unanswered, as with a peer that went away without
+    /// closing (what the client writes piles up in TCP buffers).
+    #[serde(default)]
+    pub socket_unresponsive: bool,
+    /// Data channel: the gateway answers the websocket upgrade this many ms late (a stalled
+    /// data-channel open).
+    #[serde(default)]
+    pub data_channel_open_delay_ms: u64,
     /// Data channel: the agent pauses this long after each pty read (a starved agent), so a fast
     /// writer gets up to the pty's buffer ahead of it.
     #[serde(default)]
@@ -710,6 +724,10 @@ async fn data_channel(
     axum::extract::Path(session): axum::extract::Path<String>,
     upgrade: axum::extract::ws::WebSocketUpgrade,
 ) -> Response {
+    let delay = shared.faults.lock().expect("lab lock").data_channel_open_delay_ms;
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     let hub = Arc::clone(&shared.hub);
     upgrade.on_upgrade(move |socket| hub.serve_socket(shared, session, socket))
 }
