@@ -81,7 +81,7 @@ fn a_timeout_ends_the_remote_command_and_the_session() {
     assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
     assert_eq!(
         text(&output.stderr),
-        "error: the exec session did not finish within 2s: the command had not started producing output\n  fix: raise --timeout, or check what the command is waiting for\n"
+        "error: the exec session did not finish within 2s: the command was still running\n  fix: raise --timeout, or check what the command is waiting for\n"
     );
     let session = sessions(&lab).pop().expect("a session ran");
     assert_ended(&lab, &session);
