@@ -18,6 +18,9 @@ impl EnvVars {
     pub const EVOCTL_SESSION_MANAGER_PLUGIN: &'static str = "EVOCTL_SESSION_MANAGER_PLUGIN";
     /// `shell --idle-timeout`: end a shell after this long without input or output.
     pub const EVOCTL_SHELL_IDLE_TIMEOUT: &'static str = "EVOCTL_SHELL_IDLE_TIMEOUT";
+    /// Bound on setting a shell up (credentials, the task lookup, ExecuteCommand, opening the
+    /// data channel, a KMS handshake) until the session opens; default 2 minutes.
+    pub const EVOCTL_SHELL_SETUP_TIMEOUT: &'static str = "EVOCTL_SHELL_SETUP_TIMEOUT";
 
     /// Bound on opening a TCP connection to an AWS endpoint (the SDK's `connect_timeout`).
     pub const EVOCTL_AWS_CONNECT_TIMEOUT: &'static str = "EVOCTL_AWS_CONNECT_TIMEOUT";
@@ -36,6 +39,10 @@ impl EnvVars {
     /// in plain half blocks.
     pub const NO_COLOR: &'static str = "NO_COLOR";
 
+    /// The region (the SDK's, before `AWS_DEFAULT_REGION` and the profile's `region`; `init
+    /// --discover` takes a named profile's own region before these).
+    pub const AWS_REGION: &'static str = "AWS_REGION";
+    pub const AWS_DEFAULT_REGION: &'static str = "AWS_DEFAULT_REGION";
     /// Attempts per AWS call (the SDK's; profile key `max_attempts`).
     pub const AWS_MAX_ATTEMPTS: &'static str = "AWS_MAX_ATTEMPTS";
     /// `standard` or `adaptive` (the SDK's; profile key `retry_mode`).
@@ -46,6 +53,10 @@ impl EnvVars {
     /// Endpoint override for every AWS service (the SDK's), and the ECS-only one.
     pub const AWS_ENDPOINT_URL: &'static str = "AWS_ENDPOINT_URL";
     pub const AWS_ENDPOINT_URL_ECS: &'static str = "AWS_ENDPOINT_URL_ECS";
+    /// Credentials in the environment (the SDK reads them); evoctl only holds their values so
+    /// that no output ever shows them.
+    pub const AWS_SECRET_ACCESS_KEY: &'static str = "AWS_SECRET_ACCESS_KEY";
+    pub const AWS_SESSION_TOKEN: &'static str = "AWS_SESSION_TOKEN";
 }
 
 /// The profile keys that go with some of the variables above.

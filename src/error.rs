@@ -177,7 +177,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage { .. } | Error::Config { .. } => exit::USAGE,
-            Error::Io { .. } => exit::USAGE,
+            Error::Io { .. } => exit::IO,
             Error::NotFound { .. } => exit::NOT_FOUND,
             Error::Refused { .. } => exit::REFUSED,
             Error::Aws { .. } | Error::Unread { .. } => exit::AWS,

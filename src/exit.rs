@@ -20,6 +20,9 @@ pub const AWS: u8 = 5;
 pub const EXEC_TRANSPORT: u8 = 6;
 /// A wait ran past its deadline.
 pub const TIMEOUT: u8 = 7;
+/// A local file, stdout or the terminal could not be read or written (a full disk); sysexits'
+/// EX_IOERR. A closed stdout (`| head`) is no error: it ends with [`OK`].
+pub const IO: u8 = 74;
 /// Interrupted by Ctrl-C (128 + SIGINT).
 pub const INTERRUPTED: u8 = 130;
 /// Ended by SIGTERM (128 + SIGTERM).
@@ -37,6 +40,7 @@ pub const TABLE: &[(u8, &str)] = &[
     (AWS, "AWS API error"),
     (EXEC_TRANSPORT, "exec transport error"),
     (TIMEOUT, "timeout"),
+    (IO, "local I/O error (stdout, a file: a full disk, a read-only path)"),
     (EVOCTL_FAILED, "exec/node: evoctl failed before the remote status was known"),
     (INTERRUPTED, "interrupted by Ctrl-C (the session was ended; a change stops after the step in flight)"),
     (TERMINATED, "ended by SIGTERM (the same as Ctrl-C)"),

@@ -32,12 +32,18 @@ use std::process::ExitCode;
 pub fn main_entry() -> ExitCode {
     let cli = cli::Cli::parse();
     let printer = output::Printer::new(cli.global.output, cli.global.quiet);
+    for name in [env_vars::EnvVars::AWS_SECRET_ACCESS_KEY, env_vars::EnvVars::AWS_SESSION_TOKEN] {
+        if let Ok(value) = std::env::var(name) {
+            output::sanitize::hold(&value);
+        }
+    }
     init_logging(cli.global.verbose, cli.global.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(source) => {
-            printer.error(&error::Error::Io { path: "tokio runtime".into(), source });
-            return ExitCode::from(exit::USAGE);
+            let err = error::Error::Io { path: "tokio runtime".into(), source };
+            printer.error(&err);
+            return ExitCode::from(err.exit_code());
         }
     };
     let cleans_up = cli.command.cleans_up_on_interrupt();
@@ -65,6 +71,8 @@ pub fn main_entry() -> ExitCode {
     }
     let code = match result {
         Ok(code) => code,
+        // Stdout's reader has gone (`| head`): nothing failed, nothing to say.
+        Err(err) if err.is_broken_pipe() => exit::OK,
         Err(err) => {
             printer.error(&err);
             err.exit_code()
@@ -91,8 +99,8 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(crate::output::LogWriter)
+        .with_ansi(false)
         .without_time()
         .try_init();
 }

@@ -5,12 +5,24 @@
 //! that stdout can be piped into `jq` or a script. `-q` silences notes; errors are never
 //! silenced. This module is the only place in the crate allowed to write to stdout/stderr.
 //!
+//! It is also the only sanitiser ([`sanitize`]): every text, table, note, warning, error, JSON
+//! document and log line it writes is cleaned of control sequences and redacted of every secret
+//! the process holds or saw, so a command cannot forget to. The one exception is the raw output of
+//! a remote command (`exec`, `node`, `shell`: [`Printer::stdout_bytes`]), passed through byte for
+//! byte by contract. Colours and the QR's black-on-white are painted here, on evoctl's own
+//! [`Style`]s and [`Drawing`]s, never taken from the text.
+//!
 //! Stdout is written by a thread of its own, fed through a queue of at most
 //! [`STDOUT_QUEUE_BYTES`]: a paused pager (`| less`) or a slow disk holds back only whoever waits
 //! on [`Printer::stdout_room`] (an exec session then stops reading its socket), never the
 //! runtime. A closed pipe (`| head`) ends quietly, as ripgrep does; any other write error (a
 //! full disk) is kept and turned into an error and a non-zero exit by [`Printer::finish`].
+//! A reader that goes away while nothing is being written is noticed too: a thread waits in
+//! poll(2) for stdout's error/hang-up event, so a command that follows something
+//! ([`Printer::stdout_closed`]) ends when its reader has gone, not at its next write.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod sanitize;
 
 use crate::error::Error;
 use serde::Serialize;
@@ -80,7 +92,34 @@ impl StdoutWriter {
             Ok(handle) => *writer.thread.lock().expect("stdout state") = Some(handle),
             Err(err) => *writer.error.lock().expect("stdout state") = Some(err),
         }
+        let shared = Arc::clone(&writer);
+        // Without the watcher a closed reader is still noticed at the next write.
+        let _ = std::thread::Builder::new().name("evoctl-stdout-reader".into()).spawn(move || {
+            if reader_gone() {
+                shared
+                    .error
+                    .lock()
+                    .expect("stdout state")
+                    .get_or_insert_with(|| std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+                shared.room.notify_waiters();
+            }
+        });
         writer
+    }
+
+    /// Resolves once stdout can take nothing more: `Ok` when its reader has gone, the error of
+    /// any other failed write.
+    async fn closed(&self) -> Result<(), std::io::Error> {
+        loop {
+            let notified = self.room.notified();
+            if let Some(error) = self.take_error() {
+                return match error.kind() {
+                    std::io::ErrorKind::BrokenPipe => Ok(()),
+                    _ => Err(error),
+                };
+            }
+            notified.await;
+        }
     }
 
     fn push(&self, bytes: Vec<u8>) {
@@ -129,6 +168,25 @@ impl StdoutWriter {
     }
 }
 
+/// Block until stdout's reader has gone: poll(2) reports POLLERR on a pipe whose read end is
+/// closed and POLLHUP on a socket or terminal that hung up; a file or a live reader never wakes
+/// it. `false` when it cannot tell (stdout is not open).
+fn reader_gone() -> bool {
+    use rustix::event::{PollFd, PollFlags, poll};
+    use std::os::fd::AsFd;
+    let stdout = std::io::stdout();
+    let fd = stdout.as_fd();
+    loop {
+        // No events asked for: only the error, hang-up and invalid-descriptor ones come back.
+        let mut fds = [PollFd::new(&fd, PollFlags::empty())];
+        match poll(&mut fds, None) {
+            Ok(_) => return fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// A block of stdout that [`Printer::redraw`] replaces in place (the QR while it rotates).
 #[derive(Debug, Default)]
 pub struct Redraw {
@@ -145,6 +203,12 @@ impl Printer {
     /// once a write to stdout failed (a closed pipe: [`std::io::ErrorKind::BrokenPipe`]).
     pub async fn stdout_room(&self) -> Result<(), Error> {
         self.stdout.room().await.map_err(|source| Error::Io { path: "stdout".into(), source })
+    }
+
+    /// Resolves once stdout can take nothing more: `Ok` when its reader has gone (a closed
+    /// pipe: the command may end quietly), an error when a write to it failed otherwise.
+    pub async fn stdout_closed(&self) -> Result<(), Error> {
+        self.stdout.closed().await.map_err(|source| Error::Io { path: "stdout".into(), source })
     }
 
     /// Everything printed has reached stdout; a failed write (other than a closed pipe, which
@@ -178,16 +242,62 @@ impl Printer {
         self.stdout_is_tty() && std::env::var_os(crate::env_vars::EnvVars::NO_COLOR).is_none()
     }
 
-    /// Print `text` on stdout in place of what `region` showed last: on a terminal the cursor
-    /// goes back to the region's first line and clears down first; elsewhere (a pipe, a file)
-    /// the text simply follows, so a log keeps every version.
-    pub fn redraw(&self, region: &mut Redraw, text: &str) {
+    /// Print `drawing` and then `caption` on stdout in place of what `region` showed last: on a
+    /// terminal the cursor goes back to the region's first line and clears down first; elsewhere
+    /// (a pipe, a file) the text simply follows, so a log keeps every version.
+    pub fn redraw(&self, region: &mut Redraw, drawing: Option<&Drawing>, caption: &str) {
         let mut out = String::new();
         if self.stdout_is_tty() && region.lines > 0 {
             out.push_str(&format!("\x1b[{}F\x1b[J", region.lines));
         }
-        out.push_str(text);
+        let text = self.drawn(drawing, caption);
         region.lines = text.lines().count();
+        out.push_str(&text);
+        self.stdout.push(out.into_bytes());
+    }
+
+    /// Print `drawing` (a QR), then `caption`, on stdout.
+    pub fn drawing(&self, drawing: &Drawing, caption: &str) {
+        let text = self.drawn(Some(drawing), caption);
+        self.stdout.push(text.into_bytes());
+    }
+
+    /// A drawing painted black on white where colour is allowed, then the caption, all cleaned.
+    fn drawn(&self, drawing: Option<&Drawing>, caption: &str) -> String {
+        let mut out = String::new();
+        let paint = self.colour();
+        for line in drawing.map(|d| d.lines.as_slice()).unwrap_or_default() {
+            let line = sanitize::clean(line);
+            match paint {
+                true => out.push_str(&format!("\x1b[30;107m{line}\x1b[0m\n")),
+                false => out.push_str(&format!("{line}\n")),
+            }
+        }
+        let caption = sanitize::clean(caption);
+        if !caption.is_empty() {
+            out.push_str(&caption);
+            if !caption.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Print lines made of styled spans on stdout: each span cleaned, then coloured by its style
+    /// where colour is allowed.
+    pub fn styled(&self, lines: &[Vec<(Style, String)>]) {
+        let paint = self.colour();
+        let mut out = String::new();
+        for line in lines {
+            for (style, text) in line {
+                let text = sanitize::clean(text).replace('\n', " ");
+                match style.code().filter(|_| paint) {
+                    Some(code) => out.push_str(&format!("{code}{text}\x1b[0m")),
+                    None => out.push_str(&text),
+                }
+            }
+            out.push('\n');
+        }
         self.stdout.push(out.into_bytes());
     }
 
@@ -199,33 +309,37 @@ impl Printer {
         }
     }
 
-    /// Print a JSON document on stdout.
+    /// Print a JSON document on stdout (every string in it cleaned).
     pub fn json<T: Serialize>(&self, value: &T) {
-        let text = serde_json::to_string_pretty(value).expect("output types serialise");
-        self.text(&text);
+        let value = sanitize::clean_json(serde_json::to_value(value).expect("output types serialise"));
+        let text = serde_json::to_string_pretty(&value).expect("JSON values serialise");
+        self.line(text);
     }
 
     /// Print one JSON document on one line (JSON Lines: a stream of records).
     pub fn json_line<T: Serialize>(&self, value: &T) {
-        let text = serde_json::to_string(value).expect("output types serialise");
-        self.text(&text);
+        let value = sanitize::clean_json(serde_json::to_value(value).expect("output types serialise"));
+        self.line(serde_json::to_string(&value).expect("JSON values serialise"));
     }
 
-    /// Print raw text on stdout (a newline is added when missing).
+    /// Print text on stdout, cleaned (a newline is added when missing).
     pub fn text(&self, text: &str) {
-        let mut bytes = text.as_bytes().to_vec();
-        if !text.ends_with('\n') {
-            bytes.push(b'\n');
-        }
-        self.stdout.push(bytes);
+        self.line(sanitize::clean(text));
     }
 
-    /// Raw bytes on stdout, unchanged (remote command output).
+    fn line(&self, mut text: String) {
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        self.stdout.push(text.into_bytes());
+    }
+
+    /// Raw bytes on stdout, unchanged: the remote command's own output (`exec`, `node`, `shell`).
     pub fn stdout_bytes(&self, bytes: &[u8]) {
         self.stdout.push(bytes.to_vec());
     }
 
-    /// Raw bytes on stderr, unchanged (remote command diagnostics).
+    /// Raw bytes on stderr, unchanged: the remote command's own diagnostics (`exec`, `node`).
     pub fn stderr_bytes(&self, bytes: &[u8]) {
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(bytes);
@@ -235,27 +349,28 @@ impl Printer {
     /// A progress or context note on stderr (hidden by `-q`).
     pub fn note(&self, message: &str) {
         if !self.quiet {
-            eprintln!("{message}");
+            eprintln!("{}", sanitize::clean(message));
         }
     }
 
     /// A warning on stderr (hidden by `-q`).
     pub fn warn(&self, message: &str) {
         if !self.quiet {
-            eprintln!("warning: {message}");
+            eprintln!("warning: {}", sanitize::clean(message));
         }
     }
 
     /// An error with its fix, on stderr; with `--output json` also as JSON on stdout so that
     /// scripts always get one parseable document.
     pub fn error(&self, error: &Error) {
+        let message = sanitize::clean(&error.to_string());
         match error {
             // An interruption is the user's own doing: said plainly, not as an error.
-            Error::Interrupted { .. } => eprintln!("{error}"),
-            _ => eprintln!("error: {error}"),
+            Error::Interrupted { .. } => eprintln!("{message}"),
+            _ => eprintln!("error: {message}"),
         }
         if let Some(fix) = error.fix() {
-            eprintln!("  fix: {fix}");
+            eprintln!("  fix: {}", sanitize::clean(fix));
         }
         if self.format == OutputFormat::Json {
             self.error_json(error);
@@ -274,6 +389,76 @@ impl Printer {
                 exit_code: error.exit_code(),
             },
         });
+    }
+}
+
+/// How a span of [`Printer::styled`] text is coloured on a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Plain,
+    /// Red: a failure, a conflict, a refused delivery.
+    Alert,
+    /// Yellow: something to act on (a QR shown).
+    Notice,
+}
+
+impl Style {
+    fn code(self) -> Option<&'static str> {
+        match self {
+            Style::Plain => None,
+            Style::Alert => Some("\x1b[31m"),
+            Style::Notice => Some("\x1b[33m"),
+        }
+    }
+}
+
+/// A picture made of text (the QR's half blocks), painted by the printer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drawing {
+    lines: Vec<String>,
+}
+
+impl Drawing {
+    pub fn new(lines: Vec<String>) -> Drawing {
+        Drawing { lines }
+    }
+
+    /// The drawing's rows, unpainted.
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+}
+
+/// Log lines (`-v`) on stderr, each cleaned as everything else the printer writes (so the log
+/// formatter writes them without colours).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+    fn make_writer(&'a self) -> LogLine {
+        LogLine(Vec::new())
+    }
+}
+
+/// One log event, written (cleaned) to stderr when it is complete.
+pub struct LogLine(Vec<u8>);
+
+impl Write for LogLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        let cleaned = sanitize::clean(&String::from_utf8_lossy(&self.0));
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(cleaned.as_bytes());
     }
 }
 

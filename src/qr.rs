@@ -1,9 +1,14 @@
 //! QR codes: rendering a WhatsApp pairing `code` for a terminal (half blocks with a quiet zone,
-//! black on white so it scans on dark and light themes), to PNG and SVG files, and finding the
-//! `code` in pasted `aws ecs execute-command` output.
+//! painted black on white by the printer so it scans on dark and light themes), to PNG and SVG
+//! files, and finding the `code` in pasted `aws ecs execute-command` output.
+//!
+//! Files are written through a temporary file created exclusively (`O_EXCL`, mode 0600) in the
+//! target's directory and renamed over the target: a viewer open on the file never reads half an
+//! image, and no name planted beside the target (a symlink at `F.partial`, say) is ever followed.
 
 use crate::error::{Error, Result};
 use crate::exec::noise;
+use crate::output::Drawing;
 use qrcode::QrCode;
 use qrcode::render::{svg, unicode};
 use std::path::Path;
@@ -21,9 +26,8 @@ fn encode(text: &str) -> Result<QrCode> {
     })
 }
 
-/// The QR as text: two modules per character cell, with a 4-module quiet zone. With `ansi`,
-/// each line is painted black on white so the code reads on dark and light terminals alike.
-pub fn to_terminal(text: &str, ansi: bool) -> Result<String> {
+/// The QR as text: two modules per character cell, with a 4-module quiet zone.
+pub fn to_terminal(text: &str) -> Result<Drawing> {
     let code = encode(text)?;
     let art = code
         .render::<unicode::Dense1x2>()
@@ -31,33 +35,18 @@ pub fn to_terminal(text: &str, ansi: bool) -> Result<String> {
         .light_color(unicode::Dense1x2::Light)
         .quiet_zone(true)
         .build();
-    if !ansi {
-        return Ok(art + "\n");
-    }
-    let mut out = String::new();
-    for line in art.lines() {
-        out.push_str("\x1b[30;107m");
-        out.push_str(line);
-        out.push_str("\x1b[0m\n");
-    }
-    Ok(out)
+    Ok(Drawing::new(art.lines().map(str::to_owned).collect()))
 }
 
 /// Write the QR as a PNG (at least 400 px, quiet zone included).
 pub fn write_png(text: &str, path: &Path) -> Result<()> {
     let code = encode(text)?;
     let image = code.render::<image::Luma<u8>>().quiet_zone(true).min_dimensions(400, 400).build();
-    // Written beside the target, then renamed over it: a viewer open on the file (the QR is
-    // rewritten each time it rotates) never reads half an image.
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = std::path::PathBuf::from(partial);
-    let io = |path: &Path, e: String| Error::Io { path: path.to_path_buf(), source: std::io::Error::other(e) };
-    image.save_with_format(&partial, image::ImageFormat::Png).map_err(|e| io(&partial, e.to_string()))?;
-    std::fs::rename(&partial, path).map_err(|e| {
-        let _ = std::fs::remove_file(&partial);
-        Error::Io { path: path.to_path_buf(), source: e }
-    })
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut bytes, image::ImageFormat::Png)
+        .map_err(|e| Error::Io { path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) })?;
+    write_whole(path, bytes.get_ref())
 }
 
 /// Write the QR as an SVG document.
@@ -70,7 +59,24 @@ pub fn write_svg(text: &str, path: &Path) -> Result<()> {
         .dark_color(svg::Color("#000000"))
         .light_color(svg::Color("#ffffff"))
         .build();
-    std::fs::write(path, document).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    write_whole(path, document.as_bytes())
+}
+
+/// `bytes` as the new content of `path`: written to a fresh temporary file in the same directory
+/// (created exclusively, mode 0600, removed if anything fails), then renamed over `path`.
+fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut file =
+        tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".partial").tempfile_in(dir).map_err(io)?;
+    std::io::Write::write_all(&mut file, bytes).map_err(io)?;
+    file.as_file().sync_all().map_err(io)?;
+    file.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
 }
 
 /// Find the QR `code` in pasted output: a plugin transcript (banners, CRLF, doubled CR from a
@@ -126,20 +132,34 @@ mod tests {
 
     #[test]
     fn terminal_rendering_has_a_quiet_zone_and_half_blocks() {
-        let plain = to_terminal("hello", false).unwrap();
-        let lines: Vec<&str> = plain.lines().collect();
+        let drawing = to_terminal("hello").unwrap();
+        let lines = drawing.lines();
         // 21 modules + 2 x 4 quiet zone = 29 columns; rows are halved (rounded up).
-        assert!(lines.iter().all(|l| l.chars().count() == 29), "{plain}");
+        assert!(lines.iter().all(|l| l.chars().count() == 29), "{lines:?}");
         assert_eq!(lines.len(), 15);
         assert!(lines[0].chars().all(|c| c == ' '), "quiet zone on top");
-        assert!(plain.contains('█') && plain.contains('▀') && plain.contains('▄'));
-        let ansi = to_terminal("hello", true).unwrap();
-        assert!(ansi.lines().all(|l| l.starts_with("\x1b[30;107m") && l.ends_with("\x1b[0m")));
+        let all = lines.concat();
+        assert!(all.contains('█') && all.contains('▀') && all.contains('▄'));
+    }
+
+    #[test]
+    fn a_file_is_replaced_whole_and_no_planted_name_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("qr.png");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("qr.png.partial")).unwrap();
+        write_png("hello", &target).unwrap();
+        write_png("hello again", &target).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        assert!(std::fs::read(&target).unwrap().starts_with(b"\x89PNG"));
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 3, "no temporary file is left behind: {left:?}");
     }
 
     #[test]
     fn empty_and_oversized_texts_are_usage_errors() {
-        assert_eq!(to_terminal(" ", false).unwrap_err().exit_code(), crate::exit::USAGE);
-        assert_eq!(to_terminal(&"x".repeat(5000), false).unwrap_err().exit_code(), crate::exit::USAGE);
+        assert_eq!(to_terminal(" ").unwrap_err().exit_code(), crate::exit::USAGE);
+        assert_eq!(to_terminal(&"x".repeat(5000)).unwrap_err().exit_code(), crate::exit::USAGE);
     }
 }

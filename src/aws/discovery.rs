@@ -140,6 +140,42 @@ pub async fn snapshot(
 
 /// Every task of the service whose lastStatus is not STOPPED, oldest first.
 pub async fn live_tasks(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) -> Result<Vec<LiveTask>> {
+    let mut tasks: Vec<(Option<f64>, LiveTask)> = listed_tasks(ecs, target)
+        .await?
+        .iter()
+        .filter(|task| task.last_status() != Some("STOPPED"))
+        .map(|task| (task.created_at().map(|t| t.as_secs_f64()), convert_task(task)))
+        .collect();
+    tracing::debug!(cluster = target.cluster, service = target.service, live = tasks.len(), "live tasks");
+    tasks.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.id.cmp(&b.1.id)));
+    Ok(tasks.into_iter().map(|(_, task)| task).collect())
+}
+
+/// The runtime id of `container` in each task of the service that ECS still lists (live ones,
+/// and stopped ones for about an hour after they stop), newest first, at most `limit`: the
+/// names of their awslogs streams when the container logs without a stream prefix.
+pub async fn container_runtime_ids(
+    ecs: &aws_sdk_ecs::Client,
+    target: ServiceRef<'_>,
+    container: &str,
+    limit: usize,
+) -> Result<Vec<String>> {
+    let mut tasks = listed_tasks(ecs, target).await?;
+    tasks.sort_by(|a, b| {
+        let created = |t: &aws_sdk_ecs::types::Task| t.created_at().map(|c| c.as_secs_f64());
+        created(b).partial_cmp(&created(a)).unwrap_or(std::cmp::Ordering::Equal)
+    });
+    Ok(tasks
+        .iter()
+        .filter_map(|task| task.containers().iter().find(|c| c.name() == Some(container))?.runtime_id())
+        .map(str::to_owned)
+        .take(limit)
+        .collect())
+}
+
+/// Every task of the service that ListTasks names (desired RUNNING, then desired STOPPED),
+/// described.
+async fn listed_tasks(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) -> Result<Vec<aws_sdk_ecs::types::Task>> {
     // One after the other, RUNNING first: a task's desired status only goes RUNNING -> STOPPED,
     // so a task the scheduler stops between the two calls is in the second list. Listed
     // concurrently, the STOPPED list could be read before the change and the RUNNING list
@@ -161,19 +197,12 @@ pub async fn live_tasks(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) -> Re
     }
     let batches = arns.chunks(100).map(|chunk| describe_tasks(ecs, target, chunk.to_vec()));
     let group = format!("service:{}", target.service);
-    let mut tasks: Vec<(Option<f64>, LiveTask)> = Vec::new();
-    for batch in futures::future::try_join_all(batches).await? {
-        for task in batch {
-            if task.last_status() == Some("STOPPED") || task.group() != Some(group.as_str()) {
-                continue;
-            }
-            let created = task.created_at().map(|t| t.as_secs_f64());
-            tasks.push((created, convert_task(&task)));
-        }
-    }
-    tracing::debug!(cluster = target.cluster, service = target.service, live = tasks.len(), "live tasks");
-    tasks.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.id.cmp(&b.1.id)));
-    Ok(tasks.into_iter().map(|(_, task)| task).collect())
+    Ok(futures::future::try_join_all(batches)
+        .await?
+        .into_iter()
+        .flatten()
+        .filter(|task| task.group() == Some(group.as_str()))
+        .collect())
 }
 
 async fn list_task_arns(

@@ -1,11 +1,24 @@
 //! CloudWatch Logs reads: where the Evolution container logs (its task definition's awslogs
-//! group and stream prefix), and the events of a window, page by page through the SDK
-//! paginator, bounded by a count. Throttling is the SDK's retry policy's to absorb.
+//! group and the streams of it that are this environment's), and the events of a window, page
+//! by page through the SDK paginator, bounded by a count. Throttling is the SDK's retry
+//! policy's to absorb.
+//!
+//! Many stacks share one group across services and stages, so every read is narrowed to the
+//! environment's own streams: the awslogs driver names a task's stream
+//! `PREFIX/CONTAINER/TASK_ID`, so `PREFIX/CONTAINER/` is the prefix asked for; without a stream
+//! prefix it names the stream after the container's runtime id, and the service's tasks'
+//! runtime ids are the stream names asked for (FilterLogEvents takes one or the other, never
+//! both, and at most 100 names).
 
-use super::discovery::ServiceRef;
+use super::discovery::{self, ServiceRef};
 use super::sdk_failure;
+use super::taskdef::AwsLogsGroup;
 use crate::error::{Error, Result};
+use serde::Serialize;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The most stream names one FilterLogEvents takes.
+pub const MAX_STREAM_NAMES: usize = 100;
 
 /// One log event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +31,8 @@ pub struct LogLine {
 }
 
 impl LogLine {
-    /// The ECS task id: the last part of an awslogs stream name (`prefix/container/task-id`).
+    /// The ECS task id: the last part of an awslogs stream name (`prefix/container/task-id`);
+    /// without a stream prefix, the stream's name (the container's runtime id).
     pub fn task(&self) -> &str {
         self.stream.rsplit('/').next().unwrap_or(&self.stream)
     }
@@ -29,16 +43,53 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// The awslogs group of `container` in the service's current task definition. A container that
-/// logs through another driver (firelens, splunk, …) or none is an error that names it.
-pub async fn log_group(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>, container: &str) -> Result<String> {
+/// The streams of a group that are one environment's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Streams {
+    /// `PREFIX/CONTAINER/`: every stream the awslogs driver made for the container under the
+    /// task definition's stream prefix.
+    Prefix(String),
+    /// No stream prefix: the streams named after the container's runtime ids in the service's
+    /// tasks (at most [`MAX_STREAM_NAMES`]); none when ECS lists no task.
+    Names(Vec<String>),
+}
+
+/// Where one environment's container log lives: a group and the streams of it that are its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogSource {
+    #[serde(rename = "log_group")]
+    pub group: String,
+    #[serde(rename = "log_streams")]
+    pub streams: Streams,
+}
+
+impl std::fmt::Display for LogSource {
+    /// `GROUP (streams PREFIX/CONTAINER/*)`, as people read it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.streams {
+            Streams::Prefix(prefix) => write!(f, "{} (streams {prefix}*)", self.group),
+            Streams::Names(names) if names.is_empty() => {
+                write!(f, "{} (no stream: ECS lists no task of the service)", self.group)
+            }
+            Streams::Names(names) if names.len() <= 3 => write!(f, "{} (streams {})", self.group, names.join(", ")),
+            Streams::Names(names) => {
+                write!(f, "{} (streams {} and {} more)", self.group, names[..3].join(", "), names.len() - 3)
+            }
+        }
+    }
+}
+
+/// Where `container` of the service's current task definition logs. A container that logs
+/// through another driver (firelens, splunk, …) or none is an error that names it.
+pub async fn log_source(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>, container: &str) -> Result<LogSource> {
     let service = super::discovery::service_state(ecs, target).await?;
     let definition = service.task_definition.ok_or_else(|| {
         Error::not_found(format!("service {} has no task definition", target.service), "check the service in ECS")
     })?;
     let settings = super::taskdef::container_settings(ecs, &definition, container).await?;
     match (settings.log_driver.as_deref(), settings.log_group) {
-        (Some("awslogs"), Some(group)) => Ok(group),
+        (Some("awslogs"), Some(group)) => source_of(ecs, target, container, &group).await,
         (Some("awslogs"), None) => Err(Error::not_found(
             format!("container {container} of {definition} uses awslogs without an awslogs-group option"),
             "set the awslogs-group option in the container's logConfiguration",
@@ -58,10 +109,25 @@ pub async fn log_group(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>, contai
     }
 }
 
-/// A window of one log group to read.
+/// The environment's streams of `group`: by prefix, or (without one) by the runtime ids of the
+/// service's tasks, which takes a ListTasks/DescribeTasks.
+pub async fn source_of(
+    ecs: &aws_sdk_ecs::Client,
+    target: ServiceRef<'_>,
+    container: &str,
+    group: &AwsLogsGroup,
+) -> Result<LogSource> {
+    let streams = match &group.stream_prefix {
+        Some(prefix) => Streams::Prefix(format!("{prefix}/{container}/")),
+        None => Streams::Names(discovery::container_runtime_ids(ecs, target, container, MAX_STREAM_NAMES).await?),
+    };
+    Ok(LogSource { group: group.name.clone(), streams })
+}
+
+/// A window of one environment's log to read.
 #[derive(Debug, Clone, Copy)]
 pub struct Window<'a> {
-    pub group: &'a str,
+    pub source: &'a LogSource,
     /// A CloudWatch filter pattern ("" for every event).
     pub pattern: &'a str,
     pub start_ms: i64,
@@ -80,7 +146,14 @@ pub struct Read {
 
 /// Every event of the window (up to its limit), oldest first.
 pub async fn read(logs: &aws_sdk_cloudwatchlogs::Client, window: Window<'_>) -> Result<Read> {
-    let mut request = logs.filter_log_events().log_group_name(window.group).start_time(window.start_ms);
+    let mut request = logs.filter_log_events().log_group_name(&window.source.group).start_time(window.start_ms);
+    request = match &window.source.streams {
+        Streams::Prefix(prefix) => request.log_stream_name_prefix(prefix),
+        // No stream of the environment: nothing of the group is its (and an empty list is not
+        // a filter CloudWatch takes).
+        Streams::Names(names) if names.is_empty() => return Ok(Read::default()),
+        Streams::Names(names) => request.set_log_stream_names(Some(names.clone())),
+    };
     if !window.pattern.is_empty() {
         request = request.filter_pattern(window.pattern);
     }
@@ -110,12 +183,12 @@ pub async fn read(logs: &aws_sdk_cloudwatchlogs::Client, window: Window<'_>) -> 
     Ok(out)
 }
 
-/// Every event in `group` since `start_ms` matching `pattern`, oldest first (up to 10 000).
+/// Every event of `source` since `start_ms` matching `pattern`, oldest first (up to 10 000).
 pub async fn filter(
     logs: &aws_sdk_cloudwatchlogs::Client,
-    group: &str,
+    source: &LogSource,
     pattern: &str,
     start_ms: i64,
 ) -> Result<Vec<LogLine>> {
-    Ok(read(logs, Window { group, pattern, start_ms, limit: 10_000 }).await?.lines)
+    Ok(read(logs, Window { source, pattern, start_ms, limit: 10_000 }).await?.lines)
 }

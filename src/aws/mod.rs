@@ -9,6 +9,7 @@
 //! ([`Timeouts`]), and the HTTP client honours proxies and `AWS_CA_BUNDLE` ([`trust`]). This
 //! layer never prints: it returns values or [`crate::error::Error`]s.
 
+pub mod container_secrets;
 pub mod discovery;
 mod errors;
 pub mod fleet;
@@ -220,6 +221,8 @@ impl Aws {
         let ca_bundle = trust::CaBundle::resolve(&env, profiles.as_ref())?;
         let http = ca_bundle.sdk_http_client()?;
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            // `app/evoctl` in every call's User-Agent: CloudTrail's userAgent names the tool.
+            .app_name(aws_config::AppName::new("evoctl").expect("a valid app name"))
             .retry_config(retry.clone())
             .timeout_config(timeouts.sdk())
             .http_client(http.clone());
@@ -357,6 +360,20 @@ impl Aws {
 
     pub fn ssm(&self) -> aws_sdk_ssm::Client {
         self.clients.ssm.get_or_init(|| client!(aws_sdk_ssm, &self.config)).clone()
+    }
+
+    /// An SSM client for `region` with these credentials (the shared one when it is this
+    /// configuration's own region): a parameter is read in the region its ARN names.
+    pub fn ssm_in(&self, region: &str) -> aws_sdk_ssm::Client {
+        if region == self.region() {
+            return self.ssm();
+        }
+        aws_sdk_ssm::Client::from_conf(
+            aws_sdk_ssm::config::Builder::from(&self.config)
+                .region(Region::new(region.to_owned()))
+                .retry_classifier(trust::UntrustedCertificate)
+                .build(),
+        )
     }
 
     pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {

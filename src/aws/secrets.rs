@@ -1,5 +1,6 @@
 //! Reading secret references (`ssm:/path`, `env:VAR`) on the operator's side. Values are
-//! returned to the caller only; this module never logs or prints them, and errors name the
+//! returned to the caller only, and held by the printer's sanitiser so that nothing printed
+//! afterwards can show them; this module never logs or prints them, and errors name the
 //! reference, never the value.
 
 use super::{Aws, sdk_failure};
@@ -16,6 +17,14 @@ pub enum SecretValue {
 
 /// Resolve a reference; SSM parameters are read with decryption.
 pub async fn fetch(aws: &Aws, reference: &SecretRef) -> Result<SecretValue> {
+    let value = read(aws, reference).await?;
+    if let SecretValue::Value(secret) = &value {
+        crate::output::sanitize::hold(secret);
+    }
+    Ok(value)
+}
+
+async fn read(aws: &Aws, reference: &SecretRef) -> Result<SecretValue> {
     match reference {
         SecretRef::Env(var) => Ok(std::env::var(var).map_or(SecretValue::Missing, SecretValue::Value)),
         SecretRef::Ssm(path) => match aws.ssm().get_parameter().name(path).with_decryption(true).send().await {

@@ -1,5 +1,6 @@
 //! What a task definition says about one container: its environment (plain values and
-//! references to Secrets Manager / SSM) and where it logs.
+//! references to Secrets Manager / SSM, which [`super::container_secrets`] qualifies and reads)
+//! and where it logs (the awslogs group and the stream prefix its streams are named under).
 
 use super::sdk_failure;
 use crate::error::{Error, Result};
@@ -10,7 +11,8 @@ use indexmap::IndexMap;
 pub enum EnvValue {
     /// `environment[]`: the value itself (may be a secret: never print it).
     Plain(String),
-    /// `secrets[]`: the `valueFrom` ARN or parameter name; ECS injects the value at start.
+    /// `secrets[]`: the `valueFrom` ARN or parameter name; ECS injects the value at start (a
+    /// bare name is the parameter of the task definition's own account and region).
     Reference(String),
 }
 
@@ -26,11 +28,24 @@ impl std::fmt::Debug for EnvValue {
 /// The container's settings from its task definition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerSettings {
+    /// The task definition's own ARN: where a bare parameter name in `secrets` lives.
+    pub task_definition_arn: Option<String>,
     pub environment: IndexMap<String, EnvValue>,
     /// The logConfiguration's driver (`awslogs`, `awsfirelens`, …), if any.
     pub log_driver: Option<String>,
-    /// The awslogs group (the `awslogs-group` option).
-    pub log_group: Option<String>,
+    /// The awslogs group (the `awslogs-group` option) and its stream prefix.
+    pub log_group: Option<AwsLogsGroup>,
+}
+
+/// Where the awslogs driver writes the container's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsLogsGroup {
+    /// The `awslogs-group` option.
+    pub name: String,
+    /// The `awslogs-stream-prefix` option: each task's stream is then `PREFIX/CONTAINER/TASK_ID`.
+    /// Without one (only possible off Fargate) the stream is named after the container's
+    /// runtime id.
+    pub stream_prefix: Option<String>,
 }
 
 /// DescribeTaskDefinition, reduced to `container` (a missing container is "not found").
@@ -61,8 +76,13 @@ pub async fn container_settings(
         environment.insert(secret.name().to_owned(), EnvValue::Reference(secret.value_from().to_owned()));
     }
     let log_driver = found.log_configuration().map(|l| l.log_driver().as_str().to_owned());
-    let log_group = found.log_configuration().and_then(|l| l.options()).and_then(|o| o.get("awslogs-group").cloned());
-    Ok(ContainerSettings { environment, log_driver, log_group })
+    let options = found.log_configuration().and_then(|l| l.options());
+    let log_group = options.and_then(|o| o.get("awslogs-group")).map(|name| AwsLogsGroup {
+        name: name.clone(),
+        stream_prefix: options.and_then(|o| o.get("awslogs-stream-prefix")).filter(|p| !p.is_empty()).cloned(),
+    });
+    let task_definition_arn = definition.task_definition_arn().map(str::to_owned);
+    Ok(ContainerSettings { task_definition_arn, environment, log_driver, log_group })
 }
 
 fn no_container(task_definition: &str, container: &str) -> Error {

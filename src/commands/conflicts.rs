@@ -1,8 +1,8 @@
 //! `evoctl conflicts ENV [--since 15m] [--sample 5s]`: is this number in a conflict/replaced
-//! loop? Two kinds of evidence, gathered at the same time: the service's log group (see
-//! [`crate::guard::conflicts`]) and the instance's connectionState sampled from one exec session
-//! (the live state flips between `open` and `connecting` while the DB copy stays `open`). Exit 1
-//! when either shows a loop.
+//! loop? Two kinds of evidence, gathered at the same time: the environment's own streams of the
+//! service's log group (see [`crate::guard::conflicts`]) and the instance's connectionState
+//! sampled from one exec session (the live state flips between `open` and `connecting` while
+//! the DB copy stays `open`). Exit 1 when either shows a loop.
 
 use super::Context;
 use crate::aws::discovery::ServiceRef;
@@ -54,8 +54,8 @@ pub async fn run(context: &Context, args: &ConflictsArgs) -> Result<u8> {
     let aws = context.aws_for(&config, env).await?;
     let target = ServiceRef { cluster: &env.cluster, service: &env.service };
     let read_logs = async {
-        let group = logs::log_group(&aws.ecs(), target, &env.container).await?;
-        conflicts::read(&aws.logs(), &group, args.since).await
+        let source = logs::log_source(&aws.ecs(), target, &env.container).await?;
+        conflicts::read(&aws.logs(), &source, args.since).await
     };
     let (evidence, sampled) = tokio::join!(read_logs, sample(&aws, env, args.sample));
     let evidence = evidence?;
@@ -114,7 +114,7 @@ fn render(report: &ConflictReport) -> String {
     let evidence = &report.logs;
     let window = format!("{}m", evidence.since_seconds / 60);
     let mut out = if evidence.events == 0 {
-        format!("no conflict/replaced lines in {} in the last {window}\n", evidence.log_group)
+        format!("no conflict/replaced lines in {} in the last {window}\n", evidence.source)
     } else {
         let tasks: Vec<String> = evidence.tasks.iter().map(|t| format!("{} ({})", t.task, t.events)).collect();
         format!(

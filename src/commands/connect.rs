@@ -15,15 +15,15 @@ use crate::cli::ConnectArgs;
 use crate::config::{Config, Environment};
 use crate::error::{Error, ExecKind, Result};
 use crate::evolution::api::{CreateRequest, WebhookRequest};
-use crate::evolution::{Answer, Driver, Watch, WatchTiming, failure};
+use crate::evolution::{Driver, Watch, WatchTiming};
 use crate::exec::run::RunOptions;
 use crate::exec::target::{self, ExecTarget};
 use crate::exit;
 use crate::guard::plan::{self, Observed};
 use crate::output::OutputFormat;
 use crate::qr;
-use crate::runbook::preflight;
 use crate::runbook::watch::{EventLines, WatchEvent};
+use crate::runbook::{link, preflight};
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -58,7 +58,7 @@ struct ConnectReport {
 }
 
 pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
-    super::instance::check_pairing_number(args.pairing_number.as_deref())?;
+    link::check_pairing_number(args.pairing_number.as_deref())?;
     let started = Instant::now();
     let config = context.config()?;
     let env = config.environment(&args.env)?.clone();
@@ -129,7 +129,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
             other => break other,
         }
     };
-    let (last, stray) = (sink.last.clone(), String::from_utf8_lossy(&sink.stray).trim().to_owned());
+    let (last, stray) = (sink.last.clone(), link::stray_text(&sink.stray));
     drop(sink);
     let status = status?;
     if let Some(err) = view.png_error.take() {
@@ -160,8 +160,8 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
             });
         }
         Some(WatchEvent::Taken | WatchEvent::Foreign) => return Err(crate::evolution::foreign(&name)),
-        Some(WatchEvent::PairingIgnored) => return Err(super::instance::pairing_ignored(&name, &env.name)),
-        Some(WatchEvent::Error { status, body }) => return Err(watch_error("connect", status, body)),
+        Some(WatchEvent::PairingIgnored) => return Err(link::pairing_ignored(&name, &env.name)),
+        Some(WatchEvent::Error { status, body }) => return Err(link::watch_error("connect", status, body)),
         Some(WatchEvent::Reach(reach)) if !reach.ok => {
             let (problem, fix) = reach.problem().unwrap_or_default();
             return Err(Error::Unavailable {
@@ -371,35 +371,27 @@ impl<'a> QrView<'a> {
     }
 
     fn draw(&mut self, code: &str, pairing: Option<&str>, count: u64, limit: u64) {
-        let text = match pairing {
-            Some(pairing) => format!(
-                "pairing code: {pairing}  (WhatsApp > Linked devices > Link with phone number; code {count} of {limit})\n"
+        let printer = &self.context.printer;
+        match pairing {
+            Some(pairing) => printer.redraw(
+                &mut self.region,
+                None,
+                &format!(
+                    "pairing code: {pairing}  (WhatsApp > Linked devices > Link with phone number; code {count} of {limit})"
+                ),
             ),
-            None => match qr::to_terminal(code, self.context.printer.colour()) {
-                Ok(art) => {
-                    format!("{art}scan with WhatsApp > Linked devices > Link a device (QR {count} of {limit})\n")
-                }
+            None => match qr::to_terminal(code) {
+                Ok(drawing) => printer.redraw(
+                    &mut self.region,
+                    Some(&drawing),
+                    &format!("scan with WhatsApp > Linked devices > Link a device (QR {count} of {limit})"),
+                ),
                 Err(err) => {
                     self.png_error.get_or_insert(err);
-                    return;
                 }
             },
-        };
-        self.context.printer.redraw(&mut self.region, &text);
+        }
     }
-}
-
-/// An `error` event of a program in the container (during `what`): the API's failure, or no
-/// answer at all.
-pub(super) fn watch_error(what: &str, status: u16, body: String) -> Error {
-    let body = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
-    failure(&Answer { status, body: body.clone() }, what).unwrap_or_else(|| {
-        Error::exec(
-            ExecKind::Container,
-            format!("the Evolution API inside the container did not answer: {body}"),
-            "check that the Evolution process is up in the task (`evoctl doctor`)",
-        )
-    })
 }
 
 fn interrupted(env: &Environment, name: &str, view: &QrView<'_>, enforced: bool) -> String {

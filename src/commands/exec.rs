@@ -7,13 +7,16 @@
 use super::Context;
 use crate::cli::{Backend, ExecArgs, ExecTargetArgs, NodeArgs};
 use crate::error::{Error, Result};
-use crate::exec::envelope::{MAX_COMMAND_BYTES, RunSpec, Stdin};
+use crate::exec::envelope::{Program, RunSpec, Stdin};
 use crate::exec::run::{OutputSink, RunOptions, Transport};
 use crate::exec::target;
 use crate::exit;
 use crate::output::Printer;
 use futures::future::BoxFuture;
 use std::time::Duration;
+
+/// Script files up to this size are sent whole as the program; larger ones are streamed.
+const MAX_PROGRAM_FILE: u64 = 1024 * 1024;
 
 /// Streams remote output straight to the local stdout / stderr; holds the session back while
 /// stdout is slow.
@@ -32,26 +35,23 @@ impl OutputSink for Passthrough<'_> {
 }
 
 pub async fn exec(context: &Context, args: &ExecArgs) -> u8 {
-    let spec = RunSpec { argv: args.command.clone(), stdin: None };
+    let spec = RunSpec::argv(args.command.clone());
     finish(context, run(context, &args.target, args.timeout, spec).await)
 }
 
 pub async fn node(context: &Context, args: &NodeArgs) -> u8 {
     let spec = match (&args.eval, &args.file) {
-        // Small scripts ride in the command string; larger ones go over stdin (node reads `-`).
-        (Some(script), _) if script.len() <= MAX_COMMAND_BYTES / 2 => {
-            Ok(RunSpec { argv: vec!["node".into(), "-e".into(), script.clone()], stdin: None })
-        }
-        (Some(script), _) => Ok(RunSpec {
-            argv: vec!["node".into(), "-".into()],
-            stdin: Some(Stdin::Bytes(script.clone().into_bytes())),
-        }),
+        // The script travels over the data channel as the program a child node runs; a large
+        // file is streamed to `node -` instead, so its size never becomes evoctl's memory.
+        (Some(script), _) => Ok(RunSpec::node(script.clone(), None)),
         (None, Some(path)) => match std::fs::metadata(path) {
-            Ok(meta) if meta.len() as usize <= MAX_COMMAND_BYTES / 2 => std::fs::read_to_string(path)
-                .map(|script| RunSpec { argv: vec!["node".into(), "-e".into(), script], stdin: None })
+            Ok(meta) if meta.len() <= MAX_PROGRAM_FILE => std::fs::read_to_string(path)
+                .map(|script| RunSpec::node(script, None))
                 .map_err(|source| Error::Io { path: path.clone(), source }),
-            // Streamed from the file: its size never becomes evoctl's memory.
-            Ok(_) => Ok(RunSpec { argv: vec!["node".into(), "-".into()], stdin: Some(Stdin::File(path.clone())) }),
+            Ok(_) => Ok(RunSpec {
+                program: Program::Argv(vec!["node".into(), "-".into()]),
+                stdin: Some(Stdin::File(path.clone())),
+            }),
             Err(source) => Err(Error::Io { path: path.clone(), source }),
         },
         (None, None) => Err(Error::usage("give a script with -e JS or a FILE", "evoctl node ENV -e 'console.log(1)'")),

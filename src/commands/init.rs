@@ -1,9 +1,11 @@
 //! `evoctl init`: write the commented starter config, or with `--discover` one describing the
-//! Evolution API services found in the given profiles and regions (read-only: nothing in AWS
-//! changes; an existing file is kept unless `--force`; `--dry-run` prints instead).
+//! Evolution API services found in the given profiles, each in its own region unless regions are
+//! given (read-only: nothing in AWS changes; an existing file is kept unless `--force`;
+//! `--dry-run` prints instead). What the found set breaks (no production environment, two that
+//! would be live together) is a warning on stderr and in the written file's header.
 
 use super::Context;
-use crate::aws::{Aws, AwsSettings};
+use crate::aws::Aws;
 use crate::cli::InitArgs;
 use crate::config::{self, Config, DEFAULT_FILE};
 use crate::error::{Error, Result};
@@ -26,6 +28,8 @@ struct Discovered<'a> {
     written: Option<&'a Path>,
     environments: &'a [Found],
     notes: &'a [String],
+    /// What the found set breaks (also in the config's header).
+    warnings: &'a [String],
     config: &'a str,
 }
 
@@ -55,24 +59,15 @@ async fn discover(context: &Context, args: &InitArgs, path: &Path) -> Result<u8>
         false => args.discover_profiles.iter().cloned().map(Some).collect(),
     };
     check_profiles_exist(&profiles).await?;
-    let regions: Vec<Option<String>> = match args.discover_regions.is_empty() {
-        true => vec![context.global.region.clone()],
-        false => args.discover_regions.iter().cloned().map(Some).collect(),
-    };
-    let chains: Vec<AwsSettings> = profiles
-        .iter()
-        .flat_map(|profile| {
-            regions.iter().map(move |region| AwsSettings {
-                profile: profile.clone(),
-                region: region.clone(),
-                ..AwsSettings::default()
-            })
-        })
-        .collect();
-    let loaded = futures::future::try_join_all(chains.iter().map(Aws::load)).await?;
+    let places = discover::places(&profiles, &args.discover_regions, context.global.region.as_deref()).await;
+    for note in &places.notes {
+        context.printer.note(note);
+    }
+    let loaded = futures::future::try_join_all(places.chains.iter().map(Aws::load)).await?;
     context.printer.note(&format!("looking for Evolution API services in {} place(s)…", loaded.len()));
     let scans = futures::future::join_all(loaded.iter().map(discover::scan)).await;
-    let (mut found, mut notes, mut sources) = (Vec::<Found>::new(), Vec::new(), Vec::new());
+    let (mut found, mut notes, mut sources) = (Vec::<Found>::new(), places.notes, Vec::new());
+    let shown = notes.len();
     for (aws, scan) in loaded.iter().zip(scans) {
         let scan = scan.map_err(|err| match err {
             Error::Aws { action, code, message, fix } => {
@@ -92,7 +87,7 @@ async fn discover(context: &Context, args: &InitArgs, path: &Path) -> Result<u8>
             }
         }
     }
-    for note in &notes {
+    for note in &notes[shown..] {
         context.printer.note(note);
     }
     if found.is_empty() {
@@ -102,9 +97,13 @@ async fn discover(context: &Context, args: &InitArgs, path: &Path) -> Result<u8>
         ));
     }
     discover::name_all(&mut found);
+    let warnings = discover::warnings(&found);
+    for warning in &warnings {
+        context.printer.warn(warning);
+    }
     let places: Vec<(&Option<String>, &String)> = found.iter().map(|f| (&f.profile, &f.region)).collect();
     let per_env_aws = places.iter().any(|p| *p != places[0]);
-    let text = discover::render(&found, &sources, per_env_aws);
+    let text = discover::render(&found, &sources, &warnings, per_env_aws);
     // What is written must load as it is.
     Config::parse(path, &text).map_err(|err| Error::Usage {
         message: format!("the discovered config does not load ({err}); nothing was written"),
@@ -112,8 +111,14 @@ async fn discover(context: &Context, args: &InitArgs, path: &Path) -> Result<u8>
     })?;
     let names: Vec<&str> = found.iter().map(|f| f.name.as_str()).collect();
     if args.dry_run {
-        let report =
-            Discovered { schema: "evoctl.init/v1", written: None, environments: &found, notes: &notes, config: &text };
+        let report = Discovered {
+            schema: "evoctl.init/v1",
+            written: None,
+            environments: &found,
+            notes: &notes,
+            warnings: &warnings,
+            config: &text,
+        };
         context.printer.data(&report, || text.clone());
         return Ok(exit::OK);
     }
@@ -123,6 +128,7 @@ async fn discover(context: &Context, args: &InitArgs, path: &Path) -> Result<u8>
         written: Some(path),
         environments: &found,
         notes: &notes,
+        warnings: &warnings,
         config: &text,
     };
     context.printer.data(&report, || {

@@ -10,8 +10,10 @@ use crate::error::{Error, Result};
 use crate::evolution::api::{CreateRequest, Created};
 use crate::evolution::{Watch, WatchTiming};
 use crate::exit;
+use crate::output::OutputFormat;
 use crate::output::table;
 use crate::qr;
+use crate::runbook::link;
 use crate::runbook::watch::{EventLines, WatchEvent};
 use serde_json::json;
 use std::time::Duration;
@@ -99,7 +101,7 @@ async fn state(context: &Context, args: &InstanceArgs) -> Result<u8> {
 const FIRST_CODE_WAIT: Duration = Duration::from_secs(60);
 
 async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
-    check_pairing_number(args.pairing_number.as_deref())?;
+    link::check_pairing_number(args.pairing_number.as_deref())?;
     let reach = Reach::for_linking(context, &args.instance.env).await?;
     let name = reach.instance_name(&args.instance.name).to_owned();
     let driver = reach.driver();
@@ -116,7 +118,7 @@ async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
     };
     let mut sink = EventLines::new(|_| {});
     driver.watch_link(watch, &mut sink).await?;
-    let (last, stray) = (sink.last.clone(), text_of(&sink.stray));
+    let (last, stray) = (sink.last.clone(), link::stray_text(&sink.stray));
     let (code, pairing, count) = match last {
         Some(WatchEvent::Qr { code, pairing, count, .. }) => (code, pairing, count),
         Some(WatchEvent::Linked { .. }) => {
@@ -138,8 +140,8 @@ async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
             });
         }
         Some(WatchEvent::Foreign) => return Err(crate::evolution::foreign(&name)),
-        Some(WatchEvent::PairingIgnored) => return Err(pairing_ignored(&name, &reach.env.name)),
-        Some(WatchEvent::Error { status, body }) => return Err(super::connect::watch_error("connect", status, body)),
+        Some(WatchEvent::PairingIgnored) => return Err(link::pairing_ignored(&name, &reach.env.name)),
+        Some(WatchEvent::Error { status, body }) => return Err(link::watch_error("connect", status, body)),
         _ => {
             return Err(Error::exec(
                 crate::error::ExecKind::Container,
@@ -155,39 +157,17 @@ async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
         "schema": "evoctl.connect/v1", "env": reach.env.name, "instance": name, "state": "connecting",
         "code": code, "pairing_code": pairing, "count": count, "png": args.png,
     });
-    let art = qr::to_terminal(&code, context.printer.colour())?;
-    context.printer.data(&report, || match &pairing {
-        Some(pairing) => {
-            format!("pairing code for {name}: {pairing}\n(WhatsApp > Linked devices > Link with phone number)")
-        }
-        None => format!("{art}scan with WhatsApp > Linked devices > Link a device (QR {count} for {name})"),
-    });
-    Ok(exit::OK)
-}
-
-fn text_of(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).trim().to_owned()
-}
-
-/// A pairing code asked for an instance already in a QR flow: 2.3.7 ignores the number there.
-pub(super) fn pairing_ignored(name: &str, env: &str) -> Error {
-    Error::refused(
-        format!(
-            "{name} is already waiting for a QR scan, and Evolution 2.3.7 ignores --pairing-number until that flow ends; nothing was changed"
-        ),
-        format!("end the QR flow first (`evoctl instance logout {env} {name}`), then ask for the pairing code again"),
-    )
-}
-
-/// `--pairing-number` must be digits only (with the country code).
-pub(super) fn check_pairing_number(number: Option<&str>) -> Result<()> {
-    match number.filter(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_digit())) {
-        Some(number) => Err(Error::usage(
-            format!("--pairing-number `{number}` must be digits only, with the country code"),
-            "e.g. --pairing-number 5511987654321",
-        )),
-        None => Ok(()),
+    let drawing = qr::to_terminal(&code)?;
+    match (context.printer.format(), &pairing) {
+        (OutputFormat::Json, _) => context.printer.json(&report),
+        (OutputFormat::Table, Some(pairing)) => context
+            .printer
+            .text(&format!("pairing code for {name}: {pairing}\n(WhatsApp > Linked devices > Link with phone number)")),
+        (OutputFormat::Table, None) => context
+            .printer
+            .drawing(&drawing, &format!("scan with WhatsApp > Linked devices > Link a device (QR {count} for {name})")),
     }
+    Ok(exit::OK)
 }
 
 /// Refuse a destructive action on a protected environment without `--yes`.
@@ -273,12 +253,12 @@ async fn delete(context: &Context, args: &InstanceDeleteArgs) -> Result<u8> {
         status = watched => status,
         () = polled => unreachable!("the log follower never ends"),
     }?;
-    let (last, stray) = (sink.last.clone(), text_of(&sink.stray));
+    let (last, stray) = (sink.last.clone(), link::stray_text(&sink.stray));
     drop(sink);
     match last {
         Some(WatchEvent::Gone { .. }) => {}
         Some(WatchEvent::Foreign) => return Err(crate::evolution::foreign(&name)),
-        Some(WatchEvent::Error { status, body }) => return Err(super::connect::watch_error("delete", status, body)),
+        Some(WatchEvent::Error { status, body }) => return Err(link::watch_error("delete", status, body)),
         Some(WatchEvent::Timeout) => {
             let (message, fix) = match webhook {
                 Some((_, _, true)) => (

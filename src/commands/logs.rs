@@ -1,13 +1,18 @@
 //! `evoctl logs ENV [--since 15m] [--follow] [--grep RE] [--kind KIND]`: the Evolution
-//! container's log from its awslogs group, newest last, each line with its task id; records
-//! (a logged object's lines together) are what `--kind` and `--grep` pick. `--follow` polls
-//! FilterLogEvents every second from the last event seen until Ctrl-C (exit 130).
+//! container's log from its awslogs group, narrowed to this environment's own streams (see
+//! [`crate::aws::logs`]), newest last, each line with its task id; records (a logged object's
+//! lines together) are what `--kind` and `--grep` pick. `--follow` polls FilterLogEvents every
+//! second until Ctrl-C (exit 130) or a closed stdout (exit 0).
 //!
 //! Following by polling, not CloudWatch Live Tail: StartLiveTail is billed per session minute,
 //! needs `logs:StartLiveTail`, and its endpoint carries a `streaming-` host prefix that an
 //! `AWS_ENDPOINT_URL` (a VPC endpoint, a rehearsal lab) does not have; one FilterLogEvents a
 //! second shows a new line within about two seconds of CloudWatch taking it.
-
+//!
+//! CloudWatch takes each stream's events when its writer sends them, so an event can arrive
+//! after later ones of another stream were already shown. Every poll therefore reads again the
+//! [`LOOK_BACK`] before the newest event seen and drops the events it already showed by their
+//! CloudWatch event id; the ids kept are those of that window only, so memory stays bounded.
 use super::Context;
 use crate::aws::discovery::ServiceRef;
 use crate::aws::logs::{self, LogLine, Window};
@@ -15,12 +20,17 @@ use crate::cli::LogsArgs;
 use crate::error::Result;
 use crate::evolution::logs::{Kind, Outcome, Record, assemble};
 use crate::exit;
+use crate::output::Style;
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Time between two reads while following.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// How far before the newest event seen each poll reads again, for events CloudWatch takes
+/// late (the awslogs driver sends every 5 s by default; a busy or throttled writer later).
+/// An event that reaches CloudWatch more than this after a later event was shown is not shown.
+pub const LOOK_BACK: Duration = Duration::from_secs(60);
 
 /// One record as `--output json` prints it (one object per line).
 #[derive(Debug, Serialize)]
@@ -49,13 +59,14 @@ pub async fn run(context: &Context, args: &LogsArgs) -> Result<u8> {
     let env = config.environment(&args.env)?;
     let aws = context.aws_for(&config, env).await?;
     let target = ServiceRef { cluster: &env.cluster, service: &env.service };
-    let group = logs::log_group(&aws.ecs(), target, &env.container).await?;
+    let source = logs::log_source(&aws.ecs(), target, &env.container).await?;
     let client = aws.logs();
     // A conflict record is one line (pino JSON), so CloudWatch can pick it; every other kind
     // needs the lines around its message.
     let pattern = if args.kind == Some(Kind::Conflict) { "\"stream errored out\"" } else { "" };
     let start_ms = logs::now_ms() - args.since.as_millis() as i64;
-    let read = logs::read(&client, Window { group: &group, pattern, start_ms, limit: args.limit as usize }).await?;
+    let limit = args.limit as usize;
+    let read = logs::read(&client, Window { source: &source, pattern, start_ms, limit }).await?;
     if read.truncated {
         let at = read.lines.last().map(|l| stamp(l.timestamp_ms)).unwrap_or_default();
         context.printer.warn(&format!(
@@ -67,20 +78,25 @@ pub async fn run(context: &Context, args: &LogsArgs) -> Result<u8> {
     if !args.follow {
         if shown == 0 && !context.global.quiet {
             let what = args.kind.map(|k| format!(" {k:?}").to_lowercase()).unwrap_or_default();
-            context.printer.note(&format!("no{what} lines in {group} in the last {}", human(args.since)));
+            context.printer.note(&format!("no{what} lines in {source} in the last {}", human(args.since)));
         }
         return Ok(exit::OK);
     }
-    context.printer.note(&format!("following {group} (Ctrl-C to stop)"));
-    let mut cursor = Cursor::after(&read.lines, start_ms);
+    context.printer.note(&format!("following {source} (Ctrl-C to stop)"));
+    let mut cursor = Cursor::new(start_ms);
+    cursor.take_new(read.lines);
     loop {
-        tokio::time::sleep(FOLLOW_EVERY).await;
-        let window = Window { group: &group, pattern, start_ms: cursor.from_ms, limit: args.limit as usize };
+        // A closed stdout (`| head`) ends the follow, quietly, even while nothing new comes.
+        tokio::select! {
+            room = context.printer.stdout_closed() => return room.map(|()| exit::OK),
+            () = tokio::time::sleep(FOLLOW_EVERY) => {}
+        }
+        let window = Window { source: &source, pattern, start_ms: cursor.read_from(), limit };
         let read = match logs::read(&client, window).await {
             Ok(read) => read,
             // A failed poll (throttling past the retries, a network blip) is said and retried.
             Err(err) => {
-                context.printer.warn(&format!("reading {group} failed, retrying: {err}"));
+                context.printer.warn(&format!("reading {} failed, retrying: {err}", source.group));
                 continue;
             }
         };
@@ -90,35 +106,35 @@ pub async fn run(context: &Context, args: &LogsArgs) -> Result<u8> {
     }
 }
 
-/// Where following goes on from: the last timestamp seen, and the events seen at it (a poll
-/// asks from that millisecond again, so events that share it are not lost, nor shown twice).
+/// What following has shown: the newest timestamp seen and the ids of the events of the last
+/// [`LOOK_BACK`] before it (each poll reads from there again; older ids are forgotten, as no
+/// poll returns their events any more).
 struct Cursor {
-    from_ms: i64,
-    seen_at_from: HashSet<String>,
+    /// Nothing before this is read (the start of `--since`).
+    floor_ms: i64,
+    newest_ms: i64,
+    seen: HashMap<String, i64>,
 }
 
 impl Cursor {
-    fn after(lines: &[LogLine], start_ms: i64) -> Cursor {
-        let mut cursor = Cursor { from_ms: start_ms, seen_at_from: HashSet::new() };
-        cursor.advance(lines);
-        cursor
+    fn new(start_ms: i64) -> Cursor {
+        Cursor { floor_ms: start_ms, newest_ms: start_ms, seen: HashMap::new() }
     }
 
-    fn advance(&mut self, lines: &[LogLine]) {
-        let Some(last) = lines.iter().map(|l| l.timestamp_ms).max() else { return };
-        if last > self.from_ms {
-            self.from_ms = last;
-            self.seen_at_from.clear();
-        }
-        self.seen_at_from.extend(lines.iter().filter(|l| l.timestamp_ms == last).map(key));
+    /// Where the next poll reads from.
+    fn read_from(&self) -> i64 {
+        (self.newest_ms - LOOK_BACK.as_millis() as i64).max(self.floor_ms)
     }
 
+    /// The events of a poll not shown before, in the poll's order; they count as shown.
     fn take_new(&mut self, lines: Vec<LogLine>) -> Vec<LogLine> {
-        let fresh: Vec<LogLine> = lines
-            .into_iter()
-            .filter(|l| l.timestamp_ms > self.from_ms || !self.seen_at_from.contains(&key(l)))
-            .collect();
-        self.advance(&fresh);
+        let fresh: Vec<LogLine> = lines.into_iter().filter(|l| !self.seen.contains_key(&key(l))).collect();
+        for line in &fresh {
+            self.seen.insert(key(line), line.timestamp_ms);
+            self.newest_ms = self.newest_ms.max(line.timestamp_ms);
+        }
+        let from = self.read_from();
+        self.seen.retain(|_, at| *at >= from);
         fresh
     }
 }
@@ -140,7 +156,6 @@ fn print(context: &Context, args: &LogsArgs, lines: &[LogLine]) -> usize {
         .filter(|r| args.kind.is_none_or(|kind| r.is(kind)))
         .filter(|r| args.grep.as_ref().is_none_or(|re| re.is_match(&r.text)))
         .collect();
-    let colour = context.printer.colour();
     for record in &picked {
         match context.printer.format() {
             crate::output::OutputFormat::Json => context.printer.json_line(&LogRecord {
@@ -155,32 +170,27 @@ fn print(context: &Context, args: &LogsArgs, lines: &[LogLine]) -> usize {
                 webhook: record.webhook().map(|w| WebhookFields { outcome: w.outcome, status: w.status }),
                 message: &record.text,
             }),
-            crate::output::OutputFormat::Table => context.printer.text(&render(record, colour)),
+            crate::output::OutputFormat::Table => context.printer.styled(&render(record)),
         }
     }
     picked.len()
 }
 
-/// A record as text: every line with the time and the task id in front.
-fn render(record: &Record, colour: bool) -> String {
-    let prefix = format!("{} {}", stamp(record.timestamp_ms), record.task());
-    let paint = match record.kind() {
-        _ if !colour => None,
-        Some(Kind::Conflict | Kind::Webhook | Kind::Error) => Some("\x1b[31m"),
-        Some(Kind::Qr) => Some("\x1b[33m"),
-        None => None,
+/// A record as lines: every line with the time and the task id in front, the line itself
+/// coloured by its kind on a terminal.
+fn render(record: &Record) -> Vec<Vec<(Style, String)>> {
+    let prefix = format!("{} {} ", stamp(record.timestamp_ms), record.task());
+    let style = match record.kind() {
+        Some(Kind::Conflict | Kind::Webhook | Kind::Error) => Style::Alert,
+        Some(Kind::Qr) => Style::Notice,
+        None => Style::Plain,
     };
-    let mut out = String::new();
-    for line in record.text.lines() {
-        match paint {
-            Some(code) => out.push_str(&format!("{prefix} {code}{line}\x1b[0m\n")),
-            None => out.push_str(&format!("{prefix} {line}\n")),
-        }
+    let mut lines: Vec<Vec<(Style, String)>> =
+        record.text.lines().map(|line| vec![(Style::Plain, prefix.clone()), (style, line.to_owned())]).collect();
+    if lines.is_empty() {
+        lines.push(vec![(Style::Plain, prefix)]);
     }
-    if out.is_empty() {
-        out.push_str(&format!("{prefix} \n"));
-    }
-    out
+    lines
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds.
@@ -212,11 +222,37 @@ mod tests {
 
     #[test]
     fn following_neither_loses_nor_repeats_events_that_share_a_millisecond() {
-        let mut cursor = Cursor::after(&[line("a", 10), line("b", 20)], 0);
-        // The next poll asks from 20 again: b is not shown twice, c (also at 20) is new.
+        let mut cursor = Cursor::new(0);
+        cursor.take_new(vec![line("a", 10), line("b", 20)]);
+        // The next poll reads the same events again: b is not shown twice, c (also at 20) is new.
         let fresh = cursor.take_new(vec![line("b", 20), line("c", 20), line("d", 21)]);
         assert_eq!(fresh.iter().map(|l| l.event_id.as_str()).collect::<Vec<_>>(), ["c", "d"]);
         assert_eq!(cursor.take_new(vec![line("d", 21)]), []);
+    }
+
+    #[test]
+    fn a_late_event_inside_the_look_back_is_shown_once_and_old_ids_are_forgotten() {
+        let back = LOOK_BACK.as_millis() as i64;
+        let mut cursor = Cursor::new(0);
+        cursor.take_new(vec![line("a", 1_000), line("b", 100_000)]);
+        assert_eq!(cursor.read_from(), 100_000 - back);
+        // `late` was written after b was shown, with an earlier timestamp.
+        let fresh = cursor.take_new(vec![line("b", 100_000), line("late", 90_000)]);
+        assert_eq!(fresh, [line("late", 90_000)]);
+        assert_eq!(cursor.take_new(vec![line("late", 90_000), line("b", 100_000)]), []);
+        // Only the ids of the window before the newest event are kept.
+        assert_eq!(
+            cursor.seen.keys().collect::<std::collections::BTreeSet<_>>(),
+            [&"b".to_owned(), &"late".to_owned()].into()
+        );
+        cursor.take_new(vec![line("c", 100_000 + back + 1)]);
+        assert_eq!(cursor.seen.keys().collect::<Vec<_>>(), [&"c".to_owned()]);
+    }
+
+    #[test]
+    fn following_never_reads_before_the_start_of_since() {
+        let cursor = Cursor::new(5_000);
+        assert_eq!(cursor.read_from(), 5_000);
     }
 
     #[test]

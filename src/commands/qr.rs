@@ -45,12 +45,12 @@ pub fn run(context: &Context, args: &QrArgs) -> Result<u8> {
     if let Some(path) = &args.svg {
         qr::write_svg(&code, path)?;
     }
-    let art = qr::to_terminal(&code, context.printer.colour())?;
+    let drawing = qr::to_terminal(&code)?;
     let report = QrReport { schema: "evoctl.qr/v1", code, png: args.png.clone(), svg: args.svg.clone() };
     if context.printer.format() == OutputFormat::Json {
         context.printer.json(&report);
     } else {
-        context.printer.text(art.trim_end_matches('\n'));
+        context.printer.drawing(&drawing, "");
         for path in [&report.png, &report.svg].into_iter().flatten() {
             context.printer.note(&format!("wrote {}", path.display()));
         }

@@ -272,15 +272,13 @@ fn checked(answer: Answer, what: &str) -> Result<Answer> {
     }
 }
 
-/// `answer` read as `T`; a body 2.3.7 would not send is an Evolution error naming the call.
+/// `answer` read as `T`; a body 2.3.7 would not send is an Evolution error naming the call, the
+/// place in the body and the types there, and quoting none of it.
 fn parse<T: serde::de::DeserializeOwned>(answer: &Answer, what: &str) -> Result<T> {
-    serde_json::from_value(answer.body.clone()).map_err(|e| crate::error::Error::Evolution {
+    super::shape::read(&answer.body).map_err(|mismatch| crate::error::Error::Evolution {
         status: answer.status,
-        message: format!(
-            "{what}: unexpected answer from Evolution ({e}): {}",
-            super::shorten(&answer.body.to_string(), 300)
-        ),
-        fix: "check the Evolution version (evoctl speaks 2.3.7) and its logs".into(),
+        message: format!("{what}: Evolution answered in a shape 2.3.7 does not send ({mismatch})"),
+        fix: "check the Evolution version (evoctl speaks 2.3.7: `evoctl doctor ENV` shows it) and its logs".into(),
     })
 }
 

@@ -1,5 +1,5 @@
-//! The Evolution API driver: each operation is one small node program sent through the run
-//! envelope, calling `http://127.0.0.1:$SERVER_PORT` inside the container with the API key
+//! The Evolution API driver: each operation is one small node program ([`program`]) sent through
+//! the run envelope, calling `http://127.0.0.1:$SERVER_PORT` inside the container with the API key
 //! read there as 2.3.7 reads it (a set variable wins even when empty, which means the code
 //! default; only an unset one comes from the image's `.env`). Responses become typed values
 //! ([`api`]); every error shape the API has (string, array and nested-array messages, HTTP 200
@@ -10,6 +10,8 @@ use crate::error::{Error, ExecKind, Result};
 use crate::exec::envelope::{RunSpec, Stdin};
 use crate::exec::run::{Collected, OutputSink, RunOptions};
 use crate::exec::target::ExecTarget;
+use crate::output::sanitize::quote_line;
+use program::Mode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -17,9 +19,9 @@ use std::time::Duration;
 pub mod api;
 pub mod logs;
 pub mod probe;
+pub mod program;
 pub mod retries;
-
-const REQUEST_PROGRAM: &str = include_str!("request.js");
+pub mod shape;
 
 /// A way to reach the Evolution API inside one task.
 pub struct Driver<'a> {
@@ -74,7 +76,7 @@ impl Driver<'_> {
             "secret": call.secret.map(|(path, _)| path.to_vec()),
             "guard": call.owner_check.map(state_path),
         });
-        let parsed = self.run(&request, call.secret.map(|(_, value)| value.as_bytes().to_vec())).await?;
+        let parsed = self.run(Mode::Call, &request, call.secret.map(|(_, value)| value.as_bytes().to_vec())).await?;
         if parsed["foreign"] == true {
             return Err(foreign(call.owner_check.unwrap_or("the instance")));
         }
@@ -91,7 +93,7 @@ impl Driver<'_> {
             "secret": null,
             "repeat": {"duration_ms": duration.as_millis() as u64, "interval_ms": interval.as_millis() as u64},
         });
-        let parsed = self.run(&request, None).await?;
+        let parsed = self.run(Mode::Sample, &request, None).await?;
         let samples: Vec<Sample> = serde_json::from_value(parsed["samples"].clone()).unwrap_or_default();
         Ok(samples
             .into_iter()
@@ -136,7 +138,7 @@ impl Driver<'_> {
                 "stable_ms": timing.stable.as_millis() as u64,
             },
         });
-        self.stream(&request, secret, sink).await
+        self.stream(Mode::Watch, &request, secret, sink).await
     }
 
     /// Delete `name` and wait, in one exec session, until Evolution's cleanup has removed it
@@ -161,23 +163,25 @@ impl Driver<'_> {
                 "timeout_ms": timeout.as_millis() as u64,
             },
         });
-        self.stream(&request, None, sink).await
+        self.stream(Mode::Gone, &request, None, sink).await
     }
 
     /// Run the request program for an event-streaming mode.
-    async fn stream(&self, request: &Value, secret: Option<&str>, sink: &mut dyn OutputSink) -> Result<i32> {
-        let program = REQUEST_PROGRAM.replace("__REQUEST__", &request.to_string());
-        let spec = RunSpec {
-            argv: vec!["node".into(), "-e".into(), program],
-            stdin: secret.map(|key| Stdin::Bytes(key.as_bytes().to_vec())),
-        };
+    async fn stream(
+        &self,
+        mode: Mode,
+        request: &Value,
+        secret: Option<&str>,
+        sink: &mut dyn OutputSink,
+    ) -> Result<i32> {
+        let stdin = secret.map(|key| Stdin::Bytes(key.as_bytes().to_vec()));
+        let spec = RunSpec::node(program::source(mode, request), stdin);
         crate::exec::run::run(self.aws, self.target, &spec, &self.options, sink).await
     }
 
     /// Run the request program for `request` and return its checked JSON reply.
-    async fn run(&self, request: &Value, stdin: Option<Vec<u8>>) -> Result<Value> {
-        let program = REQUEST_PROGRAM.replace("__REQUEST__", &request.to_string());
-        let spec = RunSpec { argv: vec!["node".into(), "-e".into(), program], stdin: stdin.map(Stdin::Bytes) };
+    async fn run(&self, mode: Mode, request: &Value, stdin: Option<Vec<u8>>) -> Result<Value> {
+        let spec = RunSpec::node(program::source(mode, request), stdin.map(Stdin::Bytes));
         let mut collected = Collected::default();
         let status = crate::exec::run::run(self.aws, self.target, &spec, &self.options, &mut collected).await?;
         let parsed: Value = serde_json::from_slice(&collected.stdout).map_err(|_| {
@@ -185,7 +189,7 @@ impl Driver<'_> {
                 ExecKind::Container,
                 format!(
                     "the Evolution call in the container did not answer (exit {status}): {}",
-                    String::from_utf8_lossy(&collected.stderr).trim()
+                    quote_line(&String::from_utf8_lossy(&collected.stderr), MAX_QUOTE)
                 ),
                 "check that the container has node and that Evolution is up (`evoctl doctor`)",
             )
@@ -193,7 +197,10 @@ impl Driver<'_> {
         if let Some(problem) = parsed["error"].as_str() {
             return Err(Error::exec(
                 ExecKind::Container,
-                format!("the Evolution API did not answer on 127.0.0.1:$SERVER_PORT inside the container: {problem}"),
+                format!(
+                    "the Evolution API did not answer on 127.0.0.1:$SERVER_PORT inside the container: {}",
+                    quote_line(problem, MAX_QUOTE)
+                ),
                 "check that the Evolution process is up in the task (its logs; `evoctl doctor`)",
             ));
         }
@@ -240,10 +247,13 @@ pub fn foreign(name: &str) -> Error {
     )
 }
 
-/// A body text as JSON when it parses, else as a string.
+/// A body text as JSON when it parses, else as a string. Every credential the body carries
+/// (a `jwt_key`, a token the container did not blank) is held from here on, so nothing printed
+/// later can show it.
 fn answer(status: u16, body: &Value) -> Answer {
     let text = body.as_str().unwrap_or("");
     let body = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()));
+    crate::output::sanitize::hold_fields(&body);
     Answer { status, body }
 }
 
@@ -286,8 +296,7 @@ pub fn failure(answer: &Answer, what: &str) -> Option<Error> {
             fix: "restart the instance (`evoctl instance restart ENV`), or retry once it has reconnected (`evoctl instance state ENV` says open)".into(),
         });
     }
-    let message = if message.is_empty() { answer.body.to_string() } else { message };
-    let message = shorten(&message, MAX_MESSAGE);
+    let message = if message.is_empty() { unexplained(&answer.body) } else { quote_line(&message, MAX_MESSAGE) };
     let fix = match answer.status {
         _ if soft => "Evolution failed inside (2.3.7 often says \"[object Object]\"); retry, then check its logs",
         401 => {
@@ -303,15 +312,22 @@ pub fn failure(answer: &Answer, what: &str) -> Option<Error> {
 
 /// The longest API message shown as is; a longer one (a hostile or broken answer) is cut.
 const MAX_MESSAGE: usize = 600;
+/// The longest piece of other text from the container quoted in an error.
+const MAX_QUOTE: usize = 300;
 
-/// `text` cut to `max` characters, saying how much was left out.
-pub(crate) fn shorten(text: &str, max: usize) -> String {
-    let count = text.chars().count();
-    if count <= max {
-        return text.to_owned();
+/// A failed answer without a message: what it was, never its content (an error page can echo
+/// the request, key included). A page's title says which proxy or gateway answered.
+fn unexplained(body: &Value) -> String {
+    static TITLE: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"(?is)<title[^>]*>(.*?)</title>").expect("static regex"));
+    match body {
+        Value::String(text) if text.trim().is_empty() => "an empty answer".into(),
+        Value::String(text) => match TITLE.captures(text) {
+            Some(title) => format!("a page titled {:?}", quote_line(&title[1], 120)),
+            None => format!("a non-JSON answer of {} characters", text.chars().count()),
+        },
+        other => format!("an answer without a message ({})", shape::describe(other)),
     }
-    let kept: String = text.chars().take(max).collect();
-    format!("{kept}… ({} more characters)", count - max)
 }
 
 /// An API message (string, array, or array of arrays) as one line.

@@ -1,13 +1,14 @@
 //! The two probes run from inside the task, the network Evolution itself uses: can it reach
 //! WhatsApp's web endpoint (DNS, TCP, TLS), and does the instance's webhook receiver accept a
 //! delivery signed the way 2.3.7 signs it. Both are modes of the request program
-//! (`request.js`); this module gives their answers a type and says what each means, with the
+//! ([`super::program`]); this module gives their answers a type and says what each means, with the
 //! fix, once for `doctor`, `connect` and `webhook test`.
 
 use super::Driver;
 use crate::config::SecretRef;
 use crate::env_vars::EnvVars;
 use crate::error::{Error, Result};
+use crate::output::sanitize::quote_line;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Duration;
@@ -87,7 +88,7 @@ impl Reach {
             _ => (
                 format!(
                     "TLS with {at} failed ({code}{}): a TLS-inspecting proxy or firewall is in the way, and Baileys refuses its certificate",
-                    self.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+                    self.message.as_deref().map(|m| format!(": {}", quote_line(m, 300))).unwrap_or_default()
                 ),
                 "exempt web.whatsapp.com from TLS inspection for the task's subnets".into(),
             ),
@@ -121,7 +122,7 @@ pub struct WebhookProbe {
     pub ms: Option<u64>,
     #[serde(default)]
     pub location: Option<String>,
-    /// The receiver's body, cut to 300 characters, with the token and keys cut out.
+    /// The receiver's body, with the token and keys cut out, then cut to 300 characters.
     #[serde(default)]
     pub body: Option<String>,
     #[serde(default)]
@@ -162,7 +163,7 @@ impl WebhookProbe {
             "answered" => {
                 let status = self.http_status.unwrap_or(0);
                 let ms = self.ms.unwrap_or(0);
-                let said = self.body.as_deref().map(str::trim).filter(|b| !b.is_empty()).map(|b| format!(" ({b})")).unwrap_or_default();
+                let said = self.body.as_deref().map(|b| quote_line(b, 300)).filter(|b| !b.is_empty()).map(|b| format!(" ({b})")).unwrap_or_default();
                 match status {
                     200..=299 => Verdict::Delivered { status, ms },
                     401 | 403 if self.matches_config == Some(false) => broken(
@@ -182,7 +183,7 @@ impl WebhookProbe {
                         format!("check url (and by_events) under [env.{env}.webhook], then {set}"),
                     ),
                     300..=399 => broken(
-                        format!("the receiver at {target} answered {status}, a redirect to {}: Evolution's axios follows it, a 301/302 as a GET without the body", self.location.as_deref().unwrap_or("?")),
+                        format!("the receiver at {target} answered {status}, a redirect to {}: Evolution's axios follows it, a 301/302 as a GET without the body", self.location.as_deref().map(|l| quote_line(l, 300)).unwrap_or_else(|| "?".into())),
                         format!("set url under [env.{env}.webhook] to the final URL, then {set}"),
                     ),
                     400 | 422 => broken(
@@ -197,7 +198,7 @@ impl WebhookProbe {
             }
             _ => {
                 let code = self.code.as_deref().unwrap_or("ERROR");
-                let message = self.message.as_deref().unwrap_or("");
+                let message = quote_line(self.message.as_deref().unwrap_or(""), 300);
                 let host = host_of(&target);
                 let (problem, fix) = match code {
                     "ENOTFOUND" | "EAI_AGAIN" => (
@@ -256,8 +257,8 @@ impl Driver<'_> {
     pub async fn whatsapp_reach(&self, timeout: Duration) -> Result<Reach> {
         let request =
             json!({"method": "GET", "path": "/", "body": null, "secret": null, "reach": reach_request(timeout)?});
-        let parsed = self.run(&request, None).await?;
-        serde_json::from_value(parsed["reach"].clone()).map_err(|e| self.odd_answer("the reach probe", &e))
+        let parsed = self.run(super::program::Mode::Reach, &request, None).await?;
+        super::shape::read(&parsed["reach"]).map_err(|e| self.odd_answer("the reach probe", &e))
     }
 
     /// Probe `name`'s webhook from the task; `expected` (the config's secret, over stdin) is
@@ -278,7 +279,7 @@ impl Driver<'_> {
                 "with_expected": expected.is_some(),
             },
         });
-        let parsed = self.run(&request, expected.map(|s| s.as_bytes().to_vec())).await?;
+        let parsed = self.run(super::program::Mode::Probe, &request, expected.map(|s| s.as_bytes().to_vec())).await?;
         if parsed["foreign"] == true {
             return Err(super::foreign(name));
         }
@@ -287,7 +288,7 @@ impl Driver<'_> {
             return Err(super::failure(&answer, "webhook find")
                 .unwrap_or_else(|| self.odd_answer("the webhook probe", &"no probe in the answer")));
         }
-        serde_json::from_value(parsed["probe"].clone()).map_err(|e| self.odd_answer("the webhook probe", &e))
+        super::shape::read(&parsed["probe"]).map_err(|e| self.odd_answer("the webhook probe", &e))
     }
 
     fn odd_answer(&self, what: &str, error: &dyn std::fmt::Display) -> Error {

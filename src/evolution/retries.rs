@@ -39,14 +39,14 @@ impl<'a> RetryLog<'a> {
     /// Read the log group every few seconds, forever (the caller drops this future).
     pub async fn follow(&self) {
         let service = ServiceRef { cluster: &self.target.cluster, service: self.service };
-        let Ok(group) = logs::log_group(&self.aws.ecs(), service, &self.target.container).await else {
+        let Ok(source) = logs::log_source(&self.aws.ecs(), service, &self.target.container).await else {
             return std::future::pending().await;
         };
         let client = self.aws.logs();
         // Each read asks only for what came after the last line seen, not the whole wait again.
         let mut since_ms = self.since_ms;
         loop {
-            if let Ok(lines) = logs::filter(&client, &group, "Tentativa", since_ms).await {
+            if let Ok(lines) = logs::filter(&client, &source, "Tentativa", since_ms).await {
                 if let Some(last) = lines.last() {
                     since_ms = since_ms.max(last.timestamp_ms + 1);
                 }

@@ -1,33 +1,63 @@
 //! The run envelope: how evoctl runs a command in the container and gets back its exact
 //! output and exit status through a pty that merges streams, rewrites line ends and echoes.
 //!
-//! The command string is `node -e '<loader>' <base64 program>`: no quoting hazards under the
-//! agent's shell-word splitting and no `#` that would start a comment. The program spawns the
-//! real command without a shell and reports everything on marker lines,
-//! `EVOCTL-<nonce>:<kind>:<base64>` — O stdout, E stderr, R ready for input, X exit status —
-//! where the nonce is fresh per run. The parser reads only whole marker lines carrying that
-//! nonce, so banners, CRLF, ANSI sequences, echoed input and forged markers cannot corrupt or
-//! spoof the result. Input (secrets, large scripts) is sent after R, base64 and ended by `.`,
-//! once the remote tty is in raw mode (no echo). Secrets never enter the command string.
+//! The command string of every run is the same small bootstrap (`bootstrap.js`, at most
+//! [`MAX_COMMAND_BYTES`]) followed by a fresh nonce: no program, argument, URL, instance name or
+//! request ever rides in it, so CloudTrail, exec logging and `ps` in the container see only the
+//! bootstrap. The bootstrap switches the tty to raw mode (no echo), prints the ready mark and
+//! reads the program from the data channel (encrypted where KMS is on): the runner with its spec
+//! (the command's argv, or a node program that a child node reads from fd 3), then the command's
+//! input if it has any. The runner spawns the command without a shell and reports everything on
+//! marker lines, `EVOCTL-<nonce>:<kind>:<base64>` — O stdout, E stderr, R ready for input,
+//! X exit status. The parser reads only whole marker lines carrying that nonce, so banners, CRLF,
+//! ANSI sequences and forged markers cannot corrupt or spoof the result.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use std::sync::LazyLock;
 
-/// The program shipped (base64) in every command string.
+/// The command line's program (comment lines dropped, joined into one line).
+const BOOTSTRAP: &str = include_str!("bootstrap.js");
+/// The runner the bootstrap receives over the data channel, with its spec.
 const RUNNER: &str = include_str!("runner.js");
-/// Decodes and runs the program; kept free of `#`, quotes-within-quotes and shell syntax.
-const LOADER: &str = "eval(Buffer.from(process.argv[1],'base64').toString())";
-/// The largest command string evoctl sends; bigger inputs travel over stdin.
-pub const MAX_COMMAND_BYTES: usize = 6 * 1024;
+/// The largest command string evoctl sends (the bootstrap and a nonce); everything else travels
+/// over the data channel.
+pub const MAX_COMMAND_BYTES: usize = 1024;
 /// Marker lines longer than this are not evoctl's and are skipped without being stored.
 const MAX_LINE: usize = 8 * 1024 * 1024;
+
+/// The bootstrap as it appears on the command line.
+static BOOTSTRAP_LINE: LazyLock<String> = LazyLock::new(|| {
+    BOOTSTRAP.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with("//")).collect()
+});
 
 /// What to run remotely.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSpec {
-    pub argv: Vec<String>,
-    /// The command's stdin, sent over the data channel after the ready mark.
+    pub program: Program,
+    /// The command's stdin, sent over the data channel after the program.
     pub stdin: Option<Stdin>,
+}
+
+/// The command a run starts in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// An executable and its arguments, spawned without a shell.
+    Argv(Vec<String>),
+    /// A node program (its source), run by a child node that reads it from a pipe.
+    Node(String),
+}
+
+impl RunSpec {
+    /// Run `argv` with no input.
+    pub fn argv(argv: Vec<String>) -> RunSpec {
+        RunSpec { program: Program::Argv(argv), stdin: None }
+    }
+
+    /// Run the node program `source`.
+    pub fn node(source: String, stdin: Option<Stdin>) -> RunSpec {
+        RunSpec { program: Program::Node(source), stdin }
+    }
 }
 
 /// Where a command's stdin comes from.
@@ -43,10 +73,13 @@ pub enum Stdin {
 /// concatenates to the whole input's).
 pub const STDIN_CHUNK: usize = 48 * 1024;
 
-/// A prepared run: the command string for ExecuteCommand and the nonce to parse with.
+/// A prepared run: the command string for ExecuteCommand, the program to send once the
+/// bootstrap is ready, and the nonce to parse with.
 #[derive(Debug, Clone)]
 pub struct Envelope {
     pub command: String,
+    /// The runner and its spec, base64 ended by `.`: the bootstrap's first input.
+    pub program: Vec<u8>,
     pub nonce: String,
 }
 
@@ -59,10 +92,19 @@ impl Envelope {
 
     /// Wrap `spec` with a given nonce (tests).
     pub fn with_nonce(spec: &RunSpec, nonce: String) -> Envelope {
-        let spec_json = serde_json::json!({"n": nonce, "argv": spec.argv, "stdin": spec.stdin.is_some()});
-        let program = RUNNER.replace("__SPEC__", &spec_json.to_string());
-        let command = format!("node -e \"{LOADER}\" {}", STANDARD.encode(program));
-        Envelope { command, nonce }
+        let (argv, program) = match &spec.program {
+            Program::Argv(argv) => (Some(argv), None),
+            Program::Node(source) => (None, Some(source)),
+        };
+        let spec_json =
+            serde_json::json!({"n": nonce, "argv": argv, "program": program, "stdin": spec.stdin.is_some()});
+        let runner = RUNNER.replace("__SPEC__", &spec_json.to_string());
+        Envelope { command: Envelope::command(&nonce), program: Envelope::stdin_payload(runner.as_bytes()), nonce }
+    }
+
+    /// The command string for a run with this nonce: the bootstrap, nothing else.
+    pub fn command(nonce: &str) -> String {
+        format!("node -e \"{}\" {nonce}", *BOOTSTRAP_LINE)
     }
 
     /// The bytes to type once the remote side is ready: base64 of the input, then `.`.
@@ -186,18 +228,22 @@ mod tests {
     }
 
     #[test]
-    fn the_command_string_is_shell_word_safe() {
-        let spec =
-            RunSpec { argv: vec!["node".into(), "-e".into(), "console.log('# not a comment')".into()], stdin: None };
-        let envelope = Envelope::with_nonce(&spec, "n1".into());
-        assert!(envelope.command.starts_with("node -e \"eval(Buffer.from(process.argv[1],'base64').toString())\" "));
-        assert!(!envelope.command.contains('#'));
-        let words: Vec<&str> = envelope.command.splitn(3, ' ').collect();
-        let program =
-            String::from_utf8(STANDARD.decode(envelope.command.rsplit(' ').next().unwrap()).unwrap()).unwrap();
-        assert!(program.contains(r#""argv":["node","-e","console.log('# not a comment')"]"#), "{program}");
-        assert_eq!(words[0], "node");
-        assert!(envelope.command.len() < MAX_COMMAND_BYTES);
+    fn the_command_string_is_the_bootstrap_alone() {
+        let spec = RunSpec::node("console.log('# not a comment', process.env.X)".into(), None);
+        let envelope = Envelope::with_nonce(&spec, "0123456789abcdef0123456789abcdef".into());
+        assert!(envelope.command.len() <= MAX_COMMAND_BYTES, "{} bytes", envelope.command.len());
+        let (head, nonce) = envelope.command.rsplit_once(' ').unwrap();
+        assert_eq!(nonce, "0123456789abcdef0123456789abcdef");
+        let body = head.strip_prefix("node -e \"").and_then(|b| b.strip_suffix('"')).unwrap();
+        for forbidden in ['"', '\\', '$', '`', '#', '\n'] {
+            assert!(!body.contains(forbidden), "{forbidden:?} in the bootstrap");
+        }
+        // The same command for every run: nothing of the spec is in it.
+        let other = Envelope::with_nonce(&RunSpec::argv(vec!["ls".into()]), "0123456789abcdef0123456789abcdef".into());
+        assert_eq!(other.command, envelope.command);
+        let sent = String::from_utf8(envelope.program.clone()).unwrap();
+        let runner = String::from_utf8(STANDARD.decode(sent.strip_suffix('.').unwrap()).unwrap()).unwrap();
+        assert!(runner.contains(r#""program":"console.log('# not a comment', process.env.X)""#), "{runner}");
     }
 
     #[test]

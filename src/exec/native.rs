@@ -1,39 +1,56 @@
 //! The native transport: ExecuteCommand, then the Session Manager data channel over a
 //! websocket to the returned `streamUrl`, driven by the sans-IO [`Session`].
 //!
-//! One loop owns the socket: it feeds frames to the session, sends what the session queues,
-//! runs its retransmission timer, pings, and never waits on anything that could hold it: the
-//! deadline (`--timeout`), a shell's idle limit and Ctrl-C/SIGTERM are always live, the task
-//! watchdog's DescribeTasks runs in a task of its own (a task that stops mid-session ends it with
-//! a clear error instead of a hang), output goes to a byte-bounded queue (a full queue stops
+//! One loop drives the session and never awaits anything that could hold it: each turn it races
+//! the socket's next frame (or the dial in progress), the session's retransmission timer, input,
+//! the task watchdog, pings, the deadline (`--timeout`, or a shell's set-up limit until the
+//! session opens), a shell's idle limit and Ctrl-C/SIGTERM ([`crate::interrupt`]). Every write to
+//! the socket, the token frame and pings included, goes through the session's one writer task
+//! ([`super::writer`]) and its bounded queue: the loop only hands frames over while there is
+//! room, and a write that stalls or fails comes back as a fault that counts as a dropped socket.
+//! The watchdog's DescribeTasks runs in a task of its own (a task that stops mid-session ends it
+//! with a clear error instead of a hang), output goes to a byte-bounded queue (a full queue stops
 //! reading the socket: TCP flow control, not growth) and input waits while 256 KiB are unacked.
-//! Whatever the ending, the session is ended with TerminateSession ([`super::sessions`]). A
-//! dropped socket is resumed with SSM ResumeSession where the service allows it. On clusters with an
-//! exec KMS key the agent opens with a handshake: the loop answers it with a GenerateDataKey
-//! bound to the session and target (and the agent's random challenge), after which the session
-//! seals and opens payloads itself. The session token and data key are held only in memory:
-//! never logged, printed or put in an error.
+//!
+//! A dropped socket is resumed (ResumeSession, a new token, the same stream URL: [`super::link`])
+//! as [`super::resume`] allows: failures in a row and a lifetime budget, each dial raced against
+//! the deadline and Ctrl-C like everything else. Whatever the ending, the session is ended with
+//! TerminateSession ([`super::sessions`]); closing the socket takes at most [`CLOSE_BOUND`]. On
+//! clusters with an exec KMS key the agent opens with a handshake: the loop answers it with a
+//! GenerateDataKey bound to the session and target (and the agent's random challenge), after
+//! which the session seals and opens payloads itself. The session token and data key are held
+//! only in memory: never logged, printed or put in an error.
 
 use super::flow::OutputQueue;
+use super::link::{Dialer, Link, LinkEvent, SocketSink, client_version, keepalive, redial, token_frame};
+use super::resume::Resumes;
 use super::sessions::SessionGuard;
 use super::ssm::crypto::{DATA_KEY_LEN, SessionCipher, Side};
 use super::ssm::handshake;
-use super::ssm::messages::{HandshakeRequest, OpenDataChannel, TerminalSize};
+use super::ssm::messages::{HandshakeRequest, TerminalSize};
 use super::ssm::{Event, PayloadType, Session};
 use super::target::ExecTarget;
-use super::websocket::{self, Socket};
+use super::websocket;
+use super::writer::{FaultKind, Writer};
 use crate::aws::{Aws, discovery, sdk_failure};
 use crate::error::{Error, ExecKind, Result};
-use futures::{SinkExt, StreamExt};
-use std::sync::Arc;
+use futures::StreamExt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 /// Input bytes sent and not yet acknowledged at most; more input waits.
 pub const MAX_UNACKED_INPUT_BYTES: usize = 256 * 1024;
-/// How long one write to the socket may take before the socket counts as dropped.
-const SEND_BOUND: Duration = Duration::from_secs(30);
+/// How long one write to the socket may take before the socket counts as dropped (and is
+/// resumed): far longer than any pause a working path makes, with the deadline and Ctrl-C live
+/// meanwhile.
+pub const WRITE_STALL: Duration = Duration::from_secs(30);
+/// Frames that may wait for the writer; while it is full the loop stops taking frames from the
+/// session and stops reading the socket (no acks pile up for a socket that cannot take them).
+const WRITE_QUEUE: usize = 64;
+/// How long closing the socket may take once the session has ended (the Close frame and what
+/// was queued before it).
+pub const CLOSE_BOUND: Duration = Duration::from_secs(1);
 /// How often the client pings (the plugin: every 5 minutes; more often keeps NATs open).
 const PING_EVERY: Duration = Duration::from_secs(60);
 
@@ -51,13 +68,35 @@ pub struct SessionOptions {
     pub deadline: Option<tokio::time::Instant>,
     /// The `--timeout` behind the deadline, for messages.
     pub limit: Duration,
-    /// End after this long without input or output (a shell; the service's own idle timeout
-    /// is 20 minutes).
+    /// A bound that holds only until the session opens (a shell's set-up limit).
+    pub setup: Option<SetupLimit>,
+    /// End after this long without input or output once the session is open (a shell; the
+    /// service's own idle timeout is 20 minutes).
     pub idle_timeout: Option<Duration>,
     /// How often the task is checked while the session runs.
     pub watchdog_every: Duration,
     /// The terminal size to announce (the agent's pty gets it).
     pub size: TerminalSize,
+    /// Resumes allowed in the life of the session ([`super::resume::RUN_BUDGET`],
+    /// [`super::resume::SHELL_BUDGET`]).
+    pub resume_budget: u32,
+}
+
+/// A bound on setting a session up: ExecuteCommand, opening the data channel, the handshake,
+/// until the agent's first output (or the end of the handshake).
+#[derive(Debug, Clone)]
+pub struct SetupLimit {
+    pub until: tokio::time::Instant,
+    pub limit: Duration,
+    /// How to raise the limit, for the error.
+    pub fix: String,
+}
+
+/// Which bound a deadline is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    Run,
+    Setup,
 }
 
 impl SessionOptions {
@@ -69,10 +108,38 @@ impl SessionOptions {
         }
     }
 
-    /// `future`, bounded by the deadline (if any); `waiting_for` names it in the timeout error.
+    /// The error for `bound`, reached while `waiting_for`.
+    fn timed_out_at(&self, bound: Bound, waiting_for: &str) -> Error {
+        match (bound, &self.setup) {
+            (Bound::Setup, Some(setup)) => Error::Timeout {
+                message: format!(
+                    "the exec session did not open within {} (the set-up limit): {waiting_for}",
+                    seconds(setup.limit)
+                ),
+                fix: Some(setup.fix.clone()),
+            },
+            _ => self.timed_out(waiting_for),
+        }
+    }
+
+    /// The deadline that holds now: the run's, and until the session opens the set-up limit
+    /// too (the earlier of the two).
+    fn deadline_now(&self, opened: bool) -> Option<(tokio::time::Instant, Bound)> {
+        let run = self.deadline.map(|at| (at, Bound::Run));
+        let setup = self.setup.as_ref().filter(|_| !opened).map(|setup| (setup.until, Bound::Setup));
+        match (run, setup) {
+            (Some(run), Some(setup)) => Some(if setup.0 < run.0 { setup } else { run }),
+            (run, setup) => run.or(setup),
+        }
+    }
+
+    /// `future`, bounded by the deadline that holds before the session opens (if any);
+    /// `waiting_for` names it in the timeout error.
     pub async fn within<T>(&self, waiting_for: &str, future: impl std::future::Future<Output = T>) -> Result<T> {
-        match self.deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, future).await.map_err(|_| self.timed_out(waiting_for)),
+        match self.deadline_now(false) {
+            Some((at, bound)) => {
+                tokio::time::timeout_at(at, future).await.map_err(|_| self.timed_out_at(bound, waiting_for))
+            }
             None => Ok(future.await),
         }
     }
@@ -133,7 +200,27 @@ pub async fn run(
     result
 }
 
-/// The session loop: one owner of the socket, never waiting on the consumer of the output.
+/// How long closing may take: [`CLOSE_BOUND`], and never past the deadline.
+fn close_bound(deadline: Option<(tokio::time::Instant, Bound)>) -> Duration {
+    match deadline {
+        Some((at, _)) => CLOSE_BOUND.min(at.saturating_duration_since(tokio::time::Instant::now())),
+        None => CLOSE_BOUND,
+    }
+}
+
+fn interrupted(signal: crate::error::Signal, session_id: &str) -> Error {
+    Error::Interrupted {
+        signal,
+        message: format!(
+            "interrupted ({}): exec session {session_id} was ended, and the command with it",
+            signal.name()
+        ),
+        fix: None,
+    }
+}
+
+/// The session loop: it owns the session and the socket's reading half, hands writes to the
+/// writer task, and races everything else against the deadline and Ctrl-C.
 async fn drive(
     aws: &Aws,
     target: &ExecTarget,
@@ -143,11 +230,16 @@ async fn drive(
     options: &SessionOptions,
 ) -> Result<SessionEnd> {
     let started = Instant::now();
-    let tls = aws.websocket_tls()?;
-    let dial_limit = websocket::connect_timeout()?;
-    let mut socket = options
-        .within("the data channel was still opening", connect(&grant.stream_url, &grant.token, tls.clone(), dial_limit))
-        .await??;
+    let dialer = Dialer {
+        ssm: aws.ssm(),
+        session_id: grant.session_id.clone(),
+        stream_url: grant.stream_url.clone(),
+        tls: aws.websocket_tls()?,
+        limit: websocket::connect_timeout()?,
+    };
+    let mut link = Link::Dialling { dial: dialer.first(grant.token.clone()), first: true };
+    let mut writer = Writer::<SocketSink>::spawn(WRITE_QUEUE, WRITE_STALL);
+    let mut resumes = Resumes::new(options.resume_budget);
     let mut session = Session::with_random_ids(Box::new(epoch_ms));
     session.set_size(options.size, mono_ms());
     let mut input_open = true;
@@ -155,22 +247,26 @@ async fn drive(
     let _watchdog = AbortOnDrop(tokio::spawn(watch_task(aws.ecs(), target.clone(), options.watchdog_every, alarm_tx)));
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
-    let mut resumes = 0u32;
+    // The agent has spoken (its first output, or the end of a handshake): set-up is over.
+    let mut opened = false;
     let mut seen_output = false;
     let mut last_activity = tokio::time::Instant::now();
     // Made once, not per turn of the loop (one turn per frame).
-    let interrupted = crate::interrupt::wait();
-    let deadline = sleep_until_opt(options.deadline);
-    tokio::pin!(interrupted, deadline);
+    let interrupt = crate::interrupt::wait();
+    tokio::pin!(interrupt);
 
     loop {
-        if !flush(&mut session, &mut socket, options).await {
-            socket = reconnect(aws, grant, &mut resumes, &tls, dial_limit, options).await?;
-            continue;
+        if link.is_up() {
+            while writer.has_room() {
+                let Some(bytes) = session.poll_transmit() else { break };
+                writer.try_write(Message::Binary(bytes.into()));
+            }
         }
+        let deadline = options.deadline_now(opened);
         while let Some(event) = session.poll_event() {
             match event {
                 Event::Output(bytes) => {
+                    opened = true;
                     seen_output = true;
                     last_activity = tokio::time::Instant::now();
                     if output.push(bytes).is_err() {
@@ -179,12 +275,12 @@ async fn drive(
                     }
                 }
                 Event::ChannelClosed(closed) if session.handshake_pending() => {
-                    let _ = socket.close(None).await;
+                    writer.close(close_bound(deadline)).await;
                     return Err(handshake_failed(&closed.output, &target.env));
                 }
                 Event::ChannelClosed(closed) => {
-                    tracing::info!(session = %grant.session_id, elapsed_ms = started.elapsed().as_millis() as u64, resends = session.resends(), "channel closed");
-                    let _ = socket.close(None).await;
+                    tracing::info!(session = %grant.session_id, elapsed_ms = started.elapsed().as_millis() as u64, resends = session.resends(), resumes = resumes.total(), "channel closed");
+                    writer.close(close_bound(deadline)).await;
                     return Ok(SessionEnd { closing_output: closed.output });
                 }
                 Event::Invalid(err) => tracing::debug!(%err, "dropped an invalid frame"),
@@ -195,7 +291,11 @@ async fn drive(
                         let response = handshake::response(&request, None, &client_version());
                         let body = serde_json::to_vec(&response).expect("serialises");
                         session.send_handshake(PayloadType::HandshakeResponse, body, mono_ms());
-                        flush(&mut session, &mut socket, options).await;
+                        while writer.has_room() {
+                            let Some(bytes) = session.poll_transmit() else { break };
+                            writer.try_write(Message::Binary(bytes.into()));
+                        }
+                        writer.close(close_bound(deadline)).await;
                         return Err(Error::exec(
                             ExecKind::Protocol,
                             format!(
@@ -206,15 +306,18 @@ async fn drive(
                         ));
                     }
                     let kms = requested.kms.as_ref();
-                    let answer = options
-                        .within(
-                            "KMS GenerateDataKey had not answered",
-                            answer_handshake(aws, grant, target, &request, kms, &mut session),
-                        )
-                        .await??;
+                    let answer = tokio::select! {
+                        answer = answer_handshake(aws, grant, target, &request, kms, &mut session) => answer?,
+                        _ = sleep_until_opt(deadline.map(|(at, _)| at)) => {
+                            let bound = deadline.map_or(Bound::Run, |(_, bound)| bound);
+                            return Err(options.timed_out_at(bound, "KMS GenerateDataKey had not answered"));
+                        }
+                        signal = &mut interrupt => return Err(interrupted(signal, &grant.session_id)),
+                    };
                     session.send_handshake(PayloadType::HandshakeResponse, answer, mono_ms());
                 }
                 Event::HandshakeComplete(done) => {
+                    opened = true;
                     tracing::info!(session = %grant.session_id, encrypted = session.is_encrypted(), customer_message = %done.customer_message, "handshake complete");
                 }
                 Event::Undecryptable(err) => {
@@ -227,19 +330,45 @@ async fn drive(
                 other => tracing::trace!(?other, "ignored event"),
             }
         }
-        let timer = session.next_timeout().map(|at| {
+        let deadline = options.deadline_now(opened);
+        let up = link.is_up();
+        let timer = session.next_timeout().filter(|_| up).map(|at| {
             let wait = at.saturating_sub(mono_ms());
             tokio::time::Instant::now() + Duration::from_millis(wait)
         });
-        let idle_at = options.idle_timeout.map(|idle| last_activity + idle);
+        let idle_at = options.idle_timeout.filter(|_| opened).map(|idle| last_activity + idle);
         let output_full = output.is_full();
+        let writer_room = writer.has_room();
         let input_room = session.unacked_bytes() < MAX_UNACKED_INPUT_BYTES;
         tokio::select! {
-            message = socket.next(), if !output_full => match message {
-                Some(Ok(Message::Binary(bytes))) => session.receive(&bytes, mono_ms()),
-                Some(Ok(Message::Text(text))) => session.receive(text.as_bytes(), mono_ms()),
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Err(tungstenite::Error::Capacity(err))) => {
+            event = link.next(!output_full && writer_room) => match event {
+                LinkEvent::Dialled(Ok(dialled)) => {
+                    let (sink, reader) = (*dialled.socket).split();
+                    writer.attach(sink, vec![token_frame(&dialled.token), keepalive()]);
+                    link = Link::Up { reader, delivered: false };
+                }
+                LinkEvent::Dialled(Err(failure)) if !failure.retry => return Err(failure.error),
+                LinkEvent::Dialled(Err(failure)) => {
+                    link = redial(&dialer, &mut resumes, &mut writer, &failure.error.to_string())?;
+                }
+                LinkEvent::Received(Some(Ok(message))) => {
+                    if let Link::Up { delivered, .. } = &mut link
+                        && !*delivered
+                        && matches!(message, Message::Binary(_) | Message::Text(_) | Message::Pong(_))
+                    {
+                        *delivered = true;
+                        resumes.delivered();
+                    }
+                    match message {
+                        Message::Binary(bytes) => session.receive(&bytes, mono_ms()),
+                        Message::Text(text) => session.receive(text.as_bytes(), mono_ms()),
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                        Message::Close(_) => {
+                            link = redial(&dialer, &mut resumes, &mut writer, "the gateway closed the socket")?;
+                        }
+                    }
+                }
+                LinkEvent::Received(Some(Err(tungstenite::Error::Capacity(err)))) => {
                     return Err(Error::exec(
                         ExecKind::Protocol,
                         format!(
@@ -250,10 +379,21 @@ async fn drive(
                         "something between you and ssmmessages is not speaking the Session Manager protocol: check proxies and the stream URL",
                     ));
                 }
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                    socket = reconnect(aws, grant, &mut resumes, &tls, dial_limit, options).await?;
+                LinkEvent::Received(Some(Err(err))) => {
+                    link = redial(&dialer, &mut resumes, &mut writer, &format!("the socket failed ({err})"))?;
+                }
+                LinkEvent::Received(None) => {
+                    link = redial(&dialer, &mut resumes, &mut writer, "the socket ended")?;
                 }
             },
+            fault = writer.fault(), if up => {
+                let why = match fault.kind {
+                    FaultKind::Stalled(_) => format!("{} (the path stopped taking data)", fault.kind),
+                    FaultKind::Failed(_) => fault.kind.to_string(),
+                };
+                link = redial(&dialer, &mut resumes, &mut writer, &why)?;
+            }
+            _ = writer.room(), if up && !writer_room => {}
             _ = output.drained(), if output_full => {}
             _ = sleep_until_opt(timer) => session.handle_timeout(mono_ms()),
             received = input.recv(), if input_open && input_room => match received {
@@ -266,11 +406,13 @@ async fn drive(
             },
             Some(err) = alarm.recv() => return Err(err),
             _ = ping.tick() => {
-                let _ = tokio::time::timeout(SEND_BOUND, socket.send(Message::Ping("keepalive".as_bytes().to_vec().into()))).await;
+                if up {
+                    writer.try_write(keepalive());
+                }
             }
-            _ = &mut deadline => {
-                let waiting_for = if seen_output { "the command was still running" } else { "the command had not started producing output" };
-                return Err(options.timed_out(waiting_for));
+            _ = sleep_until_opt(deadline.map(|(at, _)| at)) => {
+                let bound = deadline.map_or(Bound::Run, |(_, bound)| bound);
+                return Err(options.timed_out_at(bound, link.waiting_for(seen_output)));
             }
             _ = sleep_until_opt(idle_at) => {
                 let idle = options.idle_timeout.unwrap_or_default();
@@ -279,13 +421,7 @@ async fn drive(
                     fix: Some("start it again; --idle-timeout (or EVOCTL_SHELL_IDLE_TIMEOUT) sets the limit".into()),
                 });
             }
-            signal = &mut interrupted => {
-                return Err(Error::Interrupted {
-                    signal,
-                    message: format!("interrupted ({}): exec session {} was ended, and the command with it", signal.name(), grant.session_id),
-                    fix: None,
-                });
-            }
+            signal = &mut interrupt => return Err(interrupted(signal, &grant.session_id)),
         }
     }
 }
@@ -311,27 +447,6 @@ async fn watch_task(ecs: aws_sdk_ecs::Client, target: ExecTarget, every: Duratio
     }
 }
 
-/// The socket dropped (or stalled): resume it, at most 5 times in a row, within the deadline.
-async fn reconnect(
-    aws: &Aws,
-    grant: &Grant,
-    resumes: &mut u32,
-    tls: &Arc<rustls::ClientConfig>,
-    dial_limit: Duration,
-    options: &SessionOptions,
-) -> Result<Socket> {
-    *resumes += 1;
-    if *resumes > 5 {
-        return Err(Error::exec(
-            ExecKind::Transport,
-            format!("the data channel of session {} kept dropping", grant.session_id),
-            "check the network path to ssmmessages and retry",
-        ));
-    }
-    tracing::info!(session = %grant.session_id, attempt = *resumes, "data channel dropped; resuming");
-    options.within("the data channel was being resumed", resume(aws, grant, *resumes, tls.clone(), dial_limit)).await?
-}
-
 /// The agent ended the session during the handshake; its text says why (for KMS sessions
 /// usually the task role's kms:Decrypt, or an encryption context that does not match).
 fn handshake_failed(agent_output: &str, env: &str) -> Error {
@@ -346,34 +461,6 @@ fn handshake_failed(agent_output: &str, env: &str) -> Error {
         )
     };
     Error::exec(ExecKind::Handshake, format!("the agent ended the session during the KMS handshake: {reason}"), fix)
-}
-
-/// Put everything the session queued on the socket; false when the socket failed or stalled
-/// (then it counts as dropped and is resumed).
-async fn flush(session: &mut Session, socket: &mut Socket, options: &SessionOptions) -> bool {
-    while let Some(bytes) = session.poll_transmit() {
-        let bound = match options.deadline {
-            Some(deadline) => deadline.min(tokio::time::Instant::now() + SEND_BOUND),
-            None => tokio::time::Instant::now() + SEND_BOUND,
-        };
-        match tokio::time::timeout_at(bound, socket.send(Message::Binary(bytes.into()))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                tracing::debug!(%err, "send failed; resuming the socket");
-                return false;
-            }
-            Err(_) => {
-                tracing::debug!("send stalled; resuming the socket");
-                return false;
-            }
-        }
-    }
-    true
-}
-
-/// How evoctl names itself to the agent.
-fn client_version() -> String {
-    format!("evoctl-{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// The HandshakeResponse to the agent's request; for a KMS session a data key bound to the
@@ -477,60 +564,11 @@ async fn execute_command(ecs: &aws_sdk_ecs::Client, target: &ExecTarget, command
     let session = out.session().ok_or_else(|| incomplete("no session"))?;
     match (session.session_id(), session.stream_url(), session.token_value()) {
         (Some(session_id), Some(stream_url), Some(token)) => {
+            crate::output::sanitize::hold(token);
             Ok(Grant { session_id: session_id.to_owned(), stream_url: stream_url.to_owned(), token: token.to_owned() })
         }
         _ => Err(incomplete("an incomplete session")),
     }
-}
-
-/// Open the websocket and send the token frame.
-async fn connect(stream_url: &str, token: &str, tls: Arc<rustls::ClientConfig>, limit: Duration) -> Result<Socket> {
-    let mut socket = websocket::open(stream_url, tls, limit).await?;
-    let open = OpenDataChannel {
-        message_schema_version: "1.0".into(),
-        request_id: uuid::Uuid::new_v4().to_string(),
-        token_value: token.to_owned(),
-        client_id: uuid::Uuid::new_v4().to_string(),
-        client_version: Some(client_version()),
-    };
-    let text = serde_json::to_string(&open).expect("token frame serialises");
-    let sent = tokio::time::timeout(SEND_BOUND, socket.send(Message::Text(text.into()))).await;
-    if !matches!(sent, Ok(Ok(()))) {
-        return Err(Error::exec(ExecKind::Transport, "could not send the session token", "retry"));
-    }
-    let _ = tokio::time::timeout(SEND_BOUND, socket.send(Message::Ping("keepalive".as_bytes().to_vec().into()))).await;
-    Ok(socket)
-}
-
-/// ResumeSession for a fresh token, then reopen the same stream URL; backs off between tries.
-async fn resume(
-    aws: &Aws,
-    grant: &Grant,
-    attempt: u32,
-    tls: Arc<rustls::ClientConfig>,
-    limit: Duration,
-) -> Result<Socket> {
-    tokio::time::sleep(Duration::from_millis(100 * u64::from(1u32 << attempt.min(5)))).await;
-    let out = aws.ssm().resume_session().session_id(&grant.session_id).send().await.map_err(|e| {
-        let failure = sdk_failure("ResumeSession", e);
-        Error::exec(
-            ExecKind::Transport,
-            format!(
-                "the data channel dropped and session {} could not be resumed ({}: {})",
-                grant.session_id, failure.code, failure.message
-            ),
-            "run the command again",
-        )
-    })?;
-    let token = out.token_value().ok_or_else(|| {
-        Error::exec(
-            ExecKind::Transport,
-            format!("session {} timed out (ResumeSession returned no token)", grant.session_id),
-            "run the command again",
-        )
-    })?;
-    let url = out.stream_url().unwrap_or(&grant.stream_url);
-    connect(url, token, tls, limit).await
 }
 
 /// End the session with a clear error when its task is stopping or gone.

@@ -4,22 +4,32 @@
 //! would show in the process list).
 //!
 //! The plugin's stdin is a pipe evoctl keeps open, so it does not stop at EOF and cut the
-//! output short; its stdout goes through the same envelope parser as the native transport, and
-//! the noise reader tells how it ended (an EOF cut, an agent error) when no status arrived.
+//! output short; it is written only by the session's writer task ([`super::writer`]), so the
+//! loop never waits on a plugin that stops reading: it keeps racing the deadline and Ctrl-C, and
+//! a write that stalls for [`WRITE_STALL`] ends the run. The plugin's stdout goes through the
+//! same envelope parser as the native transport, and the noise reader tells how it ended (an EOF
+//! cut, an agent error) when no status arrived. However the run ends, the plugin is killed or
+//! reaped within [`CLOSE_BOUND`].
 
 use super::flow::OutputQueue;
-use super::native::{Input, SessionEnd, SessionOptions, sleep_until_opt, start_session};
+use super::native::{
+    CLOSE_BOUND, Input, SessionEnd, SessionOptions, WRITE_STALL, seconds, sleep_until_opt, start_session,
+};
 use super::noise::{self, Ending};
 use super::target::ExecTarget;
+use super::writer::{FaultKind, Writer};
 use crate::aws::Aws;
 use crate::env_vars::EnvVars;
 use crate::error::{Error, ExecKind, Result};
 use std::process::Stdio;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
+use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
 
 /// How much of the plugin's output is kept to read its closing lines.
 const TAIL: usize = 64 * 1024;
+/// Input chunks that may wait for the writer; while it is full, input waits.
+const STDIN_QUEUE: usize = 16;
 
 pub async fn run(
     aws: &Aws,
@@ -72,13 +82,17 @@ async fn drive(
                 "install the Session Manager plugin, or drop --backend aws-cli (the native backend needs no plugin)",
             )
         })?;
-    let mut stdin = child.stdin.take().expect("piped");
+    let mut writer = Writer::<ChildStdin>::spawn(STDIN_QUEUE, WRITE_STALL);
+    writer.attach(child.stdin.take().expect("piped"), Vec::new());
     let mut stdout = child.stdout.take().expect("piped");
     let mut tail: Vec<u8> = Vec::new();
     let mut buffer = vec![0u8; 16 * 1024];
     let mut input_open = true;
+    let interrupt = crate::interrupt::wait();
+    tokio::pin!(interrupt);
     loop {
         let output_full = output.is_full();
+        let stdin_room = writer.has_room();
         tokio::select! {
             read = stdout.read(&mut buffer), if !output_full => match read {
                 Ok(0) | Err(_) => break,
@@ -93,17 +107,36 @@ async fn drive(
                 }
             },
             _ = output.drained(), if output_full => {}
-            received = input.recv(), if input_open => match received {
-                Some(Input::Data(bytes)) => { let _ = stdin.write_all(&bytes).await; }
+            received = input.recv(), if input_open && stdin_room => match received {
+                Some(Input::Data(bytes)) => {
+                    writer.try_write(bytes);
+                }
                 Some(Input::Resize(_)) => {}
                 None => input_open = false,
             },
+            _ = writer.room(), if input_open && !stdin_room => {}
+            fault = writer.fault() => match fault.kind {
+                // The plugin closed its input (it is ending): its output says how.
+                FaultKind::Failed(reason) => tracing::debug!(%reason, "session-manager-plugin's stdin is closed"),
+                FaultKind::Stalled(bound) => {
+                    let _ = child.start_kill();
+                    return Err(Error::exec(
+                        ExecKind::Transport,
+                        format!(
+                            "session-manager-plugin took no input for {} (session {}): it was stopped and the session ended",
+                            seconds(bound),
+                            grant.session_id
+                        ),
+                        "run the command again; if it repeats, use the native backend (drop --backend aws-cli)",
+                    ));
+                }
+            },
             _ = sleep_until_opt(options.deadline) => {
-                let _ = child.kill().await;
+                let _ = child.start_kill();
                 return Err(options.timed_out("the command was still running (session-manager-plugin)"));
             }
-            signal = crate::interrupt::wait() => {
-                let _ = child.kill().await;
+            signal = &mut interrupt => {
+                let _ = child.start_kill();
                 return Err(Error::Interrupted {
                     signal,
                     message: format!("interrupted ({}): exec session {} was ended, and the command with it", signal.name(), grant.session_id),
@@ -112,7 +145,12 @@ async fn drive(
             }
         }
     }
-    let _ = child.wait().await;
+    drop(writer);
+    // The plugin closed its output; it has ended, or is stopped now.
+    if tokio::time::timeout(CLOSE_BOUND, child.wait()).await.is_err() {
+        tracing::debug!("session-manager-plugin did not exit after closing its output; stopping it");
+        let _ = child.start_kill();
+    }
     let closing_output = match noise::ending(&tail) {
         Ending::Exited => String::new(),
         Ending::ChannelError(message) => message,

@@ -1,7 +1,8 @@
 //! Running one command through the envelope: choose the backend, stream the parsed stdout and
-//! stderr to the caller, send stdin once the remote side is ready (streamed in pieces, so a large
-//! input never sits in memory whole), and return the remote exit status, or an error when the
-//! output was cut short. The whole run, from the first AWS call on, is bounded by its deadline.
+//! stderr to the caller, send the program and then stdin once the bootstrap is ready (stdin
+//! streamed in pieces, so a large input never sits in memory whole), and return the remote exit
+//! status, or an error when the output was cut short. The whole run, from the first AWS call on,
+//! is bounded by its deadline.
 
 use super::envelope::{Envelope, EnvelopeError, EnvelopeParser, Piece, RunSpec, STDIN_CHUNK, Stdin};
 use super::flow::{OUTPUT_QUEUE_BYTES, OutputReceiver, output_queue};
@@ -74,9 +75,11 @@ impl RunOptions {
         SessionOptions {
             deadline: Some(self.deadline.unwrap_or_else(|| tokio::time::Instant::now() + self.timeout)),
             limit: self.timeout,
+            setup: None,
             idle_timeout: None,
             watchdog_every: self.watchdog_every,
             size,
+            resume_budget: super::resume::RUN_BUDGET,
         }
     }
 }
@@ -102,7 +105,8 @@ pub async fn run(
     };
     let mut parser = EnvelopeParser::new(&envelope.nonce);
     let end = {
-        let consume = consume(received, &mut parser, spec.stdin.clone(), input_tx, sink);
+        let input = Sent { program: envelope.program.clone(), stdin: spec.stdin.clone() };
+        let consume = consume(received, &mut parser, input, input_tx, sink);
         tokio::pin!(transport, consume);
         let mut consumed = false;
         // A consumer that fails (stdout closed) ends the run at once; the dropped session is ended
@@ -144,16 +148,22 @@ pub async fn run(
     })
 }
 
-/// Parse the session's output into the sink, releasing it only once the sink has room; start
-/// feeding stdin at the ready mark.
+/// What a run types into the session once the bootstrap is ready: the program, then the input.
+struct Sent {
+    program: Vec<u8>,
+    stdin: Option<Stdin>,
+}
+
+/// Parse the session's output into the sink, releasing it only once the sink has room; at the
+/// ready mark, send the program and then the input.
 async fn consume(
     mut received: OutputReceiver,
     parser: &mut EnvelopeParser,
-    stdin: Option<Stdin>,
+    sent: Sent,
     input: mpsc::Sender<Input>,
     sink: &mut dyn OutputSink,
 ) -> Result<()> {
-    let mut stdin = stdin;
+    let mut sent = Some(sent);
     let mut feeder: Option<tokio::task::JoinHandle<Result<()>>> = None;
     while let Some(bytes) = received.recv().await {
         for piece in parser.feed(&bytes) {
@@ -161,8 +171,8 @@ async fn consume(
                 Piece::Stdout(data) => sink.stdout(&data),
                 Piece::Stderr(data) => sink.stderr(&data),
                 Piece::Ready => {
-                    if let Some(source) = stdin.take() {
-                        feeder = Some(tokio::spawn(feed(source, input.clone())));
+                    if let Some(sent) = sent.take() {
+                        feeder = Some(tokio::spawn(feed(sent, input.clone())));
                     }
                 }
                 Piece::Exit(_) => {}
@@ -179,10 +189,14 @@ async fn consume(
     Ok(())
 }
 
-/// Type `source` into the session: base64 in pieces, then the end mark. The channel is bounded
-/// and the session stops taking input while 256 KiB are unacknowledged, so this waits instead of
-/// reading ahead.
-async fn feed(source: Stdin, input: mpsc::Sender<Input>) -> Result<()> {
+/// Type the program, then the input: base64 in pieces, each ended by the end mark. The channel is
+/// bounded and the session stops taking input while 256 KiB are unacknowledged, so this waits
+/// instead of reading ahead.
+async fn feed(sent: Sent, input: mpsc::Sender<Input>) -> Result<()> {
+    if input.send(Input::Data(sent.program)).await.is_err() {
+        return Ok(());
+    }
+    let Some(source) = sent.stdin else { return Ok(()) };
     match source {
         Stdin::Bytes(data) => {
             let _ = input.send(Input::Data(Envelope::stdin_payload(&data))).await;

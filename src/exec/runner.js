@@ -1,5 +1,6 @@
-// evoctl run envelope (runs inside the container under node; no shell needed).
-// SPEC = {"n": nonce, "argv": [cmd, ...args], "stdin": bool}
+// evoctl run envelope: evaluated in the container by the bootstrap (the command line) as the
+// body of a function of `rest`, the input that followed this program on the data channel.
+// SPEC = {"n": nonce, "argv": [cmd, ...args] | null, "program": node source | null, "stdin": bool}
 // Every line evoctl reads is "\n<MARK><kind>:<base64>\n"; anything else on the tty is ignored.
 const S = __SPEC__;
 const M = "EVOCTL-" + S.n + ":";
@@ -16,29 +17,43 @@ const out = (text) => {
 };
 const say = (k, b) => out("\n" + M + k + ":" + Buffer.from(b).toString("base64") + "\n");
 const done = (c) => { say("X", String(c)); process.exit(0); };
+// A node program runs in a child node that reads it from fd 3, so neither the command line nor
+// the child's argv (what `ps` shows) carries it.
+const FD3 = "const c=[],s=new (require('net').Socket)({fd:3,readable:true,writable:false});s.on('data',(d)=>c.push(d));s.on('end',()=>{s.destroy();eval(Buffer.concat(c).toString())})";
 const start = (input) => {
   let child;
+  const stdio = [input === null ? "ignore" : "pipe", "pipe", "pipe"];
+  const cp = require("child_process");
+  const argv = S.program === null ? S.argv : [process.execPath, "-e", FD3];
   try {
-    child = require("child_process").spawn(S.argv[0], S.argv.slice(1), { stdio: [input === null ? "ignore" : "pipe", "pipe", "pipe"] });
+    child = cp.spawn(argv[0], argv.slice(1), { stdio: S.program === null ? stdio : stdio.concat("pipe") });
   } catch (e) { say("E", "evoctl: " + e.message + "\n"); return done(127); }
   child.stdout.on("data", (d) => say("O", d));
   child.stderr.on("data", (d) => say("E", d));
-  child.on("error", (e) => { say("E", "evoctl: " + S.argv[0] + ": " + e.message + "\n"); done(e.code === "ENOENT" ? 127 : 126); });
+  child.on("error", (e) => { say("E", "evoctl: " + argv[0] + ": " + e.message + "\n"); done(e.code === "ENOENT" ? 127 : 126); });
   child.on("close", (code, sig) => done(code === null ? 128 + (require("os").constants.signals[sig] || 0) : code));
+  if (S.program !== null) { child.stdio[3].on("error", () => {}); child.stdio[3].end(S.program); }
   if (input !== null) { child.stdin.on("error", () => {}); child.stdin.end(input); }
 };
-if (!S.stdin) { start(null); } else {
-  // Secrets and large inputs come over the data channel: raw mode (no echo), then a ready mark.
-  if (process.stdin.isTTY) process.stdin.setRawMode(true);
-  // Pieces are kept as they come (no re-scan of what arrived before): the input can be large.
+const tty = process.stdin;
+if (!S.stdin) {
+  if (tty.isTTY) tty.setRawMode(false);
+  start(null);
+} else {
+  // The command's input follows the program, base64 ended by "."; pieces are kept as they come
+  // (no re-scan of what arrived before): the input can be large.
   const pieces = [];
   let ended = false;
-  process.stdin.on("data", (d) => {
+  const take = (piece) => {
     if (ended) return;
-    const piece = d.toString("latin1");
     const end = piece.indexOf(".");
     pieces.push(end >= 0 ? piece.slice(0, end) : piece);
-    if (end >= 0) { ended = true; process.stdin.pause(); if (process.stdin.isTTY) process.stdin.setRawMode(false); start(Buffer.from(pieces.join("").replace(/[^A-Za-z0-9+/=]/g, ""), "base64")); }
-  });
-  say("R", "");
+    if (end < 0) return;
+    ended = true;
+    tty.pause();
+    if (tty.isTTY) tty.setRawMode(false);
+    start(Buffer.from(pieces.join("").replace(/[^A-Za-z0-9+/=]/g, ""), "base64"));
+  };
+  take(rest);
+  if (!ended) { tty.on("data", (d) => take(d.toString("latin1"))); tty.resume(); }
 }

@@ -1,17 +1,18 @@
-//! Sessions end when evoctl ends. Every exec session evoctl starts is registered here the moment
-//! ExecuteCommand grants it, and ended with `ssm:TerminateSession` on whatever path leaves it:
-//! success, timeout, the watchdog, an error, Ctrl-C, SIGTERM, a socket that could not be resumed.
+//! Sessions end when evoctl ends. Every exec session evoctl starts is registered (in
+//! [`super::registry`]) the moment ExecuteCommand grants it, and ended with
+//! `ssm:TerminateSession` on whatever path leaves it: success, timeout, the watchdog, an error,
+//! Ctrl-C, SIGTERM, a socket that could not be resumed.
 //! A session whose future was dropped mid-way (the command was cancelled) stays registered and
 //! `main` ends it on the way out with [`end_leftovers`]. On AWS an abandoned session would run
 //! its command until the 20-minute idle timeout and hold one of the agent's two session slots.
 //!
-//! Ending is best effort and bounded ([`TERMINATE_BOUND`], [`TERMINATE_AFTER_DEADLINE`]); when it fails (typically a caller
-//! without `ssm:TerminateSession`), one note says so and that the remote command may still run.
-//! The notes are printed by `main` through the printer; nothing here prints.
+//! Ending is best effort and bounded ([`TERMINATE_BOUND`], [`TERMINATE_AFTER_DEADLINE`]); when
+//! it fails (typically a caller without `ssm:TerminateSession`), one note says so and that the
+//! remote command may still run. The notes are printed by `main` through the printer; nothing
+//! here prints.
 
-use super::slots::Slot;
+use super::registry::{self, Open, Slot};
 use crate::aws::{Aws, sdk_failure};
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// How long ending a session may take after a deadline (`--timeout` promises to end within a
@@ -20,23 +21,6 @@ pub const TERMINATE_AFTER_DEADLINE: Duration = Duration::from_secs(1);
 /// How long ending a session may take otherwise (success, error, Ctrl-C: nobody is past a
 /// promised deadline, and a second Ctrl-C stops at once).
 pub const TERMINATE_BOUND: Duration = Duration::from_secs(3);
-
-struct Open {
-    id: String,
-    ssm: aws_sdk_ssm::Client,
-}
-
-static OPEN: Mutex<Vec<Open>> = Mutex::new(Vec::new());
-static NOTES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-/// Sessions this run has ended (Session Manager may list them as active a little longer).
-static ENDED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-/// Whether `id` is a session this run started (open or ended), so it is not counted twice
-/// against the task's session limit.
-pub fn is_ours_or_ended(id: &str) -> bool {
-    OPEN.lock().expect("session registry").iter().any(|o| o.id == id)
-        || ENDED.lock().expect("session registry").iter().any(|e| e == id)
-}
 
 /// A started session; [`SessionGuard::end`] terminates it. It holds the session's slot on the
 /// task, freed once the session is ended.
@@ -49,7 +33,7 @@ pub struct SessionGuard {
 impl SessionGuard {
     /// Register the session ExecuteCommand just granted in `slot`.
     pub fn open(aws: &Aws, id: &str, slot: Slot) -> SessionGuard {
-        OPEN.lock().expect("session registry").push(Open { id: id.to_owned(), ssm: aws.ssm() });
+        registry::register(Open { id: id.to_owned(), ssm: aws.ssm() });
         SessionGuard { id: id.to_owned(), _slot: slot }
     }
 
@@ -59,16 +43,11 @@ impl SessionGuard {
 
     /// End the session (TerminateSession, within `bound`) and forget it.
     pub async fn end(self, bound: Duration) {
-        let entry = {
-            let open = OPEN.lock().expect("session registry");
-            open.iter().find(|o| o.id == self.id).map(|o| Open { id: o.id.clone(), ssm: o.ssm.clone() })
-        };
-        if let Some(entry) = entry {
+        if let Some(entry) = registry::open_session(&self.id) {
             terminate(&entry, bound).await;
             // Forgotten only once ended: if this future is dropped mid-call (the command was
             // cancelled), `end_leftovers` still finds the session.
-            OPEN.lock().expect("session registry").retain(|o| o.id != self.id);
-            ENDED.lock().expect("session registry").push(self.id.clone());
+            registry::mark_ended(&self.id);
         }
     }
 }
@@ -84,13 +63,13 @@ pub fn end_bound<T>(result: &crate::error::Result<T>) -> Duration {
 
 /// End every session still registered (their futures were dropped), concurrently and bounded.
 pub async fn end_leftovers() {
-    let left: Vec<Open> = std::mem::take(&mut *OPEN.lock().expect("session registry"));
+    let left = registry::take_open();
     futures::future::join_all(left.iter().map(|open| terminate(open, TERMINATE_BOUND))).await;
 }
 
 /// What could not be cleaned up, for the printer.
 pub fn take_notes() -> Vec<String> {
-    std::mem::take(&mut *NOTES.lock().expect("session notes"))
+    registry::take_notes()
 }
 
 async fn terminate(session: &Open, bound: Duration) {
@@ -111,7 +90,7 @@ async fn terminate(session: &Open, bound: Duration) {
         }
         Err(_) => format!("TerminateSession did not answer within {} s", bound.as_secs()),
     };
-    NOTES.lock().expect("session notes").push(format!(
+    registry::note(format!(
         "could not end exec session {}: {problem}; the remote command may still be running until the session's 20-minute idle timeout",
         session.id
     ));

@@ -8,35 +8,16 @@
 //! (exit 4) and names them. A caller without `ssm:DescribeSessions` is not stopped: evoctl then
 //! only knows its own sessions, and says so at `-v`.
 
-use super::sessions;
+use super::registry::{self, SESSIONS_PER_TASK, Slot};
 use super::target::ExecTarget;
 use crate::aws::{Aws, sdk_failure};
 use crate::error::{Error, Result};
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-/// Sessions the agent runs at once per container (ECS's `SessionWorkersLimit`).
-pub const SESSIONS_PER_TASK: usize = 2;
-
-/// One of the task's two session slots, held for as long as the session runs.
-#[derive(Debug)]
-pub struct Slot {
-    _permit: OwnedSemaphorePermit,
-}
-
-/// This run's slots, per task ARN.
-static LOCAL: LazyLock<Mutex<HashMap<String, Arc<Semaphore>>>> = LazyLock::new(Default::default);
-
-fn local_slots(task_arn: &str) -> Arc<Semaphore> {
-    let mut map = LOCAL.lock().expect("slot table");
-    Arc::clone(map.entry(task_arn.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(SESSIONS_PER_TASK))))
-}
+use std::sync::Arc;
 
 /// Take a slot on `target`'s task: one of this process's two, then a check that the task does
 /// not already run two sessions started elsewhere.
 pub async fn take(aws: &Aws, target: &ExecTarget) -> Result<Slot> {
-    let slots = local_slots(&target.task.arn);
+    let slots = registry::task_slots(&target.task.arn);
     let permit = match Arc::clone(&slots).try_acquire_owned() {
         Ok(permit) => permit,
         Err(_) => {
@@ -51,10 +32,10 @@ pub async fn take(aws: &Aws, target: &ExecTarget) -> Result<Slot> {
         Ok(active) => active,
         Err(reason) => {
             tracing::info!(task = %target.task.id, "cannot list the task's open sessions ({reason}); counting only this run's");
-            return Ok(Slot { _permit: permit });
+            return Ok(Slot::new(permit));
         }
     };
-    let others: Vec<&Active> = active.iter().filter(|s| !sessions::is_ours_or_ended(&s.id)).collect();
+    let others: Vec<&Active> = active.iter().filter(|s| !registry::is_ours_or_ended(&s.id)).collect();
     let ours = SESSIONS_PER_TASK - slots.available_permits() - 1;
     if others.len() + ours >= SESSIONS_PER_TASK {
         let listed: Vec<String> = others
@@ -77,7 +58,7 @@ pub async fn take(aws: &Aws, target: &ExecTarget) -> Result<Slot> {
             },
         ));
     }
-    Ok(Slot { _permit: permit })
+    Ok(Slot::new(permit))
 }
 
 /// An active Session Manager session on the target.

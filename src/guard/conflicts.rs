@@ -1,9 +1,10 @@
-//! Conflict-loop evidence from the task log group. Two live connections for one WhatsApp number
+//! Conflict-loop evidence from the environment's own streams of the task log group (a group
+//! other stages or services also write to never lends them its lines). Two live connections for one WhatsApp number
 //! kick each other (Baileys `stream errored out` with `conflict` / `replaced`, code 440) and
 //! Evolution 2.3.7 reconnects at once; the API never shows the 440, so the evidence is in the
 //! logs: how many replacements, how often, since when, and which tasks logged them.
 
-use crate::aws::logs::{self, LogLine};
+use crate::aws::logs::{self, LogLine, LogSource};
 use crate::error::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -12,10 +13,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// At least this many replacements in the window make a loop (one stray 440 is not one).
 pub const LOOP_THRESHOLD: usize = 3;
 
-/// What the log group shows for a window.
+/// What the environment's log shows for a window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConflictEvidence {
-    pub log_group: String,
+    /// Where it was read: `log_group` and `log_streams` in JSON.
+    #[serde(flatten)]
+    pub source: LogSource,
     pub since_seconds: u64,
     #[serde(rename = "loop")]
     pub is_loop: bool,
@@ -34,20 +37,20 @@ pub struct TaskEvidence {
     pub events: usize,
 }
 
-/// Read the log group's conflict/replaced lines of the last `since`.
+/// Read the environment's conflict/replaced lines of the last `since`.
 pub async fn read(
     logs_client: &aws_sdk_cloudwatchlogs::Client,
-    group: &str,
+    source: &LogSource,
     since: Duration,
 ) -> Result<ConflictEvidence> {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     let start_ms = now_ms - since.as_millis() as i64;
-    let lines = logs::filter(logs_client, group, "\"stream errored out\"", start_ms).await?;
-    Ok(analyse(group, since, &lines))
+    let lines = logs::filter(logs_client, source, "\"stream errored out\"", start_ms).await?;
+    Ok(analyse(source, since, &lines))
 }
 
 /// Summarise the lines (oldest first); lines that are not conflict/replaced are ignored.
-pub fn analyse(group: &str, since: Duration, lines: &[LogLine]) -> ConflictEvidence {
+pub fn analyse(source: &LogSource, since: Duration, lines: &[LogLine]) -> ConflictEvidence {
     let lines: Vec<&LogLine> =
         lines.iter().filter(|l| l.message.contains("conflict") && l.message.contains("replaced")).collect();
     let mut by_task: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -62,7 +65,7 @@ pub fn analyse(group: &str, since: Duration, lines: &[LogLine]) -> ConflictEvide
         aws_smithy_types::DateTime::from_secs(ms / 1000).fmt(aws_smithy_types::date_time::Format::DateTime).ok()
     };
     ConflictEvidence {
-        log_group: group.to_owned(),
+        source: source.clone(),
         since_seconds: since.as_secs(),
         is_loop: lines.len() >= LOOP_THRESHOLD,
         events: lines.len(),
@@ -76,6 +79,10 @@ pub fn analyse(group: &str, since: Duration, lines: &[LogLine]) -> ConflictEvide
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn source() -> LogSource {
+        LogSource { group: "g".into(), streams: logs::Streams::Prefix("EvolutionService/EvolutionService/".into()) }
+    }
 
     fn line(task: &str, at: i64, message: &str) -> LogLine {
         LogLine {
@@ -92,7 +99,7 @@ mod tests {
     fn two_tasks_kicking_each_other_every_two_seconds_is_a_loop_with_that_period() {
         let lines: Vec<LogLine> =
             (0..10).map(|i| line(if i % 2 == 0 { "a" } else { "b" }, 1_000 * i, REPLACED)).collect();
-        let evidence = analyse("g", Duration::from_secs(900), &lines);
+        let evidence = analyse(&source(), Duration::from_secs(900), &lines);
         assert!(evidence.is_loop);
         assert_eq!(evidence.events, 10);
         assert_eq!(evidence.period_seconds, Some(2.0));
@@ -106,7 +113,7 @@ mod tests {
     fn other_stream_errors_and_a_single_replacement_are_not_a_loop() {
         let lines =
             [line("a", 0, r#"{"msg":"stream errored out","node":{"tag":"stream:error"}}"#), line("a", 5, REPLACED)];
-        let evidence = analyse("g", Duration::from_secs(900), &lines);
+        let evidence = analyse(&source(), Duration::from_secs(900), &lines);
         assert!(!evidence.is_loop);
         assert_eq!(evidence.events, 1);
         assert_eq!(evidence.period_seconds, None);

@@ -10,9 +10,24 @@
 //! app Lambda of the same stage, else from Evolution itself when it reports exactly one
 //! (fetchInstances, a read, over one exec session); what cannot be decided is left as a
 //! commented `# TODO`, never guessed.
+//!
+//! Where each profile is read ([`places`]): in every `--discover-region`, else in `--region`
+//! (an explicit choice for this command, as `aws --region` overrides a profile's region), else
+//! in the profile's own `region` from the AWS config file (resolved as the SDK resolves it,
+//! following `source_profile`), else in `AWS_REGION` / `AWS_DEFAULT_REGION`. The AWS CLI ranks
+//! those two variables above a profile's `region`; discovery does not, because it is asked to
+//! look in several accounts at once and one shell-wide region would hide every account
+//! configured elsewhere (each written environment then names its region, so nothing later
+//! depends on the variable). When the variable and a profile's region differ, a note says which
+//! was used. Without a named profile the SDK's own order applies.
+//!
+//! What was found is checked before it is written ([`warnings`]): no environment named like
+//! production, or two environments that would be live together on the one number the file gives
+//! them all, is a warning on stderr and in the file's header.
 
 use crate::aws::discovery::{ScalableRange, ServiceRef};
-use crate::aws::{Aws, scaling, sdk_failure};
+use crate::aws::{Aws, AwsSettings, scaling, sdk_failure};
+use crate::env_vars::EnvVars;
 use crate::error::{Error, Result};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -46,6 +61,8 @@ pub struct Found {
     /// Where `instance` came from, or why there is none (for the config's comment).
     pub instance_note: String,
     pub scaling: Option<ScalableRange>,
+    /// The service's desiredCount now.
+    pub desired_count: i32,
     pub protected: bool,
 }
 
@@ -107,6 +124,7 @@ pub async fn scan(aws: &Aws) -> Result<Scan> {
             lambda: None,
             instance_note: String::new(),
             scaling: None,
+            desired_count: service.desired_count,
         });
     }
     if found.is_empty() {
@@ -150,6 +168,7 @@ struct ServiceFound {
     arn: String,
     name: String,
     task_definition: String,
+    desired_count: i32,
     tags: HashMap<String, String>,
 }
 
@@ -181,6 +200,7 @@ async fn services_of(ecs: &aws_sdk_ecs::Client, cluster: &str) -> Result<Vec<Ser
             arn: s.service_arn().unwrap_or_default().to_owned(),
             name: s.service_name().unwrap_or_default().to_owned(),
             task_definition: s.task_definition().unwrap_or_default().to_owned(),
+            desired_count: s.desired_count(),
             tags: tag_map(s.tags()),
         })
         .collect())
@@ -325,6 +345,81 @@ fn account_of(arn: &str) -> Option<String> {
     arn.split(':').nth(4).filter(|a| a.len() == 12).map(str::to_owned)
 }
 
+/// The credential chains discovery reads, and notes on the regions chosen.
+pub struct Places {
+    pub chains: Vec<AwsSettings>,
+    pub notes: Vec<String>,
+}
+
+/// Each profile (`None`: the default chain) with the region(s) it is read in; see the module
+/// documentation for the order.
+pub async fn places(profiles: &[Option<String>], discover_regions: &[String], region_flag: Option<&str>) -> Places {
+    let chosen: Vec<String> = match discover_regions.is_empty() {
+        false => discover_regions.to_vec(),
+        true => region_flag.map(str::to_owned).into_iter().collect(),
+    };
+    let environment = [EnvVars::AWS_REGION, EnvVars::AWS_DEFAULT_REGION]
+        .into_iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()).map(|value| (var, value)));
+    let (mut chains, mut notes) = (Vec::new(), Vec::new());
+    for profile in profiles {
+        let chain = |region: Option<String>| AwsSettings { profile: profile.clone(), region, ..AwsSettings::default() };
+        if !chosen.is_empty() {
+            chains.extend(chosen.iter().map(|region| chain(Some(region.clone()))));
+            continue;
+        }
+        let own = match profile {
+            Some(name) => profile_region(name).await,
+            None => None,
+        };
+        if let (Some(name), Some(own), Some((var, value))) = (profile, &own, &environment)
+            && own != value
+        {
+            notes.push(format!(
+                "profile {name}: looking in {own}, its own region ({var}={value} is for profiles without one; --discover-region chooses)"
+            ));
+        }
+        chains.push(chain(own));
+    }
+    Places { chains, notes }
+}
+
+/// A profile's own region from the AWS config file, as the SDK resolves it (a profile without one
+/// takes its `source_profile`'s).
+async fn profile_region(profile: &str) -> Option<String> {
+    use aws_config::meta::region::ProvideRegion;
+    let provider = aws_config::profile::ProfileFileRegionProvider::builder().profile_name(profile).build();
+    ProvideRegion::region(&provider).await.map(|region| region.to_string())
+}
+
+/// What is wrong with the set of environments found, as one line each: no environment named like
+/// production (nothing would be protected), and environments that would be live together on the
+/// one number the written file gives them all (the audit's `one-live-env` would fail).
+pub fn warnings(found: &[Found]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if !found.iter().any(|f| f.protected) {
+        warnings.push(format!(
+            "no production environment found: none of {} is named like production (a stage or cluster with `prod`, or `live`), so none is marked protected; if one of them serves the live number, set `protected = true` on it, or look in its account with --discover-profile",
+            names(found.iter())
+        ));
+    }
+    let always_on: Vec<&Found> = found.iter().filter(|f| f.scaling.is_some_and(|r| r.min_capacity > 0)).collect();
+    let running: Vec<&Found> = found.iter().filter(|f| f.desired_count > 0).collect();
+    for (group, how) in [(always_on, "have scaling min > 0"), (running, "have desiredCount > 0 now")] {
+        if group.len() > 1 {
+            warnings.push(format!(
+                "{} {how}: on one WhatsApp number they would be live together (the audit's one-live-env fails); scale all but one to 0, or give environments on different numbers their own `number`",
+                names(group.into_iter())
+            ));
+        }
+    }
+    warnings
+}
+
+fn names<'a>(found: impl Iterator<Item = &'a Found>) -> String {
+    found.map(|f| f.name.as_str()).collect::<Vec<_>>().join(" and ")
+}
+
 /// Give each service its environment name: the stage (else the cluster), made a valid name;
 /// a name taken twice gets its account (then region) appended.
 pub fn name_all(found: &mut [Found]) {
@@ -344,14 +439,18 @@ pub fn name_all(found: &mut [Found]) {
     }
 }
 
-/// The commented `evoctl.toml` for what was found. `per_env_aws`: write each environment's
-/// profile and region (several were scanned); otherwise `region` goes under `[aws]`.
-pub fn render(found: &[Found], sources: &[String], per_env_aws: bool) -> String {
+/// The commented `evoctl.toml` for what was found, `warnings` in its header. `per_env_aws`: write
+/// each environment's profile and region (several were scanned); otherwise `region` goes under
+/// `[aws]`.
+pub fn render(found: &[Found], sources: &[String], warnings: &[String], per_env_aws: bool) -> String {
     let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
     let mut out = String::new();
     out.push_str("# evoctl.toml written by `evoctl init --discover` from what AWS holds now:\n");
     for source in sources {
         out.push_str(&format!("#   {source}\n"));
+    }
+    for warning in warnings {
+        out.push_str(&format!("# WARNING: {warning}\n"));
     }
     out.push_str(
         "# Review it. WhatsApp allows ONE live connection per number: every environment that shares a\n\
@@ -430,6 +529,7 @@ mod tests {
             lambda: None,
             instance_note: "no app Lambda tagged sst:stage = staging sets EVOLUTION_INSTANCE_NAME".into(),
             scaling: None,
+            desired_count: 0,
             protected: false,
         }
     }
@@ -452,7 +552,7 @@ mod tests {
     fn what_cannot_be_decided_is_a_todo_and_the_text_is_a_valid_config() {
         let mut all = [found(Some("staging"), "alinhou-staging", "111111111111")];
         name_all(&mut all);
-        let text = render(&all, &["the default credential chain, us-east-1".into()], false);
+        let text = render(&all, &["the default credential chain, us-east-1".into()], &[], false);
         assert!(
             text.contains("\n# TODO instance: no app Lambda tagged sst:stage = staging sets EVOLUTION_INSTANCE_NAME"),
             "{text}"

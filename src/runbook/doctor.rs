@@ -14,7 +14,8 @@ use crate::evolution::{Driver, logs};
 use crate::exec::envelope::RunSpec;
 use crate::exec::run::{Collected, RunOptions};
 use crate::exec::target::ExecTarget;
-use crate::guard::facts::{self, ApiKey, EnvFacts, WebhookSecret};
+use crate::guard::compared::ApiKey;
+use crate::guard::facts::{self, EnvFacts, WebhookSecret};
 use crate::guard::{self, CONFLICT_WINDOW};
 use serde::Serialize;
 use std::time::Duration;
@@ -341,7 +342,7 @@ fn task_layers(checks: &mut Checks, env: &Environment, mine: &EnvFacts) -> Optio
 async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, mine: &EnvFacts, target: &ExecTarget) {
     let options = RunOptions::new(Duration::from_secs(60));
     let mut collected = Collected::default();
-    let spec = RunSpec { argv: vec!["node".into(), "-v".into()], stdin: None };
+    let spec = RunSpec::argv(vec!["node".into(), "-v".into()]);
     match crate::exec::run::run(aws, target, &spec, &options, &mut collected).await {
         Ok(0) => checks
             .ok(Layer::ExecTrial, format!("`node -v` answered {}", String::from_utf8_lossy(&collected.stdout).trim())),
@@ -384,7 +385,7 @@ async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, min
             "the global key works but AUTHENTICATION_API_KEY is set to \"\", so 2.3.7 uses its code default BQYHJGJHJ (public in its source)",
             "set a long random AUTHENTICATION_API_KEY for this environment and deploy",
         ),
-        (Ok(true), ApiKey::Set(_)) => checks.ok(Layer::ApiKey, "the container's own key is accepted (verify-creds)"),
+        (Ok(true), ApiKey::Set) => checks.ok(Layer::ApiKey, "the container's own key is accepted (verify-creds)"),
     }
     if checks.failed() {
         checks.skip(Layer::WhatsappReach, Some(Layer::Conflicts), "needs a working API key");
@@ -491,11 +492,11 @@ async fn webhook_delivery_layer(
 ) {
     let minutes = CONFLICT_WINDOW.as_secs() / 60;
     let reference = env.webhook.as_ref().and_then(|w| w.jwt_secret.clone());
-    let failures = match mine.conflicts.as_ref().map(|c| c.log_group.clone()) {
-        Some(group) => {
+    // The same streams the conflict layer read: this environment's, not the whole group's.
+    let failures = match mine.conflicts.as_ref().map(|c| &c.source) {
+        Some(source) => {
             let start_ms = crate::aws::logs::now_ms() - CONFLICT_WINDOW.as_millis() as i64;
-            let window =
-                crate::aws::logs::Window { group: &group, pattern: logs::WEBHOOK_PATTERN, start_ms, limit: 10_000 };
+            let window = crate::aws::logs::Window { source, pattern: logs::WEBHOOK_PATTERN, start_ms, limit: 10_000 };
             match crate::aws::logs::read(&aws.logs(), window).await {
                 Ok(read) => Some(logs::WebhookFailures::of(&logs::assemble(&read.lines))),
                 Err(err) => return checks.error(Layer::WebhookDelivery, &err),

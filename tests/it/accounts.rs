@@ -280,3 +280,88 @@ fn a_named_profile_supplies_the_credentials_and_a_role_goes_on_top_of_it() {
     }
     assert_eq!(journal.iter().filter(|e| e["action"] == "AssumeRole").count(), 1, "{journal:?}");
 }
+
+/// The keys the secrets scenarios keep in SSM: an audit must never print them.
+const PARAMETER_KEYS: &[&str] = &["lab-staging-ssm-api-key-0c6e2a91d4", "lab-production-ssm-api-key-5b8f31e7a2"];
+
+/// A bare parameter name in a task definition is the parameter of the task's own account and
+/// region: one name in two accounts is two secrets, shared only when their values are. Each
+/// account's parameter is read by its own role, by full ARN.
+#[test]
+fn one_parameter_name_in_two_accounts_is_shared_only_when_the_values_are() {
+    let lab = Lab::start("two-accounts-secrets");
+    lab.wait_settled();
+    lab.control("DELETE", "/journal", None);
+    let output = lab.evoctl().arg("audit").output().unwrap();
+    assert_eq!(text(&output.stdout), "audit clean: 20 rules over staging, production\n");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let mut reads: Vec<(String, String, u64)> = lab
+        .journal()
+        .iter()
+        .filter(|e| e["action"] == "GetParameter" && e["parameters"]["Name"].as_str().unwrap().contains("api-key"))
+        .map(|e| {
+            (
+                account_of(e).to_owned(),
+                e["parameters"]["Name"].as_str().unwrap().to_owned(),
+                e["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    reads.sort();
+    assert_eq!(
+        reads,
+        [
+            (
+                STAGING_ACCOUNT.to_owned(),
+                "arn:aws:ssm:us-east-1:111111111111:parameter/alinhou/evolution-api-key".to_owned(),
+                200
+            ),
+            (
+                PRODUCTION_ACCOUNT.to_owned(),
+                "arn:aws:ssm:sa-east-1:222222222222:parameter/alinhou/evolution-api-key".to_owned(),
+                200
+            ),
+        ]
+    );
+
+    let lab = Lab::start("two-accounts-shared-key");
+    lab.wait_settled();
+    let output = lab.evoctl().args(["audit", "--format", "json"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let report = json_stdout(&output);
+    assert_eq!(
+        report["findings"],
+        json!([{
+            "rule": "shared-api-key",
+            "severity": "error",
+            "envs": ["staging", "production"],
+            "locations": [
+                {"env": "staging", "account": STAGING_ACCOUNT, "region": "us-east-1"},
+                {"env": "production", "account": PRODUCTION_ACCOUNT, "region": "sa-east-1"},
+            ],
+            "evidence": "staging and production use the same AUTHENTICATION_API_KEY (compared by SHA-256 of the values, read from arn:aws:ssm:us-east-1:111111111111:parameter/alinhou/evolution-api-key and arn:aws:ssm:sa-east-1:222222222222:parameter/alinhou/evolution-api-key)",
+            "fix": "give each environment its own AUTHENTICATION_API_KEY: with one key, staging tooling can drive production",
+        }]),
+        "{report:#}"
+    );
+    for key in PARAMETER_KEYS {
+        assert!(!report.to_string().contains(key), "the audit printed a parameter's value");
+        assert!(!text(&output.stderr).contains(key), "the audit printed a parameter's value");
+    }
+}
+
+/// As the ECS agent does, the lab gives the running task the parameter's value: the exec'd
+/// process sees it (checked by its SHA-256, so the test prints no key) and the task's Evolution
+/// accepts the key evoctl reads there.
+#[test]
+fn the_task_gets_the_value_of_the_parameter_its_definition_names() {
+    use sha2::{Digest, Sha256};
+    let lab = Lab::start("two-accounts-secrets");
+    lab.wait_settled();
+    let program = "process.stdout.write(require('crypto').createHash('sha256').update(process.env.AUTHENTICATION_API_KEY).digest('hex'))";
+    let output = lab.evoctl().args(["exec", "production", "--", "node", "-e", program]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), hex::encode(Sha256::digest(PARAMETER_KEYS[1])));
+    let output = lab.evoctl().args(["instance", "list", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+}

@@ -148,6 +148,57 @@ fn the_aws_cli_parses_every_lab_action() {
     assert!(journal.iter().all(|e| e["status"] == 200), "{journal:?}");
 }
 
+/// Task definition `secrets` as DescribeTaskDefinition returns them, and a parameter read by its
+/// full ARN (as the ECS agent and the audit read a secret), or refused.
+#[test]
+fn the_aws_cli_reads_container_secrets_and_parameters_by_arn() {
+    let lab = Lab::start("two-accounts-secrets");
+    let production = ["--profile", "alinhou-production", "--region", "sa-east-1"];
+    let out = run(
+        &lab,
+        &[
+            &production[..],
+            &["ecs", "describe-task-definition", "--task-definition", "alinhou-production-EvolutionService"],
+        ]
+        .concat(),
+    );
+    let container = &out["taskDefinition"]["containerDefinitions"][0];
+    assert_eq!(
+        container["secrets"],
+        serde_json::json!([{"name": "AUTHENTICATION_API_KEY", "valueFrom": "/alinhou/evolution-api-key"}])
+    );
+    let names: Vec<&str> =
+        container["environment"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert!(!names.contains(&"AUTHENTICATION_API_KEY"), "a name is in environment or secrets, never both");
+    let arn = "arn:aws:ssm:sa-east-1:222222222222:parameter/alinhou/evolution-api-key";
+    let out = run(&lab, &[&production[..], &["ssm", "get-parameter", "--name", arn]].concat());
+    assert_eq!(out["Parameter"]["Name"], "/alinhou/evolution-api-key");
+    assert_eq!(out["Parameter"]["ARN"], arn);
+    assert_eq!(out["Parameter"]["Type"], "SecureString");
+    // Another account's ARN is not this account's parameter.
+    let elsewhere = "arn:aws:ssm:us-east-1:111111111111:parameter/alinhou/evolution-api-key";
+    let output = aws(&lab).args(production).args(["ssm", "get-parameter", "--name", elsewhere]).output().unwrap();
+    assert!(text(&output.stderr).contains("(ParameterNotFound)"), "{}", text(&output.stderr));
+
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("denied.toml");
+    std::fs::write(
+        &scenario,
+        "extends = \"seed\"\ndescription = \"denied\"\n[parameters.\"/denied\"]\nvalue = \"v\"\nread_denied = true\n",
+    )
+    .unwrap();
+    let lab = Lab::start(scenario.to_str().unwrap());
+    let output = aws(&lab).args(["ssm", "get-parameter", "--name", "/denied"]).output().unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        text(&output.stderr).contains(
+            "(AccessDeniedException) when calling the GetParameter operation: User: arn:aws:iam::123456789012:user/evoctl-lab is not authorized to perform: ssm:GetParameter on resource: arn:aws:ssm:us-east-1:123456789012:parameter/denied"
+        ),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
 #[test]
 fn the_aws_cli_gets_aws_errors_from_the_lab() {
     let lab = Lab::start("seed");

@@ -120,13 +120,21 @@ fn hostile_api_answers_become_clear_errors() {
     lab.wait_settled();
     let task = text(&lab.evoctl().args(["task", "production"]).output().unwrap().stdout).trim().to_owned();
     let answers = [
-        (json!({"status": 502, "body": "<html>Bad Gateway</html>"}), 1, "<html>Bad Gateway</html>"),
+        (
+            json!({"status": 502, "body": "<html><head><title>502 Bad Gateway</title></head><body>GET / apikey: k</body></html>"}),
+            1,
+            "error: connectionState: a page titled \"502 Bad Gateway\"\n",
+        ),
         (
             json!({"status": 200, "body": "not json"}),
             1,
-            "connectionState: unexpected answer from Evolution (invalid type: string \"not json\", expected struct StateReply): \"not json\"",
+            "error: connectionState: Evolution answered in a shape 2.3.7 does not send (at .: expected struct StateReply, found a string of 8 characters)\n",
         ),
-        (json!({"status": 500, "body": {"unexpected": [1, 2, {"deep": "x".repeat(5000)}]}}), 1, "more characters)"),
+        (
+            json!({"status": 500, "body": {"unexpected": [1, 2, {"deep": "x".repeat(5000)}]}}),
+            1,
+            "error: connectionState: an answer without a message (an object with 1 field)\n",
+        ),
     ];
     for (answer, code, contains) in answers {
         let mut fault = answer.clone();

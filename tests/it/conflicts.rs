@@ -1,4 +1,5 @@
-//! `evoctl conflicts`: the conflict/replaced loop read from the task log group.
+//! `evoctl conflicts`: the conflict/replaced loop read from the environment's own streams of
+//! the task log group.
 
 use crate::support::{Lab, json_stdout, text, wait_until};
 use serde_json::json;
@@ -14,7 +15,7 @@ fn conflicts_finds_the_loop_its_two_second_period_and_the_flapping_state() {
     let stdout = text(&output.stdout);
     assert!(
         stdout.starts_with(
-            "conflict loop: no\nno conflict/replaced lines in /sst/cluster/alinhou-production-Cluster/EvolutionService/EvolutionService in the last 15m\nstate:   0 change(s) in "
+            "conflict loop: no\nno conflict/replaced lines in /sst/cluster/alinhou-production-Cluster/EvolutionService/EvolutionService (streams EvolutionService/EvolutionService/*) in the last 15m\nstate:   0 change(s) in "
         ),
         "{stdout}"
     );
@@ -65,4 +66,27 @@ fn a_bad_since_is_a_usage_error() {
     let output = lab.evoctl().args(["conflicts", "production", "--since", "15 minutes"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("has an unknown unit ` minutes`"), "{}", text(&output.stderr));
+}
+
+#[test]
+fn a_loop_logged_by_staging_in_a_shared_group_is_staging_s_alone() {
+    let lab = Lab::start("shared-log-group");
+    lab.wait_settled();
+    let output = lab.evoctl().args(["conflicts", "production", "--sample", "0"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "conflict loop: no\nno conflict/replaced lines in /ecs/alinhou/EvolutionService (streams production/EvolutionService/*) in the last 15m\n"
+    );
+    assert_eq!(text(&output.stderr), "");
+
+    let output = lab.evoctl().args(["--output", "json", "conflicts", "staging", "--sample", "0"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let report = json_stdout(&output);
+    assert_eq!(report["loop"], true);
+    assert_eq!(report["logs"]["log_group"], "/ecs/alinhou/EvolutionService");
+    assert_eq!(report["logs"]["log_streams"], json!({"prefix": "staging/EvolutionService/"}));
+    assert_eq!(report["logs"]["events"], 4);
+    assert_eq!(report["logs"]["tasks"], json!([{"task": "5a7c0e3d9b1f42c68e2d7a4b6c8f0e13", "events": 4}]));
+    assert_eq!(report["logs"]["period_seconds"], 2.0);
 }

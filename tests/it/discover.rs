@@ -223,3 +223,100 @@ fn without_an_app_lambda_the_instance_is_the_one_evolution_reports() {
         );
     }
 }
+
+/// `init --discover` over the two accounts' profiles with no region chosen.
+fn discover_both_profiles(lab: &Lab, written: &std::path::Path, env_remove: &[&str]) -> std::process::Output {
+    let mut command = lab.evoctl();
+    for var in env_remove {
+        command.env_remove(var);
+    }
+    command
+        .arg("--config")
+        .arg(written)
+        .args([
+            "init",
+            "--discover",
+            "--discover-profile",
+            "alinhou-staging",
+            "--discover-profile",
+            "alinhou-production",
+        ])
+        .output()
+        .unwrap()
+}
+
+/// Each profile is read in its own configured region (production's is sa-east-1), whether or not
+/// the shell has a region of its own; the variable is for profiles without one.
+#[test]
+fn each_discovery_profile_is_read_in_its_own_region() {
+    let lab = Lab::start("two-accounts");
+    for (env_remove, notes) in [
+        (
+            &[][..],
+            "profile alinhou-production: looking in sa-east-1, its own region (AWS_REGION=us-east-1 is for profiles without one; --discover-region chooses)\n",
+        ),
+        (&["AWS_REGION", "AWS_DEFAULT_REGION"][..], ""),
+    ] {
+        let written = lab.dir.path().join(format!("discovered-{}.toml", env_remove.len()));
+        let output = discover_both_profiles(&lab, &written, env_remove);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        assert_eq!(text(&output.stderr), format!("{notes}looking for Evolution API services in 2 place(s)…\n"));
+        assert_eq!(environments(&written), environments(&lab.config_path()));
+        let config: toml::Table = std::fs::read_to_string(&written).unwrap().parse().unwrap();
+        let aws = |env: &str| config["env"][env]["aws"].clone();
+        let want = |profile: &str, region: &str| -> toml::Value {
+            toml::Value::Table(format!("profile = \"{profile}\"\nregion = \"{region}\"").parse().unwrap())
+        };
+        assert_eq!(aws("staging"), want("alinhou-staging", "us-east-1"));
+        assert_eq!(aws("production"), want("alinhou-production", "sa-east-1"));
+    }
+}
+
+/// A set of environments that protects nothing, or that would run two on one number, is said
+/// loudly: on stderr and in the header of the file written.
+#[test]
+fn discovery_warns_when_no_production_environment_is_found_or_two_would_be_live() {
+    let lab = Lab::start("two-accounts");
+    let written = lab.dir.path().join("staging-only.toml");
+    let output = lab
+        .evoctl()
+        .arg("--config")
+        .arg(&written)
+        .args(["init", "--discover", "--discover-profile", "alinhou-staging"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let warning = "no production environment found: none of staging is named like production (a stage or cluster with `prod`, or `live`), so none is marked protected; if one of them serves the live number, set `protected = true` on it, or look in its account with --discover-profile";
+    assert_eq!(
+        text(&output.stderr),
+        format!("looking for Evolution API services in 1 place(s)…\nwarning: {warning}\n")
+    );
+    let config = std::fs::read_to_string(&written).unwrap();
+    assert!(
+        config.starts_with(&format!(
+            "# evoctl.toml written by `evoctl init --discover` from what AWS holds now:\n\
+             #   account 111111111111 (profile alinhou-staging, us-east-1)\n\
+             # WARNING: {warning}\n"
+        )),
+        "{config}"
+    );
+
+    let lab = Lab::start("two-accounts-both-live");
+    let written = lab.dir.path().join("both.toml");
+    let output = discover_both_profiles(&lab, &written, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let warnings = [
+        "staging and production have scaling min > 0: on one WhatsApp number they would be live together (the audit's one-live-env fails); scale all but one to 0, or give environments on different numbers their own `number`",
+        "staging and production have desiredCount > 0 now: on one WhatsApp number they would be live together (the audit's one-live-env fails); scale all but one to 0, or give environments on different numbers their own `number`",
+    ];
+    assert!(
+        text(&output.stderr).ends_with(&format!("warning: {}\nwarning: {}\n", warnings[0], warnings[1])),
+        "{}",
+        text(&output.stderr)
+    );
+    let config = std::fs::read_to_string(&written).unwrap();
+    assert!(
+        config.contains(&format!("\n# WARNING: {}\n# WARNING: {}\n# Review it.", warnings[0], warnings[1])),
+        "{config}"
+    );
+}

@@ -48,7 +48,7 @@ pub(crate) fn assert_ended(lab: &Lab, session: &str) {
     assert!(terminated_sessions(lab).contains(&session.to_owned()), "no TerminateSession for {session}");
 }
 
-fn finish(mut child: Child, deadline: Duration) -> (Option<i32>, String, String) {
+pub(crate) fn finish(mut child: Child, deadline: Duration) -> (Option<i32>, String, String) {
     let status = wait_until(deadline, "evoctl to end", || child.try_wait().unwrap());
     let (mut out, mut err) = (String::new(), String::new());
     child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
@@ -81,7 +81,7 @@ fn a_timeout_ends_the_remote_command_and_the_session() {
     assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
     assert_eq!(
         text(&output.stderr),
-        "error: the exec session did not finish within 2s: the command had not started producing output\n  fix: raise --timeout, or check what the command is waiting for\n"
+        "error: the exec session did not finish within 2s: the command was still running\n  fix: raise --timeout, or check what the command is waiting for\n"
     );
     let session = sessions(&lab).pop().expect("a session ran");
     assert_ended(&lab, &session);
@@ -108,6 +108,67 @@ fn the_timeout_holds_with_describe_tasks_stalled_during_the_session() {
     assert!(elapsed < Duration::from_millis(4500), "exit after {elapsed:?}: {stderr}");
     assert!(stderr.starts_with("error: the exec session did not finish within 3s: the command"), "{stderr}");
     lab.control("POST", "/faults", Some(&json!({})));
+    assert_ended(&lab, &session);
+}
+
+/// The deadline holds with the watchdog's DescribeTasks stalled and the gateway no longer reading
+/// the socket (its frames and pings unanswered). Over loopback the kernel's buffers take far more
+/// than a session writes here, so no write blocks in this test; a write that does is the writer's
+/// unit tests' (`src/exec/writer.rs`).
+#[test]
+fn the_timeout_holds_with_describe_tasks_stalled_and_the_socket_unanswered() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    let started = Instant::now();
+    let child = lab
+        .evoctl_process()
+        .args(["exec", "production", "--timeout", "3", "--", "sleep", "60"])
+        .env("EVOCTL_WATCHDOG_MS", "100")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session = running_session(&lab);
+    lab.control(
+        "POST",
+        "/faults",
+        Some(&json!({"latency_ms": 12_000, "actions": ["DescribeTasks"], "socket_unresponsive": true})),
+    );
+    let (code, stdout, stderr) = finish(child, Duration::from_secs(20));
+    let elapsed = started.elapsed();
+    assert_eq!(code, Some(125), "{stderr}");
+    assert!(elapsed < Duration::from_secs(4), "exit after {elapsed:?}: {stderr}");
+    assert_eq!(stdout, "");
+    assert!(stderr.starts_with("error: the exec session did not finish within 3s: the command"), "{stderr}");
+    lab.control("POST", "/faults", Some(&json!({})));
+    assert_ended(&lab, &session);
+}
+
+/// A first Ctrl-C while the data channel is being resumed (the socket was cut, and every
+/// ResumeSession is refused) ends at once: exit 130 within a second, the session terminated and
+/// its command gone.
+#[test]
+fn ctrl_c_during_a_resume_ends_the_session_at_once() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    lab.control(
+        "POST",
+        "/faults",
+        Some(&json!({"disconnect_every_ms": 1500, "throttle_rate": 1.0, "actions": ["ResumeSession"]})),
+    );
+    let child = lab.spawn(&["exec", "production", "--", "sleep", "49"]);
+    let session = running_session(&lab);
+    wait_until(Duration::from_secs(20), "a refused ResumeSession", || {
+        lab.journal().iter().any(|e| e["action"] == "ResumeSession" && e["status"] != 200).then_some(())
+    });
+    let signalled = Instant::now();
+    signal(&child, rustix::process::Signal::INT);
+    let (code, stdout, stderr) = finish(child, Duration::from_secs(20));
+    let elapsed = signalled.elapsed();
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(elapsed < Duration::from_secs(1), "exit {elapsed:?} after Ctrl-C: {stderr}");
+    assert_eq!(stdout, "");
+    assert_eq!(stderr, format!("interrupted (Ctrl-C): exec session {session} was ended, and the command with it\n"));
     assert_ended(&lab, &session);
 }
 

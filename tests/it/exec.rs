@@ -72,6 +72,59 @@ fn a_dropped_socket_is_resumed_and_the_output_is_complete() {
     assert!(lab.journal().iter().any(|e| e["action"] == "ResumeSession"));
 }
 
+/// A network that cuts the socket every 2 s, for the whole of a 30 s command that prints a line
+/// every 500 ms: every cut is resumed (the failures in a row start over once a resumed socket
+/// delivers), and the output is complete and exact, with the command's exit 0.
+#[test]
+fn a_socket_cut_every_two_seconds_is_resumed_each_time_and_the_output_is_exact() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    lab.control("POST", "/faults", Some(&json!({"disconnect_every_ms": 2000})));
+    let program = "let n = 0; const t = setInterval(() => { n += 1; console.log(`line ${n} of 60`); \
+                   if (n === 60) clearInterval(t); }, 500);";
+    let output =
+        lab.evoctl().args(["exec", "production", "--timeout", "90", "--", "node", "-e", program]).output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let expected: String = (1..=60).map(|n| format!("line {n} of 60\n")).collect();
+    assert_eq!(text(&output.stdout), expected);
+    assert_eq!(stderr, "");
+    // 30 s of output through sockets that last 2 s each: about 15 cuts, each resumed.
+    let resumed = lab.journal().iter().filter(|e| e["action"] == "ResumeSession" && e["status"] == 200).count();
+    assert!((12..=20).contains(&resumed), "{resumed} resumes");
+}
+
+/// A path that stays down: the socket is cut and every ResumeSession is refused (one attempt
+/// per call, so each refusal is quick). The session is given up after five failed attempts in a
+/// row with the reason, and ended: TerminateSession, the command gone.
+#[test]
+fn a_path_that_stays_down_is_given_up_after_five_failed_resumes_in_a_row() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    lab.control(
+        "POST",
+        "/faults",
+        Some(&json!({"disconnect_every_ms": 1000, "throttle_rate": 1.0, "actions": ["ResumeSession"]})),
+    );
+    let output = lab
+        .evoctl()
+        .args(["exec", "production", "--timeout", "60", "--", "sleep", "30"])
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()
+        .unwrap();
+    let session = crate::ending::sessions(&lab).pop().expect("a session ran");
+    assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: the data channel of session {session} dropped and could not be resumed: 5 attempts in a row failed (the last: ResumeSession failed (ThrottlingException: Rate exceeded))\n  fix: check the network path to ssmmessages (proxy, VPC endpoint, firewall) and retry\n"
+        )
+    );
+    let refused = lab.journal().iter().filter(|e| e["action"] == "ResumeSession").count();
+    assert_eq!(refused, 5);
+    crate::ending::assert_ended(&lab, &session);
+}
+
 #[test]
 fn paused_publication_and_delayed_acks_only_slow_things_down() {
     let lab = Lab::start("seed");

@@ -23,6 +23,8 @@ const EXPECTED: &[(&str, &[(&str, &str)])] = &[
     ("empty-jwt-key", &[("webhook-jwt", "production")]),
     ("app-mock-wrong", &[("app-expectations", "production")]),
     ("conflict-loop", &[("live-tasks", "production"), ("conflict-loop", "production")]),
+    // Staging's loop in the group both stages share is staging's alone.
+    ("shared-log-group", &[("conflict-loop", "staging")]),
 ];
 
 /// Values from the seed's task definitions and parameters that an audit must never print.
@@ -435,4 +437,71 @@ fn a_draining_task_beside_the_running_one_makes_every_mutating_command_refuse() 
         }
         assert_eq!(lab.timeline(), timeline, "{last_status}: no task changed");
     });
+}
+
+/// A lab on the seed with `tables` added (a scenario file written in the lab's own directory's
+/// sibling `dir`).
+fn seed_with(dir: &std::path::Path, description: &str, tables: &str) -> Lab {
+    let path = dir.join("scenario.toml");
+    std::fs::write(&path, format!("extends = \"seed\"\ndescription = \"{description}\"\n{tables}")).unwrap();
+    Lab::start(path.to_str().unwrap())
+}
+
+/// A database or Redis on localhost is a sidecar of each task (its own network namespace):
+/// two environments both on loopback share nothing.
+#[test]
+fn databases_and_caches_on_loopback_are_each_tasks_own_and_never_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    let sidecars = |env: &str| {
+        format!(
+            "[task_definitions.alinhou-{env}-EvolutionService.environment]\n\
+             DATABASE_CONNECTION_URI = \"postgresql://evolution:lab-{env}-db-pass@localhost:5432/evolution?schema=evolution_api\"\n\
+             CACHE_REDIS_URI = \"redis://127.0.0.1:6379/1\"\n\
+             CACHE_REDIS_PREFIX_KEY = \"evolution\"\n"
+        )
+    };
+    let lab = seed_with(
+        dir.path(),
+        "sidecars: both environments on a Postgres and a Redis in their own task",
+        &(sidecars("staging") + &sidecars("production")),
+    );
+    lab.wait_settled();
+    let output = lab.evoctl().arg("audit").output().unwrap();
+    assert_eq!(text(&output.stdout), "audit clean: 20 rules over staging, production\n");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+}
+
+/// A secret the operator may not read is compared by its full ARN: a bare name and an ARN that
+/// resolve to one parameter of one account are one secret, and the finding says how it knows.
+#[test]
+fn an_unreadable_secret_is_compared_by_its_full_arn_and_the_finding_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let arn = "arn:aws:ssm:us-east-1:123456789012:parameter/alinhou/evolution-api-key";
+    let lab = seed_with(
+        dir.path(),
+        "denied-key: both environments read one API key parameter the operator may not read",
+        &format!(
+            "[parameters.\"/alinhou/evolution-api-key\"]\ntype = \"SecureString\"\nvalue = \"lab-denied-api-key-7e2c\"\nread_denied = true\n\
+             [task_definitions.alinhou-staging-EvolutionService.secrets]\nAUTHENTICATION_API_KEY = \"/alinhou/evolution-api-key\"\n\
+             [task_definitions.alinhou-production-EvolutionService.secrets]\nAUTHENTICATION_API_KEY = \"{arn}\"\n"
+        ),
+    );
+    lab.wait_settled();
+    let output = lab.evoctl().args(["audit", "--format", "github"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        format!(
+            "::error title=evoctl audit shared-api-key (staging%2C production)::staging and production use the same AUTHENTICATION_API_KEY (compared by ARN, the value not being readable: {arn} (ssm:GetParameter answered AccessDeniedException)). Fix: give each environment its own AUTHENTICATION_API_KEY: with one key, staging tooling can drive production\n"
+        )
+    );
+    assert!(!text(&output.stdout).contains("lab-denied-api-key"));
+    // Both reads were refused by the lab, by full ARN; the task still has the value.
+    let denied: Vec<Value> = lab
+        .journal()
+        .iter()
+        .filter(|e| e["action"] == "GetParameter" && e["parameters"]["Name"] == arn)
+        .map(|e| e["status"].clone())
+        .collect();
+    assert_eq!(denied, [json!(400), json!(400)]);
 }

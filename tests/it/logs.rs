@@ -144,7 +144,10 @@ fn follow_shows_a_new_webhook_failure_within_three_seconds_and_ctrl_c_exits_130(
         }
     });
     let following = notes.recv_timeout(Duration::from_secs(30)).expect("a note that it follows");
-    assert_eq!(following, format!("following {PRODUCTION_GROUP} (Ctrl-C to stop)"));
+    assert_eq!(
+        following,
+        format!("following {PRODUCTION_GROUP} (streams EvolutionService/EvolutionService/*) (Ctrl-C to stop)")
+    );
 
     // A message arrives; the receiver answers 401; the stand-in logs the failure.
     lab.control("POST", "/phone/message", Some(&json!({"instance": "alinhou-production", "text": "oi"})));
@@ -251,4 +254,220 @@ fn a_busy_log_is_read_page_by_page_bounded_by_the_limit() {
     let output = lab.evoctl().args(["logs", "production", "--grep", "busy ("]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("`busy (` is not a regular expression"), "{}", text(&output.stderr));
+}
+
+/// The group staging and production share in the `shared-log-group` scenario.
+const SHARED_GROUP: &str = "/ecs/alinhou/EvolutionService";
+/// The earlier staging task whose conflict lines the scenario holds.
+const STAGING_TASK: &str = "5a7c0e3d9b1f42c68e2d7a4b6c8f0e13";
+/// An earlier production task with one line in the scenario.
+const OLD_PRODUCTION_TASK: &str = "0c4d2b8e6a1f49d3b5e7c9a2f4d6b8e1";
+
+/// The lab's live task ids in a cluster (its own state, not evoctl's reading of it).
+fn task_ids(lab: &Lab, cluster: &str) -> BTreeSet<String> {
+    lab.control("GET", "/state", None)["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["clusterArn"].as_str().unwrap().ends_with(&format!(":cluster/{cluster}")))
+        .map(|t| t["taskArn"].as_str().unwrap().rsplit('/').next().unwrap().to_owned())
+        .collect()
+}
+
+/// The lab's events of `group` written for task `task` (the last part of the stream name).
+fn events_of_task(lab: &Lab, group: &str, task: &str) -> Vec<Value> {
+    let events = lab.control("GET", "/logs", None);
+    let mut events: Vec<Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["group"] == group && e["stream"].as_str().unwrap().rsplit('/').next() == Some(task))
+        .cloned()
+        .collect();
+    events.sort_by_key(|e| e["timestamp_ms"].as_u64().unwrap());
+    events
+}
+
+#[test]
+fn in_a_shared_group_each_environment_reads_only_its_own_streams() {
+    let lab = Lab::start("shared-log-group");
+    lab.wait_settled();
+    let staging_conflicts: Vec<String> = events_of_task(&lab, SHARED_GROUP, STAGING_TASK)
+        .iter()
+        .filter(|e| e["message"].as_str().unwrap().contains("stream errored out"))
+        .map(printed)
+        .collect();
+    assert_eq!(staging_conflicts.len(), 4);
+
+    // Staging's conflict lines are staging's, exactly.
+    let output = lab.evoctl().args(["logs", "staging", "--since", "30m", "--kind", "conflict"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), format!("{}\n", staging_conflicts.join("\n")));
+
+    // Production has none, and says where it looked.
+    lab.control("DELETE", "/journal", None);
+    let output = lab.evoctl().args(["logs", "production", "--since", "30m", "--kind", "conflict"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "");
+    assert_eq!(
+        text(&output.stderr),
+        format!("no conflict lines in {SHARED_GROUP} (streams production/EvolutionService/*) in the last 30m\n")
+    );
+    let reads: Vec<Value> =
+        lab.journal().iter().filter(|e| e["action"] == "FilterLogEvents").map(|e| e["parameters"].clone()).collect();
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    assert_eq!(reads[0]["logGroupName"], SHARED_GROUP);
+    assert_eq!(reads[0]["logStreamNamePrefix"], "production/EvolutionService/");
+    assert_eq!(reads[0].get("logStreamNames"), None);
+
+    // Everything production shows is production's: the earlier task's line and the live
+    // task's own lines, none of staging's.
+    let output = lab.evoctl().args(["logs", "production", "--since", "1h"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let old = events_of_task(&lab, SHARED_GROUP, OLD_PRODUCTION_TASK);
+    assert_eq!(stdout.lines().next(), Some(printed(&old[0]).as_str()), "{stdout}");
+    let mut allowed = task_ids(&lab, "alinhou-production");
+    allowed.insert(OLD_PRODUCTION_TASK.to_owned());
+    let shown: BTreeSet<String> = stdout.lines().map(|l| l.split(' ').nth(1).unwrap().to_owned()).collect();
+    assert!(shown.is_subset(&allowed), "{shown:?} not all in {allowed:?}\n{stdout}");
+    assert!(shown.len() >= 2, "the live production task's lines too: {stdout}");
+    assert!(!stdout.contains(STAGING_TASK) && !stdout.contains("STAGING"), "{stdout}");
+}
+
+#[test]
+fn follow_ends_quietly_with_exit_0_when_its_reader_goes() {
+    let lab = Lab::start("shared-log-group");
+    // `evoctl logs production --follow | head -1`
+    let mut child = lab
+        .evoctl_process()
+        .args(["-q", "logs", "production", "--since", "1h", "--follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let old = events_of_task(&lab, SHARED_GROUP, OLD_PRODUCTION_TASK);
+    assert_eq!(first, format!("{}\n", printed(&old[0])));
+    drop(stdout);
+    let status =
+        wait_until(Duration::from_secs(10), "evoctl to end after its reader went", || child.try_wait().unwrap());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!((status.code(), stderr.as_str()), (Some(0), ""));
+}
+
+#[test]
+fn follow_shows_an_event_that_arrives_late_exactly_once() {
+    let lab = Lab::start("seed");
+    let mut child = lab
+        .evoctl_process()
+        .args(["--output", "json", "logs", "production", "--since", "5m", "--follow", "--grep", "late-ingestion"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_in, lines) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_in.send(line);
+        }
+    });
+    let (notes_in, notes) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = notes_in.send(line);
+        }
+    });
+    let following = notes.recv_timeout(Duration::from_secs(30)).expect("a note that it follows");
+    assert!(following.starts_with(&format!("following {PRODUCTION_GROUP} ")), "{following}");
+    // A stream of its own under production's prefix, so no line of the live task's joins a record.
+    let stream = "EvolutionService/EvolutionService/f0110000000000000000000000000001";
+    let write = |message: &str, timestamp_ms: Option<u64>| -> u64 {
+        let mut event = json!({"group": PRODUCTION_GROUP, "stream": stream, "message": message});
+        if let Some(at) = timestamp_ms {
+            event["timestamp_ms"] = json!(at);
+        }
+        lab.control("POST", "/logs", Some(&event))["timestamp_ms"].as_u64().unwrap()
+    };
+    let next = |what: &str| -> Value {
+        let line = lines.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("{what} is shown"));
+        serde_json::from_str(&line).unwrap()
+    };
+    let first_at = write("late-ingestion first", None);
+    assert_eq!(next("the first event")["message"], "late-ingestion first");
+    // Written after the first was shown, stamped 10 s before it (a writer that sends late).
+    let late_at = write("late-ingestion late", Some(first_at - 10_000));
+    let late = next("the late event");
+    assert_eq!((late["message"].as_str(), late["timestamp_ms"].as_u64()), (Some("late-ingestion late"), Some(late_at)));
+    // Two more events, each shown by a later poll, which reads the late one's time again.
+    write("late-ingestion second", None);
+    assert_eq!(next("the second event")["message"], "late-ingestion second");
+    write("late-ingestion third", None);
+    assert_eq!(next("the third event")["message"], "late-ingestion third");
+    let killed = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    // The reader ends with evoctl's stdout: what is left is everything printed after the third
+    // event, which is only the document `--output json` gives the interruption.
+    let rest: Vec<String> = lines.iter().collect();
+    let rest: Value = serde_json::from_str(&rest.join("\n")).expect("one JSON document: nothing shown twice");
+    assert_eq!((&rest["schema"], &rest["error"]["kind"]), (&json!("evoctl.error/v1"), &json!("interrupted")));
+}
+
+#[test]
+fn without_a_stream_prefix_the_tasks_runtime_ids_name_the_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = seed_with(
+        dir.path(),
+        "production logs without an awslogs-stream-prefix",
+        "[task_definitions.alinhou-production-EvolutionService]\nlog_stream_prefix = \"\"\n",
+    );
+    lab.wait_settled();
+    let tasks = lab.control("GET", "/state", None)["tasks"].clone();
+    let runtime_ids: Vec<String> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["clusterArn"].as_str().unwrap().ends_with(":cluster/alinhou-production"))
+        .map(|t| t["containers"][0]["runtimeId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(runtime_ids.len(), 1);
+    // A line of another writer in the same group is not the environment's.
+    lab.control(
+        "POST",
+        "/logs",
+        Some(
+            &json!({"group": PRODUCTION_GROUP, "stream": "other/EvolutionService/0123", "message": "not production's"}),
+        ),
+    );
+    let own = wait_until(Duration::from_secs(20), "a line of the live task", || {
+        let events = lab.control("GET", "/logs", None);
+        let own: Vec<Value> = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["group"] == PRODUCTION_GROUP && e["stream"] == runtime_ids[0].as_str())
+            .cloned()
+            .collect();
+        (!own.is_empty()).then_some(own)
+    });
+    lab.control("DELETE", "/journal", None);
+    let output = lab.evoctl().args(["--output", "json", "logs", "production", "--since", "5m"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let records = json_lines(&output);
+    assert!(!records.is_empty() && !own.is_empty());
+    for record in &records {
+        assert_eq!(record["stream"], runtime_ids[0].as_str(), "{record}");
+        assert_eq!(record["task"], runtime_ids[0].as_str(), "{record}");
+    }
+    let reads: Vec<Value> =
+        lab.journal().iter().filter(|e| e["action"] == "FilterLogEvents").map(|e| e["parameters"].clone()).collect();
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    assert_eq!(reads[0]["logStreamNames"], json!(runtime_ids));
+    assert_eq!(reads[0].get("logStreamNamePrefix"), None);
 }

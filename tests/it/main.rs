@@ -29,6 +29,7 @@ mod pipes;
 mod plugin;
 mod proxy;
 mod qr;
+mod remote_text;
 mod secrets;
 mod shell;
 mod slots;

@@ -1,6 +1,6 @@
 //! Output that survives pagers and full disks, and memory that stays bounded: a reader that
 //! pauses (`| less`) holds the remote command back instead of growing evoctl, a closed pipe
-//! (`| head`) ends quietly and ends the session, a full disk is an error and a non-zero exit,
+//! (`| head`) ends quietly and ends the session, a full disk is an error and exit 74,
 //! a 50 MiB stdin streams, and a hostile peer's oversized frame is refused. Peak RSS is read from
 //! `/proc/PID/status` (VmHWM) while evoctl runs.
 
@@ -98,9 +98,12 @@ fn a_full_disk_is_an_error_not_a_silent_truncation() {
         let child = lab.evoctl_process().args(args).stdout(full()).stderr(Stdio::piped()).spawn().unwrap();
         child.wait_with_output().unwrap()
     };
-    let output = run(&["--output", "json", "status"]);
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
-    assert_eq!(text(&output.stderr), "error: stdout: No space left on device (os error 28)\n");
+    // A full disk is a local I/O error (74, sysexits' EX_IOERR), not a usage error (2).
+    for args in [&["--output", "json", "status"][..], &["logs", "production", "--since", "3h"], &["audit"]] {
+        let output = run(args);
+        assert_eq!(output.status.code(), Some(74), "{args:?}: {}", text(&output.stderr));
+        assert_eq!(text(&output.stderr), "error: stdout: No space left on device (os error 28)\n", "{args:?}");
+    }
 
     let output = run(&["exec", "production", "--", "node", "-e", "console.log('x'.repeat(100000))"]);
     assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));

@@ -1,5 +1,7 @@
 //! Secret hygiene, end to end: every command runs at -vvv against a lab seeded with canary
-//! secrets (the global API key and the webhook secret of both environments), and no canary and
+//! secrets (the global API key of both environments, production's injected from an SSM
+//! parameter through the task definition's `secrets` and read by the audit to compare it, and
+//! the webhook secret of both environments), and no canary and
 //! no issued session token or KMS data key may appear in the lab's journal (the ExecuteCommand
 //! command strings are what CloudTrail records), in evoctl's stdout or stderr, in a spawned
 //! plugin's argv, or in any file evoctl writes. The run happens twice: on plain exec sessions
@@ -29,8 +31,12 @@ fn canary_scenario(dir: &Path, base: &str) -> String {
         &path,
         format!(r#"extends = "{base}"
 description = "{base} with canary secrets"
+[parameters."/alinhou/production/evolution-api-key"]
+type = "SecureString"
+value = "CANARY-APIKEY-PROD-7f3a91"
+[task_definitions.alinhou-production-EvolutionService.secrets]
+AUTHENTICATION_API_KEY = "/alinhou/production/evolution-api-key"
 [task_definitions.alinhou-production-EvolutionService.environment]
-AUTHENTICATION_API_KEY = "CANARY-APIKEY-PROD-7f3a91"
 DATABASE_CONNECTION_URI = "postgresql://evolution:canary-db-pass-44d1@db.alinhou.internal:5432/evolution_prod?schema=evolution_api"
 [task_definitions.alinhou-staging-EvolutionService.environment]
 AUTHENTICATION_API_KEY = "CANARY-APIKEY-STAGE-2c8d40"
@@ -199,6 +205,37 @@ fn no_secret_reaches_the_journal_output_argv_or_files() {
     in_parallel(&["seed", "kms-exec"], 2, |base| every_command_keeps_secrets(base));
 }
 
+/// The exec sessions the runs below open, all told: one per command that reaches the container,
+/// several for `connect` (the link watch, the webhook), `doctor` (its in-task layers) and
+/// `instance delete` (the owner check and the wait).
+const EXEC_SESSIONS: usize = 48;
+
+/// Runs that fail on purpose, each with what is set up before it (`POST /_lab/PATH BODY`) and its
+/// exit code: answers that echo the API key (a 401 and a 500 page), an answer of another shape
+/// holding the key, a receiver that echoes the JWT and the webhook secret it verifies with, and a
+/// receiver that never answers.
+fn failing_runs(lab: &Lab) -> Vec<(Vec<String>, i32, Vec<(&'static str, serde_json::Value)>)> {
+    use serde_json::json;
+    let task = lab.first_task_id();
+    let respond = |status: u16, body: serde_json::Value| {
+        ("/evolution/faults", json!({"task": task, "respond_next": {"status": status, "body": body}}))
+    };
+    let key = CANARIES[0];
+    let echoed_key = json!({"status": 401, "error": "Unauthorized", "response": {"message": format!("Unauthorized: apikey {key}")}});
+    let page = format!("<html><head><title>500 Internal</title></head><body>request headers: apikey: {key}</body></html>");
+    let old_shape = json!([{"instance": {"instanceName": "alinhou-production", "apikey": key, "status": "open"}}]);
+    let hostile = format!("\u{1b}]0;x\u{7}\u{1b}[31mdenied {{token}} (verified with {})", CANARIES[2]);
+    let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    vec![
+        (strings(&["instance", "state", "production"]), 1, vec![respond(401, echoed_key)]),
+        (strings(&["instance", "state", "production"]), 1, vec![respond(500, json!(page))]),
+        (strings(&["instance", "list", "production"]), 1, vec![respond(200, old_shape)]),
+        (strings(&["webhook", "test", "production"]), 1, vec![("/receiver", json!({"status": 401, "body": hostile}))]),
+        (strings(&["doctor", "production"]), 1, vec![]),
+        (strings(&["webhook", "test", "production", "--timeout", "1s"]), 1, vec![("/receiver", json!({"status": 0}))]),
+    ]
+}
+
 fn every_command_keeps_secrets(base: &str) {
     let dir = tempfile::tempdir().unwrap();
     let lab = Lab::start_with(&canary_scenario(dir.path(), base), &["--auto-scan-after-ms", "1200"]);
@@ -210,7 +247,7 @@ fn every_command_keeps_secrets(base: &str) {
     let plugin_dir = lab.fake_plugin_dir();
     let argv_log = out.join("plugin-argv.log");
 
-    let runs: Vec<Vec<String>> = [
+    let runs: Vec<(Vec<String>, i32, Vec<(&str, serde_json::Value)>)> = [
         vec!["status"],
         vec!["task", "production"],
         vec!["exec", "production", "--", "node", "-e", "console.log(Object.keys(process.env).length > 0)"],
@@ -243,11 +280,15 @@ fn every_command_keeps_secrets(base: &str) {
         vec!["instance", "delete", "production", "second", "--yes"],
     ]
     .iter()
-    .map(|args| args.iter().map(|a| a.to_string()).collect())
+    .map(|args| (args.iter().map(|a| a.to_string()).collect(), 0, Vec::new()))
+    .chain(failing_runs(&lab))
     .collect();
     let path = path_with(&plugin_dir);
     let mut printed = Vec::new();
-    for args in &runs {
+    for (args, exit, before) in &runs {
+        for (path, body) in before {
+            lab.control("POST", path, Some(body));
+        }
         let output = lab
             .evoctl()
             .arg("-vvv")
@@ -256,7 +297,7 @@ fn every_command_keeps_secrets(base: &str) {
             .env("EVOCTL_FAKE_PLUGIN_ARGV_LOG", &argv_log)
             .output()
             .unwrap();
-        assert_eq!(output.status.code(), Some(0), "{base} {args:?}: {}", text(&output.stderr));
+        assert_eq!(output.status.code(), Some(*exit), "{base} {args:?}: {}", text(&output.stderr));
         printed.push((args, output.stdout, output.stderr));
     }
     let issued = lab.control("GET", "/tokens", None);
@@ -272,8 +313,11 @@ fn every_command_keeps_secrets(base: &str) {
         .map(|a| a.trim_start_matches("Bearer ").to_owned())
         .collect();
     let probes = deliveries.as_array().unwrap().iter().filter(|d| d["target"] == "production/evoctl-probe").count();
-    assert_eq!(probes, 4, "the probes of `webhook test` and `doctor` (twice each) reached the receiver");
-    assert!(jwts.len() >= probes, "every probe carried a JWT");
+    assert_eq!(
+        probes, 7,
+        "the probes of `webhook test` and `doctor` (twice each), and of the three failing runs reached the receiver"
+    );
+    assert_eq!(jwts.len(), deliveries.as_array().unwrap().len(), "every delivery and probe carried a JWT");
     issued.extend(jwts);
     let secrets = Secrets::canaries_and_issued(&issued);
     for (args, stdout, stderr) in &printed {
@@ -286,13 +330,23 @@ fn every_command_keeps_secrets(base: &str) {
         assert_eq!(count("GenerateDataKey"), count("ExecuteCommand"), "every session was encrypted");
         assert_eq!(count("Decrypt"), count("ExecuteCommand"));
     }
+    // The three audits and three doctors read production's API key parameter (by full ARN), so its
+    // value passed through evoctl and the check means something for it too.
+    let read = "arn:aws:ssm:us-east-1:123456789012:parameter/alinhou/production/evolution-api-key";
+    let reads = lab.journal().iter().filter(|e| e["parameters"]["Name"] == read && e["status"] == 200).count();
+    assert_eq!(reads, 6, "{base}: each audit and doctor read the parameter once");
     // The webhook secret did reach the instance (over the data channel), so the check means something.
     let row = lab.evolution_instance("alinhou-production");
     assert_eq!(row["webhook"]["headers"]["jwt_key"].as_str().map(str::len), Some("CANARY-WEBHOOK-PROD-e5b6d2".len()));
 
-    let journal = serde_json::to_string(&lab.journal()).unwrap();
-    let executes = journal.matches("\"ExecuteCommand\"").count();
-    assert!(executes >= 10, "the runs went through the data channel ({executes} sessions)");
+    let entries = lab.journal();
+    let count = |action: &str| entries.iter().filter(|e| e["action"] == action).count();
+    assert_eq!(
+        (count("ExecuteCommand"), count("TerminateSession")),
+        (EXEC_SESSIONS, EXEC_SESSIONS),
+        "{base}: the runs' exec sessions, each ended"
+    );
+    let journal = serde_json::to_string(&entries).unwrap();
     secrets.assert_absent(journal.as_bytes(), &format!("the {base} journal (CloudTrail would record it)"));
     let argv = std::fs::read(&argv_log).unwrap();
     assert!(!argv.is_empty(), "the plugin ran and logged its argv");

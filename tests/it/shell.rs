@@ -1,11 +1,13 @@
 //! `evoctl shell` driven through a real pseudo-terminal: type, see the remote echo and output,
 //! Ctrl-C reaches the remote command, Ctrl-D ends the session, and the terminal comes back in
 //! the mode it was in; there is no wall-clock deadline, only an idle one, and an idle shell's
-//! session ends with it.
+//! session ends with it; setting a shell up is bounded by its set-up limit.
 
-use crate::ending::{assert_ended, running_session};
+use crate::ending::{assert_ended, finish, running_session};
 use crate::support::{EVOCTL, Lab, text, wait_until};
+use serde_json::json;
 use std::io::{Read, Write};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -138,4 +140,54 @@ fn a_shell_lives_while_used_and_ends_when_idle() {
     let output = lab.evoctl().args(["shell", "production", "--timeout", "2"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("unexpected argument '--timeout'"), "{}", text(&output.stderr));
+}
+
+/// Setting a shell up is bounded until the session opens: with ExecuteCommand stalled, or the
+/// data channel's opening stalled, `shell` ends at its set-up limit (here 2 s) with a message
+/// naming what it was waiting for, and a session that was started is terminated.
+#[test]
+fn a_shell_that_cannot_open_ends_at_its_set_up_limit() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    let terminated =
+        |lab: &Lab| lab.journal().iter().filter(|e| e["action"] == "TerminateSession" && e["status"] == 200).count();
+    for (faults, waiting_for, sessions_started) in [
+        (json!({"latency_ms": 30_000, "actions": ["ExecuteCommand"]}), "ExecuteCommand had not answered", 0),
+        (json!({"data_channel_open_delay_ms": 30_000}), "the data channel was still opening", 1),
+    ] {
+        lab.control("POST", "/faults", Some(&faults));
+        let terminated_before = terminated(&lab);
+        let started = Instant::now();
+        let child = lab
+            .evoctl_process()
+            .args(["shell", "production"])
+            .env("EVOCTL_SHELL_SETUP_TIMEOUT", "2s")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (code, stdout, stderr) = finish(child, Duration::from_secs(15));
+        let elapsed = started.elapsed();
+        assert_eq!(code, Some(7), "{faults}: {stderr}");
+        assert!(elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(3), "{faults}: {elapsed:?}");
+        assert_eq!(stdout, "");
+        assert!(
+            stderr.ends_with(&format!(
+                "error: the exec session did not open within 2s (the set-up limit): {waiting_for}\n  fix: check the task and the network path to ssmmessages (`evoctl doctor production`); EVOCTL_SHELL_SETUP_TIMEOUT raises the limit\n"
+            )),
+            "{faults}: {stderr}"
+        );
+        assert_eq!(terminated(&lab) - terminated_before, sessions_started, "{faults}");
+        let processes = lab.control("GET", "/processes", None);
+        assert!(processes.as_array().unwrap().iter().all(|row| row["alive"] == false), "{processes}");
+    }
+    lab.control("POST", "/faults", Some(&json!({})));
+
+    let output = lab.evoctl().args(["shell", "production"]).env("EVOCTL_SHELL_SETUP_TIMEOUT", "soon").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "error: EVOCTL_SHELL_SETUP_TIMEOUT=\"soon\" is not a duration\n  fix: use a duration above zero such as 30s or 2m, or unset it\n"
+    );
 }

@@ -156,9 +156,12 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // Every test's lab: no session token ever reaches the journal (what CloudTrail records).
+        // Every test's lab: no session token ever reaches the journal (what CloudTrail records),
+        // and every command evoctl ran is the one small bootstrap.
         if !std::thread::panicking() && self.child.try_wait().ok().flatten().is_none() {
-            let journal = serde_json::to_string(&self.journal()).expect("journal serialises");
+            let entries = self.journal();
+            self.assert_command_strings_are_the_bootstrap(&entries);
+            let journal = serde_json::to_string(&entries).expect("journal serialises");
             for token in self.control("GET", "/tokens", None).as_array().expect("token list") {
                 assert!(!journal.contains(token.as_str().expect("token")), "a session token reached the journal");
             }
@@ -166,6 +169,59 @@ impl Drop for Lab {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The largest command string evoctl may send (CloudTrail records it; `ps` shows it).
+const MAX_COMMAND_BYTES: usize = 1024;
+
+/// The bootstrap of the first evoctl command string this test process saw: every other one must
+/// be the same, but for its nonce.
+static BOOTSTRAP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+impl Lab {
+    /// Every ExecuteCommand evoctl made (its User-Agent says `app/evoctl`) carries a command of at
+    /// most 1 KiB that is the same bootstrap for every run in the whole suite, with a fresh
+    /// 32-hex nonce (or `sh`, the shell), and no value of the lab's evoctl.toml.
+    fn assert_command_strings_are_the_bootstrap(&self, journal: &[Value]) {
+        let configured = configured_values(&self.config_path());
+        let commands = journal.iter().filter(|e| {
+            e["action"] == "ExecuteCommand" && e["user_agent"].as_str().is_some_and(|ua| ua.contains("app/evoctl"))
+        });
+        for entry in commands {
+            let command = entry["parameters"]["command"].as_str().expect("a command");
+            assert!(command.len() <= MAX_COMMAND_BYTES, "a {}-byte command string: {command}", command.len());
+            if command != "sh" {
+                let (bootstrap, nonce) = command.rsplit_once(' ').expect("a bootstrap and a nonce");
+                assert!(
+                    nonce.len() == 32 && nonce.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                    "the command string ends in {nonce:?}, not a nonce"
+                );
+                let first = BOOTSTRAP.get_or_init(|| bootstrap.to_owned());
+                assert_eq!(bootstrap, first, "every evoctl command string is one bootstrap");
+            }
+            for value in &configured {
+                assert!(!command.contains(value.as_str()), "the configured value {value:?} is in a command string");
+            }
+        }
+    }
+}
+
+/// Every string value of at least 8 characters in an evoctl.toml (names, URLs, secret references;
+/// not `true` or `false`), none when there is no file.
+fn configured_values(path: &Path) -> Vec<String> {
+    fn collect(value: &toml::Value, out: &mut Vec<String>) {
+        match value {
+            toml::Value::String(text) if text.chars().count() >= 8 => out.push(text.clone()),
+            toml::Value::Array(items) => items.iter().for_each(|item| collect(item, out)),
+            toml::Value::Table(table) => table.values().for_each(|item| collect(item, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(config) = std::fs::read_to_string(path).ok().and_then(|text| text.parse::<toml::Table>().ok()) {
+        config.values().for_each(|value| collect(value, &mut out));
+    }
+    out
 }
 
 /// A standalone Evolution stand-in (`evoctl-lab evolution`), killed on drop: its API at `url`,

@@ -20,11 +20,13 @@
 //!
 //! Faults from `/_lab/faults` act here, on the wire: loss, duplication and reordering of agent
 //! frames, loss and delayed acks from the client, a publication pause after N frames, one
-//! dropped socket after N frames (the session survives and can be resumed) and one oversized
-//! binary message. What was lost is counted per channel (agent frames dropped or sent with no
-//! client attached, client frames dropped), with the output frames whose last transmission or
-//! whose ack was lost, so the agent's record of its drain can tell the frames only a resend
-//! brings to the client from those on their way to it.
+//! dropped socket after N frames (the session survives and can be resumed), every socket cut N
+//! ms after it attached (a flaky network), sockets left unread (frames and pings unanswered),
+//! and one oversized binary message. A late websocket upgrade is the server's
+//! (`data_channel_open_delay_ms`). What was lost is counted per channel (agent frames dropped
+//! or sent with no client attached, client frames dropped), with the output frames whose last
+//! transmission or whose ack was lost, so the agent's record of its drain can tell the frames
+//! only a resend brings to the client from those on their way to it.
 
 use super::agent::ExecGrant;
 use super::server::{Faults, Shared};
@@ -286,7 +288,25 @@ impl Gateway {
                 }
             }
         });
-        while let Some(Ok(message)) = stream.next().await {
+        // A network that cuts sockets: this one goes this long after it attached, with no close
+        // frame (the client sees its connection end).
+        let cut_after = shared.faults.lock().expect("lab lock").disconnect_every_ms;
+        let cut = tokio::time::sleep(cut_after.map_or(Duration::MAX, Duration::from_millis));
+        tokio::pin!(cut);
+        'reading: loop {
+            // An unresponsive peer: nothing is read, so nothing is relayed or answered (pongs
+            // are written by the reading side).
+            while shared.faults.lock().expect("lab lock").socket_unresponsive {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = &mut cut => break 'reading,
+                }
+            }
+            let message = tokio::select! {
+                message = stream.next() => message,
+                _ = &mut cut => break 'reading,
+            };
+            let Some(Ok(message)) = message else { break };
             let bytes = match message {
                 Message::Binary(bytes) => bytes.to_vec(),
                 Message::Text(text) => text.as_bytes().to_vec(),
@@ -308,6 +328,9 @@ impl Gateway {
             } else {
                 channel.to_agent(bytes, &kind);
             }
+        }
+        if cut.is_elapsed() {
+            tracing::debug!(session = %session_id, "fault: the client's socket was cut");
         }
         writer.abort();
         // The client went away: unless another socket took over, pause the agent (MGS pauses

@@ -7,7 +7,9 @@
 //! assumption from the lab's user, as an operator's `~/.aws/config` would have).
 //!
 //! A scenario may `extends = "NAME"` another: tables merge key by key, so a variant states
-//! only the one thing it breaks. Built-in scenarios ship in `scenarios/` and are compiled in;
+//! only the one thing it breaks. A variable a variant puts in a task definition's `secrets`
+//! leaves the base's `environment` (ECS refuses a name in both), so moving a setting into a
+//! parameter is one line too. Built-in scenarios ship in `scenarios/` and are compiled in;
 //! `--scenario` also accepts a path to a file.
 
 use indexmap::IndexMap;
@@ -32,8 +34,11 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("kms-exec", include_str!("../scenarios/kms-exec.toml")),
     ("two-accounts", include_str!("../scenarios/two-accounts.toml")),
     ("two-accounts-both-live", include_str!("../scenarios/two-accounts-both-live.toml")),
+    ("two-accounts-secrets", include_str!("../scenarios/two-accounts-secrets.toml")),
+    ("two-accounts-shared-key", include_str!("../scenarios/two-accounts-shared-key.toml")),
     ("jwt-mismatch", include_str!("../scenarios/jwt-mismatch.toml")),
     ("no-whatsapp-route", include_str!("../scenarios/no-whatsapp-route.toml")),
+    ("shared-log-group", include_str!("../scenarios/shared-log-group.toml")),
 ];
 
 /// A fully merged scenario.
@@ -178,12 +183,20 @@ pub struct TaskDefinitionSpec {
     pub container: String,
     pub image: String,
     pub log_group: Option<String>,
+    /// The awslogs `awslogs-stream-prefix` option: each task's stream is then
+    /// `PREFIX/CONTAINER/TASK_ID`. Unset, the container's name; `""` leaves the option out, and
+    /// the driver names the stream after the container's runtime id.
+    pub log_stream_prefix: Option<String>,
     /// The container's log driver (`awslogs`, or e.g. `awsfirelens`, whose lines the lab does
     /// not keep).
     #[serde(default = "default_log_driver")]
     pub log_driver: String,
     #[serde(default)]
     pub environment: IndexMap<String, String>,
+    /// The container's `secrets`: variable name -> `valueFrom` (an SSM parameter of the same
+    /// account and region, by name or ARN). The task's container gets the parameter's value.
+    #[serde(default)]
+    pub secrets: IndexMap<String, String>,
     #[serde(default = "yes")]
     pub init_process_enabled: bool,
     #[serde(default)]
@@ -258,6 +271,11 @@ pub struct ParameterSpec {
     #[serde(rename = "type", default = "default_parameter_type")]
     pub kind: String,
     pub value: String,
+    /// The lab's callers (its user and the roles it assumes) may not read it: GetParameter
+    /// answers AccessDeniedException, as when the operator's policy covers other parameters
+    /// only. Tasks still get its value (the task execution role reads it).
+    #[serde(default)]
+    pub read_denied: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -366,10 +384,34 @@ fn load_table(name_or_path: &str, depth: usize) -> Result<toml::Table, String> {
     match table.get("extends").and_then(toml::Value::as_str) {
         Some(base) => {
             let mut merged = load_table(base, depth + 1)?;
+            move_to_secrets(&mut merged, &table);
             merge(&mut merged, table);
             Ok(merged)
         }
         None => Ok(table),
+    }
+}
+
+/// Every variable `overlay` names in a task definition's `secrets` leaves that task
+/// definition's `environment` in `base`: the variant moves it into a parameter.
+fn move_to_secrets(base: &mut toml::Table, overlay: &toml::Table) {
+    let mut places: Vec<Vec<&str>> = vec![vec!["task_definitions"]];
+    if let Some(accounts) = overlay.get("accounts").and_then(toml::Value::as_table) {
+        places.extend(accounts.keys().map(|id| vec!["accounts", id.as_str(), "task_definitions"]));
+    }
+    for place in places {
+        let Some(definitions) = place.iter().try_fold(overlay, |t, key| t.get(*key)?.as_table()) else { continue };
+        for (family, definition) in definitions {
+            let Some(secrets) = definition.get("secrets").and_then(toml::Value::as_table) else { continue };
+            let environment = place
+                .iter()
+                .copied()
+                .chain([family.as_str(), "environment"])
+                .try_fold(&mut *base, |t, key| t.get_mut(key).and_then(toml::Value::as_table_mut));
+            if let Some(environment) = environment {
+                environment.retain(|name, _| !secrets.contains_key(name));
+            }
+        }
     }
 }
 
@@ -413,6 +455,26 @@ mod tests {
         let service = &scenario.services["alinhou-production/EvolutionService"];
         assert_eq!(service.external_evolution.as_ref().map(|e| e.address.as_str()), Some("127.0.0.1:8080"));
         assert_eq!(service.desired_count, 1, "the rest of the service still comes from seed");
+    }
+
+    #[test]
+    fn a_variant_that_moves_a_variable_into_secrets_takes_it_out_of_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(
+            &path,
+            "extends = \"two-accounts\"\ndescription = \"x\"\n\
+             [accounts.\"222222222222\".task_definitions.alinhou-production-EvolutionService.secrets]\n\
+             AUTHENTICATION_API_KEY = \"/alinhou/evolution-api-key\"\n",
+        )
+        .unwrap();
+        let scenario = load(path.to_str().unwrap()).unwrap();
+        let production = &scenario.accounts["222222222222"].task_definitions["alinhou-production-EvolutionService"];
+        assert_eq!(production.secrets["AUTHENTICATION_API_KEY"], "/alinhou/evolution-api-key");
+        assert!(!production.environment.contains_key("AUTHENTICATION_API_KEY"));
+        assert_eq!(production.environment["SERVER_URL"], "https://evolution.alinhou.example", "the rest stays");
+        let staging = &scenario.accounts["111111111111"].task_definitions["alinhou-staging-EvolutionService"];
+        assert!(staging.environment.contains_key("AUTHENTICATION_API_KEY"), "another account's is untouched");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::agent::AgentHub;
 use super::evolution::EvolutionHub;
 use super::services::{self, ApiError};
 use super::sigv4::{self, Rejection, SignedRequest, percent_decode};
-use super::state::{Accounts, TimelineEntry, now_ms};
+use super::state::{Accounts, LogEvent, TimelineEntry, now_ms};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -42,13 +42,13 @@ impl Shared {
     /// CloudTrail would.
     pub fn record(&self, service: &str, action: &str, parameters: Value, result: &Result<Value, ApiError>) {
         let now = now_f64();
-        self.journal_push(None, service.into(), action.into(), parameters, now, result.as_ref().err());
+        self.journal_push(Caller::default(), service.into(), action.into(), parameters, now, result.as_ref().err());
     }
 
     /// Append one call to the journal; it ends now.
     fn journal_push(
         &self,
-        caller: Option<String>,
+        caller: Caller,
         service: String,
         action: String,
         parameters: Value,
@@ -60,7 +60,8 @@ impl Shared {
         let seq = journal.len() as u64 + 1;
         journal.push(JournalEntry {
             seq,
-            caller,
+            caller: caller.arn,
+            user_agent: caller.user_agent,
             service,
             action,
             parameters,
@@ -115,6 +116,8 @@ pub struct JournalEntry {
     /// Who signed the call: the caller's ARN (the lab's user, or an assumed role's session);
     /// None for calls made inside the lab.
     pub caller: Option<String>,
+    /// The client's User-Agent header, as CloudTrail's `userAgent` records it.
+    pub user_agent: Option<String>,
     pub seq: u64,
     pub service: String,
     pub action: String,
@@ -123,6 +126,13 @@ pub struct JournalEntry {
     pub end_ms: f64,
     pub status: u16,
     pub error: Option<String>,
+}
+
+/// Who made a journalled call (nothing for calls made inside the lab).
+#[derive(Debug, Default)]
+struct Caller {
+    arn: Option<String>,
+    user_agent: Option<String>,
 }
 
 /// A credential the lab accepts and whose identity it is.
@@ -183,6 +193,20 @@ pub struct Faults {
     /// Data channel: the gateway drops the socket once after this many agent frames.
     #[serde(default)]
     pub disconnect_after_frames: Option<u64>,
+    /// Data channel: the gateway cuts every client socket attached while this is set this many
+    /// ms after it attached, without a close frame, as a flaky network does (the session
+    /// survives and can be resumed with a new socket, which is cut in turn).
+    #[serde(default)]
+    pub disconnect_every_ms: Option<u64>,
+    /// Data channel: the gateway stops reading client sockets while this is set: their frames
+    /// are not relayed and their pings go unanswered, as with a peer that went away without
+    /// closing (what the client writes piles up in TCP buffers).
+    #[serde(default)]
+    pub socket_unresponsive: bool,
+    /// Data channel: the gateway answers the websocket upgrade this many ms late (a stalled
+    /// data-channel open).
+    #[serde(default)]
+    pub data_channel_open_delay_ms: u64,
     /// Data channel: the agent pauses this long after each pty read (a starved agent), so a fast
     /// writer gets up to the pty's buffer ahead of it.
     #[serde(default)]
@@ -224,7 +248,7 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/_lab/accounts/{account}/revoke", post(revoke_account))
         .route("/_lab/timeline", get(get_timeline))
         .route("/_lab/tokens", get(get_tokens))
-        .route("/_lab/logs", get(get_logs))
+        .route("/_lab/logs", get(get_logs).post(put_log_event))
         .route("/_lab/processes", get(get_processes))
         .route("/_lab/phone/scan", post(phone_scan))
         .route("/_lab/phone/message", post(phone_message))
@@ -315,7 +339,9 @@ async fn aws(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, header
             }
         }
     };
-    shared.journal_push(caller_arn, service, action, parameters, start_ms, result.as_ref().err());
+    let user_agent = headers.get(header::USER_AGENT).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let who = Caller { arn: caller_arn, user_agent };
+    shared.journal_push(who, service, action, parameters, start_ms, result.as_ref().err());
     match result {
         Ok(Reply::Json(value)) => {
             let content_type =
@@ -459,7 +485,7 @@ fn dispatch(
             tracing::debug!(session = %id, running, "TerminateSession");
             Ok(Reply::Json(json!({"SessionId": id})))
         }
-        "ssm" => json(services::ssm::handle(account, action, parameters, now)),
+        "ssm" => json(services::ssm::handle(account, action, parameters, &caller.arn)),
         "logs" => json(services::logs::handle(account, action, parameters, now)),
         "kms" => {
             let denied = shared.faults.lock().expect("lab lock").kms_denied;
@@ -698,6 +724,10 @@ async fn data_channel(
     axum::extract::Path(session): axum::extract::Path<String>,
     upgrade: axum::extract::ws::WebSocketUpgrade,
 ) -> Response {
+    let delay = shared.faults.lock().expect("lab lock").data_channel_open_delay_ms;
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     let hub = Arc::clone(&shared.hub);
     upgrade.on_upgrade(move |socket| hub.serve_socket(shared, session, socket))
 }
@@ -723,6 +753,43 @@ async fn get_logs(State(shared): State<Arc<Shared>>) -> Json<Vec<Value>> {
         })
         .collect();
     Json(events)
+}
+
+/// One event as a writer hands it to CloudWatch Logs (`POST /_lab/logs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutLogEvent {
+    /// The account (default: the primary).
+    account: Option<String>,
+    group: String,
+    stream: String,
+    message: String,
+    /// The event's own time, which may be earlier than events already taken (a writer that
+    /// sends late); default: now.
+    timestamp_ms: Option<u64>,
+}
+
+/// Take one event into a log group (created if missing), at the time it carries: a late
+/// writer's event, for readers that must not lose it.
+async fn put_log_event(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let request: PutLogEvent = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("bad request: {e}")}))).into_response();
+        }
+    };
+    let mut accounts = shared.accounts.lock().expect("lab lock");
+    let id = request.account.clone().unwrap_or_else(|| accounts.primary().account.clone());
+    let Some(account) = accounts.list.iter_mut().find(|a| a.account == id) else {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no account {id}")}))).into_response();
+    };
+    let timestamp_ms = request.timestamp_ms.unwrap_or_else(now_ms);
+    account.log_groups.entry(request.group).or_default().push(LogEvent {
+        stream: request.stream,
+        timestamp_ms,
+        message: request.message,
+    });
+    Json(json!({"timestamp_ms": timestamp_ms})).into_response()
 }
 
 /// Every exec session token the lab handed out, so tests can prove none leaked anywhere.

@@ -46,8 +46,12 @@ pub struct TaskDefinition {
     pub container: String,
     pub image: String,
     pub log_group: Option<String>,
+    /// The awslogs stream prefix (`None`: the option is not set).
+    pub log_stream_prefix: Option<String>,
     pub log_driver: String,
     pub environment: IndexMap<String, String>,
+    /// `secrets`: variable name -> `valueFrom` (a parameter of this account, by name or ARN).
+    pub secrets: IndexMap<String, String>,
     pub init_process_enabled: bool,
     pub readonly_root_filesystem: bool,
     pub cpu: String,
@@ -60,6 +64,15 @@ pub struct TaskDefinition {
 impl TaskDefinition {
     pub fn key(&self) -> String {
         format!("{}:{}", self.family, self.revision)
+    }
+
+    /// The awslogs stream of the container in task `task_id`, as the driver names it:
+    /// `PREFIX/CONTAINER/TASK_ID`, or the container's runtime id without a prefix.
+    pub fn log_stream(&self, task_id: &str, runtime_id: &str) -> String {
+        match &self.log_stream_prefix {
+            Some(prefix) => format!("{prefix}/{}/{task_id}", self.container),
+            None => runtime_id.to_owned(),
+        }
     }
 }
 
@@ -172,6 +185,8 @@ pub struct ScheduledAction {
 pub struct Parameter {
     pub kind: String,
     pub value: String,
+    /// The lab's callers may not read it (AccessDeniedException); tasks still get its value.
+    pub read_denied: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -280,8 +295,14 @@ impl Account {
                 container: spec.container.clone(),
                 image: spec.image.clone(),
                 log_group: spec.log_group.clone(),
+                log_stream_prefix: match &spec.log_stream_prefix {
+                    None => Some(spec.container.clone()),
+                    Some(prefix) if prefix.is_empty() => None,
+                    Some(prefix) => Some(prefix.clone()),
+                },
                 log_driver: spec.log_driver.clone(),
                 environment: spec.environment.clone(),
+                secrets: spec.secrets.clone(),
                 init_process_enabled: spec.init_process_enabled,
                 readonly_root_filesystem: spec.readonly_root_filesystem,
                 cpu: spec.cpu.clone(),
@@ -349,7 +370,10 @@ impl Account {
             });
         }
         for (name, spec) in &scenario.parameters {
-            account.parameters.insert(name.clone(), Parameter { kind: spec.kind.clone(), value: spec.value.clone() });
+            account.parameters.insert(
+                name.clone(),
+                Parameter { kind: spec.kind.clone(), value: spec.value.clone(), read_denied: spec.read_denied },
+            );
         }
         for (name, spec) in &scenario.lambdas {
             account.lambdas.insert(name.clone(), spec.environment.clone());
@@ -385,7 +409,63 @@ impl Account {
         }
         // Seeded tasks were created at different times in the past: keep the timeline in time order.
         account.timeline.sort_by_key(|entry| entry.t_ms);
+        account.check_secrets()?;
         Ok(account)
+    }
+
+    /// What RegisterTaskDefinition and the ECS agent would refuse: a variable in both
+    /// `environment` and `secrets`, and a secret whose parameter this account-region lacks (every
+    /// task would stop with ResourceInitializationError).
+    fn check_secrets(&self) -> Result<(), String> {
+        for definition in self.task_definitions.values() {
+            for (name, from) in &definition.secrets {
+                if definition.environment.contains_key(name) {
+                    return Err(format!(
+                        "task definition {}: The secret name must be unique and not shared with any new or existing environment variables set on the container, such as '{name}'.",
+                        definition.family
+                    ));
+                }
+                if self.parameter(from).is_none() {
+                    return Err(format!(
+                        "task definition {}: secret {name} reads {from}, which is not a parameter of account {} in {}",
+                        definition.family, self.account, self.region
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The parameter `reference` names: a name, or the ARN of a parameter of this account and
+    /// region (whose resource is `parameter/` then the name without its leading `/`).
+    pub fn parameter(&self, reference: &str) -> Option<(&String, &Parameter)> {
+        let Some(rest) = reference.strip_prefix("arn:") else { return self.parameters.get_key_value(reference) };
+        let fields: Vec<&str> = rest.splitn(5, ':').collect();
+        let [_partition, "ssm", region, account, resource] = fields.as_slice() else { return None };
+        let name = resource.strip_prefix("parameter/")?;
+        if *region != self.region || *account != self.account {
+            return None;
+        }
+        self.parameters.get_key_value(&format!("/{name}")).or_else(|| self.parameters.get_key_value(name))
+    }
+
+    /// A parameter's ARN.
+    pub fn parameter_arn(&self, name: &str) -> String {
+        format!("arn:aws:ssm:{}:{}:parameter/{}", self.region, self.account, name.trim_start_matches('/'))
+    }
+
+    /// The container's environment as the ECS agent sets it when a task of `definition` starts:
+    /// its `environment`, and each of its `secrets` with the value of the parameter it names (read
+    /// with the task execution role, which `read_denied` does not stop). Parameters do not change
+    /// while the lab runs, so this is the environment every task of it started with.
+    pub fn container_environment(&self, definition: &TaskDefinition) -> IndexMap<String, String> {
+        let mut environment = definition.environment.clone();
+        for (name, from) in &definition.secrets {
+            if let Some((_, parameter)) = self.parameter(from) {
+                environment.insert(name.clone(), parameter.value.clone());
+            }
+        }
+        environment
     }
 
     /// A reproducible 32-hex-digit id (the same scenario yields the same ids in the same order).
@@ -840,6 +920,53 @@ mod tests {
 
     fn live(account: &Account, cluster: &str) -> Vec<String> {
         account.tasks.iter().filter(|t| t.cluster == cluster && t.is_live()).map(|t| t.last_status.clone()).collect()
+    }
+
+    /// The seed with `tables` added, as an account (or the reason it is refused).
+    fn seed_with(tables: &str) -> Result<Account, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(&path, format!("extends = \"seed\"\ndescription = \"x\"\n{tables}")).unwrap();
+        let timing = Timing { task_start_ms: 300, task_stop_ms: 200, agent_start_ms: 100 };
+        Account::from_scenario(&scenario::load(path.to_str().unwrap())?, timing)
+    }
+
+    #[test]
+    fn a_secret_gives_the_container_its_parameters_value_by_name_or_arn() {
+        let account = seed_with(
+            "[parameters.\"/k\"]\ntype = \"SecureString\"\nvalue = \"v1\"\n[parameters.flat]\nvalue = \"v2\"\n\
+             [task_definitions.alinhou-production-EvolutionService.secrets]\n\
+             AUTHENTICATION_API_KEY = \"arn:aws:ssm:us-east-1:123456789012:parameter/k\"\nSERVER_URL = \"flat\"\n",
+        )
+        .unwrap();
+        let definition = account.latest_task_definition("alinhou-production-EvolutionService").unwrap();
+        let environment = account.container_environment(definition);
+        assert_eq!(environment["AUTHENTICATION_API_KEY"], "v1");
+        assert_eq!(environment["SERVER_URL"], "v2");
+        assert_eq!(environment["DATABASE_PROVIDER"], "postgresql", "the plain environment stays");
+        assert_eq!(account.parameter_arn("flat"), "arn:aws:ssm:us-east-1:123456789012:parameter/flat");
+        assert!(account.parameter("arn:aws:ssm:sa-east-1:123456789012:parameter/k").is_none(), "another region");
+        assert!(account.parameter("arn:aws:ssm:us-east-1:111111111111:parameter/k").is_none(), "another account");
+    }
+
+    #[test]
+    fn a_secret_ecs_would_refuse_is_refused_at_load() {
+        let missing = seed_with(
+            "[task_definitions.alinhou-staging-EvolutionService.secrets]\nAUTHENTICATION_API_KEY = \"/none\"\n",
+        );
+        assert_eq!(
+            missing.err().unwrap(),
+            "task definition alinhou-staging-EvolutionService: secret AUTHENTICATION_API_KEY reads /none, which is not a parameter of account 123456789012 in us-east-1"
+        );
+        let both = seed_with(
+            "[parameters.\"/k\"]\nvalue = \"v\"\n\
+             [task_definitions.alinhou-staging-EvolutionService.secrets]\nAUTHENTICATION_API_KEY = \"/k\"\n\
+             [task_definitions.alinhou-staging-EvolutionService.environment]\nAUTHENTICATION_API_KEY = \"plain\"\n",
+        );
+        assert_eq!(
+            both.err().unwrap(),
+            "task definition alinhou-staging-EvolutionService: The secret name must be unique and not shared with any new or existing environment variables set on the container, such as 'AUTHENTICATION_API_KEY'."
+        );
     }
 
     #[test]

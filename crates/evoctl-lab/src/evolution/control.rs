@@ -7,6 +7,9 @@
 //! same target and the same body, which retries repeat exactly, plus one). `POST /_lab/receiver
 //! {"status": N}` sets the answer for every later delivery; `{"status": 0}` makes it never
 //! answer (it holds the request until the sender gives up, so the sender sees its own timeout).
+//! `{"status": N, "body": TEXT, "headers": {NAME: VALUE}}` answers with that body and those
+//! headers, `{token}` in them replaced by the bearer token the delivery carried: a receiver that
+//! echoes what it got, escape sequences and all, as a hostile or broken one may.
 //! A target may also verify as an app does ([`Receiver::verify_with`], the scenario's
 //! `[receiver.TARGET] verify_with = "PARAMETER"`): a delivery whose JWT does not verify with
 //! that secret is answered 401 `{"error":"invalid signature"}`, whatever the switch says
@@ -25,14 +28,35 @@ use std::time::Duration;
 /// The lab's webhook target.
 pub struct Receiver {
     records: Mutex<Vec<Value>>,
-    answer: Mutex<u16>,
+    answer: Mutex<Answer>,
     /// Target (the first path segment after `/_lab/webhooks/`) → the secret's name it verifies with.
     verify: Mutex<Vec<(String, String)>>,
 }
 
 impl Default for Receiver {
     fn default() -> Receiver {
-        Receiver { records: Mutex::new(Vec::new()), answer: Mutex::new(200), verify: Mutex::new(Vec::new()) }
+        Receiver {
+            records: Mutex::new(Vec::new()),
+            answer: Mutex::new(Answer::default()),
+            verify: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// What the receiver answers every delivery with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Answer {
+    status: u16,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for Answer {
+    fn default() -> Answer {
+        Answer { status: 200, body: None, headers: Default::default() }
     }
 }
 
@@ -54,7 +78,8 @@ impl Receiver {
             .iter()
             .map(|(name, value)| (name.as_str().to_owned(), json!(String::from_utf8_lossy(value.as_bytes()))))
             .collect();
-        let switch = *self.answer.lock().expect("lab lock");
+        let configured = self.answer.lock().expect("lab lock").clone();
+        let switch = configured.status;
         let first = target.split('/').next().unwrap_or("");
         let wanted = self.verify.lock().expect("lab lock").iter().find(|(t, _)| t == first).map(|(_, s)| s.clone());
         let rejected = wanted.as_ref().is_some_and(|name| verified.as_ref().is_none_or(|(by, _)| by != name));
@@ -80,7 +105,19 @@ impl Receiver {
         if answer == 401 && rejected {
             return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid signature"}))).into_response();
         }
-        StatusCode::from_u16(answer).unwrap_or(StatusCode::OK).into_response()
+        let status = StatusCode::from_u16(answer).unwrap_or(StatusCode::OK);
+        let token = authorization.as_deref().and_then(|a| a.strip_prefix("Bearer ")).unwrap_or("");
+        let mut response = configured.body.map(|b| b.replace("{token}", token)).unwrap_or_default().into_response();
+        *response.status_mut() = status;
+        for (name, value) in &configured.headers {
+            if let (Ok(name), Ok(value)) = (
+                axum::http::HeaderName::from_bytes(name.as_bytes()),
+                axum::http::HeaderValue::from_bytes(value.replace("{token}", token).as_bytes()),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
     }
 
     /// Deliveries to `target` must carry a JWT signed with the secret named `secret`.
@@ -98,18 +135,14 @@ impl Receiver {
 
     /// `POST /_lab/receiver`.
     pub fn set_answer(&self, body: &[u8]) -> Response {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Answer {
-            status: u16,
-        }
         match serde_json::from_slice::<Answer>(body) {
-            Ok(Answer { status }) if status == 0 || (200..600).contains(&status) => {
-                *self.answer.lock().expect("lab lock") = status;
+            Ok(answer) if answer.status == 0 || (200..600).contains(&answer.status) => {
+                let status = answer.status;
+                *self.answer.lock().expect("lab lock") = answer;
                 Json(json!({"status": status})).into_response()
             }
-            Ok(Answer { status }) => {
-                bad(format!("status {status}: give 0 (never answer) or an HTTP status from 200 to 599"))
+            Ok(answer) => {
+                bad(format!("status {}: give 0 (never answer) or an HTTP status from 200 to 599", answer.status))
             }
             Err(e) => bad(format!("bad receiver document: {e}")),
         }

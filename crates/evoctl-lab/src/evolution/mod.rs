@@ -128,7 +128,7 @@ impl EvolutionHub {
             let definition = account
                 .latest_task_definition(&spec.task_definition)
                 .ok_or_else(|| format!("linked instance {}: no task definition {}", spec.name, spec.task_definition))?;
-            let config = env::EvoConfig::from_env(&definition.environment);
+            let config = env::EvoConfig::from_env(&account.container_environment(definition));
             let db = self.database(&config.database_uri);
             let id = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(spec.name.as_bytes()));
             let id = format!("{}-{}-4{}-a{}-{}", &id[0..8], &id[8..12], &id[13..16], &id[17..20], &id[20..32]);
@@ -255,8 +255,15 @@ impl EvolutionHub {
             }
             let Some(account) = accounts.of_task(&task_id) else { continue };
             let Some(definition) = account.task_definitions.get(&definition) else { continue };
-            let config = env::EvoConfig::from_env(&definition.environment);
-            let stream = format!("EvolutionService/{}/{task_id}", definition.container);
+            let config = env::EvoConfig::from_env(&account.container_environment(definition));
+            let runtime_id = account
+                .tasks
+                .iter()
+                .find(|t| t.id == task_id)
+                .and_then(|t| t.containers.iter().find(|c| c.name == definition.container))
+                .map(|c| c.runtime_id.clone())
+                .unwrap_or_default();
+            let stream = definition.log_stream(&task_id, &runtime_id);
             // Only the awslogs driver puts the container's lines in CloudWatch Logs.
             let log_group = definition.log_group.clone().filter(|_| definition.log_driver == "awslogs");
             match self.start_process(&task_id, config, 0, None) {

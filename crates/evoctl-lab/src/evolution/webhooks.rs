@@ -78,21 +78,25 @@ fn mac(secret: &str, input: &str) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-/// Check a `Bearer` JWT against candidate secrets; the name of the one that signed it, and the
-/// claims, when valid.
+/// Check a `Bearer` JWT against candidate secrets as an app verifies one, with the
+/// `jsonwebtoken` crate (independent of any signer here): HS256 only, a signature made with the
+/// secret, `exp` not passed and `iat` present and not in the future (60 s of leeway each, the
+/// crate's default). The name of the secret that verified it, and the claims, when valid.
 pub fn verify_jwt<'a>(
     authorization: &str,
     secrets: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Option<(String, Value)> {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
     let token = authorization.strip_prefix("Bearer ")?;
-    let (signing_input, signature) = token.rsplit_once('.')?;
-    let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
-    let (_, payload) = signing_input.split_once('.')?;
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    secrets
-        .into_iter()
-        .find(|(_, secret)| mac(secret, signing_input) == signature)
-        .map(|(name, _)| (name.to_owned(), claims))
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_required_spec_claims(&["exp"]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    secrets.into_iter().find_map(|(name, secret)| {
+        let data =
+            jsonwebtoken::decode::<Value>(token, &DecodingKey::from_secret(secret.as_bytes()), &validation).ok()?;
+        let iat = data.claims.get("iat").and_then(Value::as_u64)?;
+        (iat <= now + validation.leeway).then(|| (name.to_owned(), data.claims))
+    })
 }
 
 /// How one try failed, as axios reports it.
@@ -494,14 +498,23 @@ mod tests {
 
     #[test]
     fn jwt_signs_and_verifies() {
-        let token = sign_jwt("s3cret", 1_700_000_000);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let token = sign_jwt("s3cret", now);
         let (name, claims) = verify_jwt(&format!("Bearer {token}"), [("wrong", "nope"), ("right", "s3cret")]).unwrap();
         assert_eq!(name, "right");
-        assert_eq!(
-            claims,
-            json!({"iat": 1_700_000_000u64, "exp": 1_700_000_600u64, "app": "evolution", "action": "webhook"})
-        );
+        assert_eq!(claims, json!({"iat": now, "exp": now + 600, "app": "evolution", "action": "webhook"}));
         assert!(verify_jwt(&format!("Bearer {token}"), [("wrong", "nope")]).is_none());
+        // Expired (signed 12 minutes ago: past the leeway), issued in the future, or another
+        // algorithm: refused.
+        assert!(verify_jwt(&format!("Bearer {}", sign_jwt("s3cret", now - 720)), [("right", "s3cret")]).is_none());
+        assert!(verify_jwt(&format!("Bearer {}", sign_jwt("s3cret", now + 300)), [("right", "s3cret")]).is_none());
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512);
+        let claims = json!({"iat": now, "exp": now + 600, "app": "evolution", "action": "webhook"});
+        let hs512 = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(b"s3cret")).unwrap();
+        assert!(verify_jwt(&format!("Bearer {hs512}"), [("right", "s3cret")]).is_none());
+        let unsigned =
+            format!("{}.{}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#), token.split('.').nth(1).unwrap());
+        assert!(verify_jwt(&format!("Bearer {unsigned}"), [("right", "s3cret")]).is_none());
     }
 
     #[test]
@@ -510,6 +523,10 @@ mod tests {
         assert!(headers.contains(&("x-custom".to_owned(), "abc".to_owned())));
         assert!(headers.contains(&("n".to_owned(), "5".to_owned())));
         assert!(headers.iter().all(|(k, _)| k != "jwt_key"));
+        let (_, authorization) = headers.iter().find(|(k, _)| k == "Authorization").unwrap();
+        assert!(verify_jwt(authorization, [("k", "k")]).is_none(), "signed at t=1: long expired");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let headers = outgoing_headers(&json!({"jwt_key": "k"}), now).unwrap();
         let (_, authorization) = headers.iter().find(|(k, _)| k == "Authorization").unwrap();
         assert!(verify_jwt(authorization, [("k", "k")]).is_some());
         assert_eq!(outgoing_headers(&Value::Null, 1).unwrap(), vec![]);

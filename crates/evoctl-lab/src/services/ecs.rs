@@ -365,13 +365,14 @@ fn describe_task_definition(account: &Account, params: &Value) -> ActionResult {
         .find_task_definition(reference)
         .ok_or_else(|| ApiError::client("ClientException", "Unable to describe task definition."))?;
     let environment: Vec<Value> = def.environment.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
+    let secrets: Vec<Value> = def.secrets.iter().map(|(k, v)| json!({"name": k, "valueFrom": v})).collect();
     let mut container = json!({
         "name": def.container,
         "image": def.image,
         "essential": true,
         "cpu": 0,
         "environment": environment,
-        "secrets": [],
+        "secrets": secrets,
         "portMappings": [{"containerPort": 8080, "hostPort": 8080, "protocol": "tcp"}],
         "mountPoints": [],
         "volumesFrom": [],
@@ -382,10 +383,11 @@ fn describe_task_definition(account: &Account, params: &Value) -> ActionResult {
     if def.log_driver != "awslogs" {
         container["logConfiguration"] = json!({"logDriver": def.log_driver, "options": {}});
     } else if let Some(group) = &def.log_group {
-        container["logConfiguration"] = json!({
-            "logDriver": "awslogs",
-            "options": {"awslogs-group": group, "awslogs-region": account.region, "awslogs-stream-prefix": def.container}
-        });
+        let mut options = json!({"awslogs-group": group, "awslogs-region": account.region});
+        if let Some(prefix) = &def.log_stream_prefix {
+            options["awslogs-stream-prefix"] = json!(prefix);
+        }
+        container["logConfiguration"] = json!({"logDriver": "awslogs", "options": options});
     }
     Ok(json!({
         "taskDefinition": {
@@ -462,8 +464,11 @@ pub fn execute_command(
             "The execute command failed due to an internal error. Try again later.",
         ));
     }
-    let environment =
-        account.task_definitions.get(&task.task_definition).map(|d| d.environment.clone()).unwrap_or_default();
+    let environment = account
+        .task_definitions
+        .get(&task.task_definition)
+        .map(|d| account.container_environment(d))
+        .unwrap_or_default();
     let session_id = format!("ecs-execute-command-{}", &account.next_id()[..17]);
     let token = format!("{}{}", account.next_id(), account.next_id());
     let grant = crate::agent::ExecGrant {

@@ -2,6 +2,11 @@
 //! with the term filter patterns of unstructured logs: every quoted or bare term must appear,
 //! or, when the terms are written `?term`, any one of them. A page holds at most 10 000 events
 //! or 1 MB of messages, as the real service's; `nextToken` goes on from there.
+//!
+//! Streams are picked as the API reference says: `logStreamNames` (1 to 100 names) or
+//! `logStreamNamePrefix`, never both (InvalidParameterException). Each event's `eventId` is
+//! its own for good (the same event answers with the same id in every call), so a reader can
+//! tell an event it already has from a new one.
 
 use super::{ActionResult, ApiError, list, text};
 use crate::state::Account;
@@ -28,6 +33,22 @@ fn filter_log_events(account: &Account, params: &Value) -> ActionResult {
     let end = params.get("endTime").and_then(Value::as_u64).unwrap_or(u64::MAX);
     let streams = list(params, "logStreamNames");
     let prefix = text(params, "logStreamNamePrefix");
+    if params.get("logStreamNames").is_some_and(|v| !v.is_null()) {
+        if prefix.is_some() {
+            return Err(ApiError::client(
+                "InvalidParameterException",
+                "logStreamNames and logStreamNamePrefix cannot both be specified.",
+            ));
+        }
+        if streams.is_empty() || streams.len() > MAX_STREAM_NAMES {
+            return Err(ApiError::client(
+                "InvalidParameterException",
+                format!(
+                    "1 validation error detected: Value at 'logStreamNames' failed to satisfy constraint: Member must have length between 1 and {MAX_STREAM_NAMES}"
+                ),
+            ));
+        }
+    }
     let pattern = Pattern::parse(text(params, "filterPattern").unwrap_or(""));
     let mut matching: Vec<(usize, &crate::state::LogEvent)> = events
         .iter()
@@ -73,6 +94,8 @@ fn filter_log_events(account: &Account, params: &Value) -> ActionResult {
     Ok(out)
 }
 
+/// The most stream names one FilterLogEvents takes.
+const MAX_STREAM_NAMES: usize = 100;
 /// The most events one FilterLogEvents page holds.
 const MAX_EVENTS: usize = 10_000;
 /// The most bytes of events one page holds (each event counted as its message plus 26 bytes).
@@ -131,6 +154,80 @@ fn pattern_terms(pattern: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use crate::state::{Account, LogEvent, Timing};
+    use serde_json::json;
+
+    fn account() -> Account {
+        let timing = Timing { task_start_ms: 0, task_stop_ms: 0, agent_start_ms: 0 };
+        let mut account = Account::empty("123456789012", "us-east-1", timing, "logs");
+        let event = |stream: &str, timestamp_ms: u64, message: &str| LogEvent {
+            stream: stream.into(),
+            timestamp_ms,
+            message: message.into(),
+        };
+        account.log_groups.insert(
+            "g".into(),
+            vec![
+                event("staging/c/t1", 10, "s1"),
+                event("production/c/t2", 20, "p1"),
+                event("production/c/t2", 5, "late"),
+            ],
+        );
+        account
+    }
+
+    fn messages(answer: &serde_json::Value) -> Vec<&str> {
+        answer["events"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn streams_are_picked_by_prefix_or_by_name_never_both() {
+        let account = account();
+        let by_prefix =
+            super::filter_log_events(&account, &json!({"logGroupName": "g", "logStreamNamePrefix": "production/"}))
+                .unwrap();
+        assert_eq!(messages(&by_prefix), ["late", "p1"], "time order, whatever the order taken in");
+        let by_name =
+            super::filter_log_events(&account, &json!({"logGroupName": "g", "logStreamNames": ["staging/c/t1"]}))
+                .unwrap();
+        assert_eq!(messages(&by_name), ["s1"]);
+        let both = json!({"logGroupName": "g", "logStreamNames": ["staging/c/t1"], "logStreamNamePrefix": "staging/"});
+        let error = super::filter_log_events(&account, &both).unwrap_err();
+        assert_eq!(error.code, "InvalidParameterException");
+        for names in [json!([]), json!((0..101).map(|i| format!("s{i}")).collect::<Vec<_>>())] {
+            let error =
+                super::filter_log_events(&account, &json!({"logGroupName": "g", "logStreamNames": names})).unwrap_err();
+            assert_eq!(error.code, "InvalidParameterException");
+        }
+    }
+
+    #[test]
+    fn an_event_keeps_its_id_from_call_to_call() {
+        let mut account = account();
+        let ids = |account: &Account, params: serde_json::Value| -> Vec<(String, String)> {
+            let answer = super::filter_log_events(account, &params).unwrap();
+            answer["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| (e["message"].as_str().unwrap().to_owned(), e["eventId"].as_str().unwrap().to_owned()))
+                .collect()
+        };
+        let before = ids(&account, json!({"logGroupName": "g"}));
+        let distinct: std::collections::BTreeSet<&String> = before.iter().map(|(_, id)| id).collect();
+        assert_eq!(distinct.len(), before.len());
+        // An event taken later with an earlier time changes no other event's id.
+        account.log_groups["g"].push(LogEvent {
+            stream: "production/c/t2".into(),
+            timestamp_ms: 1,
+            message: "later".into(),
+        });
+        let after = ids(&account, json!({"logGroupName": "g"}));
+        assert_eq!(after[0].0, "later");
+        assert_eq!(after[1..], before[..]);
+        assert_eq!(ids(&account, json!({"logGroupName": "g", "logStreamNamePrefix": "staging/"})), [before[1].clone()]);
+    }
+
     #[test]
     fn pattern_terms_split_quotes_and_words() {
         assert_eq!(super::pattern_terms(r#""stream errored out" conflict"#), ["stream errored out", "conflict"]);

@@ -1,5 +1,6 @@
-//! SSM (AWS JSON 1.1, `AmazonSSM`): Parameter Store's GetParameter, with SecureString values
-//! only in clear text when `WithDecryption` is true; Session Manager's ResumeSession and
+//! SSM (AWS JSON 1.1, `AmazonSSM`): Parameter Store's GetParameter (by name or by the ARN of a
+//! parameter of the account and region), with SecureString values only in clear text when
+//! `WithDecryption` is true and AccessDeniedException for a parameter the caller may not read; Session Manager's ResumeSession and
 //! DescribeSessions (the Active sessions are the exec sessions ExecuteCommand granted that have
 //! not ended or been terminated, filterable by `Target`, as the service lists them).
 //! TerminateSession is the server's, since it reaches the agents.
@@ -8,11 +9,22 @@ use super::{ActionResult, ApiError, epoch, required};
 use crate::state::Account;
 use serde_json::{Value, json};
 
-pub fn handle(account: &mut Account, action: &str, params: &Value, _now: u64) -> ActionResult {
+/// `caller` is the ARN of the principal that signed the request.
+pub fn handle(account: &mut Account, action: &str, params: &Value, caller: &str) -> ActionResult {
     match action {
         "GetParameter" => {
-            let name = required(params, "Name", "ValidationException")?;
-            let parameter = account.parameters.get(name).ok_or_else(|| ApiError::client("ParameterNotFound", ""))?;
+            let reference = required(params, "Name", "ValidationException")?;
+            let (name, parameter) =
+                account.parameter(reference).ok_or_else(|| ApiError::client("ParameterNotFound", ""))?;
+            if parameter.read_denied {
+                return Err(ApiError::client(
+                    "AccessDeniedException",
+                    format!(
+                        "User: {caller} is not authorized to perform: ssm:GetParameter on resource: {} because no identity-based policy allows the ssm:GetParameter action",
+                        account.parameter_arn(name)
+                    ),
+                ));
+            }
             let decrypt = params.get("WithDecryption").and_then(Value::as_bool).unwrap_or(false);
             let value = if parameter.kind == "SecureString" && !decrypt {
                 format!("AQICAHh{}", hex::encode(&parameter.value.as_bytes()[..parameter.value.len().min(8)]))
@@ -26,7 +38,7 @@ pub fn handle(account: &mut Account, action: &str, params: &Value, _now: u64) ->
                     "Value": value,
                     "Version": 1,
                     "LastModifiedDate": epoch(1_700_000_000_000),
-                    "ARN": format!("arn:aws:ssm:{}:{}:parameter{}", account.region, account.account, name),
+                    "ARN": account.parameter_arn(name),
                     "DataType": "text",
                 }
             }))
