@@ -172,8 +172,8 @@ struct Tally {
     within_budget: usize,
     /// Runs whose drain record says it could not.
     beyond_budget: usize,
-    /// The rest: runs whose session evoctl ended (TerminateSession, once it had the exit status)
-    /// while the agent still waited for its last acks, so the agent never closed on its own.
+    /// The rest: runs whose session evoctl ended (TerminateSession) before the agent closed on
+    /// its own, as when it has the exit status while the agent still waits for its last acks.
     ended_by_client: usize,
     identical: usize,
     /// Runs cut with "output may be truncated" whose record shows the agent's bound.

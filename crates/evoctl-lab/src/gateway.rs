@@ -153,11 +153,17 @@ impl Channel {
     }
 
     /// A client frame for the agent. Any ack or input resumes the real agent (§9 row 4), so a
-    /// pause the gateway wants must be sent again.
+    /// pause the gateway wants must be sent again. The flags are cleared and the frame sent
+    /// under the socket lock, as every pause and start the gateway sends is: otherwise a pause
+    /// sent between the two would leave the agent paused with no flag saying so, and nothing
+    /// would start it again.
     fn to_agent(&self, bytes: Vec<u8>, kind: &str) {
         if kind == message_type::ACKNOWLEDGE || kind == message_type::INPUT_STREAM_DATA {
+            let _socket = self.socket.lock().expect("lab lock");
             self.backlog_paused.store(false, Ordering::Release);
             self.away_paused.store(false, Ordering::Release);
+            let _ = self.to_agent.send(bytes);
+            return;
         }
         let _ = self.to_agent.send(bytes);
     }
@@ -272,10 +278,12 @@ impl Gateway {
                             .backlog
                             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)))
                             .unwrap_or(0);
-                        if before <= GATEWAY_BACKLOG_FRAMES / 2 + 1
-                            && writing.backlog_paused.swap(false, Ordering::AcqRel)
-                        {
-                            let _ = writing.to_agent.send(publication(message_type::START_PUBLICATION));
+                        if before <= GATEWAY_BACKLOG_FRAMES / 2 + 1 {
+                            // Under the socket lock: see `Channel::to_agent`.
+                            let _socket = writing.socket.lock().expect("lab lock");
+                            if writing.backlog_paused.swap(false, Ordering::AcqRel) {
+                                let _ = writing.to_agent.send(publication(message_type::START_PUBLICATION));
+                            }
                         }
                         if sent.is_err() {
                             break;
@@ -391,10 +399,12 @@ impl Gateway {
             }
         }
         channel.to_client(bytes);
-        if channel.backlog.load(Ordering::Acquire) > GATEWAY_BACKLOG_FRAMES
-            && !channel.backlog_paused.swap(true, Ordering::AcqRel)
-        {
-            let _ = channel.to_agent.send(publication(message_type::PAUSE_PUBLICATION));
+        if channel.backlog.load(Ordering::Acquire) > GATEWAY_BACKLOG_FRAMES {
+            // Under the socket lock: see `Channel::to_agent`.
+            let _socket = channel.socket.lock().expect("lab lock");
+            if !channel.backlog_paused.swap(true, Ordering::AcqRel) {
+                let _ = channel.to_agent.send(publication(message_type::PAUSE_PUBLICATION));
+            }
         }
         if !is_output {
             return;
