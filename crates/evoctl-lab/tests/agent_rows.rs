@@ -234,12 +234,12 @@ impl Channel {
         };
         let frame = Frame::decode(&bytes).expect("a valid frame from the gateway");
         match frame.message_type.as_str() {
-            message_type::OUTPUT_STREAM_DATA if !self.acks => {
-                if frame.sequence_number == self.next_output {
-                    self.next_output += 1;
-                    self.output.extend_from_slice(&frame.payload);
-                }
+            message_type::OUTPUT_STREAM_DATA if !self.acks && frame.sequence_number == self.next_output => {
+                self.next_output += 1;
+                self.output.extend_from_slice(&frame.payload);
             }
+            // A resend of output this client already has, unacked like the first copy.
+            message_type::OUTPUT_STREAM_DATA if !self.acks => {}
             message_type::OUTPUT_STREAM_DATA => {
                 let ack = Acknowledge {
                     message_type: frame.message_type.clone(),
