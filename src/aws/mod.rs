@@ -95,19 +95,7 @@ impl Timeouts {
 
     /// The defaults, with each environment variable that is set taking its place.
     pub fn from_env() -> Result<Timeouts> {
-        let read = |name: &str, default: Duration| -> Result<Duration> {
-            match std::env::var(name) {
-                Ok(value) if !value.trim().is_empty() => {
-                    crate::cli::parse_duration(&value).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
-                        Error::usage(
-                            format!("{name}={value:?} is not a duration"),
-                            format!("set {name} to a duration above zero such as 500ms, 30s or 2m, or unset it"),
-                        )
-                    })
-                }
-                _ => Ok(default),
-            }
-        };
+        let read = crate::duration::from_env;
         Ok(Timeouts {
             connect: read(EnvVars::EVOCTL_AWS_CONNECT_TIMEOUT, Self::DEFAULT.connect)?,
             attempt: read(EnvVars::EVOCTL_AWS_OPERATION_ATTEMPT_TIMEOUT, Self::DEFAULT.attempt)?,

@@ -23,6 +23,7 @@ mod instance;
 mod invariants;
 mod kms;
 mod lab;
+mod layout;
 mod logs;
 mod moto;
 mod pipes;

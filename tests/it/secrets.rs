@@ -221,8 +221,10 @@ fn failing_runs(lab: &Lab) -> Vec<(Vec<String>, i32, Vec<(&'static str, serde_js
         ("/evolution/faults", json!({"task": task, "respond_next": {"status": status, "body": body}}))
     };
     let key = CANARIES[0];
-    let echoed_key = json!({"status": 401, "error": "Unauthorized", "response": {"message": format!("Unauthorized: apikey {key}")}});
-    let page = format!("<html><head><title>500 Internal</title></head><body>request headers: apikey: {key}</body></html>");
+    let echoed_key =
+        json!({"status": 401, "error": "Unauthorized", "response": {"message": format!("Unauthorized: apikey {key}")}});
+    let page =
+        format!("<html><head><title>500 Internal</title></head><body>request headers: apikey: {key}</body></html>");
     let old_shape = json!([{"instance": {"instanceName": "alinhou-production", "apikey": key, "status": "open"}}]);
     let hostile = format!("\u{1b}]0;x\u{7}\u{1b}[31mdenied {{token}} (verified with {})", CANARIES[2]);
     let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();

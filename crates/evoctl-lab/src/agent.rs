@@ -29,8 +29,8 @@
 
 use super::agent_link::{AgentEvent, AgentLink, CLOSE_DRAIN_MS, HANDSHAKE_STEP_TIMEOUT_MS, Pacing, SessionState};
 use super::gateway::{Channel, Gateway};
+use super::hub::Shared;
 use super::nonce::CounterNonce;
-use super::server::Shared;
 use super::services::{self, ApiError};
 use super::state::now_ms;
 use super::{agent_handshake, shell_words};
@@ -39,7 +39,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use evoctl_ssm::crypto::{SessionCipher, Side};
 use evoctl_ssm::frame::PayloadType;
-use indexmap::IndexMap;
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -101,20 +100,6 @@ pub struct ProcessRow {
 struct Abandoned {
     unacked: usize,
     frames_lost: u64,
-}
-
-/// What ExecuteCommand granted: everything the agent needs to run the session.
-#[derive(Debug, Clone)]
-pub struct ExecGrant {
-    pub session_id: String,
-    pub token: String,
-    pub task_id: String,
-    pub command: String,
-    pub environment: IndexMap<String, String>,
-    /// The agent's own target id (`ecs:<cluster>_<task>_<runtime id>`).
-    pub target_id: String,
-    /// The cluster's exec KMS key: the session opens with the KMS handshake.
-    pub kms_key_id: Option<String>,
 }
 
 /// Data-plane settings.

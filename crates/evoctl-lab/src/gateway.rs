@@ -25,9 +25,8 @@
 //! and one oversized binary message. A late websocket upgrade is the server's
 //! (`data_channel_open_delay_ms`).
 
-use super::agent::ExecGrant;
-use super::server::{Faults, Shared};
-use super::state::now_ms;
+use super::hub::{Faults, Shared};
+use super::state::{ExecGrant, now_ms};
 use axum::extract::ws::{Message, WebSocket};
 use evoctl_ssm::frame::{Frame, message_type};
 use evoctl_ssm::messages::{ChannelClosed, OpenDataChannel};
