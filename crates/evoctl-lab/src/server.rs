@@ -73,14 +73,8 @@ enum Protocol {
     Rest,
 }
 
-async fn aws(
-    State(shared): State<Arc<Shared>>,
-    State(agents): State<Arc<AgentHub>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn aws(State(lab): State<Lab>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let shared = &lab.shared;
     let start_ms = now_f64();
     let request_id = uuid_like(&shared.accounts.lock().expect("lab lock").primary_mut().next_id());
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -142,7 +136,7 @@ async fn aws(
                 let code = if service == "ecs" { "ServerException" } else { "InternalFailure" };
                 Err(ApiError::new(500, code, "The lab injected a server error."))
             } else {
-                dispatch(&shared, &agents, &caller, &region, &service, &action, &parameters, &request_id)
+                dispatch(&lab, &caller, &region, &service, &action, &parameters, &request_id)
             }
         }
     };
@@ -229,8 +223,7 @@ fn classify(
 }
 
 fn dispatch(
-    shared: &Shared,
-    agents: &AgentHub,
+    lab: &Lab,
     caller: &Principal,
     region: &str,
     service: &str,
@@ -238,6 +231,7 @@ fn dispatch(
     parameters: &Value,
     request_id: &str,
 ) -> Result<Reply, ApiError> {
+    let shared = &lab.shared;
     let mut accounts = shared.accounts.lock().expect("lab lock");
     let now = now_ms();
     if service == "sts" {
@@ -281,7 +275,7 @@ fn dispatch(
             // A session that never reached its agent ends here (it can no longer connect).
             accounts.remove_exec_session(&id);
             drop(accounts);
-            let running = agents.terminate(&id);
+            let running = lab.agents.terminate(&id);
             tracing::debug!(session = %id, running, "TerminateSession");
             Ok(Reply::Json(json!({"SessionId": id})))
         }
