@@ -6,6 +6,7 @@ mod awscli;
 mod awsconfig;
 mod badinput;
 mod cli;
+mod codes;
 mod config;
 mod conflicts;
 mod connect;
