@@ -154,10 +154,24 @@ pub struct ExecTargetArgs {
     pub watchdog_ms: u64,
 }
 
+/// What a command run in the container reads on its stdin.
+#[derive(Debug, Args)]
+pub struct StdinArgs {
+    /// Forward stdin even from a terminal (read until end of input, Ctrl-D); without it, stdin
+    /// is forwarded when it is a pipe or a file
+    #[arg(short = 'i', long, conflicts_with = "no_stdin")]
+    pub interactive: bool,
+    /// Send no stdin to the command: it reads an empty input
+    #[arg(short = 'T', long)]
+    pub no_stdin: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     #[command(flatten)]
     pub target: ExecTargetArgs,
+    #[command(flatten)]
+    pub stdin: StdinArgs,
     /// Give up after this long, AWS calls included (e.g. 90s, 10m; a bare number is seconds)
     #[arg(long, default_value = "300s", value_name = "DURATION", value_parser = crate::duration::parse)]
     pub timeout: std::time::Duration,
@@ -179,13 +193,15 @@ pub struct ShellArgs {
 pub struct NodeArgs {
     #[command(flatten)]
     pub target: ExecTargetArgs,
+    #[command(flatten)]
+    pub stdin: StdinArgs,
     /// Give up after this long, AWS calls included (e.g. 90s, 10m; a bare number is seconds)
     #[arg(long, default_value = "300s", value_name = "DURATION", value_parser = crate::duration::parse)]
     pub timeout: std::time::Duration,
     /// Script text to evaluate
     #[arg(short = 'e', long = "eval", conflicts_with = "file", value_name = "JS")]
     pub eval: Option<String>,
-    /// Script file to run
+    /// Script file to run, or - to read the script from stdin
     #[arg(required_unless_present = "eval")]
     pub file: Option<PathBuf>,
 }

@@ -10,7 +10,9 @@
 //! the task definition's container environment plus `TERM=xterm-256color` and
 //! `LANG=C.UTF-8` if unset, with a work dir standing in for `/evolution` and a PATH that has
 //! `node` and `sh` but no curl or wget. Input is accepted (and acked) from the moment the pty
-//! exists; the first output is read `--agent-delay-ms` (default 1000, the real 1 s) after it
+//! exists and written to the pty alongside the output reads (the real agent writes input and
+//! reads output in separate goroutines); while the pty does not take it, the channel is not
+//! read. The first output is read `--agent-delay-ms` (default 1000, the real 1 s) after it
 //! starts, in reads of at most 1024 bytes `--agent-read-interval-ms` apart (default 1), never
 //! while paused. At EOF it waits at most 2 s for its output to be acked, sends Terminating,
 //! runs the session-logging step when the cluster's exec logging is OVERRIDE (delayed by
@@ -52,7 +54,22 @@ pub use super::gateway::GATEWAY_BACKLOG_FRAMES;
 /// Tools the stand-in container has on its PATH (BusyBox-like; deliberately no curl or wget,
 /// and no `script`, which session logging needs).
 const CONTAINER_TOOLS: &[&str] = &[
-    "node", "sh", "cat", "ls", "env", "echo", "printf", "sleep", "true", "false", "id", "uname", "head", "tr", "stty",
+    "node",
+    "sh",
+    "cat",
+    "ls",
+    "env",
+    "echo",
+    "printf",
+    "sleep",
+    "true",
+    "false",
+    "id",
+    "uname",
+    "head",
+    "tr",
+    "stty",
+    "sha256sum",
 ];
 
 /// Sessions one task's agent runs at once (`Mgs.SessionWorkersLimit`, ECS's default).
@@ -63,6 +80,10 @@ pub const SESSION_QUEUE: usize = 1;
 const READ_CATCH_UP: u32 = 4;
 /// Tries, 1 s apart, to queue a session before the agent blocks its control channel.
 const QUEUE_RETRIES: u32 = 5;
+/// Input bytes the agent holds for a pty that is not reading; past this it stops reading the
+/// channel, as the real agent, which writes each input message to the pty before it reads the
+/// next, does.
+const PTY_INPUT_BACKLOG: usize = 64 * 1024;
 /// What the logging step records when the image has no `script`.
 pub const SESSION_LOG_FAILED: &str = "failed: unable to generate log data";
 
@@ -584,13 +605,14 @@ impl AgentHub {
         let mut output_done = false;
         let mut exited = false;
         let mut drain_deadline: Option<tokio::time::Instant> = None;
+        // Input taken from the channel and not yet written to the pty: written alongside the
+        // reads, so a command that stops reading its tty never stops its output from being read.
+        let mut pty_input: VecDeque<u8> = VecDeque::new();
         loop {
             session.flush();
             while let Some(event) = session.link.poll_event() {
                 match event {
-                    AgentEvent::Input(bytes) => {
-                        let _ = writer.write_all(&bytes).await;
-                    }
+                    AgentEvent::Input(bytes) => pty_input.extend(bytes),
                     AgentEvent::Resize(size) => {
                         let _ = writer.resize(pty_process::Size::new(size.rows as u16, size.cols as u16));
                     }
@@ -622,9 +644,13 @@ impl AgentHub {
             tokio::select! {
                 biased;
                 _ = cancelled => return end_killed(pgid, &mut child).await,
-                frame = inbound.recv() => match frame {
+                frame = inbound.recv(), if pty_input.len() < PTY_INPUT_BACKLOG => match frame {
                     Some(bytes) => session.link.receive(&bytes, now_ms()),
                     None => return end_killed(pgid, &mut child).await,
+                },
+                wrote = writer.write(pty_input.as_slices().0), if !pty_input.is_empty() => match wrote {
+                    Ok(n) => drop(pty_input.drain(..n)),
+                    Err(_) => pty_input.clear(),
                 },
                 _ = sleep_until_opt(timer) => session.link.handle_timeout(now_ms()),
                 status = child.wait(), if !exited => {
