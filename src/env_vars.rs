@@ -53,6 +53,13 @@ impl EnvVars {
     /// Endpoint override for every AWS service (the SDK's), and the ECS-only one.
     pub const AWS_ENDPOINT_URL: &'static str = "AWS_ENDPOINT_URL";
     pub const AWS_ENDPOINT_URL_ECS: &'static str = "AWS_ENDPOINT_URL_ECS";
+    /// The profile the SDK's chain reads when no `--profile` or config key names one; evoctl
+    /// refuses one that is in neither profile file, as the AWS CLI does.
+    pub const AWS_PROFILE: &'static str = "AWS_PROFILE";
+    /// The AWS config and credentials files (the SDK's; defaults `~/.aws/config` and
+    /// `~/.aws/credentials`), named in messages.
+    pub const AWS_CONFIG_FILE: &'static str = "AWS_CONFIG_FILE";
+    pub const AWS_SHARED_CREDENTIALS_FILE: &'static str = "AWS_SHARED_CREDENTIALS_FILE";
     /// Credentials in the environment (the SDK reads them); evoctl only holds their values so
     /// that no output ever shows them.
     pub const AWS_SECRET_ACCESS_KEY: &'static str = "AWS_SECRET_ACCESS_KEY";

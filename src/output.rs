@@ -12,6 +12,10 @@
 //! byte by contract. Colours and the QR's black-on-white are painted here, on evoctl's own
 //! [`Style`]s and [`Drawing`]s, never taken from the text.
 //!
+//! A code someone must act on (a QR, a pairing code) is a prompt, not data: it goes to the
+//! terminal ([`prompt`]: stderr, or the controlling terminal), never to stdout, so that
+//! `--output json` and redirected output still show it.
+//!
 //! Stdout is written by a thread of its own, fed through a queue of at most
 //! [`STDOUT_QUEUE_BYTES`]: a paused pager (`| less`) or a slow disk holds back only whoever waits
 //! on [`Printer::stdout_room`] (an exec session then stops reading its socket), never the
@@ -22,7 +26,10 @@
 //! ([`Printer::stdout_closed`]) ends when its reader has gone, not at its next write.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod prompt;
 pub mod sanitize;
+
+pub use prompt::TerminalSize;
 
 use crate::error::Error;
 use serde::Serialize;
@@ -187,12 +194,6 @@ fn reader_gone() -> bool {
     }
 }
 
-/// A block of stdout that [`Printer::redraw`] replaces in place (the QR while it rotates).
-#[derive(Debug, Default)]
-pub struct Redraw {
-    lines: usize,
-}
-
 impl Printer {
     /// A printer for the given format; `quiet` hides notes (not errors or data).
     pub fn new(format: OutputFormat, quiet: bool) -> Self {
@@ -242,45 +243,42 @@ impl Printer {
         self.stdout_is_tty() && std::env::var_os(crate::env_vars::EnvVars::NO_COLOR).is_none()
     }
 
-    /// Print `drawing` and then `caption` on stdout in place of what `region` showed last: on a
-    /// terminal the cursor goes back to the region's first line and clears down first; elsewhere
-    /// (a pipe, a file) the text simply follows, so a log keeps every version.
-    pub fn redraw(&self, region: &mut Redraw, drawing: Option<&Drawing>, caption: &str) {
-        let mut out = String::new();
-        if self.stdout_is_tty() && region.lines > 0 {
-            out.push_str(&format!("\x1b[{}F\x1b[J", region.lines));
-        }
-        let text = self.drawn(drawing, caption);
-        region.lines = text.lines().count();
-        out.push_str(&text);
-        self.stdout.push(out.into_bytes());
-    }
-
     /// Print `drawing` (a QR), then `caption`, on stdout.
     pub fn drawing(&self, drawing: &Drawing, caption: &str) {
         let text = self.drawn(Some(drawing), caption);
         self.stdout.push(text.into_bytes());
     }
 
-    /// A drawing painted black on white where colour is allowed, then the caption, all cleaned.
+    /// A drawing painted black on white on a terminal (under `NO_COLOR` too: a QR's colours are
+    /// its function, not decoration), then the caption, all cleaned.
     fn drawn(&self, drawing: Option<&Drawing>, caption: &str) -> String {
-        let mut out = String::new();
-        let paint = self.colour();
-        for line in drawing.map(|d| d.lines.as_slice()).unwrap_or_default() {
-            let line = sanitize::clean(line);
-            match paint {
-                true => out.push_str(&format!("\x1b[30;107m{line}\x1b[0m\n")),
-                false => out.push_str(&format!("{line}\n")),
-            }
-        }
-        let caption = sanitize::clean(caption);
-        if !caption.is_empty() {
-            out.push_str(&caption);
-            if !caption.ends_with('\n') {
-                out.push('\n');
-            }
-        }
-        out
+        let (drawing, caption) = painted(drawing, caption, self.stdout_is_tty());
+        drawing.into_iter().chain(caption).map(|line| line + "\n").collect()
+    }
+
+    /// The terminal prompts are shown on (stderr when it is one, else the controlling terminal)
+    /// and its size; `None` when the process has no terminal at all.
+    pub fn prompt_terminal(&self) -> Option<TerminalSize> {
+        prompt::terminal()
+    }
+
+    /// Show `drawing` (painted black on white, also under `NO_COLOR`) and `caption` on the
+    /// prompt terminal, in place of the last prompt; `false` when there is no terminal. Not
+    /// hidden by `-q`: a code to act on is not a note.
+    pub fn prompt(&self, drawing: Option<&Drawing>, caption: &str) -> bool {
+        prompt::show(drawing, caption)
+    }
+
+    /// A prompt as text on stderr (the code, when no terminal can show it); not hidden by `-q`.
+    pub fn prompt_text(&self, text: &str) {
+        prompt::stderr(&format!("{}\n", sanitize::clean(text).trim_end_matches('\n')));
+    }
+
+    /// One JSON document on one line of stderr (an event a wrapper can act on while stdout
+    /// waits for the final document); not hidden by `-q`.
+    pub fn event<T: Serialize>(&self, value: &T) {
+        let value = sanitize::clean_json(serde_json::to_value(value).expect("output types serialise"));
+        prompt::stderr(&format!("{}\n", serde_json::to_string(&value).expect("JSON values serialise")));
     }
 
     /// Print lines made of styled spans on stdout: each span cleaned, then coloured by its style
@@ -349,14 +347,14 @@ impl Printer {
     /// A progress or context note on stderr (hidden by `-q`).
     pub fn note(&self, message: &str) {
         if !self.quiet {
-            eprintln!("{}", sanitize::clean(message));
+            prompt::stderr(&format!("{}\n", sanitize::clean(message)));
         }
     }
 
     /// A warning on stderr (hidden by `-q`).
     pub fn warn(&self, message: &str) {
         if !self.quiet {
-            eprintln!("warning: {}", sanitize::clean(message));
+            prompt::stderr(&format!("warning: {}\n", sanitize::clean(message)));
         }
     }
 
@@ -366,11 +364,11 @@ impl Printer {
         let message = sanitize::clean(&error.to_string());
         match error {
             // An interruption is the user's own doing: said plainly, not as an error.
-            Error::Interrupted { .. } => eprintln!("{message}"),
-            _ => eprintln!("error: {message}"),
+            Error::Interrupted { .. } => prompt::stderr(&format!("{message}\n")),
+            _ => prompt::stderr(&format!("error: {message}\n")),
         }
         if let Some(fix) = error.fix() {
-            eprintln!("  fix: {}", sanitize::clean(fix));
+            prompt::stderr(&format!("  fix: {}\n", sanitize::clean(fix)));
         }
         if self.format == OutputFormat::Json {
             self.error_json(error);
@@ -429,6 +427,20 @@ impl Drawing {
     }
 }
 
+/// A drawing's rows and a caption's lines, cleaned; the rows painted black on white (bright
+/// white background, black foreground, so a QR scans on dark and light themes) when `paint`.
+fn painted(drawing: Option<&Drawing>, caption: &str, paint: bool) -> (Vec<String>, Vec<String>) {
+    let rows = drawing.map(|d| d.lines.as_slice()).unwrap_or_default().iter().map(|line| {
+        let line = sanitize::clean(line);
+        match paint {
+            true => format!("\x1b[30;107m{line}\x1b[0m"),
+            false => line,
+        }
+    });
+    let caption = sanitize::clean(caption);
+    (rows.collect(), caption.lines().map(str::to_owned).collect())
+}
+
 /// Log lines (`-v`) on stderr, each cleaned as everything else the printer writes (so the log
 /// formatter writes them without colours).
 #[derive(Debug, Clone, Copy, Default)]
@@ -456,9 +468,7 @@ impl Write for LogLine {
 
 impl Drop for LogLine {
     fn drop(&mut self) {
-        let cleaned = sanitize::clean(&String::from_utf8_lossy(&self.0));
-        let mut err = std::io::stderr().lock();
-        let _ = err.write_all(cleaned.as_bytes());
+        prompt::stderr(&sanitize::clean(&String::from_utf8_lossy(&self.0)));
     }
 }
 

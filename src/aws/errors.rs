@@ -5,6 +5,7 @@
 //! well-known code gets a fix. Callers match on [`AwsFailure::code`] for cases they treat
 //! specially (a missing cluster is "not found", not an API failure).
 
+use super::credentials::NoCredentials;
 use crate::error::Error;
 use aws_sdk_ecs::error::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -56,6 +57,11 @@ where
                 crate::env_vars::EnvVars::EVOCTL_AWS_OPERATION_TIMEOUT
             ),
         },
+        SdkError::DispatchFailure(_) if no_credentials(&err).is_some() => AwsFailure {
+            action,
+            code: "NoCredentials".into(),
+            message: no_credentials(&err).expect("checked").to_string(),
+        },
         SdkError::DispatchFailure(_) if credentials_failure(&err).is_some() => {
             let (code, message) = credentials_failure(&err).expect("checked");
             AwsFailure {
@@ -75,6 +81,18 @@ where
         }
         _ => AwsFailure { action, code: "RequestFailed".into(), message: source_chain(&err) },
     }
+}
+
+/// When the credential chain found nothing at all: where it looked.
+fn no_credentials<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a NoCredentials> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<NoCredentials>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// When a call failed because its credentials could not be had (an assumed role refused, an
@@ -129,6 +147,9 @@ fn fix_for(code: &str, action: &str) -> Option<String> {
         }
         "UntrustedCertificate" => {
             "the endpoint's TLS certificate is not trusted: if a proxy or a private CA signs it, point AWS_CA_BUNDLE (or the profile's ca_bundle) at that CA's PEM file".into()
+        }
+        "NoCredentials" => {
+            "log in with `aws sso login --profile NAME` and pass --profile NAME (or export AWS_PROFILE=NAME), or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into()
         }
         "CredentialsNotLoaded" => {
             "these credentials could not be had: for an assumed role check its trust policy, the ExternalId (external_id) and the source profile's credentials; check with `aws sts get-caller-identity --profile NAME`".into()

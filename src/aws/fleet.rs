@@ -6,6 +6,7 @@
 //! own `env.NAME.aws`, then `[aws]`, then the SDK's chain. Chains are loaded concurrently;
 //! nothing is called until a command reads (credentials and roles resolve on first use).
 
+use super::credentials::{NamedBy, ProfileNamedBy};
 use super::{Aws, AwsSettings};
 use crate::config::{AwsSection, Environment};
 use crate::error::{Error, Result};
@@ -21,9 +22,17 @@ pub struct Fleet {
 
 /// The settings environment `env` is read with.
 pub fn settings_for(flags: &AwsSettings, file: &AwsSection, env: &Environment) -> AwsSettings {
+    let config_key = |key: String| Some(NamedBy::ConfigKey { key, file: file.file.clone() });
+    let (profile, named_by) = match (&flags.profile, &env.aws.profile, &file.profile) {
+        (Some(flag), _, _) => (Some(flag.clone()), flags.profile_named_by.0.clone()),
+        (None, Some(own), _) => (Some(own.clone()), config_key(format!("env.{}.aws.profile", env.name))),
+        (None, None, Some(shared)) => (Some(shared.clone()), config_key("aws.profile".into())),
+        (None, None, None) => (None, None),
+    };
     AwsSettings {
         region: flags.region.clone().or_else(|| env.aws.region.clone()).or_else(|| file.region.clone()),
-        profile: flags.profile.clone().or_else(|| env.aws.profile.clone()).or_else(|| file.profile.clone()),
+        profile,
+        profile_named_by: ProfileNamedBy(named_by),
         role_arn: env.aws.role_arn.as_ref().map(|arn| arn.0.clone()),
         external_id: env.aws.external_id.clone(),
         session_name: env.aws.session_name.as_ref().map(|name| name.0.clone()),
@@ -97,7 +106,8 @@ mod tests {
             role_arn: Some(RoleArn("arn:aws:iam::111111111111:role/Ops".into())),
             ..EnvAws::default()
         };
-        let file = AwsSection { region: Some("us-east-1".into()), profile: Some("base".into()) };
+        let file =
+            AwsSection { region: Some("us-east-1".into()), profile: Some("base".into()), file: "evoctl.toml".into() };
         let none = AwsSettings::default();
         let settings = settings_for(&none, &file, &env);
         assert_eq!(settings.region.as_deref(), Some("us-west-2"));

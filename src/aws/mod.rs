@@ -10,6 +10,7 @@
 //! layer never prints: it returns values or [`crate::error::Error`]s.
 
 pub mod container_secrets;
+pub mod credentials;
 pub mod discovery;
 mod errors;
 pub mod fleet;
@@ -66,6 +67,8 @@ where
 pub struct AwsSettings {
     pub region: Option<String>,
     pub profile: Option<String>,
+    /// Where `profile` was named (for messages).
+    pub profile_named_by: credentials::ProfileNamedBy,
     /// A role assumed on top of the profile's (or the default chain's) credentials.
     pub role_arn: Option<String>,
     pub external_id: Option<String>,
@@ -95,19 +98,7 @@ impl Timeouts {
 
     /// The defaults, with each environment variable that is set taking its place.
     pub fn from_env() -> Result<Timeouts> {
-        let read = |name: &str, default: Duration| -> Result<Duration> {
-            match std::env::var(name) {
-                Ok(value) if !value.trim().is_empty() => {
-                    crate::cli::parse_duration(&value).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
-                        Error::usage(
-                            format!("{name}={value:?} is not a duration"),
-                            format!("set {name} to a duration above zero such as 500ms, 30s or 2m, or unset it"),
-                        )
-                    })
-                }
-                _ => Ok(default),
-            }
-        };
+        let read = crate::duration::from_env;
         Ok(Timeouts {
             connect: read(EnvVars::EVOCTL_AWS_CONNECT_TIMEOUT, Self::DEFAULT.connect)?,
             attempt: read(EnvVars::EVOCTL_AWS_OPERATION_ATTEMPT_TIMEOUT, Self::DEFAULT.attempt)?,
@@ -212,10 +203,14 @@ impl Aws {
         let (env, fs) = (Env::real(), Fs::real());
         // The profile files as the SDK reads them; a file that does not parse is left for the
         // SDK's own credential chain to report.
-        let profiles =
-            aws_config::profile::load(&fs, &env, &Default::default(), settings.profile.clone().map(Cow::Owned))
-                .await
-                .ok();
+        let loaded =
+            aws_config::profile::load(&fs, &env, &Default::default(), settings.profile.clone().map(Cow::Owned)).await;
+        // A profile named on purpose (settings or AWS_PROFILE) must exist: checked before any call.
+        let named = credentials::named_profile(&env, settings.profile.as_deref(), &settings.profile_named_by);
+        if let Some((name, named_by)) = &named {
+            credentials::check_profile(&env, loaded.as_ref().map_err(|err| err as _), name, named_by)?;
+        }
+        let profiles = loaded.ok();
         let retry = retry_config(&env, profiles.as_ref())?;
         let timeouts = Timeouts::from_env()?;
         let ca_bundle = trust::CaBundle::resolve(&env, profiles.as_ref())?;
@@ -253,6 +248,11 @@ impl Aws {
                 .profile_name(profile)
                 .build();
             config = config.into_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build();
+        }
+        // A chain that finds nothing says where it looked.
+        if let Some(chain) = config.credentials_provider() {
+            let explained = credentials::SaysWhereItLooked::wrap(&env, chain, named);
+            config = config.into_builder().credentials_provider(SharedCredentialsProvider::new(explained)).build();
         }
         if let Some(role) = &settings.role_arn {
             let mut assume = aws_config::sts::AssumeRoleProvider::builder(role)

@@ -154,12 +154,26 @@ pub struct ExecTargetArgs {
     pub watchdog_ms: u64,
 }
 
+/// What a command run in the container reads on its stdin.
+#[derive(Debug, Args)]
+pub struct StdinArgs {
+    /// Forward stdin even from a terminal (read until end of input, Ctrl-D); without it, stdin
+    /// is forwarded when it is a pipe or a file
+    #[arg(short = 'i', long, conflicts_with = "no_stdin")]
+    pub interactive: bool,
+    /// Send no stdin to the command: it reads an empty input
+    #[arg(short = 'T', long)]
+    pub no_stdin: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     #[command(flatten)]
     pub target: ExecTargetArgs,
+    #[command(flatten)]
+    pub stdin: StdinArgs,
     /// Give up after this long, AWS calls included (e.g. 90s, 10m; a bare number is seconds)
-    #[arg(long, default_value = "300s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "300s", value_name = "DURATION", value_parser = crate::duration::parse)]
     pub timeout: std::time::Duration,
     /// The command and its arguments (after --)
     #[arg(last = true, required = true)]
@@ -171,7 +185,7 @@ pub struct ShellArgs {
     #[command(flatten)]
     pub target: ExecTargetArgs,
     /// End the shell after this long without input or output (the service's own limit is 20m)
-    #[arg(long, default_value = "20m", value_name = "DURATION", value_parser = parse_duration, env = EnvVars::EVOCTL_SHELL_IDLE_TIMEOUT)]
+    #[arg(long, default_value = "20m", value_name = "DURATION", value_parser = crate::duration::parse, env = EnvVars::EVOCTL_SHELL_IDLE_TIMEOUT)]
     pub idle_timeout: std::time::Duration,
 }
 
@@ -179,13 +193,15 @@ pub struct ShellArgs {
 pub struct NodeArgs {
     #[command(flatten)]
     pub target: ExecTargetArgs,
+    #[command(flatten)]
+    pub stdin: StdinArgs,
     /// Give up after this long, AWS calls included (e.g. 90s, 10m; a bare number is seconds)
-    #[arg(long, default_value = "300s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "300s", value_name = "DURATION", value_parser = crate::duration::parse)]
     pub timeout: std::time::Duration,
     /// Script text to evaluate
     #[arg(short = 'e', long = "eval", conflicts_with = "file", value_name = "JS")]
     pub eval: Option<String>,
-    /// Script file to run
+    /// Script file to run, or - to read the script from stdin
     #[arg(required_unless_present = "eval")]
     pub file: Option<PathBuf>,
 }
@@ -213,7 +229,7 @@ pub struct InstanceDeleteArgs {
     pub instance: DestructiveInstanceArgs,
     /// Give up waiting for Evolution's cleanup after this long (2.3.7 removes the instance only
     /// after its REMOVE_INSTANCE webhook was delivered or retried for about 20 minutes)
-    #[arg(long, default_value = "30m", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "30m", value_name = "DURATION", value_parser = crate::duration::parse)]
     pub timeout: std::time::Duration,
 }
 
@@ -263,7 +279,7 @@ pub struct WebhookTestArgs {
     #[command(flatten)]
     pub instance: InstanceArgs,
     /// Give up on the receiver after this long
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = crate::duration::parse)]
     pub timeout: std::time::Duration,
 }
 
@@ -290,7 +306,7 @@ pub struct ScaleArgs {
     #[arg(long)]
     pub apply: bool,
     /// Give up waiting for tasks after this long (e.g. 90s, 10m)
-    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = crate::duration::parse)]
     pub timeout: std::time::Duration,
 }
 
@@ -300,7 +316,7 @@ pub struct EnforceArgs {
     #[arg(long)]
     pub apply: bool,
     /// Give up waiting for tasks after this long (e.g. 90s, 10m)
-    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = crate::duration::parse)]
     pub timeout: std::time::Duration,
 }
 
@@ -341,13 +357,13 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "FILE")]
     pub png: Option<PathBuf>,
     /// Give up after this long (e.g. 10m, 90s)
-    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = crate::duration::parse)]
     pub timeout: std::time::Duration,
     /// Apply the scaling plan first when the preflight finds drift
     #[arg(long)]
     pub enforce: bool,
     /// How long the instance must stay open to count as linked
-    #[arg(long, default_value = "3s", value_name = "DURATION", value_parser = parse_duration, hide = true)]
+    #[arg(long, default_value = "3s", value_name = "DURATION", value_parser = crate::duration::parse, hide = true)]
     pub stable_for: std::time::Duration,
 }
 
@@ -356,10 +372,10 @@ pub struct ConflictsArgs {
     /// Environment name from the config file
     pub env: String,
     /// How far back to look (e.g. 15m, 2h)
-    #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = crate::duration::parse)]
     pub since: std::time::Duration,
     /// Also sample the instance's connectionState this long for flapping (0 to skip)
-    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = crate::duration::parse)]
     pub sample: std::time::Duration,
 }
 
@@ -368,7 +384,7 @@ pub struct LogsArgs {
     /// Environment name from the config file
     pub env: String,
     /// How far back to start (e.g. 5m, 2h)
-    #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = crate::duration::parse)]
     pub since: std::time::Duration,
     /// Keep reading new lines until Ctrl-C
     #[arg(short, long)]
@@ -395,38 +411,10 @@ pub fn parse_regex(text: &str) -> Result<regex::Regex, String> {
     regex::Regex::new(text).map_err(|e| format!("`{text}` is not a regular expression: {e}"))
 }
 
-/// A duration like `500ms`, `90s`, `15m`, `2h` or `1d` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration: use e.g. 90s, 15m, 2h"))?;
-    let millis = match unit {
-        "ms" => 1,
-        "" | "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("`{text}` has an unknown unit `{unit}`: use ms, s, m, h or d")),
-    };
-    let total = value.checked_mul(millis).ok_or_else(|| format!("`{text}` is too long a duration"))?;
-    Ok(std::time::Duration::from_millis(total))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("90s"), Ok(std::time::Duration::from_secs(90)));
-        assert_eq!(parse_duration("15m"), Ok(std::time::Duration::from_secs(900)));
-        assert_eq!(parse_duration("2h"), Ok(std::time::Duration::from_secs(7200)));
-        assert_eq!(parse_duration("30"), Ok(std::time::Duration::from_secs(30)));
-        assert!(parse_duration("15x").unwrap_err().contains("unknown unit `x`"));
-        assert!(parse_duration("m").unwrap_err().contains("is not a duration"));
-    }
 
     #[test]
     fn cli_definition_is_consistent() {

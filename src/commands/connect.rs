@@ -3,8 +3,9 @@
 //! (a) preflight: every other environment of the number at 0 tasks, this one at its configured
 //! scaling with exactly one live task whose exec agent runs; refused (exit 4) before any
 //! Evolution call, or fixed first with `--enforce`. (b)-(d) one exec session creates the
-//! instance if it is missing, shows each QR (or pairing code) as it appears, redrawn in place on
-//! a terminal, and waits until the instance is `open` and stays open. (e) the webhook is made to
+//! instance if it is missing, shows each QR (or pairing code) as it appears on the terminal
+//! whatever stdout is (a QR replacing the last one in place; see [`crate::runbook::codes`]), and
+//! waits until the instance is `open` and stays open. (e) the webhook is made to
 //! match the config (secret over the data channel). (f) a summary, or JSON. Ctrl-C stops the
 //! wait and says what state things are in.
 
@@ -20,12 +21,10 @@ use crate::exec::run::RunOptions;
 use crate::exec::target::{self, ExecTarget};
 use crate::exit;
 use crate::guard::plan::{self, Observed};
-use crate::output::OutputFormat;
-use crate::qr;
+use crate::runbook::codes::{Code, CodeView};
 use crate::runbook::watch::{EventLines, WatchEvent};
 use crate::runbook::{link, preflight};
 use serde::Serialize;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Time between two connect polls in the container (Evolution's docs: every 1-3 s).
@@ -92,7 +91,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
     // instance that is already connecting), so the first code is a pairing code.
     let create = CreateRequest::seed(&name, wanted_webhook.clone()).pairing(args.pairing_number.as_deref());
     let timing = WatchTiming { interval: POLL, timeout: args.timeout, stable: args.stable_for };
-    let mut view = QrView::new(context, args.png.as_deref());
+    let mut view = QrView::new(context, &env.name, &name, args);
     context.printer.note(&format!("waiting for {name} to be linked (up to {} s)…", args.timeout.as_secs()));
     let mut sink = EventLines::new(|event| view.show(event));
     let agent_wait = Instant::now();
@@ -138,13 +137,25 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
     let number = match last {
         Some(WatchEvent::Linked { number }) => number,
         Some(WatchEvent::Timeout) => {
+            let again = match &args.name {
+                Some(named) => format!("evoctl connect {} {named}", env.name),
+                None => format!("evoctl connect {}", env.name),
+            };
+            let (waiting, fix) = match &args.pairing_number {
+                Some(number) => (
+                    "its pairing code to be entered",
+                    format!("run `{again} --pairing-number {number}` again and enter the new code"),
+                ),
+                None => ("a scan", format!("run `{again}` again and scan the new QR")),
+            };
             return Err(Error::Timeout {
                 message: format!(
-                    "{name} was not linked within {} s ({} QR(s) shown); it is left waiting for a scan",
+                    "{name} was not linked within {} s ({} {} shown); it is left waiting for {waiting}",
                     args.timeout.as_secs(),
-                    view.shown
+                    view.codes.shown,
+                    view.codes.noun()
                 ),
-                fix: Some(format!("run `evoctl connect {}` again and scan the new QR", env.name)),
+                fix: Some(fix),
             });
         }
         Some(WatchEvent::Flap { state }) => {
@@ -166,7 +177,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
             let (problem, fix) = reach.problem().unwrap_or_default();
             return Err(Error::Unavailable {
                 message: format!(
-                    "{name} has shown no QR in {} s and Evolution answers {{count:0}}: {problem}",
+                    "{name} has shown no code in {} s and Evolution answers {{count:0}}: {problem}",
                     NO_QR_CHECK.as_secs()
                 ),
                 fix: format!(
@@ -183,7 +194,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
             ));
         }
     };
-    let already_connected = !view.created && view.shown == 0;
+    let already_connected = !view.created && view.codes.shown == 0;
 
     // (e) the webhook (the linked number came with the watch's last event).
     let webhook = match (&wanted_webhook, already_connected) {
@@ -209,7 +220,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
         already_connected,
         created: view.created,
         enforced,
-        qr_shown: view.shown,
+        qr_shown: view.codes.shown,
         webhook,
         seconds: (started.elapsed().as_millis() as f64 / 100.0).round() / 10.0,
     };
@@ -291,13 +302,11 @@ async fn ready_target(context: &Context, aws: &Aws, env: &Environment) -> Result
     }
 }
 
-/// Shows each QR as it arrives: redrawn in place on a terminal, printed in sequence otherwise,
-/// written to `--png`; warns when QRCODE_LIMIT is near.
+/// Follows the watch: shows each code (see [`crate::runbook::codes`]), warns when QRCODE_LIMIT
+/// is near, and keeps what the messages at the end need.
 struct QrView<'a> {
     context: &'a Context,
-    png: Option<&'a Path>,
-    region: crate::output::Redraw,
-    shown: u64,
+    codes: CodeView<'a>,
     created: bool,
     last_state: Option<String>,
     warned_limit: bool,
@@ -305,12 +314,10 @@ struct QrView<'a> {
 }
 
 impl<'a> QrView<'a> {
-    fn new(context: &'a Context, png: Option<&'a Path>) -> Self {
+    fn new(context: &'a Context, env: &'a str, name: &'a str, args: &'a ConnectArgs) -> Self {
         QrView {
             context,
-            png,
-            region: crate::output::Redraw::default(),
-            shown: 0,
+            codes: CodeView::new(&context.printer, env, name, args.png.as_deref(), args.pairing_number.is_some()),
             created: false,
             last_state: None,
             warned_limit: false,
@@ -327,7 +334,7 @@ impl<'a> QrView<'a> {
             }
             WatchEvent::State { state } => self.last_state = Some(state),
             WatchEvent::Reach(reach) if reach.ok => printer.note(&format!(
-                "no QR after {} s, but the task reaches WhatsApp ({}:{} in {} ms); still waiting…",
+                "no code after {} s, but the task reaches WhatsApp ({}:{} in {} ms); still waiting…",
                 NO_QR_CHECK.as_secs(),
                 reach.host,
                 reach.port,
@@ -335,25 +342,17 @@ impl<'a> QrView<'a> {
             )),
             WatchEvent::Reach(_) => {}
             WatchEvent::Qr { code, pairing, count, limit } => {
-                self.shown += 1;
-                if let Some(path) = self.png
-                    && let Err(err) = qr::write_png(&code, path)
-                {
-                    self.png_error.get_or_insert(err);
-                }
-                if printer.format() == OutputFormat::Table {
-                    self.draw(&code, pairing.as_deref(), count, limit);
-                } else {
-                    printer.note(&format!(
-                        "QR {count} of {limit} shown{}",
-                        self.png.map(|p| format!(" ({})", p.display())).unwrap_or_default()
-                    ));
-                }
+                // Said before the code, so that the code stays the last thing on the screen.
                 if count + LIMIT_MARGIN >= limit && !self.warned_limit {
                     self.warned_limit = true;
+                    let noun = if pairing.is_some() { "pairing code" } else { "QR" };
                     printer.warn(&format!(
-                        "QR {count} of {limit} (QRCODE_LIMIT): after the last one Evolution refuses the instance and a new connect starts over"
+                        "{noun} {count} of {limit} (QRCODE_LIMIT): after the last one Evolution refuses the instance and a new connect starts over"
                     ));
+                }
+                let shown = self.codes.show(Code { qr: &code, pairing: pairing.as_deref(), count, limit });
+                if let Err(err) = shown {
+                    self.png_error.get_or_insert(err);
                 }
             }
             WatchEvent::Linked { .. }
@@ -369,36 +368,17 @@ impl<'a> QrView<'a> {
             | WatchEvent::Gone { .. } => {}
         }
     }
-
-    fn draw(&mut self, code: &str, pairing: Option<&str>, count: u64, limit: u64) {
-        let printer = &self.context.printer;
-        match pairing {
-            Some(pairing) => printer.redraw(
-                &mut self.region,
-                None,
-                &format!(
-                    "pairing code: {pairing}  (WhatsApp > Linked devices > Link with phone number; code {count} of {limit})"
-                ),
-            ),
-            None => match qr::to_terminal(code) {
-                Ok(drawing) => printer.redraw(
-                    &mut self.region,
-                    Some(&drawing),
-                    &format!("scan with WhatsApp > Linked devices > Link a device (QR {count} of {limit})"),
-                ),
-                Err(err) => {
-                    self.png_error.get_or_insert(err);
-                }
-            },
-        }
-    }
 }
 
 fn interrupted(env: &Environment, name: &str, view: &QrView<'_>, enforced: bool) -> String {
     format!(
         "interrupted: {name} is not linked ({}{}){}; the watch in the container was ended and nothing else was changed. Run `evoctl connect {}` again to continue",
         view.last_state.as_deref().map(|s| format!("state {s}")).unwrap_or_else(|| "state unknown".into()),
-        if view.shown > 0 { format!(", {} QR(s) shown", view.shown) } else { String::new() },
+        if view.codes.shown > 0 {
+            format!(", {} {} shown", view.codes.shown, view.codes.noun())
+        } else {
+            String::new()
+        },
         if enforced { "; the scaling plan was applied before" } else { "" },
         env.name
     )

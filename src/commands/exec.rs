@@ -1,21 +1,24 @@
-//! `evoctl exec ENV -- CMD..` and `evoctl node ENV -e JS | FILE`: run in the container, stream
-//! its stdout and stderr separately, and exit with the remote command's own status (125 when
-//! evoctl itself failed, the `docker run` convention). `--timeout` bounds the whole run from the
-//! first AWS call on; however it ends, the exec session is ended too. A closed stdout
-//! (`| head`) ends the run quietly with 0, as ripgrep does.
+//! `evoctl exec ENV -- CMD..` and `evoctl node ENV -e JS | FILE | -`: run in the container, feed
+//! it evoctl's stdin when that is a pipe or a file (a terminal only with `-i`, nothing with
+//! `-T`), stream its stdout and stderr separately, and exit with the remote command's own status
+//! (125 when evoctl itself failed, the `docker run` convention). `--timeout` bounds the whole
+//! run from the first AWS call on; however it ends, the exec session is ended too. A closed
+//! stdout (`| head`) ends the run quietly with 0, as ripgrep does.
 
 use super::Context;
-use crate::cli::{Backend, ExecArgs, ExecTargetArgs, NodeArgs};
+use crate::cli::{Backend, ExecArgs, ExecTargetArgs, NodeArgs, StdinArgs};
 use crate::error::{Error, Result};
 use crate::exec::envelope::{Program, RunSpec, Stdin};
+use crate::exec::input::{self, LocalStdin};
 use crate::exec::run::{OutputSink, RunOptions, Transport};
 use crate::exec::target;
 use crate::exit;
 use crate::output::Printer;
 use futures::future::BoxFuture;
+use std::path::Path;
 use std::time::Duration;
 
-/// Script files up to this size are sent whole as the program; larger ones are streamed.
+/// Script files up to this size are sent whole with the runner; larger ones are streamed after it.
 const MAX_PROGRAM_FILE: u64 = 1024 * 1024;
 
 /// Streams remote output straight to the local stdout / stderr; holds the session back while
@@ -35,31 +38,43 @@ impl OutputSink for Passthrough<'_> {
 }
 
 pub async fn exec(context: &Context, args: &ExecArgs) -> u8 {
-    let spec = RunSpec::argv(args.command.clone());
+    let spec = RunSpec { program: Program::Argv(args.command.clone()), stdin: forwarded(&args.stdin) };
     finish(context, run(context, &args.target, args.timeout, spec).await)
 }
 
 pub async fn node(context: &Context, args: &NodeArgs) -> u8 {
-    let spec = match (&args.eval, &args.file) {
-        // The script travels over the data channel as the program a child node runs; a large
-        // file is streamed to `node -` instead, so its size never becomes evoctl's memory.
-        (Some(script), _) => Ok(RunSpec::node(script.clone(), None)),
-        (None, Some(path)) => match std::fs::metadata(path) {
-            Ok(meta) if meta.len() <= MAX_PROGRAM_FILE => std::fs::read_to_string(path)
-                .map(|script| RunSpec::node(script, None))
-                .map_err(|source| Error::Io { path: path.clone(), source }),
-            Ok(_) => Ok(RunSpec {
-                program: Program::Argv(vec!["node".into(), "-".into()]),
-                stdin: Some(Stdin::File(path.clone())),
-            }),
-            Err(source) => Err(Error::Io { path: path.clone(), source }),
-        },
-        (None, None) => Err(Error::usage("give a script with -e JS or a FILE", "evoctl node ENV -e 'console.log(1)'")),
-    };
-    match spec {
+    match node_spec(args) {
         Ok(spec) => finish(context, run(context, &args.target, args.timeout, spec).await),
         Err(err) => finish(context, Err(err)),
     }
+}
+
+/// evoctl's stdin as the command's input, when it is forwarded (see [`input::forwards`]).
+fn forwarded(args: &StdinArgs) -> Option<Stdin> {
+    input::forwards(LocalStdin::detect(), args.interactive, args.no_stdin).then_some(Stdin::Local)
+}
+
+/// The program of `node ENV`: `-e JS`, a file (sent whole up to [`MAX_PROGRAM_FILE`], streamed
+/// beyond), or `-` for the program on stdin, wherever stdin is (streamed; the program's own
+/// input is then empty); otherwise the program's input is stdin as [`forwarded`] says.
+fn node_spec(args: &NodeArgs) -> Result<RunSpec> {
+    let from_stdin = args.file.as_deref().is_some_and(|path| path == Path::new("-"));
+    let program = match (&args.eval, &args.file) {
+        (Some(script), _) => Program::Node(script.clone()),
+        (None, Some(_)) if from_stdin => Program::NodeFrom(Stdin::Local),
+        (None, Some(path)) => match std::fs::metadata(path) {
+            Ok(meta) if meta.len() <= MAX_PROGRAM_FILE => {
+                Program::Node(std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.clone(), source })?)
+            }
+            Ok(_) => Program::NodeFrom(Stdin::File(path.clone())),
+            Err(source) => return Err(Error::Io { path: path.clone(), source }),
+        },
+        (None, None) => {
+            return Err(Error::usage("give a script with -e JS or a FILE", "evoctl node ENV -e 'console.log(1)'"));
+        }
+    };
+    let stdin = if from_stdin { None } else { forwarded(&args.stdin) };
+    Ok(RunSpec { program, stdin })
 }
 
 async fn run(context: &Context, target_args: &ExecTargetArgs, timeout: Duration, spec: RunSpec) -> Result<i32> {

@@ -6,6 +6,7 @@
 
 use super::Context;
 use crate::aws::Aws;
+use crate::aws::credentials::{self, NamedBy};
 use crate::cli::InitArgs;
 use crate::config::{self, Config, DEFAULT_FILE};
 use crate::error::{Error, Result};
@@ -54,12 +55,14 @@ async fn discover(context: &Context, args: &InitArgs, path: &Path) -> Result<u8>
             "pass --force to replace it, --dry-run to print the discovered config, or --config to write elsewhere",
         ));
     }
-    let profiles: Vec<Option<String>> = match args.discover_profiles.is_empty() {
-        true => vec![context.global.profile.clone()],
-        false => args.discover_profiles.iter().cloned().map(Some).collect(),
+    let (profiles, named_by): (Vec<Option<String>>, _) = match args.discover_profiles.is_empty() {
+        true => (vec![context.global.profile.clone()], NamedBy::Flag("--profile")),
+        false => (args.discover_profiles.iter().cloned().map(Some).collect(), NamedBy::Flag("--discover-profile")),
     };
-    check_profiles_exist(&profiles).await?;
-    let places = discover::places(&profiles, &args.discover_regions, context.global.region.as_deref()).await;
+    let named: Vec<(String, NamedBy)> =
+        profiles.iter().flatten().map(|name| (name.clone(), named_by.clone())).collect();
+    credentials::check_profiles(&named).await?;
+    let places = discover::places(&profiles, &named_by, &args.discover_regions, context.global.region.as_deref()).await;
     for note in &places.notes {
         context.printer.note(note);
     }
@@ -140,25 +143,6 @@ async fn discover(context: &Context, args: &InitArgs, path: &Path) -> Result<u8>
         )
     });
     Ok(exit::OK)
-}
-
-/// A profile named for discovery must be in the AWS config or credentials file.
-async fn check_profiles_exist(profiles: &[Option<String>]) -> Result<()> {
-    use aws_types::os_shim_internal::{Env, Fs};
-    let named: Vec<&str> = profiles.iter().flatten().map(String::as_str).collect();
-    if named.is_empty() {
-        return Ok(());
-    }
-    let sections = aws_config::profile::load(&Fs::real(), &Env::real(), &Default::default(), None).await.ok();
-    for name in named {
-        if sections.as_ref().and_then(|s| s.get_profile(name)).is_none() {
-            return Err(Error::usage(
-                format!("AWS profile `{name}` is not in the AWS config or credentials file"),
-                "list the profiles with `aws configure list-profiles` (AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE name other files)",
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Write via a temporary file beside it and rename: readers never see half a file.

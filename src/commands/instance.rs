@@ -12,7 +12,7 @@ use crate::evolution::{Watch, WatchTiming};
 use crate::exit;
 use crate::output::OutputFormat;
 use crate::output::table;
-use crate::qr;
+use crate::runbook::codes::{Code, CodeView};
 use crate::runbook::link;
 use crate::runbook::watch::{EventLines, WatchEvent};
 use serde_json::json;
@@ -119,8 +119,8 @@ async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
     let mut sink = EventLines::new(|_| {});
     driver.watch_link(watch, &mut sink).await?;
     let (last, stray) = (sink.last.clone(), link::stray_text(&sink.stray));
-    let (code, pairing, count) = match last {
-        Some(WatchEvent::Qr { code, pairing, count, .. }) => (code, pairing, count),
+    let (code, pairing, count, limit) = match last {
+        Some(WatchEvent::Qr { code, pairing, count, limit }) => (code, pairing, count, limit),
         Some(WatchEvent::Linked { .. }) => {
             let report =
                 json!({"schema": "evoctl.connect/v1", "env": reach.env.name, "instance": name, "state": "open"});
@@ -130,7 +130,8 @@ async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
         Some(WatchEvent::Timeout) => {
             return Err(Error::Timeout {
                 message: format!(
-                    "Evolution showed no new QR for {name} within {} s (its socket may not reach WhatsApp)",
+                    "Evolution showed no new {} for {name} within {} s (its socket may not reach WhatsApp)",
+                    if args.pairing_number.is_some() { "pairing code" } else { "QR" },
                     FIRST_CODE_WAIT.as_secs()
                 ),
                 fix: Some(format!(
@@ -150,22 +151,15 @@ async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
             ));
         }
     };
-    if let Some(path) = &args.png {
-        qr::write_png(&code, path)?;
-    }
+    // The code is a prompt: on the terminal (or as text on stderr), never on stdout.
+    let mut view = CodeView::new(&context.printer, &reach.env.name, &name, args.png.as_deref(), pairing.is_some());
+    view.show(Code { qr: &code, pairing: pairing.as_deref(), count, limit })?;
     let report = json!({
         "schema": "evoctl.connect/v1", "env": reach.env.name, "instance": name, "state": "connecting",
         "code": code, "pairing_code": pairing, "count": count, "png": args.png,
     });
-    let drawing = qr::to_terminal(&code)?;
-    match (context.printer.format(), &pairing) {
-        (OutputFormat::Json, _) => context.printer.json(&report),
-        (OutputFormat::Table, Some(pairing)) => context
-            .printer
-            .text(&format!("pairing code for {name}: {pairing}\n(WhatsApp > Linked devices > Link with phone number)")),
-        (OutputFormat::Table, None) => context
-            .printer
-            .drawing(&drawing, &format!("scan with WhatsApp > Linked devices > Link a device (QR {count} for {name})")),
+    if context.printer.format() == OutputFormat::Json {
+        context.printer.json(&report);
     }
     Ok(exit::OK)
 }

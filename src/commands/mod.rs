@@ -20,6 +20,7 @@ mod status;
 mod task;
 mod webhook;
 
+use crate::aws::credentials::{NamedBy, ProfileNamedBy};
 use crate::aws::{Aws, AwsSettings, Fleet};
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::config::{Config, Environment};
@@ -41,7 +42,12 @@ impl Context {
 
     /// The `--profile`/`--region` flags, which win over the config file.
     pub fn aws_flags(&self) -> AwsSettings {
-        AwsSettings { region: self.global.region.clone(), profile: self.global.profile.clone(), ..Default::default() }
+        AwsSettings {
+            region: self.global.region.clone(),
+            profile: self.global.profile.clone(),
+            profile_named_by: ProfileNamedBy(Some(NamedBy::Flag("--profile"))),
+            ..Default::default()
+        }
     }
 
     /// The AWS chains of every environment of the config (each distinct chain once).

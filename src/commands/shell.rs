@@ -27,17 +27,7 @@ pub const SETUP_LIMIT: Duration = Duration::from_secs(120);
 
 /// The set-up limit, from the environment or the default.
 fn setup_limit() -> Result<Duration> {
-    match std::env::var(EnvVars::EVOCTL_SHELL_SETUP_TIMEOUT) {
-        Ok(value) if !value.trim().is_empty() => {
-            crate::cli::parse_duration(&value).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
-                Error::usage(
-                    format!("{}={value:?} is not a duration", EnvVars::EVOCTL_SHELL_SETUP_TIMEOUT),
-                    "use a duration above zero such as 30s or 2m, or unset it",
-                )
-            })
-        }
-        _ => Ok(SETUP_LIMIT),
-    }
+    crate::duration::from_env(EnvVars::EVOCTL_SHELL_SETUP_TIMEOUT, SETUP_LIMIT)
 }
 
 pub async fn run(context: &Context, args: &ShellArgs) -> Result<u8> {

@@ -139,7 +139,8 @@ impl Config {
                 fix: "add at least one, e.g. [env.production] with cluster = \"...\" (see `evoctl init`)".into(),
             });
         }
-        Ok(Config { path: path.to_path_buf(), aws: file.aws, environments })
+        let aws = AwsSection { file: path.to_path_buf(), ..file.aws };
+        Ok(Config { path: path.to_path_buf(), aws, environments })
     }
 
     /// The environment called `name`, or a usage error listing the known ones.

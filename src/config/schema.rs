@@ -25,6 +25,9 @@ pub struct ConfigFile {
 pub struct AwsSection {
     pub region: Option<String>,
     pub profile: Option<String>,
+    /// The config file the section was read from (messages name its keys with it).
+    #[serde(skip)]
+    pub file: std::path::PathBuf,
 }
 
 /// `[service]`: defaults shared by every environment.

@@ -6,11 +6,13 @@
 //! request ever rides in it, so CloudTrail, exec logging and `ps` in the container see only the
 //! bootstrap. The bootstrap switches the tty to raw mode (no echo), prints the ready mark and
 //! reads the program from the data channel (encrypted where KMS is on): the runner with its spec
-//! (the command's argv, or a node program that a child node reads from fd 3), then the command's
-//! input if it has any. The runner spawns the command without a shell and reports everything on
-//! marker lines, `EVOCTL-<nonce>:<kind>:<base64>` — O stdout, E stderr, R ready for input,
-//! X exit status. The parser reads only whole marker lines carrying that nonce, so banners, CRLF,
-//! ANSI sequences and forged markers cannot corrupt or spoof the result.
+//! (the command's argv, or a node program that a child node reads from fd 3). The runner spawns
+//! the command at once, without a shell, and passes on what follows as it arrives: a node program
+//! too large for the spec (to the child's fd 3), then the command's input (to its stdin), each a
+//! stream of base64 pieces separated by `,` and ended by `.` — the end of input the command sees.
+//! Everything comes back on marker lines, `EVOCTL-<nonce>:<kind>:<base64>` — O stdout, E stderr,
+//! R ready for input, X exit status. The parser reads only whole marker lines carrying that
+//! nonce, so banners, CRLF, ANSI sequences and forged markers cannot corrupt or spoof the result.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -46,6 +48,9 @@ pub enum Program {
     Argv(Vec<String>),
     /// A node program (its source), run by a child node that reads it from a pipe.
     Node(String),
+    /// A node program streamed from this source (a large file, or evoctl's stdin): sent after
+    /// the runner and before the input, to the same pipe of the child node.
+    NodeFrom(Stdin),
 }
 
 impl RunSpec {
@@ -60,18 +65,24 @@ impl RunSpec {
     }
 }
 
-/// Where a command's stdin comes from.
+/// Where a stream typed into the session (a command's stdin, a streamed program) comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stdin {
     /// Bytes in memory (a secret, a small input).
     Bytes(Vec<u8>),
-    /// A local file, streamed in chunks so its size never becomes evoctl's memory.
+    /// A local file, streamed in pieces so its size never becomes evoctl's memory.
     File(std::path::PathBuf),
+    /// evoctl's own stdin (a pipe, a file, or a terminal when asked), streamed as it is read
+    /// until its end.
+    Local,
 }
 
-/// Input is read and encoded in pieces this large (a multiple of 3, so the pieces' base64
-/// concatenates to the whole input's).
+/// Input is read and encoded in pieces of at most this many bytes.
 pub const STDIN_CHUNK: usize = 48 * 1024;
+/// Ends one piece of a stream (the next piece is encoded on its own).
+pub const PIECE_END: u8 = b',';
+/// Ends a stream: the command (or the program's pipe) sees the end of its input.
+pub const STREAM_END: u8 = b'.';
 
 /// A prepared run: the command string for ExecuteCommand, the program to send once the
 /// bootstrap is ready, and the nonce to parse with.
@@ -95,9 +106,15 @@ impl Envelope {
         let (argv, program) = match &spec.program {
             Program::Argv(argv) => (Some(argv), None),
             Program::Node(source) => (None, Some(source)),
+            Program::NodeFrom(_) => (None, None),
         };
-        let spec_json =
-            serde_json::json!({"n": nonce, "argv": argv, "program": program, "stdin": spec.stdin.is_some()});
+        let spec_json = serde_json::json!({
+            "n": nonce,
+            "argv": argv,
+            "program": program,
+            "streamed": matches!(spec.program, Program::NodeFrom(_)),
+            "stdin": spec.stdin.is_some(),
+        });
         let runner = RUNNER.replace("__SPEC__", &spec_json.to_string());
         Envelope { command: Envelope::command(&nonce), program: Envelope::stdin_payload(runner.as_bytes()), nonce }
     }
@@ -107,16 +124,17 @@ impl Envelope {
         format!("node -e \"{}\" {nonce}", *BOOTSTRAP_LINE)
     }
 
-    /// The bytes to type once the remote side is ready: base64 of the input, then `.`.
+    /// A whole stream in one piece, as it is typed: its base64, then the end mark.
     pub fn stdin_payload(input: &[u8]) -> Vec<u8> {
-        let mut payload = Self::stdin_piece(input);
-        payload.push(b'.');
-        payload
+        Self::stdin_piece(input, STREAM_END)
     }
 
-    /// One piece of the input (a multiple of 3 bytes except the last), as it is typed.
-    pub fn stdin_piece(input: &[u8]) -> Vec<u8> {
-        STANDARD.encode(input).into_bytes()
+    /// One piece of a stream as it is typed: its own base64 (padded), then `end` ([`PIECE_END`]
+    /// when more follows, [`STREAM_END`] for the last).
+    pub fn stdin_piece(input: &[u8], end: u8) -> Vec<u8> {
+        let mut piece = STANDARD.encode(input).into_bytes();
+        piece.push(end);
+        piece
     }
 }
 

@@ -1,11 +1,13 @@
 //! Running one command through the envelope: choose the backend, stream the parsed stdout and
-//! stderr to the caller, send the program and then stdin once the bootstrap is ready (stdin
-//! streamed in pieces, so a large input never sits in memory whole), and return the remote exit
-//! status, or an error when the output was cut short. The whole run, from the first AWS call on,
+//! stderr to the caller, send the program and then the input once the bootstrap is ready (the
+//! input streamed in pieces alongside the output, so a large input never sits in memory whole
+//! and a command that reads as it writes keeps going), and return the remote exit status, or an
+//! error when the output was cut short. The whole run, from the first AWS call on,
 //! is bounded by its deadline.
 
-use super::envelope::{Envelope, EnvelopeError, EnvelopeParser, Piece, RunSpec, STDIN_CHUNK, Stdin};
+use super::envelope::{Envelope, EnvelopeError, EnvelopeParser, Piece, Program, RunSpec, Stdin};
 use super::flow::{OUTPUT_QUEUE_BYTES, OutputReceiver, output_queue};
+use super::input;
 use super::native::{self, Input, SessionOptions};
 use super::plugin;
 use super::ssm::messages::TerminalSize;
@@ -14,7 +16,6 @@ use crate::aws::Aws;
 use crate::error::{Error, ExecKind, Result};
 use futures::future::BoxFuture;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 /// Where the parsed output goes.
@@ -105,7 +106,11 @@ pub async fn run(
     };
     let mut parser = EnvelopeParser::new(&envelope.nonce);
     let end = {
-        let input = Sent { program: envelope.program.clone(), stdin: spec.stdin.clone() };
+        let streamed = match &spec.program {
+            Program::NodeFrom(source) => Some(source.clone()),
+            _ => None,
+        };
+        let input = Sent { program: envelope.program.clone(), streamed, stdin: spec.stdin.clone() };
         let consume = consume(received, &mut parser, input, input_tx, sink);
         tokio::pin!(transport, consume);
         let mut consumed = false;
@@ -148,14 +153,18 @@ pub async fn run(
     })
 }
 
-/// What a run types into the session once the bootstrap is ready: the program, then the input.
+/// What a run types into the session once the bootstrap is ready: the program, then the streams.
 struct Sent {
     program: Vec<u8>,
+    /// A node program streamed after the runner.
+    streamed: Option<Stdin>,
     stdin: Option<Stdin>,
 }
 
 /// Parse the session's output into the sink, releasing it only once the sink has room; at the
-/// ready mark, send the program and then the input.
+/// ready mark, start typing the program and the input. The input is typed alongside (a command
+/// reads while it writes); once the output ends, input still unread locally is abandoned (the
+/// command has exited: `yes | evoctl exec ENV -- head -1`), and a local read error ends the run.
 async fn consume(
     mut received: OutputReceiver,
     parser: &mut EnvelopeParser,
@@ -165,7 +174,20 @@ async fn consume(
 ) -> Result<()> {
     let mut sent = Some(sent);
     let mut feeder: Option<tokio::task::JoinHandle<Result<()>>> = None;
-    while let Some(bytes) = received.recv().await {
+    loop {
+        let bytes = tokio::select! {
+            bytes = received.recv() => match bytes {
+                Some(bytes) => bytes,
+                None => break,
+            },
+            typed = async { feeder.as_mut().expect("guarded").await }, if feeder.is_some() => {
+                feeder = None;
+                match typed {
+                    Ok(Err(err)) => return Err(err),
+                    _ => continue,
+                }
+            }
+        };
         for piece in parser.feed(&bytes) {
             match piece {
                 Piece::Stdout(data) => sink.stdout(&data),
@@ -181,48 +203,20 @@ async fn consume(
         sink.room().await?;
         received.release(bytes.len());
     }
-    if let Some(feeder) = feeder
-        && let Ok(Err(err)) = feeder.await
-    {
-        return Err(err);
+    if let Some(feeder) = feeder {
+        feeder.abort();
     }
     Ok(())
 }
 
-/// Type the program, then the input: base64 in pieces, each ended by the end mark. The channel is
-/// bounded and the session stops taking input while 256 KiB are unacknowledged, so this waits
-/// instead of reading ahead.
+/// Type the program, then each stream. The channel is bounded and the session stops taking
+/// input while 256 KiB are unacknowledged, so this waits instead of reading ahead.
 async fn feed(sent: Sent, input: mpsc::Sender<Input>) -> Result<()> {
     if input.send(Input::Data(sent.program)).await.is_err() {
         return Ok(());
     }
-    let Some(source) = sent.stdin else { return Ok(()) };
-    match source {
-        Stdin::Bytes(data) => {
-            let _ = input.send(Input::Data(Envelope::stdin_payload(&data))).await;
-        }
-        Stdin::File(path) => {
-            let io = |source| Error::Io { path: path.clone(), source };
-            let mut file = tokio::fs::File::open(&path).await.map_err(io)?;
-            let mut buffer = vec![0u8; STDIN_CHUNK];
-            loop {
-                let mut filled = 0;
-                while filled < buffer.len() {
-                    match file.read(&mut buffer[filled..]).await.map_err(io)? {
-                        0 => break,
-                        n => filled += n,
-                    }
-                }
-                let last = filled < buffer.len();
-                let mut piece = Envelope::stdin_piece(&buffer[..filled]);
-                if last {
-                    piece.push(b'.');
-                }
-                if input.send(Input::Data(piece)).await.is_err() || last {
-                    break;
-                }
-            }
-        }
+    for source in [sent.streamed, sent.stdin].into_iter().flatten() {
+        input::type_stream(&source, &input).await?;
     }
     Ok(())
 }

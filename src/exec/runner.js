@@ -1,6 +1,7 @@
 // evoctl run envelope: evaluated in the container by the bootstrap (the command line) as the
 // body of a function of `rest`, the input that followed this program on the data channel.
-// SPEC = {"n": nonce, "argv": [cmd, ...args] | null, "program": node source | null, "stdin": bool}
+// SPEC = {"n": nonce, "argv": [cmd, ...args] | null, "program": node source | null,
+//         "streamed": bool (the node program follows as a stream), "stdin": bool}
 // Every line evoctl reads is "\n<MARK><kind>:<base64>\n"; anything else on the tty is ignored.
 const S = __SPEC__;
 const M = "EVOCTL-" + S.n + ":";
@@ -20,40 +21,62 @@ const done = (c) => { say("X", String(c)); process.exit(0); };
 // A node program runs in a child node that reads it from fd 3, so neither the command line nor
 // the child's argv (what `ps` shows) carries it.
 const FD3 = "const c=[],s=new (require('net').Socket)({fd:3,readable:true,writable:false});s.on('data',(d)=>c.push(d));s.on('end',()=>{s.destroy();eval(Buffer.concat(c).toString())})";
-const start = (input) => {
-  let child;
-  const stdio = [input === null ? "ignore" : "pipe", "pipe", "pipe"];
-  const cp = require("child_process");
-  const argv = S.program === null ? S.argv : [process.execPath, "-e", FD3];
-  try {
-    child = cp.spawn(argv[0], argv.slice(1), { stdio: S.program === null ? stdio : stdio.concat("pipe") });
-  } catch (e) { say("E", "evoctl: " + e.message + "\n"); return done(127); }
-  child.stdout.on("data", (d) => say("O", d));
-  child.stderr.on("data", (d) => say("E", d));
-  child.on("error", (e) => { say("E", "evoctl: " + argv[0] + ": " + e.message + "\n"); done(e.code === "ENOENT" ? 127 : 126); });
-  child.on("close", (code, sig) => done(code === null ? 128 + (require("os").constants.signals[sig] || 0) : code));
-  if (S.program !== null) { child.stdio[3].on("error", () => {}); child.stdio[3].end(S.program); }
-  if (input !== null) { child.stdin.on("error", () => {}); child.stdin.end(input); }
-};
 const tty = process.stdin;
-if (!S.stdin) {
-  if (tty.isTTY) tty.setRawMode(false);
-  start(null);
-} else {
-  // The command's input follows the program, base64 ended by "."; pieces are kept as they come
-  // (no re-scan of what arrived before): the input can be large.
-  const pieces = [];
-  let ended = false;
-  const take = (piece) => {
-    if (ended) return;
-    const end = piece.indexOf(".");
-    pieces.push(end >= 0 ? piece.slice(0, end) : piece);
-    if (end < 0) return;
-    ended = true;
-    tty.pause();
-    if (tty.isTTY) tty.setRawMode(false);
-    start(Buffer.from(pieces.join("").replace(/[^A-Za-z0-9+/=]/g, ""), "base64"));
-  };
+const node = S.argv === null;
+const argv = node ? [process.execPath, "-e", FD3] : S.argv;
+const stdio = [S.stdin ? "pipe" : "ignore", "pipe", "pipe"].concat(node ? ["pipe"] : []);
+let child;
+try {
+  child = require("child_process").spawn(argv[0], argv.slice(1), { stdio });
+} catch (e) { say("E", "evoctl: " + e.message + "\n"); done(127); }
+child.stdout.on("data", (d) => say("O", d));
+child.stderr.on("data", (d) => say("E", d));
+child.on("error", (e) => { say("E", "evoctl: " + argv[0] + ": " + e.message + "\n"); done(e.code === "ENOENT" ? 127 : 126); });
+child.on("close", (code, sig) => done(code === null ? 128 + (require("os").constants.signals[sig] || 0) : code));
+// The streams that follow, in order: the program (to fd 3), then the command's input.
+const sinks = [];
+if (node) {
+  child.stdio[3].on("error", () => {});
+  if (S.streamed) sinks.push(child.stdio[3]); else child.stdio[3].end(S.program);
+}
+if (S.stdin) { child.stdin.on("error", () => {}); sinks.push(child.stdin); }
+const finished = () => { tty.pause(); if (tty.isTTY) tty.setRawMode(false); };
+// Each piece is its own base64, ended by "," (more follows) or "." (the stream's end). A piece
+// is passed on as soon as it is whole; while the child does not take it, the tty is not read,
+// so the data channel holds the rest back.
+let held = false;
+const resume = () => { if (held) { held = false; tty.resume(); } };
+const put = (sink, bytes) => {
+  if (sink.destroyed || sink.write(bytes) || held) return;
+  held = true;
+  tty.pause();
+  const go = () => { sink.off("drain", go); sink.off("close", go); resume(); };
+  sink.on("drain", go);
+  sink.on("close", go);
+};
+const MARK = /[,.]/g;
+let part = [];
+const take = (text) => {
+  let at = 0;
+  while (sinks.length > 0) {
+    MARK.lastIndex = at;
+    const m = MARK.exec(text);
+    if (m === null) { if (at < text.length) part.push(text.slice(at)); return; }
+    part.push(text.slice(at, m.index));
+    at = m.index + 1;
+    const bytes = Buffer.from(part.join("").replace(/[^A-Za-z0-9+/=]/g, ""), "base64");
+    part = [];
+    const sink = sinks[0];
+    if (bytes.length > 0) put(sink, bytes);
+    if (m[0] === ".") {
+      sinks.shift();
+      if (!sink.destroyed) sink.end();
+      if (sinks.length === 0) finished();
+    }
+  }
+};
+if (sinks.length === 0) finished();
+else {
   take(rest);
-  if (!ended) { tty.on("data", (d) => take(d.toString("latin1"))); tty.resume(); }
+  if (sinks.length > 0) { tty.on("data", (d) => take(d.toString("latin1"))); if (!held) tty.resume(); }
 }

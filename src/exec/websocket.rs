@@ -34,17 +34,7 @@ pub fn config() -> WebSocketConfig {
 
 /// The bound on opening, from the environment or the default.
 pub fn connect_timeout() -> Result<Duration> {
-    match std::env::var(EnvVars::EVOCTL_DATA_CHANNEL_CONNECT_TIMEOUT) {
-        Ok(value) if !value.trim().is_empty() => {
-            crate::cli::parse_duration(&value).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
-                Error::usage(
-                    format!("{}={value:?} is not a duration", EnvVars::EVOCTL_DATA_CHANNEL_CONNECT_TIMEOUT),
-                    "use a duration above zero such as 10s, or unset it",
-                )
-            })
-        }
-        _ => Ok(CONNECT_TIMEOUT),
-    }
+    crate::duration::from_env(EnvVars::EVOCTL_DATA_CHANNEL_CONNECT_TIMEOUT, CONNECT_TIMEOUT)
 }
 
 /// Open `url` (bounded by `limit`), through the environment's proxy when it applies.

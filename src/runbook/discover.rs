@@ -25,6 +25,7 @@
 //! production, or two environments that would be live together on the one number the file gives
 //! them all, is a warning on stderr and in the file's header.
 
+use crate::aws::credentials::{NamedBy, ProfileNamedBy};
 use crate::aws::discovery::{ScalableRange, ServiceRef};
 use crate::aws::{Aws, AwsSettings, scaling, sdk_failure};
 use crate::env_vars::EnvVars;
@@ -351,9 +352,14 @@ pub struct Places {
     pub notes: Vec<String>,
 }
 
-/// Each profile (`None`: the default chain) with the region(s) it is read in; see the module
-/// documentation for the order.
-pub async fn places(profiles: &[Option<String>], discover_regions: &[String], region_flag: Option<&str>) -> Places {
+/// Each profile (`None`: the default chain; the others named by `named_by`) with the region(s) it
+/// is read in; see the module documentation for the order.
+pub async fn places(
+    profiles: &[Option<String>],
+    named_by: &NamedBy,
+    discover_regions: &[String],
+    region_flag: Option<&str>,
+) -> Places {
     let chosen: Vec<String> = match discover_regions.is_empty() {
         false => discover_regions.to_vec(),
         true => region_flag.map(str::to_owned).into_iter().collect(),
@@ -363,7 +369,12 @@ pub async fn places(profiles: &[Option<String>], discover_regions: &[String], re
         .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()).map(|value| (var, value)));
     let (mut chains, mut notes) = (Vec::new(), Vec::new());
     for profile in profiles {
-        let chain = |region: Option<String>| AwsSettings { profile: profile.clone(), region, ..AwsSettings::default() };
+        let chain = |region: Option<String>| AwsSettings {
+            profile: profile.clone(),
+            profile_named_by: ProfileNamedBy(Some(named_by.clone())),
+            region,
+            ..AwsSettings::default()
+        };
         if !chosen.is_empty() {
             chains.extend(chosen.iter().map(|region| chain(Some(region.clone()))));
             continue;

@@ -2,9 +2,10 @@
 //! Evolution driver. [`preflight`] decides whether an environment may be linked now, [`watch`]
 //! reads the event stream of the link watch that runs in the container, [`doctor`] holds the
 //! layered troubleshooting checks, [`link`] holds what the link flows of `connect` and `instance`
-//! share, and [`discover`] finds the Evolution services of an AWS estate
+//! share, [`codes`] shows each linking code to the person who links, and [`discover`] finds the Evolution services of an AWS estate
 //! for `init --discover`. The `connect`, `doctor` and `init` commands drive them.
 
+pub mod codes;
 pub mod discover;
 pub mod doctor;
 pub mod link;

@@ -1,7 +1,9 @@
 //! The user's AWS settings win, and every AWS call is bounded: the profile's `max_attempts` is
 //! the number of attempts (counted in the lab's journal), invalid retry settings are usage errors
 //! naming the variable or key before any call, and a stalled call ends at the attempt timeout
-//! with a message that names the call and the variable that sets the bound.
+//! with a message that names the call and the variable that sets the bound. Credentials are said
+//! plainly: a named profile in neither AWS file is refused with where it was named, and no
+//! credentials at all is one line naming where the chain looked.
 
 use crate::support::{Lab, text};
 use serde_json::json;
@@ -87,4 +89,122 @@ fn a_stalled_call_ends_at_the_attempt_timeout_and_says_which() {
     let stderr = text(&output.stderr);
     assert!(stderr.starts_with("error: DescribeServices failed: Timeout: "), "{stderr}");
     assert!(stderr.contains("EVOCTL_AWS_OPERATION_ATTEMPT_TIMEOUT"), "{stderr}");
+}
+
+/// The lab's AWS files: `[default]` and `prod` (regions only, no credentials).
+fn write_profiles(lab: &Lab) {
+    let aws_dir = lab.dir.path().join(".aws");
+    std::fs::create_dir_all(&aws_dir).unwrap();
+    std::fs::write(aws_dir.join("config"), "[default]\nregion = us-east-1\n[profile prod]\nregion = us-east-1\n")
+        .unwrap();
+}
+
+/// A profile named by `--profile`, `AWS_PROFILE` or `env.NAME.aws.profile` that is in neither AWS
+/// file is a usage error naming it and where it was named, before any AWS call; an unknown
+/// `AWS_PROFILE` is refused even with keys in the environment, as the AWS CLI does.
+#[test]
+fn a_profile_in_neither_aws_file_is_refused_naming_where_it_was_named() {
+    let lab = Lab::start("seed");
+    write_profiles(&lab);
+    let known = "  fix: the profiles there: default, prod; ";
+    let output = lab.evoctl().args(["--profile", "nosuch", "status"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: AWS profile `nosuch` (named by --profile) is in neither ~/.aws/config nor ~/.aws/credentials\n{known}name one of them with --profile, or create it (`aws configure sso --profile nosuch`)\n"
+        )
+    );
+    // The lab's keys are in the environment: the typo is refused all the same.
+    let output = lab.evoctl().env("AWS_PROFILE", "nosuch").args(["task", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let from_env = format!(
+        "error: AWS profile `nosuch` (named by AWS_PROFILE) is in neither ~/.aws/config nor ~/.aws/credentials\n{known}fix or unset AWS_PROFILE (the AWS CLI refuses an unknown profile too, even with keys in the environment)\n"
+    );
+    assert_eq!(text(&output.stderr), from_env);
+    // exec keeps its own code for evoctl's failures, with the same words.
+    let output = lab.evoctl().env("AWS_PROFILE", "nosuch").args(["exec", "production", "--", "true"]).output().unwrap();
+    assert_eq!((output.status.code(), text(&output.stderr)), (Some(125), from_env));
+    let elsewhere = lab.dir.path().join("aws-config");
+    std::fs::write(&elsewhere, "[profile ops]\n").unwrap();
+    let output = lab
+        .evoctl()
+        .env("AWS_CONFIG_FILE", &elsewhere)
+        .env("AWS_PROFILE", "prod")
+        .args(["task", "production"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: AWS profile `prod` (named by AWS_PROFILE) is in neither {} nor ~/.aws/credentials\n  fix: the profiles there: ops; fix or unset AWS_PROFILE (the AWS CLI refuses an unknown profile too, even with keys in the environment)\n",
+            elsewhere.display()
+        )
+    );
+
+    let config = lab.config_path();
+    let text_of = std::fs::read_to_string(&config).unwrap();
+    let typo = text_of.replacen("[env.staging]\n", "[env.staging]\naws = { profile = \"stagng\" }\n", 1);
+    assert_ne!(typo, text_of, "the lab's config has [env.staging]");
+    std::fs::write(&config, typo).unwrap();
+    let named = format!(
+        "error: AWS profile `stagng` (named by env.staging.aws.profile in {}) is in neither ~/.aws/config nor ~/.aws/credentials",
+        config.display()
+    );
+    let fix = format!(
+        "{known}fix env.staging.aws.profile in {}, or create it (`aws configure sso --profile stagng`)\n",
+        config.display()
+    );
+    let output = lab.evoctl().args(["task", "staging"]).output().unwrap();
+    assert_eq!((output.status.code(), text(&output.stderr)), (Some(2), format!("{named}\n{fix}")));
+    // Read together with production (another chain), the error says which environment it is for.
+    let output = lab.evoctl().args(["status"]).output().unwrap();
+    assert_eq!((output.status.code(), text(&output.stderr)), (Some(2), format!("{named} (for staging)\n{fix}")));
+    assert!(lab.journal().is_empty(), "no AWS call was made: {:?}", lab.journal());
+    // The other environments are read as before.
+    let output = lab.evoctl().args(["task", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+}
+
+/// No credentials at all: one line naming where the chain looked, and the usual fixes; a named
+/// profile that holds none says so. The exit code is the AWS failure's, as before.
+#[test]
+fn no_credentials_are_said_plainly() {
+    let lab = Lab::start("seed");
+    let fix = "  fix: log in with `aws sso login --profile NAME` and pass --profile NAME (or export AWS_PROFILE=NAME), or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\n";
+    let without_keys = || {
+        let mut command = lab.evoctl();
+        command.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+        command
+    };
+    let output = without_keys().args(["task", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(5));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: DescribeServices failed: NoCredentials: no AWS credentials found: none in the environment (AWS_ACCESS_KEY_ID), in profile `default` of ~/.aws/credentials and ~/.aws/config, from web identity (AWS_WEB_IDENTITY_TOKEN_FILE), the ECS container endpoint or EC2 instance metadata\n{fix}"
+        )
+    );
+    write_profiles(&lab);
+    let output = without_keys().env("AWS_PROFILE", "prod").args(["task", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(5));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: DescribeServices failed: NoCredentials: no AWS credentials found: none in the environment (AWS_ACCESS_KEY_ID), in profile `prod` (AWS_PROFILE) of ~/.aws/credentials and ~/.aws/config, from web identity (AWS_WEB_IDENTITY_TOKEN_FILE), the ECS container endpoint or EC2 instance metadata\n{fix}"
+        )
+    );
+    let output = lab.evoctl().args(["--profile", "prod", "task", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(5));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: DescribeServices failed: NoCredentials: AWS profile `prod` (named by --profile) holds no credentials: no keys, role_arn, SSO, credential_process or web identity for it in ~/.aws/config or ~/.aws/credentials\n{fix}"
+        )
+    );
+    assert!(lab.journal().is_empty(), "no call was signed: {:?}", lab.journal());
+    // As with the AWS CLI, keys in the environment come before a known AWS_PROFILE's.
+    let output = lab.evoctl().env("AWS_PROFILE", "prod").args(["task", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
 }

@@ -63,9 +63,13 @@ fn conflicts_finds_the_loop_its_two_second_period_and_the_flapping_state() {
 #[test]
 fn a_bad_since_is_a_usage_error() {
     let lab = Lab::start("seed");
-    let output = lab.evoctl().args(["conflicts", "production", "--since", "15 minutes"]).output().unwrap();
+    let output = lab.evoctl().args(["conflicts", "production", "--since", "15 minuets"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output.stderr).contains("has an unknown unit ` minutes`"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("`15 minuets` has an unknown unit `minuets`: use ms, s, m, h or d"),
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 #[test]

@@ -142,7 +142,9 @@ fn bad_discovery_input_is_a_clear_error_and_never_a_partial_file() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        text(&output.stderr).starts_with("error: AWS profile `nope` is not in the AWS config or credentials file\n"),
+        text(&output.stderr).starts_with(
+            "error: AWS profile `nope` (named by --discover-profile) is in neither ~/.aws/config nor ~/.aws/credentials\n"
+        ),
         "{}",
         text(&output.stderr)
     );

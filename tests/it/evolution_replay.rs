@@ -576,8 +576,11 @@ fn call(stand_in: &StandIn, method: &str, path: &str, body: Option<Value>, key: 
 fn the_stand_in_keeps_the_real_servers_qr_socket_and_timer_rules() {
     const KEY: &str = "realevo-test-key-0123456789";
     let dir = tempfile::tempdir().unwrap();
-    let env = "AUTHENTICATION_API_KEY=realevo-test-key-0123456789\nDEL_INSTANCE=5m\nLOG_COLOR=false\n";
-    let stand_in = start_stand_in(dir.path(), env, "reachable");
+    let env = "AUTHENTICATION_API_KEY=realevo-test-key-0123456789\nDEL_INSTANCE=1m\nLOG_COLOR=false\n";
+    // At a twentieth of real time, not the replay's hundredth: connect's answer (2 s) and the
+    // first QR (3 s) are then 50 ms apart, which a loaded machine does not close.
+    let stand_in =
+        StandIn::start(dir.path(), "reachable", env, &["--whatsapp", "reachable", "--evolution-time-scale", "0.05"]);
     let create = |name: &str, extra: Value| {
         let mut body = json!({"instanceName": name, "integration": "WHATSAPP-BAILEYS"});
         body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
@@ -643,7 +646,7 @@ fn the_stand_in_keeps_the_real_servers_qr_socket_and_timer_rules() {
     assert_eq!(call(&stand_in, "DELETE", "/instance/logout/pairing", None, KEY).0, 200);
     assert_eq!(state("pairing")["instance"]["state"], "close");
 
-    // DEL_INSTANCE=5m: five minutes (scaled: 3 s) after create, an instance that is not open is
+    // DEL_INSTANCE=1m: a minute (scaled: 3 s) after create, an instance that is not open is
     // removed.
     let (status, kept) = create("kept", json!({"qrcode": true}));
     assert_eq!(status, 201);

@@ -1,6 +1,7 @@
 //! `evoctl exec` / `evoctl node` over the native data channel against the lab's agent: exact
-//! output, the remote exit status, faults on the wire, a dropped socket, the watchdog, and no
-//! session token anywhere.
+//! output, the remote exit status, faults on the wire, a dropped socket, the watchdog, no
+//! session token anywhere, and stdin: piped input streamed with its end, a terminal read only
+//! with `-i`, `node ENV -`.
 
 use crate::support::{Lab, assert_checksummed, assert_checksummed_among_logs, random_writer, text, wait_until};
 use serde_json::json;
@@ -304,4 +305,169 @@ fn a_command_that_cannot_start_is_said_so_not_called_truncated() {
         lab.journal().iter().any(|e| e["action"] == "TerminateSession"),
         "the session was ended with TerminateSession"
     );
+}
+
+/// `evoctl ARGS` with `input` on a pipe as its stdin (the pipe ends after it).
+fn with_piped_stdin(lab: &Lab, args: &[&str], input: &[u8]) -> std::process::Output {
+    lab.evoctl().args(args).write_stdin(input.to_vec()).output().unwrap()
+}
+
+/// Piped stdin reaches the command and its end is the command's end of input, on both backends;
+/// `-T` and `/dev/null` send none; a 5 MiB file arrives byte for byte (its digest is taken in the
+/// container by sha256sum and here by the sha2 crate).
+#[test]
+fn piped_stdin_reaches_the_command_and_its_end_ends_it() {
+    use sha2::Digest;
+    let lab = Lab::start("seed");
+    let plugin = lab.fake_plugin_dir();
+    let blob: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let blob_path = lab.dir.path().join("blob.bin");
+    std::fs::write(&blob_path, &blob).unwrap();
+    let digest = format!("{}  stdin.bin\n", hex::encode(sha2::Sha256::digest(&blob)));
+    for backend in ["native", "aws-cli"] {
+        let output = lab
+            .evoctl()
+            .env("PATH", crate::support::path_with(&plugin))
+            .args(["exec", "production", "--backend", backend, "--", "cat"])
+            .write_stdin("hello\n")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{backend}: {}", text(&output.stderr));
+        assert_eq!(text(&output.stdout), "hello\n", "{backend}");
+        assert_eq!(text(&output.stderr), "", "{backend}");
+
+        let output = lab
+            .evoctl_process()
+            .env("PATH", crate::support::path_with(&plugin))
+            .args([
+                "exec",
+                "production",
+                "--backend",
+                backend,
+                "--",
+                "sh",
+                "-c",
+                "cat > stdin.bin; sha256sum stdin.bin",
+            ])
+            .stdin(std::fs::File::open(&blob_path).unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{backend}: {}", text(&output.stderr));
+        assert_eq!(text(&output.stdout), digest, "{backend}");
+    }
+
+    let output = with_piped_stdin(&lab, &["exec", "production", "-T", "--", "sh", "-c", "cat; echo end"], b"hello\n");
+    assert_eq!((output.status.code(), text(&output.stdout)), (Some(0), "end\n".to_owned()), "{}", text(&output.stderr));
+    let output = lab
+        .evoctl_process()
+        .args(["exec", "production", "--", "sh", "-c", "cat; echo end"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!((output.status.code(), text(&output.stdout)), (Some(0), "end\n".to_owned()), "{}", text(&output.stderr));
+
+    // A command that echoes as it reads: its output is read while the rest of its input is
+    // still coming (5 MiB each way).
+    let output = lab
+        .evoctl_process()
+        .args(["exec", "production", "--", "cat"])
+        .stdin(std::fs::File::open(&blob_path).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(output.stdout == blob, "cat gave back {} bytes, not the {} sent", output.stdout.len(), blob.len());
+}
+
+/// `node ENV -` runs the program stdin holds (never on the command line); `-e` and a file
+/// program read piped stdin as their input, a large file streamed ahead of it.
+#[test]
+fn node_takes_its_program_or_its_input_from_stdin() {
+    let lab = Lab::start("seed");
+    let script = lab.dir.path().join("script.js");
+    std::fs::write(&script, "console.log('from stdin', require('os').platform()); process.exit(4);\n").unwrap();
+    let output = lab
+        .evoctl_process()
+        .args(["node", "production", "-"])
+        .stdin(std::fs::File::open(&script).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), format!("from stdin {}\n", std::env::consts::OS));
+    let commands = lab.journal();
+    assert!(
+        commands.iter().filter(|e| e["action"] == "ExecuteCommand").all(|e| !e.to_string().contains("from stdin")),
+        "the program reached the command string"
+    );
+
+    let count = "let n='';process.stdin.on('data',(d)=>n+=d).on('end',()=>console.log(JSON.stringify(n)))";
+    let output = with_piped_stdin(&lab, &["node", "production", "-e", count], b"abc\ndef");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "\"abc\\ndef\"\n");
+
+    // Over the 1 MiB program budget: the program streams first, then the input.
+    let big = lab.dir.path().join("big.js");
+    std::fs::write(&big, format!("const pad = '{}';\n{count}\n", "x".repeat(1536 * 1024))).unwrap();
+    let output = lab.evoctl().arg("node").arg("production").arg(&big).write_stdin("piped").output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "\"piped\"\n");
+}
+
+/// A command that is done does not wait for stdin to end: `yes | evoctl exec ENV -- head -1`.
+#[test]
+fn a_command_that_ends_early_is_not_held_by_stdin_that_never_ends() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    let mut child = lab
+        .evoctl_process()
+        .args(["exec", "production", "--", "head", "-n", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"first\nsecond\n").unwrap();
+    // `stdin` stays open until the end of the test.
+    let (code, out, err) = crate::ending::finish(child, Duration::from_secs(20));
+    assert_eq!((code, out.as_str(), err.as_str()), (Some(0), "first\n", ""));
+    let session = crate::ending::sessions(&lab).pop().expect("a session ran");
+    crate::ending::assert_ended(&lab, &session);
+    drop(stdin);
+}
+
+/// On a terminal stdin is not read (the command reads an empty input at once) unless `-i`, which
+/// forwards what is typed until Ctrl-D.
+#[test]
+fn a_terminal_is_read_only_with_dash_i() {
+    use std::io::{Read, Write};
+    let lab = Lab::start("seed");
+    let run = |args: &[&str], typed: &[u8]| {
+        let (pty, pts) = pty_process::blocking::open().unwrap();
+        let mut child = pty_process::blocking::Command::new(crate::support::EVOCTL)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", lab.dir.path())
+            .envs(lab.env())
+            .current_dir(lab.dir.path())
+            .spawn(pts)
+            .unwrap();
+        (&pty).write_all(typed).unwrap();
+        let status = wait_until(Duration::from_secs(20), "evoctl to end", || child.try_wait().unwrap());
+        let mut screen = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // The child is gone: the pty holds all it wrote, then reports EIO.
+        while let Ok(n) = (&pty).read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            screen.extend_from_slice(&buffer[..n]);
+        }
+        (status.code(), text(&screen))
+    };
+    let (code, screen) = run(&["exec", "production", "--", "sh", "-c", "cat; echo end"], b"");
+    assert_eq!((code, screen.as_str()), (Some(0), "end\r\n"));
+    // The terminal echoes the typed line, then the command's output follows.
+    let (code, screen) = run(&["exec", "production", "-i", "--", "sh", "-c", "cat; echo end"], b"typed\n\x04");
+    assert_eq!((code, screen.as_str()), (Some(0), "typed\r\ntyped\r\nend\r\n"));
 }

@@ -39,9 +39,11 @@ fn create_connect_scan_and_list() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let code = lab.evolution_instance("alinhou-production")["qr"]["code"].as_str().unwrap().to_owned();
     assert_eq!(zbar_decode(&png), code, "the PNG must decode to the simulator's current code");
-    assert!(
-        text(&output.stdout)
-            .ends_with("scan with WhatsApp > Linked devices > Link a device (QR 1 for alinhou-production)\n")
+    // No terminal here: the code is said on stderr; stdout has nothing (a code is no data).
+    assert_eq!(text(&output.stdout), "");
+    assert_eq!(
+        text(&output.stderr),
+        format!("QR 1 of 30: no terminal to draw it on; scan {}. Its code: {code}\n", png.display())
     );
 
     lab.control("POST", "/phone/scan", Some(&json!({"code": code, "number": "5511912345678"})));
@@ -68,7 +70,17 @@ fn pairing_codes_and_protected_deletes() {
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let report = json_stdout(&output);
-    assert_eq!(report["pairing_code"].as_str().unwrap().len(), 8);
+    let pairing = report["pairing_code"].as_str().unwrap();
+    assert_eq!(pairing.len(), 8);
+    let count = report["count"].as_u64().unwrap();
+    let event = json!({"schema": "evoctl.connect.event/v1", "kind": "pairing_code", "env": "production",
+                       "instance": "alinhou-production", "code": pairing, "count": count, "limit": 30, "png": null});
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "{event}\npairing code: {pairing}  (WhatsApp > Linked devices > Link with phone number instead; pairing code {count} of 30)\n"
+        )
+    );
 
     let output = lab.evoctl().args(["instance", "delete", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));

@@ -5,7 +5,7 @@ use crate::support::{Lab, text, wait_until};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -117,32 +117,34 @@ fn kind_conflict_prints_exactly_the_conflict_lines_with_their_task_ids() {
     assert!(all.contains("Browser: Evo PRODUCTION"), "{all}");
 }
 
-#[test]
-fn follow_shows_a_new_webhook_failure_within_three_seconds_and_ctrl_c_exits_130() {
-    let lab = Lab::start("seed");
-    lab.link_production();
-    lab.control("POST", "/receiver", Some(&json!({"status": 401})));
-    let mut child = lab
-        .evoctl_process()
-        .args(["--output", "json", "logs", "production", "--since", "1m", "--follow", "--kind", "webhook"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines_in, lines) = mpsc::channel::<(Instant, String)>();
+/// `evoctl ARGS` running, its stdout lines (each with when it arrived) and its stderr lines read
+/// as they come.
+fn follow(lab: &Lab, args: &[&str]) -> (Child, mpsc::Receiver<(Instant, String)>, mpsc::Receiver<String>) {
+    let mut child = lab.evoctl_process().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (lines_in, lines) = mpsc::channel();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = lines_in.send((Instant::now(), line));
         }
     });
-    let (notes_in, notes) = mpsc::channel::<String>();
+    let (notes_in, notes) = mpsc::channel();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = notes_in.send(line);
         }
     });
+    (child, lines, notes)
+}
+
+#[test]
+fn follow_shows_a_new_webhook_failure_within_three_seconds_and_ctrl_c_exits_130() {
+    let lab = Lab::start("seed");
+    lab.link_production();
+    lab.control("POST", "/receiver", Some(&json!({"status": 401})));
+    let (mut child, lines, notes) =
+        follow(&lab, &["--output", "json", "logs", "production", "--since", "1m", "--follow", "--kind", "webhook"]);
     let following = notes.recv_timeout(Duration::from_secs(30)).expect("a note that it follows");
     assert_eq!(
         following,
@@ -362,27 +364,10 @@ fn follow_ends_quietly_with_exit_0_when_its_reader_goes() {
 #[test]
 fn follow_shows_an_event_that_arrives_late_exactly_once() {
     let lab = Lab::start("seed");
-    let mut child = lab
-        .evoctl_process()
-        .args(["--output", "json", "logs", "production", "--since", "5m", "--follow", "--grep", "late-ingestion"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines_in, lines) = mpsc::channel::<String>();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines_in.send(line);
-        }
-    });
-    let (notes_in, notes) = mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = notes_in.send(line);
-        }
-    });
+    let (mut child, lines, notes) = follow(
+        &lab,
+        &["--output", "json", "logs", "production", "--since", "5m", "--follow", "--grep", "late-ingestion"],
+    );
     let following = notes.recv_timeout(Duration::from_secs(30)).expect("a note that it follows");
     assert!(following.starts_with(&format!("following {PRODUCTION_GROUP} ")), "{following}");
     // A stream of its own under production's prefix, so no line of the live task's joins a record.
@@ -395,7 +380,7 @@ fn follow_shows_an_event_that_arrives_late_exactly_once() {
         lab.control("POST", "/logs", Some(&event))["timestamp_ms"].as_u64().unwrap()
     };
     let next = |what: &str| -> Value {
-        let line = lines.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("{what} is shown"));
+        let (_, line) = lines.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("{what} is shown"));
         serde_json::from_str(&line).unwrap()
     };
     let first_at = write("late-ingestion first", None);
@@ -414,7 +399,7 @@ fn follow_shows_an_event_that_arrives_late_exactly_once() {
     assert_eq!(child.wait().unwrap().code(), Some(130));
     // The reader ends with evoctl's stdout: what is left is everything printed after the third
     // event, which is only the document `--output json` gives the interruption.
-    let rest: Vec<String> = lines.iter().collect();
+    let rest: Vec<String> = lines.iter().map(|(_, line)| line).collect();
     let rest: Value = serde_json::from_str(&rest.join("\n")).expect("one JSON document: nothing shown twice");
     assert_eq!((&rest["schema"], &rest["error"]["kind"]), (&json!("evoctl.error/v1"), &json!("interrupted")));
 }

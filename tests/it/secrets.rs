@@ -210,11 +210,15 @@ fn no_secret_reaches_the_journal_output_argv_or_files() {
 /// `instance delete` (the owner check and the wait).
 const EXEC_SESSIONS: usize = 48;
 
+/// One run: its arguments, its exit code, and the lab control calls (`POST /_lab/PATH BODY`) made
+/// before it.
+type Run = (Vec<String>, i32, Vec<(&'static str, serde_json::Value)>);
+
 /// Runs that fail on purpose, each with what is set up before it (`POST /_lab/PATH BODY`) and its
 /// exit code: answers that echo the API key (a 401 and a 500 page), an answer of another shape
 /// holding the key, a receiver that echoes the JWT and the webhook secret it verifies with, and a
 /// receiver that never answers.
-fn failing_runs(lab: &Lab) -> Vec<(Vec<String>, i32, Vec<(&'static str, serde_json::Value)>)> {
+fn failing_runs(lab: &Lab) -> Vec<Run> {
     use serde_json::json;
     let task = lab.first_task_id();
     let respond = |status: u16, body: serde_json::Value| {
@@ -249,7 +253,7 @@ fn every_command_keeps_secrets(base: &str) {
     let plugin_dir = lab.fake_plugin_dir();
     let argv_log = out.join("plugin-argv.log");
 
-    let runs: Vec<(Vec<String>, i32, Vec<(&str, serde_json::Value)>)> = [
+    let runs: Vec<Run> = [
         vec!["status"],
         vec!["task", "production"],
         vec!["exec", "production", "--", "node", "-e", "console.log(Object.keys(process.env).length > 0)"],

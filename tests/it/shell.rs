@@ -188,6 +188,6 @@ fn a_shell_that_cannot_open_ends_at_its_set_up_limit() {
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(
         text(&output.stderr),
-        "error: EVOCTL_SHELL_SETUP_TIMEOUT=\"soon\" is not a duration\n  fix: use a duration above zero such as 30s or 2m, or unset it\n"
+        "error: EVOCTL_SHELL_SETUP_TIMEOUT=\"soon\" is not a duration\n  fix: set EVOCTL_SHELL_SETUP_TIMEOUT to a duration above zero such as 500ms, 30s or 2m, or unset it\n"
     );
 }

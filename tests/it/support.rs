@@ -307,6 +307,14 @@ pub fn clean_command(program: &str, dir: &Path) -> Command {
 pub fn clean_process(program: &str, dir: &Path) -> std::process::Command {
     let mut command = std::process::Command::new(program);
     command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("HOME", dir).current_dir(dir);
+    // A session of its own, so no controlling terminal whatever terminal runs the tests: a code
+    // evoctl would draw on /dev/tty is said on stderr, as in CI.
+    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            rustix::process::setsid().map(drop).map_err(std::io::Error::from)
+        });
+    }
     command
 }
 

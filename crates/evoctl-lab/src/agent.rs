@@ -10,7 +10,9 @@
 //! the task definition's container environment plus `TERM=xterm-256color` and
 //! `LANG=C.UTF-8` if unset, with a work dir standing in for `/evolution` and a PATH that has
 //! `node` and `sh` but no curl or wget. Input is accepted (and acked) from the moment the pty
-//! exists; the first output is read `--agent-delay-ms` (default 1000, the real 1 s) after it
+//! exists and written to the pty alongside the output reads (the real agent writes input and
+//! reads output in separate goroutines); while the pty does not take it, the channel is not
+//! read. The first output is read `--agent-delay-ms` (default 1000, the real 1 s) after it
 //! starts, in reads of at most 1024 bytes `--agent-read-interval-ms` apart (default 1), never
 //! while paused. At EOF it waits at most 2 s for its output to be acked, sends Terminating,
 //! runs the session-logging step when the cluster's exec logging is OVERRIDE (delayed by
@@ -32,8 +34,8 @@
 
 use super::agent_link::{AgentEvent, AgentLink, CLOSE_DRAIN_MS, HANDSHAKE_STEP_TIMEOUT_MS, Pacing, SessionState};
 use super::gateway::{Channel, Gateway};
+use super::hub::Shared;
 use super::nonce::CounterNonce;
-use super::server::Shared;
 use super::services::{self, ApiError};
 use super::state::now_ms;
 use super::{agent_handshake, shell_words};
@@ -42,7 +44,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use evoctl_ssm::crypto::{SessionCipher, Side};
 use evoctl_ssm::frame::PayloadType;
-use indexmap::IndexMap;
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -56,7 +57,22 @@ pub use super::gateway::GATEWAY_BACKLOG_FRAMES;
 /// Tools the stand-in container has on its PATH (BusyBox-like; deliberately no curl or wget,
 /// and no `script`, which session logging needs).
 const CONTAINER_TOOLS: &[&str] = &[
-    "node", "sh", "cat", "ls", "env", "echo", "printf", "sleep", "true", "false", "id", "uname", "head", "tr", "stty",
+    "node",
+    "sh",
+    "cat",
+    "ls",
+    "env",
+    "echo",
+    "printf",
+    "sleep",
+    "true",
+    "false",
+    "id",
+    "uname",
+    "head",
+    "tr",
+    "stty",
+    "sha256sum",
 ];
 
 /// Sessions one task's agent runs at once (`Mgs.SessionWorkersLimit`, ECS's default).
@@ -67,6 +83,10 @@ pub const SESSION_QUEUE: usize = 1;
 const READ_CATCH_UP: u32 = 4;
 /// Tries, 1 s apart, to queue a session before the agent blocks its control channel.
 const QUEUE_RETRIES: u32 = 5;
+/// Input bytes the agent holds for a pty that is not reading; past this it stops reading the
+/// channel, as the real agent, which writes each input message to the pty before it reads the
+/// next, does.
+const PTY_INPUT_BACKLOG: usize = 64 * 1024;
 /// What the logging step records when the image has no `script`.
 pub const SESSION_LOG_FAILED: &str = "failed: unable to generate log data";
 
@@ -208,20 +228,6 @@ impl Drain {
 struct Abandoned {
     unacked: usize,
     frames_lost: u64,
-}
-
-/// What ExecuteCommand granted: everything the agent needs to run the session.
-#[derive(Debug, Clone)]
-pub struct ExecGrant {
-    pub session_id: String,
-    pub token: String,
-    pub task_id: String,
-    pub command: String,
-    pub environment: IndexMap<String, String>,
-    /// The agent's own target id (`ecs:<cluster>_<task>_<runtime id>`).
-    pub target_id: String,
-    /// The cluster's exec KMS key: the session opens with the KMS handshake.
-    pub kms_key_id: Option<String>,
 }
 
 /// Data-plane settings.
@@ -711,13 +717,14 @@ impl AgentHub {
         let mut output_done = false;
         let mut exited = false;
         let mut drain: Option<Drain> = None;
+        // Input taken from the channel and not yet written to the pty: written alongside the
+        // reads, so a command that stops reading its tty never stops its output from being read.
+        let mut pty_input: VecDeque<u8> = VecDeque::new();
         loop {
             session.flush();
             while let Some(event) = session.link.poll_event() {
                 match event {
-                    AgentEvent::Input(bytes) => {
-                        let _ = writer.write_all(&bytes).await;
-                    }
+                    AgentEvent::Input(bytes) => pty_input.extend(bytes),
                     AgentEvent::Resize(size) => {
                         let _ = writer.resize(pty_process::Size::new(size.rows as u16, size.cols as u16));
                     }
@@ -753,9 +760,13 @@ impl AgentHub {
             tokio::select! {
                 biased;
                 _ = cancelled => return end_killed(pgid, &mut child).await,
-                frame = inbound.recv() => match frame {
+                frame = inbound.recv(), if pty_input.len() < PTY_INPUT_BACKLOG => match frame {
                     Some(bytes) => session.link.receive(&bytes, now_ms()),
                     None => return end_killed(pgid, &mut child).await,
+                },
+                wrote = writer.write(pty_input.as_slices().0), if !pty_input.is_empty() => match wrote {
+                    Ok(n) => drop(pty_input.drain(..n)),
+                    Err(_) => pty_input.clear(),
                 },
                 _ = sleep_until_opt(timer) => session.link.handle_timeout(now_ms()),
                 status = child.wait(), if !exited => {

@@ -28,9 +28,8 @@
 //! transmission or whose ack was lost, so the agent's record of its drain can tell the frames
 //! only a resend brings to the client from those on their way to it.
 
-use super::agent::ExecGrant;
-use super::server::{Faults, Shared};
-use super::state::now_ms;
+use super::hub::{Faults, Shared};
+use super::state::{ExecGrant, now_ms};
 use axum::extract::ws::{Message, WebSocket};
 use evoctl_ssm::frame::{Frame, message_type};
 use evoctl_ssm::messages::{Acknowledge, ChannelClosed, OpenDataChannel};

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod evolution;
 pub mod fake_plugin;
 pub mod gateway;
+pub mod hub;
 pub mod nonce;
 pub mod plugin_link;
 pub mod scenario;
@@ -132,7 +133,7 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         write_atomically(&path, ca)?;
         container_env.push(("NODE_EXTRA_CA_CERTS".to_owned(), path.display().to_string()));
     }
-    let hub = agent::AgentHub::new(agent::AgentOptions {
+    let agents = agent::AgentHub::new(agent::AgentOptions {
         agent_delay: options.agent_delay,
         read_interval: options.agent_read_interval,
         session_log_upload: options.session_log_upload,
@@ -160,13 +161,13 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
     for (account, (_, spec)) in accounts.list.iter().zip(scenario.account_specs()) {
         evolution.seed(account, &spec.linked_instances)?;
     }
-    let shared = Arc::new(server::Shared::new(
+    let shared = Arc::new(hub::Shared::new(
         accounts,
         options.access_key_id.clone(),
         options.secret_access_key.clone(),
-        hub,
         evolution,
     ));
+    let lab = server::Lab { shared: Arc::clone(&shared), agents: Arc::new(agents) };
 
     let ticker = Arc::clone(&shared);
     let tick = options.tick;
@@ -249,8 +250,8 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
     cli::announce(&ready, &ready_json, ready_file.is_none());
 
     match tls {
-        Some(tls) => tls::serve(listener, server::router(shared), tls.server_config, shutdown_signal()).await,
-        None => axum::serve(listener, server::router(shared))
+        Some(tls) => tls::serve(listener, server::router(lab), tls.server_config, shutdown_signal()).await,
+        None => axum::serve(listener, server::router(lab))
             .with_graceful_shutdown(shutdown_signal())
             .await
             .map_err(|e| e.to_string()),

@@ -3,243 +3,43 @@
 //! plus the `/_lab` control API (journal, faults, state, extra tasks).
 
 use super::agent::AgentHub;
-use super::evolution::EvolutionHub;
+use super::hub::{Caller, Faults, JournalEntry, Shared, fault_roll};
+use super::services::sts::Principal;
 use super::services::{self, ApiError};
 use super::sigv4::{self, Rejection, SignedRequest, percent_decode};
-use super::state::{Accounts, LogEvent, TimelineEntry, now_ms};
+use super::state::{LogEvent, TimelineEntry, now_f64, now_ms};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-/// What every handler shares.
-pub struct Shared {
-    /// Every account-region; a call lands in its signer's account, in the region it was
-    /// signed for.
-    pub accounts: Mutex<Accounts>,
-    pub journal: Mutex<Vec<JournalEntry>>,
-    pub faults: Mutex<Faults>,
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    /// Every credential the lab accepts, by access key id: its user's, and those STS AssumeRole
-    /// issued.
-    pub principals: Mutex<IndexMap<String, Principal>>,
-    pub hub: Arc<AgentHub>,
-    pub evolution: EvolutionHub,
-    random: Mutex<u64>,
+/// What the handlers hold: the shared state, and the exec agents (which only the data channel,
+/// TerminateSession and the process table reach).
+#[derive(Clone)]
+pub struct Lab {
+    pub shared: Arc<Shared>,
+    pub agents: Arc<AgentHub>,
 }
 
-impl Shared {
-    /// Record a call made inside the lab (the agent's KMS Decrypt with the task role), as
-    /// CloudTrail would.
-    pub fn record(&self, service: &str, action: &str, parameters: Value, result: &Result<Value, ApiError>) {
-        let now = now_f64();
-        self.journal_push(Caller::default(), service.into(), action.into(), parameters, now, result.as_ref().err());
-    }
-
-    /// Append one call to the journal; it ends now.
-    fn journal_push(
-        &self,
-        caller: Caller,
-        service: String,
-        action: String,
-        parameters: Value,
-        start_ms: f64,
-        error: Option<&ApiError>,
-    ) {
-        let (status, error) = error.map_or((200, None), |e| (e.status, Some(e.code.clone())));
-        let mut journal = self.journal.lock().expect("lab lock");
-        let seq = journal.len() as u64 + 1;
-        journal.push(JournalEntry {
-            seq,
-            caller: caller.arn,
-            user_agent: caller.user_agent,
-            service,
-            action,
-            parameters,
-            start_ms,
-            end_ms: now_f64(),
-            status,
-            error,
-        });
-    }
-
-    pub fn new(
-        accounts: Accounts,
-        access_key_id: String,
-        secret_access_key: String,
-        hub: AgentHub,
-        evolution: EvolutionHub,
-    ) -> Self {
-        let home = accounts.primary().account.clone();
-        let user = Principal {
-            secret: secret_access_key.clone(),
-            arn: format!("arn:aws:iam::{home}:user/evoctl-lab"),
-            account: home,
-            user_id: "AIDALABEVOCTLUSER0001".into(),
-            session_token: None,
-        };
-        Shared {
-            accounts: Mutex::new(accounts),
-            journal: Mutex::new(Vec::new()),
-            faults: Mutex::new(Faults::default()),
-            principals: Mutex::new(IndexMap::from([(access_key_id.clone(), user)])),
-            access_key_id,
-            secret_access_key,
-            hub: Arc::new(hub),
-            evolution,
-            random: Mutex::new(0x9E37_79B9_7F4A_7C15),
-        }
-    }
-
-    /// A reproducible number in [0, 1) (xorshift64).
-    pub fn roll(&self) -> f64 {
-        let mut state = self.random.lock().expect("lab lock");
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        (*state >> 11) as f64 / (1u64 << 53) as f64
+impl axum::extract::FromRef<Lab> for Arc<Shared> {
+    fn from_ref(lab: &Lab) -> Arc<Shared> {
+        Arc::clone(&lab.shared)
     }
 }
 
-/// One AWS request as CloudTrail would see it, with timing to show concurrency.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JournalEntry {
-    /// Who signed the call: the caller's ARN (the lab's user, or an assumed role's session);
-    /// None for calls made inside the lab.
-    pub caller: Option<String>,
-    /// The client's User-Agent header, as CloudTrail's `userAgent` records it.
-    pub user_agent: Option<String>,
-    pub seq: u64,
-    pub service: String,
-    pub action: String,
-    pub parameters: Value,
-    pub start_ms: f64,
-    pub end_ms: f64,
-    pub status: u16,
-    pub error: Option<String>,
+impl axum::extract::FromRef<Lab> for Arc<AgentHub> {
+    fn from_ref(lab: &Lab) -> Arc<AgentHub> {
+        Arc::clone(&lab.agents)
+    }
 }
 
-/// Who made a journalled call (nothing for calls made inside the lab).
-#[derive(Debug, Default)]
-struct Caller {
-    arn: Option<String>,
-    user_agent: Option<String>,
-}
-
-/// A credential the lab accepts and whose identity it is.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub secret: String,
-    pub account: String,
-    /// `arn:aws:iam::ACCOUNT:user/NAME` or `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`.
-    pub arn: String,
-    pub user_id: String,
-    /// Temporary credentials: every request must carry this `X-Amz-Security-Token`.
-    pub session_token: Option<String>,
-}
-
-/// Injected faults (`POST /_lab/faults`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Faults {
-    /// Added before every matching AWS call.
-    #[serde(default)]
-    pub latency_ms: u64,
-    /// Share of matching calls answered with ThrottlingException: the n-th matching call of
-    /// each action (counted from when these faults were set) is throttled when
-    /// [`fault_roll`]`(seed, "throttle", action, n)` is below it, so which answers are throttled
-    /// is reproducible whatever the concurrency.
-    #[serde(default)]
-    pub throttle_rate: f64,
-    /// Share of matching calls answered with a 500 (same scheme, its own stream).
-    #[serde(default)]
-    pub server_error_rate: f64,
-    /// Seeds the throttling and server-error decisions (default 0).
-    #[serde(default)]
-    pub seed: u64,
-    /// Matching calls so far, by action (the `n` of the decisions; new faults start at 0).
-    #[serde(skip)]
-    pub calls: BTreeMap<String, u64>,
-    /// Only these actions (empty: every action).
-    #[serde(default)]
-    pub actions: Vec<String>,
-    /// Data channel: share of frames lost in either direction (the sender resends).
-    #[serde(default)]
-    pub drop_rate: f64,
-    /// Data channel: share of agent frames delivered twice.
-    #[serde(default)]
-    pub duplicate_rate: f64,
-    /// Data channel: agent frames are shuffled within windows of this many.
-    #[serde(default)]
-    pub reorder_window: usize,
-    /// Data channel: acknowledgements from the client reach the agent this much later.
-    #[serde(default)]
-    pub ack_delay_ms: u64,
-    /// Data channel: after this many agent frames the gateway pauses publication ...
-    #[serde(default)]
-    pub pause_after_frames: Option<u64>,
-    /// ... for this long, then starts it again.
-    #[serde(default)]
-    pub pause_ms: u64,
-    /// Data channel: the gateway drops the socket once after this many agent frames.
-    #[serde(default)]
-    pub disconnect_after_frames: Option<u64>,
-    /// Data channel: the gateway cuts every client socket attached while this is set this many
-    /// ms after it attached, without a close frame, as a flaky network does (the session
-    /// survives and can be resumed with a new socket, which is cut in turn).
-    #[serde(default)]
-    pub disconnect_every_ms: Option<u64>,
-    /// Data channel: the gateway stops reading client sockets while this is set: their frames
-    /// are not relayed and their pings go unanswered, as with a peer that went away without
-    /// closing (what the client writes piles up in TCP buffers).
-    #[serde(default)]
-    pub socket_unresponsive: bool,
-    /// Data channel: the gateway answers the websocket upgrade this many ms late (a stalled
-    /// data-channel open).
-    #[serde(default)]
-    pub data_channel_open_delay_ms: u64,
-    /// Data channel: the agent pauses this long after each pty read (a starved agent), so a fast
-    /// writer gets up to the pty's buffer ahead of it.
-    #[serde(default)]
-    pub pty_read_delay_ms: u64,
-    /// ExecuteCommand answers TargetNotConnectedException.
-    #[serde(default)]
-    pub agent_not_connected: bool,
-    /// ExecuteCommand answers InvalidParameterException (exec not enabled).
-    #[serde(default)]
-    pub exec_disabled: bool,
-    /// KMS refuses the caller's GenerateDataKey (AccessDeniedException).
-    #[serde(default)]
-    pub kms_denied: bool,
-    /// KMS refuses the task role's Decrypt, so the agent fails the handshake.
-    #[serde(default)]
-    pub kms_decrypt_denied: bool,
-    /// The next this many matching AWS calls are throttled (a burst), then calls succeed.
-    #[serde(default)]
-    pub throttle_burst: u32,
-    /// SSM answers TerminateSession with AccessDeniedException (a caller without the permission).
-    #[serde(default)]
-    pub terminate_denied: bool,
-    /// Data channel: after the first output frame the gateway sends one binary message this
-    /// large (a broken or hostile peer).
-    #[serde(default)]
-    pub oversized_frame_bytes: Option<usize>,
-    /// Data channel: these programs are not in the container image (e.g. `["node"]`), so the
-    /// agent cannot start a command that runs them: like the real agent it then writes nothing.
-    #[serde(default)]
-    pub missing_programs: Vec<String>,
-}
-
-pub fn router(shared: Arc<Shared>) -> axum::Router {
+pub fn router(lab: Lab) -> axum::Router {
     axum::Router::new()
         .route("/_lab/journal", get(get_journal).delete(clear_journal))
         .route("/_lab/faults", get(get_faults).post(set_faults))
@@ -262,7 +62,7 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/_lab/evolution/faults", post(evolution_faults))
         .route("/v1/data-channel/{session}", get(data_channel))
         .fallback(aws)
-        .with_state(shared)
+        .with_state(lab)
 }
 
 /// The protocol a request arrived in, which decides the error shape.
@@ -273,7 +73,8 @@ enum Protocol {
     Rest,
 }
 
-async fn aws(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn aws(State(lab): State<Lab>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let shared = &lab.shared;
     let start_ms = now_f64();
     let request_id = uuid_like(&shared.accounts.lock().expect("lab lock").primary_mut().next_id());
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -335,7 +136,7 @@ async fn aws(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, header
                 let code = if service == "ecs" { "ServerException" } else { "InternalFailure" };
                 Err(ApiError::new(500, code, "The lab injected a server error."))
             } else {
-                dispatch(&shared, &caller, &region, &service, &action, &parameters, &request_id)
+                dispatch(&lab, &caller, &region, &service, &action, &parameters, &request_id)
             }
         }
     };
@@ -356,14 +157,6 @@ async fn aws(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, header
 enum Reply {
     Json(Value),
     Xml(String),
-}
-
-/// A number in [0, 1) that depends only on its arguments: the fault decision for the `n`-th
-/// (from 0) matching call of `action`, `kind` being "throttle" or "server-error".
-pub fn fault_roll(seed: u64, kind: &str, action: &str, n: u64) -> f64 {
-    let digest = Sha256::digest(format!("{seed}/{kind}/{action}/{n}"));
-    let bits = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Work out service, action and parameters from the request's shape.
@@ -430,7 +223,7 @@ fn classify(
 }
 
 fn dispatch(
-    shared: &Shared,
+    lab: &Lab,
     caller: &Principal,
     region: &str,
     service: &str,
@@ -438,6 +231,7 @@ fn dispatch(
     parameters: &Value,
     request_id: &str,
 ) -> Result<Reply, ApiError> {
+    let shared = &lab.shared;
     let mut accounts = shared.accounts.lock().expect("lab lock");
     let now = now_ms();
     if service == "sts" {
@@ -481,7 +275,7 @@ fn dispatch(
             // A session that never reached its agent ends here (it can no longer connect).
             accounts.remove_exec_session(&id);
             drop(accounts);
-            let running = shared.hub.terminate(&id);
+            let running = lab.agents.terminate(&id);
             tracing::debug!(session = %id, running, "TerminateSession");
             Ok(Reply::Json(json!({"SessionId": id})))
         }
@@ -572,10 +366,6 @@ fn with_headers(status: StatusCode, content_type: &'static str, request_id: &str
 
 fn uuid_like(hex: &str) -> String {
     format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
-}
-
-fn now_f64() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
 }
 
 async fn get_journal(State(shared): State<Arc<Shared>>) -> Json<Vec<JournalEntry>> {
@@ -721,6 +511,7 @@ async fn revoke_account(
 /// The gateway's websocket: the agent side of an ECS Exec session.
 async fn data_channel(
     State(shared): State<Arc<Shared>>,
+    State(agents): State<Arc<AgentHub>>,
     axum::extract::Path(session): axum::extract::Path<String>,
     upgrade: axum::extract::ws::WebSocketUpgrade,
 ) -> Response {
@@ -728,13 +519,12 @@ async fn data_channel(
     if delay > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
     }
-    let hub = Arc::clone(&shared.hub);
-    upgrade.on_upgrade(move |socket| hub.serve_socket(shared, session, socket))
+    upgrade.on_upgrade(move |socket| agents.serve_socket(shared, session, socket))
 }
 
 /// The process table of the lab's exec agents: whether each session's command still runs.
-async fn get_processes(State(shared): State<Arc<Shared>>) -> Json<Vec<super::agent::ProcessRow>> {
-    Json(shared.hub.processes())
+async fn get_processes(State(agents): State<Arc<AgentHub>>) -> Json<Vec<super::agent::ProcessRow>> {
+    Json(agents.processes())
 }
 
 /// Every log event of every account's groups, in the order they were added:

@@ -8,7 +8,6 @@
 //! DEPROVISIONING -> STOPPED) yet fast in tests. Every transition is also appended to the
 //! account's [`Account::timeline`], the oracle for ordering tests.
 
-use super::agent::ExecGrant;
 use super::scenario::{AccountSpec, ScalingSpec, Scenario};
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -18,6 +17,25 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch, with the fraction (the journal's timing).
+pub fn now_f64() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+}
+
+/// What ExecuteCommand granted: everything the agent needs to run the session.
+#[derive(Debug, Clone)]
+pub struct ExecGrant {
+    pub session_id: String,
+    pub token: String,
+    pub task_id: String,
+    pub command: String,
+    pub environment: IndexMap<String, String>,
+    /// The agent's own target id (`ecs:<cluster>_<task>_<runtime id>`).
+    pub target_id: String,
+    /// The cluster's exec KMS key: the session opens with the KMS handshake.
+    pub kms_key_id: Option<String>,
 }
 
 /// How long lifecycle steps take.

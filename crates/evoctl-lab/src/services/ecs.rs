@@ -471,7 +471,7 @@ pub fn execute_command(
         .unwrap_or_default();
     let session_id = format!("ecs-execute-command-{}", &account.next_id()[..17]);
     let token = format!("{}{}", account.next_id(), account.next_id());
-    let grant = crate::agent::ExecGrant {
+    let grant = crate::state::ExecGrant {
         session_id: session_id.clone(),
         token: token.clone(),
         task_id: task.id.clone(),

@@ -5,9 +5,20 @@
 //! session token.
 
 use super::ApiError;
-use crate::server::Principal;
 use crate::state::{Accounts, now_ms};
 use serde_json::Value;
+
+/// A credential the lab accepts and whose identity it is.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub secret: String,
+    pub account: String,
+    /// `arn:aws:iam::ACCOUNT:user/NAME` or `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`.
+    pub arn: String,
+    pub user_id: String,
+    /// Temporary credentials: every request must carry this `X-Amz-Security-Token`.
+    pub session_token: Option<String>,
+}
 
 /// How long issued credentials are said to last (AssumeRole's default, 1 hour).
 const DEFAULT_DURATION_S: u64 = 3600;
