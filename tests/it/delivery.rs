@@ -113,7 +113,7 @@ fn without_a_route_to_whatsapp_doctor_names_it_and_connect_stops_early_with_the_
     assert!(took < Duration::from_secs(30), "connect took {took:?}");
     let stderr = text(&output.stderr);
     let expected = format!(
-        "error: alinhou-production has shown no QR in 10 s and Evolution answers {{count:0}}: {problem}\n  fix: {fix}; then `evoctl doctor production` (whatsapp-reach) and `evoctl connect production`\n"
+        "error: alinhou-production has shown no code in 10 s and Evolution answers {{count:0}}: {problem}\n  fix: {fix}; then `evoctl doctor production` (whatsapp-reach) and `evoctl connect production`\n"
     );
     assert!(stderr.ends_with(&expected), "{stderr}");
     // The watch's session ended with it: nothing of it is left running in the task.
