@@ -151,6 +151,39 @@ pub async fn live_tasks(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) -> Re
     Ok(tasks.into_iter().map(|(_, task)| task).collect())
 }
 
+/// The tasks to stop when more are live than may be: of the tasks still wanted (desired
+/// RUNNING; one already being stopped needs no stop), every one after the `keep` oldest (the
+/// longest-running keeps the session; `tasks` are oldest first, as [`live_tasks`] gives them).
+pub fn extra_tasks(tasks: &[LiveTask], keep: usize) -> Vec<&LiveTask> {
+    tasks.iter().filter(|t| t.desired_status == "RUNNING").skip(keep).collect()
+}
+
+/// What ends the extra tasks of `env` (keeping its `keep` oldest wanted ones): the
+/// `evoctl task stop` of each, or, when the extras are already being stopped, the wait for
+/// ECS; `None` when nothing is extra.
+pub fn stop_extra_fix(env: &str, tasks: &[LiveTask], keep: usize) -> Option<String> {
+    let extras = extra_tasks(tasks, keep);
+    if !extras.is_empty() {
+        let stops: Vec<String> = extras.iter().map(|t| format!("`evoctl task stop {env} {}`", t.id)).collect();
+        let kept: Vec<&str> =
+            tasks.iter().filter(|t| t.desired_status == "RUNNING").take(keep).map(|t| t.id.as_str()).collect();
+        let kept = match kept.as_slice() {
+            [] => String::new(),
+            [one] => format!(" (keeps {one}, the longest-running)"),
+            many => format!(" (keeps {}, the longest-running)", many.join(", ")),
+        };
+        return Some(format!("stop the extra task: {}{kept}", stops.join(", then ")));
+    }
+    let stopping: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.desired_status != "RUNNING")
+        .map(|t| format!("{} ({})", t.id, t.last_status))
+        .collect();
+    (!stopping.is_empty()).then(|| {
+        format!("ECS is already stopping {}: wait until it is STOPPED (`evoctl status {env}`)", stopping.join(", "))
+    })
+}
+
 /// The runtime id of `container` in each task of the service that ECS still lists (live ones,
 /// and stopped ones for about an hour after they stop), newest first, at most `limit`: the
 /// names of their awslogs streams when the container logs without a stream prefix.
@@ -346,10 +379,7 @@ pub async fn the_live_task(ecs: &aws_sdk_ecs::Client, env: &Environment) -> Resu
                     env.name,
                     listed.join(", ")
                 ),
-                format!(
-                    "stop the extra task (`aws ecs stop-task --cluster {} --task ID`) and check `evoctl audit {}`",
-                    env.cluster, env.name
-                ),
+                stop_extra_fix(&env.name, &tasks, 1).unwrap_or_else(|| format!("check `evoctl status {}`", env.name)),
             ))
         }
     }
