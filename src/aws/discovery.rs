@@ -403,3 +403,41 @@ pub async fn task_last_status(
         .first()
         .map(|t| (t.last_status().unwrap_or("UNKNOWN").to_owned(), t.stopped_reason().map(str::to_owned))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str, last: &str, desired: &str) -> LiveTask {
+        LiveTask {
+            id: id.into(),
+            arn: format!("arn:aws:ecs:us-east-1:1:task/c/{id}"),
+            last_status: last.into(),
+            desired_status: desired.into(),
+            started_at: None,
+            platform_version: None,
+            enable_execute_command: true,
+            containers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_newest_wanted_tasks_are_the_extras_and_a_stopping_one_is_waited_for() {
+        let two = [task("old", "RUNNING", "RUNNING"), task("new", "RUNNING", "RUNNING")];
+        assert_eq!(extra_tasks(&two, 1).iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["new"]);
+        assert_eq!(
+            stop_extra_fix("production", &two, 1).as_deref(),
+            Some("stop the extra task: `evoctl task stop production new` (keeps old, the longest-running)")
+        );
+        assert_eq!(
+            stop_extra_fix("staging", &two, 0).as_deref(),
+            Some("stop the extra task: `evoctl task stop staging old`, then `evoctl task stop staging new`")
+        );
+        let draining = [task("old", "DEACTIVATING", "STOPPED"), task("new", "RUNNING", "RUNNING")];
+        assert_eq!(
+            stop_extra_fix("production", &draining, 1).as_deref(),
+            Some("ECS is already stopping old (DEACTIVATING): wait until it is STOPPED (`evoctl status production`)")
+        );
+        assert_eq!(stop_extra_fix("production", &two[..1], 1), None);
+    }
+}

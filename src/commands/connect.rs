@@ -174,7 +174,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
                     "{name} has shown no QR in {} s and Evolution answers {{count:0}}: {problem}",
                     NO_QR_CHECK.as_secs()
                 ),
-                fix: format!("{fix}; then `evoctl doctor {}` (whatsapp-reach) and `evoctl connect {again}`", env.name),
+                fix: format!("{fix}; then `evoctl doctor {}` checks the route again (whatsapp-reach)", env.name),
             });
         }
         _ => {
@@ -252,8 +252,8 @@ async fn preflight(
         return Err(refusal);
     }
     // More than one task here: enforcing would refuse too; the extra one goes first.
-    let extra = discovery::stop_extra_fix(&env.name, &snapshots[index].tasks, 1)
-        .filter(|_| snapshots[index].tasks.len() > 1);
+    let extra =
+        discovery::stop_extra_fix(&env.name, &snapshots[index].tasks, 1).filter(|_| snapshots[index].tasks.len() > 1);
     if let Some(stop) = extra {
         return Err(Error::refused(format!("refused before touching Evolution: {}", listed.join("; ")), stop));
     }

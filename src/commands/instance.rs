@@ -199,7 +199,9 @@ async fn logout(context: &Context, args: &DestructiveInstanceArgs) -> Result<u8>
         if logged_out {
             format!("instance {name} logged out")
         } else {
-            format!("instance {name} is not connected (close): there is no WhatsApp session to log out; nothing was changed")
+            format!(
+                "instance {name} is not connected (close): there is no WhatsApp session to log out; nothing was changed"
+            )
         }
     });
     if !logged_out {
@@ -294,11 +296,11 @@ async fn delete(context: &Context, args: &InstanceDeleteArgs) -> Result<u8> {
         Some(WatchEvent::Timeout) => {
             let (message, fix) = match webhook {
                 Some((_, _, true)) => (
-                    format!("instance {name} was deleted but is still listed after {} s: its webhook's jwt_key header is empty, so 2.3.7's REMOVE_INSTANCE webhook throws and the cleanup never runs", args.timeout.as_secs()),
                     format!(
-                        "set a non-empty jwt_key (`evoctl webhook set {}`) and delete again",
-                        reach.subject(&name)
+                        "instance {name} was deleted but is still listed after {} s: its webhook's jwt_key header is empty, so 2.3.7's REMOVE_INSTANCE webhook throws and the cleanup never runs",
+                        args.timeout.as_secs()
                     ),
+                    format!("set a non-empty jwt_key (`evoctl webhook set {}`) and delete again", reach.subject(&name)),
                 ),
                 Some((Some(url), true, false)) => (
                     format!(

@@ -122,8 +122,7 @@ async fn stop(context: &Context, args: &TaskStopArgs) -> Result<u8> {
         }
     };
     let stop_sent = if task.is_stopped() || task.desired_status == "STOPPED" {
-        let status =
-            if task.is_stopped() { "STOPPED".to_owned() } else { format!("stopping ({})", task.last_status) };
+        let status = if task.is_stopped() { "STOPPED".to_owned() } else { format!("stopping ({})", task.last_status) };
         context.printer.note(&format!(
             "task {id} is already {status}{}",
             task.stopped_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()

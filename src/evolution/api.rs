@@ -498,8 +498,12 @@ mod tests {
             let result: std::result::Result<(), String> = match (method, endpoint) {
                 ("GET", "") => parse::<ServerInfo>(&answer, name, "production").map(drop).map_err(|e| e.to_string()),
                 ("POST", "") if path == "/verify-creds" => Ok(()),
-                ("POST", "/instance") => parse::<CreateReply>(&answer, name, "production").map(drop).map_err(|e| e.to_string()),
-                ("GET", "/instance") => parse::<Vec<InstanceInfo>>(&answer, name, "production").map(drop).map_err(|e| e.to_string()),
+                ("POST", "/instance") => {
+                    parse::<CreateReply>(&answer, name, "production").map(drop).map_err(|e| e.to_string())
+                }
+                ("GET", "/instance") => {
+                    parse::<Vec<InstanceInfo>>(&answer, name, "production").map(drop).map_err(|e| e.to_string())
+                }
                 ("GET", "/instance/connectionState") => {
                     parse::<StateReply>(&answer, name, "production").map(drop).map_err(|e| e.to_string())
                 }
@@ -512,7 +516,9 @@ mod tests {
                 ("GET", "/webhook/find") => {
                     parse::<Option<WebhookRow>>(&answer, name, "production").map(drop).map_err(|e| e.to_string())
                 }
-                ("POST", "/webhook/set") => parse::<WebhookRow>(&answer, name, "production").map(drop).map_err(|e| e.to_string()),
+                ("POST", "/webhook/set") => {
+                    parse::<WebhookRow>(&answer, name, "production").map(drop).map_err(|e| e.to_string())
+                }
                 other => panic!("{name}: a recorded call evoctl does not make: {other:?}"),
             };
             result.unwrap_or_else(|e| panic!("{name}: {e}"));

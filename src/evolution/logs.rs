@@ -270,7 +270,8 @@ impl Stitcher {
         let text = clean(&line.message);
         let pending = self.streams.entry(line.stream.clone()).or_default();
         let mut out = Vec::new();
-        let event = |timestamp_ms: i64, logged: Logged| WebhookEvent { stream: line.stream.clone(), timestamp_ms, logged };
+        let event =
+            |timestamp_ms: i64, logged: Logged| WebhookEvent { stream: line.stream.clone(), timestamp_ms, logged };
         if HEADER.is_match(&text) || PINO_LEVEL.is_match(&text) {
             // A new record: whatever waited belonged to the last one.
             if let Some((at, step)) = pending.step.take() {
@@ -464,9 +465,8 @@ impl WebhookFailures {
         }
         let settle = SEND_SETTLED.as_millis() as i64;
         for (stream, url, at) in my_sends {
-            let failed = my_failures
-                .iter()
-                .any(|(s, u, t)| *s == stream && *u == Some(url) && (at..=at + settle).contains(t));
+            let failed =
+                my_failures.iter().any(|(s, u, t)| *s == stream && *u == Some(url) && (at..=at + settle).contains(t));
             if !failed && read_at_ms - at >= settle {
                 successes.push(at);
             }
@@ -521,7 +521,8 @@ mod tests {
 
     /// The lines of `lines` a FilterLogEvents with [`WEBHOOK_PATTERN`] returns (any of its terms).
     fn filtered(lines: &[LogLine]) -> Vec<LogLine> {
-        let terms: Vec<&str> = WEBHOOK_PATTERN.split('?').map(|t| t.trim().trim_matches('"')).filter(|t| !t.is_empty()).collect();
+        let terms: Vec<&str> =
+            WEBHOOK_PATTERN.split('?').map(|t| t.trim().trim_matches('"')).filter(|t| !t.is_empty()).collect();
         lines.iter().filter(|l| terms.iter().any(|t| l.message.contains(t))).cloned().collect()
     }
 
@@ -561,8 +562,13 @@ mod tests {
         assert_eq!(failures.last_status, Some(500));
         // The log ends with deliveries that got through after their retries.
         let last_failure = lines.iter().rposition(|l| l.message.contains("falhou: ")).unwrap();
-        let next_success = lines.iter().skip(last_failure).position(|l| l.message.contains("Sucesso no envio")).unwrap();
-        assert!(failures.recovered_at_ms.is_some_and(|at| at > last_failure as i64 && at <= (last_failure + next_success) as i64));
+        let next_success =
+            lines.iter().skip(last_failure).position(|l| l.message.contains("Sucesso no envio")).unwrap();
+        assert!(
+            failures
+                .recovered_at_ms
+                .is_some_and(|at| at > last_failure as i64 && at <= (last_failure + next_success) as i64)
+        );
     }
 
     #[test]
@@ -604,7 +610,13 @@ mod tests {
             let events = webhook_events(&lines);
             let production = WebhookFailures::of_instance(&events, recorded("alinhou-production"), 0);
             assert_eq!(
-                (production.not_retryable, production.gave_up, production.retries, production.jwt, production.recovered),
+                (
+                    production.not_retryable,
+                    production.gave_up,
+                    production.retries,
+                    production.jwt,
+                    production.recovered
+                ),
                 (alone.not_retryable, alone.gave_up, 0, 0, 0),
                 "production counts its own refusals only"
             );
@@ -612,7 +624,12 @@ mod tests {
             assert!(production.others > 0);
             let broken_key = WebhookFailures::of_instance(
                 &events,
-                Scope { instance: "emptyjwt", url: Some("http://127.0.0.1:18999/hook"), by_events: true, jwt_fails: true },
+                Scope {
+                    instance: "emptyjwt",
+                    url: Some("http://127.0.0.1:18999/hook"),
+                    by_events: true,
+                    jwt_fails: true,
+                },
                 0,
             );
             assert_eq!((broken_key.jwt, broken_key.not_retryable, broken_key.retries), (4, 0, 0));
@@ -625,9 +642,17 @@ mod tests {
 
     #[test]
     fn a_send_that_settled_without_a_failure_is_a_recovery() {
-        let line = |at: i64, text: &str| LogLine { stream: "s/t".into(), timestamp_ms: at, message: text.into(), event_id: at.to_string() };
+        let line = |at: i64, text: &str| LogLine {
+            stream: "s/t".into(),
+            timestamp_ms: at,
+            message: text.into(),
+            event_id: at.to_string(),
+        };
         let lines = [
-            line(0, "  message: 'Erro não recuperável (401): Request failed with status code 401. Cancelando retentativas.',"),
+            line(
+                0,
+                "  message: 'Erro não recuperável (401): Request failed with status code 401. Cancelando retentativas.',",
+            ),
             line(0, "  url: 'http://h/hook/messages-upsert',"),
             line(1_000, "  url: 'http://h/hook/messages-upsert',"),
             line(1_000, "  instance: 'p',"),
@@ -638,7 +663,10 @@ mod tests {
         assert_eq!(WebhookFailures::of_instance(&events, scope, 1_000 + settle - 1).recovered_at_ms, None);
         assert_eq!(WebhookFailures::of_instance(&events, scope, 1_000 + settle).recovered_at_ms, Some(1_000));
         let elsewhere = Scope { url: Some("http://h/other"), ..scope };
-        assert_eq!(WebhookFailures::of_instance(&events, elsewhere, 1_000 + settle), WebhookFailures { others: 1, ..Default::default() });
+        assert_eq!(
+            WebhookFailures::of_instance(&events, elsewhere, 1_000 + settle),
+            WebhookFailures { others: 1, ..Default::default() }
+        );
     }
 
     #[test]

@@ -203,7 +203,10 @@ impl Driver<'_> {
                     "the Evolution call in the container did not answer (exit {status}): {}",
                     quote_line(&String::from_utf8_lossy(&collected.stderr), MAX_QUOTE)
                 ),
-                format!("check that the container has node and that Evolution is up (`evoctl doctor {}`)", self.target.env),
+                format!(
+                    "check that the container has node and that Evolution is up (`evoctl doctor {}`)",
+                    self.target.env
+                ),
             )
         })?;
         if let Some(problem) = parsed["error"].as_str() {
@@ -346,9 +349,12 @@ pub fn failure(answer: &Answer, what: &str, acted: Acted<'_>) -> Option<Error> {
         _ if soft => format!(
             "Evolution failed inside (2.3.7 often says \"[object Object]\"): its log has the error (`evoctl logs {env} --kind error`)"
         ),
-        401 => "the API key evoctl read in the container was refused: check AUTHENTICATION_API_KEY in the task definition"
+        401 => {
+            "the API key evoctl read in the container was refused: check AUTHENTICATION_API_KEY in the task definition"
+                .into()
+        }
+        403 => "that name is taken (possibly by another environment sharing the database): pick another or delete it"
             .into(),
-        403 => "that name is taken (possibly by another environment sharing the database): pick another or delete it".into(),
         404 => format!("check the instance name (`evoctl instance list {env}`)"),
         400 => "the request was refused as invalid; the message says which field".into(),
         _ => format!("Evolution failed inside: its log has the error (`evoctl logs {env} --kind error`); then retry"),

@@ -327,7 +327,8 @@ mod tests {
     #[test]
     fn a_401_names_the_jwt_and_which_side_to_fix() {
         let secret = SecretRef::try_from("ssm:/alinhou/production/evolution-webhook-secret".to_owned()).unwrap();
-        let Verdict::Broken { problem, fix } = answered(401, true, Some(true)).verdict("production", None, Some(&secret))
+        let Verdict::Broken { problem, fix } =
+            answered(401, true, Some(true)).verdict("production", None, Some(&secret))
         else {
             panic!()
         };
@@ -339,11 +340,28 @@ mod tests {
             fix.starts_with("make the receiver verify with ssm:/alinhou/production/evolution-webhook-secret"),
             "{fix}"
         );
-        let Verdict::Broken { fix, .. } = answered(403, true, Some(false)).verdict("production", None, Some(&secret)) else {
+        let Verdict::Broken { fix, .. } = answered(403, true, Some(false)).verdict("production", None, Some(&secret))
+        else {
             panic!()
         };
         assert!(fix.starts_with("`evoctl webhook set production` puts ssm:/alinhou/"), "{fix}");
-        assert_eq!(answered(204, true, Some(true)).verdict("p", None, None), Verdict::Delivered { status: 204, ms: 12 });
+        // A fix for a named instance acts on that instance, never on the environment's own.
+        let Verdict::Broken { fix, .. } =
+            answered(403, true, Some(false)).verdict("production", Some("named1"), Some(&secret))
+        else {
+            panic!()
+        };
+        assert!(fix.starts_with("`evoctl webhook set production named1` puts ssm:/alinhou/"), "{fix}");
+        let Verdict::Broken { fix, .. } =
+            answered(401, true, Some(true)).verdict("production", Some("named1"), Some(&secret))
+        else {
+            panic!()
+        };
+        assert!(fix.contains("and run `evoctl webhook set production named1`;"), "{fix}");
+        assert_eq!(
+            answered(204, true, Some(true)).verdict("p", None, None),
+            Verdict::Delivered { status: 204, ms: 12 }
+        );
     }
 
     #[test]

@@ -30,11 +30,8 @@ impl Awaited {
     /// `instance`'s webhook for `event` (2.3.7's name, e.g. `REMOVE_INSTANCE`): posted to
     /// `url/remove-instance` under `byEvents`, else to `url` itself.
     pub fn new(instance: &str, url: &str, by_events: bool, event: &str) -> Awaited {
-        let url = if by_events {
-            format!("{}/{}", url, event.replace('_', "-").to_lowercase())
-        } else {
-            url.to_owned()
-        };
+        let url =
+            if by_events { format!("{}/{}", url, event.replace('_', "-").to_lowercase()) } else { url.to_owned() };
         Awaited { instance: instance.to_owned(), url }
     }
 }
@@ -185,7 +182,10 @@ mod tests {
             Some("attempt 1/10 failed: Request failed with status code 503")
         );
         let other = Awaited::new("other", base, true, "REMOVE_INSTANCE");
-        assert_eq!(latest_of(&events, &other).as_deref(), Some("attempt 7/10 failed: Request failed with status code 502"));
+        assert_eq!(
+            latest_of(&events, &other).as_deref(),
+            Some("attempt 7/10 failed: Request failed with status code 502")
+        );
         assert_eq!(latest_of(&events, &Awaited::new("none", base, true, "REMOVE_INSTANCE")), None);
     }
 }

@@ -147,6 +147,33 @@ mod tests {
     }
 
     #[test]
+    fn a_loop_goes_on_while_its_lines_are_recent_and_its_tasks_live() {
+        let lines: Vec<LogLine> =
+            (0..10).map(|i| line(if i % 2 == 0 { "a" } else { "b" }, 1_000 * i, REPLACED)).collect();
+        let evidence = analyse(&source(), Duration::from_secs(900), &lines);
+        let live = |ids: &[&str]| -> Vec<crate::aws::discovery::LiveTask> {
+            ids.iter()
+                .map(|id| crate::aws::discovery::LiveTask {
+                    id: (*id).into(),
+                    arn: String::new(),
+                    last_status: "RUNNING".into(),
+                    desired_status: "RUNNING".into(),
+                    started_at: None,
+                    platform_version: None,
+                    enable_execute_command: true,
+                    containers: Vec::new(),
+                })
+                .collect()
+        };
+        let read_at = |ms: i64| ConflictEvidence { read_at_ms: ms, ..evidence.clone() };
+        assert!(read_at(9_000 + 30_000).goes_on());
+        assert!(!read_at(9_000 + 30_001).goes_on(), "quiet for longer than QUIET_AFTER");
+        assert!(read_at(10_000).goes_on_with(&live(&["a", "b"])));
+        assert!(!read_at(10_000).goes_on_with(&live(&["a"])), "it ended with task b");
+        assert_eq!(read_at(10_000).clears_at().as_deref(), Some("1970-01-01T00:15:09Z"));
+    }
+
+    #[test]
     fn other_stream_errors_and_a_single_replacement_are_not_a_loop() {
         let lines =
             [line("a", 0, r#"{"msg":"stream errored out","node":{"tag":"stream:error"}}"#), line("a", 5, REPLACED)];

@@ -148,11 +148,18 @@ pub fn compute(environments: &[Environment], observed: &[Observed], targets: &[&
                 ),
                 match discovery::stop_extra_fix(&env.name, &now.tasks, desired as usize) {
                     Some(stop) => format!("{stop}, then run again"),
-                    None => format!("wait until the extra task is STOPPED (`evoctl status {}`), then run again", env.name),
+                    None => {
+                        format!("wait until the extra task is STOPPED (`evoctl status {}`), then run again", env.name)
+                    }
                 },
             ));
         }
-        plans.push(EnvPlan { env: env.name.clone(), current: now.clone(), wanted: Wanted { min, max, desired }, steps });
+        plans.push(EnvPlan {
+            env: env.name.clone(),
+            current: now.clone(),
+            wanted: Wanted { min, max, desired },
+            steps,
+        });
     }
     refuse_two_live(environments, observed, &plans)?;
     // Down before up; otherwise the config's order.

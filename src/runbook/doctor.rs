@@ -308,7 +308,8 @@ fn task_layers(checks: &mut Checks, env: &Environment, mine: &EnvFacts) -> Optio
     let desired = mine.service.desired_count;
     if tasks.is_empty() && desired == 0 && env.scaling.is_none_or(|s| s.min == 0) {
         // Parked: nothing runs and nothing is meant to; the in-task layers have nothing to examine.
-        let configured = env.scaling.map(|s| format!("configured {s}")).unwrap_or_else(|| "no scaling configured".into());
+        let configured =
+            env.scaling.map(|s| format!("configured {s}")).unwrap_or_else(|| "no scaling configured".into());
         checks.ok(Layer::Tasks, format!("{PARKED}: no live task, desired 0 ({configured})"));
         checks.skip(Layer::TaskStatus, Some(Layer::Conflicts), "parked: no task to examine");
         return None;
@@ -448,6 +449,15 @@ async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, min
         },
         Err(err) => checks.error(Layer::WhatsappReach, &err),
     }
+    // Linking needs the route to WhatsApp: without it, a link is not the fix.
+    let no_route = checks.0.iter().any(|c| c.layer == Layer::WhatsappReach && c.status == Status::Fail);
+    let link = |what: &str| {
+        if no_route {
+            format!("{what} once the task reaches WhatsApp (whatsapp-reach above)")
+        } else {
+            format!("{what}: `evoctl connect {}`", env.name)
+        }
+    };
     let state = driver.connection_state(&env.instance).await;
     let exists = match &state {
         Ok(state) if state == "open" => {
@@ -455,27 +465,25 @@ async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, min
             true
         }
         Ok(state) if runs_nothing(env) => {
-            checks.ok(Layer::Instance, format!("{} is {state} ({} is configured to run no task)", env.instance, env.name));
+            checks.ok(
+                Layer::Instance,
+                format!("{} is {state} ({} is configured to run no task)", env.instance, env.name),
+            );
             true
         }
         Ok(state) => {
-            checks.warn(
-                Layer::Instance,
-                format!("{} is {state}", env.instance),
-                format!("link it: `evoctl connect {}`", env.name),
-            );
+            checks.warn(Layer::Instance, format!("{} is {state}", env.instance), link("link it"));
             true
         }
         Err(Error::Evolution { status: 404, .. }) if runs_nothing(env) => {
-            checks.ok(Layer::Instance, format!("no instance {} ({} is configured to run no task)", env.instance, env.name));
+            checks.ok(
+                Layer::Instance,
+                format!("no instance {} ({} is configured to run no task)", env.instance, env.name),
+            );
             false
         }
         Err(Error::Evolution { status: 404, .. }) => {
-            checks.warn(
-                Layer::Instance,
-                format!("no instance {}", env.instance),
-                format!("create and link it: `evoctl connect {}`", env.name),
-            );
+            checks.warn(Layer::Instance, format!("no instance {}", env.instance), link("create and link it"));
             false
         }
         Err(err) => {
@@ -483,7 +491,7 @@ async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, min
             false
         }
     };
-    instance_health_layer(checks, env, &driver, exists).await;
+    instance_health_layer(checks, env, &driver, exists, no_route).await;
     // The configured webhook secret, read once for the webhook layer and the delivery probe.
     let secret = match env.webhook.as_ref().and_then(|w| w.jwt_secret.as_ref()) {
         Some(reference) if exists => Some(crate::aws::secrets::fetch(aws, reference).await),
@@ -500,7 +508,13 @@ fn runs_nothing(env: &Environment) -> bool {
 
 /// 2.3.7's report of instances created but stuck in `close` (evolution-foundation/evolution-api#2419):
 /// an instance that is `close` and was never linked nor disconnected since it was created.
-async fn instance_health_layer(checks: &mut Checks, env: &Environment, driver: &Driver<'_>, exists: bool) {
+async fn instance_health_layer(
+    checks: &mut Checks,
+    env: &Environment,
+    driver: &Driver<'_>,
+    exists: bool,
+    no_route: bool,
+) {
     if !exists {
         return checks.skip(Layer::InstanceHealth, Some(Layer::Webhook), "needs the instance");
     }
@@ -512,13 +526,21 @@ async fn instance_health_layer(checks: &mut Checks, env: &Environment, driver: &
                     && row.disconnection_at.is_none()
                     && !runs_nothing(env) =>
             {
+                let evidence = format!(
+                    "{} is close and has never been linked or disconnected since it was created{}",
+                    env.instance,
+                    row.created_at.as_deref().map(|at| format!(" ({at})")).unwrap_or_default()
+                );
+                if no_route {
+                    return checks.warn(
+                        Layer::InstanceHealth,
+                        evidence,
+                        "no QR can come while the task cannot reach WhatsApp (whatsapp-reach above): link it once it can",
+                    );
+                }
                 checks.warn(
                     Layer::InstanceHealth,
-                    format!(
-                        "{} is close and has never been linked or disconnected since it was created{}",
-                        env.instance,
-                        row.created_at.as_deref().map(|at| format!(" ({at})")).unwrap_or_default()
-                    ),
+                    evidence,
                     format!(
                         "`evoctl connect {}`; if no QR ever comes while whatsapp-reach is OK, this is 2.3.7's report of new instances stuck in close (evolution-foundation/evolution-api#2419): delete and re-create it (`evoctl instance delete {} --yes`, then `evoctl connect {}`)",
                         env.name, env.name, env.name
@@ -569,7 +591,9 @@ async fn webhook_delivery_layer(
             let start_ms = read_at - CONFLICT_WINDOW.as_millis() as i64;
             let window = crate::aws::logs::Window { source, pattern: logs::WEBHOOK_PATTERN, start_ms, limit: 10_000 };
             match crate::aws::logs::read(&aws.logs(), window).await {
-                Ok(read) => Some(logs::WebhookFailures::of_instance(&logs::webhook_events(&read.lines), scope, read_at)),
+                Ok(read) => {
+                    Some(logs::WebhookFailures::of_instance(&logs::webhook_events(&read.lines), scope, read_at))
+                }
                 Err(err) => return checks.error(Layer::WebhookDelivery, &err),
             }
         }
@@ -701,7 +725,11 @@ async fn webhook_layer(
             return row;
         }
         WebhookSecret::Empty(reference) => {
-            checks.fail(Layer::Webhook, format!("{reference} is blank: an empty jwt_key breaks every webhook"), set_fix);
+            checks.fail(
+                Layer::Webhook,
+                format!("{reference} is blank: an empty jwt_key breaks every webhook"),
+                set_fix,
+            );
             return row;
         }
     }

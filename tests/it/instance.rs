@@ -4,8 +4,8 @@
 
 use crate::qr::zbar_decode;
 use crate::support::{Lab, json_stdout, text, wait_until};
-use std::time::Duration;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const PRODUCTION_SECRET: &str = "lab-production-webhook-secret-77c1e0";
 
