@@ -151,6 +151,39 @@ pub async fn live_tasks(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) -> Re
     Ok(tasks.into_iter().map(|(_, task)| task).collect())
 }
 
+/// The tasks to stop when more are live than may be: of the tasks still wanted (desired
+/// RUNNING; one already being stopped needs no stop), every one after the `keep` oldest (the
+/// longest-running keeps the session; `tasks` are oldest first, as [`live_tasks`] gives them).
+pub fn extra_tasks(tasks: &[LiveTask], keep: usize) -> Vec<&LiveTask> {
+    tasks.iter().filter(|t| t.desired_status == "RUNNING").skip(keep).collect()
+}
+
+/// What ends the extra tasks of `env` (keeping its `keep` oldest wanted ones): the
+/// `evoctl task stop` of each, or, when the extras are already being stopped, the wait for
+/// ECS; `None` when nothing is extra.
+pub fn stop_extra_fix(env: &str, tasks: &[LiveTask], keep: usize) -> Option<String> {
+    let extras = extra_tasks(tasks, keep);
+    if !extras.is_empty() {
+        let stops: Vec<String> = extras.iter().map(|t| format!("`evoctl task stop {env} {}`", t.id)).collect();
+        let kept: Vec<&str> =
+            tasks.iter().filter(|t| t.desired_status == "RUNNING").take(keep).map(|t| t.id.as_str()).collect();
+        let kept = match kept.as_slice() {
+            [] => String::new(),
+            [one] => format!(" (keeps {one}, the longest-running)"),
+            many => format!(" (keeps {}, the longest-running)", many.join(", ")),
+        };
+        return Some(format!("stop the extra task: {}{kept}", stops.join(", then ")));
+    }
+    let stopping: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.desired_status != "RUNNING")
+        .map(|t| format!("{} ({})", t.id, t.last_status))
+        .collect();
+    (!stopping.is_empty()).then(|| {
+        format!("ECS is already stopping {}: wait until it is STOPPED (`evoctl status {env}`)", stopping.join(", "))
+    })
+}
+
 /// The runtime id of `container` in each task of the service that ECS still lists (live ones,
 /// and stopped ones for about an hour after they stop), newest first, at most `limit`: the
 /// names of their awslogs streams when the container logs without a stream prefix.
@@ -346,10 +379,7 @@ pub async fn the_live_task(ecs: &aws_sdk_ecs::Client, env: &Environment) -> Resu
                     env.name,
                     listed.join(", ")
                 ),
-                format!(
-                    "stop the extra task (`aws ecs stop-task --cluster {} --task ID`) and check `evoctl audit {}`",
-                    env.cluster, env.name
-                ),
+                stop_extra_fix(&env.name, &tasks, 1).unwrap_or_else(|| format!("check `evoctl status {}`", env.name)),
             ))
         }
     }
@@ -372,4 +402,42 @@ pub async fn task_last_status(
         .tasks()
         .first()
         .map(|t| (t.last_status().unwrap_or("UNKNOWN").to_owned(), t.stopped_reason().map(str::to_owned))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str, last: &str, desired: &str) -> LiveTask {
+        LiveTask {
+            id: id.into(),
+            arn: format!("arn:aws:ecs:us-east-1:1:task/c/{id}"),
+            last_status: last.into(),
+            desired_status: desired.into(),
+            started_at: None,
+            platform_version: None,
+            enable_execute_command: true,
+            containers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_newest_wanted_tasks_are_the_extras_and_a_stopping_one_is_waited_for() {
+        let two = [task("old", "RUNNING", "RUNNING"), task("new", "RUNNING", "RUNNING")];
+        assert_eq!(extra_tasks(&two, 1).iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["new"]);
+        assert_eq!(
+            stop_extra_fix("production", &two, 1).as_deref(),
+            Some("stop the extra task: `evoctl task stop production new` (keeps old, the longest-running)")
+        );
+        assert_eq!(
+            stop_extra_fix("staging", &two, 0).as_deref(),
+            Some("stop the extra task: `evoctl task stop staging old`, then `evoctl task stop staging new`")
+        );
+        let draining = [task("old", "DEACTIVATING", "STOPPED"), task("new", "RUNNING", "RUNNING")];
+        assert_eq!(
+            stop_extra_fix("production", &draining, 1).as_deref(),
+            Some("ECS is already stopping old (DEACTIVATING): wait until it is STOPPED (`evoctl status production`)")
+        );
+        assert_eq!(stop_extra_fix("production", &two[..1], 1), None);
+    }
 }

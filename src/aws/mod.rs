@@ -18,6 +18,7 @@ pub mod kms;
 pub mod logs;
 pub mod scaling;
 pub mod secrets;
+pub mod task_stop;
 pub mod taskdef;
 pub mod trust;
 

@@ -47,8 +47,8 @@ pub enum Command {
     Init(InitArgs),
     /// Service, scaling, deployment settings and live tasks per environment
     Status(StatusArgs),
-    /// Print the one live task id of an environment (exit 3 none, 4 more than one)
-    Task(EnvArg),
+    /// Print the one live task id (exit 3 none, 4 more than one), or stop one task
+    Task(TaskArgs),
     /// Run a command in the container and return its exit status
     Exec(ExecArgs),
     /// Interactive shell in the container
@@ -93,6 +93,7 @@ impl Command {
                 | Command::Connect(_)
                 | Command::Scale(_)
                 | Command::Enforce(_)
+                | Command::Task(TaskArgs { command: Some(TaskCommand::Stop(_)), .. })
         )
     }
 }
@@ -120,6 +121,42 @@ pub struct InitArgs {
 pub struct StatusArgs {
     /// Environments to show [default: all in the config file]
     pub envs: Vec<String>,
+}
+
+/// `task ENV`, or `task stop ENV TASK_ID`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct TaskArgs {
+    /// Environment name from the config file
+    #[arg(required = true)]
+    pub env: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<TaskCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Stop one task of the environment (ECS StopTask with a reason) and wait until it is
+    /// STOPPED
+    Stop(TaskStopArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TaskStopArgs {
+    /// Environment name from the config file
+    pub env: String,
+    /// The task to stop: its id or ARN (`evoctl status ENV` lists them)
+    pub task_id: String,
+    /// Stop it even when it is a protected environment's only live task
+    #[arg(long)]
+    pub yes: bool,
+    /// Why (ECS shows it as the task's stoppedReason; at most 255 characters)
+    /// [default: evoctl task stop ENV]
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Give up waiting for STOPPED after this long (the StopTask stays sent)
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = crate::duration::parse)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

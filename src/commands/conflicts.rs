@@ -5,7 +5,7 @@
 //! the DB copy stays `open`). Exit 1 when either shows a loop.
 
 use super::Context;
-use crate::aws::discovery::ServiceRef;
+use crate::aws::discovery::{self, LiveTask, ServiceRef};
 use crate::aws::logs;
 use crate::cli::ConflictsArgs;
 use crate::config::Environment;
@@ -27,9 +27,15 @@ const FLAP_THRESHOLD: usize = 2;
 struct ConflictReport {
     schema: &'static str,
     env: String,
-    /// Log evidence, or sampled flapping.
+    /// Log evidence in the window, or sampled flapping.
     #[serde(rename = "loop")]
     is_loop: bool,
+    /// The loop goes on: its last line is recent, or the sample flapped (exit 1).
+    ongoing: bool,
+    /// The live tasks of the environment now, oldest first.
+    live_tasks: Vec<String>,
+    /// What ends the loop (null when there is none, or it has ended).
+    fix: Option<String>,
     logs: ConflictEvidence,
     /// The connectionState sample, when one was taken.
     sampled: Option<Sampled>,
@@ -57,31 +63,49 @@ pub async fn run(context: &Context, args: &ConflictsArgs) -> Result<u8> {
         let source = logs::log_source(&aws.ecs(), target, &env.container).await?;
         conflicts::read(&aws.logs(), &source, args.since).await
     };
-    let (evidence, sampled) = tokio::join!(read_logs, sample(&aws, env, args.sample));
-    let evidence = evidence?;
+    let ecs = aws.ecs();
+    let (evidence, sampled, live) =
+        tokio::join!(read_logs, sample(&aws, env, args.sample), discovery::live_tasks(&ecs, target));
+    let (evidence, live) = (evidence?, live?);
     let (sampled, sample_skipped) = match sampled {
         Ok(sampled) => (sampled, None),
         Err(reason) => (None, Some(reason)),
     };
     let flapping = sampled.as_ref().is_some_and(|s| s.changes >= FLAP_THRESHOLD);
+    let ongoing = flapping || evidence.goes_on_with(&live);
     let report = ConflictReport {
         schema: "evoctl.conflicts/v1",
         env: env.name.clone(),
         is_loop: evidence.is_loop || flapping,
+        ongoing,
+        live_tasks: live.iter().map(|t| t.id.clone()).collect(),
+        fix: ongoing.then(|| fix(env, &live)),
         logs: evidence,
         sampled,
         sample_skipped,
     };
     context.printer.data(&report, || render(&report));
-    if report.is_loop {
-        context.printer.note(&format!(
-            "fix: two live connections hold this number; find them with `evoctl status`, stop the extra task or environment (`evoctl enforce --apply`), then check again with `evoctl conflicts {}`",
-            report.env
-        ));
-        Ok(exit::FINDINGS)
-    } else {
-        Ok(exit::OK)
+    if let Some(fix) = &report.fix {
+        context.printer.note(&format!("fix: {fix}"));
     }
+    Ok(if ongoing { exit::FINDINGS } else { exit::OK })
+}
+
+/// What ends a loop that goes on: this environment's extra task, else a connection this
+/// environment does not hold (another environment of its number, or one outside evoctl.toml).
+fn fix(env: &Environment, live: &[LiveTask]) -> String {
+    if live.len() > 1
+        && let Some(stop) = discovery::stop_extra_fix(&env.name, live, 1)
+    {
+        return format!("two connections hold this number: {stop}");
+    }
+    let holds = match live.first() {
+        Some(task) => format!("only {} of {} is live", task.id, env.name),
+        None => format!("{} has no live task", env.name),
+    };
+    format!(
+        "{holds}: the other connection is elsewhere: another environment of this number (`evoctl audit` names it, and `evoctl enforce --apply` brings it down) or an Evolution outside evoctl.toml (a local one, another account): stop it"
+    )
 }
 
 /// Sample the instance's live state from any ready task; `Err` says why there is no sample.
@@ -139,8 +163,11 @@ fn render(report: &ConflictReport) -> String {
         (None, Some(reason)) => out.push_str(&format!("state:   not sampled: {reason}\n")),
         (None, None) => {}
     }
-    let verdict = if report.is_loop {
+    let ended = format!("ended (the last line at {}; none since)", evidence.last_seen.as_deref().unwrap_or("-"));
+    let verdict = if report.ongoing {
         "YES"
+    } else if report.is_loop {
+        ended.as_str()
     } else if evidence.events > 0 {
         "no (isolated replacements)"
     } else {

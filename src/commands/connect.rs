@@ -62,6 +62,8 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
     let config = context.config()?;
     let env = config.environment(&args.env)?.clone();
     let name = args.name.clone().unwrap_or_else(|| env.instance.clone());
+    // How the fixes name what this run acts on (`production`, `production NAME`).
+    let again = crate::evolution::subject(&env.name, (name != env.instance).then_some(name.as_str()));
     let fleet = context.aws(&config).await?;
     let aws = fleet.of(&env).clone();
 
@@ -114,7 +116,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
         // itself); either way the operator is told where the link stands.
         if let Err(Error::Interrupted { signal, .. }) = status {
             drop(sink);
-            return Err(Error::Interrupted { signal, message: interrupted(&env, &name, &view, enforced), fix: None });
+            return Err(Error::Interrupted { signal, message: interrupted(&again, &name, &view, enforced), fix: None });
         }
         match status {
             // The agent of a task that just started may not be connected yet: that can still
@@ -137,10 +139,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
     let number = match last {
         Some(WatchEvent::Linked { number }) => number,
         Some(WatchEvent::Timeout) => {
-            let again = match &args.name {
-                Some(named) => format!("evoctl connect {} {named}", env.name),
-                None => format!("evoctl connect {}", env.name),
-            };
+            let again = format!("evoctl connect {again}");
             let (waiting, fix) = match &args.pairing_number {
                 Some(number) => (
                     "its pairing code to be entered",
@@ -172,7 +171,10 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
         }
         Some(WatchEvent::Taken | WatchEvent::Foreign) => return Err(crate::evolution::foreign(&name)),
         Some(WatchEvent::PairingIgnored) => return Err(link::pairing_ignored(&name, &env.name)),
-        Some(WatchEvent::Error { status, body }) => return Err(link::watch_error("connect", status, body)),
+        Some(WatchEvent::Error { status, body }) => {
+            let acted = crate::evolution::Acted { env: &env.name, instance: Some(&name) };
+            return Err(link::watch_error("connect", status, body, acted));
+        }
         Some(WatchEvent::Reach(reach)) if !reach.ok => {
             let (problem, fix) = reach.problem().unwrap_or_default();
             return Err(Error::Unavailable {
@@ -180,17 +182,14 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
                     "{name} has shown no code in {} s and Evolution answers {{count:0}}: {problem}",
                     NO_QR_CHECK.as_secs()
                 ),
-                fix: format!(
-                    "{fix}; then `evoctl doctor {}` (whatsapp-reach) and `evoctl connect {}`",
-                    env.name, env.name
-                ),
+                fix: format!("{fix}; then `evoctl doctor {}` checks the route again (whatsapp-reach)", env.name),
             });
         }
         _ => {
             return Err(Error::exec(
                 ExecKind::Container,
                 format!("the link watch ended early (exit {status}): {stray}"),
-                format!("check the task (`evoctl doctor {}`) and run `evoctl connect {}` again", env.name, env.name),
+                format!("check the task (`evoctl doctor {}`) and run `evoctl connect {again}` again", env.name),
             ));
         }
     };
@@ -255,6 +254,17 @@ async fn preflight(
         return Ok((false, snapshots[index].tasks.first().cloned()));
     }
     let listed: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+    let index = config.environments.iter().position(|e| e.name == env.name).expect("env is in the config");
+    if let Some(refusal) = preflight::runs_nothing(env, &observed[index]) {
+        // Neither --enforce nor a link can help: the config itself keeps it at no task.
+        return Err(refusal);
+    }
+    // More than one task here: enforcing would refuse too; the extra one goes first.
+    let extra =
+        discovery::stop_extra_fix(&env.name, &snapshots[index].tasks, 1).filter(|_| snapshots[index].tasks.len() > 1);
+    if let Some(stop) = extra {
+        return Err(Error::refused(format!("refused before touching Evolution: {}", listed.join("; ")), stop));
+    }
     if !args.enforce {
         return Err(Error::refused(
             format!("refused before touching Evolution: {}", listed.join("; ")),
@@ -370,9 +380,9 @@ impl<'a> QrView<'a> {
     }
 }
 
-fn interrupted(env: &Environment, name: &str, view: &QrView<'_>, enforced: bool) -> String {
+fn interrupted(again: &str, name: &str, view: &QrView<'_>, enforced: bool) -> String {
     format!(
-        "interrupted: {name} is not linked ({}{}){}; the watch in the container was ended and nothing else was changed. Run `evoctl connect {}` again to continue",
+        "interrupted: {name} is not linked ({}{}){}; the watch in the container was ended and nothing else was changed. Run `evoctl connect {again}` again to continue",
         view.last_state.as_deref().map(|s| format!("state {s}")).unwrap_or_else(|| "state unknown".into()),
         if view.codes.shown > 0 {
             format!(", {} {} shown", view.codes.shown, view.codes.noun())
@@ -380,7 +390,6 @@ fn interrupted(env: &Environment, name: &str, view: &QrView<'_>, enforced: bool)
             String::new()
         },
         if enforced { "; the scaling plan was applied before" } else { "" },
-        env.name
     )
 }
 

@@ -15,6 +15,8 @@ use serde::Serialize;
 struct DoctorReport<'a> {
     schema: &'static str,
     ok: bool,
+    /// No task runs and none is meant to.
+    parked: bool,
     first_broken: Option<Layer>,
     #[serde(flatten)]
     diagnosis: &'a Diagnosis,
@@ -29,6 +31,7 @@ pub async fn run(context: &Context, args: &EnvArg) -> Result<u8> {
     let report = DoctorReport {
         schema: "evoctl.doctor/v1",
         ok: first.is_none(),
+        parked: diagnosis.parked(),
         first_broken: first.map(|c| c.layer),
         diagnosis: &diagnosis,
     };
@@ -50,7 +53,9 @@ fn render(diagnosis: &Diagnosis) -> String {
         .collect();
     let mut out = table(&["LAYER", "STATUS", "EVIDENCE"], &rows);
     for check in diagnosis.checks.iter().filter(|c| c.status == Status::Warn) {
-        out.push_str(&format!("warn {}: {}\n", check.layer, check.fix.as_deref().unwrap_or("-")));
+        if let Some(fix) = &check.fix {
+            out.push_str(&format!("warn {}: {fix}\n", check.layer));
+        }
     }
     match diagnosis.first_broken() {
         Some(check) => out.push_str(&format!(
@@ -62,6 +67,9 @@ fn render(diagnosis: &Diagnosis) -> String {
         None => {
             let warnings = diagnosis.checks.iter().filter(|c| c.status == Status::Warn).count();
             match warnings {
+                0 if diagnosis.parked() => {
+                    out.push_str(&format!("\n{}: parked (no task, as configured); every layer OK\n", diagnosis.env))
+                }
                 0 => out.push_str(&format!("\n{}: every layer OK\n", diagnosis.env)),
                 n => out.push_str(&format!("\n{}: no layer failed ({n} warning(s))\n", diagnosis.env)),
             }

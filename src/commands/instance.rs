@@ -7,7 +7,8 @@ use crate::cli::{
     DestructiveInstanceArgs, EnvArg, InstanceArgs, InstanceCommand, InstanceConnectArgs, InstanceDeleteArgs,
 };
 use crate::error::{Error, Result};
-use crate::evolution::api::{CreateRequest, Created};
+use crate::evolution::api::{CreateRequest, Created, LoggedOut};
+use crate::evolution::retries::Awaited;
 use crate::evolution::{Watch, WatchTiming};
 use crate::exit;
 use crate::output::OutputFormat;
@@ -83,7 +84,7 @@ async fn create(context: &Context, args: &InstanceArgs) -> Result<u8> {
     };
     let report = json!({"schema": "evoctl.instance/v1", "env": reach.env.name, "instance": name, "created": true, "connection_status": status});
     context.printer.data(&report, || {
-        format!("created instance {name} ({status}); link it with `evoctl instance connect {}`", reach.env.name)
+        format!("created instance {name} ({status}); link it with `evoctl instance connect {}`", reach.subject(&name))
     });
     Ok(exit::OK)
 }
@@ -118,6 +119,7 @@ async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
     };
     let mut sink = EventLines::new(|_| {});
     driver.watch_link(watch, &mut sink).await?;
+    let acted = crate::evolution::Acted { env: &reach.env.name, instance: Some(&name) };
     let (last, stray) = (sink.last.clone(), link::stray_text(&sink.stray));
     let (code, pairing, count, limit) = match last {
         Some(WatchEvent::Qr { code, pairing, count, limit }) => (code, pairing, count, limit),
@@ -135,14 +137,14 @@ async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
                     FIRST_CODE_WAIT.as_secs()
                 ),
                 fix: Some(format!(
-                    "check `evoctl instance state {}` and the task's logs; `evoctl instance restart {}` starts a new socket",
+                    "`evoctl doctor {}` checks the task's route to WhatsApp (whatsapp-reach); `evoctl logs {} --kind qr` shows what Evolution logged about QRs",
                     reach.env.name, reach.env.name
                 )),
             });
         }
         Some(WatchEvent::Foreign) => return Err(crate::evolution::foreign(&name)),
         Some(WatchEvent::PairingIgnored) => return Err(link::pairing_ignored(&name, &reach.env.name)),
-        Some(WatchEvent::Error { status, body }) => return Err(link::watch_error("connect", status, body)),
+        Some(WatchEvent::Error { status, body }) => return Err(link::watch_error("connect", status, body, acted)),
         _ => {
             return Err(Error::exec(
                 crate::error::ExecKind::Container,
@@ -175,13 +177,35 @@ fn confirm(reach: &Reach, args: &DestructiveInstanceArgs, name: &str, action: &s
     Ok(())
 }
 
+/// Log out of WhatsApp. A `close` instance holds no session (2.3.7 refuses it as "not
+/// connected"): nothing to do, which is said with the way forward, exit 0.
 async fn logout(context: &Context, args: &DestructiveInstanceArgs) -> Result<u8> {
     let reach = Reach::new(context, &args.instance.env).await?;
     let name = reach.instance_name(&args.instance.name).to_owned();
     confirm(&reach, args, &name, "logout")?;
-    reach.driver().logout(&name).await?;
-    let report = json!({"schema": "evoctl.instance/v1", "env": reach.env.name, "instance": name, "action": "logout"});
-    context.printer.data(&report, || format!("instance {name} logged out"));
+    let outcome = reach.driver().logout(&name).await?;
+    let logged_out = outcome == LoggedOut::Done;
+    let report = json!({
+        "schema": "evoctl.instance/v1", "env": reach.env.name, "instance": name, "action": "logout",
+        "logged_out": logged_out, "state": "close",
+    });
+    context.printer.data(&report, || {
+        if logged_out {
+            format!("instance {name} logged out")
+        } else {
+            format!(
+                "instance {name} is not connected (close): there is no WhatsApp session to log out; nothing was changed"
+            )
+        }
+    });
+    if !logged_out {
+        context.printer.note(&format!(
+            "to link it again: `evoctl connect {}`; to remove it: `evoctl instance delete {}{}`",
+            reach.subject(&name),
+            reach.subject(&name),
+            if reach.env.protected { " --yes" } else { "" }
+        ));
+    }
     Ok(exit::OK)
 }
 
@@ -202,12 +226,19 @@ async fn delete(context: &Context, args: &InstanceDeleteArgs) -> Result<u8> {
     let options = crate::exec::run::RunOptions::new(wait + Duration::from_secs(60));
     let driver = crate::evolution::Driver { aws: &reach.aws, target: &reach.target, options };
     let retries = crate::evolution::retries::RetryLog::new(&reach.aws, &reach.target, &reach.env.service);
+    // The webhook the cleanup waits on: (its REMOVE_INSTANCE URL, subscribed, jwt_key empty).
     let mut webhook: Option<(Option<String>, bool, bool)> = None;
     // Say what the wait is for at the first poll that still lists the name, then whenever the
     // task's log shows a new retry, and at least every DELETE_PROGRESS_EVERY.
     let mut said: Option<(std::time::Instant, Option<String>)> = None;
     let mut sink = EventLines::new(|event| match event {
-        WatchEvent::Webhook { url, remove, jwt_empty } => webhook = Some((url, remove, jwt_empty)),
+        WatchEvent::Webhook { url, remove, jwt_empty, by_events } => {
+            let awaited = url.as_deref().map(|url| Awaited::new(&name, url, by_events, "REMOVE_INSTANCE"));
+            if let Some(awaited) = &awaited {
+                retries.watch(awaited.clone());
+            }
+            webhook = Some((awaited.map(|a| a.url), remove, jwt_empty));
+        }
         WatchEvent::Deleted => context.printer.note(&format!("deleted {name}; waiting for Evolution's cleanup…")),
         WatchEvent::Pending { t } => {
             let latest = retries.latest();
@@ -252,12 +283,18 @@ async fn delete(context: &Context, args: &InstanceDeleteArgs) -> Result<u8> {
     match last {
         Some(WatchEvent::Gone { .. }) => {}
         Some(WatchEvent::Foreign) => return Err(crate::evolution::foreign(&name)),
-        Some(WatchEvent::Error { status, body }) => return Err(link::watch_error("delete", status, body)),
+        Some(WatchEvent::Error { status, body }) => {
+            let acted = crate::evolution::Acted { env: &reach.env.name, instance: Some(&name) };
+            return Err(link::watch_error("delete", status, body, acted));
+        }
         Some(WatchEvent::Timeout) => {
             let (message, fix) = match webhook {
                 Some((_, _, true)) => (
-                    format!("instance {name} was deleted but is still listed after {} s: its webhook's jwt_key header is empty, so 2.3.7's REMOVE_INSTANCE webhook throws and the cleanup never runs", args.timeout.as_secs()),
-                    format!("set a non-empty jwt_key (`evoctl webhook set {}`) and delete again", reach.env.name),
+                    format!(
+                        "instance {name} was deleted but is still listed after {} s: its webhook's jwt_key header is empty, so 2.3.7's REMOVE_INSTANCE webhook throws and the cleanup never runs",
+                        args.timeout.as_secs()
+                    ),
+                    format!("set a non-empty jwt_key (`evoctl webhook set {}`) and delete again", reach.subject(&name)),
                 ),
                 Some((Some(url), true, false)) => (
                     format!(
@@ -265,11 +302,17 @@ async fn delete(context: &Context, args: &InstanceDeleteArgs) -> Result<u8> {
                         args.timeout.as_secs(),
                         retries.latest().map(|line| format!(" (the task's log: {line})")).unwrap_or_default()
                     ),
-                    "make the webhook receiver answer 2xx, or wait for the retries to end, then check `evoctl instance list ENV`".into(),
+                    format!(
+                        "make the webhook receiver answer 2xx, or wait for the retries to end, then check `evoctl instance list {}`",
+                        reach.env.name
+                    ),
                 ),
                 _ => (
                     format!("instance {name} was deleted but is still listed after {} s", args.timeout.as_secs()),
-                    "check Evolution's logs (`evoctl doctor ENV`), then `evoctl instance list ENV`".into(),
+                    format!(
+                        "check Evolution's log (`evoctl logs {} --kind error`), then `evoctl instance list {}`",
+                        reach.env.name, reach.env.name
+                    ),
                 ),
             };
             return Err(Error::Timeout { message, fix: Some(fix) });

@@ -69,6 +69,16 @@ impl Reach {
         name.as_deref().unwrap_or(&self.env.instance)
     }
 
+    /// `name` when it is not the environment's own instance (a fix then names it).
+    pub fn named<'a>(&self, name: &'a str) -> Option<&'a str> {
+        (name != self.env.instance).then_some(name)
+    }
+
+    /// How a command line names the environment and `name` (`production`, `production named1`).
+    pub fn subject(&self, name: &str) -> String {
+        crate::evolution::subject(&self.env.name, self.named(name))
+    }
+
     pub fn driver(&self) -> Driver<'_> {
         let options = RunOptions::new(Duration::from_secs(120));
         Driver { aws: &self.aws, target: &self.target, options }

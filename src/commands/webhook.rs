@@ -87,7 +87,7 @@ async fn test(context: &Context, args: &WebhookTestArgs) -> Result<u8> {
     // The secret evoctl.toml names, to tell which side differs on a 401 (compared in the task).
     let expected = crate::evolution::probe::configured_secret(&reach.aws, reference.as_ref()).await?;
     let probe = reach.driver().webhook_probe(&name, expected.as_deref(), args.timeout).await?;
-    let verdict = probe.verdict(&reach.env.name, reference.as_ref());
+    let verdict = probe.verdict(&reach.env.name, reach.named(&name), reference.as_ref());
     let (ok, problem, fix) = match &verdict {
         Verdict::Delivered { .. } => (true, None, None),
         Verdict::Broken { problem, fix } => (false, Some(problem.clone()), Some(fix.clone())),

@@ -5,7 +5,7 @@
 //! connectionState without `state`). The shapes are pinned by the recorded answers of a real
 //! 2.3.7 server (`../shared/fixtures/evolution-2.3.7/`, see the tests below and docs/evolution.md).
 
-use super::{Answer, Call, Driver, failure, foreign};
+use super::{Acted, Answer, Call, Driver, failure, foreign};
 use crate::config::WEBHOOK_EVENTS;
 use crate::error::Result;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -259,14 +259,14 @@ pub struct ServerInfo {
 
 /// `instance.state` of a connectionState answer; a row without a state is held by another
 /// Evolution process on the same database (refused, exit 4), never a guess.
-fn live_state(answer: Answer, name: &str) -> Result<String> {
-    let answer = checked(answer, "connectionState")?;
-    let reply: StateReply = parse(&answer, "connectionState")?;
+fn live_state(answer: Answer, name: &str, acted: Acted<'_>) -> Result<String> {
+    let answer = checked(answer, "connectionState", acted)?;
+    let reply: StateReply = parse(&answer, "connectionState", acted.env)?;
     reply.instance.state.ok_or_else(|| foreign(name))
 }
 
-fn checked(answer: Answer, what: &str) -> Result<Answer> {
-    match failure(&answer, what) {
+fn checked(answer: Answer, what: &str, acted: Acted<'_>) -> Result<Answer> {
+    match failure(&answer, what, acted) {
         Some(err) => Err(err),
         None => Ok(answer),
     }
@@ -274,12 +274,22 @@ fn checked(answer: Answer, what: &str) -> Result<Answer> {
 
 /// `answer` read as `T`; a body 2.3.7 would not send is an Evolution error naming the call, the
 /// place in the body and the types there, and quoting none of it.
-fn parse<T: serde::de::DeserializeOwned>(answer: &Answer, what: &str) -> Result<T> {
+fn parse<T: serde::de::DeserializeOwned>(answer: &Answer, what: &str, env: &str) -> Result<T> {
     super::shape::read(&answer.body).map_err(|mismatch| crate::error::Error::Evolution {
         status: answer.status,
         message: format!("{what}: Evolution answered in a shape 2.3.7 does not send ({mismatch})"),
-        fix: "check the Evolution version (evoctl speaks 2.3.7: `evoctl doctor ENV` shows it) and its logs".into(),
+        fix: format!("check the Evolution version (evoctl speaks 2.3.7: `evoctl doctor {env}` shows it) and its logs"),
     })
+}
+
+/// What a logout did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoggedOut {
+    /// Logged out of WhatsApp.
+    Done,
+    /// The instance was `close`: 2.3.7 refuses (400 "is not connected"), there is no session
+    /// to log out, and nothing changed.
+    NotConnected,
 }
 
 /// Percent-encode a path segment (instance names are used in URLs).
@@ -308,7 +318,7 @@ impl Driver<'_> {
         if name.is_some() && answer.status == 404 {
             return Ok(Vec::new());
         }
-        parse(&checked(answer, "fetchInstances")?, "fetchInstances")
+        parse(&checked(answer, "fetchInstances", self.acted(None))?, "fetchInstances", &self.target.env)
     }
 
     /// Create an instance; `jwt_key` goes to `webhook.headers.jwt_key` over stdin.
@@ -320,14 +330,15 @@ impl Driver<'_> {
         if answer.status == 403 {
             return Ok(Created::NameTaken);
         }
-        let reply: CreateReply = parse(&checked(answer, "create")?, "create")?;
+        let acted = self.acted(Some(&request.instance_name));
+        let reply: CreateReply = parse(&checked(answer, "create", acted)?, "create", acted.env)?;
         Ok(Created::Created { status: reply.instance.status.unwrap_or_else(|| "unknown".into()) })
     }
 
     /// The live state: `open`, `connecting` or `close`.
     pub async fn connection_state(&self, name: &str) -> Result<String> {
         let path = super::state_path(name);
-        live_state(self.call(Call::new("GET", &path)).await?, name)
+        live_state(self.call(Call::new("GET", &path)).await?, name, self.acted(Some(name)))
     }
 
     /// The live state every `interval` for `duration`, from one exec session.
@@ -339,24 +350,48 @@ impl Driver<'_> {
     ) -> Result<Vec<(Duration, String)>> {
         let mut states = Vec::new();
         for (at, answer) in self.sample(&super::state_path(name), duration, interval).await? {
-            states.push((at, live_state(answer, name)?));
+            states.push((at, live_state(answer, name, self.acted(Some(name)))?));
         }
         Ok(states)
     }
 
-    /// Log the instance out of WhatsApp.
-    pub async fn logout(&self, name: &str) -> Result<()> {
+    /// Log the instance out of WhatsApp. A `close` instance has no session to log out: 2.3.7
+    /// answers 400 `The "X" instance is not connected`, which is no invalid request.
+    pub async fn logout(&self, name: &str) -> Result<LoggedOut> {
         let path = format!("/instance/logout/{}", segment(name));
-        let answer = checked(self.call(Self::on_instance("DELETE", &path, name)).await?, "logout")?;
-        parse::<StatusReply>(&answer, "logout")?;
-        Ok(())
+        let (answer, state) = self.call_with_state(Self::on_instance("DELETE", &path, name)).await?;
+        let not_connected = answer.status == 400
+            && (state.as_deref() == Some("close")
+                || super::flatten(&answer.body["response"]["message"]).ends_with("instance is not connected"));
+        if not_connected {
+            return Ok(LoggedOut::NotConnected);
+        }
+        let acted = self.acted(Some(name));
+        parse::<StatusReply>(&checked(answer, "logout", acted)?, "logout", acted.env)?;
+        Ok(LoggedOut::Done)
     }
 
-    /// Restart; the state it reports.
+    /// Restart; the state it reports. 2.3.7 cannot restart a `close` instance: it refuses with
+    /// "not connected" inside and answers 200 `{error:true, message:"[object Object]"}`; that is
+    /// said as it is, with the way forward (connect starts the socket).
     pub async fn restart(&self, name: &str) -> Result<String> {
         let path = format!("/instance/restart/{}", segment(name));
-        let answer = checked(self.call(Self::on_instance("POST", &path, name)).await?, "restart")?;
-        Ok(match parse::<ConnectReply>(&answer, "restart")? {
+        let (answer, state) = self.call_with_state(Self::on_instance("POST", &path, name)).await?;
+        let acted = self.acted(Some(name));
+        if answer.body["error"] == true && state.as_deref() == Some("close") {
+            return Err(crate::error::Error::Evolution {
+                status: answer.status,
+                message: format!(
+                    "restart: {name} is close (not connected), and Evolution 2.3.7 cannot restart a closed instance (it answered {:?}); nothing was changed",
+                    super::flatten(&answer.body["message"])
+                ),
+                fix: format!(
+                    "start its socket with `evoctl instance connect {}` (a QR to scan when the number is not linked)",
+                    acted.args()
+                ),
+            });
+        }
+        Ok(match parse::<ConnectReply>(&checked(answer, "restart", acted)?, "restart", acted.env)? {
             ConnectReply::State(reply) => reply.instance.state.unwrap_or_else(|| "unknown".into()),
             ConnectReply::Qr(_) => "connecting".into(),
         })
@@ -375,8 +410,9 @@ impl Driver<'_> {
     /// The stored webhook, if any (`null` when none was ever set).
     pub async fn webhook_find(&self, name: &str) -> Result<Option<WebhookRow>> {
         let path = format!("/webhook/find/{}", segment(name));
-        let answer = checked(self.call(Self::on_instance("GET", &path, name)).await?, "webhook find")?;
-        parse::<Option<WebhookRow>>(&answer, "webhook find")
+        let acted = self.acted(Some(name));
+        let answer = checked(self.call(Self::on_instance("GET", &path, name)).await?, "webhook find", acted)?;
+        parse::<Option<WebhookRow>>(&answer, "webhook find", acted.env)
     }
 
     /// Set the webhook (always wrapped in `webhook`, always with `events`).
@@ -386,8 +422,9 @@ impl Driver<'_> {
         let path = format!("/webhook/set/{}", segment(name));
         let call =
             Call { body: Some(&body), secret: jwt_key.map(|k| (field, k)), ..Self::on_instance("POST", &path, name) };
-        let answer = checked(self.call(call).await?, "webhook set")?;
-        parse::<WebhookRow>(&answer, "webhook set")?;
+        let acted = self.acted(Some(name));
+        let answer = checked(self.call(call).await?, "webhook set", acted)?;
+        parse::<WebhookRow>(&answer, "webhook set", acted.env)?;
         Ok(())
     }
 
@@ -399,8 +436,8 @@ impl Driver<'_> {
 
     /// `GET /`: version and client name.
     pub async fn server_info(&self) -> Result<ServerInfo> {
-        let answer = checked(self.call(Call::new("GET", "/")).await?, "GET /")?;
-        parse(&answer, "GET /")
+        let answer = checked(self.call(Call::new("GET", "/")).await?, "GET /", self.acted(None))?;
+        parse(&answer, "GET /", &self.target.env)
     }
 }
 
@@ -452,30 +489,36 @@ mod tests {
             );
             let name = row["name"].as_str().unwrap();
             let answer = Answer { status, body: row["body_json"].clone() };
-            if let Some(err) = failure(&answer, "x") {
+            if let Some(err) = failure(&answer, "x", Acted { env: "production", instance: None }) {
                 let message = err.to_string();
                 assert!(message.len() > 3 && !message.contains("{\"status\""), "{name}: {message}");
                 continue;
             }
             let endpoint = path.split('?').next().unwrap().rsplitn(2, '/').last().unwrap();
             let result: std::result::Result<(), String> = match (method, endpoint) {
-                ("GET", "") => parse::<ServerInfo>(&answer, name).map(drop).map_err(|e| e.to_string()),
+                ("GET", "") => parse::<ServerInfo>(&answer, name, "production").map(drop).map_err(|e| e.to_string()),
                 ("POST", "") if path == "/verify-creds" => Ok(()),
-                ("POST", "/instance") => parse::<CreateReply>(&answer, name).map(drop).map_err(|e| e.to_string()),
-                ("GET", "/instance") => parse::<Vec<InstanceInfo>>(&answer, name).map(drop).map_err(|e| e.to_string()),
+                ("POST", "/instance") => {
+                    parse::<CreateReply>(&answer, name, "production").map(drop).map_err(|e| e.to_string())
+                }
+                ("GET", "/instance") => {
+                    parse::<Vec<InstanceInfo>>(&answer, name, "production").map(drop).map_err(|e| e.to_string())
+                }
                 ("GET", "/instance/connectionState") => {
-                    parse::<StateReply>(&answer, name).map(drop).map_err(|e| e.to_string())
+                    parse::<StateReply>(&answer, name, "production").map(drop).map_err(|e| e.to_string())
                 }
                 ("GET", "/instance/connect") | ("POST", "/instance/restart") => {
-                    parse::<ConnectReply>(&answer, name).map(drop).map_err(|e| e.to_string())
+                    parse::<ConnectReply>(&answer, name, "production").map(drop).map_err(|e| e.to_string())
                 }
                 ("DELETE", "/instance/logout") | ("DELETE", "/instance/delete") => {
-                    parse::<StatusReply>(&answer, name).map(drop).map_err(|e| e.to_string())
+                    parse::<StatusReply>(&answer, name, "production").map(drop).map_err(|e| e.to_string())
                 }
                 ("GET", "/webhook/find") => {
-                    parse::<Option<WebhookRow>>(&answer, name).map(drop).map_err(|e| e.to_string())
+                    parse::<Option<WebhookRow>>(&answer, name, "production").map(drop).map_err(|e| e.to_string())
                 }
-                ("POST", "/webhook/set") => parse::<WebhookRow>(&answer, name).map(drop).map_err(|e| e.to_string()),
+                ("POST", "/webhook/set") => {
+                    parse::<WebhookRow>(&answer, name, "production").map(drop).map_err(|e| e.to_string())
+                }
                 other => panic!("{name}: a recorded call evoctl does not make: {other:?}"),
             };
             result.unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -69,6 +69,12 @@ impl<'a> Call<'a> {
 impl Driver<'_> {
     /// One API call, as [`Call`] says.
     pub async fn call(&self, call: Call<'_>) -> Result<Answer> {
+        Ok(self.call_with_state(call).await?.0)
+    }
+
+    /// One API call, and the instance's live state its owner check read just before it
+    /// (`None` without an owner check).
+    pub async fn call_with_state(&self, call: Call<'_>) -> Result<(Answer, Option<String>)> {
         let request = json!({
             "method": call.method,
             "path": call.path,
@@ -80,7 +86,13 @@ impl Driver<'_> {
         if parsed["foreign"] == true {
             return Err(foreign(call.owner_check.unwrap_or("the instance")));
         }
-        Ok(answer(parsed["status"].as_u64().unwrap_or(0) as u16, &parsed["body"]))
+        let state = parsed["state"].as_str().map(str::to_owned);
+        Ok((answer(parsed["status"].as_u64().unwrap_or(0) as u16, &parsed["body"]), state))
+    }
+
+    /// What the calls of this driver act on, for the fixes of their errors.
+    pub fn acted<'a>(&'a self, instance: Option<&'a str>) -> Acted<'a> {
+        Acted { env: &self.target.env, instance }
     }
 
     /// The same GET every `interval` for `duration`, all in one exec session; each answer with
@@ -191,7 +203,10 @@ impl Driver<'_> {
                     "the Evolution call in the container did not answer (exit {status}): {}",
                     quote_line(&String::from_utf8_lossy(&collected.stderr), MAX_QUOTE)
                 ),
-                "check that the container has node and that Evolution is up (`evoctl doctor`)",
+                format!(
+                    "check that the container has node and that Evolution is up (`evoctl doctor {}`)",
+                    self.target.env
+                ),
             )
         })?;
         if let Some(problem) = parsed["error"].as_str() {
@@ -201,7 +216,10 @@ impl Driver<'_> {
                     "the Evolution API did not answer on 127.0.0.1:$SERVER_PORT inside the container: {}",
                     quote_line(problem, MAX_QUOTE)
                 ),
-                "check that the Evolution process is up in the task (its logs; `evoctl doctor`)",
+                format!(
+                    "check that the Evolution process is up in the task (`evoctl doctor {}`; its log: `evoctl logs {} --kind error`)",
+                    self.target.env, self.target.env
+                ),
             ));
         }
         Ok(parsed)
@@ -247,6 +265,31 @@ pub fn foreign(name: &str) -> Error {
     )
 }
 
+/// What a call acted on, for the commands its errors' fixes name: the environment, and for an
+/// instance-scoped call the instance (named always: a fix must act on the instance the call
+/// did, never on the environment's own by default).
+#[derive(Debug, Clone, Copy)]
+pub struct Acted<'a> {
+    pub env: &'a str,
+    pub instance: Option<&'a str>,
+}
+
+impl Acted<'_> {
+    /// `production`, or `production NAME`.
+    pub fn args(&self) -> String {
+        subject(self.env, self.instance)
+    }
+}
+
+/// How a command line names an environment and (when given) an instance:
+/// `production`, `production named1`.
+pub fn subject(env: &str, instance: Option<&str>) -> String {
+    match instance {
+        Some(instance) => format!("{env} {instance}"),
+        None => env.to_owned(),
+    }
+}
+
 /// A body text as JSON when it parses, else as a string. Every credential the body carries
 /// (a `jwt_key`, a token the container did not blank) is held from here on, so nothing printed
 /// later can show it.
@@ -275,8 +318,9 @@ struct ErrorResponse {
     message: Value,
 }
 
-/// Turn a failed answer (status >= 400, or 200 with `error: true`) into an error; `None` if fine.
-pub fn failure(answer: &Answer, what: &str) -> Option<Error> {
+/// Turn a failed answer (status >= 400, or 200 with `error: true`) into an error; `None` if
+/// fine. `acted` names the environment and instance in the fix.
+pub fn failure(answer: &Answer, what: &str, acted: Acted<'_>) -> Option<Error> {
     let reply: ErrorReply = serde_json::from_value(answer.body.clone()).unwrap_or_default();
     let soft = reply.error == Value::Bool(true);
     if answer.status < 400 && !soft {
@@ -287,27 +331,35 @@ pub fn failure(answer: &Answer, what: &str) -> Option<Error> {
     // (500); delete rewraps the same throw as a 400 `[object Object]`.
     let socket_down = (answer.status == 500 && message == "Error: Connection Closed")
         || (what == "delete" && answer.status == 400 && message == "[object Object]");
+    let args = acted.args();
+    let env = acted.env;
     if socket_down {
         return Some(Error::Unavailable {
             message: format!(
                 "{what}: the instance's WhatsApp socket is down (Evolution answered {} {message:?}); nothing was changed",
                 answer.status
             ),
-            fix: "restart the instance (`evoctl instance restart ENV`), or retry once it has reconnected (`evoctl instance state ENV` says open)".into(),
+            fix: format!(
+                "restart the instance (`evoctl instance restart {args}`), or retry once it has reconnected (`evoctl instance state {args}` says open)"
+            ),
         });
     }
     let message = if message.is_empty() { unexplained(&answer.body) } else { quote_line(&message, MAX_MESSAGE) };
     let fix = match answer.status {
-        _ if soft => "Evolution failed inside (2.3.7 often says \"[object Object]\"); retry, then check its logs",
+        _ if soft => format!(
+            "Evolution failed inside (2.3.7 often says \"[object Object]\"): its log has the error (`evoctl logs {env} --kind error`)"
+        ),
         401 => {
             "the API key evoctl read in the container was refused: check AUTHENTICATION_API_KEY in the task definition"
+                .into()
         }
-        403 => "that name is taken (possibly by another environment sharing the database): pick another or delete it",
-        404 => "check the instance name (`evoctl instance list ENV`)",
-        400 => "the request was refused as invalid; the message says which field",
-        _ => "Evolution failed inside; retry, then check its logs",
+        403 => "that name is taken (possibly by another environment sharing the database): pick another or delete it"
+            .into(),
+        404 => format!("check the instance name (`evoctl instance list {env}`)"),
+        400 => "the request was refused as invalid; the message says which field".into(),
+        _ => format!("Evolution failed inside: its log has the error (`evoctl logs {env} --kind error`); then retry"),
     };
-    Some(Error::Evolution { status: answer.status, message: format!("{what}: {message}"), fix: fix.into() })
+    Some(Error::Evolution { status: answer.status, message: format!("{what}: {message}"), fix })
 }
 
 /// The longest API message shown as is; a longer one (a hostile or broken answer) is cut.
@@ -380,13 +432,13 @@ mod tests {
             ),
         ];
         for (answer, status, message) in cases {
-            match failure(&answer, "x") {
+            match failure(&answer, "x", Acted { env: "production", instance: None }) {
                 Some(Error::Evolution { status: s, message: m, .. }) => {
                     assert_eq!((s, m.as_str()), (status, message));
                 }
                 other => panic!("{other:?}"),
             }
         }
-        assert!(failure(&answer(201, json!({"ok": 1})), "x").is_none());
+        assert!(failure(&answer(201, json!({"ok": 1})), "x", Acted { env: "production", instance: None }).is_none());
     }
 }

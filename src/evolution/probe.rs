@@ -144,9 +144,10 @@ pub enum Verdict {
 }
 
 impl WebhookProbe {
-    /// What the probe's answer means. `env` and `secret` (the config's jwt_secret) go into the fix.
-    pub fn verdict(&self, env: &str, secret: Option<&SecretRef>) -> Verdict {
-        let set = format!("`evoctl webhook set {env}`");
+    /// What the probe's answer means. `env`, `instance` (when it is not the environment's own)
+    /// and `secret` (the config's jwt_secret) go into the fix.
+    pub fn verdict(&self, env: &str, instance: Option<&str>, secret: Option<&SecretRef>) -> Verdict {
+        let set = format!("`evoctl webhook set {}`", super::subject(env, instance));
         let secret_text = secret.map(|s| s.to_string()).unwrap_or_else(|| "the secret in evoctl.toml".into());
         let broken = |problem: String, fix: String| Verdict::Broken { problem, fix };
         let target = self.target.clone().or_else(|| self.url.clone()).unwrap_or_default();
@@ -176,7 +177,7 @@ impl WebhookProbe {
                     ),
                     401 | 403 => broken(
                         format!("the receiver at {target} answered {status}{said}: the receiver rejects the JWT: its secret differs from this instance's jwt_key"),
-                        rejected_jwt_fix(env, secret),
+                        rejected_jwt_fix(env, instance, secret),
                     ),
                     404 => broken(
                         format!("the receiver at {target} answered 404{said}: Evolution's deliveries to this URL get 404 and are not retried{}", if self.by_events { " (with byEvents every event goes to URL/<event>, so the receiver must route every such path)" } else { "" }),
@@ -229,10 +230,11 @@ impl WebhookProbe {
 }
 
 /// The fix for a receiver that rejects the JWT an instance signs with the configured secret.
-pub fn rejected_jwt_fix(env: &str, secret: Option<&SecretRef>) -> String {
+pub fn rejected_jwt_fix(env: &str, instance: Option<&str>, secret: Option<&SecretRef>) -> String {
     let secret_text = secret.map(|s| s.to_string()).unwrap_or_else(|| "the secret in evoctl.toml".into());
     format!(
-        "make the receiver verify with {secret_text} (the secret this instance signs with), or point jwt_secret under [env.{env}.webhook] at the parameter the receiver reads and run `evoctl webhook set {env}`; both sides must read one SSM parameter"
+        "make the receiver verify with {secret_text} (the secret this instance signs with), or point jwt_secret under [env.{env}.webhook] at the parameter the receiver reads and run `evoctl webhook set {}`; both sides must read one SSM parameter",
+        super::subject(env, instance)
     )
 }
 
@@ -285,7 +287,7 @@ impl Driver<'_> {
         }
         if parsed.get("probe").is_none() {
             let answer = super::answer(parsed["status"].as_u64().unwrap_or(0) as u16, &parsed["body"]);
-            return Err(super::failure(&answer, "webhook find")
+            return Err(super::failure(&answer, "webhook find", self.acted(Some(name)))
                 .unwrap_or_else(|| self.odd_answer("the webhook probe", &"no probe in the answer")));
         }
         super::shape::read(&parsed["probe"]).map_err(|e| self.odd_answer("the webhook probe", &e))
@@ -295,7 +297,7 @@ impl Driver<'_> {
         Error::exec(
             crate::error::ExecKind::Container,
             format!("{what} in the container gave an answer evoctl cannot read: {error}"),
-            "check that the container has node 18 or later (`evoctl doctor`)",
+            format!("check that the container has node 18 or later (`evoctl doctor {}`)", self.target.env),
         )
     }
 }
@@ -325,7 +327,8 @@ mod tests {
     #[test]
     fn a_401_names_the_jwt_and_which_side_to_fix() {
         let secret = SecretRef::try_from("ssm:/alinhou/production/evolution-webhook-secret".to_owned()).unwrap();
-        let Verdict::Broken { problem, fix } = answered(401, true, Some(true)).verdict("production", Some(&secret))
+        let Verdict::Broken { problem, fix } =
+            answered(401, true, Some(true)).verdict("production", None, Some(&secret))
         else {
             panic!()
         };
@@ -337,11 +340,28 @@ mod tests {
             fix.starts_with("make the receiver verify with ssm:/alinhou/production/evolution-webhook-secret"),
             "{fix}"
         );
-        let Verdict::Broken { fix, .. } = answered(403, true, Some(false)).verdict("production", Some(&secret)) else {
+        let Verdict::Broken { fix, .. } = answered(403, true, Some(false)).verdict("production", None, Some(&secret))
+        else {
             panic!()
         };
         assert!(fix.starts_with("`evoctl webhook set production` puts ssm:/alinhou/"), "{fix}");
-        assert_eq!(answered(204, true, Some(true)).verdict("p", None), Verdict::Delivered { status: 204, ms: 12 });
+        // A fix for a named instance acts on that instance, never on the environment's own.
+        let Verdict::Broken { fix, .. } =
+            answered(403, true, Some(false)).verdict("production", Some("named1"), Some(&secret))
+        else {
+            panic!()
+        };
+        assert!(fix.starts_with("`evoctl webhook set production named1` puts ssm:/alinhou/"), "{fix}");
+        let Verdict::Broken { fix, .. } =
+            answered(401, true, Some(true)).verdict("production", Some("named1"), Some(&secret))
+        else {
+            panic!()
+        };
+        assert!(fix.contains("and run `evoctl webhook set production named1`;"), "{fix}");
+        assert_eq!(
+            answered(204, true, Some(true)).verdict("p", None, None),
+            Verdict::Delivered { status: 204, ms: 12 }
+        );
     }
 
     #[test]

@@ -554,7 +554,10 @@ async fn execute_command(ecs: &aws_sdk_ecs::Client, target: &ExecTarget, command
                     Error::exec(
                         kind,
                         format!("ExecuteCommand was refused: {}", failure.message),
-                        "check that the task was started with enableExecuteCommand and its agent is RUNNING (`evoctl status`)",
+                        format!(
+                            "check that the task was started with enableExecuteCommand and its agent is RUNNING (`evoctl status {}`)",
+                            target.env
+                        ),
                     )
                 }
                 _ => failure.into_error(),

@@ -142,12 +142,15 @@ pub async fn run(
                 format!(
                     "the command did not start in the container: the session closed without a byte of output, which is how the ECS Exec agent reports a command it cannot start (evoctl runs `node`){detail}"
                 ),
-                "check that the image has `node` on its PATH (`evoctl doctor ENV` runs `node -v`; evoapicloud/evolution-api ships it)",
+                format!(
+                    "check that the image has `node` on its PATH (`evoctl doctor {}` runs `node -v`; evoapicloud/evolution-api ships it)",
+                    target.env
+                ),
             ),
             EnvelopeError::Truncated => Error::exec(
                 ExecKind::Truncated,
                 format!("the session ended before the command's exit status arrived; output may be truncated{detail}"),
-                "run it again; if it repeats, check the container (`evoctl doctor`)",
+                format!("run it again; if it repeats, check the container (`evoctl doctor {}`)", target.env),
             ),
         }
     })

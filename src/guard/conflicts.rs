@@ -27,7 +27,40 @@ pub struct ConflictEvidence {
     pub period_seconds: Option<f64>,
     pub first_seen: Option<String>,
     pub last_seen: Option<String>,
+    /// The last line's time (ms since the Unix epoch).
+    #[serde(skip)]
+    pub last_seen_ms: Option<i64>,
+    /// When the window was read (ms since the Unix epoch).
+    #[serde(skip)]
+    pub read_at_ms: i64,
     pub tasks: Vec<TaskEvidence>,
+}
+
+/// A loop whose last line is older than this (or than five of its periods, when longer) has
+/// ended: the replaced socket reconnects at once, so a loop that goes on logs every few seconds,
+/// and CloudWatch has the line within seconds.
+pub const QUIET_AFTER: Duration = Duration::from_secs(30);
+
+impl ConflictEvidence {
+    /// A loop is in the window and its last line was recent when it was read: it goes on (as
+    /// far as the log says).
+    pub fn goes_on(&self) -> bool {
+        let quiet = (QUIET_AFTER.as_secs_f64()).max(5.0 * self.period_seconds.unwrap_or(0.0));
+        self.is_loop && self.last_seen_ms.is_some_and(|last| (self.read_at_ms - last) as f64 <= quiet * 1000.0)
+    }
+
+    /// [`Self::goes_on`], unless a task that logged the loop is no longer live and at most one
+    /// is: the loop ended with that task (its last lines may still be arriving).
+    pub fn goes_on_with(&self, live: &[crate::aws::discovery::LiveTask]) -> bool {
+        let is_live = |logged: &str| live.iter().any(|t| logged == t.id || logged.starts_with(&format!("{}-", t.id)));
+        let ended_with_a_task = live.len() <= 1 && self.tasks.iter().any(|t| !is_live(&t.task));
+        self.goes_on() && !ended_with_a_task
+    }
+
+    /// When the last line leaves the window (a loop that ended is no longer reported then).
+    pub fn clears_at(&self) -> Option<String> {
+        self.last_seen_ms.and_then(|last| stamp(last + self.since_seconds as i64 * 1000))
+    }
 }
 
 /// Replacements logged by one task.
@@ -46,7 +79,7 @@ pub async fn read(
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     let start_ms = now_ms - since.as_millis() as i64;
     let lines = logs::filter(logs_client, source, "\"stream errored out\"", start_ms).await?;
-    Ok(analyse(source, since, &lines))
+    Ok(ConflictEvidence { read_at_ms: now_ms, ..analyse(source, since, &lines) })
 }
 
 /// Summarise the lines (oldest first); lines that are not conflict/replaced are ignored.
@@ -61,9 +94,6 @@ pub fn analyse(source: &LogSource, since: Duration, lines: &[LogLine]) -> Confli
     let mut gaps: Vec<i64> = by_task.values().flat_map(|times| times.windows(2).map(|w| w[1] - w[0])).collect();
     gaps.sort_unstable();
     let period_seconds = gaps.get(gaps.len() / 2).map(|ms| (*ms as f64 / 100.0).round() / 10.0);
-    let stamp = |ms: i64| {
-        aws_smithy_types::DateTime::from_secs(ms / 1000).fmt(aws_smithy_types::date_time::Format::DateTime).ok()
-    };
     ConflictEvidence {
         source: source.clone(),
         since_seconds: since.as_secs(),
@@ -72,8 +102,15 @@ pub fn analyse(source: &LogSource, since: Duration, lines: &[LogLine]) -> Confli
         period_seconds,
         first_seen: lines.first().and_then(|l| stamp(l.timestamp_ms)),
         last_seen: lines.last().and_then(|l| stamp(l.timestamp_ms)),
+        last_seen_ms: lines.last().map(|l| l.timestamp_ms),
+        read_at_ms: lines.last().map_or(0, |l| l.timestamp_ms),
         tasks: by_task.iter().map(|(task, times)| TaskEvidence { task: task.clone(), events: times.len() }).collect(),
     }
+}
+
+/// A time (ms since the Unix epoch) as RFC 3339 UTC, to the second.
+pub fn stamp(ms: i64) -> Option<String> {
+    aws_smithy_types::DateTime::from_secs(ms / 1000).fmt(aws_smithy_types::date_time::Format::DateTime).ok()
 }
 
 #[cfg(test)]
@@ -107,6 +144,33 @@ mod tests {
             evidence.tasks,
             [TaskEvidence { task: "a".into(), events: 5 }, TaskEvidence { task: "b".into(), events: 5 }]
         );
+    }
+
+    #[test]
+    fn a_loop_goes_on_while_its_lines_are_recent_and_its_tasks_live() {
+        let lines: Vec<LogLine> =
+            (0..10).map(|i| line(if i % 2 == 0 { "a" } else { "b" }, 1_000 * i, REPLACED)).collect();
+        let evidence = analyse(&source(), Duration::from_secs(900), &lines);
+        let live = |ids: &[&str]| -> Vec<crate::aws::discovery::LiveTask> {
+            ids.iter()
+                .map(|id| crate::aws::discovery::LiveTask {
+                    id: (*id).into(),
+                    arn: String::new(),
+                    last_status: "RUNNING".into(),
+                    desired_status: "RUNNING".into(),
+                    started_at: None,
+                    platform_version: None,
+                    enable_execute_command: true,
+                    containers: Vec::new(),
+                })
+                .collect()
+        };
+        let read_at = |ms: i64| ConflictEvidence { read_at_ms: ms, ..evidence.clone() };
+        assert!(read_at(9_000 + 30_000).goes_on());
+        assert!(!read_at(9_000 + 30_001).goes_on(), "quiet for longer than QUIET_AFTER");
+        assert!(read_at(10_000).goes_on_with(&live(&["a", "b"])));
+        assert!(!read_at(10_000).goes_on_with(&live(&["a"])), "it ended with task b");
+        assert_eq!(read_at(10_000).clears_at().as_deref(), Some("1970-01-01T00:15:09Z"));
     }
 
     #[test]

@@ -16,13 +16,23 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// What an environment looks like now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Observed {
     /// The scalable target's range, `None` without a target.
     pub min: Option<i32>,
     pub max: Option<i32>,
     pub desired: i32,
     pub live: i32,
+    /// The live tasks, oldest first (a refusal names the ones to stop).
+    #[serde(skip)]
+    pub tasks: Vec<discovery::LiveTask>,
+}
+
+impl Observed {
+    /// Target range, desired count and live count alike.
+    fn counts(&self) -> (Option<i32>, Option<i32>, i32, i32) {
+        (self.min, self.max, self.desired, self.live)
+    }
 }
 
 /// What it must look like.
@@ -53,7 +63,7 @@ impl std::fmt::Display for Step {
 }
 
 /// The changes for one environment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EnvPlan {
     pub env: String,
     pub current: Observed,
@@ -69,7 +79,7 @@ impl EnvPlan {
 }
 
 /// Every environment's changes, in the order they are applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
     pub environments: Vec<EnvPlan>,
 }
@@ -94,6 +104,7 @@ impl From<&discovery::ServiceSnapshot> for Observed {
             max: snapshot.range.map(|r| r.max_capacity),
             desired: snapshot.service.desired_count,
             live: snapshot.tasks.len() as i32,
+            tasks: snapshot.tasks.clone(),
         }
     }
 }
@@ -135,13 +146,20 @@ pub fn compute(environments: &[Environment], observed: &[Observed], targets: &[&
                     "refused: {} has {} live task(s) where its service wants {} (a replaced or stray task has not stopped); keeping it at {desired} would leave two connections on one number",
                     env.name, now.live, now.desired
                 ),
-                format!(
-                    "wait until the extra task is STOPPED (`evoctl status {}`), or stop it (`aws ecs stop-task --cluster {} --task ID`), then run again",
-                    env.name, env.cluster
-                ),
+                match discovery::stop_extra_fix(&env.name, &now.tasks, desired as usize) {
+                    Some(stop) => format!("{stop}, then run again"),
+                    None => {
+                        format!("wait until the extra task is STOPPED (`evoctl status {}`), then run again", env.name)
+                    }
+                },
             ));
         }
-        plans.push(EnvPlan { env: env.name.clone(), current: *now, wanted: Wanted { min, max, desired }, steps });
+        plans.push(EnvPlan {
+            env: env.name.clone(),
+            current: now.clone(),
+            wanted: Wanted { min, max, desired },
+            steps,
+        });
     }
     refuse_two_live(environments, observed, &plans)?;
     // Down before up; otherwise the config's order.
@@ -307,9 +325,7 @@ async fn wait_for(
 /// Read the target, the service and the live tasks back and compare with what was wanted.
 async fn verify(aws: &Aws, env: &Environment, wanted: Wanted) -> Result<()> {
     let now = observe(aws, env).await?;
-    let expected =
-        Observed { min: Some(wanted.min), max: Some(wanted.max), desired: wanted.desired, live: wanted.desired };
-    if now == expected {
+    if now.counts() == (Some(wanted.min), Some(wanted.max), wanted.desired, wanted.desired) {
         return Ok(());
     }
     Err(Error::Unverified {
@@ -341,7 +357,7 @@ mod tests {
     }
 
     fn seen(min: i32, max: i32, desired: i32, live: i32) -> Observed {
-        Observed { min: Some(min), max: Some(max), desired, live }
+        Observed { min: Some(min), max: Some(max), desired, live, tasks: Vec::new() }
     }
 
     #[test]

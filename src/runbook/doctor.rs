@@ -8,7 +8,7 @@ use crate::aws::secrets::SecretValue;
 use crate::aws::{Aws, Fleet, sdk_failure};
 use crate::config::{Config, Environment};
 use crate::error::{Error, Result};
-use crate::evolution::api::WebhookRequest;
+use crate::evolution::api::{WebhookRequest, WebhookRow};
 use crate::evolution::probe;
 use crate::evolution::{Driver, logs};
 use crate::exec::envelope::RunSpec;
@@ -48,11 +48,20 @@ pub struct Diagnosis {
 }
 
 impl Diagnosis {
+    /// No task runs and none is meant to (desired 0 within the configured scaling): the
+    /// environment is parked, which is healthy.
+    pub fn parked(&self) -> bool {
+        self.checks.iter().any(|c| c.layer == Layer::Tasks && c.status == Status::Ok && c.evidence.starts_with(PARKED))
+    }
+
     /// The first layer that failed, if any.
     pub fn first_broken(&self) -> Option<&Check> {
         self.checks.iter().find(|c| c.status == Status::Fail)
     }
 }
+
+/// How the tasks layer starts its evidence for a parked environment.
+const PARKED: &str = "parked";
 
 /// A layer of the diagnosis; the order of the variants is the order they are checked in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -149,6 +158,10 @@ impl Checks {
     fn warn(&mut self, layer: Layer, evidence: impl Into<String>, fix: impl Into<String>) {
         self.0.push(Check { layer, status: Status::Warn, evidence: evidence.into(), fix: Some(fix.into()) });
     }
+    /// A warning that needs no action (something that was wrong and has recovered).
+    fn warn_only(&mut self, layer: Layer, evidence: impl Into<String>) {
+        self.0.push(Check { layer, status: Status::Warn, evidence: evidence.into(), fix: None });
+    }
     fn fail(&mut self, layer: Layer, evidence: impl Into<String>, fix: impl Into<String>) {
         self.0.push(Check { layer, status: Status::Fail, evidence: evidence.into(), fix: Some(fix.into()) });
     }
@@ -224,19 +237,29 @@ pub async fn diagnose(fleet: &Fleet, config: &Config, env: &Environment) -> Diag
     let reachable = task_layers(&mut checks, env, &mine);
     match reachable {
         Some(target) => evolution_layers(&mut checks, aws, env, &mine, &target).await,
+        None if checks.0.iter().any(|c| c.layer == Layer::ExecTrial) => {}
         None => {
             checks.skip(Layer::ExecTrial, Some(Layer::Conflicts), "needs one running task with a running exec agent")
         }
     }
     match &mine.conflicts {
+        Some(evidence) if evidence.is_loop && !evidence.goes_on_with(&mine.tasks) => checks.warn_only(
+            Layer::Conflicts,
+            format!(
+                "a conflict/replaced loop ended at {} ({} lines in the last 15 minutes)",
+                evidence.last_seen.as_deref().unwrap_or("-"),
+                evidence.events
+            ),
+        ),
         Some(evidence) if evidence.is_loop => checks.fail(
             Layer::Conflicts,
             format!(
-                "{} conflict/replaced lines in the last 15 minutes{}",
+                "{} conflict/replaced lines in the last 15 minutes{}, the last at {}",
                 evidence.events,
-                evidence.period_seconds.map(|p| format!(", about every {p:.1} s per task")).unwrap_or_default()
+                evidence.period_seconds.map(|p| format!(", about every {p:.1} s per task")).unwrap_or_default(),
+                evidence.last_seen.as_deref().unwrap_or("-")
             ),
-            format!("two connections hold this number: `evoctl conflicts {}`, `evoctl enforce --apply`", env.name),
+            conflict_fix(config, env, &everyone),
         ),
         Some(evidence) => {
             checks.ok(Layer::Conflicts, format!("{} conflict/replaced lines in the last 15 minutes", evidence.events))
@@ -247,6 +270,16 @@ pub async fn diagnose(fleet: &Fleet, config: &Config, env: &Environment) -> Diag
     }
     isolation_layer(&mut checks, config, env, &everyone);
     Diagnosis { env: env.name.clone(), checks: checks.0 }
+}
+
+/// The audit's fix for the loop (the extra task to stop, or the other environment of the
+/// number to bring down), when every environment could be read.
+fn conflict_fix(config: &Config, env: &Environment, everyone: &[Result<EnvFacts>]) -> String {
+    let all: Option<Vec<EnvFacts>> = everyone.iter().map(|f| f.as_ref().ok().cloned()).collect();
+    let rule = guard::rules::find("conflict-loop").expect("a catalogue rule");
+    all.and_then(|all| guard::evaluate(&config.environments, &all, &[rule], &[env]).into_iter().next())
+        .map(|finding| finding.fix)
+        .unwrap_or_else(|| format!("`evoctl audit {}` names what holds the number", env.name))
 }
 
 fn scaling_layer(checks: &mut Checks, env: &Environment, mine: &EnvFacts) {
@@ -272,17 +305,32 @@ fn scaling_layer(checks: &mut Checks, env: &Environment, mine: &EnvFacts) {
 /// The task layers; the exec target when every one passed.
 fn task_layers(checks: &mut Checks, env: &Environment, mine: &EnvFacts) -> Option<ExecTarget> {
     let tasks = &mine.tasks;
+    let desired = mine.service.desired_count;
+    if tasks.is_empty() && desired == 0 && env.scaling.is_none_or(|s| s.min == 0) {
+        // Parked: nothing runs and nothing is meant to; the in-task layers have nothing to examine.
+        let configured =
+            env.scaling.map(|s| format!("configured {s}")).unwrap_or_else(|| "no scaling configured".into());
+        checks.ok(Layer::Tasks, format!("{PARKED}: no live task, desired 0 ({configured})"));
+        checks.skip(Layer::TaskStatus, Some(Layer::Conflicts), "parked: no task to examine");
+        return None;
+    }
     if tasks.len() != 1 {
         let listed: Vec<String> = tasks.iter().map(|t| format!("{} {}", t.id, t.last_status)).collect();
-        let (evidence, fix) = if tasks.is_empty() {
+        let (evidence, fix) = if tasks.is_empty() && desired == 0 {
             (
-                "no live task".to_owned(),
-                format!("`evoctl scale {} --apply`, then `evoctl status {}`", env.name, env.name),
+                format!("no live task, desired 0 ({} is configured to run one)", env.name),
+                format!("`evoctl scale {} --apply`", env.name),
+            )
+        } else if tasks.is_empty() {
+            (
+                format!("no live task, desired {desired}"),
+                format!("ECS has not started it yet: `evoctl status {}` shows the service's tasks", env.name),
             )
         } else {
             (
                 format!("{} live tasks: {} (two connections on one number)", tasks.len(), listed.join(", ")),
-                format!("stop the extra task (`aws ecs stop-task --cluster {} --task ID`)", env.cluster),
+                crate::aws::discovery::stop_extra_fix(&env.name, tasks, 1)
+                    .unwrap_or_else(|| format!("`evoctl status {}`", env.name)),
             )
         };
         checks.fail(Layer::Tasks, evidence, fix);
@@ -401,26 +449,41 @@ async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, min
         },
         Err(err) => checks.error(Layer::WhatsappReach, &err),
     }
+    // Linking needs the route to WhatsApp: without it, a link is not the fix.
+    let no_route = checks.0.iter().any(|c| c.layer == Layer::WhatsappReach && c.status == Status::Fail);
+    let link = |what: &str| {
+        if no_route {
+            format!("{what} once the task reaches WhatsApp (whatsapp-reach above)")
+        } else {
+            format!("{what}: `evoctl connect {}`", env.name)
+        }
+    };
     let state = driver.connection_state(&env.instance).await;
     let exists = match &state {
         Ok(state) if state == "open" => {
             checks.ok(Layer::Instance, format!("{} is open", env.instance));
             true
         }
-        Ok(state) => {
-            checks.warn(
+        Ok(state) if runs_nothing(env) => {
+            checks.ok(
                 Layer::Instance,
-                format!("{} is {state}", env.instance),
-                format!("link it: `evoctl connect {}`", env.name),
+                format!("{} is {state} ({} is configured to run no task)", env.instance, env.name),
             );
             true
         }
-        Err(Error::Evolution { status: 404, .. }) => {
-            checks.warn(
+        Ok(state) => {
+            checks.warn(Layer::Instance, format!("{} is {state}", env.instance), link("link it"));
+            true
+        }
+        Err(Error::Evolution { status: 404, .. }) if runs_nothing(env) => {
+            checks.ok(
                 Layer::Instance,
-                format!("no instance {}", env.instance),
-                format!("create and link it: `evoctl connect {}`", env.name),
+                format!("no instance {} ({} is configured to run no task)", env.instance, env.name),
             );
+            false
+        }
+        Err(Error::Evolution { status: 404, .. }) => {
+            checks.warn(Layer::Instance, format!("no instance {}", env.instance), link("create and link it"));
             false
         }
         Err(err) => {
@@ -428,19 +491,30 @@ async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, min
             false
         }
     };
-    instance_health_layer(checks, env, &driver, exists).await;
+    instance_health_layer(checks, env, &driver, exists, no_route).await;
     // The configured webhook secret, read once for the webhook layer and the delivery probe.
     let secret = match env.webhook.as_ref().and_then(|w| w.jwt_secret.as_ref()) {
         Some(reference) if exists => Some(crate::aws::secrets::fetch(aws, reference).await),
         _ => None,
     };
-    webhook_layer(checks, env, mine, &driver, exists, secret.as_ref()).await;
-    webhook_delivery_layer(checks, aws, env, mine, &driver, exists, secret.as_ref()).await;
+    let row = webhook_layer(checks, env, mine, &driver, exists, secret.as_ref()).await;
+    webhook_delivery_layer(checks, aws, env, mine, &driver, row.as_ref(), secret.as_ref()).await;
+}
+
+/// Configured to run no task (scaling max 0): nothing there is to be linked.
+fn runs_nothing(env: &Environment) -> bool {
+    env.scaling.is_some_and(|s| s.max == 0)
 }
 
 /// 2.3.7's report of instances created but stuck in `close` (evolution-foundation/evolution-api#2419):
 /// an instance that is `close` and was never linked nor disconnected since it was created.
-async fn instance_health_layer(checks: &mut Checks, env: &Environment, driver: &Driver<'_>, exists: bool) {
+async fn instance_health_layer(
+    checks: &mut Checks,
+    env: &Environment,
+    driver: &Driver<'_>,
+    exists: bool,
+    no_route: bool,
+) {
     if !exists {
         return checks.skip(Layer::InstanceHealth, Some(Layer::Webhook), "needs the instance");
     }
@@ -449,15 +523,24 @@ async fn instance_health_layer(checks: &mut Checks, env: &Environment, driver: &
             Some(row)
                 if row.connection_status.as_deref() == Some("close")
                     && row.owner_jid.is_none()
-                    && row.disconnection_at.is_none() =>
+                    && row.disconnection_at.is_none()
+                    && !runs_nothing(env) =>
             {
+                let evidence = format!(
+                    "{} is close and has never been linked or disconnected since it was created{}",
+                    env.instance,
+                    row.created_at.as_deref().map(|at| format!(" ({at})")).unwrap_or_default()
+                );
+                if no_route {
+                    return checks.warn(
+                        Layer::InstanceHealth,
+                        evidence,
+                        "no QR can come while the task cannot reach WhatsApp (whatsapp-reach above): link it once it can",
+                    );
+                }
                 checks.warn(
                     Layer::InstanceHealth,
-                    format!(
-                        "{} is close and has never been linked or disconnected since it was created{}",
-                        env.instance,
-                        row.created_at.as_deref().map(|at| format!(" ({at})")).unwrap_or_default()
-                    ),
+                    evidence,
                     format!(
                         "`evoctl connect {}`; if no QR ever comes while whatsapp-reach is OK, this is 2.3.7's report of new instances stuck in close (evolution-foundation/evolution-api#2419): delete and re-create it (`evoctl instance delete {} --yes`, then `evoctl connect {}`)",
                         env.name, env.name, env.name
@@ -479,71 +562,93 @@ async fn instance_health_layer(checks: &mut Checks, env: &Environment, driver: &
     }
 }
 
-/// What Evolution's own log says about webhook deliveries of the last [`CONFLICT_WINDOW`]; on a
-/// clean log, a probe from the task (see `evoctl webhook test`).
+/// What Evolution's own log says about this instance's webhook deliveries of the last
+/// [`CONFLICT_WINDOW`] (its URL and its sends; another instance's records, which one server logs
+/// beside them, are not counted). Failures followed by a delivery that worked are a warning that
+/// says when it recovered; failures with nothing after them are checked with a probe from the
+/// task (a probe that gets 2xx is that recovery). On a clean log, the probe.
 async fn webhook_delivery_layer(
     checks: &mut Checks,
     aws: &Aws,
     env: &Environment,
     mine: &EnvFacts,
     driver: &Driver<'_>,
-    exists: bool,
+    row: Option<&WebhookRow>,
     secret: Option<&Result<SecretValue>>,
 ) {
     let minutes = CONFLICT_WINDOW.as_secs() / 60;
     let reference = env.webhook.as_ref().and_then(|w| w.jwt_secret.clone());
+    let scope = logs::Scope {
+        instance: &env.instance,
+        url: row.map(|r| r.url.as_str()),
+        by_events: row.is_some_and(|r| r.by_events),
+        jwt_fails: row.is_some_and(|r| r.headers.get("jwt_key").is_some_and(|k| k.as_str().is_none_or(str::is_empty))),
+    };
     // The same streams the conflict layer read: this environment's, not the whole group's.
     let failures = match mine.conflicts.as_ref().map(|c| &c.source) {
         Some(source) => {
-            let start_ms = crate::aws::logs::now_ms() - CONFLICT_WINDOW.as_millis() as i64;
+            let read_at = crate::aws::logs::now_ms();
+            let start_ms = read_at - CONFLICT_WINDOW.as_millis() as i64;
             let window = crate::aws::logs::Window { source, pattern: logs::WEBHOOK_PATTERN, start_ms, limit: 10_000 };
             match crate::aws::logs::read(&aws.logs(), window).await {
-                Ok(read) => Some(logs::WebhookFailures::of(&logs::assemble(&read.lines))),
+                Ok(read) => {
+                    Some(logs::WebhookFailures::of_instance(&logs::webhook_events(&read.lines), scope, read_at))
+                }
                 Err(err) => return checks.error(Layer::WebhookDelivery, &err),
             }
         }
         None => None,
     };
-    if let Some(failures) = failures.as_ref().filter(|f| f.lost() > 0 || f.retries > f.recovered) {
-        let last = failures
-            .last_status
-            .map(|s| format!("last status {s}"))
-            .unwrap_or_else(|| "no HTTP status (timeouts or network errors)".into());
-        let message = failures.last_message.as_deref().unwrap_or("");
-        let evidence = if failures.jwt > 0 {
-            format!(
-                "{} JWT generation failures in the last {minutes} minutes: the jwt_key cannot sign, so nothing of the instance is delivered ({message})",
-                failures.jwt
-            )
-        } else {
-            format!(
-                "Evolution's log, last {minutes} minutes: {} deliveries lost ({} refused without retry), {} failed tries, {} recovered; {last} ({message})",
-                failures.lost(),
-                failures.not_retryable,
-                failures.retries,
-                failures.recovered
-            )
-        };
-        let fix = match failures.last_status {
-            _ if failures.jwt > 0 => format!("`evoctl webhook set {}` writes a usable jwt_key", env.name),
-            Some(401 | 403) => probe::rejected_jwt_fix(&env.name, reference.as_ref()),
-            Some(404) => format!(
-                "check url (and by_events) under [env.{}.webhook], then `evoctl webhook set {}`",
-                env.name, env.name
-            ),
-            _ => format!("check the receiver's health and logs; `evoctl webhook test {}` probes it now", env.name),
-        };
-        return checks.fail(Layer::WebhookDelivery, evidence, fix);
-    }
     let logged = match &failures {
+        Some(f) if f.failures() > 0 => {
+            let last = f
+                .last_status
+                .map(|s| format!("last status {s}"))
+                .unwrap_or_else(|| "no HTTP status (timeouts or network errors)".into());
+            let message = f.last_message.as_deref().unwrap_or("");
+            if f.jwt > 0 {
+                format!(
+                    "{} JWT generation failures of {} in the last {minutes} minutes: its jwt_key cannot sign, so nothing of the instance is delivered ({message})",
+                    f.jwt, env.instance
+                )
+            } else {
+                format!(
+                    "Evolution's log, last {minutes} minutes: {} deliveries of {} lost ({} refused without retry), {} failed tries, {} recovered; {last} ({message})",
+                    f.lost(),
+                    env.instance,
+                    f.not_retryable,
+                    f.retries,
+                    f.recovered
+                )
+            }
+        }
         Some(f) if f.recovered > 0 => {
             format!("{} deliveries recovered after retries in the last {minutes} minutes", f.recovered)
         }
-        Some(_) => format!("no delivery failures in Evolution's log in the last {minutes} minutes"),
+        Some(_) => format!("no delivery failures of {} in Evolution's log in the last {minutes} minutes", env.instance),
         None => "no awslogs group to read".into(),
     };
-    if !exists || env.webhook.is_none() {
-        return checks.ok(Layer::WebhookDelivery, format!("{logged} (no instance webhook to probe)"));
+    let failed = failures.as_ref().filter(|f| f.failures() > 0);
+    if let Some(at) = failed.and_then(|f| f.recovered_at_ms) {
+        return checks.warn_only(
+            Layer::WebhookDelivery,
+            format!("{logged}; recovered at {}: a later delivery got through", stamp(at)),
+        );
+    }
+    let log_fix = |f: &logs::WebhookFailures| match f.last_status {
+        _ if f.jwt > 0 => format!("`evoctl webhook set {}` writes a usable jwt_key", env.name),
+        Some(401 | 403) => probe::rejected_jwt_fix(&env.name, None, reference.as_ref()),
+        Some(404) => format!(
+            "check url (and by_events) under [env.{}.webhook], then `evoctl webhook set {}`",
+            env.name, env.name
+        ),
+        _ => format!("check the receiver's health and logs; `evoctl webhook test {}` probes it now", env.name),
+    };
+    if row.is_none() || env.webhook.is_none() {
+        return match failed {
+            Some(f) => checks.fail(Layer::WebhookDelivery, logged, log_fix(f)),
+            None => checks.ok(Layer::WebhookDelivery, format!("{logged} (no instance webhook to probe)")),
+        };
     }
     // A secret that cannot be read only means the probe does not say which side differs.
     let expected = match secret {
@@ -551,7 +656,15 @@ async fn webhook_delivery_layer(
         _ => None,
     };
     match driver.webhook_probe(&env.instance, expected, PROBE_TIMEOUT).await {
-        Ok(answer) => match answer.verdict(&env.name, reference.as_ref()) {
+        Ok(answer) => match answer.verdict(&env.name, None, reference.as_ref()) {
+            probe::Verdict::Delivered { status, ms } if failed.is_some() => checks.warn_only(
+                Layer::WebhookDelivery,
+                format!(
+                    "{logged}; recovered at {}: a probe to {} got {status} in {ms} ms",
+                    stamp(crate::aws::logs::now_ms()),
+                    answer.target.as_deref().unwrap_or("")
+                ),
+            ),
             probe::Verdict::Delivered { status, ms } => checks.ok(
                 Layer::WebhookDelivery,
                 format!("{logged}; a probe to {} got {status} in {ms} ms", answer.target.as_deref().unwrap_or("")),
@@ -560,13 +673,22 @@ async fn webhook_delivery_layer(
                 checks.fail(Layer::WebhookDelivery, format!("{logged}; a probe: {problem}"), fix)
             }
         },
-        Err(err) => checks.error(Layer::WebhookDelivery, &err),
+        Err(err) => match failed {
+            Some(f) => checks.fail(Layer::WebhookDelivery, format!("{logged}; the probe failed: {err}"), log_fix(f)),
+            None => checks.error(Layer::WebhookDelivery, &err),
+        },
     }
+}
+
+/// A time (ms since the Unix epoch) as RFC 3339 UTC.
+fn stamp(ms: i64) -> String {
+    guard::conflicts::stamp(ms).unwrap_or_else(|| "-".into())
 }
 
 /// How long doctor's webhook probe waits for the receiver.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The webhook layer; the instance's webhook row as read (for the delivery layer).
 async fn webhook_layer(
     checks: &mut Checks,
     env: &Environment,
@@ -574,53 +696,74 @@ async fn webhook_layer(
     driver: &Driver<'_>,
     exists: bool,
     secret: Option<&Result<SecretValue>>,
-) {
+) -> Option<WebhookRow> {
     let set_fix = format!("`evoctl webhook set {}` after fixing jwt_secret under [env.{}.webhook]", env.name, env.name);
+    // The row, whatever the config says (the delivery layer counts the records of its URL).
+    let row = if exists {
+        match driver.webhook_find(&env.instance).await {
+            Ok(row) => row,
+            Err(err) => {
+                checks.error(Layer::Webhook, &err);
+                return None;
+            }
+        }
+    } else {
+        None
+    };
     let Some(config) = &env.webhook else {
         checks.ok(Layer::Webhook, "no webhook configured");
-        return;
+        return row;
     };
     match &mine.webhook_secret {
         WebhookSecret::Present | WebhookSecret::NoWebhook => {}
-        WebhookSecret::NotConfigured => return checks.fail(Layer::Webhook, "the webhook has no jwt_secret", set_fix),
+        WebhookSecret::NotConfigured => {
+            checks.fail(Layer::Webhook, "the webhook has no jwt_secret", set_fix);
+            return row;
+        }
         WebhookSecret::Missing(reference) => {
-            return checks.fail(Layer::Webhook, format!("{reference} does not exist"), set_fix);
+            checks.fail(Layer::Webhook, format!("{reference} does not exist"), set_fix);
+            return row;
         }
         WebhookSecret::Empty(reference) => {
-            return checks.fail(
+            checks.fail(
                 Layer::Webhook,
                 format!("{reference} is blank: an empty jwt_key breaks every webhook"),
                 set_fix,
             );
+            return row;
         }
     }
     if !exists {
-        return checks.ok(Layer::Webhook, "configured with a jwt_secret (no instance yet to compare with)");
+        checks.ok(Layer::Webhook, "configured with a jwt_secret (no instance yet to compare with)");
+        return row;
     }
     let secret = match secret {
         Some(Ok(SecretValue::Value(value))) => Some(value.clone()),
         Some(Ok(SecretValue::Missing)) | None => None,
-        Some(Err(err)) => return checks.error(Layer::Webhook, err),
-    };
-    match driver.webhook_find(&env.instance).await {
-        Ok(Some(row)) if row.matches(&WebhookRequest::from_config(config), secret.as_deref()) => {
-            checks.ok(Layer::Webhook, format!("{} with jwt_key, as configured", row.url))
+        Some(Err(err)) => {
+            checks.error(Layer::Webhook, err);
+            return row;
         }
-        Ok(Some(row)) if row.headers.get("jwt_key").and_then(|k| k.as_str()).is_none_or(str::is_empty) => checks.fail(
+    };
+    match &row {
+        Some(found) if found.matches(&WebhookRequest::from_config(config), secret.as_deref()) => {
+            checks.ok(Layer::Webhook, format!("{} with jwt_key, as configured", found.url))
+        }
+        Some(found) if found.headers.get("jwt_key").and_then(|k| k.as_str()).is_none_or(str::is_empty) => checks.fail(
             Layer::Webhook,
-            format!("{} has no or an empty jwt_key", row.url),
+            format!("{} has no or an empty jwt_key", found.url),
             format!("`evoctl webhook set {}`", env.name),
         ),
-        Ok(Some(row)) => checks.warn(
+        Some(found) => checks.warn(
             Layer::Webhook,
-            format!("{} differs from evoctl.toml", row.url),
+            format!("{} differs from evoctl.toml", found.url),
             format!("`evoctl webhook set {}`", env.name),
         ),
-        Ok(None) => {
+        None => {
             checks.warn(Layer::Webhook, "the instance has no webhook", format!("`evoctl webhook set {}`", env.name))
         }
-        Err(err) => checks.error(Layer::Webhook, &err),
     }
+    row
 }
 
 fn isolation_layer(checks: &mut Checks, config: &Config, env: &Environment, everyone: &[Result<EnvFacts>]) {

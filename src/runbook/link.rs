@@ -4,7 +4,7 @@
 //! as all remote text in an error).
 
 use crate::error::{Error, ExecKind, Result};
-use crate::evolution::{Answer, failure};
+use crate::evolution::{Acted, Answer, failure};
 use crate::output::sanitize::quote_line;
 
 /// What a program in the container printed that was not an event, for an error message.
@@ -12,15 +12,15 @@ pub fn stray_text(bytes: &[u8]) -> String {
     quote_line(&String::from_utf8_lossy(bytes), 300)
 }
 
-/// An `error` event of a program in the container (during `what`): the API's failure, or no
-/// answer at all.
-pub fn watch_error(what: &str, status: u16, body: String) -> Error {
+/// An `error` event of a program in the container (during `what`, on what `acted` names): the
+/// API's failure, or no answer at all.
+pub fn watch_error(what: &str, status: u16, body: String, acted: Acted<'_>) -> Error {
     let body = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
-    failure(&Answer { status, body: body.clone() }, what).unwrap_or_else(|| {
+    failure(&Answer { status, body: body.clone() }, what, acted).unwrap_or_else(|| {
         Error::exec(
             ExecKind::Container,
             format!("the Evolution API inside the container did not answer: {}", quote_line(&body.to_string(), 300)),
-            "check that the Evolution process is up in the task (`evoctl doctor`)",
+            format!("check that the Evolution process is up in the task (`evoctl doctor {}`)", acted.env),
         )
     })
 }

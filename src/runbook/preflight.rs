@@ -3,6 +3,7 @@
 //! live task. Each problem names the environment and what is wrong.
 
 use crate::config::Environment;
+use crate::error::Error;
 use crate::guard::plan::Observed;
 
 /// One reason not to link now.
@@ -65,6 +66,38 @@ pub fn others_on_number<'a>(
         .collect()
 }
 
+/// Linking `env` cannot be made safe by enforcing its scaling, because that scaling runs no
+/// task: configured to run nothing (max 0), or scaled to 0 where its range allows it. The
+/// refusal says so, and its fix is the change that would give it a task (never `--enforce`,
+/// which would only confirm the 0).
+pub fn runs_nothing(env: &Environment, now: &Observed) -> Option<Error> {
+    let scaling = env.scaling?;
+    if scaling.max == 0 {
+        return Some(Error::refused(
+            format!(
+                "refused: {} is configured to run no task (scaling {scaling} in evoctl.toml), so there is nothing to link there; nothing was changed",
+                env.name
+            ),
+            format!(
+                "to link a number on {}, give it scaling = {{ min = 1, max = 1 }} under [env.{}] in evoctl.toml first (and 0/0 to every other environment of its number)",
+                env.name, env.name
+            ),
+        ));
+    }
+    (scaling.min == 0 && now.desired == 0 && now.live == 0).then(|| {
+        Error::refused(
+            format!(
+                "refused: {} is scaled to 0 (its scaling {scaling} allows it) and has no task to link; nothing was changed",
+                env.name
+            ),
+            format!(
+                "start its task: `aws ecs update-service --cluster {} --service {} --desired-count 1`, then connect",
+                env.cluster, env.service
+            ),
+        )
+    })
+}
+
 fn scaling_holds(desired: i32, scaling: crate::config::Scaling) -> bool {
     desired >= scaling.min as i32 && desired <= scaling.max as i32
 }
@@ -81,7 +114,7 @@ mod tests {
     use super::*;
 
     fn seen(min: i32, max: i32, desired: i32, live: i32) -> Observed {
-        Observed { min: Some(min), max: Some(max), desired, live }
+        Observed { min: Some(min), max: Some(max), desired, live, tasks: Vec::new() }
     }
 
     #[test]

@@ -38,8 +38,15 @@ pub enum WatchEvent {
     /// The API answered with an error (status 0: it did not answer).
     Error { status: u16, body: String },
     /// Before a delete: the webhook the cleanup will wait on (`remove`: it subscribes
-    /// REMOVE_INSTANCE; `jwt_empty`: its `jwt_key` header is empty, which blocks the cleanup).
-    Webhook { url: Option<String>, remove: bool, jwt_empty: bool },
+    /// REMOVE_INSTANCE; `jwt_empty`: its `jwt_key` header is empty, which blocks the cleanup;
+    /// `by_events`: each event goes to `url/<event>`).
+    Webhook {
+        url: Option<String>,
+        remove: bool,
+        jwt_empty: bool,
+        #[serde(default)]
+        by_events: bool,
+    },
     /// The delete was answered; Evolution's cleanup runs after.
     Deleted,
     /// Still listed, `t` ms after the delete began.

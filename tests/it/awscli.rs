@@ -116,6 +116,16 @@ fn the_aws_cli_parses_every_lab_action() {
     let arn = "arn:aws:lambda:us-east-1:123456789012:function:alinhou-production-Api";
     let out = run(&lab, &["lambda", "list-tags", "--resource", arn]);
     assert_eq!(out["Tags"]["sst:stage"], "production");
+    let reason = ["--reason", "an extra task on one number"];
+    let out = run(&lab, &[&["ecs", "stop-task", "--task", &task][..], &prod[..], &reason[..]].concat());
+    assert_eq!(
+        (&out["task"]["desiredStatus"], &out["task"]["stopCode"], &out["task"]["stoppedReason"]),
+        (
+            &serde_json::json!("STOPPED"),
+            &serde_json::json!("UserInitiated"),
+            &serde_json::json!("an extra task on one number")
+        )
+    );
 
     // Every action above is in the journal, signed and answered 200.
     let journal = lab.journal();
@@ -142,6 +152,7 @@ fn the_aws_cli_parses_every_lab_action() {
             "ListTags",
             "ListTasks",
             "RegisterScalableTarget",
+            "StopTask",
             "UpdateService",
         ]
     );
@@ -205,6 +216,10 @@ fn the_aws_cli_gets_aws_errors_from_the_lab() {
     let cases: &[(&[&str], &str)] = &[
         (&["ecs", "describe-services", "--cluster", "nope", "--services", "x"], "ClusterNotFoundException"),
         (&["ssm", "get-parameter", "--name", "/missing"], "ParameterNotFound"),
+        (
+            &["ecs", "stop-task", "--cluster", "alinhou-production", "--task", "0123456789abcdef"],
+            "InvalidParameterException",
+        ),
         (&["lambda", "get-function-configuration", "--function-name", "missing"], "ResourceNotFoundException"),
         (
             &[

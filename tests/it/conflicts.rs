@@ -2,7 +2,7 @@
 //! the task log group.
 
 use crate::support::{Lab, json_stdout, text, wait_until};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::time::Duration;
 
 #[test]
@@ -44,7 +44,14 @@ fn conflicts_finds_the_loop_its_two_second_period_and_the_flapping_state() {
     assert_eq!(report["logs"]["tasks"].as_array().unwrap().len(), 2, "{report}");
     let period = report["logs"]["period_seconds"].as_f64().unwrap();
     assert!((1.5..=2.6).contains(&period), "period {period}");
-    assert!(stderr.contains("fix: two live connections hold this number"), "{stderr}");
+    assert_eq!(report["ongoing"], true);
+    let extra = report["live_tasks"][1].as_str().unwrap().to_owned();
+    let fix = format!(
+        "two connections hold this number: stop the extra task: `evoctl task stop production {extra}` (keeps {}, the longest-running)",
+        report["live_tasks"][0].as_str().unwrap()
+    );
+    assert_eq!(report["fix"], json!(fix));
+    assert_eq!(stderr, format!("fix: {fix}\n"));
 
     // Sampled from one exec session, the live state flips between open and connecting.
     lab.control("DELETE", "/journal", None);
@@ -84,13 +91,25 @@ fn a_loop_logged_by_staging_in_a_shared_group_is_staging_s_alone() {
     );
     assert_eq!(text(&output.stderr), "");
 
+    // The loop in the window ended two minutes ago with the staging task that logged it: it
+    // is reported, and nothing is to be done (exit 0).
     let output = lab.evoctl().args(["--output", "json", "conflicts", "staging", "--sample", "0"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stderr), "");
     let report = json_stdout(&output);
     assert_eq!(report["loop"], true);
+    assert_eq!((&report["ongoing"], &report["fix"], &report["live_tasks"]), (&json!(false), &Value::Null, &json!([])));
     assert_eq!(report["logs"]["log_group"], "/ecs/alinhou/EvolutionService");
     assert_eq!(report["logs"]["log_streams"], json!({"prefix": "staging/EvolutionService/"}));
     assert_eq!(report["logs"]["events"], 4);
     assert_eq!(report["logs"]["tasks"], json!([{"task": "5a7c0e3d9b1f42c68e2d7a4b6c8f0e13", "events": 4}]));
     assert_eq!(report["logs"]["period_seconds"], 2.0);
+    let last_seen = report["logs"]["last_seen"].as_str().unwrap();
+    let output = lab.evoctl().args(["conflicts", "staging", "--sample", "0"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).starts_with(&format!("conflict loop: ended (the last line at {last_seen}; none since)\n")),
+        "{}",
+        text(&output.stdout)
+    );
 }

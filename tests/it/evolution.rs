@@ -78,7 +78,7 @@ fn api_calls(calls: &[(&str, &str, Value)]) -> String {
 }
 
 /// Run `api_calls` in production's container; the output lines.
-fn call_in_container(lab: &Lab, env: &str, calls: &[(&str, &str, Value)]) -> Vec<String> {
+pub(crate) fn call_in_container(lab: &Lab, env: &str, calls: &[(&str, &str, Value)]) -> Vec<String> {
     let output = lab.evoctl().args(["node", env, "-e", &api_calls(calls)]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     text(&output.stdout).lines().map(str::to_owned).collect()
@@ -94,7 +94,7 @@ fn create_without_webhook() -> (&'static str, &'static str, Value) {
 }
 
 /// A scenario file extending `seed` with `extra` TOML, in its own directory.
-fn scenario(dir: &tempfile::TempDir, name: &str, extra: &str) -> String {
+pub(crate) fn scenario(dir: &tempfile::TempDir, name: &str, extra: &str) -> String {
     let path = dir.path().join(format!("{name}.toml"));
     std::fs::write(&path, format!("extends = \"seed\"\ndescription = \"{name}\"\n{extra}")).unwrap();
     path.display().to_string()
@@ -259,7 +259,7 @@ fn a_socket_that_is_down_is_said_so_with_the_fix() {
     assert_eq!(
         text(&output.stderr),
         "error: logout: the instance's WhatsApp socket is down (Evolution answered 500 \"Error: Connection Closed\"); nothing was changed\n  \
-         fix: restart the instance (`evoctl instance restart ENV`), or retry once it has reconnected (`evoctl instance state ENV` says open)\n"
+         fix: restart the instance (`evoctl instance restart production alinhou-production`), or retry once it has reconnected (`evoctl instance state production alinhou-production` says open)\n"
     );
     let output = lab.evoctl().args(["instance", "delete", "production", "--yes"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));

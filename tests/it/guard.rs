@@ -403,7 +403,7 @@ fn a_draining_task_beside_the_running_one_makes_every_mutating_command_refuse() 
         let two_tasks = format!(
             "error: 2 live tasks for production where there must be one (two WhatsApp connections on one number loop in conflict/replaced): \
              {running} (RUNNING, desired RUNNING), {draining} ({last_status}, desired STOPPED)\n  \
-             fix: stop the extra task (`aws ecs stop-task --cluster alinhou-production --task ID`) and check `evoctl audit production`\n"
+             fix: ECS is already stopping {draining} ({last_status}): wait until it is STOPPED (`evoctl status production`)\n"
         );
 
         let output = lab.evoctl().args(["task", "production"]).output().unwrap();
@@ -417,12 +417,14 @@ fn a_draining_task_beside_the_running_one_makes_every_mutating_command_refuse() 
             assert_eq!(output.status.code(), Some(4), "{case}: {}", text(&output.stderr));
             let expected = match refusal {
                 Refusal::TwoTasks => two_tasks.clone(),
-                Refusal::Preflight => "error: refused before touching Evolution: production has 2 live task(s); linking needs exactly one\n  \
-                     fix: bring every environment to its configured scaling first: `evoctl enforce --apply` (or `evoctl connect production --enforce`)\n"
-                    .to_owned(),
-                Refusal::Plan => "error: refused: production has 2 live task(s) where its service wants 1 (a replaced or stray task has not stopped); keeping it at 1 would leave two connections on one number\n  \
-                     fix: wait until the extra task is STOPPED (`evoctl status production`), or stop it (`aws ecs stop-task --cluster alinhou-production --task ID`), then run again\n"
-                    .to_owned(),
+                Refusal::Preflight => format!(
+                    "error: refused before touching Evolution: production has 2 live task(s); linking needs exactly one\n  \
+                     fix: ECS is already stopping {draining} ({last_status}): wait until it is STOPPED (`evoctl status production`)\n"
+                ),
+                Refusal::Plan => format!(
+                    "error: refused: production has 2 live task(s) where its service wants 1 (a replaced or stray task has not stopped); keeping it at 1 would leave two connections on one number\n  \
+                     fix: ECS is already stopping {draining} ({last_status}): wait until it is STOPPED (`evoctl status production`), then run again\n"
+                ),
             };
             assert_eq!((text(&output.stdout), text(&output.stderr)), (String::new(), expected), "{case}");
             let changes: Vec<Value> = lab

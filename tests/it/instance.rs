@@ -3,8 +3,9 @@
 //! error shape of the API mapped to its message and exit code.
 
 use crate::qr::zbar_decode;
-use crate::support::{Lab, json_stdout, text};
+use crate::support::{Lab, json_stdout, text, wait_until};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const PRODUCTION_SECRET: &str = "lab-production-webhook-secret-77c1e0";
 
@@ -103,22 +104,9 @@ fn every_api_error_shape_has_its_message_and_exit_code() {
     assert_eq!(output.status.code(), Some(3));
     assert_eq!(
         text(&output.stderr),
-        "error: connectionState: The \"nope\" instance does not exist\n  fix: check the instance name (`evoctl instance list ENV`)\n"
+        "error: connectionState: The \"nope\" instance does not exist\n  fix: check the instance name (`evoctl instance list production`)\n"
     );
     assert_eq!(run(&["instance", "create", "production"]).status.code(), Some(0));
-    // 400 "not connected" for a logout of a closed instance (array message).
-    run(&["instance", "logout", "production", "--yes"]);
-    let output = run(&["instance", "logout", "production", "--yes"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        text(&output.stderr).starts_with("error: logout: The \"alinhou-production\" instance is not connected\n"),
-        "{}",
-        text(&output.stderr)
-    );
-    // HTTP 200 with {"error": true}: restart of a closed instance.
-    let output = run(&["instance", "restart", "production"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(text(&output.stderr).starts_with("error: restart: [object Object]\n"), "{}", text(&output.stderr));
     // 401 (string message) when the process expects another key.
     let task = production_task(&lab);
     lab.control("POST", "/evolution/faults", Some(&json!({"task": task, "reject_key": true})));
@@ -145,6 +133,63 @@ fn every_api_error_shape_has_its_message_and_exit_code() {
         "{}",
         text(&output.stderr)
     );
+}
+
+/// 2.3.7 refuses a logout of a `close` instance (400 "is not connected") and cannot restart one
+/// (200 `{error:true, message:"[object Object]"}`, the refusal in its log): each is said as it
+/// is, with the way forward, for the instance acted on.
+#[test]
+fn logout_and_restart_of_a_closed_instance_say_so_and_the_way_forward() {
+    let lab = Lab::start("seed");
+    let run = |args: &[&str]| lab.evoctl().args(args).output().unwrap();
+    let output = run(&["instance", "create", "production", "named1"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "created instance named1 (connecting); link it with `evoctl instance connect production named1`\n"
+    );
+    let output = run(&["instance", "logout", "production", "named1", "--yes"]);
+    assert_eq!((output.status.code(), text(&output.stdout)), (Some(0), "instance named1 logged out\n".into()));
+    assert_eq!(lab.evolution_instance("named1")["state"], "close");
+
+    let output = run(&["instance", "logout", "production", "named1", "--yes"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "instance named1 is not connected (close): there is no WhatsApp session to log out; nothing was changed\n"
+    );
+    assert_eq!(
+        text(&output.stderr),
+        "to link it again: `evoctl connect production named1`; to remove it: `evoctl instance delete production named1 --yes`\n"
+    );
+    let output = run(&["--output", "json", "instance", "logout", "production", "named1", "--yes"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        json_stdout(&output),
+        json!({"schema": "evoctl.instance/v1", "env": "production", "instance": "named1", "action": "logout", "logged_out": false, "state": "close"})
+    );
+
+    let output = run(&["instance", "restart", "production", "named1"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(text(&output.stdout), "");
+    assert_eq!(
+        text(&output.stderr),
+        "error: restart: named1 is close (not connected), and Evolution 2.3.7 cannot restart a closed instance (it answered \"[object Object]\"); nothing was changed\n  \
+         fix: start its socket with `evoctl instance connect production named1` (a QR to scan when the number is not linked)\n"
+    );
+    assert_eq!(lab.evolution_instance("named1")["state"], "close", "nothing was changed");
+    // The server logged what it refused, as 2.3.7 does.
+    let logged = wait_until(Duration::from_secs(10), "the refusal in the task's log", || {
+        let output = run(&["logs", "production", "--kind", "error", "--since", "5m"]);
+        let stdout = text(&output.stdout);
+        stdout.contains("message: [ 'The \"named1\" instance is not connected' ]").then_some(stdout)
+    });
+    assert!(logged.contains("ERROR   [InstanceController]  [object]"), "{logged}");
+
+    // The way forward works: connect starts the socket and shows a code.
+    let output = run(&["instance", "connect", "production", "named1"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(lab.evolution_instance("named1")["state"], "connecting");
 }
 
 #[test]

@@ -61,7 +61,8 @@ fn an_answer_of_another_shape_is_a_shape_error_that_quotes_nothing() {
         ("the instance key".to_owned(), INSTANCE_KEY.as_bytes().to_vec()),
         ("the instance token".to_owned(), INSTANCE_TOKEN.as_bytes().to_vec()),
     ]);
-    let fix = "  fix: check the Evolution version (evoctl speaks 2.3.7: `evoctl doctor ENV` shows it) and its logs\n";
+    let fix =
+        "  fix: check the Evolution version (evoctl speaks 2.3.7: `evoctl doctor production` shows it) and its logs\n";
 
     let output = lab.evoctl().args(["instance", "list", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
@@ -90,7 +91,7 @@ fn an_answer_of_another_shape_is_a_shape_error_that_quotes_nothing() {
     let stderr = text(&output.stderr);
     assert!(
         stderr.ends_with(
-            "error: fetchInstances: upstream refused apikey=[redacted] token: [redacted]\n  fix: Evolution failed inside; retry, then check its logs\n"
+            "error: fetchInstances: upstream refused apikey=[redacted] token: [redacted]\n  fix: Evolution failed inside: its log has the error (`evoctl logs production --kind error`); then retry\n"
         ),
         "{stderr}"
     );

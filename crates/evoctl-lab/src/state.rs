@@ -146,6 +146,8 @@ pub struct Task {
     pub stopping_ms: Option<u64>,
     pub stopped_ms: Option<u64>,
     pub stopped_reason: Option<String>,
+    /// Who stopped it (`stopCode`): `ServiceSchedulerInitiated` or `UserInitiated` (StopTask).
+    pub stop_code: Option<String>,
     /// When the current lifecycle step ends.
     pub next_step_ms: u64,
     /// Not managed by the service scheduler (a stuck or manually started task).
@@ -566,6 +568,7 @@ impl Account {
             stopping_ms: None,
             stopped_ms: None,
             stopped_reason: None,
+            stop_code: None,
             next_step_ms: if running { u64::MAX } else { at_ms + self.start_step() },
             pinned,
             enable_execute_command: service.enable_execute_command,
@@ -651,6 +654,7 @@ impl Account {
         if desired_status == "STOPPED" {
             task.stopping_ms = Some(now.saturating_sub(1_000));
             task.stopped_reason = Some("Task stopped by deployment".into());
+            task.stop_code = Some("ServiceSchedulerInitiated".into());
         }
         if last_status == "STOPPED" {
             task.stopped_ms = Some(now);
@@ -663,12 +667,28 @@ impl Account {
     /// Ask a task to stop; it drains through DEACTIVATING, STOPPING and DEPROVISIONING (a task
     /// still PROVISIONING has no container to stop: it only deprovisions).
     pub fn stop_task(&mut self, task_index: usize, reason: &str, now: u64) {
+        self.stop_task_as(task_index, reason, "ServiceSchedulerInitiated", now);
+    }
+
+    /// StopTask: the task stops whoever started it (a task the scheduler leaves alone too, unless
+    /// it is already stopping, where it stays as it was put).
+    pub fn stop_task_by_user(&mut self, task_index: usize, reason: &str, now: u64) {
+        let task = &mut self.tasks[task_index];
+        if task.desired_status == "STOPPED" {
+            return;
+        }
+        task.pinned = false;
+        self.stop_task_as(task_index, reason, "UserInitiated", now);
+    }
+
+    fn stop_task_as(&mut self, task_index: usize, reason: &str, code: &str, now: u64) {
         let stop_step = self.stop_step();
         let task = &mut self.tasks[task_index];
         if task.desired_status == "STOPPED" {
             return;
         }
         task.desired_status = "STOPPED".into();
+        task.stop_code = Some(code.to_owned());
         task.stopped_reason = Some(reason.to_owned());
         task.stopping_ms = Some(now);
         task.last_status = match task.last_status.as_str() {

@@ -2,7 +2,11 @@
 // before anything is sent), the secret from stdin put in the body when there is one.
 const run = (secret) =>
   owned()
-    .then((mine) => (mine ? call(withSecret(R.body, secret)).then(reply) : reply({ status: 0, foreign: true })))
+    .then((mine) =>
+      mine
+        ? call(withSecret(R.body, secret)).then((answer) => reply(Object.assign(answer, { state: guardState })))
+        : reply({ status: 0, foreign: true }),
+    )
     .catch(failed);
 if (R.secret) readStdin(run);
 else run(null);

@@ -80,12 +80,15 @@ const withSecret = (body, secret) => {
   }
   return body;
 };
+// The live state the owner check read just before the call (null without one).
+let guardState = null;
 // Whether this process holds the instance: 2.3.7 answers connectionState for a row of its
 // database that another process (another client name) loaded with no `state` at all.
 const owned = () =>
   R.guard
     ? call(null, R.guard, "GET").then((answer) => {
         const body = parse(answer.body);
+        if (answer.status === 200 && body && body.instance && typeof body.instance.state === "string") guardState = body.instance.state;
         return !(answer.status === 200 && body && body.instance && !("state" in body.instance));
       })
     : Promise.resolve(true);

@@ -13,6 +13,7 @@ const gone = () => {
         url: row ? row.url : null,
         remove: !!(row && row.enabled && Array.isArray(row.events) && row.events.includes("REMOVE_INSTANCE")),
         jwt_empty: jwt !== undefined && (typeof jwt !== "string" || jwt === ""),
+        by_events: !!(row && row.webhookByEvents),
       });
       return call(null);
     })

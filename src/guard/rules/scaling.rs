@@ -4,6 +4,7 @@
 //! scheduled action or policy above the configured max.
 
 use super::{Found, Hit, Subject, one};
+use crate::aws::discovery;
 use std::collections::BTreeMap;
 
 pub(super) fn singleton(subject: &Subject<'_>) -> bool {
@@ -50,12 +51,8 @@ pub(super) fn live_tasks(subjects: &[Subject<'_>]) -> Found {
         let fix = if live as i32 > desired || live > 1 {
             // Tasks are oldest first: the newest ones are the extras.
             let keep = desired.clamp(0, 1) as usize;
-            let extras: Vec<&str> = s.facts.tasks[keep..].iter().map(|t| t.id.as_str()).collect();
-            let stops: Vec<String> = extras
-                .iter()
-                .map(|id| format!("`aws ecs stop-task --cluster {} --task {id}`", s.env.cluster))
-                .collect();
-            format!("stop the extra task(s): {}, then `evoctl audit {}`", stops.join(", "), s.env.name)
+            discovery::stop_extra_fix(&s.env.name, &s.facts.tasks, keep)
+                .unwrap_or_else(|| format!("check `evoctl status {}`", s.env.name))
         } else {
             format!("ECS has not started the wanted task: check `evoctl status {}` and the service events", s.env.name)
         };

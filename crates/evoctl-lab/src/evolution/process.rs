@@ -846,13 +846,22 @@ impl Process {
     }
 
     /// `restartInstance` for Baileys: close the socket and answer what `connectToWhatsapp`
-    /// answers at that moment; `None` for a `close` or unknown instance.
+    /// answers at that moment; `None` for a `close` or unknown instance (a `close` one is
+    /// refused as "not connected", which 2.3.7 logs and answers as `[object Object]`).
     pub fn restart(self: &Arc<Self>, name: &str) -> Option<Value> {
         let now = now_ms();
         let mut memory = self.memory.lock().expect("lab lock");
         let live = memory.get_mut(name)?;
         let state = self.state(live, now);
         if state == "close" {
+            // 2.3.7 throws its BadRequestException object, logs it whole and answers its
+            // `toString()`, which is `[object Object]`.
+            let thrown = Js::obj(vec![
+                ("status", Js::Num(400.0)),
+                ("error", Js::str("Bad Request")),
+                ("message", Js::Arr(vec![Js::str(format!("The \"{name}\" instance is not connected"))])),
+            ]);
+            self.logger.write(Level::Error, "InstanceController", None, &thrown);
             return None;
         }
         self.logger.write(Level::Info, "InstanceController", None, &Js::str(format!("Restarting instance: {name}")));

@@ -16,6 +16,7 @@ pub fn handle(account: &mut Account, action: &str, params: &Value, now: u64) -> 
         "UpdateService" => update_service(account, params, now),
         "ListTasks" => list_tasks(account, params),
         "DescribeTasks" => describe_tasks(account, params),
+        "StopTask" => stop_task(account, params, now),
         "DescribeTaskDefinition" => describe_task_definition(account, params),
         _ => Err(ApiError::client("InvalidAction", format!("The action {action} is not valid for this web service."))),
     }
@@ -285,6 +286,32 @@ fn describe_tasks(account: &Account, params: &Value) -> ActionResult {
     Ok(json!({"tasks": tasks, "failures": failures}))
 }
 
+/// StopTask: the task (by id or ARN, in the cluster) is asked to stop with the caller's reason
+/// (at most 255 characters), which DescribeTasks then shows as `stoppedReason` with `stopCode`
+/// `UserInitiated`. A task already stopping or stopped is answered as it is.
+fn stop_task(account: &mut Account, params: &Value, now: u64) -> ActionResult {
+    let cluster = cluster(account, params)?.to_owned();
+    let reference = required(params, "task", "InvalidParameterException")?;
+    let reason = text(params, "reason").unwrap_or("");
+    if reason.chars().count() > MAX_STOP_REASON {
+        return Err(ApiError::client(
+            "InvalidParameterException",
+            format!("Reason's length must be at most {MAX_STOP_REASON} characters."),
+        ));
+    }
+    let id = reference.rsplit('/').next().unwrap_or(reference);
+    let index = account
+        .tasks
+        .iter()
+        .position(|t| t.cluster == cluster && t.id == id)
+        .ok_or_else(|| ApiError::client("InvalidParameterException", "The referenced task was not found."))?;
+    account.stop_task_by_user(index, reason, now);
+    Ok(json!({"task": task_json(account, &account.tasks[index])}))
+}
+
+/// The longest `reason` StopTask takes.
+const MAX_STOP_REASON: usize = 255;
+
 /// The DescribeTasks shape of one task.
 pub fn task_json(account: &Account, task: &Task) -> Value {
     let task_arn = account.arn("task", &format!("{}/{}", task.cluster, task.id));
@@ -347,7 +374,9 @@ pub fn task_json(account: &Account, task: &Task) -> Value {
     }
     if let Some(stopping) = task.stopping_ms {
         out["stoppingAt"] = epoch(stopping);
-        out["stopCode"] = json!("ServiceSchedulerInitiated");
+    }
+    if let Some(code) = &task.stop_code {
+        out["stopCode"] = json!(code);
     }
     if let Some(stopped) = task.stopped_ms {
         out["stoppedAt"] = epoch(stopped);
