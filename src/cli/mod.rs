@@ -120,6 +120,10 @@ pub struct InitArgs {
 pub struct StatusArgs {
     /// Environments to show [default: all in the config file]
     pub envs: Vec<String>,
+    /// Exit 1 when an environment has drifted from evoctl.toml or is unsafe (two live
+    /// connections on one number)
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]
