@@ -135,7 +135,7 @@ impl Intercept for RetryNotice {
     ) -> Result<(), BoxError> {
         let Some(Err(error)) = context.output_or_error() else { return Ok(()) };
         let Some(start) = cfg.load::<CallStart>().cloned() else { return Ok(()) };
-        let attempt = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts() as u32);
+        let attempt = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts());
         let endpoint = cfg.load::<Endpoint>().map(|e| e.0.clone()).unwrap_or_else(|| "the endpoint".into());
         let no_connection = no_connection(error);
         // The standard strategy reads the retry configuration from the call's bag right after

@@ -72,7 +72,7 @@ pub enum Command {
     /// The connect runbook: preflight, QR, wait until open, webhook, summary
     Connect(ConnectArgs),
     /// Troubleshoot an environment layer by layer
-    Doctor(EnvArg),
+    Doctor(DoctorArgs),
     /// Evidence of a conflict/replaced loop (logs and state flapping)
     Conflicts(ConflictsArgs),
     /// The Evolution container's log (awslogs), each line with its task id
@@ -124,6 +124,16 @@ pub struct StatusArgs {
     /// connections on one number)
     #[arg(long)]
     pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Environment name from the config file
+    pub env: String,
+    /// Probe the webhook receiver from the task even when Evolution's log shows deliveries
+    /// (without it the probe is sent only when the log of the last 15 minutes holds none)
+    #[arg(long)]
+    pub probe: bool,
 }
 
 #[derive(Debug, Args)]

@@ -259,7 +259,8 @@ pub struct ServerInfo {
 
 /// `instance.state` of a connectionState answer; a row without a state is held by another
 /// Evolution process on the same database (refused, exit 4), never a guess.
-fn live_state(answer: Answer, name: &str) -> Result<String> {
+/// connectionState's answer: the live state (a row another process holds has none).
+pub(super) fn live_state(answer: Answer, name: &str) -> Result<String> {
     let answer = checked(answer, "connectionState")?;
     let reply: StateReply = parse(&answer, "connectionState")?;
     reply.instance.state.ok_or_else(|| foreign(name))
@@ -301,14 +302,10 @@ impl Driver<'_> {
     /// Instances of this deployment; with a name, that one only (empty when not loaded here).
     pub async fn fetch_instances(&self, name: Option<&str>) -> Result<Vec<InstanceInfo>> {
         let path = match name {
-            Some(name) => format!("/instance/fetchInstances?instanceName={}", segment(name)),
+            Some(name) => instances_path(name),
             None => "/instance/fetchInstances".into(),
         };
-        let answer = self.call(Call::new("GET", &path)).await?;
-        if name.is_some() && answer.status == 404 {
-            return Ok(Vec::new());
-        }
-        parse(&checked(answer, "fetchInstances")?, "fetchInstances")
+        read_instances(self.call(Call::new("GET", &path)).await?, name.is_some())
     }
 
     /// Create an instance; `jwt_key` goes to `webhook.headers.jwt_key` over stdin.
@@ -374,9 +371,8 @@ impl Driver<'_> {
 
     /// The stored webhook, if any (`null` when none was ever set).
     pub async fn webhook_find(&self, name: &str) -> Result<Option<WebhookRow>> {
-        let path = format!("/webhook/find/{}", segment(name));
-        let answer = checked(self.call(Self::on_instance("GET", &path, name)).await?, "webhook find")?;
-        parse::<Option<WebhookRow>>(&answer, "webhook find")
+        let path = webhook_path(name);
+        read_webhook(self.call(Self::on_instance("GET", &path, name)).await?)
     }
 
     /// Set the webhook (always wrapped in `webhook`, always with `events`).
@@ -399,9 +395,36 @@ impl Driver<'_> {
 
     /// `GET /`: version and client name.
     pub async fn server_info(&self) -> Result<ServerInfo> {
-        let answer = checked(self.call(Call::new("GET", "/")).await?, "GET /")?;
-        parse(&answer, "GET /")
+        read_server_info(self.call(Call::new("GET", "/")).await?)
     }
+}
+
+/// `/instance/fetchInstances?instanceName=NAME`.
+pub(super) fn instances_path(name: &str) -> String {
+    format!("/instance/fetchInstances?instanceName={}", segment(name))
+}
+
+/// `/webhook/find/NAME`.
+pub(super) fn webhook_path(name: &str) -> String {
+    format!("/webhook/find/{}", segment(name))
+}
+
+/// fetchInstances' answer; for one name (`named`), a 404 is an empty list.
+pub(super) fn read_instances(answer: Answer, named: bool) -> Result<Vec<InstanceInfo>> {
+    if named && answer.status == 404 {
+        return Ok(Vec::new());
+    }
+    parse(&checked(answer, "fetchInstances")?, "fetchInstances")
+}
+
+/// webhook/find's answer: the stored webhook, if any.
+pub(super) fn read_webhook(answer: Answer) -> Result<Option<WebhookRow>> {
+    parse::<Option<WebhookRow>>(&checked(answer, "webhook find")?, "webhook find")
+}
+
+/// `GET /`'s answer.
+pub(super) fn read_server_info(answer: Answer) -> Result<ServerInfo> {
+    parse(&checked(answer, "GET /")?, "GET /")
 }
 
 #[cfg(test)]

@@ -228,6 +228,11 @@ fn pino_level(level: u32) -> &'static str {
 /// what happened (each message line carries its status: `… status code 500`, `(401)`).
 pub const WEBHOOK_PATTERN: &str = "?\"Tentativa \" ?\"Erro não recuperável\" ?\"Todas as tentativas falharam\" ?\"JWT generation failed\" ?\"Sucesso no envio\"";
 
+/// [`WEBHOOK_PATTERN`], and the `local: '….sendData-Webhook'` line of every delivery record
+/// (the per-send dump `LOG_LEVEL=WEBHOOKS` writes, the image's default, and each retry record):
+/// whether the window holds any delivery at all.
+pub const DELIVERY_PATTERN: &str = "?\"Tentativa \" ?\"Erro não recuperável\" ?\"Todas as tentativas falharam\" ?\"JWT generation failed\" ?\"Sucesso no envio\" ?\"sendData-Webhook\"";
+
 /// A window's webhook delivery steps, summed up.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct WebhookFailures {
@@ -249,6 +254,9 @@ pub struct WebhookFailures {
     pub last_outcome: Option<Outcome>,
     pub last_at_ms: Option<i64>,
     pub last_url: Option<String>,
+    /// Records of a delivery (`local: '….sendData-Webhook'`: a send, or a step of its retry
+    /// loop), when the window was read with [`DELIVERY_PATTERN`].
+    pub sends: usize,
 }
 
 impl WebhookFailures {
@@ -257,6 +265,9 @@ impl WebhookFailures {
     pub fn of(records: &[Record]) -> WebhookFailures {
         let mut out = WebhookFailures::default();
         for record in records {
+            if field(&record.text, "local").is_some_and(|local| local.contains("sendData-Webhook")) {
+                out.sends += 1;
+            }
             let Some(step) = record.webhook().or_else(|| message_line_step(&record.text)) else { continue };
             match step.outcome {
                 Outcome::Retry => out.retries += 1,
@@ -349,6 +360,20 @@ mod tests {
         assert!(failures.retries > 0 && failures.recovered > 0);
         assert_eq!(failures.lost(), 0);
         assert_eq!(failures.last_status, Some(500));
+    }
+
+    #[test]
+    fn every_delivery_record_is_a_send_whether_read_whole_or_by_its_local_line() {
+        let lines = fixture("server-log-webhook-500.txt");
+        let whole = WebhookFailures::of(&assemble(&lines));
+        assert_eq!(whole.sends, count(&lines, "  local: 'ChannelStartupService.sendData-Webhook'"));
+        assert!(whole.sends > whole.steps(), "the per-send dumps and the retry records");
+        let pattern_lines: Vec<LogLine> = lines
+            .into_iter()
+            .filter(|l| l.message.contains("sendData-Webhook") || l.message.contains("Tentativa "))
+            .collect();
+        assert_eq!(WebhookFailures::of(&assemble(&pattern_lines)).sends, whole.sends);
+        assert_eq!(WebhookFailures::of(&[]).sends, 0);
     }
 
     #[test]
