@@ -39,6 +39,8 @@ pub fn main_entry() -> ExitCode {
         }
     }
     init_logging(cli.global.verbose, cli.global.quiet);
+    let notes = printer.clone();
+    aws::retries::on_retry(move |retrying| notes.note(&retrying.to_string()));
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(source) => {

@@ -90,8 +90,39 @@ pub struct ScalableRange {
     pub max_capacity: i32,
 }
 
+/// The newest entry of a service's event log (DescribeServices `events`, newest first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceEvent {
+    /// When ECS logged it (RFC 3339).
+    pub at: Option<String>,
+    pub message: String,
+}
+
+/// A task of the service that has stopped (ECS keeps listing one for about an hour).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoppedTask {
+    pub id: String,
+    /// When it stopped (RFC 3339).
+    pub stopped_at: Option<String>,
+    /// ECS's `stopCode` (`ServiceSchedulerInitiated`, `UserInitiated`, `EssentialContainerExited`, …).
+    pub stop_code: Option<String>,
+    /// ECS's `stoppedReason`, as ECS words it.
+    pub stopped_reason: Option<String>,
+    /// When it stopped, in seconds since the Unix epoch.
+    #[serde(skip)]
+    pub stopped_at_secs: Option<i64>,
+}
+
 /// DescribeServices for one service; a missing cluster or service is "not found".
 pub async fn service_state(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) -> Result<ServiceState> {
+    Ok(service_state_and_event(ecs, target).await?.0)
+}
+
+/// [`service_state`], with the newest event of the service's log.
+pub async fn service_state_and_event(
+    ecs: &aws_sdk_ecs::Client,
+    target: ServiceRef<'_>,
+) -> Result<(ServiceState, Option<ServiceEvent>)> {
     let out = ecs
         .describe_services()
         .cluster(target.cluster)
@@ -104,7 +135,11 @@ pub async fn service_state(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) ->
         return Err(service_not_found(target, None));
     };
     let deployment = service.deployment_configuration();
-    Ok(ServiceState {
+    let event = service.events().first().map(|e| ServiceEvent {
+        at: e.created_at().and_then(|t| DateTime::from_secs(t.secs()).fmt(Format::DateTime).ok()),
+        message: e.message().unwrap_or_default().to_owned(),
+    });
+    let state = ServiceState {
         desired_count: service.desired_count(),
         running_count: service.running_count(),
         pending_count: service.pending_count(),
@@ -116,7 +151,8 @@ pub async fn service_state(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) ->
         },
         az_rebalancing: service.availability_zone_rebalancing().map(|r| r.as_str().to_owned()),
         account: service.service_arn().and_then(|arn| arn.split(':').nth(4)).map(str::to_owned),
-    })
+    };
+    Ok((state, event))
 }
 
 /// A service, its live tasks and its scalable target, read together.
@@ -140,15 +176,38 @@ pub async fn snapshot(
 
 /// Every task of the service whose lastStatus is not STOPPED, oldest first.
 pub async fn live_tasks(ecs: &aws_sdk_ecs::Client, target: ServiceRef<'_>) -> Result<Vec<LiveTask>> {
-    let mut tasks: Vec<(Option<f64>, LiveTask)> = listed_tasks(ecs, target)
-        .await?
+    Ok(tasks_and_last_stopped(ecs, target).await?.0)
+}
+
+/// [`live_tasks`], and the task of the service that stopped last among those ECS still lists
+/// (from the same calls).
+pub async fn tasks_and_last_stopped(
+    ecs: &aws_sdk_ecs::Client,
+    target: ServiceRef<'_>,
+) -> Result<(Vec<LiveTask>, Option<StoppedTask>)> {
+    let listed = listed_tasks(ecs, target).await?;
+    let last_stopped = listed
+        .iter()
+        .filter(|task| task.last_status() == Some("STOPPED"))
+        .max_by(|a, b| {
+            let stopped = |t: &aws_sdk_ecs::types::Task| t.stopped_at().map(|s| s.as_secs_f64());
+            stopped(a).partial_cmp(&stopped(b)).unwrap_or(std::cmp::Ordering::Equal)
+        })
+        .map(|task| StoppedTask {
+            id: task.task_arn().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_owned(),
+            stopped_at: task.stopped_at().and_then(|t| DateTime::from_secs(t.secs()).fmt(Format::DateTime).ok()),
+            stop_code: task.stop_code().map(|c| c.as_str().to_owned()),
+            stopped_reason: task.stopped_reason().map(str::to_owned),
+            stopped_at_secs: task.stopped_at().map(|t| t.secs()),
+        });
+    let mut tasks: Vec<(Option<f64>, LiveTask)> = listed
         .iter()
         .filter(|task| task.last_status() != Some("STOPPED"))
         .map(|task| (task.created_at().map(|t| t.as_secs_f64()), convert_task(task)))
         .collect();
     tracing::debug!(cluster = target.cluster, service = target.service, live = tasks.len(), "live tasks");
     tasks.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.id.cmp(&b.1.id)));
-    Ok(tasks.into_iter().map(|(_, task)| task).collect())
+    Ok((tasks.into_iter().map(|(_, task)| task).collect(), last_stopped))
 }
 
 /// The tasks to stop when more are live than may be: of the tasks still wanted (desired

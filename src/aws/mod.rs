@@ -6,8 +6,10 @@
 //! lab. The user's retry settings win (`AWS_MAX_ATTEMPTS`/`AWS_RETRY_MODE`, then the profile's
 //! `max_attempts`/`retry_mode`, read with the SDK's own resolution); evoctl's higher default
 //! applies only when neither sets one. Every call has connect, attempt and operation timeouts
-//! ([`Timeouts`]), and the HTTP client honours proxies and `AWS_CA_BUNDLE` ([`trust`]). This
-//! layer never prints: it returns values or [`crate::error::Error`]s.
+//! ([`Timeouts`]), and the HTTP client honours proxies and `AWS_CA_BUNDLE` ([`trust`]). Every
+//! retry is reported as it happens, and an endpoint that refuses connections or does not
+//! resolve is given up after a few seconds ([`retries`]). This layer never prints: it returns
+//! values or [`crate::error::Error`]s, and hands retry notices to a listener.
 
 pub mod container_secrets;
 pub mod credentials;
@@ -16,6 +18,7 @@ mod errors;
 pub mod fleet;
 pub mod kms;
 pub mod logs;
+pub mod retries;
 pub mod scaling;
 pub mod secrets;
 pub mod task_stop;
@@ -166,11 +169,15 @@ impl std::fmt::Display for SettingError {
 
 impl std::error::Error for SettingError {}
 
-/// A client of `$service` for `config`, with evoctl's retry classifier added to the SDK's.
+/// A client of `$service` for `config`, with evoctl's retry classifier added to the SDK's and
+/// its retries made visible ([`retries`]).
 macro_rules! client {
     ($service:ident, $config:expr) => {
         $service::Client::from_conf(
-            $service::config::Builder::from($config).retry_classifier(trust::UntrustedCertificate).build(),
+            $service::config::Builder::from($config)
+                .retry_classifier(trust::UntrustedCertificate)
+                .interceptor(retries::RetryNotice)
+                .build(),
         )
     };
 }
@@ -373,6 +380,7 @@ impl Aws {
             aws_sdk_ssm::config::Builder::from(&self.config)
                 .region(Region::new(region.to_owned()))
                 .retry_classifier(trust::UntrustedCertificate)
+                .interceptor(retries::RetryNotice)
                 .build(),
         )
     }

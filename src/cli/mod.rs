@@ -72,7 +72,7 @@ pub enum Command {
     /// The connect runbook: preflight, QR, wait until open, webhook, summary
     Connect(ConnectArgs),
     /// Troubleshoot an environment layer by layer
-    Doctor(EnvArg),
+    Doctor(DoctorArgs),
     /// Evidence of a conflict/replaced loop (logs and state flapping)
     Conflicts(ConflictsArgs),
     /// The Evolution container's log (awslogs), each line with its task id
@@ -121,6 +121,20 @@ pub struct InitArgs {
 pub struct StatusArgs {
     /// Environments to show [default: all in the config file]
     pub envs: Vec<String>,
+    /// Exit 1 when an environment has drifted from evoctl.toml or is unsafe (two live
+    /// connections on one number)
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Environment name from the config file
+    pub env: String,
+    /// Probe the webhook receiver from the task even when Evolution's log shows deliveries
+    /// (without it the probe is sent only when the log of the last 15 minutes holds none)
+    #[arg(long)]
+    pub probe: bool,
 }
 
 /// `task ENV`, or `task stop ENV TASK_ID`.

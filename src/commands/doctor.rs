@@ -1,13 +1,15 @@
-//! `evoctl doctor ENV`: layered troubleshooting (see [`crate::runbook::doctor`]). Prints each
-//! layer OK / WARN / FAIL / SKIP with its evidence, names the first broken layer and its fix;
-//! exit 0 when nothing failed, 1 otherwise.
+//! `evoctl doctor ENV [--probe]`: layered troubleshooting (see [`crate::runbook::doctor`]).
+//! Each layer's row (OK / WARN / FAIL / SKIP with its evidence) is printed the moment the layer
+//! is checked, FAIL in red and WARN in yellow on a terminal; when every layer is done the
+//! verdict comes first (`doctor: FAIL at webhook-delivery`), then the fix and the warnings.
+//! With `--output json` one document at the end. Exit 0 when nothing failed, 1 otherwise.
 
 use super::Context;
-use crate::cli::EnvArg;
+use crate::cli::DoctorArgs;
 use crate::error::Result;
 use crate::exit;
-use crate::output::table;
-use crate::runbook::doctor::{self, Diagnosis, Layer, Status};
+use crate::output::{OutputFormat, Style};
+use crate::runbook::doctor::{self, Check, Diagnosis, Layer, Options, Status};
 use serde::Serialize;
 
 /// `--output json` document (schema `evoctl.doctor/v1`).
@@ -22,58 +24,90 @@ struct DoctorReport<'a> {
     diagnosis: &'a Diagnosis,
 }
 
-pub async fn run(context: &Context, args: &EnvArg) -> Result<u8> {
+/// The LAYER column's width: the longest layer name and two spaces.
+const LAYER_WIDTH: usize = "webhook-delivery".len() + 2;
+/// The STATUS column's width: its header and two spaces.
+const STATUS_WIDTH: usize = "STATUS".len() + 2;
+
+pub async fn run(context: &Context, args: &DoctorArgs) -> Result<u8> {
     let config = context.config()?;
     let env = config.environment(&args.env)?;
     let aws = context.aws(&config).await?;
-    let diagnosis = doctor::diagnose(&aws, &config, env).await;
-    let first = diagnosis.first_broken();
-    let report = DoctorReport {
-        schema: "evoctl.doctor/v1",
-        ok: first.is_none(),
-        parked: diagnosis.parked(),
-        first_broken: first.map(|c| c.layer),
-        diagnosis: &diagnosis,
+    let printer = &context.printer;
+    let table = printer.format() == OutputFormat::Table;
+    if table {
+        printer.styled(&[vec![(Style::Plain, format!("{:LAYER_WIDTH$}{:STATUS_WIDTH$}EVIDENCE", "LAYER", "STATUS"))]]);
+    }
+    let mut show = |check: &Check| {
+        if table {
+            printer.styled(&[row(check)]);
+        }
     };
-    context.printer.data(&report, || render(&diagnosis));
+    let options = Options { probe: args.probe };
+    let diagnosis = doctor::diagnose(&aws, &config, env, &options, &mut show).await;
+    let first = diagnosis.first_broken();
+    if table {
+        printer.styled(&verdict(&diagnosis));
+    } else {
+        let report = DoctorReport {
+            schema: "evoctl.doctor/v1",
+            ok: first.is_none(),
+            parked: diagnosis.parked(),
+            first_broken: first.map(|c| c.layer),
+            diagnosis: &diagnosis,
+        };
+        printer.json(&report);
+    }
     Ok(if first.is_none() { exit::OK } else { exit::FINDINGS })
 }
 
-fn render(diagnosis: &Diagnosis) -> String {
-    let label = |status: Status| match status {
-        Status::Ok => "OK",
-        Status::Warn => "WARN",
-        Status::Fail => "FAIL",
-        Status::Skip => "SKIP",
-    };
-    let rows: Vec<Vec<String>> = diagnosis
-        .checks
-        .iter()
-        .map(|c| vec![c.layer.to_string(), label(c.status).to_owned(), c.evidence.clone()])
-        .collect();
-    let mut out = table(&["LAYER", "STATUS", "EVIDENCE"], &rows);
-    for check in diagnosis.checks.iter().filter(|c| c.status == Status::Warn) {
-        if let Some(fix) = &check.fix {
-            out.push_str(&format!("warn {}: {fix}\n", check.layer));
-        }
+/// A status as the report shows it, with its colour.
+fn status(status: Status) -> (Style, &'static str) {
+    match status {
+        Status::Ok => (Style::Plain, "OK"),
+        Status::Warn => (Style::Notice, "WARN"),
+        Status::Fail => (Style::Alert, "FAIL"),
+        Status::Skip => (Style::Plain, "SKIP"),
     }
+}
+
+/// One layer's row, in the table's fixed columns.
+fn row(check: &Check) -> Vec<(Style, String)> {
+    let (style, word) = status(check.status);
+    vec![
+        (Style::Plain, format!("{:LAYER_WIDTH$}", check.layer.name())),
+        (style, word.to_owned()),
+        (Style::Plain, format!("{:pad$}{}", "", check.evidence, pad = STATUS_WIDTH - word.len())),
+    ]
+}
+
+/// After the rows: the verdict line, then the first broken layer's fix, then each warning's.
+fn verdict(diagnosis: &Diagnosis) -> Vec<Vec<(Style, String)>> {
+    let warnings: Vec<&Check> = diagnosis.checks.iter().filter(|c| c.status == Status::Warn).collect();
+    let mut lines = vec![Vec::new()];
     match diagnosis.first_broken() {
-        Some(check) => out.push_str(&format!(
-            "\nfirst broken layer: {} ({})\nfix: {}\n",
-            check.layer,
-            check.evidence,
-            check.fix.as_deref().unwrap_or("-")
-        )),
-        None => {
-            let warnings = diagnosis.checks.iter().filter(|c| c.status == Status::Warn).count();
-            match warnings {
-                0 if diagnosis.parked() => {
-                    out.push_str(&format!("\n{}: parked (no task, as configured); every layer OK\n", diagnosis.env))
-                }
-                0 => out.push_str(&format!("\n{}: every layer OK\n", diagnosis.env)),
-                n => out.push_str(&format!("\n{}: no layer failed ({n} warning(s))\n", diagnosis.env)),
-            }
+        Some(check) => {
+            lines.push(vec![
+                (Style::Plain, "doctor: ".into()),
+                (Style::Alert, "FAIL".into()),
+                (Style::Plain, format!(" at {}", check.layer)),
+            ]);
+            lines.push(vec![(Style::Plain, format!("fix: {}", check.fix.as_deref().unwrap_or("-")))]);
         }
+        None if warnings.is_empty() && diagnosis.parked() => {
+            lines.push(vec![(Style::Plain, "doctor: OK (parked: no task, as configured)".into())])
+        }
+        None if warnings.is_empty() => lines.push(vec![(Style::Plain, "doctor: OK".into())]),
+        None => lines.push(vec![
+            (Style::Plain, "doctor: OK, ".into()),
+            (Style::Notice, format!("{} warning(s)", warnings.len())),
+        ]),
     }
-    out
+    for check in warnings {
+        lines.push(vec![
+            (Style::Notice, "warn".into()),
+            (Style::Plain, format!(" {}: {}", check.layer, check.fix.as_deref().unwrap_or("-"))),
+        ]);
+    }
+    lines
 }

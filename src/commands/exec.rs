@@ -88,6 +88,7 @@ async fn run(context: &Context, target_args: &ExecTargetArgs, timeout: Duration,
             Backend::Native => Transport::Native,
             Backend::AwsCli => Transport::Plugin,
         },
+        timeout_fix: None,
     };
     let session = options.session(crate::exec::ssm::messages::TerminalSize { cols: 200, rows: 50 });
     let config = context.config()?;

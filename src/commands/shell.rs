@@ -72,6 +72,7 @@ pub async fn run(context: &Context, args: &ShellArgs) -> Result<u8> {
         watchdog_every: Duration::from_millis(args.target.watchdog_ms.max(100)),
         size: terminal::size(),
         resume_budget: resume::SHELL_BUDGET,
+        timeout_fix: None,
     };
     let (input_tx, input_rx) = mpsc::channel::<Input>(64);
     let (output, mut received) = output_queue(OUTPUT_QUEUE_BYTES);

@@ -1,16 +1,25 @@
-//! `evoctl status [ENV..]`: the service, scaling, deployment settings and live tasks of each
-//! environment, all environments read concurrently.
+//! `evoctl status [ENV..] [--check]`: the service, scaling, deployment settings and live tasks
+//! of each environment, all environments read concurrently, each marked when it has drifted
+//! from evoctl.toml or is unsafe (two live connections on one number: see
+//! [`crate::guard::drift`]); for an environment whose task stopped within the last hour, that
+//! task's stop reason and the service's newest event. `--check` exits 1 on a mark.
 
 use super::Context;
 use crate::aws::Aws;
-use crate::aws::discovery::{self, LiveTask, ScalableRange, ServiceRef, ServiceState};
+use crate::aws::discovery::{self, LiveTask, ScalableRange, ServiceEvent, ServiceRef, ServiceState, StoppedTask};
 use crate::aws::scaling;
 use crate::cli::StatusArgs;
 use crate::config::Environment;
 use crate::error::Result;
 use crate::exit;
+use crate::guard::drift::{self, Observed};
 use crate::output::table;
 use serde::Serialize;
+use std::time::Duration;
+
+/// How recent a stopped task must be for `status` to show why it stopped (ECS lists stopped
+/// tasks for about this long).
+pub const RECENT_STOP: Duration = Duration::from_secs(3600);
 
 /// `--output json` document (schema `evoctl.status/v1`).
 #[derive(Debug, Serialize)]
@@ -18,6 +27,8 @@ pub struct StatusReport {
     pub schema: &'static str,
     /// The first environment's region (each environment carries its own).
     pub region: String,
+    /// No environment shown has drifted or is unsafe.
+    pub ok: bool,
     pub environments: Vec<EnvStatus>,
 }
 
@@ -36,6 +47,24 @@ pub struct EnvStatus {
     /// The scalable target, or null when the service has none.
     pub scalable_target: Option<ScalableRange>,
     pub tasks: Vec<TaskStatus>,
+    /// How its scaling or live tasks differ from evoctl.toml (empty: as configured).
+    pub drift: Vec<String>,
+    /// Why it holds, or shares, more than one live connection on its number (empty: it does
+    /// not).
+    #[serde(rename = "unsafe")]
+    pub unsafe_live: Vec<String>,
+    /// The service's task that stopped last, when it stopped within the last hour.
+    pub last_stopped: Option<StoppedTask>,
+    /// The service's newest event, shown with a task stopped within the last hour.
+    pub latest_event: Option<ServiceEvent>,
+}
+
+/// What was read of one environment.
+struct EnvRead {
+    service: ServiceState,
+    event: Option<ServiceEvent>,
+    tasks: Vec<LiveTask>,
+    last_stopped: Option<StoppedTask>,
 }
 
 /// One live task.
@@ -49,7 +78,14 @@ pub struct TaskStatus {
 
 pub async fn run(context: &Context, args: &StatusArgs) -> Result<u8> {
     let config = context.config()?;
-    let envs = config.select(&args.envs)?;
+    let shown = config.select(&args.envs)?;
+    // Whether a shown environment is unsafe depends on the others of its number: they are
+    // read too, and not shown.
+    let envs: Vec<&Environment> = config
+        .environments
+        .iter()
+        .filter(|env| shown.iter().any(|s| s.name == env.name || s.number == env.number))
+        .collect();
     let fleet = crate::aws::Fleet::load(&context.aws_flags(), &config.aws, &envs).await?;
     // Scalable targets in one call per 50 services of each account; the rest per environment,
     // each with its own account's credentials.
@@ -63,13 +99,30 @@ pub async fn run(context: &Context, args: &StatusArgs) -> Result<u8> {
     let (ranges, states) =
         tokio::try_join!(ranges, crate::aws::for_each_env(envs.iter().copied(), |env| env_state(fleet.of(env), env)),)?;
     let ranges: std::collections::HashMap<String, _> = ranges.into_iter().flatten().collect();
-    let environments = envs
+    let observed: Vec<Observed<'_>> = envs
         .iter()
-        .zip(states)
+        .zip(&states)
         .zip(&services)
-        .map(|((env, (service, tasks)), target)| EnvStatus {
+        .map(|((env, read), target)| Observed {
+            env,
+            target: ranges.get(&target.resource_id()).copied(),
+            desired_count: read.service.desired_count,
+            live: &read.tasks,
+        })
+        .collect();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let mut environments: Vec<EnvStatus> = Vec::new();
+    for env in &shown {
+        let index = envs.iter().position(|e| e.name == env.name).expect("a shown environment is read");
+        let (read, mine) = (&states[index], &observed[index]);
+        let recent = read
+            .last_stopped
+            .clone()
+            .filter(|stopped| stopped.stopped_at_secs.is_some_and(|at| now - at <= RECENT_STOP.as_secs() as i64));
+        environments.push(EnvStatus {
             env: env.name.clone(),
-            account: service
+            account: read
+                .service
                 .account
                 .clone()
                 .or_else(|| fleet.of(env).account_hint().map(str::to_owned))
@@ -77,24 +130,46 @@ pub async fn run(context: &Context, args: &StatusArgs) -> Result<u8> {
             region: fleet.of(env).region().to_owned(),
             cluster: env.cluster.clone(),
             service: env.service.clone(),
-            state: service,
-            scalable_target: ranges.get(&target.resource_id()).copied(),
-            tasks: tasks
-                .into_iter()
-                .map(|task| TaskStatus { exec_agent: task.exec_agent(&env.container).map(str::to_owned), task })
+            state: read.service.clone(),
+            scalable_target: mine.target,
+            tasks: read
+                .tasks
+                .iter()
+                .map(|task| TaskStatus {
+                    exec_agent: task.exec_agent(&env.container).map(str::to_owned),
+                    task: task.clone(),
+                })
                 .collect(),
-        })
-        .collect();
+            drift: drift::drift(mine),
+            unsafe_live: drift::unsafe_live(mine, &observed),
+            latest_event: recent.as_ref().and(read.event.clone()),
+            last_stopped: recent,
+        });
+    }
+    let ok = environments.iter().all(|e| e.drift.is_empty() && e.unsafe_live.is_empty());
     let report =
-        StatusReport { schema: "evoctl.status/v1", region: fleet.of(envs[0]).region().to_owned(), environments };
+        StatusReport { schema: "evoctl.status/v1", region: fleet.of(shown[0]).region().to_owned(), ok, environments };
     context.printer.data(&report, || render(&report));
-    Ok(exit::OK)
+    Ok(if args.check && !ok { exit::FINDINGS } else { exit::OK })
 }
 
-async fn env_state(aws: &Aws, env: &Environment) -> Result<(ServiceState, Vec<LiveTask>)> {
+async fn env_state(aws: &Aws, env: &Environment) -> Result<EnvRead> {
     let ecs = aws.ecs();
     let target = ServiceRef { cluster: &env.cluster, service: &env.service };
-    tokio::try_join!(discovery::service_state(&ecs, target), discovery::live_tasks(&ecs, target))
+    let ((service, event), (tasks, last_stopped)) = tokio::try_join!(
+        discovery::service_state_and_event(&ecs, target),
+        discovery::tasks_and_last_stopped(&ecs, target)
+    )?;
+    Ok(EnvRead { service, event, tasks, last_stopped })
+}
+
+/// The CHECK column: `ok`, or the marks (`unsafe`, `drift`).
+fn check_mark(env: &EnvStatus) -> String {
+    let marks: Vec<&str> = [(!env.unsafe_live.is_empty(), "UNSAFE"), (!env.drift.is_empty(), "drift")]
+        .into_iter()
+        .filter_map(|(on, mark)| on.then_some(mark))
+        .collect();
+    if marks.is_empty() { "ok".into() } else { marks.join(",") }
 }
 
 fn render(report: &StatusReport) -> String {
@@ -112,13 +187,25 @@ fn render(report: &StatusReport) -> String {
                 e.scalable_target.map_or("none".into(), |r| format!("{}/{}", r.min_capacity, r.max_capacity)),
                 format!("{}/{}", e.state.deployment.maximum_percent, e.state.deployment.minimum_healthy_percent),
                 e.tasks.len().to_string(),
+                check_mark(e),
             ]
         })
         .collect();
     let first = report.environments.first().map(|e| (&e.account, &e.region));
     let mut out = if report.environments.iter().all(|e| Some((&e.account, &e.region)) == first) {
         table(
-            &["ENV", "CLUSTER", "SERVICE", "DESIRED", "RUNNING", "PENDING", "MIN/MAX", "DEPLOY MAX/MIN%", "LIVE"],
+            &[
+                "ENV",
+                "CLUSTER",
+                "SERVICE",
+                "DESIRED",
+                "RUNNING",
+                "PENDING",
+                "MIN/MAX",
+                "DEPLOY MAX/MIN%",
+                "LIVE",
+                "CHECK",
+            ],
             &services,
         )
     } else {
@@ -146,6 +233,7 @@ fn render(report: &StatusReport) -> String {
                 "MIN/MAX",
                 "DEPLOY MAX/MIN%",
                 "LIVE",
+                "CHECK",
             ],
             &rows,
         )
@@ -170,6 +258,35 @@ fn render(report: &StatusReport) -> String {
         out.push_str("no live tasks\n");
     } else {
         out.push_str(&table(&["ENV", "TASK", "STATUS", "STARTED", "EXEC AGENT"], &tasks));
+    }
+    let mut notes: Vec<Vec<String>> = Vec::new();
+    for e in &report.environments {
+        let mut note = |what: &str, detail: String| notes.push(vec![e.env.clone(), what.to_owned(), detail]);
+        for issue in &e.unsafe_live {
+            note("UNSAFE", issue.clone());
+        }
+        for issue in &e.drift {
+            note("drift", issue.clone());
+        }
+        if let Some(stopped) = &e.last_stopped {
+            note(
+                "stopped",
+                format!(
+                    "task {} at {}: {}{}",
+                    stopped.id,
+                    stopped.stopped_at.as_deref().unwrap_or("?"),
+                    stopped.stopped_reason.as_deref().unwrap_or("no reason given"),
+                    stopped.stop_code.as_deref().map(|code| format!(" ({code})")).unwrap_or_default()
+                ),
+            );
+        }
+        if let Some(event) = &e.latest_event {
+            note("event", format!("{} {}", event.at.as_deref().unwrap_or("?"), event.message));
+        }
+    }
+    if !notes.is_empty() {
+        out.push('\n');
+        out.push_str(&table(&["ENV", "WHAT", "DETAIL"], &notes));
     }
     out
 }

@@ -259,7 +259,8 @@ pub struct ServerInfo {
 
 /// `instance.state` of a connectionState answer; a row without a state is held by another
 /// Evolution process on the same database (refused, exit 4), never a guess.
-fn live_state(answer: Answer, name: &str, acted: Acted<'_>) -> Result<String> {
+/// connectionState's answer: the live state (a row another process holds has none).
+pub(super) fn live_state(answer: Answer, name: &str, acted: Acted<'_>) -> Result<String> {
     let answer = checked(answer, "connectionState", acted)?;
     let reply: StateReply = parse(&answer, "connectionState", acted.env)?;
     reply.instance.state.ok_or_else(|| foreign(name))
@@ -311,14 +312,10 @@ impl Driver<'_> {
     /// Instances of this deployment; with a name, that one only (empty when not loaded here).
     pub async fn fetch_instances(&self, name: Option<&str>) -> Result<Vec<InstanceInfo>> {
         let path = match name {
-            Some(name) => format!("/instance/fetchInstances?instanceName={}", segment(name)),
+            Some(name) => instances_path(name),
             None => "/instance/fetchInstances".into(),
         };
-        let answer = self.call(Call::new("GET", &path)).await?;
-        if name.is_some() && answer.status == 404 {
-            return Ok(Vec::new());
-        }
-        parse(&checked(answer, "fetchInstances", self.acted(None))?, "fetchInstances", &self.target.env)
+        read_instances(self.call(Call::new("GET", &path)).await?, name.is_some(), self.acted(None))
     }
 
     /// Create an instance; `jwt_key` goes to `webhook.headers.jwt_key` over stdin.
@@ -409,10 +406,8 @@ impl Driver<'_> {
 
     /// The stored webhook, if any (`null` when none was ever set).
     pub async fn webhook_find(&self, name: &str) -> Result<Option<WebhookRow>> {
-        let path = format!("/webhook/find/{}", segment(name));
-        let acted = self.acted(Some(name));
-        let answer = checked(self.call(Self::on_instance("GET", &path, name)).await?, "webhook find", acted)?;
-        parse::<Option<WebhookRow>>(&answer, "webhook find", acted.env)
+        let path = webhook_path(name);
+        read_webhook(self.call(Self::on_instance("GET", &path, name)).await?, self.acted(Some(name)))
     }
 
     /// Set the webhook (always wrapped in `webhook`, always with `events`).
@@ -436,9 +431,36 @@ impl Driver<'_> {
 
     /// `GET /`: version and client name.
     pub async fn server_info(&self) -> Result<ServerInfo> {
-        let answer = checked(self.call(Call::new("GET", "/")).await?, "GET /", self.acted(None))?;
-        parse(&answer, "GET /", &self.target.env)
+        read_server_info(self.call(Call::new("GET", "/")).await?, self.acted(None))
     }
+}
+
+/// `/instance/fetchInstances?instanceName=NAME`.
+pub(super) fn instances_path(name: &str) -> String {
+    format!("/instance/fetchInstances?instanceName={}", segment(name))
+}
+
+/// `/webhook/find/NAME`.
+pub(super) fn webhook_path(name: &str) -> String {
+    format!("/webhook/find/{}", segment(name))
+}
+
+/// fetchInstances' answer; for one name (`named`), a 404 is an empty list.
+pub(super) fn read_instances(answer: Answer, named: bool, acted: Acted<'_>) -> Result<Vec<InstanceInfo>> {
+    if named && answer.status == 404 {
+        return Ok(Vec::new());
+    }
+    parse(&checked(answer, "fetchInstances", acted)?, "fetchInstances", acted.env)
+}
+
+/// webhook/find's answer: the stored webhook, if any.
+pub(super) fn read_webhook(answer: Answer, acted: Acted<'_>) -> Result<Option<WebhookRow>> {
+    parse::<Option<WebhookRow>>(&checked(answer, "webhook find", acted)?, "webhook find", acted.env)
+}
+
+/// `GET /`'s answer.
+pub(super) fn read_server_info(answer: Answer, acted: Acted<'_>) -> Result<ServerInfo> {
+    parse(&checked(answer, "GET /", acted)?, "GET /", acted.env)
 }
 
 #[cfg(test)]

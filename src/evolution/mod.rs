@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 pub mod api;
+pub mod checkup;
 pub mod logs;
 pub mod probe;
 pub mod program;
@@ -210,20 +211,23 @@ impl Driver<'_> {
             )
         })?;
         if let Some(problem) = parsed["error"].as_str() {
-            return Err(Error::exec(
-                ExecKind::Container,
-                format!(
-                    "the Evolution API did not answer on 127.0.0.1:$SERVER_PORT inside the container: {}",
-                    quote_line(problem, MAX_QUOTE)
-                ),
-                format!(
-                    "check that the Evolution process is up in the task (`evoctl doctor {}`; its log: `evoctl logs {} --kind error`)",
-                    self.target.env, self.target.env
-                ),
-            ));
+            return Err(no_answer(problem, &self.target.env));
         }
         Ok(parsed)
     }
+}
+
+/// The Evolution API did not answer the program in the container (`problem`: what node's fetch
+/// said).
+fn no_answer(problem: &str, env: &str) -> Error {
+    Error::exec(
+        ExecKind::Container,
+        format!(
+            "the Evolution API did not answer on 127.0.0.1:$SERVER_PORT inside the container: {}",
+            quote_line(problem, MAX_QUOTE)
+        ),
+        format!("check that the Evolution process is up in the task (`evoctl doctor {env}`; its log: `evoctl logs {env} --kind error`)"),
+    )
 }
 
 /// What [`Driver::watch_link`] watches.

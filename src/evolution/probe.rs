@@ -260,7 +260,7 @@ impl Driver<'_> {
         let request =
             json!({"method": "GET", "path": "/", "body": null, "secret": null, "reach": reach_request(timeout)?});
         let parsed = self.run(super::program::Mode::Reach, &request, None).await?;
-        super::shape::read(&parsed["reach"]).map_err(|e| self.odd_answer("the reach probe", &e))
+        read_reach(&parsed["reach"], &self.target.env)
     }
 
     /// Probe `name`'s webhook from the task; `expected` (the config's secret, over stdin) is
@@ -272,34 +272,53 @@ impl Driver<'_> {
             "body": null,
             "secret": null,
             "guard": super::state_path(name),
-            "probe": {
-                "find_path": format!("/webhook/find/{}", super::api::segment(name)),
-                "instance": name,
-                "event": PROBE_EVENT,
-                "suffix": PROBE_SUFFIX,
-                "timeout_ms": timeout.as_millis() as u64,
-                "with_expected": expected.is_some(),
-            },
+            "probe": probe_request(name, expected.is_some(), timeout),
         });
         let parsed = self.run(super::program::Mode::Probe, &request, expected.map(|s| s.as_bytes().to_vec())).await?;
-        if parsed["foreign"] == true {
-            return Err(super::foreign(name));
-        }
-        if parsed.get("probe").is_none() {
-            let answer = super::answer(parsed["status"].as_u64().unwrap_or(0) as u16, &parsed["body"]);
-            return Err(super::failure(&answer, "webhook find", self.acted(Some(name)))
-                .unwrap_or_else(|| self.odd_answer("the webhook probe", &"no probe in the answer")));
-        }
-        super::shape::read(&parsed["probe"]).map_err(|e| self.odd_answer("the webhook probe", &e))
+        read_probe(&parsed, name, self.acted(Some(name)))
     }
+}
 
-    fn odd_answer(&self, what: &str, error: &dyn std::fmt::Display) -> Error {
-        Error::exec(
-            crate::error::ExecKind::Container,
-            format!("{what} in the container gave an answer evoctl cannot read: {error}"),
-            format!("check that the container has node 18 or later (`evoctl doctor {}`)", self.target.env),
-        )
+/// What the probe program (`webhookProbe`) takes: where the row is, what to send, how long to
+/// wait, and whether the configured secret follows on stdin.
+pub(super) fn probe_request(name: &str, with_expected: bool, timeout: Duration) -> serde_json::Value {
+    json!({
+        "find_path": super::api::webhook_path(name),
+        "instance": name,
+        "event": PROBE_EVENT,
+        "suffix": PROBE_SUFFIX,
+        "timeout_ms": timeout.as_millis() as u64,
+        "with_expected": with_expected,
+    })
+}
+
+/// The reach probe's answer.
+pub(super) fn read_reach(reach: &serde_json::Value, env: &str) -> Result<Reach> {
+    super::shape::read(reach).map_err(|e| odd_answer("the reach probe", &e, env))
+}
+
+/// The webhook probe's answer (`{status: 200, probe}`, the row's failed read, or `foreign`).
+pub(super) fn read_probe(parsed: &serde_json::Value, name: &str, acted: super::Acted<'_>) -> Result<WebhookProbe> {
+    if parsed["foreign"] == true {
+        return Err(super::foreign(name));
     }
+    if let Some(problem) = parsed["error"].as_str() {
+        return Err(super::no_answer(problem, acted.env));
+    }
+    if parsed.get("probe").is_none() {
+        let answer = super::answer(parsed["status"].as_u64().unwrap_or(0) as u16, &parsed["body"]);
+        return Err(super::failure(&answer, "webhook find", acted)
+            .unwrap_or_else(|| odd_answer("the webhook probe", &"no probe in the answer", acted.env)));
+    }
+    super::shape::read(&parsed["probe"]).map_err(|e| odd_answer("the webhook probe", &e, acted.env))
+}
+
+fn odd_answer(what: &str, error: &dyn std::fmt::Display, env: &str) -> Error {
+    Error::exec(
+        crate::error::ExecKind::Container,
+        format!("{what} in the container gave an answer evoctl cannot read: {error}"),
+        format!("check that the container has node 18 or later (`evoctl doctor {env}`)"),
+    )
 }
 
 #[cfg(test)]

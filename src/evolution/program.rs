@@ -12,6 +12,7 @@ const GONE: &str = include_str!("program/gone.js");
 const WATCH: &str = include_str!("program/watch.js");
 const REACH: &str = include_str!("program/reach.js");
 const PROBE: &str = include_str!("program/probe.js");
+const CHECKUP: &str = include_str!("program/checkup.js");
 
 /// What a program does with its request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +29,9 @@ pub enum Mode {
     Reach,
     /// Sign and post a webhook probe.
     Probe,
+    /// Every in-task layer of `doctor`, one JSON line per layer (with the reach check and the
+    /// webhook probe).
+    Checkup,
 }
 
 /// The program for `mode` acting on `request`.
@@ -39,6 +43,7 @@ pub fn source(mode: Mode, request: &Value) -> String {
         Mode::Watch => &[REACH, WATCH],
         Mode::Reach => &[REACH],
         Mode::Probe => &[PROBE],
+        Mode::Checkup => &[REACH, PROBE, CHECKUP],
     };
     let mut program = format!("const R = {request};\n{COMMON}");
     for part in parts {
@@ -56,7 +61,7 @@ mod tests {
     #[test]
     fn every_program_is_valid_javascript() {
         let dir = tempfile::tempdir().unwrap();
-        for mode in [Mode::Call, Mode::Sample, Mode::Gone, Mode::Watch, Mode::Reach, Mode::Probe] {
+        for mode in [Mode::Call, Mode::Sample, Mode::Gone, Mode::Watch, Mode::Reach, Mode::Probe, Mode::Checkup] {
             let path = dir.path().join(format!("{mode:?}.js"));
             std::fs::write(&path, source(mode, &serde_json::json!({"path": "/"}))).unwrap();
             let output = std::process::Command::new("node").arg("--check").arg(&path).output().unwrap();

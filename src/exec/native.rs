@@ -80,6 +80,8 @@ pub struct SessionOptions {
     /// Resumes allowed in the life of the session ([`super::resume::RUN_BUDGET`],
     /// [`super::resume::SHELL_BUDGET`]).
     pub resume_budget: u32,
+    /// What to do about a run that reached its deadline (`None`: raise `--timeout`).
+    pub timeout_fix: Option<String>,
 }
 
 /// A bound on setting a session up: ExecuteCommand, opening the data channel, the handshake,
@@ -104,7 +106,11 @@ impl SessionOptions {
     pub fn timed_out(&self, waiting_for: &str) -> Error {
         Error::Timeout {
             message: format!("the exec session did not finish within {}: {waiting_for}", seconds(self.limit)),
-            fix: Some("raise --timeout, or check what the command is waiting for".into()),
+            fix: Some(
+                self.timeout_fix
+                    .clone()
+                    .unwrap_or_else(|| "raise --timeout, or check what the command is waiting for".into()),
+            ),
         }
     }
 

@@ -63,12 +63,20 @@ pub struct RunOptions {
     pub deadline: Option<tokio::time::Instant>,
     pub watchdog_every: Duration,
     pub transport: Transport,
+    /// What to do about a run that reached its bound, when it is not the command's `--timeout`.
+    pub timeout_fix: Option<String>,
 }
 
 impl RunOptions {
     /// A native run bounded by `timeout`, its task checked every 5 s.
     pub fn new(timeout: Duration) -> RunOptions {
-        RunOptions { timeout, deadline: None, watchdog_every: Duration::from_secs(5), transport: Transport::Native }
+        RunOptions {
+            timeout,
+            deadline: None,
+            watchdog_every: Duration::from_secs(5),
+            transport: Transport::Native,
+            timeout_fix: None,
+        }
     }
 
     /// The session options for one run starting now.
@@ -81,6 +89,7 @@ impl RunOptions {
             watchdog_every: self.watchdog_every,
             size,
             resume_budget: super::resume::RUN_BUDGET,
+            timeout_fix: self.timeout_fix.clone(),
         }
     }
 }

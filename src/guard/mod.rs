@@ -3,11 +3,12 @@
 //! [`facts`] reads each environment (concurrently), [`compared`] reduces a container's settings
 //! to what the rules compare (fingerprints that mean the same thing in every account), [`rules`]
 //! is the catalogue of isolation rules that turn facts into findings, [`plan`] computes and applies the safe order of scaling
-//! changes, and [`conflicts`] reads conflict-loop evidence from the task logs. Nothing here
-//! prints; commands render the results.
+//! changes, [`conflicts`] reads conflict-loop evidence from the task logs, and [`drift`] marks
+//! what `status` shows as drifted or unsafe. Nothing here prints; commands render the results.
 
 pub mod compared;
 pub mod conflicts;
+pub mod drift;
 pub mod facts;
 pub mod plan;
 pub mod rules;

@@ -1,18 +1,20 @@
 //! `doctor`'s checks: an environment examined layer by layer, from AWS credentials down to the
-//! instance's webhook, each OK / WARN / FAIL / SKIP with the evidence and the fix. A layer that
-//! fails stops the layers that need it (no exec checks without a running agent; nothing at all
-//! without credentials, cluster and service); the AWS-only layers at the end (conflict lines,
-//! isolation rules) always run when the service could be read.
+//! instance's webhook, each OK / WARN / FAIL / SKIP with the evidence and the fix, each handed
+//! to an observer the moment it is made (so a terminal shows it while the next runs). A layer
+//! that fails stops the layers that need it (no exec checks without a running agent; nothing at
+//! all without credentials, cluster and service); the AWS-only layers at the end (conflict
+//! lines, isolation rules) always run when the service could be read. Every in-task layer
+//! (exec-trial to webhook-delivery) runs in one exec session ([`crate::evolution::checkup`]).
 
 use crate::aws::secrets::SecretValue;
 use crate::aws::{Aws, Fleet, sdk_failure};
 use crate::config::{Config, Environment};
 use crate::error::{Error, Result};
-use crate::evolution::api::{WebhookRequest, WebhookRow};
-use crate::evolution::probe;
+use crate::evolution::api::{self, InstanceInfo, WebhookRequest, WebhookRow};
+use crate::evolution::checkup::{Checkup, CheckupEnd, ProbeSettings, Step};
+use crate::evolution::probe::{self, WebhookProbe};
 use crate::evolution::{Driver, logs};
-use crate::exec::envelope::RunSpec;
-use crate::exec::run::{Collected, RunOptions};
+use crate::exec::run::RunOptions;
 use crate::exec::target::ExecTarget;
 use crate::guard::compared::ApiKey;
 use crate::guard::facts::{self, EnvFacts, WebhookSecret};
@@ -149,21 +151,32 @@ impl std::fmt::Display for Layer {
     }
 }
 
-struct Checks(Vec<Check>);
+/// Something that sees each check the moment it is made.
+pub type Observer<'o> = &'o mut (dyn FnMut(&Check) + Send);
 
-impl Checks {
+/// The checks so far, each handed to the observer as it is made.
+struct Checks<'o> {
+    list: Vec<Check>,
+    observer: Observer<'o>,
+}
+
+impl Checks<'_> {
+    fn push(&mut self, check: Check) {
+        (self.observer)(&check);
+        self.list.push(check);
+    }
     fn ok(&mut self, layer: Layer, evidence: impl Into<String>) {
-        self.0.push(Check { layer, status: Status::Ok, evidence: evidence.into(), fix: None });
+        self.push(Check { layer, status: Status::Ok, evidence: evidence.into(), fix: None });
     }
     fn warn(&mut self, layer: Layer, evidence: impl Into<String>, fix: impl Into<String>) {
-        self.0.push(Check { layer, status: Status::Warn, evidence: evidence.into(), fix: Some(fix.into()) });
+        self.push(Check { layer, status: Status::Warn, evidence: evidence.into(), fix: Some(fix.into()) });
     }
     /// A warning that needs no action (something that was wrong and has recovered).
     fn warn_only(&mut self, layer: Layer, evidence: impl Into<String>) {
-        self.0.push(Check { layer, status: Status::Warn, evidence: evidence.into(), fix: None });
+        self.push(Check { layer, status: Status::Warn, evidence: evidence.into(), fix: None });
     }
     fn fail(&mut self, layer: Layer, evidence: impl Into<String>, fix: impl Into<String>) {
-        self.0.push(Check { layer, status: Status::Fail, evidence: evidence.into(), fix: Some(fix.into()) });
+        self.push(Check { layer, status: Status::Fail, evidence: evidence.into(), fix: Some(fix.into()) });
     }
     fn error(&mut self, layer: Layer, err: &Error) {
         let fix = err.fix().unwrap_or("see the message").to_owned();
@@ -172,17 +185,31 @@ impl Checks {
     /// Mark every layer from `from` (inclusive) up to `until` (exclusive) as skipped.
     fn skip(&mut self, from: Layer, until: Option<Layer>, why: &str) {
         for layer in Layer::ALL.into_iter().filter(|l| *l >= from && until.is_none_or(|until| *l < until)) {
-            self.0.push(Check { layer, status: Status::Skip, evidence: why.to_owned(), fix: None });
+            self.push(Check { layer, status: Status::Skip, evidence: why.to_owned(), fix: None });
         }
     }
     fn failed(&self) -> bool {
-        self.0.last().is_some_and(|c| c.status == Status::Fail)
+        self.list.last().is_some_and(|c| c.status == Status::Fail)
+    }
+    /// The layer after the last one checked.
+    fn next_layer(&self) -> Option<Layer> {
+        match self.list.last() {
+            Some(check) => check.layer.next(),
+            None => Some(Layer::ALL[0]),
+        }
     }
 }
 
-/// Examine `env` (the other environments of the config are read for the isolation layer).
-pub async fn diagnose(fleet: &Fleet, config: &Config, env: &Environment) -> Diagnosis {
-    let mut checks = Checks(Vec::new());
+/// Examine `env` (the other environments of the config are read for the isolation layer),
+/// handing each check to `observer` as it is made.
+pub async fn diagnose(
+    fleet: &Fleet,
+    config: &Config,
+    env: &Environment,
+    options: &Options,
+    observer: Observer<'_>,
+) -> Diagnosis {
+    let mut checks = Checks { list: Vec::new(), observer };
     let aws = fleet.of(env);
     let ecs = aws.ecs();
 
@@ -208,8 +235,8 @@ pub async fn diagnose(fleet: &Fleet, config: &Config, env: &Environment) -> Diag
     }
     if checks.failed() {
         let why = "needs the layers above";
-        checks.skip(Layer::ALL[checks.0.len()], None, why);
-        return Diagnosis { env: env.name.clone(), checks: checks.0 };
+        checks.skip(Layer::ALL[checks.list.len()], None, why);
+        return Diagnosis { env: env.name.clone(), checks: checks.list };
     }
     let everyone = facts::collect_all(fleet, &config.environments, CONFLICT_WINDOW).await;
     let index = config.environments.iter().position(|e| e.name == env.name).expect("env is in the config");
@@ -218,7 +245,7 @@ pub async fn diagnose(fleet: &Fleet, config: &Config, env: &Environment) -> Diag
         Err(err) => {
             checks.error(Layer::Service, err);
             checks.skip(Layer::Scaling, None, "needs the service");
-            return Diagnosis { env: env.name.clone(), checks: checks.0 };
+            return Diagnosis { env: env.name.clone(), checks: checks.list };
         }
     };
     let service = &mine.service;
@@ -236,8 +263,9 @@ pub async fn diagnose(fleet: &Fleet, config: &Config, env: &Environment) -> Diag
     scaling_layer(&mut checks, env, &mine);
     let reachable = task_layers(&mut checks, env, &mine);
     match reachable {
-        Some(target) => evolution_layers(&mut checks, aws, env, &mine, &target).await,
-        None if checks.0.iter().any(|c| c.layer == Layer::ExecTrial) => {}
+        Some(target) => in_task_layers(&mut checks, aws, env, &mine, &target, options).await,
+        // Parked: the task layers said so and skipped every in-task layer.
+        None if checks.list.iter().any(|c| c.layer == Layer::ExecTrial) => {}
         None => {
             checks.skip(Layer::ExecTrial, Some(Layer::Conflicts), "needs one running task with a running exec agent")
         }
@@ -269,7 +297,7 @@ pub async fn diagnose(fleet: &Fleet, config: &Config, env: &Environment) -> Diag
         }
     }
     isolation_layer(&mut checks, config, env, &everyone);
-    Diagnosis { env: env.name.clone(), checks: checks.0 }
+    Diagnosis { env: env.name.clone(), checks: checks.list }
 }
 
 /// The audit's fix for the loop (the extra task to stop, or the other environment of the
@@ -282,7 +310,7 @@ fn conflict_fix(config: &Config, env: &Environment, everyone: &[Result<EnvFacts>
         .unwrap_or_else(|| format!("`evoctl audit {}` names what holds the number", env.name))
 }
 
-fn scaling_layer(checks: &mut Checks, env: &Environment, mine: &EnvFacts) {
+fn scaling_layer(checks: &mut Checks<'_>, env: &Environment, mine: &EnvFacts) {
     let range = mine.target.map(|t| format!("{}/{}", t.min_capacity, t.max_capacity)).unwrap_or_else(|| "none".into());
     let evidence = format!("target {range}, desired {}", mine.service.desired_count);
     match env.scaling {
@@ -303,7 +331,7 @@ fn scaling_layer(checks: &mut Checks, env: &Environment, mine: &EnvFacts) {
 }
 
 /// The task layers; the exec target when every one passed.
-fn task_layers(checks: &mut Checks, env: &Environment, mine: &EnvFacts) -> Option<ExecTarget> {
+fn task_layers(checks: &mut Checks<'_>, env: &Environment, mine: &EnvFacts) -> Option<ExecTarget> {
     let tasks = &mine.tasks;
     let desired = mine.service.desired_count;
     if tasks.is_empty() && desired == 0 && env.scaling.is_none_or(|s| s.min == 0) {
@@ -387,36 +415,240 @@ fn task_layers(checks: &mut Checks, env: &Environment, mine: &EnvFacts) -> Optio
     })
 }
 
-async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, mine: &EnvFacts, target: &ExecTarget) {
-    let options = RunOptions::new(Duration::from_secs(60));
-    let mut collected = Collected::default();
-    let spec = RunSpec::argv(vec!["node".into(), "-v".into()]);
-    match crate::exec::run::run(aws, target, &spec, &options, &mut collected).await {
-        Ok(0) => checks
-            .ok(Layer::ExecTrial, format!("`node -v` answered {}", String::from_utf8_lossy(&collected.stdout).trim())),
-        Ok(status) => checks.fail(
-            Layer::ExecTrial,
-            format!("`node -v` exited {status}: {}", String::from_utf8_lossy(&collected.stderr).trim()),
-            "the image needs node (Evolution's image has it)",
-        ),
-        Err(err) => checks.error(Layer::ExecTrial, &err),
-    }
-    if checks.failed() {
-        checks.skip(Layer::Evolution, Some(Layer::Conflicts), "needs a working exec session");
-        return;
-    }
-    let driver = Driver { aws, target, options };
-    match driver.server_info().await {
-        Ok(info) => {
-            checks.ok(Layer::Evolution, format!("Evolution API {} (client {})", info.version, info.client_name))
+/// What `doctor` is asked to do beyond its layers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Probe the webhook receiver even when Evolution's log shows deliveries.
+    pub probe: bool,
+}
+
+/// The in-task layers (exec-trial to webhook-delivery): what the AWS side says first (Evolution's
+/// log of webhook deliveries, the configured webhook secret), then one exec session that runs
+/// every check in the container, each layer judged and shown the moment its answer arrives.
+async fn in_task_layers(
+    checks: &mut Checks<'_>,
+    aws: &Aws,
+    env: &Environment,
+    mine: &EnvFacts,
+    target: &ExecTarget,
+    options: &Options,
+) {
+    let reference = env.webhook.as_ref().and_then(|w| w.jwt_secret.clone());
+    let secret = async {
+        match &reference {
+            Some(reference) if env.webhook.is_some() => Some(crate::aws::secrets::fetch(aws, reference).await),
+            _ => None,
         }
-        Err(err) => checks.error(Layer::Evolution, &err),
+    };
+    let (deliveries, secret) = tokio::join!(delivery_window(aws, mine), secret);
+    // The probe only when the log cannot say that deliveries work: it holds none at all, or
+    // failures (whose a probe says whether they last).
+    let log_says_nothing_works =
+        deliveries.as_ref().is_ok_and(|d| d.as_ref().is_none_or(DeliveryWindow::nothing_shown_to_work));
+    let probing = env.webhook.is_some() && (options.probe || log_says_nothing_works);
+    let expected = match &secret {
+        Some(Ok(SecretValue::Value(value))) if !value.is_empty() => Some(value.as_str()),
+        _ => None,
+    };
+    let plan = Checkup {
+        instance: &env.instance,
+        key_is_a_default: !matches!(mine.settings.api_key, ApiKey::Set),
+        // The row, whatever the config says: the delivery layer counts the records of its URL.
+        webhook: true,
+        probe: probing.then_some(ProbeSettings { expected, timeout: PROBE_TIMEOUT }),
+    };
+    let mut judge = InTask {
+        checks,
+        env,
+        mine,
+        secret: secret.as_ref(),
+        deliveries: &deliveries,
+        plan: &plan,
+        exists: false,
+        no_route: false,
+        row: None,
+        done: false,
+    };
+    let options = RunOptions {
+        timeout_fix: Some(format!(
+            "the container is slow to answer: check its errors (`evoctl logs {} --kind error`), then run doctor again",
+            env.name
+        )),
+        ..RunOptions::new(IN_TASK_TIMEOUT)
+    };
+    let driver = Driver { aws, target, options };
+    let ended = driver.checkup(&plan, &mut |step| judge.step(step)).await;
+    judge.end(ended);
+}
+
+/// The bound on the one in-task session (the reach check takes up to 5 s, the probe up to 10 s).
+const IN_TASK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long doctor's webhook probe waits for the receiver.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Evolution's own log of webhook deliveries over the last [`CONFLICT_WINDOW`], every
+/// instance's: whose they are is decided once the instance's webhook row is read.
+#[derive(Debug)]
+struct DeliveryWindow {
+    events: Vec<logs::WebhookEvent>,
+    read_at_ms: i64,
+}
+
+impl DeliveryWindow {
+    /// No send and no success at all, or a failure: the log alone cannot say deliveries work.
+    fn nothing_shown_to_work(&self) -> bool {
+        self.events.is_empty()
+            || self.events.iter().any(|e| matches!(&e.logged, logs::Logged::Step(step) if step.outcome != logs::Outcome::Recovered))
     }
-    if checks.failed() {
-        checks.skip(Layer::ApiKey, Some(Layer::Conflicts), "needs the Evolution API");
-        return;
+}
+
+/// The webhook events of the streams the conflict layer read (this environment's, not the whole
+/// group's); `None` without an awslogs group.
+async fn delivery_window(aws: &Aws, mine: &EnvFacts) -> Result<Option<DeliveryWindow>> {
+    let Some(source) = mine.conflicts.as_ref().map(|c| &c.source) else { return Ok(None) };
+    let read_at_ms = crate::aws::logs::now_ms();
+    let start_ms = read_at_ms - CONFLICT_WINDOW.as_millis() as i64;
+    let window = crate::aws::logs::Window { source, pattern: logs::WEBHOOK_PATTERN, start_ms, limit: 10_000 };
+    let read = crate::aws::logs::read(&aws.logs(), window).await?;
+    Ok(Some(DeliveryWindow { events: logs::webhook_events(&read.lines), read_at_ms }))
+}
+
+/// The in-task layers judged as the checkup's steps arrive, in layer order: each step makes its
+/// layer's check, and the layers a step decides without a call of their own (no instance: no
+/// row to read, no webhook to compare or probe) follow it at once.
+struct InTask<'c, 'o, 'a> {
+    checks: &'c mut Checks<'o>,
+    env: &'a Environment,
+    mine: &'a EnvFacts,
+    secret: Option<&'a Result<SecretValue>>,
+    deliveries: &'a Result<Option<DeliveryWindow>>,
+    plan: &'a Checkup<'a>,
+    /// The instance exists and this Evolution process holds it.
+    exists: bool,
+    /// The whatsapp-reach layer failed: no fix offers a link.
+    no_route: bool,
+    /// The instance's webhook row, once read.
+    row: Option<WebhookRow>,
+    /// Every in-task layer is judged.
+    done: bool,
+}
+
+impl InTask<'_, '_, '_> {
+    fn step(&mut self, step: Step) {
+        if self.done {
+            return;
+        }
+        let checks = &mut *self.checks;
+        match step {
+            Step::Trial { node } => checks.ok(Layer::ExecTrial, format!("node {node} runs in the task's container")),
+            Step::Evolution(Ok(info)) => {
+                checks.ok(Layer::Evolution, format!("Evolution API {} (client {})", info.version, info.client_name))
+            }
+            Step::Evolution(Err(err)) => {
+                checks.error(Layer::Evolution, &err);
+                self.stop("needs the Evolution API");
+            }
+            Step::ApiKey(result) => {
+                api_key_check(checks, result, &self.mine.settings.api_key);
+                if checks.failed() {
+                    self.stop("needs a working API key");
+                }
+            }
+            Step::Reach(Ok(reach)) => match reach.problem() {
+                None => checks.ok(
+                    Layer::WhatsappReach,
+                    format!("TLS to {}:{} from the task in {} ms", reach.host, reach.port, reach.ms),
+                ),
+                Some((problem, fix)) => {
+                    self.no_route = true;
+                    checks.fail(Layer::WhatsappReach, problem, fix)
+                }
+            },
+            Step::Reach(Err(err)) => checks.error(Layer::WhatsappReach, &err),
+            Step::Instance(state) => {
+                self.exists = instance_check(checks, self.env, state, self.no_route);
+                if !self.exists {
+                    checks.skip(Layer::InstanceHealth, Some(Layer::Webhook), "needs the instance");
+                    self.webhook(None);
+                    self.delivery(None);
+                }
+            }
+            Step::InstanceRow(rows) => {
+                instance_health_check(checks, self.env, rows, self.no_route);
+                if !self.plan.webhook {
+                    self.webhook(None);
+                    if self.plan.probe.is_none() {
+                        self.delivery(None);
+                    }
+                }
+            }
+            Step::Webhook(row) => {
+                self.webhook(Some(row));
+                if self.plan.probe.is_none() {
+                    self.delivery(None);
+                }
+            }
+            Step::Probe(answer) => self.delivery(Some(answer)),
+        }
     }
-    match (driver.verify_creds().await, &mine.settings.api_key) {
+
+    /// Skip every in-task layer after the one just judged.
+    fn stop(&mut self, why: &str) {
+        if let Some(next) = self.checks.next_layer() {
+            self.checks.skip(next, Some(Layer::Conflicts), why);
+        }
+        self.done = true;
+    }
+
+    fn webhook(&mut self, row: Option<Result<Option<WebhookRow>>>) {
+        if let Some(Ok(Some(found))) = &row {
+            self.row = Some(found.clone());
+        }
+        webhook_check(self.checks, self.env, self.mine, self.exists, self.secret, row);
+    }
+
+    fn delivery(&mut self, probe: Option<Result<WebhookProbe>>) {
+        match self.deliveries {
+            Ok(window) => webhook_delivery_check(self.checks, self.env, window.as_ref(), self.row.as_ref(), probe),
+            Err(err) => self.checks.error(Layer::WebhookDelivery, err),
+        }
+        self.done = true;
+    }
+
+    /// The session has ended: whatever layer it did not reach is said, and why.
+    fn end(mut self, ended: Result<CheckupEnd>) {
+        if self.done {
+            return;
+        }
+        let Some(next) = self.checks.next_layer().filter(|l| *l < Layer::Conflicts) else { return };
+        match ended {
+            Err(err) if next == Layer::ExecTrial => {
+                self.checks.error(Layer::ExecTrial, &err);
+                self.stop("needs a working exec session");
+            }
+            Err(err) => {
+                self.checks.error(next, &err);
+                self.stop("needs the layer above");
+            }
+            Ok(end) => {
+                self.checks.fail(
+                    next,
+                    format!(
+                        "the checks in the container ended before this layer (exit {}){}",
+                        end.status,
+                        if end.stray.is_empty() { String::new() } else { format!(": {}", end.stray) }
+                    ),
+                    "check that the container has node 18 or later and that Evolution is up (its logs)",
+                );
+                self.stop("needs the layer above");
+            }
+        }
+    }
+}
+
+fn api_key_check(checks: &mut Checks<'_>, accepted: Result<bool>, key: &ApiKey) {
+    match (accepted, key) {
         (Err(err), _) => checks.error(Layer::ApiKey, &err),
         (Ok(false), _) => checks.fail(
             Layer::ApiKey,
@@ -435,31 +667,26 @@ async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, min
         ),
         (Ok(true), ApiKey::Set) => checks.ok(Layer::ApiKey, "the container's own key is accepted (verify-creds)"),
     }
-    if checks.failed() {
-        checks.skip(Layer::WhatsappReach, Some(Layer::Conflicts), "needs a working API key");
-        return;
+}
+
+/// Configured to run no task (scaling max 0): nothing there is to be linked.
+fn runs_nothing(env: &Environment) -> bool {
+    env.scaling.is_some_and(|s| s.max == 0)
+}
+
+/// How a layer's fix offers a link: not while the task cannot reach WhatsApp (`no_route`).
+fn link(env: &Environment, no_route: bool, what: &str) -> String {
+    if no_route {
+        format!("{what} once the task reaches WhatsApp (whatsapp-reach above)")
+    } else {
+        format!("{what}: `evoctl connect {}`", env.name)
     }
-    match driver.whatsapp_reach(probe::REACH_TIMEOUT).await {
-        Ok(reach) => match reach.problem() {
-            None => checks.ok(
-                Layer::WhatsappReach,
-                format!("TLS to {}:{} from the task in {} ms", reach.host, reach.port, reach.ms),
-            ),
-            Some((problem, fix)) => checks.fail(Layer::WhatsappReach, problem, fix),
-        },
-        Err(err) => checks.error(Layer::WhatsappReach, &err),
-    }
-    // Linking needs the route to WhatsApp: without it, a link is not the fix.
-    let no_route = checks.0.iter().any(|c| c.layer == Layer::WhatsappReach && c.status == Status::Fail);
-    let link = |what: &str| {
-        if no_route {
-            format!("{what} once the task reaches WhatsApp (whatsapp-reach above)")
-        } else {
-            format!("{what}: `evoctl connect {}`", env.name)
-        }
-    };
-    let state = driver.connection_state(&env.instance).await;
-    let exists = match &state {
+}
+
+/// The instance layer; whether the instance exists (and this process holds it).
+fn instance_check(checks: &mut Checks<'_>, env: &Environment, state: Result<String>, no_route: bool) -> bool {
+    let link = |what: &str| link(env, no_route, what);
+    match state {
         Ok(state) if state == "open" => {
             checks.ok(Layer::Instance, format!("{} is open", env.instance));
             true
@@ -487,38 +714,16 @@ async fn evolution_layers(checks: &mut Checks, aws: &Aws, env: &Environment, min
             false
         }
         Err(err) => {
-            checks.error(Layer::Instance, err);
+            checks.error(Layer::Instance, &err);
             false
         }
-    };
-    instance_health_layer(checks, env, &driver, exists, no_route).await;
-    // The configured webhook secret, read once for the webhook layer and the delivery probe.
-    let secret = match env.webhook.as_ref().and_then(|w| w.jwt_secret.as_ref()) {
-        Some(reference) if exists => Some(crate::aws::secrets::fetch(aws, reference).await),
-        _ => None,
-    };
-    let row = webhook_layer(checks, env, mine, &driver, exists, secret.as_ref()).await;
-    webhook_delivery_layer(checks, aws, env, mine, &driver, row.as_ref(), secret.as_ref()).await;
-}
-
-/// Configured to run no task (scaling max 0): nothing there is to be linked.
-fn runs_nothing(env: &Environment) -> bool {
-    env.scaling.is_some_and(|s| s.max == 0)
+    }
 }
 
 /// 2.3.7's report of instances created but stuck in `close` (evolution-foundation/evolution-api#2419):
 /// an instance that is `close` and was never linked nor disconnected since it was created.
-async fn instance_health_layer(
-    checks: &mut Checks,
-    env: &Environment,
-    driver: &Driver<'_>,
-    exists: bool,
-    no_route: bool,
-) {
-    if !exists {
-        return checks.skip(Layer::InstanceHealth, Some(Layer::Webhook), "needs the instance");
-    }
-    match driver.fetch_instances(Some(&env.instance)).await {
+fn instance_health_check(checks: &mut Checks<'_>, env: &Environment, rows: Result<Vec<InstanceInfo>>, no_route: bool) {
+    match rows {
         Ok(rows) => match rows.first() {
             Some(row)
                 if row.connection_status.as_deref() == Some("close")
@@ -562,19 +767,114 @@ async fn instance_health_layer(
     }
 }
 
-/// What Evolution's own log says about this instance's webhook deliveries of the last
-/// [`CONFLICT_WINDOW`] (its URL and its sends; another instance's records, which one server logs
-/// beside them, are not counted). Failures followed by a delivery that worked are a warning that
-/// says when it recovered; failures with nothing after them are checked with a probe from the
-/// task (a probe that gets 2xx is that recovery). On a clean log, the probe.
-async fn webhook_delivery_layer(
-    checks: &mut Checks,
-    aws: &Aws,
+/// The webhook layer: the configured secret usable, and the instance's row as evoctl.toml
+/// describes it (`row`: what webhook/find answered, when it was read).
+fn webhook_check(
+    checks: &mut Checks<'_>,
     env: &Environment,
     mine: &EnvFacts,
-    driver: &Driver<'_>,
-    row: Option<&WebhookRow>,
+    exists: bool,
     secret: Option<&Result<SecretValue>>,
+    row: Option<Result<Option<WebhookRow>>>,
+) {
+    let set_fix = format!("`evoctl webhook set {}` after fixing jwt_secret under [env.{}.webhook]", env.name, env.name);
+    let Some(config) = &env.webhook else {
+        checks.ok(Layer::Webhook, "no webhook configured");
+        return;
+    };
+    match &mine.webhook_secret {
+        WebhookSecret::Present | WebhookSecret::NoWebhook => {}
+        WebhookSecret::NotConfigured => return checks.fail(Layer::Webhook, "the webhook has no jwt_secret", set_fix),
+        WebhookSecret::Missing(reference) => {
+            return checks.fail(Layer::Webhook, format!("{reference} does not exist"), set_fix);
+        }
+        WebhookSecret::Empty(reference) => {
+            return checks.fail(
+                Layer::Webhook,
+                format!("{reference} is blank: an empty jwt_key breaks every webhook"),
+                set_fix,
+            );
+        }
+    }
+    if !exists {
+        return checks.ok(Layer::Webhook, "configured with a jwt_secret (no instance yet to compare with)");
+    }
+    let secret = match secret {
+        Some(Ok(SecretValue::Value(value))) => Some(value.as_str()),
+        Some(Ok(SecretValue::Missing)) | None => None,
+        Some(Err(err)) => return checks.error(Layer::Webhook, err),
+    };
+    let set = format!("`evoctl webhook set {}`", env.name);
+    let wanted = WebhookRequest::from_config(config);
+    match row {
+        None => checks.skip(Layer::Webhook, Some(Layer::WebhookDelivery), "the webhook row was not read"),
+        Some(Ok(Some(row))) if row.matches(&wanted, secret) => {
+            checks.ok(Layer::Webhook, format!("{} with jwt_key, as configured", row.url))
+        }
+        Some(Ok(Some(row))) if row.headers.get("jwt_key").and_then(|k| k.as_str()).is_none_or(str::is_empty) => {
+            checks.fail(Layer::Webhook, format!("{} has no or an empty jwt_key", row.url), set)
+        }
+        Some(Ok(Some(row))) => checks.warn(Layer::Webhook, row_differences(&row, &wanted, secret), set),
+        Some(Ok(None)) => checks.warn(Layer::Webhook, "the instance has no webhook", set),
+        Some(Err(err)) => checks.error(Layer::Webhook, &err),
+    }
+}
+
+/// What of the instance's webhook row differs from evoctl.toml, by name (never a secret's value).
+fn row_differences(row: &WebhookRow, wanted: &WebhookRequest, secret: Option<&str>) -> String {
+    let mut differ = Vec::new();
+    if row.url != wanted.url {
+        differ.push(format!("its url is {} (evoctl.toml: {})", row.url, wanted.url));
+    }
+    if row.enabled != wanted.enabled {
+        differ.push(format!("enabled is {} (evoctl.toml: {})", row.enabled, wanted.enabled));
+    }
+    if row.by_events != wanted.by_events {
+        differ.push(format!("by_events is {} (evoctl.toml: {})", row.by_events, wanted.by_events));
+    }
+    if row.base64 != wanted.base64 {
+        differ.push(format!("base64 is {} (evoctl.toml: {})", row.base64, wanted.base64));
+    }
+    let (have, want) = (api::event_set(&row.events), api::event_set(&wanted.events));
+    if have != want {
+        let missing: Vec<&str> = want.difference(&have).copied().collect();
+        let extra: Vec<&str> = have.difference(&want).copied().collect();
+        let mut said = Vec::new();
+        if !missing.is_empty() {
+            said.push(format!("it lacks {}", some_of(&missing)));
+        }
+        if !extra.is_empty() {
+            said.push(format!("it also sends {}, which evoctl.toml does not list", some_of(&extra)));
+        }
+        differ.push(format!("its events differ ({})", said.join("; ")));
+    }
+    match (row.headers.get("jwt_key").and_then(|k| k.as_str()), secret) {
+        (key, Some(secret)) if key != Some(secret) => differ.push("its jwt_key is not the configured secret".into()),
+        (Some(_), None) => differ.push("its jwt_key could not be compared (the configured secret was not read)".into()),
+        _ => {}
+    }
+    if differ.is_empty() {
+        differ.push("its headers differ".into());
+    }
+    format!("the webhook of {} differs from evoctl.toml: {}", row.url, differ.join("; "))
+}
+
+/// Up to five names, then how many more.
+fn some_of(names: &[&str]) -> String {
+    match names.len() {
+        0..=5 => names.join(", "),
+        n => format!("{} and {} more", names[..5].join(", "), n - 5),
+    }
+}
+
+/// What Evolution's own log says about webhook deliveries of the last [`CONFLICT_WINDOW`]
+/// (`window`), and, when the log holds none (or with `--probe`), what a probe from the task got.
+fn webhook_delivery_check(
+    checks: &mut Checks<'_>,
+    env: &Environment,
+    window: Option<&DeliveryWindow>,
+    row: Option<&WebhookRow>,
+    probe: Option<Result<WebhookProbe>>,
 ) {
     let minutes = CONFLICT_WINDOW.as_secs() / 60;
     let reference = env.webhook.as_ref().and_then(|w| w.jwt_secret.clone());
@@ -584,21 +884,7 @@ async fn webhook_delivery_layer(
         by_events: row.is_some_and(|r| r.by_events),
         jwt_fails: row.is_some_and(|r| r.headers.get("jwt_key").is_some_and(|k| k.as_str().is_none_or(str::is_empty))),
     };
-    // The same streams the conflict layer read: this environment's, not the whole group's.
-    let failures = match mine.conflicts.as_ref().map(|c| &c.source) {
-        Some(source) => {
-            let read_at = crate::aws::logs::now_ms();
-            let start_ms = read_at - CONFLICT_WINDOW.as_millis() as i64;
-            let window = crate::aws::logs::Window { source, pattern: logs::WEBHOOK_PATTERN, start_ms, limit: 10_000 };
-            match crate::aws::logs::read(&aws.logs(), window).await {
-                Ok(read) => {
-                    Some(logs::WebhookFailures::of_instance(&logs::webhook_events(&read.lines), scope, read_at))
-                }
-                Err(err) => return checks.error(Layer::WebhookDelivery, &err),
-            }
-        }
-        None => None,
-    };
+    let failures = window.map(|w| logs::WebhookFailures::of_instance(&w.events, scope, w.read_at_ms));
     let logged = match &failures {
         Some(f) if f.failures() > 0 => {
             let last = f
@@ -625,7 +911,11 @@ async fn webhook_delivery_layer(
         Some(f) if f.recovered > 0 => {
             format!("{} deliveries recovered after retries in the last {minutes} minutes", f.recovered)
         }
-        Some(_) => format!("no delivery failures of {} in Evolution's log in the last {minutes} minutes", env.instance),
+        Some(f) if f.sends > 0 => format!(
+            "{} delivery record(s) of {} in Evolution's log in the last {minutes} minutes, no failure",
+            f.sends, env.instance
+        ),
+        Some(_) => format!("no delivery of {} in Evolution's log in the last {minutes} minutes", env.instance),
         None => "no awslogs group to read".into(),
     };
     let failed = failures.as_ref().filter(|f| f.failures() > 0);
@@ -650,13 +940,15 @@ async fn webhook_delivery_layer(
             None => checks.ok(Layer::WebhookDelivery, format!("{logged} (no instance webhook to probe)")),
         };
     }
-    // A secret that cannot be read only means the probe does not say which side differs.
-    let expected = match secret {
-        Some(Ok(SecretValue::Value(value))) if !value.is_empty() => Some(value.as_str()),
-        _ => None,
-    };
-    match driver.webhook_probe(&env.instance, expected, PROBE_TIMEOUT).await {
-        Ok(answer) => match answer.verdict(&env.name, None, reference.as_ref()) {
+    match probe {
+        None => match failed {
+            Some(f) => checks.fail(Layer::WebhookDelivery, logged, log_fix(f)),
+            None => checks.ok(
+                Layer::WebhookDelivery,
+                format!("{logged} (no probe sent: Evolution's log shows deliveries; --probe sends one)"),
+            ),
+        },
+        Some(Ok(answer)) => match answer.verdict(&env.name, None, reference.as_ref()) {
             probe::Verdict::Delivered { status, ms } if failed.is_some() => checks.warn_only(
                 Layer::WebhookDelivery,
                 format!(
@@ -673,7 +965,7 @@ async fn webhook_delivery_layer(
                 checks.fail(Layer::WebhookDelivery, format!("{logged}; a probe: {problem}"), fix)
             }
         },
-        Err(err) => match failed {
+        Some(Err(err)) => match failed {
             Some(f) => checks.fail(Layer::WebhookDelivery, format!("{logged}; the probe failed: {err}"), log_fix(f)),
             None => checks.error(Layer::WebhookDelivery, &err),
         },
@@ -685,88 +977,7 @@ fn stamp(ms: i64) -> String {
     guard::conflicts::stamp(ms).unwrap_or_else(|| "-".into())
 }
 
-/// How long doctor's webhook probe waits for the receiver.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The webhook layer; the instance's webhook row as read (for the delivery layer).
-async fn webhook_layer(
-    checks: &mut Checks,
-    env: &Environment,
-    mine: &EnvFacts,
-    driver: &Driver<'_>,
-    exists: bool,
-    secret: Option<&Result<SecretValue>>,
-) -> Option<WebhookRow> {
-    let set_fix = format!("`evoctl webhook set {}` after fixing jwt_secret under [env.{}.webhook]", env.name, env.name);
-    // The row, whatever the config says (the delivery layer counts the records of its URL).
-    let row = if exists {
-        match driver.webhook_find(&env.instance).await {
-            Ok(row) => row,
-            Err(err) => {
-                checks.error(Layer::Webhook, &err);
-                return None;
-            }
-        }
-    } else {
-        None
-    };
-    let Some(config) = &env.webhook else {
-        checks.ok(Layer::Webhook, "no webhook configured");
-        return row;
-    };
-    match &mine.webhook_secret {
-        WebhookSecret::Present | WebhookSecret::NoWebhook => {}
-        WebhookSecret::NotConfigured => {
-            checks.fail(Layer::Webhook, "the webhook has no jwt_secret", set_fix);
-            return row;
-        }
-        WebhookSecret::Missing(reference) => {
-            checks.fail(Layer::Webhook, format!("{reference} does not exist"), set_fix);
-            return row;
-        }
-        WebhookSecret::Empty(reference) => {
-            checks.fail(
-                Layer::Webhook,
-                format!("{reference} is blank: an empty jwt_key breaks every webhook"),
-                set_fix,
-            );
-            return row;
-        }
-    }
-    if !exists {
-        checks.ok(Layer::Webhook, "configured with a jwt_secret (no instance yet to compare with)");
-        return row;
-    }
-    let secret = match secret {
-        Some(Ok(SecretValue::Value(value))) => Some(value.clone()),
-        Some(Ok(SecretValue::Missing)) | None => None,
-        Some(Err(err)) => {
-            checks.error(Layer::Webhook, err);
-            return row;
-        }
-    };
-    match &row {
-        Some(found) if found.matches(&WebhookRequest::from_config(config), secret.as_deref()) => {
-            checks.ok(Layer::Webhook, format!("{} with jwt_key, as configured", found.url))
-        }
-        Some(found) if found.headers.get("jwt_key").and_then(|k| k.as_str()).is_none_or(str::is_empty) => checks.fail(
-            Layer::Webhook,
-            format!("{} has no or an empty jwt_key", found.url),
-            format!("`evoctl webhook set {}`", env.name),
-        ),
-        Some(found) => checks.warn(
-            Layer::Webhook,
-            format!("{} differs from evoctl.toml", found.url),
-            format!("`evoctl webhook set {}`", env.name),
-        ),
-        None => {
-            checks.warn(Layer::Webhook, "the instance has no webhook", format!("`evoctl webhook set {}`", env.name))
-        }
-    }
-    row
-}
-
-fn isolation_layer(checks: &mut Checks, config: &Config, env: &Environment, everyone: &[Result<EnvFacts>]) {
+fn isolation_layer(checks: &mut Checks<'_>, config: &Config, env: &Environment, everyone: &[Result<EnvFacts>]) {
     let mut all = Vec::new();
     for (other, facts) in config.environments.iter().zip(everyone) {
         match facts {
@@ -790,6 +1001,56 @@ fn isolation_layer(checks: &mut Checks, config: &Config, env: &Environment, ever
             Layer::Isolation,
             format!("audit findings: {}", listed.join(", ")),
             format!("`evoctl audit {}` lists each with its fix", env.name),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(events: &[&str], jwt_key: Option<&str>) -> WebhookRow {
+        let mut headers = serde_json::Map::new();
+        if let Some(key) = jwt_key {
+            headers.insert("jwt_key".into(), serde_json::Value::String(key.into()));
+        }
+        WebhookRow {
+            url: "https://app.example/hook".into(),
+            enabled: true,
+            events: events.iter().map(|e| e.to_string()).collect(),
+            by_events: true,
+            base64: false,
+            headers,
+        }
+    }
+
+    fn wanted(events: &[&str]) -> WebhookRequest {
+        WebhookRequest {
+            enabled: true,
+            url: "https://app.example/hook".into(),
+            by_events: true,
+            base64: false,
+            events: events.iter().map(|e| e.to_string()).collect(),
+            headers: serde_json::Map::new(),
+        }
+    }
+
+    #[test]
+    fn a_webhook_whose_events_differ_is_said_to_differ_in_its_events_not_its_url() {
+        let said = row_differences(
+            &row(&["MESSAGES_UPSERT", "QRCODE_UPDATED"], Some("k")),
+            &wanted(&["MESSAGES_UPSERT", "CONNECTION_UPDATE"]),
+            Some("k"),
+        );
+        assert_eq!(
+            said,
+            "the webhook of https://app.example/hook differs from evoctl.toml: its events differ (it lacks CONNECTION_UPDATE; it also sends QRCODE_UPDATED, which evoctl.toml does not list)"
+        );
+        let said = row_differences(&row(&[], Some("k")), &wanted(&["MESSAGES_UPSERT"]), Some("other"));
+        assert!(said.contains("it also sends APPLICATION_STARTUP, "), "every event, cut: {said}");
+        assert!(
+            said.ends_with(" more, which evoctl.toml does not list); its jwt_key is not the configured secret"),
+            "{said}"
         );
     }
 }

@@ -3,7 +3,8 @@
 //! naming the variable or key before any call, and a stalled call ends at the attempt timeout
 //! with a message that names the call and the variable that sets the bound. Credentials are said
 //! plainly: a named profile in neither AWS file is refused with where it was named, and no
-//! credentials at all is one line naming where the chain looked.
+//! credentials at all is one line naming where the chain looked. Every retry is one line on
+//! stderr, and an endpoint with nothing listening is given up within seconds.
 
 use crate::support::{Lab, text};
 use serde_json::json;
@@ -23,6 +24,12 @@ fn the_profiles_max_attempts_is_the_number_of_attempts() {
     let output = lab.evoctl().args(["task", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
     assert_eq!(attempts(&lab, "DescribeServices"), 2, "max_attempts = 2 in the profile");
+    // The one retry was said as it happened, with what the first attempt met.
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("retrying DescribeServices (2/2): ThrottlingException: Rate exceeded\nerror: DescribeServices failed: ThrottlingException: "),
+        "{stderr}"
+    );
 
     // The environment still wins over the profile.
     lab.control("DELETE", "/journal", None);
@@ -87,7 +94,14 @@ fn a_stalled_call_ends_at_the_attempt_timeout_and_says_which() {
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
     assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
-    assert!(stderr.starts_with("error: DescribeServices failed: Timeout: "), "{stderr}");
+    let endpoint = lab.env().into_iter().find(|(k, _)| k == "AWS_ENDPOINT_URL").unwrap().1;
+    let endpoint = endpoint.trim_end_matches('/');
+    assert!(
+        stderr.starts_with(&format!(
+            "retrying DescribeServices (2/2): no answer from {endpoint} within 500ms\nerror: DescribeServices failed: Timeout: "
+        )),
+        "{stderr}"
+    );
     assert!(stderr.contains("EVOCTL_AWS_OPERATION_ATTEMPT_TIMEOUT"), "{stderr}");
 }
 
@@ -207,4 +221,43 @@ fn no_credentials_are_said_plainly() {
     // As with the AWS CLI, keys in the environment come before a known AWS_PROFILE's.
     let output = lab.evoctl().env("AWS_PROFILE", "prod").args(["task", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+}
+
+#[test]
+fn an_endpoint_with_nothing_listening_is_given_up_within_seconds_saying_each_retry() {
+    let lab = Lab::start("seed");
+    // A port that was just free: nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let output = lab.evoctl().env("AWS_ENDPOINT_URL", &dead).args(["task", "production"]).output().unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
+    assert!(elapsed < Duration::from_secs(6), "took {elapsed:?}; the SDK's own back-off alone takes about 40 s");
+    let stderr = text(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let [retries @ .., error, fix] = lines.as_slice() else { panic!("{stderr}") };
+    assert!(
+        error.starts_with("error: ")
+            && error.ends_with(
+                "failed: Unreachable: dispatch failure: io error: client error (Connect): tcp connect error: Connection refused (os error 111)"
+            ),
+        "{stderr}"
+    );
+    assert!(fix.starts_with("  fix: check network access to AWS and any AWS_ENDPOINT_URL* override"), "{stderr}");
+    // One line per retry of each call, numbered from the second attempt up, each naming the
+    // endpoint that refused.
+    let line = regex::Regex::new(r"^retrying (DescribeServices|ListTasks) \(([2-8])/8\): connection refused to (.+)$")
+        .unwrap();
+    let mut seen: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+    for retry in retries {
+        let found = line.captures(retry).unwrap_or_else(|| panic!("not a retry line: {retry:?}\n{stderr}"));
+        assert_eq!(&found[3], dead, "{stderr}");
+        seen.entry(found[1].to_owned()).or_default().push(found[2].parse().unwrap());
+    }
+    assert!(!seen.is_empty(), "no retry was said: {stderr}");
+    for (call, attempts) in &seen {
+        let expected: Vec<u32> = (2..2 + attempts.len() as u32).collect();
+        assert_eq!(attempts, &expected, "{call}: each retry once, in order: {stderr}");
+    }
 }

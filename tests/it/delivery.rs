@@ -61,9 +61,22 @@ fn doctor_fails_at_webhook_delivery_with_evolutions_own_401_lines_and_the_fix() 
 }
 
 #[test]
-fn doctor_passes_webhook_delivery_on_the_seed_with_a_delivered_probe() {
+fn doctor_probes_the_receiver_only_when_the_log_holds_no_delivery_or_when_asked() {
     let lab = Lab::start("seed");
     lab.link_production();
+    let url = format!("{}/webhooks/production/evoctl-probe", lab.ready["control"].as_str().unwrap());
+    // Nothing delivered yet (the webhook takes MESSAGES_UPSERT only): the log cannot say, the
+    // probe does.
+    let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let evidence = check(&json_stdout(&output), "webhook-delivery")["evidence"].as_str().unwrap().to_owned();
+    let expected = format!("no delivery of alinhou-production in Evolution's log in the last 15 minutes; a probe to {url} got 200 in ");
+    assert!(evidence.starts_with(&expected), "{evidence}");
+    let probes = lab.control("GET", "/webhooks", None);
+    assert_eq!(probes.as_array().unwrap().len(), 1, "{probes:?}");
+    assert_eq!(probes[0]["target"], "production/evoctl-probe");
+    lab.control("DELETE", "/webhooks", None);
+
     lab.control("POST", "/phone/message", Some(&json!({"instance": "alinhou-production", "text": "oi"})));
     wait_until(Duration::from_secs(30), "the message delivered", || {
         let delivered = lab.control("GET", "/webhooks", None);
@@ -75,13 +88,23 @@ fn doctor_passes_webhook_delivery_on_the_seed_with_a_delivered_probe() {
             .then_some(())
     });
     lab.control("DELETE", "/webhooks", None);
+    // The log holds that delivery (the image's LOG_LEVEL dumps every send): no probe is sent.
     let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let report = json_stdout(&output);
-    let url = format!("{}/webhooks/production/evoctl-probe", lab.ready["control"].as_str().unwrap());
+    assert_eq!(
+        check(&report, "webhook-delivery")["evidence"],
+        "1 delivery record(s) of alinhou-production in Evolution's log in the last 15 minutes, no failure (no probe sent: Evolution's log shows deliveries; --probe sends one)"
+    );
+    assert_eq!(lab.control("GET", "/webhooks", None), json!([]), "nothing reached the receiver");
+
+    // --probe sends one anyway.
+    let output = lab.evoctl().args(["--output", "json", "doctor", "production", "--probe"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let report = json_stdout(&output);
     let evidence = check(&report, "webhook-delivery")["evidence"].as_str().unwrap().to_owned();
     let expected = format!(
-        "no delivery failures of alinhou-production in Evolution's log in the last 15 minutes; a probe to {url} got 200 in "
+        "1 delivery record(s) of alinhou-production in Evolution's log in the last 15 minutes, no failure; a probe to {url} got 200 in "
     );
     assert!(evidence.starts_with(&expected), "{evidence}");
     let probes = lab.control("GET", "/webhooks", None);

@@ -1,6 +1,9 @@
 //! `evoctl doctor`: every layer on the seed, and the first broken layer of each broken scenario.
 
 use crate::support::{Lab, in_parallel, json_stdout, text};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 /// The layers `doctor` reports, in order: the README's list, written out here so the code's own
 /// list is not its oracle.
@@ -80,7 +83,7 @@ fn doctor_on_the_seed_reports_every_layer() {
     let statuses: Vec<(String, String)> = stdout
         .lines()
         .skip(1)
-        .take_while(|l| !l.is_empty() && !l.starts_with("warn "))
+        .take_while(|l| !l.is_empty())
         .map(|l| {
             let mut cells = l.split_whitespace();
             (cells.next().unwrap().to_owned(), cells.next().unwrap().to_owned())
@@ -98,12 +101,108 @@ fn doctor_on_the_seed_reports_every_layer() {
         })
         .collect();
     assert_eq!(statuses, expected, "{stdout}");
-    assert!(stdout.contains("exec-trial        OK      `node -v` answered v"), "{stdout}");
+    assert!(stdout.contains("exec-trial        OK      node v"), "{stdout}");
+    assert!(stdout.contains(" runs in the task's container\n"), "{stdout}");
     assert!(
         stdout.contains("evolution         OK      Evolution API 2.3.7 (client evolution_production)\n"),
         "{stdout}"
     );
-    assert!(stdout.ends_with(
-        "warn instance: create and link it: `evoctl connect production`\n\nproduction: no layer failed (1 warning(s))\n"
-    ));
+    // The verdict first, then the warning's fix.
+    assert!(
+        stdout.ends_with(
+            "\n\ndoctor: OK, 1 warning(s)\nwarn instance: create and link it: `evoctl connect production`\n"
+        ),
+        "{stdout}"
+    );
+}
+
+/// The agent's real pace (its first output a second after the session opens): every in-task
+/// layer is one exec session, each layer is shown as it completes (the AWS layers long before
+/// the session answers), and the whole report takes little more than the one session.
+#[test]
+fn doctor_runs_every_in_task_layer_in_one_session_and_shows_each_layer_as_it_completes() {
+    let lab = Lab::start_with("seed", &["--agent-delay-ms", "1000"]);
+    lab.wait_settled();
+    lab.control("DELETE", "/journal", None);
+    let started = Instant::now();
+    let mut child = lab.evoctl_process().args(["doctor", "production"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        lines.push((started.elapsed(), line.unwrap()));
+    }
+    let status = child.wait().unwrap();
+    let ended = started.elapsed();
+    assert_eq!(status.code(), Some(0), "{lines:?}");
+    let at = |prefix: &str| {
+        lines.iter().find(|(_, l)| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in {lines:?}")).0
+    };
+    assert!(at("credentials ") < Duration::from_secs(1), "the first layer at {:?}", at("credentials "));
+    assert!(ended < Duration::from_millis(2500), "doctor took {ended:?}: {lines:?}");
+    // The AWS layers were on screen before the session answered (the agent alone takes 1 s).
+    assert!(at("exec-agent ") + Duration::from_millis(800) < at("exec-trial "), "{lines:?}");
+    let executes = lab.journal().iter().filter(|e| e["action"] == "ExecuteCommand").count();
+    assert_eq!(executes, 1, "one exec session for every in-task layer");
+    let sessions = crate::ending::sessions(&lab);
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    crate::ending::assert_ended(&lab, &sessions[0]);
+}
+
+/// The table is the JSON document's checks, and the verdict names the first broken layer, in red
+/// only where colour is asked for (the printer colours a terminal; here stdout is a pipe).
+#[test]
+fn the_verdict_names_the_first_broken_layer_then_its_fix() {
+    let lab = Lab::start("empty-jwt-key");
+    lab.wait_settled();
+    let output = lab.evoctl().args(["doctor", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let report = json_stdout(&lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap());
+    let fix = report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == "webhook").unwrap()["fix"].clone();
+    let tail = stdout.split("\n\n").nth(1).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(tail.starts_with(&format!("doctor: FAIL at webhook\nfix: {}\n", fix.as_str().unwrap())), "{stdout}");
+    assert!(!stdout.contains('\x1b'), "no colour into a pipe: {stdout:?}");
+}
+
+/// What `evoctl ARGS` writes to a terminal of its own (stdout and stderr on a pty), with `env`.
+fn on_a_terminal(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    use std::io::Read;
+    let (pty, pts) = pty_process::blocking::open().unwrap();
+    pty.resize(pty_process::Size::new(50, 200)).unwrap();
+    let mut child = pty_process::blocking::Command::new(crate::support::EVOCTL)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", lab.dir.path())
+        .envs(lab.env())
+        .envs(env.iter().copied())
+        .current_dir(lab.dir.path())
+        .spawn(pts)
+        .unwrap();
+    let mut screen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // The terminal ends (EIO) once evoctl, its only user, has exited.
+    while let Ok(n) = (&pty).read(&mut buffer) {
+        if n == 0 {
+            break;
+        }
+        screen.extend_from_slice(&buffer[..n]);
+    }
+    (child.wait().unwrap().code(), String::from_utf8_lossy(&screen).into_owned())
+}
+
+#[test]
+fn on_a_terminal_fail_is_red_and_warn_yellow_unless_no_color() {
+    let lab = Lab::start("empty-jwt-key");
+    lab.wait_settled();
+    let (code, screen) = on_a_terminal(&lab, &["doctor", "production"], &[]);
+    assert_eq!(code, Some(1), "{screen}");
+    assert!(screen.contains("webhook           \x1b[31mFAIL\x1b[0m  "), "{screen:?}");
+    assert!(screen.contains("instance          \x1b[33mWARN\x1b[0m  "), "{screen:?}");
+    assert!(screen.contains("doctor: \x1b[31mFAIL\x1b[0m at webhook\r\n"), "{screen:?}");
+    assert!(screen.contains("credentials       OK      account "), "OK is not coloured: {screen:?}");
+
+    let (code, screen) = on_a_terminal(&lab, &["doctor", "production"], &[("NO_COLOR", "1")]);
+    assert_eq!(code, Some(1), "{screen}");
+    assert!(screen.contains("webhook           FAIL    "), "{screen:?}");
+    assert!(!screen.contains('\x1b'), "{screen:?}");
 }

@@ -390,7 +390,11 @@ fn every_aws_fault_has_its_message_fix_and_exit_code() {
     let burst = json!({"throttle_burst": 3, "actions": ["ExecuteCommand"]});
     let (code, stdout, stderr) =
         under_faults(&lab, burst, &[], &["exec", "production", "--", "node", "-e", "console.log(1)"]);
-    assert_eq!((code, stdout.as_str(), stderr.as_str()), (Some(0), "1\n", ""));
+    // Each retry is said as it happens.
+    let retried = "retrying ExecuteCommand (2/8): ThrottlingException: Rate exceeded\n\
+                   retrying ExecuteCommand (3/8): ThrottlingException: Rate exceeded\n\
+                   retrying ExecuteCommand (4/8): ThrottlingException: Rate exceeded\n";
+    assert_eq!((code, stdout.as_str(), stderr.as_str()), (Some(0), "1\n", retried));
     assert_eq!(attempts(&lab, "ExecuteCommand"), [throttled.clone(), throttled.clone(), throttled.clone(), None]);
 
     // Throttling that outlasts the retries: the AWS error and its fix; exit 5 (125 for exec).
@@ -400,7 +404,9 @@ fn every_aws_fault_has_its_message_fix_and_exit_code() {
     assert_eq!(code, Some(125));
     assert_eq!(
         stderr,
-        "error: ExecuteCommand failed: ThrottlingException: Rate exceeded\n  fix: AWS is throttling this account: wait a minute and retry\n"
+        "retrying ExecuteCommand (2/3): ThrottlingException: Rate exceeded\n\
+         retrying ExecuteCommand (3/3): ThrottlingException: Rate exceeded\n\
+         error: ExecuteCommand failed: ThrottlingException: Rate exceeded\n  fix: AWS is throttling this account: wait a minute and retry\n"
     );
     assert_eq!(attempts(&lab, "ExecuteCommand").len(), 3);
 
@@ -409,7 +415,8 @@ fn every_aws_fault_has_its_message_fix_and_exit_code() {
     assert_eq!((code, stdout.as_str()), (Some(5), ""));
     assert_eq!(
         stderr,
-        "error: DescribeServices failed: ServerException: The lab injected a server error.\n  fix: AWS had a server-side fault: retry\n"
+        "retrying DescribeServices (2/2): ServerException: The lab injected a server error.\n\
+         error: DescribeServices failed: ServerException: The lab injected a server error.\n  fix: AWS had a server-side fault: retry\n"
     );
     assert_eq!(
         attempts(&lab, "DescribeServices"),

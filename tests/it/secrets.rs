@@ -205,10 +205,10 @@ fn no_secret_reaches_the_journal_output_argv_or_files() {
     in_parallel(&["seed", "kms-exec"], 2, |base| every_command_keeps_secrets(base));
 }
 
-/// The exec sessions the runs below open, all told: one per command that reaches the container,
-/// several for `connect` (the link watch, the webhook), `doctor` (its in-task layers) and
+/// The exec sessions the runs below open, all told: one per command that reaches the container
+/// (`doctor`'s in-task layers share one), several for `connect` (the link watch, the webhook) and
 /// `instance delete` (the owner check and the wait).
-const EXEC_SESSIONS: usize = 48;
+const EXEC_SESSIONS: usize = 27;
 
 /// One run: its arguments, its exit code, and the lab control calls (`POST /_lab/PATH BODY`) made
 /// before it.

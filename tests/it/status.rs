@@ -40,6 +40,12 @@ fn status_json_on_seed_shows_the_seed_figures() {
     assert_eq!(tasks[0]["id"].as_str().unwrap().len(), 32);
     assert!(tasks[0]["arn"].as_str().unwrap().ends_with(tasks[0]["id"].as_str().unwrap()));
     assert!(output.stderr.is_empty(), "stderr: {}", text(&output.stderr));
+    // As configured, nothing stopped: no mark, no stop to explain.
+    assert_eq!(report["ok"], true);
+    for env in envs {
+        assert_eq!((&env["drift"], &env["unsafe"]), (&json!([]), &json!([])), "{}", env["env"]);
+        assert_eq!((&env["last_stopped"], &env["latest_event"]), (&json!(null), &json!(null)), "{}", env["env"]);
+    }
 }
 
 #[test]
@@ -54,9 +60,9 @@ fn status_table_lists_services_and_tasks() {
     assert_eq!(
         text(&output.stdout),
         format!(
-            "ENV         CLUSTER             SERVICE           DESIRED  RUNNING  PENDING  MIN/MAX  DEPLOY MAX/MIN%  LIVE\n\
-             staging     alinhou-staging     EvolutionService  0        0        0        0/0      100/0            0\n\
-             production  alinhou-production  EvolutionService  1        1        0        1/1      100/0            1\n\
+            "ENV         CLUSTER             SERVICE           DESIRED  RUNNING  PENDING  MIN/MAX  DEPLOY MAX/MIN%  LIVE  CHECK\n\
+             staging     alinhou-staging     EvolutionService  0        0        0        0/0      100/0            0     ok\n\
+             production  alinhou-production  EvolutionService  1        1        0        1/1      100/0            1     ok\n\
              \n\
              ENV         TASK                              STATUS   STARTED               EXEC AGENT\n\
              production  {id}  RUNNING  {started}  RUNNING\n"
@@ -188,4 +194,118 @@ fn a_scaled_up_service_shows_the_task_lifecycle() {
         (task["exec_agent"] == "RUNNING").then_some(task)
     });
     assert_eq!(agent["last_status"], "RUNNING");
+}
+
+#[test]
+fn status_check_marks_the_conflict_loop_unsafe_and_drifted_and_exits_1() {
+    let lab = Lab::start("conflict-loop");
+    let report = json_stdout(&lab.evoctl().args(["--output", "json", "status"]).output().unwrap());
+    let ids: Vec<String> = report["environments"][1]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(report["ok"], false);
+    assert_eq!(
+        report["environments"][1]["unsafe"],
+        json!([format!("2 live tasks on one number: {}, {}", ids[0], ids[1])])
+    );
+    assert_eq!(report["environments"][1]["drift"], json!(["2 live task(s), configured 1/1"]));
+    assert_eq!((&report["environments"][0]["unsafe"], &report["environments"][0]["drift"]), (&json!([]), &json!([])));
+
+    let output = lab.evoctl().args(["status", "--check"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let marks = stdout.lines().take(3).collect::<Vec<_>>().join("\n");
+    assert_eq!(
+        marks,
+        "ENV         CLUSTER             SERVICE           DESIRED  RUNNING  PENDING  MIN/MAX  DEPLOY MAX/MIN%  LIVE  CHECK\n\
+         staging     alinhou-staging     EvolutionService  0        0        0        0/0      100/0            0     ok\n\
+         production  alinhou-production  EvolutionService  1        2        0        1/1      100/0            2     UNSAFE,drift"
+    );
+    assert!(
+        stdout.ends_with(&format!(
+            "\nENV         WHAT    DETAIL\n\
+             production  UNSAFE  2 live tasks on one number: {}, {}\n\
+             production  drift   2 live task(s), configured 1/1\n",
+            ids[0], ids[1]
+        )),
+        "{stdout}"
+    );
+    // Without --check the same report is information: exit 0.
+    let output = lab.evoctl().args(["status"]).output().unwrap();
+    assert_eq!((output.status.code(), text(&output.stdout)), (Some(0), stdout));
+
+    // One environment asked for: the others of its number are read to judge it, not shown.
+    let output = lab.evoctl().args(["--output", "json", "status", "--check", "staging"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(json_stdout(&output)["environments"].as_array().unwrap().len(), 1);
+
+    let seed = Lab::start("seed");
+    let output = seed.evoctl().args(["status", "--check"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+}
+
+#[test]
+fn status_check_marks_two_live_environments_of_one_number() {
+    let lab = Lab::start("staging-up");
+    lab.wait_settled();
+    let output = lab.evoctl().args(["--output", "json", "status", "--check", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let report = json_stdout(&output);
+    let production = &report["environments"][0];
+    assert_eq!(production["env"], "production");
+    assert_eq!(production["unsafe"], json!(["live together with staging (1 live task(s)) on number `shared`"]));
+    assert_eq!(production["drift"], json!([]));
+}
+
+#[test]
+fn status_shows_why_a_task_stopped_within_the_hour_and_the_services_latest_event() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    let before = json_stdout(&lab.evoctl().args(["--output", "json", "status", "production"]).output().unwrap());
+    let old = before["environments"][0]["tasks"][0]["id"].as_str().unwrap().to_owned();
+    // A restart: ECS replaces the task with a new deployment.
+    let output = crate::awscli::aws(&lab)
+        .args([
+            "ecs",
+            "update-service",
+            "--cluster",
+            "alinhou-production",
+            "--service",
+            "EvolutionService",
+            "--force-new-deployment",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let report = wait_until(Duration::from_secs(20), "the replaced task stopped and the service steady", || {
+        let report = json_stdout(&lab.evoctl().args(["--output", "json", "status", "production"]).output().unwrap());
+        let env = &report["environments"][0];
+        (env["last_stopped"]["id"] == old.as_str()
+            && env["latest_event"]["message"] == "(service EvolutionService) has reached a steady state.")
+            .then_some(report)
+    });
+    let env = &report["environments"][0];
+    assert_eq!(env["last_stopped"]["stopped_reason"], "Task stopped by deployment");
+    assert_eq!(env["last_stopped"]["stop_code"], "ServiceSchedulerInitiated");
+    let new = env["tasks"][0]["id"].as_str().unwrap();
+    assert_ne!(new, old);
+    let (stopped_at, event_at) =
+        (env["last_stopped"]["stopped_at"].as_str().unwrap(), env["latest_event"]["at"].as_str().unwrap());
+    assert_eq!(report["ok"], true, "a restart is no drift");
+
+    let output = lab.evoctl().args(["status", "--check", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.ends_with(&format!(
+            "\nENV         WHAT     DETAIL\n\
+             production  stopped  task {old} at {stopped_at}: Task stopped by deployment (ServiceSchedulerInitiated)\n\
+             production  event    {event_at} (service EvolutionService) has reached a steady state.\n"
+        )),
+        "{stdout}"
+    );
 }

@@ -118,6 +118,23 @@ pub struct Service {
     /// Newest first: `[0]` is PRIMARY, the rest ACTIVE (draining).
     pub deployments: Vec<Deployment>,
     pub created_ms: u64,
+    /// The scheduler's event log, newest first, at most [`SERVICE_EVENTS`] (DescribeServices
+    /// `events`).
+    pub events: Vec<ServiceEvent>,
+}
+
+/// How many events DescribeServices returns at most (the newest).
+pub const SERVICE_EVENTS: usize = 100;
+
+/// One entry of a service's event log, worded as ECS's scheduler words it: `(service NAME) has
+/// started 1 tasks: (task ID).`, `(service NAME) has stopped 1 running tasks: (task ID).`,
+/// `(service NAME) has reached a steady state.`
+#[derive(Debug, Clone)]
+pub struct ServiceEvent {
+    /// A UUID, as ECS gives each event.
+    pub id: String,
+    pub created_ms: u64,
+    pub message: String,
 }
 
 #[derive(Debug, Clone)]
@@ -363,6 +380,7 @@ impl Account {
                 tags: spec.tags.clone(),
                 deployments: vec![deployment],
                 created_ms: now - 30 * 86_400_000,
+                events: Vec::new(),
             });
             if let Some(ScalingSpec { min, max }) = spec.scaling {
                 let resource_id = format!("service/{key}");
@@ -530,9 +548,18 @@ impl Account {
 
     /// Start a task for service `index`. `started_at` in the past with an agent status makes it
     /// already RUNNING (scenario seeding); otherwise it goes through PROVISIONING.
-    pub fn start_task(&mut self, index: usize, at_ms: u64, already_running_agent: Option<&str>, pinned: bool) {
+    /// Returns its id.
+    pub fn start_task(
+        &mut self,
+        index: usize,
+        at_ms: u64,
+        already_running_agent: Option<&str>,
+        pinned: bool,
+    ) -> String {
         let task = self.new_task(index, at_ms, already_running_agent, pinned);
+        let id = task.id.clone();
         self.push_task(task, at_ms);
+        id
     }
 
     fn new_task(&mut self, index: usize, at_ms: u64, already_running_agent: Option<&str>, pinned: bool) -> Task {
@@ -752,6 +779,59 @@ impl Account {
         }
         for index in 0..self.services.len() {
             self.reconcile(index, now);
+            self.note_steady_state(index, now);
+        }
+    }
+
+    /// Add an event to service `index`'s log (newest first, the oldest beyond
+    /// [`SERVICE_EVENTS`] dropped).
+    fn service_event(&mut self, index: usize, now: u64, message: String) {
+        let service = &mut self.services[index];
+        let digest =
+            Sha256::digest(format!("{}/{}#{}#{now}#{message}", service.cluster, service.name, service.events.len()));
+        let hex = hex::encode(&digest[..16]);
+        let id = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
+        service.events.insert(0, ServiceEvent { id, created_ms: now, message });
+        service.events.truncate(SERVICE_EVENTS);
+    }
+
+    /// The scheduler's report that the service runs as desired: every task of it RUNNING, as
+    /// many as desired, no deployment still draining. Said once each time it becomes true.
+    fn note_steady_state(&mut self, index: usize, now: u64) {
+        let service = &self.services[index];
+        let live: Vec<&Task> = self
+            .tasks
+            .iter()
+            .filter(|t| {
+                t.cluster == service.cluster && t.service.as_deref() == Some(service.name.as_str()) && t.is_live()
+            })
+            .collect();
+        let steady = live.len() == service.desired_count.max(0) as usize
+            && live.iter().all(|t| t.last_status == "RUNNING" && t.desired_status == "RUNNING")
+            && service.deployments.len() == 1;
+        let message = format!("(service {}) has reached a steady state.", service.name);
+        if steady && service.events.first().is_none_or(|e| e.message != message) {
+            self.service_event(index, now, message);
+        }
+    }
+
+    /// The scheduler's events for tasks it started and stopped in one reconciliation.
+    fn note_scheduled(&mut self, index: usize, now: u64, started: &[String], stopped: &[String]) {
+        let name = self.services[index].name.clone();
+        let listed = |ids: &[String]| ids.iter().map(|id| format!("(task {id})")).collect::<Vec<_>>().join(" ");
+        if !stopped.is_empty() {
+            self.service_event(
+                index,
+                now,
+                format!("(service {name}) has stopped {} running tasks: {}.", stopped.len(), listed(stopped)),
+            );
+        }
+        if !started.is_empty() {
+            self.service_event(
+                index,
+                now,
+                format!("(service {name}) has started {} tasks: {}.", started.len(), listed(started)),
+            );
         }
     }
 
@@ -789,18 +869,23 @@ impl Account {
             self.services[index].deployments.truncate(1);
         }
         let mut counted = managed.len();
+        let (mut started, mut stopped) = (Vec::new(), Vec::new());
         if old.is_empty() {
             for _ in new.len()..desired {
-                self.start_task(index, now, None, false);
+                started.push(self.start_task(index, now, None, false));
             }
+            let reason =
+                format!("Scaling activity initiated by (deployment {})", primary.as_deref().unwrap_or("ecs-svc"));
             for &i in new.iter().rev().take(new.len().saturating_sub(desired)) {
-                self.stop_task(i, "Scaling activity initiated by (deployment)", now);
+                self.stop_task(i, &reason, now);
+                stopped.push(self.tasks[i].id.clone());
             }
+            self.note_scheduled(index, now, &started, &stopped);
             return;
         }
         let mut new_count = new.len();
         while new_count < desired && counted < max_total {
-            self.start_task(index, now, None, false);
+            started.push(self.start_task(index, now, None, false));
             new_count += 1;
             counted += 1;
         }
@@ -811,9 +896,11 @@ impl Account {
             let healthy_after = new_running + old_running - usize::from(running);
             if healthy_after >= min_healthy {
                 self.stop_task(i, "Task stopped by deployment", now);
+                stopped.push(self.tasks[i].id.clone());
                 old_running -= usize::from(running);
             }
         }
+        self.note_scheduled(index, now, &started, &stopped);
     }
 
     /// Clamp a service's desired count into its scalable target (RegisterScalableTarget does this).
@@ -1036,6 +1123,44 @@ mod tests {
         account.advance(t0 + 400);
         let task = account.tasks.iter().find(|t| t.cluster == "alinhou-staging").unwrap();
         assert_eq!(task.containers[0].agent_status.as_deref(), Some("RUNNING"));
+    }
+
+    #[test]
+    fn the_scheduler_logs_its_starts_stops_and_steady_states_as_ecs_words_them() {
+        let mut account = account("staging-up");
+        let index = account.service_index("alinhou-staging", "EvolutionService").unwrap();
+        let id = account.tasks.iter().find(|t| t.cluster == "alinhou-staging").unwrap().id.clone();
+        let t0 = now_ms();
+        account.advance(t0);
+        let messages = |account: &Account| -> Vec<String> {
+            account.services[index].events.iter().map(|e| e.message.clone()).collect()
+        };
+        assert_eq!(messages(&account), ["(service EvolutionService) has reached a steady state."]);
+        account.advance(t0 + 1);
+        assert_eq!(messages(&account).len(), 1, "a steady state is said once, not every tick");
+        account.services[index].desired_count = 0;
+        account.advance(t0 + 2);
+        assert_eq!(
+            messages(&account)[0],
+            format!("(service EvolutionService) has stopped 1 running tasks: (task {id})."),
+            "newest first"
+        );
+        let deployment = account.services[index].deployments[0].id.clone();
+        let task = account.tasks.iter().find(|t| t.id == id).unwrap();
+        assert_eq!(task.stopped_reason, Some(format!("Scaling activity initiated by (deployment {deployment})")));
+        for at in [70, 140, 210] {
+            account.advance(t0 + at);
+        }
+        assert_eq!(account.tasks.iter().find(|t| t.id == id).unwrap().last_status, "STOPPED");
+        assert_eq!(messages(&account)[0], "(service EvolutionService) has reached a steady state.");
+        account.services[index].desired_count = 1;
+        account.advance(t0 + 301);
+        let started = account.tasks.last().unwrap().id.clone();
+        assert_eq!(messages(&account)[0], format!("(service EvolutionService) has started 1 tasks: (task {started})."));
+        let ids: std::collections::BTreeSet<&str> =
+            account.services[index].events.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids.len(), account.services[index].events.len(), "every event has its own id");
+        assert!(account.services[index].events.iter().all(|e| e.id.len() == 36 && e.id.matches('-').count() == 4));
     }
 
     #[test]

@@ -15,18 +15,7 @@ pub(super) fn scaling(subjects: &[Subject<'_>]) -> Found {
     let mut found = Found::new();
     for s in subjects {
         let Some(want) = s.env.scaling else { continue };
-        let mut issues = Vec::new();
-        match s.facts.target {
-            None => issues.push(format!("no scalable target (configured {want})")),
-            Some(range) if (range.min_capacity, range.max_capacity) != (want.min as i32, want.max as i32) => {
-                issues.push(format!("scalable target {}/{}, configured {want}", range.min_capacity, range.max_capacity))
-            }
-            Some(_) => {}
-        }
-        let desired = s.facts.service.desired_count;
-        if desired < want.min as i32 || desired > want.max as i32 {
-            issues.push(format!("desiredCount {desired} outside {want}"));
-        }
+        let issues = crate::guard::drift::scaling_drift(want, s.facts.target, s.facts.service.desired_count);
         if !issues.is_empty() {
             found.push(one(s.env, issues.join("; "), format!("evoctl scale {} --apply", s.env.name)));
         }

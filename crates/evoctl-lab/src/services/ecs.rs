@@ -169,7 +169,11 @@ fn service_json(account: &Account, service: &Service) -> Value {
             "minimumHealthyPercent": service.minimum_healthy_percent,
         },
         "deployments": deployments,
-        "events": [],
+        "events": service
+            .events
+            .iter()
+            .map(|e| json!({"id": e.id, "createdAt": epoch(e.created_ms), "message": e.message}))
+            .collect::<Vec<_>>(),
         "createdAt": epoch(service.created_ms),
         "placementConstraints": [],
         "placementStrategy": [],

@@ -1,0 +1,36 @@
+// Checkup mode (doctor's in-task layers), all in this one session, in order, one JSON line per
+// layer the moment it is known: node itself (the trial), GET /, verify-creds, the route to
+// WhatsApp, the instance's state, its row, its webhook, and a signed webhook probe when asked.
+// It stops where the next layers could not be judged: no answer from the API, a refused key (or
+// one evoctl already knows is a public default), an instance that is missing or held by another
+// Evolution process. The configured secret the probe compares with comes on stdin.
+const C = R.checkup;
+const step = (id, fields) => emit(Object.assign({ id }, fields));
+const expectedSecret = new Promise((resolve) => (C.probe && C.probe.with_expected ? readStdin(resolve) : resolve(null)));
+const checkup = async () => {
+  step("exec-trial", { node: process.version });
+  const answered = async (id, path, method) => {
+    try {
+      const answer = await call(null, path, method);
+      step(id, answer);
+      return answer;
+    } catch (e) {
+      step(id, { status: 0, error: scrub(String((e && e.cause) || e)) });
+      return null;
+    }
+  };
+  const info = await answered("evolution", "/", "GET");
+  if (!info || info.status !== 200) return;
+  const creds = await answered("api-key", "/verify-creds", "POST");
+  if (!creds || creds.status !== 200 || C.key_is_a_default) return;
+  step("whatsapp-reach", { reach: await whatsappReach(C.reach) });
+  const state = await answered("instance", C.state_path, "GET");
+  if (!state || state.status !== 200) return;
+  // A row of this database that another process loaded answers with no `state` at all.
+  const body = parse(state.body);
+  if (body && body.instance && !("state" in body.instance)) return;
+  await answered("instance-health", C.find_path, "GET");
+  if (C.webhook_path) await answered("webhook", C.webhook_path, "GET");
+  if (C.probe) step("webhook-delivery", await webhookProbe(C.probe, await expectedSecret));
+};
+checkup().catch((e) => step("error", { status: 0, error: scrub(String((e && e.cause) || e)) }));
