@@ -223,7 +223,12 @@ fn describe<E: std::error::Error + 'static>(
                 return format!("{}: {}", meta.code().unwrap_or("an error"), meta.message().unwrap_or("no message"));
             }
         }
-        return cut(&operation.to_string());
+        let said = operation.to_string();
+        // An error the SDK has no type for reads `unhandled error (CODE)`: the code says it.
+        return match said.strip_prefix("unhandled error (").and_then(|rest| rest.strip_suffix(')')) {
+            Some(code) => code.to_owned(),
+            None => cut(&said),
+        };
     }
     let words: Vec<String> = chain(error).map(|e| e.to_string()).collect();
     format!("{} ({endpoint})", cut(&words.join(": ")))

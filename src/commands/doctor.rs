@@ -103,11 +103,11 @@ fn verdict(diagnosis: &Diagnosis) -> Vec<Vec<(Style, String)>> {
             (Style::Notice, format!("{} warning(s)", warnings.len())),
         ]),
     }
+    // A warning without a fix (a recovery) has nothing to run.
     for check in warnings {
-        lines.push(vec![
-            (Style::Notice, "warn".into()),
-            (Style::Plain, format!(" {}: {}", check.layer, check.fix.as_deref().unwrap_or("-"))),
-        ]);
+        if let Some(fix) = &check.fix {
+            lines.push(vec![(Style::Notice, "warn".into()), (Style::Plain, format!(" {}: {fix}", check.layer))]);
+        }
     }
     lines
 }

@@ -83,7 +83,8 @@ impl Driver<'_> {
                 "probe": plan.probe.map(|p| probe::probe_request(plan.instance, p.expected.is_some(), p.timeout)),
             },
         });
-        let mut lines = StepLines { acted: self.acted(Some(plan.instance)), on_step, partial: Vec::new(), stray: Vec::new() };
+        let mut lines =
+            StepLines { acted: self.acted(Some(plan.instance)), on_step, partial: Vec::new(), stray: Vec::new() };
         let status = self.stream(Mode::Checkup, &request, expected, &mut lines).await?;
         let stray = [lines.stray.as_slice(), lines.partial.as_slice()].concat();
         Ok(CheckupEnd { status, stray: quote_line(&String::from_utf8_lossy(&stray), 300) })
@@ -144,8 +145,7 @@ mod tests {
     fn steps(stream: &[u8]) -> (Vec<Step>, Vec<u8>) {
         let mut seen = Vec::new();
         let mut on_step = |step| seen.push(step);
-        let mut lines =
-        StepLines {
+        let mut lines = StepLines {
             acted: Acted { env: "production", instance: Some("alinhou-production") },
             on_step: &mut on_step,
             partial: Vec::new(),

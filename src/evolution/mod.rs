@@ -226,7 +226,9 @@ fn no_answer(problem: &str, env: &str) -> Error {
             "the Evolution API did not answer on 127.0.0.1:$SERVER_PORT inside the container: {}",
             quote_line(problem, MAX_QUOTE)
         ),
-        format!("check that the Evolution process is up in the task (`evoctl doctor {env}`; its log: `evoctl logs {env} --kind error`)"),
+        format!(
+            "check that the Evolution process is up in the task (`evoctl doctor {env}`; its log: `evoctl logs {env} --kind error`)"
+        ),
     )
 }
 

@@ -442,7 +442,7 @@ async fn in_task_layers(
     };
     let (deliveries, secret) = tokio::join!(delivery_window(aws, mine), secret);
     // The probe only when the log cannot say that deliveries work: it holds none at all, or
-    // failures (whose a probe says whether they last).
+    // its latest record is a failure (a probe says whether it lasts).
     let log_says_nothing_works =
         deliveries.as_ref().is_ok_and(|d| d.as_ref().is_none_or(DeliveryWindow::nothing_shown_to_work));
     let probing = env.webhook.is_some() && (options.probe || log_says_nothing_works);
@@ -496,10 +496,12 @@ struct DeliveryWindow {
 }
 
 impl DeliveryWindow {
-    /// No send and no success at all, or a failure: the log alone cannot say deliveries work.
+    /// Nothing logged at all, or a failure as the latest word: the log alone cannot say that
+    /// deliveries work now.
     fn nothing_shown_to_work(&self) -> bool {
-        self.events.is_empty()
-            || self.events.iter().any(|e| matches!(&e.logged, logs::Logged::Step(step) if step.outcome != logs::Outcome::Recovered))
+        self.events
+            .last()
+            .is_none_or(|e| matches!(&e.logged, logs::Logged::Step(step) if step.outcome != logs::Outcome::Recovered))
     }
 }
 

@@ -257,7 +257,7 @@ fn a_parked_environment_is_ok_in_doctor_and_never_offered_a_link() {
         "{stdout}"
     );
     assert!(stdout.contains("\nexec-trial        SKIP    parked: no task to examine\n"), "{stdout}");
-    assert!(stdout.ends_with("\nstaging: parked (no task, as configured); every layer OK\n"), "{stdout}");
+    assert!(stdout.ends_with("\n\ndoctor: OK (parked: no task, as configured)\n"), "{stdout}");
     let report = json_stdout(&lab.evoctl().args(["--output", "json", "doctor", "staging"]).output().unwrap());
     assert_eq!((&report["ok"], &report["parked"], &report["first_broken"]), (&json!(true), &json!(true), &Value::Null));
     assert!(fixes_of(&report).is_empty(), "{report}");

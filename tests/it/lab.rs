@@ -104,9 +104,13 @@ fn the_journal_records_parameters_and_state_shows_tasks() {
     let output = lab.evoctl().args(["status", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     let journal = lab.journal();
+    // status reads every environment (its CHECK column judges them together) in one call.
     let targets = journal.iter().find(|e| e["action"] == "DescribeScalableTargets").unwrap();
+    assert_eq!(
+        targets["parameters"]["ResourceIds"],
+        json!(["service/alinhou-staging/EvolutionService", "service/alinhou-production/EvolutionService"])
+    );
     assert_eq!(targets["service"], "application-autoscaling");
-    assert_eq!(targets["parameters"]["ResourceIds"], json!(["service/alinhou-production/EvolutionService"]));
     assert_eq!(targets["parameters"]["ScalableDimension"], "ecs:service:DesiredCount");
     let state = lab.control("GET", "/state", None);
     assert_eq!(state["tasks"].as_array().unwrap().len(), 1);

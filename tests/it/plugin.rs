@@ -72,7 +72,7 @@ fn a_transcript_cut_at_stdin_eof_is_reported_as_truncated() {
         text(&output.stderr),
         "error: the session ended before the command's exit status arrived; output may be truncated: \
          session-manager-plugin: Cannot perform start session: EOF\n  \
-         fix: run it again; if it repeats, check the container (`evoctl doctor`)\n"
+         fix: run it again; if it repeats, check the container (`evoctl doctor production`)\n"
     );
 }
 
