@@ -70,7 +70,10 @@ fn node_spec(args: &NodeArgs) -> Result<RunSpec> {
             Err(source) => return Err(Error::Io { path: path.clone(), source }),
         },
         (None, None) => {
-            return Err(Error::usage("give a script with -e JS or a FILE", "evoctl node ENV -e 'console.log(1)'"));
+            return Err(Error::usage(
+                "give a script with -e JS, a FILE, or - to read it from stdin",
+                format!("evoctl node {} -e 'console.log(1)'", args.target.env),
+            ));
         }
     };
     let stdin = if from_stdin { None } else { forwarded(&args.stdin) };
