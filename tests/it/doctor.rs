@@ -165,7 +165,6 @@ fn the_verdict_names_the_first_broken_layer_then_its_fix() {
 
 /// What `evoctl ARGS` writes to a terminal of its own (stdout and stderr on a pty), with `env`.
 fn on_a_terminal(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    use std::io::Read;
     let (pty, pts) = pty_process::blocking::open().unwrap();
     pty.resize(pty_process::Size::new(50, 200)).unwrap();
     let mut child = pty_process::blocking::Command::new(crate::support::EVOCTL)
@@ -178,15 +177,7 @@ fn on_a_terminal(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>
         .current_dir(lab.dir.path())
         .spawn(pts)
         .unwrap();
-    let mut screen = Vec::new();
-    let mut buffer = [0u8; 4096];
-    // The terminal ends (EIO) once evoctl, its only user, has exited.
-    while let Ok(n) = (&pty).read(&mut buffer) {
-        if n == 0 {
-            break;
-        }
-        screen.extend_from_slice(&buffer[..n]);
-    }
+    let screen = crate::support::pty_to_end(&pty);
     (child.wait().unwrap().code(), String::from_utf8_lossy(&screen).into_owned())
 }
 
