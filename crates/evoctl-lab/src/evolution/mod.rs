@@ -366,6 +366,16 @@ impl EvolutionHub {
         self.processes().iter().filter(|p| p.drop_socket(name)).map(|p| p.options.label.clone()).collect()
     }
 
+    /// The phone removes the linked device (401 `device_removed`), in every process holding it.
+    pub fn remove_device(&self, name: &str) -> Vec<String> {
+        self.processes().iter().filter(|p| p.remove_device(name)).map(|p| p.options.label.clone()).collect()
+    }
+
+    /// The socket closes and its reconnect fails (memory `close`, the row still `open`).
+    pub fn kill_socket(&self, name: &str) -> Vec<String> {
+        self.processes().iter().filter(|p| p.kill_socket(name)).map(|p| p.options.label.clone()).collect()
+    }
+
     /// The network is back for that instance: its sockets are `open` again.
     pub fn reconnect_socket(&self, name: &str) -> Vec<String> {
         self.processes().iter().filter(|p| p.reconnect_socket(name)).map(|p| p.options.label.clone()).collect()
