@@ -75,7 +75,7 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Evidence of a conflict/replaced loop (logs and state flapping)
     Conflicts(ConflictsArgs),
-    /// Any Evolution API call from inside the task (the key is read there); the answer as JSON
+    /// Any Evolution API call, made inside the task; the answer as JSON
     Api(ApiArgs),
     /// The Evolution container's log (awslogs), each line with its task id
     Logs(LogsArgs),

@@ -46,7 +46,10 @@ pub async fn run(context: &Context, args: &ApiArgs) -> Result<u8> {
         let what = format!("{method} {}", args.path);
         let said = failure(&answer, &what, acted);
         let fix = said.as_ref().and_then(Error::fix).map(str::to_owned).unwrap_or_else(|| {
-            format!("check the path and body against Evolution's API; its log: `evoctl logs {} --kind error`", reach.env.name)
+            format!(
+                "check the path and body against Evolution's API; its log: `evoctl logs {} --kind error`",
+                reach.env.name
+            )
         });
         let message = flatten(&answer.body["response"]["message"]);
         return Err(Error::Evolution {
@@ -54,7 +57,11 @@ pub async fn run(context: &Context, args: &ApiArgs) -> Result<u8> {
             message: format!(
                 "{what} answered HTTP {}{}",
                 answer.status,
-                if message.is_empty() { String::new() } else { format!(": {}", crate::output::sanitize::quote_line(&message, 600)) }
+                if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", crate::output::sanitize::quote_line(&message, 600))
+                }
             ),
             fix,
         });
@@ -67,7 +74,10 @@ fn read_data(data: &str) -> Result<Value> {
     let (text, origin) = match data.strip_prefix('@') {
         Some(path) => (
             std::fs::read_to_string(path).map_err(|e| {
-                Error::usage(format!("--data @{path}: cannot read the file: {e}"), "give a readable file of JSON after @")
+                Error::usage(
+                    format!("--data @{path}: cannot read the file: {e}"),
+                    "give a readable file of JSON after @",
+                )
             })?,
             format!("the file {path}"),
         ),

@@ -10,9 +10,9 @@ use crate::aws::discovery::{self, LiveTask, ScalableRange, ServiceEvent, Service
 use crate::aws::scaling;
 use crate::cli::StatusArgs;
 use crate::config::Environment;
+use crate::error::Result;
 use crate::evolution::reasons::{Connection, RowFacts};
 use crate::exec::run::RunOptions;
-use crate::error::Result;
 use crate::exit;
 use crate::guard::drift::{self, Observed};
 use crate::output::table;

@@ -98,13 +98,13 @@ impl Driver<'_> {
         let request = json!({"calls": paths});
         let parsed = self.run(Mode::Calls, &request, None).await?;
         let answers = parsed["answers"].as_array().cloned().unwrap_or_default();
-        Ok(answers
+        answers
             .iter()
             .map(|a| match a["error"].as_str() {
                 Some(problem) => Err(no_answer(problem, &self.target.env)),
                 None => Ok(answer(a["status"].as_u64().unwrap_or(0) as u16, &a["body"])),
             })
-            .collect::<Result<Vec<_>>>()?)
+            .collect::<Result<Vec<_>>>()
     }
 
     /// What the calls of this driver act on, for the fixes of their errors.

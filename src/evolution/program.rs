@@ -65,7 +65,9 @@ mod tests {
     #[test]
     fn every_program_is_valid_javascript() {
         let dir = tempfile::tempdir().unwrap();
-        for mode in [Mode::Call, Mode::Sample, Mode::Gone, Mode::Watch, Mode::Reach, Mode::Probe, Mode::Checkup, Mode::Calls] {
+        for mode in
+            [Mode::Call, Mode::Sample, Mode::Gone, Mode::Watch, Mode::Reach, Mode::Probe, Mode::Checkup, Mode::Calls]
+        {
             let path = dir.path().join(format!("{mode:?}.js"));
             std::fs::write(&path, source(mode, &serde_json::json!({"path": "/"}))).unwrap();
             let output = std::process::Command::new("node").arg("--check").arg(&path).output().unwrap();

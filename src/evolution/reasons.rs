@@ -117,9 +117,8 @@ impl Connection {
             let at_ms = row.at.and_then(parse_ms);
             Disconnect::new(code, row.at.map(str::to_owned), at_ms, now_ms, "database")
         });
-        let logged_disconnect = logged_440_ms.map(|at| {
-            Disconnect::new(440, crate::guard::conflicts::stamp(at), Some(at), now_ms, "log")
-        });
+        let logged_disconnect =
+            logged_440_ms.map(|at| Disconnect::new(440, crate::guard::conflicts::stamp(at), Some(at), now_ms, "log"));
         let disagreement = match (row.status, state) {
             (Some("open"), Some("close")) => Some(
                 "the database says open, the process says close: a dead socket (2.3.7 reconnects without writing the row, and this reconnect did not come up)"
@@ -134,9 +133,8 @@ impl Connection {
             }
             _ => None,
         };
-        let recent_replaced = logged_disconnect
-            .as_ref()
-            .is_some_and(|d| d.age_seconds.is_some_and(|s| s <= RECENT_REPLACED_SECONDS));
+        let recent_replaced =
+            logged_disconnect.as_ref().is_some_and(|d| d.age_seconds.is_some_and(|s| s <= RECENT_REPLACED_SECONDS));
         let removed = row_disconnect.as_ref().is_some_and(|d| d.code == 401) && state != Some("open");
         let fix = if recent_replaced && state != Some("close") {
             Some(format!("another connection replaces this one (440): `evoctl conflicts {env}` says which"))
@@ -221,7 +219,12 @@ mod tests {
     fn a_row_open_under_a_closed_process_is_a_dead_socket() {
         let row = RowFacts { status: Some("open"), code: None, at: None };
         let c = Connection::new(Some("close"), Some(row), None, NOW, "production", "production");
-        assert!(c.disagreement.as_deref().unwrap().starts_with("the database says open, the process says close: a dead socket"));
+        assert!(
+            c.disagreement
+                .as_deref()
+                .unwrap()
+                .starts_with("the database says open, the process says close: a dead socket")
+        );
         assert_eq!(c.cell(), "close (db open)");
         assert!(c.fix.unwrap().contains("evoctl instance connect production"));
     }
@@ -230,11 +233,17 @@ mod tests {
     fn a_recent_440_points_at_conflicts_and_a_401_at_a_new_link() {
         let row = RowFacts { status: Some("open"), code: None, at: None };
         let c = Connection::new(Some("open"), Some(row), Some(NOW - 20_000), NOW, "production", "production");
-        assert_eq!(c.fix.as_deref(), Some("another connection replaced this one (440): `evoctl conflicts production` says which"));
+        assert_eq!(
+            c.fix.as_deref(),
+            Some("another connection replaces this one (440): `evoctl conflicts production` says which")
+        );
         assert_eq!(c.cell(), "open, 440 connectionReplaced 20 s ago");
         let row = RowFacts { status: Some("close"), code: Some(401), at: Some("2027-01-15T08:00:00.000Z") };
         let c = Connection::new(Some("close"), Some(row), None, NOW, "production", "production named1");
-        assert_eq!(c.fix.as_deref(), Some("the device was removed and the number needs a new link: `evoctl connect production named1`"));
+        assert_eq!(
+            c.fix.as_deref(),
+            Some("the device was removed and the number needs a new link: `evoctl connect production named1`")
+        );
         assert!(c.detail_lines().contains(&"the device was removed: it needs a new link".to_owned()));
     }
 }

@@ -84,9 +84,8 @@ fn a_removed_device_is_401_in_the_row_and_needs_a_new_link() {
     assert!(lines[2].ends_with(" ago, from the database row"), "{stdout}");
     assert!(stdout.contains("  the device was removed: it needs a new link\n"), "{stdout}");
     assert!(
-        stdout.ends_with(
-            "  fix: the device was removed and the number needs a new link: `evoctl connect production`\n"
-        ),
+        stdout
+            .ends_with("  fix: the device was removed and the number needs a new link: `evoctl connect production`\n"),
         "{stdout}"
     );
     let output = lab.evoctl().args(["--output", "json", "instance", "state", "production"]).output().unwrap();
@@ -175,18 +174,31 @@ fn api_prints_any_answer_as_json_without_a_secret() {
     // A body, and an error: HTTP >= 400 exits non-zero with the status said.
     let output = lab
         .evoctl()
-        .args(["api", "production", "POST", "/instance/create", "--data", r#"{"instanceName": "alinhou-production", "integration": "WHATSAPP-BAILEYS"}"#])
+        .args([
+            "api",
+            "production",
+            "POST",
+            "/instance/create",
+            "--data",
+            r#"{"instanceName": "alinhou-production", "integration": "WHATSAPP-BAILEYS"}"#,
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     assert!(
-        text(&output.stderr).starts_with("error: POST /instance/create answered HTTP 403: This name \"alinhou-production\" is already in use."),
+        text(&output.stderr).starts_with(
+            "error: POST /instance/create answered HTTP 403: This name \"alinhou-production\" is already in use."
+        ),
         "{}",
         text(&output.stderr)
     );
     let output = lab.evoctl().args(["api", "production", "GET", "/instance/connectionState/nope"]).output().unwrap();
     assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
-    assert!(text(&output.stderr).starts_with("error: GET /instance/connectionState/nope answered HTTP 404"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).starts_with("error: GET /instance/connectionState/nope answered HTTP 404"),
+        "{}",
+        text(&output.stderr)
+    );
 
     // Bad input says which and exits 2 before anything runs.
     let output = lab.evoctl().args(["api", "production", "FETCH", "/"]).output().unwrap();
