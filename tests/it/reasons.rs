@@ -23,6 +23,13 @@ fn a_linked_instance_says_both_states_and_no_disconnect() {
     assert_eq!(report["connection"]["database"], "open");
     assert_eq!(report["connection"]["disagreement"], serde_json::Value::Null);
     assert_eq!(report["connection"]["row_disconnect"], serde_json::Value::Null);
+
+    // connect's already-linked path says the same.
+    let output = lab.evoctl().args(["connect", "production", "--stable-for", "1s"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.starts_with("alinhou-production is already connected (open) to 5511987654321\n"), "{stdout}");
+    assert!(stdout.ends_with("  database: open\n  last disconnect: none recorded in the row\n"), "{stdout}");
 }
 
 #[test]
