@@ -203,7 +203,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
     let connection = if already_connected {
         let (status, code, at) = &row;
         let facts = RowFacts { status: status.as_deref(), code: *code, at: at.as_deref() };
-        let replaced = super::instance::last_replaced(&aws, &env).await;
+        let replaced = super::instance::last_stream_error(&aws, &env).await;
         let now = crate::aws::logs::now_ms();
         Some(Connection::new(Some("open"), Some(facts), replaced, now, &env.name, &again))
     } else {

@@ -8,7 +8,7 @@ use crate::cli::{
 };
 use crate::error::{Error, Result};
 use crate::evolution::api::{CreateRequest, Created, LoggedOut};
-use crate::evolution::reasons::{Connection, RowFacts};
+use crate::evolution::reasons::{Connection, RowFacts, stream_error_code};
 use crate::evolution::retries::Awaited;
 use crate::evolution::{Watch, WatchTiming};
 use crate::exit;
@@ -98,7 +98,7 @@ async fn state(context: &Context, args: &InstanceArgs) -> Result<u8> {
     let reach = Reach::for_reading(context, &args.env).await?;
     let name = reach.instance_name(&args.name).to_owned();
     let driver = reach.driver();
-    let (read, replaced) = tokio::join!(driver.connection(&name), last_replaced(&reach.aws, &reach.env));
+    let (read, replaced) = tokio::join!(driver.connection(&name), last_stream_error(&reach.aws, &reach.env));
     let (state, row) = read?;
     let facts = row.as_ref().map(|row| RowFacts {
         status: row.connection_status.as_deref(),
@@ -122,13 +122,15 @@ async fn state(context: &Context, args: &InstanceArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// When Baileys last logged a replacement (440) in this environment's log over the conflict
-/// window; `None` when none, or when the log cannot be read (no awslogs group).
-pub async fn last_replaced(aws: &crate::aws::Aws, env: &crate::config::Environment) -> Option<i64> {
+/// The newest close Baileys logged (`stream errored out`, with its code) in this environment's
+/// log over the conflict window: (code, ms since the epoch); `None` when none, or when the log
+/// cannot be read (no awslogs group).
+pub async fn last_stream_error(aws: &crate::aws::Aws, env: &crate::config::Environment) -> Option<(i64, i64)> {
     let target = crate::aws::discovery::ServiceRef { cluster: &env.cluster, service: &env.service };
     let source = crate::aws::logs::log_source(&aws.ecs(), target, &env.container).await.ok()?;
-    let evidence = crate::guard::conflicts::read(&aws.logs(), &source, crate::guard::CONFLICT_WINDOW).await.ok()?;
-    evidence.last_seen_ms
+    let start_ms = crate::aws::logs::now_ms() - crate::guard::CONFLICT_WINDOW.as_millis() as i64;
+    let lines = crate::aws::logs::filter(&aws.logs(), &source, "\"stream errored out\"", start_ms).await.ok()?;
+    lines.iter().rev().find_map(|line| stream_error_code(&line.message).map(|code| (code, line.timestamp_ms)))
 }
 
 /// How long `instance connect` waits for a fresh code.

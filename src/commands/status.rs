@@ -192,7 +192,7 @@ async fn instance_status(aws: &Aws, env: &Environment, tasks: &[LiveTask]) -> In
         Err(err) => return unread(err.to_string()),
     };
     let driver = crate::evolution::Driver { aws, target: &target, options: RunOptions::new(INSTANCE_READ) };
-    let (read, replaced) = tokio::join!(driver.connection(&name), super::instance::last_replaced(aws, env));
+    let (read, replaced) = tokio::join!(driver.connection(&name), super::instance::last_stream_error(aws, env));
     match read {
         Ok((state, row)) => {
             let facts = row.as_ref().map(|row| RowFacts {

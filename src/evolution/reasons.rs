@@ -77,6 +77,23 @@ pub fn parse_ms(at: &str) -> Option<i64> {
     time.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as i64)
 }
 
+/// The code of a Baileys `stream errored out` line as Baileys derives it
+/// (`getErrorCodeFromStreamError`): the node's `code` attribute, else 440 for a `conflict`
+/// child, else 500. Both shapes are read: rc.9's `reasonNode`/`fullErrorNode` and older
+/// Baileys' `node`. `None` for a line that is not one.
+pub fn stream_error_code(message: &str) -> Option<i64> {
+    if !message.contains("stream errored out") {
+        return None;
+    }
+    let line: serde_json::Value = serde_json::from_str(&message[message.find('{')?..]).ok()?;
+    let node = if line["fullErrorNode"].is_object() { &line["fullErrorNode"] } else { &line["node"] };
+    if let Some(code) = node["attrs"]["code"].as_str().and_then(|c| c.parse().ok()) {
+        return Some(code);
+    }
+    let reason = line["reasonNode"]["tag"].as_str().or_else(|| node["content"][0]["tag"].as_str());
+    Some(if reason == Some("conflict") { 440 } else { 500 })
+}
+
 /// What the row of an instance says about its connection (the `fetchInstances` fields).
 #[derive(Debug, Clone, Default)]
 pub struct RowFacts<'a> {
@@ -96,7 +113,9 @@ pub struct Connection {
     pub disagreement: Option<String>,
     /// The row's disconnect (2.3.7 writes it only for codes it does not reconnect on).
     pub row_disconnect: Option<Disconnect>,
-    /// The newest replacement (440) in the task's log, when there is one in the window read.
+    /// The newest close Baileys logged (`stream errored out`: 440 replaced, 515, 500, a 401
+    /// device removal…) in the task's log over the window read; the only place a close 2.3.7
+    /// reconnects on is recorded.
     pub logged_disconnect: Option<Disconnect>,
     /// What to run about it, when anything.
     pub fix: Option<String>,
@@ -107,7 +126,7 @@ impl Connection {
     pub fn new(
         state: Option<&str>,
         row: Option<RowFacts<'_>>,
-        logged_440_ms: Option<i64>,
+        logged: Option<(i64, i64)>,
         now_ms: i64,
         env: &str,
         subject: &str,
@@ -118,7 +137,7 @@ impl Connection {
             Disconnect::new(code, row.at.map(str::to_owned), at_ms, now_ms, "database")
         });
         let logged_disconnect =
-            logged_440_ms.map(|at| Disconnect::new(440, crate::guard::conflicts::stamp(at), Some(at), now_ms, "log"));
+            logged.map(|(code, at)| Disconnect::new(code, crate::guard::conflicts::stamp(at), Some(at), now_ms, "log"));
         let disagreement = match (row.status, state) {
             (Some("open"), Some("close")) => Some(
                 "the database says open, the process says close: a dead socket (2.3.7 reconnects without writing the row, and this reconnect did not come up)"
@@ -133,8 +152,9 @@ impl Connection {
             }
             _ => None,
         };
-        let recent_replaced =
-            logged_disconnect.as_ref().is_some_and(|d| d.age_seconds.is_some_and(|s| s <= RECENT_REPLACED_SECONDS));
+        let recent_replaced = logged_disconnect
+            .as_ref()
+            .is_some_and(|d| d.code == 440 && d.age_seconds.is_some_and(|s| s <= RECENT_REPLACED_SECONDS));
         let removed = row_disconnect.as_ref().is_some_and(|d| d.code == 401) && state != Some("open");
         let fix = if recent_replaced && state != Some("close") {
             Some(format!("another connection replaces this one (440): `evoctl conflicts {env}` says which"))
@@ -167,7 +187,7 @@ impl Connection {
             None => lines.push("last disconnect: none recorded in the row".into()),
         }
         if let Some(d) = &self.logged_disconnect {
-            lines.push(format!("replaced: {}", d.describe()));
+            lines.push(format!("last stream error: {}", d.describe()));
         }
         if let Some(disagreement) = &self.disagreement {
             lines.push(disagreement.clone());
@@ -213,6 +233,15 @@ mod tests {
         assert_eq!(reason(999).0, "unknown");
         assert_eq!(parse_ms("1970-01-01T00:01:00.000Z"), Some(60_000));
         assert_eq!(parse_ms("1970-01-01T00:01:00Z"), Some(60_000));
+        let older = r#"{"level":50,"time":1,"node":{"tag":"stream:error","attrs":{"code":"440"},"content":[{"tag":"conflict","attrs":{"type":"replaced"}}]},"msg":"stream errored out"}"#;
+        assert_eq!(stream_error_code(older), Some(440));
+        let rc9 = r#"{"level":50,"reasonNode":{"tag":"conflict","attrs":{"type":"device_removed"}},"fullErrorNode":{"tag":"stream:error","attrs":{"code":"401"},"content":[]},"msg":"stream errored out"}"#;
+        assert_eq!(stream_error_code(rc9), Some(401));
+        let replaced = r#"{"level":50,"reasonNode":{"tag":"conflict","attrs":{"type":"replaced"}},"fullErrorNode":{"tag":"stream:error","attrs":{}},"msg":"stream errored out"}"#;
+        assert_eq!(stream_error_code(replaced), Some(440));
+        let restart = r#"{"level":50,"reasonNode":null,"fullErrorNode":{"tag":"stream:error","attrs":{"code":"515"}},"msg":"stream errored out"}"#;
+        assert_eq!(stream_error_code(restart), Some(515));
+        assert_eq!(stream_error_code("INFO Browser: x"), None);
     }
 
     #[test]
@@ -232,7 +261,7 @@ mod tests {
     #[test]
     fn a_recent_440_points_at_conflicts_and_a_401_at_a_new_link() {
         let row = RowFacts { status: Some("open"), code: None, at: None };
-        let c = Connection::new(Some("open"), Some(row), Some(NOW - 20_000), NOW, "production", "production");
+        let c = Connection::new(Some("open"), Some(row), Some((440, NOW - 20_000)), NOW, "production", "production");
         assert_eq!(
             c.fix.as_deref(),
             Some("another connection replaces this one (440): `evoctl conflicts production` says which")

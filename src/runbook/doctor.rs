@@ -776,7 +776,7 @@ fn instance_health_check(checks: &mut Checks<'_>, env: &Environment, rows: Resul
                     code: row.disconnection_reason_code,
                     at: row.disconnection_at.as_deref(),
                 };
-                let replaced = seen.mine.conflicts.as_ref().and_then(|c| c.last_seen_ms);
+                let replaced = seen.mine.conflicts.as_ref().and_then(|c| c.last_seen_ms).map(|at| (440, at));
                 let now = crate::aws::logs::now_ms();
                 let connection = Connection::new(seen.memory, Some(facts), replaced, now, &env.name, &env.name);
                 let mut evidence = format!(
@@ -796,7 +796,7 @@ fn instance_health_check(checks: &mut Checks<'_>, env: &Environment, rows: Resul
                     None => evidence.push_str("; no disconnect recorded in the row"),
                 }
                 if let Some(d) = &connection.logged_disconnect {
-                    evidence.push_str(&format!("; replaced: {}", d.describe()));
+                    evidence.push_str(&format!("; last replaced: {}", d.describe()));
                 }
                 if let Some(disagreement) = &connection.disagreement {
                     evidence.push_str(&format!("; {disagreement}"));

@@ -58,7 +58,7 @@ fn the_conflict_shows_440_and_its_meaning_and_points_at_conflicts() {
     let stdout = text(&output.stdout);
     assert!(
         stdout.contains(
-            "  replaced: 440 connectionReplaced (replaced: another connection took this session (two sockets on one number)), "
+            "  last stream error: 440 connectionReplaced (replaced: another connection took this session (two sockets on one number)), "
         ),
         "{stdout}"
     );
@@ -100,6 +100,14 @@ fn a_removed_device_is_401_in_the_row_and_needs_a_new_link() {
     assert_eq!(report["connection"]["row_disconnect"]["code"], 401);
     assert_eq!(report["connection"]["row_disconnect"]["name"], "loggedOut");
     assert_eq!(report["connection"]["row_disconnect"]["source"], "database");
+    // Baileys' own line (rc.9's shape, `code="401"` with `device_removed`) reads as the same 401.
+    let logged = wait_until(Duration::from_secs(15), "the 401 from the task's log", || {
+        let output = lab.evoctl().args(["--output", "json", "instance", "state", "production"]).output().unwrap();
+        let report = json_stdout(&output);
+        let logged = report["connection"]["logged_disconnect"].clone();
+        (!logged.is_null()).then_some(logged)
+    });
+    assert_eq!((logged["code"].as_i64(), logged["name"].as_str()), (Some(401), Some("loggedOut")));
 
     // doctor's instance-health layer says the same.
     let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
