@@ -199,7 +199,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
     };
     let already_connected = !view.created && view.codes.shown == 0;
     // Already linked: both states and the last disconnect, as `instance state` says them (the
-    // row came with the number; a replacement from the task's log).
+    // row came with the number; the last stream error from the task's log).
     let connection = if already_connected {
         let (status, code, at) = &row;
         let facts = RowFacts { status: status.as_deref(), code: *code, at: at.as_deref() };

@@ -91,9 +91,10 @@ async fn create(context: &Context, args: &InstanceArgs) -> Result<u8> {
 }
 
 /// Both states of the instance (the process's memory and the database row, read in one exec
-/// session), its last disconnect with its meaning and age (the row's; a replacement, 440, from
-/// the task's log, read meanwhile), and a disagreement between them. The first line is the live
-/// state alone, as before.
+/// session), its last disconnect with its meaning and age (the row's; the last stream error, such
+/// as a 440, from the task's log, read meanwhile), and a disagreement between them. The first
+/// line is the live state alone, as before. It reads from the oldest ready task even when two
+/// run.
 async fn state(context: &Context, args: &InstanceArgs) -> Result<u8> {
     let reach = Reach::for_reading(context, &args.env).await?;
     let name = reach.instance_name(&args.name).to_owned();

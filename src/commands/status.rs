@@ -2,7 +2,10 @@
 //! of each environment, all environments read concurrently, each marked when it has drifted
 //! from evoctl.toml or is unsafe (two live connections on one number: see
 //! [`crate::guard::drift`]); for an environment whose task stopped within the last hour, that
-//! task's stop reason and the service's newest event. `--check` exits 1 on a mark.
+//! task's stop reason and the service's newest event. `--check` exits 1 on a mark. Only with
+//! `--instances` is anything read inside a task: each environment's instance (its two states and
+//! last disconnect, [`crate::evolution::reasons`]) in one exec session per environment with one
+//! ready task; without it `status` stays on the AWS APIs.
 
 use super::Context;
 use crate::aws::Aws;
@@ -182,7 +185,7 @@ pub async fn run(context: &Context, args: &StatusArgs) -> Result<u8> {
 }
 
 /// The instance of `env` read in its one ready task: one exec session (connectionState and
-/// fetchInstances together) and, meanwhile, the task's log for a replacement.
+/// fetchInstances together) and, meanwhile, the task's log for the last stream error.
 async fn instance_status(aws: &Aws, env: &Environment, tasks: &[LiveTask]) -> InstanceStatus {
     let name = env.instance.clone();
     let unread = |why: String| InstanceStatus { name: env.instance.clone(), connection: None, unread: Some(why) };
