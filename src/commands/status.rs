@@ -189,7 +189,12 @@ pub async fn run(context: &Context, args: &StatusArgs) -> Result<u8> {
 async fn instance_status(aws: &Aws, env: &Environment, tasks: &[LiveTask]) -> InstanceStatus {
     let name = env.instance.clone();
     let unread = |why: String| InstanceStatus { name: env.instance.clone(), connection: None, unread: Some(why) };
-    let [task] = tasks else { return unread(format!("{} live tasks (reading it needs exactly one)", tasks.len())) };
+    let [task] = tasks else {
+        return match tasks.len() {
+            0 => unread(NO_TASK.into()),
+            n => unread(format!("{n} live tasks (reading it needs exactly one)")),
+        };
+    };
     let target = match crate::exec::target::ready(env, task.clone(), None) {
         Ok(target) => target,
         Err(err) => return unread(err.to_string()),
@@ -211,6 +216,9 @@ async fn instance_status(aws: &Aws, env: &Environment, tasks: &[LiveTask]) -> In
     }
 }
 
+/// Why an environment without a live task has no instance read.
+const NO_TASK: &str = "no live task";
+
 /// The bound on one environment's instance read.
 const INSTANCE_READ: Duration = Duration::from_secs(30);
 
@@ -224,11 +232,13 @@ async fn env_state(aws: &Aws, env: &Environment) -> Result<EnvRead> {
     Ok(EnvRead { service, event, tasks, last_stopped })
 }
 
-/// The INSTANCE column: `NAME open`, `NAME close (db open), 440 …`, or `NAME unread`.
+/// The INSTANCE column: `NAME open`, `NAME close (db open), 440 …`, `NAME (no live task)` or
+/// `NAME (not read)` (the notes say why).
 fn instance_cell(instance: Option<&InstanceStatus>) -> String {
     match instance {
         Some(InstanceStatus { name, connection: Some(connection), .. }) => format!("{name} {}", connection.cell()),
-        Some(InstanceStatus { name, .. }) => format!("{name} unread"),
+        Some(InstanceStatus { name, unread: Some(why), .. }) if why == NO_TASK => format!("{name} ({NO_TASK})"),
+        Some(InstanceStatus { name, .. }) => format!("{name} (not read)"),
         None => "-".into(),
     }
 }
@@ -372,7 +382,9 @@ fn render(report: &StatusReport) -> String {
         if let Some(event) = &e.latest_event {
             note("event", format!("{} {}", event.at.as_deref().unwrap_or("?"), event.message));
         }
-        if let Some(InstanceStatus { unread: Some(why), .. }) = &e.instance {
+        if let Some(InstanceStatus { unread: Some(why), .. }) = &e.instance
+            && why != NO_TASK
+        {
             note("instance", format!("not read: {why}"));
         }
         if let Some(InstanceStatus { connection: Some(connection), .. }) = &e.instance {

@@ -140,11 +140,12 @@ fn a_row_that_says_open_under_a_closed_process_is_a_dead_socket() {
     // status reads it only when asked, in one session per environment.
     let output = lab.evoctl().args(["status", "production"]).output().unwrap();
     assert!(!text(&output.stdout).contains("INSTANCE"), "{}", text(&output.stdout));
-    let output = lab.evoctl().args(["status", "production", "--instances"]).output().unwrap();
+    let output = lab.evoctl().args(["status", "--instances"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     assert!(stdout.contains("INSTANCE"), "{stdout}");
     assert!(stdout.contains("alinhou-production close (db open)"), "{stdout}");
+    assert!(stdout.contains("alinhou-staging (no live task)"), "staging is parked: {stdout}");
     assert!(stdout.contains("the database says open, the process says close: a dead socket"), "{stdout}");
     let output = lab.evoctl().args(["--output", "json", "status", "production", "--instances"]).output().unwrap();
     let report = json_stdout(&output);
