@@ -75,6 +75,8 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Evidence of a conflict/replaced loop (logs and state flapping)
     Conflicts(ConflictsArgs),
+    /// Any Evolution API call, made inside the task; the answer as JSON
+    Api(ApiArgs),
     /// The Evolution container's log (awslogs), each line with its task id
     Logs(LogsArgs),
     /// Print shell completions
@@ -125,6 +127,10 @@ pub struct StatusArgs {
     /// connections on one number)
     #[arg(long)]
     pub check: bool,
+    /// Also read each environment's instance from inside its task (one exec session per
+    /// environment with one ready task): both states and the last disconnect
+    #[arg(long)]
+    pub instances: bool,
 }
 
 #[derive(Debug, Args)]
@@ -416,6 +422,22 @@ pub struct ConnectArgs {
     /// How long the instance must stay open to count as linked
     #[arg(long, default_value = "3s", value_name = "DURATION", value_parser = crate::duration::parse, hide = true)]
     pub stable_for: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Environment name from the config file
+    pub env: String,
+    /// HTTP method: GET, POST, PUT, PATCH or DELETE
+    pub method: String,
+    /// Path on the Evolution API, with its query (e.g. /instance/fetchInstances)
+    pub path: String,
+    /// Request body: JSON text, or @FILE to read it from a file
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub data: Option<String>,
+    /// Check first (in the same session) that this Evolution process holds the instance NAME
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Args)]

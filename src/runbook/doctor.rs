@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::evolution::api::{self, InstanceInfo, WebhookRequest, WebhookRow};
 use crate::evolution::checkup::{Checkup, CheckupEnd, ProbeSettings, Step};
 use crate::evolution::probe::{self, WebhookProbe};
+use crate::evolution::reasons::{Connection, RowFacts};
 use crate::evolution::{Driver, logs};
 use crate::exec::run::RunOptions;
 use crate::exec::target::ExecTarget;
@@ -466,6 +467,7 @@ async fn in_task_layers(
         plan: &plan,
         exists: false,
         no_route: false,
+        memory: None,
         row: None,
         done: false,
     };
@@ -530,6 +532,8 @@ struct InTask<'c, 'o, 'a> {
     exists: bool,
     /// The whatsapp-reach layer failed: no fix offers a link.
     no_route: bool,
+    /// The instance's live state (the process's memory), once read.
+    memory: Option<String>,
     /// The instance's webhook row, once read.
     row: Option<WebhookRow>,
     /// Every in-task layer is judged.
@@ -569,6 +573,7 @@ impl InTask<'_, '_, '_> {
             },
             Step::Reach(Err(err)) => checks.error(Layer::WhatsappReach, &err),
             Step::Instance(state) => {
+                self.memory = state.as_ref().ok().cloned();
                 self.exists = instance_check(checks, self.env, state, self.no_route);
                 if !self.exists {
                     checks.skip(Layer::InstanceHealth, Some(Layer::Webhook), "needs the instance");
@@ -577,7 +582,8 @@ impl InTask<'_, '_, '_> {
                 }
             }
             Step::InstanceRow(rows) => {
-                instance_health_check(checks, self.env, rows, self.no_route);
+                let seen = Seen { memory: self.memory.as_deref(), mine: self.mine, no_route: self.no_route };
+                instance_health_check(checks, self.env, rows, seen);
                 if !self.plan.webhook {
                     self.webhook(None);
                     if self.plan.probe.is_none() {
@@ -724,7 +730,17 @@ fn instance_check(checks: &mut Checks<'_>, env: &Environment, state: Result<Stri
 
 /// 2.3.7's report of instances created but stuck in `close` (evolution-foundation/evolution-api#2419):
 /// an instance that is `close` and was never linked nor disconnected since it was created.
-fn instance_health_check(checks: &mut Checks<'_>, env: &Environment, rows: Result<Vec<InstanceInfo>>, no_route: bool) {
+/// What the instance-health layer knows besides the row.
+struct Seen<'a> {
+    /// The live state the instance layer read (the process's memory).
+    memory: Option<&'a str>,
+    mine: &'a EnvFacts,
+    /// No route to WhatsApp (whatsapp-reach failed): no fix offers a link.
+    no_route: bool,
+}
+
+fn instance_health_check(checks: &mut Checks<'_>, env: &Environment, rows: Result<Vec<InstanceInfo>>, seen: Seen<'_>) {
+    let no_route = seen.no_route;
     match rows {
         Ok(rows) => match rows.first() {
             Some(row)
@@ -754,15 +770,47 @@ fn instance_health_check(checks: &mut Checks<'_>, env: &Environment, rows: Resul
                     ),
                 );
             }
-            Some(row) => checks.ok(
-                Layer::InstanceHealth,
-                format!(
-                    "{} is {}{}",
+            Some(row) => {
+                let facts = RowFacts {
+                    status: row.connection_status.as_deref(),
+                    code: row.disconnection_reason_code,
+                    at: row.disconnection_at.as_deref(),
+                };
+                let replaced = seen.mine.conflicts.as_ref().and_then(|c| c.last_seen_ms).map(|at| (440, at));
+                let now = crate::aws::logs::now_ms();
+                let connection = Connection::new(seen.memory, Some(facts), replaced, now, &env.name, &env.name);
+                let mut evidence = format!(
+                    "{} is {} in the process and {} in the database{}",
                     env.instance,
+                    seen.memory.unwrap_or("-"),
                     row.connection_status.as_deref().unwrap_or("?"),
-                    row.number().map(|n| format!(", linked to {n}")).unwrap_or_default()
-                ),
-            ),
+                    row.number()
+                        .map(|n| match row.connection_status.as_deref() {
+                            Some("open") => format!(", linked to {n}"),
+                            _ => format!(", last linked to {n}"),
+                        })
+                        .unwrap_or_default()
+                );
+                match &connection.row_disconnect {
+                    Some(d) => evidence.push_str(&format!("; last disconnect: {}", d.describe())),
+                    None => evidence.push_str("; no disconnect recorded in the row"),
+                }
+                if let Some(d) = &connection.logged_disconnect {
+                    evidence.push_str(&format!("; last replaced: {}", d.describe()));
+                }
+                if let Some(disagreement) = &connection.disagreement {
+                    evidence.push_str(&format!("; {disagreement}"));
+                }
+                match (&connection.fix, connection.disagreement.is_some() || seen.memory != Some("open")) {
+                    (Some(fix), true) if !no_route => checks.warn(Layer::InstanceHealth, evidence, fix.clone()),
+                    (Some(_), true) => checks.warn(
+                        Layer::InstanceHealth,
+                        evidence,
+                        "the task cannot reach WhatsApp (whatsapp-reach above): fix the route first",
+                    ),
+                    _ => checks.ok(Layer::InstanceHealth, evidence),
+                }
+            }
             None => checks.skip(Layer::InstanceHealth, Some(Layer::Webhook), "fetchInstances does not list it"),
         },
         Err(err) => checks.error(Layer::InstanceHealth, &err),

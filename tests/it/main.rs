@@ -32,6 +32,7 @@ mod pipes;
 mod plugin;
 mod proxy;
 mod qr;
+mod reasons;
 mod remote_text;
 mod secrets;
 mod shell;

@@ -303,7 +303,8 @@ impl EvolutionHub {
     /// Two processes on one database with one client name both hold a paired session: WhatsApp
     /// replaces one socket with the other (440) about every second, the replaced one reconnects
     /// at once, and Baileys' `stream errored out` conflict line lands in the replaced process's
-    /// log. With two tasks each is replaced, and logs the line, about every 2 s.
+    /// log, in the shape Baileys 7.0.0-rc.9 (2.3.7's pin) logs it: `reasonNode` and
+    /// `fullErrorNode` (`src/Socket/socket.ts:955`), no `code` attribute (`conflict` maps to 440). With two tasks each is replaced, and logs the line, about every 2 s.
     fn conflicts(&self, now: u64) {
         let processes = self.processes();
         let mut groups: Vec<Vec<Arc<Process>>> = Vec::new();
@@ -343,7 +344,7 @@ impl EvolutionHub {
                     holder.set_replaced(&name, index == turn);
                 }
                 let line = format!(
-                    "{{\"level\":50,\"time\":{now},\"pid\":{},\"hostname\":\"ip-10-0-1-23\",\"node\":{{\"tag\":\"stream:error\",\"attrs\":{{\"code\":\"440\"}},\"content\":[{{\"tag\":\"conflict\",\"attrs\":{{\"type\":\"replaced\"}}}}]}},\"msg\":\"stream errored out\"}}",
+                    "{{\"level\":50,\"time\":{now},\"pid\":{},\"hostname\":\"ip-10-0-1-23\",\"reasonNode\":{{\"tag\":\"conflict\",\"attrs\":{{\"type\":\"replaced\"}}}},\"fullErrorNode\":{{\"tag\":\"stream:error\",\"attrs\":{{}},\"content\":[{{\"tag\":\"conflict\",\"attrs\":{{\"type\":\"replaced\"}}}}]}},\"msg\":\"stream errored out\"}}",
                     holders[turn].options.pid
                 );
                 holders[turn].logger.raw(&line);
@@ -364,6 +365,16 @@ impl EvolutionHub {
     /// The network under a paired instance's socket drops in every process that holds it open.
     pub fn drop_socket(&self, name: &str) -> Vec<String> {
         self.processes().iter().filter(|p| p.drop_socket(name)).map(|p| p.options.label.clone()).collect()
+    }
+
+    /// The phone removes the linked device (401 `device_removed`), in every process holding it.
+    pub fn remove_device(&self, name: &str) -> Vec<String> {
+        self.processes().iter().filter(|p| p.remove_device(name)).map(|p| p.options.label.clone()).collect()
+    }
+
+    /// The socket closes and its reconnect fails (memory `close`, the row still `open`).
+    pub fn kill_socket(&self, name: &str) -> Vec<String> {
+        self.processes().iter().filter(|p| p.kill_socket(name)).map(|p| p.options.label.clone()).collect()
     }
 
     /// The network is back for that instance: its sockets are `open` again.
