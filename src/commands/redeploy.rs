@@ -126,12 +126,7 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
                 ),
             ));
         }
-        context.printer.warn(&format!(
-            "{}'s session keys are not kept outside the task ({}): the number will need a new link after this redeploy (`evoctl connect {}`)",
-            env.name,
-            auth.short(),
-            env.name
-        ));
+        context.printer.warn(&auth_state::replacement_warning(&env.name, &auth, "this redeploy"));
     }
     // The instance's number before, from the old task (best effort: a broken Evolution is often
     // why one redeploys).

@@ -156,6 +156,15 @@ impl AuthState {
     }
 }
 
+/// What `redeploy`, `scale` and `enforce` say before they replace `env`'s task while its keys
+/// would not survive it; `after` names the change ("this redeploy").
+pub fn replacement_warning(env: &str, auth: &AuthState, after: &str) -> String {
+    format!(
+        "{env}'s session keys are not kept outside the task ({}): the number will need a new link after {after} (`evoctl connect {env}`)",
+        auth.short()
+    )
+}
+
 /// The fix for a state that loses the session.
 pub fn fix() -> String {
     format!(

@@ -107,27 +107,32 @@ fn a_redeploy_with_keys_on_the_task_disk_is_refused_then_needs_a_new_scan() {
     assert_eq!(row["processes"][0]["process"], new.as_str());
 
     // `connect` asks for a new scan: a fresh QR, and only the scan links the number again.
-    let child = lab
-        .evoctl_process()
-        .args(["connect", "production", "--stable-for", "1s", "--timeout", "60s"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until(Duration::from_secs(30), "a new QR to scan", || {
-        let row = lab.evolution_instance("alinhou-production");
-        (row["socket"] == "pairing" && row["qr"]["code"].is_string()).then_some(())
+    let mut child = lab.spawn(&["connect", "production", "--stable-for", "1s", "--timeout", "60s"]);
+    let stderr = child.stderr.take().unwrap();
+    let (lines, said) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let line = line.unwrap();
+            all.push_str(&line);
+            all.push('\n');
+            let _ = lines.send(line);
+        }
+        all
+    });
+    wait_until(Duration::from_secs(30), "connect to show a new QR", || {
+        said.try_iter().any(|line| line.starts_with("QR 1 of 30")).then_some(())
     });
     assert_eq!(state(&lab), "connecting");
     lab.scan("alinhou-production");
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stderr = reader.join().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(
         text(&output.stdout).starts_with("linked 5511987654321 to alinhou-production\n"),
         "{}",
         text(&output.stdout)
     );
-    assert!(text(&output.stderr).contains("QR 1 of 30"), "{}", text(&output.stderr));
 }
 
 #[test]
@@ -179,5 +184,28 @@ fn a_redeploy_with_keys_in_redis_or_on_efs_comes_back_open_on_the_same_number() 
             "{scenario}: {}",
             text(&output.stdout)
         );
+    });
+}
+
+#[test]
+fn scale_warns_before_it_starts_a_protected_task_whose_keys_would_be_lost() {
+    let warning = "warning: production's session keys are not kept outside the task (keys on the task's ephemeral disk (/evolution/instances)): the number will need a new link after this change (`evoctl connect production`)\n";
+    in_parallel(&["ephemeral-keys", "seed"], 2, |base| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scenario.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "extends = \"{base}\"\ndescription = \"production scaled to 0\"\n\
+                 [services.\"alinhou-production/EvolutionService\"]\ndesired_count = 0\nscaling = {{ min = 0, max = 0 }}\n"
+            ),
+        )
+        .unwrap();
+        let lab = Lab::start(path.to_str().unwrap());
+        let output = lab.evoctl().args(["scale", "production"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        assert!(text(&output.stdout).contains("UpdateService desiredCount 1"), "{}", text(&output.stdout));
+        let expected = if *base == "seed" { "" } else { warning };
+        assert_eq!(text(&output.stderr), expected, "{base}");
     });
 }
