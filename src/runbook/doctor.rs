@@ -11,11 +11,12 @@ use crate::aws::{Aws, Fleet, sdk_failure};
 use crate::config::{Config, Environment};
 use crate::error::{Error, Result};
 use crate::evolution::api::{self, InstanceInfo, WebhookRequest, WebhookRow};
-use crate::evolution::checkup::{Checkup, CheckupEnd, ProbeSettings, Step};
+use crate::evolution::checkup::{Checkup, CheckupEnd, MountSeen, ProbeSettings, Step};
 use crate::evolution::probe::{self, WebhookProbe};
 use crate::evolution::{Driver, logs};
 use crate::exec::run::RunOptions;
 use crate::exec::target::ExecTarget;
+use crate::guard::auth_state::{self, AuthState};
 use crate::guard::compared::ApiKey;
 use crate::guard::facts::{self, EnvFacts, WebhookSecret};
 use crate::guard::{self, CONFLICT_WINDOW};
@@ -79,6 +80,7 @@ pub enum Layer {
     ExecEnabled,
     ExecAgent,
     ExecTrial,
+    SessionStore,
     Evolution,
     ApiKey,
     WhatsappReach,
@@ -92,7 +94,7 @@ pub enum Layer {
 
 impl Layer {
     /// Every layer, in the order they are checked.
-    pub const ALL: [Layer; 19] = [
+    pub const ALL: [Layer; 20] = [
         Layer::Credentials,
         Layer::Cluster,
         Layer::Service,
@@ -103,6 +105,7 @@ impl Layer {
         Layer::ExecEnabled,
         Layer::ExecAgent,
         Layer::ExecTrial,
+        Layer::SessionStore,
         Layer::Evolution,
         Layer::ApiKey,
         Layer::WhatsappReach,
@@ -127,6 +130,7 @@ impl Layer {
             Layer::ExecEnabled => "exec-enabled",
             Layer::ExecAgent => "exec-agent",
             Layer::ExecTrial => "exec-trial",
+            Layer::SessionStore => "session-store",
             Layer::Evolution => "evolution",
             Layer::ApiKey => "api-key",
             Layer::WhatsappReach => "whatsapp-reach",
@@ -456,6 +460,7 @@ async fn in_task_layers(
         // The row, whatever the config says: the delivery layer counts the records of its URL.
         webhook: true,
         probe: probing.then_some(ProbeSettings { expected, timeout: PROBE_TIMEOUT }),
+        session_dir: mine.auth_state.volume_path(),
     };
     let mut judge = InTask {
         checks,
@@ -543,7 +548,13 @@ impl InTask<'_, '_, '_> {
         }
         let checks = &mut *self.checks;
         match step {
-            Step::Trial { node } => checks.ok(Layer::ExecTrial, format!("node {node} runs in the task's container")),
+            Step::Trial { node } => {
+                checks.ok(Layer::ExecTrial, format!("node {node} runs in the task's container"));
+                if self.plan.session_dir.is_none() {
+                    session_store_check(checks, self.env, &self.mine.auth_state, None);
+                }
+            }
+            Step::SessionStore(seen) => session_store_check(checks, self.env, &self.mine.auth_state, Some(seen)),
             Step::Evolution(Ok(info)) => {
                 checks.ok(Layer::Evolution, format!("Evolution API {} (client {})", info.version, info.client_name))
             }
@@ -645,6 +656,48 @@ impl InTask<'_, '_, '_> {
                 );
                 self.stop("needs the layer above");
             }
+        }
+    }
+}
+
+/// Where the session's keys live (the task definition, as the `session-persistence` rule reads
+/// it), and, when that is a volume, whether the task really has a network file system there.
+fn session_store_check(
+    checks: &mut Checks<'_>,
+    env: &Environment,
+    auth: &AuthState,
+    seen: Option<std::result::Result<MountSeen, String>>,
+) {
+    if let Some(problem) = auth.problem() {
+        return match env.protected {
+            true => checks.fail(Layer::SessionStore, problem, auth_state::fix()),
+            false => checks.warn(Layer::SessionStore, problem, auth_state::fix()),
+        };
+    }
+    let dir = auth_state::INSTANCES_DIR;
+    let fix = "check the container's mountPoints (containerPath /evolution/instances) and the task volume's efsVolumeConfiguration, then deploy";
+    match seen {
+        None => checks.ok(Layer::SessionStore, auth.short()),
+        Some(Ok(mount)) if mount.fs_type.starts_with("nfs") || mount.fs_type == "efs" => checks.ok(
+            Layer::SessionStore,
+            format!(
+                "{}; in the task {dir} is on {} ({} from {})",
+                auth.short(),
+                mount.mount_point,
+                mount.fs_type,
+                mount.source
+            ),
+        ),
+        Some(Ok(mount)) => checks.fail(
+            Layer::SessionStore,
+            format!(
+                "the task definition mounts EFS for {dir}, but in the task it is on {} ({} from {}): the task's own storage, lost with the task",
+                mount.mount_point, mount.fs_type, mount.source
+            ),
+            fix,
+        ),
+        Some(Err(problem)) => {
+            checks.warn(Layer::SessionStore, format!("{}; /proc/mounts could not be read in the task: {problem}", auth.short()), fix)
         }
     }
 }

@@ -209,3 +209,42 @@ fn scale_warns_before_it_starts_a_protected_task_whose_keys_would_be_lost() {
         assert_eq!(text(&output.stderr), expected, "{base}");
     });
 }
+
+#[test]
+fn doctor_says_where_the_keys_live_and_reads_the_volume_from_inside_the_task() {
+    let check = |report: &Value, layer: &str| {
+        report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == layer).unwrap().clone()
+    };
+    in_parallel(&["efs-keys", "ephemeral-keys", "seed"], 3, |scenario| {
+        let lab = Lab::start(scenario);
+        lab.wait_settled();
+        let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
+        let report = json_stdout(&output);
+        let store = check(&report, "session-store");
+        match *scenario {
+            "efs-keys" => assert_eq!(
+                (&store["status"], &store["evidence"]),
+                (
+                    &Value::from("OK"),
+                    &Value::from(
+                        "creds in the database, keys on EFS fs-0a1b2c3d4e5f60718 mounted at /evolution/instances; in the task /evolution/instances is on /evolution/instances (nfs4 from 127.0.0.1:/)"
+                    )
+                ),
+                "{report:#}"
+            ),
+            "seed" => assert_eq!(
+                (&store["status"], &store["evidence"]),
+                (
+                    &Value::from("OK"),
+                    &Value::from("Redis redis://redis.alinhou.internal:6379/2 (CACHE_REDIS_SAVE_INSTANCES)")
+                ),
+                "{report:#}"
+            ),
+            _ => {
+                assert_eq!((&store["status"], &store["fix"]), (&Value::from("FAIL"), &Value::from(FIX)), "{report:#}");
+                assert_eq!(report["first_broken"], "session-store");
+                assert_eq!(output.status.code(), Some(1));
+            }
+        }
+    });
+}

@@ -104,6 +104,9 @@ pub struct EvolutionHub {
     /// Keys of seeded linked instances whose store is a task's own, by database URI: the first
     /// task on that database has them.
     seeded_keys: Mutex<HashMap<String, Vec<String>>>,
+    /// Each started task's mounts (container path, EFS file system): what its `/proc/mounts`
+    /// shows inside the container.
+    mounts: Mutex<HashMap<String, Vec<(String, Option<String>)>>>,
     running: Mutex<IndexMap<String, Running>>,
     pub receiver: control::Receiver,
     pids: Mutex<u32>,
@@ -116,6 +119,7 @@ impl EvolutionHub {
             databases: Mutex::new(HashMap::new()),
             key_stores: Mutex::new(HashMap::new()),
             seeded_keys: Mutex::new(HashMap::new()),
+            mounts: Mutex::new(HashMap::new()),
             running: Mutex::new(IndexMap::new()),
             receiver: control::Receiver::default(),
             pids: Mutex::new(18),
@@ -190,6 +194,23 @@ impl EvolutionHub {
             db.rows.insert(spec.name.clone(), row);
         }
         Ok(())
+    }
+
+    /// The mount table a task's container sees (`/proc/mounts`): the root overlay, `/proc`, and
+    /// each volume of its task definition (an EFS volume as the efs-utils TLS mount shows it,
+    /// NFSv4 from `127.0.0.1:/`; a bind mount on the task's storage device).
+    pub fn proc_mounts(&self, task_id: &str) -> String {
+        let mut table = String::from(
+            "overlay / overlay rw,relatime,lowerdir=/var/lib/containerd/snapshots/1/fs 0 0\n\
+             proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\n",
+        );
+        for (path, efs) in self.mounts.lock().expect("lab lock").get(task_id).cloned().unwrap_or_default() {
+            table.push_str(&match efs {
+                Some(_) => format!("127.0.0.1:/ {path} nfs4 rw,relatime,vers=4.1,rsize=1048576,wsize=1048576,hard,proto=tcp,port=20049 0 0\n"),
+                None => format!("/dev/nvme1n1 {path} ext4 rw,relatime 0 0\n"),
+            });
+        }
+        table
     }
 
     /// The loopback port of a task's Evolution (its process, or the forward to an external one).
@@ -305,6 +326,7 @@ impl EvolutionHub {
             let environment = account.container_environment(definition);
             let config = env::EvoConfig::from_env(&environment);
             let keys = self.key_store(&environment, &definition.mounts(), &config.database_uri);
+            self.mounts.lock().expect("lab lock").insert(task_id.clone(), definition.mounts());
             let runtime_id = account
                 .tasks
                 .iter()
