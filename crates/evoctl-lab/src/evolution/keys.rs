@@ -14,6 +14,9 @@ use std::sync::{Arc, Mutex};
 /// The directory 2.3.7 writes key files to.
 pub const INSTANCES_DIR: &str = "/evolution/instances";
 
+/// A container mount: its path and, for an EFS volume, the file system id.
+pub type MountSpec = (String, Option<String>);
+
 /// One process's key store: the instance ids whose Signal keys it can read.
 #[derive(Debug, Clone)]
 pub struct KeyStore {
@@ -44,7 +47,7 @@ impl KeyStore {
 
 /// The store a task's settings name: `Ok(place)` for one outside the task (shared by name),
 /// `Err(place)` for one that dies with it.
-pub fn place(env: &indexmap::IndexMap<String, String>, mounts: &[(String, Option<String>)]) -> Result<String, String> {
+pub fn place(env: &indexmap::IndexMap<String, String>, mounts: &[MountSpec]) -> Result<String, String> {
     let image = |key: &str| super::env::IMAGE_DOTENV.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string());
     let raw = |key: &str| env.get(key).cloned().or_else(|| image(key));
     let truth = |key: &str| raw(key).as_deref() == Some("true");

@@ -106,7 +106,7 @@ pub struct EvolutionHub {
     seeded_keys: Mutex<HashMap<String, Vec<String>>>,
     /// Each started task's mounts (container path, EFS file system): what its `/proc/mounts`
     /// shows inside the container.
-    mounts: Mutex<HashMap<String, Vec<(String, Option<String>)>>>,
+    mounts: Mutex<HashMap<String, Vec<keys::MountSpec>>>,
     running: Mutex<IndexMap<String, Running>>,
     pub receiver: control::Receiver,
     pids: Mutex<u32>,
