@@ -1108,4 +1108,24 @@ mod tests {
             "{said}"
         );
     }
+
+    #[test]
+    fn a_claimed_volume_the_task_does_not_have_fails_the_session_store() {
+        let mut seen = Vec::new();
+        let mut observer = |check: &Check| seen.push((check.status, check.evidence.clone()));
+        let mut checks = Checks { list: Vec::new(), observer: &mut observer };
+        let env = Environment::for_test("production", "p", 1, 1);
+        let auth = AuthState::DatabaseAndVolume { path: "/evolution/instances".into(), file_system: "fs-1".into() };
+        let mount =
+            |fs_type: &str| MountSeen { source: "overlay".into(), mount_point: "/".into(), fs_type: fs_type.into() };
+        session_store_check(&mut checks, &env, &auth, Some(Ok(mount("overlay"))));
+        session_store_check(&mut checks, &env, &auth, Some(Ok(mount("nfs4"))));
+        drop(checks);
+        assert_eq!(seen[0].0, Status::Fail);
+        assert_eq!(
+            seen[0].1,
+            "the task definition mounts EFS for /evolution/instances, but in the task it is on / (overlay from overlay): the task's own storage, lost with the task"
+        );
+        assert_eq!(seen[1].0, Status::Ok);
+    }
 }
