@@ -25,6 +25,8 @@ const POLL: Duration = Duration::from_millis(500);
 /// How long a `close` must last before it is the instance's answer (a fresh 2.3.7 process shows
 /// `close` for a moment before its auto-connect starts).
 const CLOSE_SETTLES: Duration = Duration::from_secs(5);
+/// The longest the new task's Evolution is asked before its last answer stands.
+const INSTANCE_WAIT: Duration = Duration::from_secs(90);
 
 /// `--output json` document (schema `evoctl.redeploy/v1`).
 #[derive(Serialize)]
@@ -215,6 +217,8 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
     let driver = reach.driver();
     let (state, number_after) = if exists_before {
         let mut close_since: Option<Instant> = None;
+        let asked = Instant::now();
+        let left = || remaining().min(INSTANCE_WAIT.saturating_sub(asked.elapsed()));
         let state = loop {
             // A process still starting answers with an error or without the instance: ask again.
             let state = driver.connection_state(&name).await.ok();
@@ -226,10 +230,10 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
                 Some("close") => close_since = close_since.or(Some(Instant::now())),
                 _ => close_since = None,
             }
-            if remaining().is_zero() {
+            if left().is_zero() {
                 break state.unwrap_or_else(|| "unknown".into());
             }
-            tokio::time::sleep(Duration::from_secs(1).min(remaining())).await;
+            tokio::time::sleep(Duration::from_secs(1).min(left())).await;
         };
         let rows = driver.fetch_instances(Some(&name)).await?;
         (Some(state), rows.first().and_then(|r| r.number().map(str::to_owned)))
