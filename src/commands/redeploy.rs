@@ -161,6 +161,7 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
             .cluster(&env.cluster)
             .service(&env.service)
             .task_definition(&definition)
+            .force_new_deployment(true)
             .send()
             .await
             .map_err(|e| Error::from(sdk_failure("UpdateService", e)))?;

@@ -248,3 +248,36 @@ fn doctor_says_where_the_keys_live_and_reads_the_volume_from_inside_the_task() {
         }
     });
 }
+
+#[test]
+fn a_redeploy_to_a_revision_goes_through_a_stop_before_start_deployment_only() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    lab.link_production();
+    let output =
+        lab.evoctl().args(["--output", "json", "redeploy", "production", "--task-definition", "31"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let report = json_stdout(&output);
+    assert_eq!(
+        (&report["task_definition"], &report["state"], &report["kept"]),
+        (&Value::from("alinhou-production-EvolutionService:31"), &Value::from("open"), &Value::Bool(true)),
+        "{report:#}"
+    );
+    let updates: Vec<Value> =
+        lab.journal().into_iter().filter(|e| e["action"] == "UpdateService").map(|e| e["parameters"].clone()).collect();
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(updates[0]["taskDefinition"], "alinhou-production-EvolutionService:31");
+    assert_eq!(updates[0]["forceNewDeployment"], true);
+
+    // A service whose deployments start before they stop is refused, and nothing changes.
+    let lab = Lab::start("rolling-overlap");
+    lab.wait_settled();
+    let output = lab.evoctl().args(["redeploy", "production", "--task-definition", "31"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).starts_with("error: refused: production's deployments start the new task before stopping the old one (maximumPercent 200): two connections on one number; nothing was changed\n"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(stops(&lab), 0);
+}
