@@ -172,10 +172,12 @@ pub fn fix() -> String {
     )
 }
 
-/// A Redis URI without its credentials (`redis://user:pass@host` → `redis://host`).
+/// A Redis URI without its credentials (`redis://user:pass@host/1?password=x` → `redis://host/1`).
 fn shown_uri(uri: &str) -> String {
     match uri.split_once("://") {
         Some((scheme, rest)) if !uri.starts_with('(') => {
+            // Credentials (`user:pass@`) and options (`?password=…`) left out.
+            let rest = rest.split('?').next().unwrap_or_default();
             let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
             format!("{scheme}://{host}")
         }
@@ -204,7 +206,7 @@ mod tests {
 
     #[test]
     fn the_first_store_2_3_7_picks_decides() {
-        let remote = ("CACHE_REDIS_URI", "redis://u:secret@redis.internal:6379/2");
+        let remote = ("CACHE_REDIS_URI", "redis://u:secret@redis.internal:6379/2?password=secret");
         assert_eq!(
             state(&[remote], &[]),
             AuthState::DatabaseAndRedis { uri: "redis://redis.internal:6379/2".into() },
