@@ -67,6 +67,8 @@ pub enum Command {
     Scale(ScaleArgs),
     /// Bring every environment to its configured scaling, safely (plan; --apply to change)
     Enforce(EnforceArgs),
+    /// Replace the live task safely: stop, then start, and check the instance came back open
+    Redeploy(RedeployArgs),
     /// Pre-deploy isolation audit (exit 1 on findings)
     Audit(AuditArgs),
     /// The connect runbook: preflight, QR, wait until open, webhook, summary
@@ -364,6 +366,23 @@ pub struct ScaleArgs {
     pub apply: bool,
     /// Give up waiting for tasks after this long (e.g. 90s, 10m)
     #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = crate::duration::parse)]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RedeployArgs {
+    /// Environment name from the config file
+    pub env: String,
+    /// Run this task definition: a revision of the service's family (e.g. 32), FAMILY:REV or
+    /// an ARN [default: the service's current one]
+    #[arg(long, value_name = "REV")]
+    pub task_definition: Option<String>,
+    /// Replace the task even when the session's keys would not survive it (the number then
+    /// needs a new link)
+    #[arg(long)]
+    pub yes: bool,
+    /// Give up waiting after this long (e.g. 90s, 10m)
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = crate::duration::parse)]
     pub timeout: std::time::Duration,
 }
 

@@ -14,6 +14,7 @@ mod instance;
 mod logs;
 mod qr;
 mod reach;
+mod redeploy;
 mod scale;
 mod secrets;
 mod shell;
@@ -85,6 +86,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Doctor(args) => doctor::run(&context, &args).await,
         Command::Scale(args) => scale::scale(&context, &args).await,
         Command::Enforce(args) => scale::enforce(&context, &args).await,
+        Command::Redeploy(args) => redeploy::run(&context, &args).await,
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut buffer = Vec::new();

@@ -28,6 +28,7 @@ mod lab;
 mod layout;
 mod logs;
 mod moto;
+mod persistence;
 mod pipes;
 mod plugin;
 mod proxy;

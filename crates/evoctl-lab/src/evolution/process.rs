@@ -63,6 +63,8 @@ pub struct ProcessOptions {
     pub qr_rotate: Duration,
     pub auto_scan_after: Option<Duration>,
     pub tick: Duration,
+    /// Where this process keeps its instances' Signal keys.
+    pub keys: super::keys::KeyStore,
 }
 
 /// Per-process test switches (`POST /_lab/evolution/faults`).
@@ -336,6 +338,12 @@ impl Process {
                     None,
                     &Js::str(format!("Auto-connecting instance \"{}\" (status: {})", row.name, row.connection_status)),
                 );
+                if row.session_me.is_some() && !self.options.keys.has(&row.id) {
+                    // The creds came back from the database without their Signal keys (they
+                    // were on a replaced task's disk): the session cannot resume; `close`.
+                    memory.insert(row.name.clone(), live);
+                    continue;
+                }
                 self.start_socket(&mut live, None, now);
             } else {
                 self.logger.write(
@@ -455,6 +463,8 @@ impl Process {
             "reconnect_loops": loops,
             "state_ends_in_ms": self.state_ends_in(live, now),
             "phone_number": live.phone_number,
+            "keys": {"place": self.options.keys.place, "persistent": self.options.keys.persistent,
+                     "held": self.options.keys.has(&live.id)},
         }))
     }
 
@@ -567,7 +577,9 @@ impl Process {
             }
             return;
         }
+        // Creds without their Signal keys cannot resume a session: a new link (a new scan).
         let paired = self.db.lock().expect("lab lock").by_id(&live.id).and_then(|r| r.session_me.clone());
+        let paired = paired.filter(|_| self.options.keys.has(&live.id));
         match paired {
             Some(jid) => {
                 live.wuid = Some(jid);
@@ -644,6 +656,7 @@ impl Process {
                 row.session_me = Some(jid.clone());
             }
         }
+        self.options.keys.put(&live.id);
         live.wuid = Some(jid);
         live.socket = Socket::Up;
         self.announce_open(live);
@@ -703,6 +716,7 @@ impl Process {
         let now = now_ms();
         let who = live.who();
         live.socket = Socket::Off;
+        self.options.keys.remove(&who.id);
         let object = format!(
             "{{\"error\":{{\"data\":{data},\"isBoom\":true,\"isServer\":false,\"output\":{{\"statusCode\":401,\"payload\":{{\"statusCode\":401,\"error\":\"Unauthorized\",\"message\":\"{message}\"}},\"headers\":{{}}}}}},\"date\":\"{}\"}}",
             iso(now)
