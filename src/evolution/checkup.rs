@@ -47,6 +47,9 @@ pub enum Step {
     Trial { node: String },
     /// `GET /`.
     Evolution(Result<ServerInfo>),
+    /// `GET /` had not answered when the route check beside it failed (2.3.7 fetches WhatsApp
+    /// Web's version on every `GET /` with no timeout); the checkup went on without it.
+    EvolutionWaiting { waited: Duration },
     /// `POST /verify-creds` with the container's own key: whether it is accepted.
     ApiKey(Result<bool>),
     /// The route from the task to WhatsApp.
@@ -126,6 +129,9 @@ fn read_step(line: &Value, acted: Acted<'_>) -> Option<Step> {
     };
     Some(match line["id"].as_str()? {
         "exec-trial" => Step::Trial { node: line["node"].as_str()?.to_owned() },
+        "evolution" if line["waiting"] == true => {
+            Step::EvolutionWaiting { waited: Duration::from_millis(line["waited_ms"].as_u64().unwrap_or(0)) }
+        }
         "evolution" => Step::Evolution(api_answer().and_then(|answer| api::read_server_info(answer, env))),
         "api-key" => Step::ApiKey(api_answer().map(|answer| answer.status == 200)),
         "whatsapp-reach" => Step::Reach(probe::read_reach(&line["reach"], acted.env)),

@@ -188,13 +188,20 @@ impl Driver<'_> {
         sink: &mut dyn OutputSink,
     ) -> Result<i32> {
         let stdin = secret.map(|key| Stdin::Bytes(key.as_bytes().to_vec()));
-        let spec = RunSpec::node(program::source(mode, request), stdin);
+        let mut request = request.clone();
+        if mode != Mode::Checkup {
+            // The checkup checks the route beside GET / itself.
+            request["route"] = probe::route_request(true)?;
+        }
+        let spec = RunSpec::node(program::source(mode, &request), stdin);
         crate::exec::run::run(self.aws, self.target, &spec, &self.options, sink).await
     }
 
     /// Run the request program for `request` and return its checked JSON reply.
     async fn run(&self, mode: Mode, request: &Value, stdin: Option<Vec<u8>>) -> Result<Value> {
-        let spec = RunSpec::node(program::source(mode, request), stdin.map(Stdin::Bytes));
+        let mut request = request.clone();
+        request["route"] = probe::route_request(false)?;
+        let spec = RunSpec::node(program::source(mode, &request), stdin.map(Stdin::Bytes));
         let mut collected = Collected::default();
         let status = crate::exec::run::run(self.aws, self.target, &spec, &self.options, &mut collected).await?;
         let parsed: Value = serde_json::from_slice(&collected.stdout).map_err(|_| {
@@ -210,6 +217,18 @@ impl Driver<'_> {
                 ),
             )
         })?;
+        if parsed["route"].is_object() {
+            let reach: probe::Reach = serde_json::from_value(parsed["route"].clone()).map_err(|e| {
+                Error::exec(
+                    ExecKind::Container,
+                    format!("the route check in the container answered in an unknown shape: {e}"),
+                    format!("check the task's route to WhatsApp: `evoctl doctor {}`", self.target.env),
+                )
+            })?;
+            if let Some(err) = reach.waiting_error(&self.target.env) {
+                return Err(err);
+            }
+        }
         if let Some(problem) = parsed["error"].as_str() {
             return Err(no_answer(problem, &self.target.env));
         }

@@ -5,6 +5,7 @@ mod accounts;
 mod awscli;
 mod awsconfig;
 mod badinput;
+mod black_hole;
 mod cli;
 mod codes;
 mod config;

@@ -95,7 +95,7 @@ struct ServeArgs {
     evolution_time_scale: f64,
     /// Whether the Evolution stand-ins reach WhatsApp [default: the scenario's `whatsapp`,
     /// else reachable]
-    #[arg(long, value_name = "reachable|unreachable")]
+    #[arg(long, value_name = "reachable|unreachable|black-hole")]
     whatsapp: Option<WhatsApp>,
     /// Tasks of CLUSTER/SERVICE use the Evolution server at HOST:PORT instead of a stand-in
     /// (repeatable)
@@ -126,7 +126,7 @@ struct EvolutionArgs {
     #[arg(long, default_value_t = 1.0, value_name = "F", value_parser = time_scale)]
     evolution_time_scale: f64,
     /// Whether the stand-in reaches WhatsApp
-    #[arg(long, default_value = "reachable", value_name = "reachable|unreachable")]
+    #[arg(long, default_value = "reachable", value_name = "reachable|unreachable|black-hole")]
     whatsapp: WhatsApp,
     /// How long each QR code lives before it rotates (2.3.7: 45 s)
     #[arg(long, default_value_t = 45_000, value_name = "MS")]

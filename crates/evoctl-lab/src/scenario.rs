@@ -38,6 +38,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("two-accounts-shared-key", include_str!("../scenarios/two-accounts-shared-key.toml")),
     ("jwt-mismatch", include_str!("../scenarios/jwt-mismatch.toml")),
     ("no-whatsapp-route", include_str!("../scenarios/no-whatsapp-route.toml")),
+    ("whatsapp-black-hole", include_str!("../scenarios/whatsapp-black-hole.toml")),
     ("shared-log-group", include_str!("../scenarios/shared-log-group.toml")),
 ];
 
@@ -74,7 +75,9 @@ pub struct Scenario {
     #[serde(default)]
     pub roles: IndexMap<String, RoleSpec>,
     /// `"unreachable"`: the Evolution stand-ins have no route to WhatsApp (no QR, pairing code
-    /// or `open` ever; connected instances loop between `connecting` and `close`).
+    /// or `open` ever; connected instances loop between `connecting` and `close`);
+    /// `"black-hole"`: SYNs to WhatsApp are dropped, as the real server meets it (`GET /` answers
+    /// after 135 s; create with `qrcode` and connect of a `close` instance never).
     #[serde(default)]
     pub whatsapp: Option<String>,
     /// The lab's webhook receiver, per target (`/_lab/webhooks/TARGET/…`): as the app, it

@@ -6,6 +6,8 @@
 const watch = (secret) => {
   const W = R.watch;
   const start = Date.now();
+  // The bound holds even while a call waits: at timeout_ms the watch ends whatever is pending.
+  setTimeout(() => finish(JSON.stringify({ e: "timeout" }) + "\n"), W.timeout_ms).unref();
   const limit = parseInt(setting("QRCODE_LIMIT")) || 30;
   let lastCode = null;
   let lastState = null;

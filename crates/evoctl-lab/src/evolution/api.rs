@@ -6,6 +6,12 @@
 //! quirks: `message` as a string, an array or an array of arrays; HTTP 200 with
 //! `{"error":true,"message":"[object Object]"}`; rows of another client name answered as rows
 //! this process does not hold.
+//!
+//! With WhatsApp black-holed (`--whatsapp black-hole`) the calls that wait on WhatsApp answer as
+//! the real 2.3.7 does with its SYNs dropped: `GET /` after [`BLACK_HOLE_WELCOME`] (it fetches
+//! `web.whatsapp.com/sw.js` with no timeout on every request, `src/utils/fetchLatestWaWebVersion.ts`,
+//! then falls back to the version baked into Baileys), and create with `qrcode` and connect of a
+//! `close` instance never (`createClient` awaits the same fetch before the socket).
 
 use super::db::{Row, js_truthy};
 use super::js;
@@ -17,6 +23,21 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long `GET /` takes with WhatsApp black-holed (measured against the real 2.3.7: the
+/// kernel's SYN retries decide; not scaled, as nothing of Evolution's own waits is in it).
+pub const BLACK_HOLE_WELCOME: Duration = Duration::from_secs(135);
+
+fn black_holed(process: &Process) -> bool {
+    process.options.whatsapp == super::process::WhatsApp::BlackHole
+}
+
+/// A call waiting on WhatsApp's web version while every SYN is dropped: it never answers.
+async fn hang() -> Response {
+    std::future::pending::<()>().await;
+    unreachable!("a pending future never resolves")
+}
 
 fn reason(status: u16) -> &'static str {
     match status {
@@ -154,7 +175,12 @@ pub async fn handle(process: Arc<Process>, method: Method, uri: Uri, headers: He
     };
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
     match (request.method.as_str(), segments.as_slice()) {
-        ("GET", [""]) => welcome(&process, &request),
+        ("GET", [""]) => {
+            if black_holed(&process) {
+                tokio::time::sleep(BLACK_HOLE_WELCOME).await;
+            }
+            welcome(&process, &request)
+        }
         ("POST", ["verify-creds"]) => {
             if global(&process, &request) {
                 ok(200, json!({"status": 200, "message": "Credentials are valid"}))
@@ -281,6 +307,7 @@ async fn connect(process: &Arc<Process>, name: &str, number: Option<String>) -> 
         None => object_error(),
         Some("open") => ok(200, connection_state(process, name)),
         Some("connecting") => ok(200, process.shown_qr(name).unwrap_or_else(|| json!({"count": 0}))),
+        Some(_) if black_holed(process) => hang().await,
         Some(_) => {
             if process.connect_socket(name, number).is_err() {
                 return object_error();
@@ -468,6 +495,9 @@ async fn create(process: &Arc<Process>, request: &Request) -> Response {
     }
     let mut qrcode = None;
     if field("qrcode").is_some_and(js_truthy) && integration == "WHATSAPP-BAILEYS" {
+        if black_holed(process) {
+            return hang().await;
+        }
         if let Err(message) = process.connect_socket(&name, number.clone()) {
             return fail(message);
         }

@@ -14,6 +14,9 @@
 //!   reconnect loop that is `close` most of the time and `connecting` for a fifth of every
 //!   5 s (scaled, never under 500 ms); loops started by earlier connects keep running, as the
 //!   real server's earlier sockets keep reconnecting.
+//! - never started (`--whatsapp black-hole`): 2.3.7's `createClient` first awaits WhatsApp Web's
+//!   version with no timeout, so with every SYN dropped the socket never starts and the state
+//!   stays `close`; the calls that start it do not answer (see [`super::api`]).
 //!
 //! The stored QR (`count`, `code`, `base64`, `pairingCode`) persists across flows: only the QR
 //! limit resets it, so a connect from `close` can answer the previous flow's code.
@@ -36,6 +39,10 @@ use std::time::Duration;
 pub enum WhatsApp {
     Reachable,
     Unreachable,
+    /// Black-holed as a private subnet without NAT really is (SYNs dropped): the calls that wait
+    /// on WhatsApp do not answer (see [`super::api`]'s `black_hole`).
+    #[serde(rename = "black-hole")]
+    BlackHole,
 }
 
 impl std::str::FromStr for WhatsApp {
@@ -44,7 +51,8 @@ impl std::str::FromStr for WhatsApp {
         match text {
             "reachable" => Ok(WhatsApp::Reachable),
             "unreachable" => Ok(WhatsApp::Unreachable),
-            other => Err(format!("`{other}` is neither `reachable` nor `unreachable`")),
+            "black-hole" => Ok(WhatsApp::BlackHole),
+            other => Err(format!("`{other}` is none of `reachable`, `unreachable`, `black-hole`")),
         }
     }
 }
