@@ -133,7 +133,12 @@ fn read_step(line: &Value, acted: Acted<'_>) -> Option<Step> {
             Step::EvolutionWaiting { waited: Duration::from_millis(line["waited_ms"].as_u64().unwrap_or(0)) }
         }
         "evolution" => Step::Evolution(api_answer().and_then(|answer| api::read_server_info(answer, env))),
-        "api-key" => Step::ApiKey(api_answer().map(|answer| answer.status == 200)),
+        "api-key" => Step::ApiKey(api_answer().and_then(|answer| {
+            match super::licence_required(&answer, "POST /verify-creds", acted.env) {
+                Some(err) => Err(err),
+                None => Ok(answer.status == 200),
+            }
+        })),
         "whatsapp-reach" => Step::Reach(probe::read_reach(&line["reach"], acted.env)),
         "instance" => Step::Instance(api_answer().and_then(|answer| api::live_state(answer, instance, acted))),
         "instance-health" => Step::InstanceRow(api_answer().and_then(|answer| api::read_instances(answer, true, env))),

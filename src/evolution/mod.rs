@@ -351,6 +351,9 @@ pub fn failure(answer: &Answer, what: &str, acted: Acted<'_>) -> Option<Error> {
     if answer.status < 400 && !soft {
         return None;
     }
+    if let Some(err) = licence_required(answer, what, acted.env) {
+        return Some(err);
+    }
     let message = if soft { flatten(&reply.message) } else { flatten(&reply.response.unwrap_or_default().message) };
     // 2.3.7's logout of a paired instance whose socket is closed throws `Connection Closed`
     // (500); delete rewraps the same throw as a 400 `[object Object]`.
@@ -385,6 +388,27 @@ pub fn failure(answer: &Answer, what: &str, acted: Acted<'_>) -> Option<Error> {
         _ => format!("Evolution failed inside: its log has the error (`evoctl logs {env} --kind error`); then retry"),
     };
     Some(Error::Evolution { status: answer.status, message: format!("{what}: {message}"), fix })
+}
+
+/// Evolution 2.4's licence gate (`src/licensing/runtime.ts:311-351` at 2.4.0-rc2): 503 with
+/// `code: LICENSE_REQUIRED` on every business route until the server is activated. One error
+/// that says so and how to activate; `None` for any other answer.
+pub fn licence_required(answer: &Answer, what: &str, env: &str) -> Option<Error> {
+    if answer.status != 503 || answer.body["code"] != "LICENSE_REQUIRED" {
+        return None;
+    }
+    let identity = match answer.body["instance_id"].as_str() {
+        Some(id) => format!(" (licence identity {})", quote_line(id, 80)),
+        None => String::new(),
+    };
+    Some(Error::Unavailable {
+        message: format!(
+            "{what}: Evolution answered 503 LICENSE_REQUIRED: this server (2.4) is not activated{identity}, and until it is it refuses every call but /, /license/* and the manager; nothing was changed"
+        ),
+        fix: format!(
+            "activate it once for its database: sign in at the manager's /manager/login on the service's URL, or redeem an authorization code with GET /license/activate?code=CODE, or give the task AUTHENTICATION_API_KEY set to a licensing key or (2.4.0-rc2) EVOLUTION_OPERATOR_EMAIL for headless activation and replace the task; GET /license/status then says active (https://docs.evolutionfoundation.com.br/licensing), and `evoctl doctor {env}` checks it"
+        ),
+    })
 }
 
 /// The longest API message shown as is; a longer one (a hostile or broken answer) is cut.

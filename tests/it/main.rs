@@ -27,6 +27,7 @@ mod invariants;
 mod kms;
 mod lab;
 mod layout;
+mod licence;
 mod logs;
 mod moto;
 mod pipes;

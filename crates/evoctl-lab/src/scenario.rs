@@ -80,6 +80,13 @@ pub struct Scenario {
     /// after 135 s; create with `qrcode` and connect of a `close` instance never).
     #[serde(default)]
     pub whatsapp: Option<String>,
+    /// `"2.3.7"` (default) or `"2.4.0-rc2"`: the release the Evolution stand-ins play.
+    #[serde(default)]
+    pub evolution_version: Option<String>,
+    /// 2.4: `"unlicensed"` (default: every business route answers 503 `LICENSE_REQUIRED`) or
+    /// `"activated"` (the databases hold a licence).
+    #[serde(default)]
+    pub evolution_licence: Option<String>,
     /// The lab's webhook receiver, per target (`/_lab/webhooks/TARGET/…`): as the app, it
     /// verifies each delivery's JWT with a secret of the account.
     #[serde(default)]

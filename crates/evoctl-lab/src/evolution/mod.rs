@@ -23,7 +23,7 @@ pub mod webhooks;
 use super::state::{Account, Accounts, LogEvent, now_ms};
 use db::Database;
 use indexmap::IndexMap;
-use process::{Process, ProcessOptions, WhatsApp};
+use process::{Process, ProcessOptions, Version, WhatsApp};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -43,10 +43,23 @@ pub struct SimOptions {
     pub time_scale: f64,
     /// Whether WhatsApp is reachable (`--whatsapp`, or the scenario's `whatsapp`).
     pub whatsapp: WhatsApp,
+    /// The release the stand-ins play (`--evolution-version`, or the scenario's).
+    pub version: Version,
+    /// 2.4: activated from the start (`--evolution-licence activated`, or the scenario's).
+    pub activated: bool,
     /// How often each process advances its sockets.
     pub tick: Duration,
     /// `CLUSTER/SERVICE` → `HOST:PORT` of an Evolution server already running.
     pub externals: IndexMap<String, String>,
+}
+
+/// `unlicensed` or `activated` (`--evolution-licence`, the scenario's `evolution_licence`).
+pub fn licence_activated(text: &str) -> Result<bool, String> {
+    match text {
+        "unlicensed" => Ok(false),
+        "activated" => Ok(true),
+        other => Err(format!("`{other}` is neither `unlicensed` nor `activated`")),
+    }
 }
 
 impl Default for SimOptions {
@@ -56,6 +69,8 @@ impl Default for SimOptions {
             auto_scan_after: None,
             time_scale: 1.0,
             whatsapp: WhatsApp::Reachable,
+            version: Version::V237,
+            activated: false,
             tick: Duration::from_millis(10),
             externals: IndexMap::new(),
         }
@@ -192,6 +207,8 @@ impl EvolutionHub {
             pid: pid.unwrap_or_else(|| self.next_pid()),
             time_scale: self.options.time_scale,
             whatsapp: self.options.whatsapp,
+            version: self.options.version,
+            activated: self.options.activated,
             qr_rotate: self.options.qr_rotate,
             auto_scan_after: self.options.auto_scan_after,
             tick: self.options.tick,

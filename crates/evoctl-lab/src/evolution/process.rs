@@ -57,6 +57,29 @@ impl std::str::FromStr for WhatsApp {
     }
 }
 
+/// The Evolution release the stand-in plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Version {
+    /// 2.3.7 (`GET /` says `2.3.7`), the default.
+    #[serde(rename = "2.3.7")]
+    V237,
+    /// 2.4.0-rc2: `GET /` says `2.4.0`, and every business route is refused with 503
+    /// `LICENSE_REQUIRED` until the server is activated (see [`super::api`]'s `licence_gate`).
+    #[serde(rename = "2.4.0-rc2")]
+    V240Rc2,
+}
+
+impl std::str::FromStr for Version {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Version, String> {
+        match text {
+            "2.3.7" => Ok(Version::V237),
+            "2.4.0-rc2" => Ok(Version::V240Rc2),
+            other => Err(format!("`{other}` is neither `2.3.7` nor `2.4.0-rc2`")),
+        }
+    }
+}
+
 /// How the lab runs a process.
 #[derive(Debug, Clone)]
 pub struct ProcessOptions {
@@ -68,6 +91,9 @@ pub struct ProcessOptions {
     /// the reconnect loop, restarts, webhook retry delays and timeouts, `DEL_INSTANCE`).
     pub time_scale: f64,
     pub whatsapp: WhatsApp,
+    pub version: Version,
+    /// 2.4: the database holds a licence already (its `RuntimeConfig` rows), so the gate is open.
+    pub activated: bool,
     pub qr_rotate: Duration,
     pub auto_scan_after: Option<Duration>,
     pub tick: Duration,
