@@ -84,3 +84,40 @@ fn activated_2_4_works_as_2_3_7() {
     assert_eq!(check(&report, "evolution")["evidence"], "Evolution API 2.4.0 (client evolution_production)");
     assert_eq!(check(&report, "api-key")["status"], "OK");
 }
+
+/// On 2.4 `webhook test` sends the tracking headers 2.4 adds to every per-instance delivery
+/// (the lab's own deliveries carry them as the real server's do); on 2.3.7 it does not.
+#[test]
+fn webhook_test_sends_the_headers_of_the_servers_version() {
+    let lab = Lab::start_with("seed", &["--evolution-version", "2.4.0-rc2", "--evolution-licence", "activated"]);
+    lab.link_production();
+    lab.control("POST", "/phone/message", Some(&serde_json::json!({"instance": "alinhou-production", "text": "oi"})));
+    let delivered = crate::support::wait_until(std::time::Duration::from_secs(20), "a delivery of the server", || {
+        let all = lab.control("GET", "/webhooks", None);
+        all.as_array().unwrap().iter().find(|d| d["body"]["event"] == "messages.upsert").cloned()
+    });
+    let server = &delivered["headers"];
+    assert_eq!(server["user-agent"], "EvolutionAPI-Webhook/2.3.7", "{server}");
+    assert_eq!(server["x-instance-name"], "alinhou-production");
+    assert_eq!(server["x-event-type"], "messages.upsert");
+    lab.control("DELETE", "/webhooks", None);
+    let output = lab.evoctl().args(["webhook", "test", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let probe = lab.control("GET", "/webhooks", None).as_array().unwrap().last().cloned().unwrap();
+    let sent = &probe["headers"];
+    for name in ["user-agent", "x-instance-id", "x-instance-name"] {
+        assert_eq!(sent[name], server[name], "{name}: {sent} vs {server}");
+    }
+    assert_eq!(sent["x-event-type"], "evoctl.probe");
+    let stamp: u64 = sent["x-timestamp"].as_str().unwrap().parse().unwrap();
+    assert!(stamp > 1_700_000_000_000, "{stamp}");
+
+    // 2.3.7: none of them (axios' own User-Agent).
+    let lab = Lab::start("seed");
+    lab.link_production();
+    lab.control("DELETE", "/webhooks", None);
+    let output = lab.evoctl().args(["webhook", "test", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let probe = lab.control("GET", "/webhooks", None).as_array().unwrap().last().cloned().unwrap();
+    assert!(probe["headers"].get("x-instance-id").is_none(), "{}", probe["headers"]);
+}

@@ -667,6 +667,22 @@ impl AgentHub {
             // The image's baked `.env` (`.env.example` at 2.3.7).
             std::fs::write(&dotenv, super::evolution::env::image_dotenv_text()).map_err(|e| e.to_string())?;
         }
+        // The image's package.json files (`WORKDIR /evolution`, Dockerfile:41-46 at 2.3.7): the
+        // release it ships and the Baileys it pins (7.0.0-rc.9 at 2.3.7 and 2.4.0-rc2).
+        let release = match shared.evolution.options().version {
+            super::evolution::process::Version::V237 => "2.3.7",
+            super::evolution::process::Version::V240Rc2 => "2.4.0",
+        };
+        for (path, name, version) in
+            [("package.json", "evolution-api", release), ("node_modules/baileys/package.json", "baileys", "7.0.0-rc.9")]
+        {
+            let path = workdir.join(path);
+            if !path.exists() {
+                let text = serde_json::json!({"name": name, "version": version}).to_string();
+                std::fs::create_dir_all(path.parent().unwrap_or(&workdir)).map_err(|e| e.to_string())?;
+                std::fs::write(&path, text).map_err(|e| e.to_string())?;
+            }
+        }
         // Resolve the program on the container PATH, as exec would inside the container.
         let program = if words[0].contains('/') {
             PathBuf::from(&words[0])

@@ -27,6 +27,16 @@ const setting = (name) => {
 };
 const key = setting("AUTHENTICATION_API_KEY") || "BQYHJGJHJ";
 const port = setting("SERVER_PORT") || "8080";
+// The version a package.json of the image says (`WORKDIR /evolution`; `rel` under it), or null.
+const imageVersion = (rel) => {
+  for (const file of ["/evolution/" + rel, rel]) {
+    try {
+      const version = JSON.parse(fs.readFileSync(file, "utf8")).version;
+      if (typeof version === "string") return version;
+    } catch (e) {}
+  }
+  return null;
+};
 // Fields of Evolution's answers that hold a credential evoctl never reads: instance tokens
 // (`token`, create's `hash`), API keys (`apikey`, older servers' shape), integration tokens.
 const SECRET_FIELDS = new Set(["apikey", "token", "hash", "wavoipToken", "accessTokenWaBusiness", "Authorization", "authorization"]);

@@ -1176,13 +1176,29 @@ impl Process {
         };
         let Some(row) = row else { return Ok(None) };
         let now = now_ms();
-        let headers = match webhooks::outgoing_headers(&row.headers, now / 1000) {
+        let mut headers = match webhooks::outgoing_headers(&row.headers, now / 1000) {
             Ok(headers) => headers,
             Err(error) => {
                 webhooks::log_jwt_failure(&self.logger, &error);
                 return Err(error);
             }
         };
+        if self.options.version == Version::V240Rc2 {
+            // 2.4's tracking headers over the stored ones (webhook.controller.ts:128-136 at
+            // 2.4.0-rc2; its User-Agent says 2.3.7).
+            let added = [
+                ("Content-Type", "application/json".to_owned()),
+                ("X-Instance-ID", who.id.clone()),
+                ("X-Instance-Name", who.name.clone()),
+                ("X-Event-Type", event.to_owned()),
+                ("X-Timestamp", now.to_string()),
+                ("User-Agent", "EvolutionAPI-Webhook/2.3.7".to_owned()),
+            ];
+            for (name, value) in added {
+                headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                headers.push((name.to_owned(), value));
+            }
+        }
         let we = event.replace(['.', '-'], "_").to_uppercase();
         let suffix = we.to_lowercase().replace('_', "-");
         let destination = if row.url.is_empty() { format!("/{suffix}") } else { row.url.clone() };
