@@ -121,3 +121,19 @@ fn webhook_test_sends_the_headers_of_the_servers_version() {
     let probe = lab.control("GET", "/webhooks", None).as_array().unwrap().last().cloned().unwrap();
     assert!(probe["headers"].get("x-instance-id").is_none(), "{}", probe["headers"]);
 }
+
+/// Two environments on one database share 2.4's licence identity: the audit's shared-database
+/// finding says so.
+#[test]
+fn a_shared_database_is_said_to_share_the_licence_identity() {
+    let lab = Lab::start("shared-db-uri");
+    let output = lab.evoctl().args(["--output", "json", "audit"]).output().unwrap();
+    let audit = json_stdout(&output);
+    let finding = audit["findings"].as_array().unwrap().iter().find(|f| f["rule"] == "shared-database").unwrap();
+    assert!(
+        finding["fix"].as_str().unwrap().ends_with(
+            "a shared one shares instance rows, sessions and names, and on Evolution 2.4 one licence identity (its RuntimeConfig table: activating one activates both, and the licence server sees one instance)"
+        ),
+        "{finding}"
+    );
+}
