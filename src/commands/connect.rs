@@ -362,6 +362,11 @@ impl<'a> QrView<'a> {
     fn show(&mut self, event: WatchEvent) {
         let printer = &self.context.printer;
         match event {
+            WatchEvent::Baileys { version: Some(version), handles_refresh: Some(false) } => printer.warn(&format!(
+                "the image's Baileys {} ignores companion_reg_refresh (no release handles it; fix: Baileys PR #2765): a code used after WhatsApp rotates the pairing secret fails on the phone; use each code at once, or a patched image",
+                crate::output::sanitize::quote_line(&version, 40)
+            )),
+            WatchEvent::Baileys { .. } => {}
             WatchEvent::Created => {
                 self.created = true;
                 printer.note("created the instance");

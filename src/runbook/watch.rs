@@ -11,6 +11,15 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "e", rename_all = "lowercase")]
 pub enum WatchEvent {
+    /// The Baileys the image ships (its `node_modules/baileys/package.json`), and whether its
+    /// socket code handles WhatsApp's `companion_reg_refresh` (names it at all; no released
+    /// Baileys does); said first, before any code. `None`: the package was not found.
+    Baileys {
+        #[serde(default)]
+        version: Option<String>,
+        #[serde(default)]
+        handles_refresh: Option<bool>,
+    },
     /// The instance was missing and has been created.
     Created,
     /// The name is taken in the database but not loaded here (another environment shares it).

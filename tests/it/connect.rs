@@ -9,6 +9,10 @@ fn executes(journal: &[Value]) -> usize {
     journal.iter().filter(|e| e["action"] == "ExecuteCommand").count()
 }
 
+/// What connect says first, before any code, of the Baileys every lab image ships (7.0.0-rc.9,
+/// as 2.3.7 pins it, which does not handle companion_reg_refresh).
+pub(crate) const BAILEYS_WARNING: &str = "warning: the image's Baileys 7.0.0-rc.9 ignores companion_reg_refresh (no release handles it; fix: Baileys PR #2765): a code used after WhatsApp rotates the pairing secret fails on the phone; use each code at once, or a patched image\n";
+
 #[test]
 fn connect_links_production_shows_a_decodable_qr_and_is_idempotent() {
     let lab = Lab::start_with("seed", &["--auto-scan-after-ms", "1500"]);
@@ -30,7 +34,7 @@ fn connect_links_production_shows_a_decodable_qr_and_is_idempotent() {
         stderr,
         format!(
             "preflight ok: production is the only live environment on its number; task {} (exec agent RUNNING)\n\
-             waiting for alinhou-production to be linked (up to 600 s)…\ncreated the instance\n\
+             waiting for alinhou-production to be linked (up to 600 s)…\n{BAILEYS_WARNING}created the instance\n\
              QR 1 of 30: no terminal to draw it on; scan {}. Its code: {}\n",
             lab.first_task_id(),
             png.display(),

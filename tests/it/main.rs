@@ -30,6 +30,7 @@ mod layout;
 mod licence;
 mod logs;
 mod moto;
+mod pairing;
 mod pipes;
 mod plugin;
 mod proxy;

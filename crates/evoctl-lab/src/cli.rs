@@ -105,6 +105,9 @@ struct ServeArgs {
     /// `evolution_licence`, else unlicensed]
     #[arg(long, value_name = "unlicensed|activated", value_parser = licence)]
     evolution_licence: Option<bool>,
+    /// The images' Baileys handles WhatsApp's companion_reg_refresh (no released one does)
+    #[arg(long)]
+    baileys_patched: bool,
     /// Tasks of CLUSTER/SERVICE use the Evolution server at HOST:PORT instead of a stand-in
     /// (repeatable)
     #[arg(long, value_name = "CLUSTER/SERVICE=HOST:PORT", value_parser = external)]
@@ -218,6 +221,7 @@ pub fn main() -> ExitCode {
                     whatsapp: args.whatsapp,
                     version: args.evolution_version,
                     activated: args.evolution_licence,
+                    baileys_patched: false,
                     tick: Duration::from_millis(5),
                     externals: Default::default(),
                 },
@@ -262,6 +266,7 @@ pub fn main() -> ExitCode {
                 whatsapp: args.whatsapp,
                 evolution_version: args.evolution_version,
                 evolution_licence: args.evolution_licence,
+                baileys_patched: args.baileys_patched,
                 external_evolution: args.external_evolution,
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {

@@ -68,6 +68,8 @@ pub struct LabOptions {
     pub evolution_version: Option<evolution::process::Version>,
     /// `--evolution-licence activated`; when not given, the scenario's `evolution_licence`.
     pub evolution_licence: Option<bool>,
+    /// `--baileys-patched`: the images' Baileys handles `companion_reg_refresh`.
+    pub baileys_patched: bool,
     /// `--external-evolution CLUSTER/SERVICE=HOST:PORT` (added to the scenario's).
     pub external_evolution: Vec<(String, String)>,
 }
@@ -173,6 +175,7 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         whatsapp,
         version,
         activated,
+        baileys_patched: options.baileys_patched,
         tick: options.tick,
         externals,
     });

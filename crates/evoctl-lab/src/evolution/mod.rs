@@ -47,6 +47,9 @@ pub struct SimOptions {
     pub version: Version,
     /// 2.4: activated from the start (`--evolution-licence activated`, or the scenario's).
     pub activated: bool,
+    /// The image's Baileys handles `companion_reg_refresh` (`--baileys-patched`; no released
+    /// Baileys does: its `lib/Socket` then names the notification).
+    pub baileys_patched: bool,
     /// How often each process advances its sockets.
     pub tick: Duration,
     /// `CLUSTER/SERVICE` → `HOST:PORT` of an Evolution server already running.
@@ -71,6 +74,7 @@ impl Default for SimOptions {
             whatsapp: WhatsApp::Reachable,
             version: Version::V237,
             activated: false,
+            baileys_patched: false,
             tick: Duration::from_millis(10),
             externals: IndexMap::new(),
         }
