@@ -184,6 +184,16 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
                 ),
             });
         }
+        Some(WatchEvent::Refused { count, limit }) => {
+            return Err(Error::Unavailable {
+                message: format!(
+                    "{name} was not linked and Evolution refused it: its QRCODE_LIMIT of {limit} codes was reached (the last one shown here was number {count}), so it logged the instance out and closed it"
+                ),
+                fix: format!(
+                    "run `evoctl connect {again}` again for a new flow of {limit} codes and use one as soon as it appears, or raise QRCODE_LIMIT in the task definition (2.3.7's default is 30)"
+                ),
+            });
+        }
         Some(WatchEvent::Taken | WatchEvent::Foreign) => return Err(crate::evolution::foreign(&name)),
         Some(WatchEvent::PairingIgnored) => return Err(link::pairing_ignored(&name, &env.name)),
         Some(WatchEvent::Error { status, body }) => {
@@ -397,6 +407,7 @@ impl<'a> QrView<'a> {
             WatchEvent::Linked { .. }
             | WatchEvent::Flap { .. }
             | WatchEvent::Timeout
+            | WatchEvent::Refused { .. }
             | WatchEvent::Taken
             | WatchEvent::Foreign
             | WatchEvent::PairingIgnored

@@ -31,6 +31,9 @@ pub enum WatchEvent {
     PairingIgnored,
     /// A new QR (or pairing code); `count` QRs so far, `limit` = QRCODE_LIMIT.
     Qr { code: String, pairing: Option<String>, count: u64, limit: u64 },
+    /// QRCODE_LIMIT was reached after `count` codes: Evolution refused the instance and closed
+    /// it (2.3.7 resets its count then, which is how the watch sees it).
+    Refused { count: u64, limit: u64 },
     /// The live state changed.
     State { state: String },
     /// No QR yet after a while: whether the task reaches WhatsApp (the watch ends when not).

@@ -24,6 +24,7 @@ const watch = (secret) => {
   setTimeout(() => finish(JSON.stringify({ e: "timeout" }) + "\n"), W.timeout_ms).unref();
   const limit = parseInt(setting("QRCODE_LIMIT")) || 30;
   let lastCode = null;
+  let lastCount = 0;
   let lastState = null;
   let openSince = null;
   let stale = null;
@@ -66,8 +67,13 @@ const watch = (secret) => {
         } else {
           if (first && startedFromClose && body.code) stale = body.code;
           if (W.number && wasConnecting && body.code && !body.pairingCode) return emit({ e: "pairing_ignored" });
+          // 2.3.7's QR count only grows until QRCODE_LIMIT is reached, which refuses the
+          // instance, closes it and resets the count (whatsapp.baileys.service.ts:335-364,
+          // monitor.service.ts:428-447): a count lower than one shown means that happened.
+          if (lastCode !== null && typeof body.count === "number" && body.count < lastCount) return emit({ e: "refused", count: lastCount, limit });
           if (body.code && body.code !== lastCode && body.code !== stale) {
             lastCode = body.code;
+            lastCount = body.count || 0;
             emit({ e: "qr", code: body.code, pairing: body.pairingCode || null, count: body.count || 0, limit });
             if (W.first_only) return;
           }
