@@ -64,6 +64,23 @@ pub struct LiveTask {
     pub containers: Vec<TaskContainer>,
 }
 
+#[cfg(test)]
+impl LiveTask {
+    /// A RUNNING task with exec on and no containers, for unit tests.
+    pub fn running(id: &str) -> LiveTask {
+        LiveTask {
+            id: id.into(),
+            arn: format!("arn:aws:ecs:us-east-1:123456789012:task/c/{id}"),
+            last_status: "RUNNING".into(),
+            desired_status: "RUNNING".into(),
+            started_at: None,
+            platform_version: None,
+            enable_execute_command: true,
+            containers: Vec::new(),
+        }
+    }
+}
+
 /// A container of a live task, with what exec needs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskContainer {

@@ -1,6 +1,8 @@
 //! What a task definition says about one container: its environment (plain values and
 //! references to Secrets Manager / SSM, which [`super::container_secrets`] qualifies and reads)
-//! and where it logs (the awslogs group and the stream prefix its streams are named under).
+//! where it logs (the awslogs group and the stream prefix its streams are named under), and the
+//! volumes mounted into it (where a directory outlives the task: only an EFS volume does on
+//! Fargate; a bind mount is on the task's ephemeral disk).
 
 use super::sdk_failure;
 use crate::error::{Error, Result};
@@ -35,6 +37,19 @@ pub struct ContainerSettings {
     pub log_driver: Option<String>,
     /// The awslogs group (the `awslogs-group` option) and its stream prefix.
     pub log_group: Option<AwsLogsGroup>,
+    /// The container's `mountPoints`, each with what its volume is.
+    pub mounts: Vec<Mount>,
+}
+
+/// One `mountPoints` entry of the container and its task volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub container_path: String,
+    /// The `sourceVolume` name.
+    pub volume: String,
+    /// The volume's EFS file system id (`efsVolumeConfiguration.fileSystemId`); `None` for a
+    /// bind mount (the task's ephemeral storage) or a volume the task definition does not list.
+    pub efs: Option<String>,
 }
 
 /// Where the awslogs driver writes the container's output.
@@ -82,7 +97,21 @@ pub async fn container_settings(
         stream_prefix: options.and_then(|o| o.get("awslogs-stream-prefix")).filter(|p| !p.is_empty()).cloned(),
     });
     let task_definition_arn = definition.task_definition_arn().map(str::to_owned);
-    Ok(ContainerSettings { task_definition_arn, environment, log_driver, log_group })
+    let mounts = found
+        .mount_points()
+        .iter()
+        .filter_map(|point| {
+            let volume = point.source_volume()?.to_owned();
+            let efs = definition
+                .volumes()
+                .iter()
+                .find(|v| v.name() == Some(volume.as_str()))
+                .and_then(|v| v.efs_volume_configuration())
+                .map(|efs| efs.file_system_id().to_owned());
+            Some(Mount { container_path: point.container_path()?.to_owned(), volume, efs })
+        })
+        .collect();
+    Ok(ContainerSettings { task_definition_arn, environment, log_driver, log_group, mounts })
 }
 
 fn no_container(task_definition: &str, container: &str) -> Error {

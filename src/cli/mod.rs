@@ -67,6 +67,8 @@ pub enum Command {
     Scale(ScaleArgs),
     /// Bring every environment to its configured scaling, safely (plan; --apply to change)
     Enforce(EnforceArgs),
+    /// Replace the live task safely: stop, then start, and check the instance came back open
+    Redeploy(RedeployArgs),
     /// Pre-deploy isolation audit (exit 1 on findings)
     Audit(AuditArgs),
     /// The connect runbook: preflight, QR, wait until open, webhook, summary
@@ -75,6 +77,8 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Evidence of a conflict/replaced loop (logs and state flapping)
     Conflicts(ConflictsArgs),
+    /// Any Evolution API call, made inside the task; the answer as JSON
+    Api(ApiArgs),
     /// The Evolution container's log (awslogs), each line with its task id
     Logs(LogsArgs),
     /// Print shell completions
@@ -125,6 +129,10 @@ pub struct StatusArgs {
     /// connections on one number)
     #[arg(long)]
     pub check: bool,
+    /// Also read each environment's instance from inside its task (one exec session per
+    /// environment with one ready task): both states and the last disconnect
+    #[arg(long)]
+    pub instances: bool,
 }
 
 #[derive(Debug, Args)]
@@ -362,6 +370,23 @@ pub struct ScaleArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RedeployArgs {
+    /// Environment name from the config file
+    pub env: String,
+    /// Run this task definition: a revision of the service's family (e.g. 32), FAMILY:REV or
+    /// an ARN [default: the service's current one]
+    #[arg(long, value_name = "REV")]
+    pub task_definition: Option<String>,
+    /// Replace the task even when the session's keys would not survive it (the number then
+    /// needs a new link)
+    #[arg(long)]
+    pub yes: bool,
+    /// Give up waiting after this long (e.g. 90s, 10m)
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = crate::duration::parse)]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
 pub struct EnforceArgs {
     /// Apply the plan (default: only print it)
     #[arg(long)]
@@ -416,6 +441,22 @@ pub struct ConnectArgs {
     /// How long the instance must stay open to count as linked
     #[arg(long, default_value = "3s", value_name = "DURATION", value_parser = crate::duration::parse, hide = true)]
     pub stable_for: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Environment name from the config file
+    pub env: String,
+    /// HTTP method: GET, POST, PUT, PATCH or DELETE
+    pub method: String,
+    /// Path on the Evolution API, with its query (e.g. /instance/fetchInstances)
+    pub path: String,
+    /// Request body: JSON text, or @FILE to read it from a file
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub data: Option<String>,
+    /// Check first (in the same session) that this Evolution process holds the instance NAME
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ use crate::cli::ConnectArgs;
 use crate::config::{Config, Environment};
 use crate::error::{Error, ExecKind, Result};
 use crate::evolution::api::{CreateRequest, WebhookRequest};
+use crate::evolution::reasons::{Connection, RowFacts};
 use crate::evolution::{Driver, Watch, WatchTiming};
 use crate::exec::run::RunOptions;
 use crate::exec::target::{self, ExecTarget};
@@ -57,6 +58,9 @@ struct ConnectReport {
     /// "set", "unchanged", "none" (no webhook configured) or "skipped" (already connected).
     webhook: &'static str,
     seconds: f64,
+    /// Already connected: both states and the last disconnect (see `instance state`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection: Option<Connection>,
 }
 
 pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
@@ -151,8 +155,8 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
     if let Some(err) = view.png_error.take() {
         return Err(err);
     }
-    let number = match last {
-        Some(WatchEvent::Linked { number }) => number,
+    let (number, row) = match last {
+        Some(WatchEvent::Linked { number, row_status, row_code, row_at }) => (number, (row_status, row_code, row_at)),
         Some(WatchEvent::Timeout) => {
             let again = format!("evoctl connect {again}");
             let (waiting, fix) = match &args.pairing_number {
@@ -228,6 +232,17 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
         }
     };
     let already_connected = !view.created && view.codes.shown == 0;
+    // Already linked: both states and the last disconnect, as `instance state` says them (the
+    // row came with the number; the last stream error from the task's log).
+    let connection = if already_connected {
+        let (status, code, at) = &row;
+        let facts = RowFacts { status: status.as_deref(), code: *code, at: at.as_deref() };
+        let replaced = super::instance::last_stream_error(&aws, &env).await;
+        let now = crate::aws::logs::now_ms();
+        Some(Connection::new(Some("open"), Some(facts), replaced, now, &env.name, &again))
+    } else {
+        None
+    };
 
     // (e) the webhook (the linked number came with the watch's last event).
     let webhook = match (&wanted_webhook, already_connected) {
@@ -256,6 +271,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
         qr_shown: view.codes.shown,
         webhook,
         seconds: (started.elapsed().as_millis() as f64 / 100.0).round() / 10.0,
+        connection,
     };
     context.printer.data(&report, || summary(&report));
     Ok(exit::OK)
@@ -440,8 +456,17 @@ fn summary(report: &ConnectReport) -> String {
     } else {
         format!("linked {number} to {}", report.instance)
     };
-    format!(
+    let mut out = format!(
         "{headline}\nenv:      {}\ntask:     {}\nwebhook:  {}\ntime:     {:.1} s\n",
         report.env, report.task, report.webhook, report.seconds
-    )
+    );
+    if let Some(connection) = &report.connection {
+        for line in connection.detail_lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+        if let Some(fix) = &connection.fix {
+            out.push_str(&format!("  fix: {fix}\n"));
+        }
+    }
+    out
 }

@@ -8,6 +8,7 @@ use crate::cli::{
 };
 use crate::error::{Error, Result};
 use crate::evolution::api::{CreateRequest, Created, LoggedOut};
+use crate::evolution::reasons::{Connection, RowFacts, stream_error_code};
 use crate::evolution::retries::Awaited;
 use crate::evolution::{Watch, WatchTiming};
 use crate::exit;
@@ -89,13 +90,48 @@ async fn create(context: &Context, args: &InstanceArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// Both states of the instance (the process's memory and the database row, read in one exec
+/// session), its last disconnect with its meaning and age (the row's; the last stream error, such
+/// as a 440, from the task's log, read meanwhile), and a disagreement between them. The first
+/// line is the live state alone, as before. It reads from the oldest ready task even when two
+/// run.
 async fn state(context: &Context, args: &InstanceArgs) -> Result<u8> {
-    let reach = Reach::new(context, &args.env).await?;
+    let reach = Reach::for_reading(context, &args.env).await?;
     let name = reach.instance_name(&args.name).to_owned();
-    let state = reach.driver().connection_state(&name).await?;
-    let report = json!({"schema": "evoctl.state/v1", "env": reach.env.name, "instance": name, "state": state});
-    context.printer.data(&report, || state.clone());
+    let driver = reach.driver();
+    let (read, replaced) = tokio::join!(driver.connection(&name), last_stream_error(&reach.aws, &reach.env));
+    let (state, row) = read?;
+    let facts = row.as_ref().map(|row| RowFacts {
+        status: row.connection_status.as_deref(),
+        code: row.disconnection_reason_code,
+        at: row.disconnection_at.as_deref(),
+    });
+    let now = crate::aws::logs::now_ms();
+    let connection = Connection::new(Some(&state), facts, replaced, now, &reach.env.name, &reach.subject(&name));
+    let report = json!({"schema": "evoctl.state/v1", "env": reach.env.name, "instance": name, "state": state,
+                        "connection": connection});
+    context.printer.data(&report, || {
+        let mut out = format!("{state}\n");
+        for line in connection.detail_lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+        if let Some(fix) = &connection.fix {
+            out.push_str(&format!("  fix: {fix}\n"));
+        }
+        out
+    });
     Ok(exit::OK)
+}
+
+/// The newest close Baileys logged (`stream errored out`, with its code) in this environment's
+/// log over the conflict window: (code, ms since the epoch); `None` when none, or when the log
+/// cannot be read (no awslogs group).
+pub async fn last_stream_error(aws: &crate::aws::Aws, env: &crate::config::Environment) -> Option<(i64, i64)> {
+    let target = crate::aws::discovery::ServiceRef { cluster: &env.cluster, service: &env.service };
+    let source = crate::aws::logs::log_source(&aws.ecs(), target, &env.container).await.ok()?;
+    let start_ms = crate::aws::logs::now_ms() - crate::guard::CONFLICT_WINDOW.as_millis() as i64;
+    let lines = crate::aws::logs::filter(&aws.logs(), &source, "\"stream errored out\"", start_ms).await.ok()?;
+    lines.iter().rev().find_map(|line| stream_error_code(&line.message).map(|code| (code, line.timestamp_ms)))
 }
 
 /// How long `instance connect` waits for a fresh code.

@@ -3,6 +3,7 @@
 //! [`run`] dispatches; [`Context`] carries what every command shares (global flags, the printer)
 //! and loads the config file and AWS configuration only for commands that need them.
 
+mod api;
 mod audit;
 mod conflicts;
 mod connect;
@@ -13,6 +14,7 @@ mod instance;
 mod logs;
 mod qr;
 mod reach;
+mod redeploy;
 mod scale;
 mod secrets;
 mod shell;
@@ -77,12 +79,14 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Instance(command) => instance::run(&context, &command).await,
         Command::Webhook(command) => webhook::run(&context, &command).await,
         Command::Conflicts(args) => conflicts::run(&context, &args).await,
+        Command::Api(args) => api::run(&context, &args).await,
         Command::Logs(args) => logs::run(&context, &args).await,
         Command::Audit(args) => audit::run(&context, &args).await,
         Command::Connect(args) => connect::run(&context, &args).await,
         Command::Doctor(args) => doctor::run(&context, &args).await,
         Command::Scale(args) => scale::scale(&context, &args).await,
         Command::Enforce(args) => scale::enforce(&context, &args).await,
+        Command::Redeploy(args) => redeploy::run(&context, &args).await,
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut buffer = Vec::new();

@@ -28,6 +28,16 @@ impl Reach {
         Ok(Reach { env, aws, target })
     }
 
+    /// Reach an environment to read only: the oldest ready task even when there are several
+    /// (two tasks on one number is when an operator most needs to see the instance).
+    pub async fn for_reading(context: &Context, env_name: &str) -> Result<Reach> {
+        let config = context.config()?;
+        let env = config.environment(env_name)?.clone();
+        let aws = context.aws_for(&config, &env).await?;
+        let target = target::resolve_any(&aws.ecs(), &env).await?;
+        Ok(Reach { env, aws, target })
+    }
+
     /// Reach an environment for a change that can link its number (create, connect, restart):
     /// refused (exit 4) while another environment of the same number has or wants a task.
     pub async fn for_linking(context: &Context, env_name: &str) -> Result<Reach> {

@@ -64,6 +64,9 @@ async fn plan_and_apply(
     let aws = context.aws(&config).await?;
     let observed = crate::aws::for_each_env(&config.environments, |env| plan::observe(aws.of(env), env)).await?;
     let plan = plan::compute(&config.environments, &observed, &targets)?;
+    if !plan.is_empty() {
+        warn_session_keys(context, &aws, &config.environments, &plan).await?;
+    }
     if plan.is_empty() {
         context.printer.data(&PlanReport { schema: "evoctl.plan/v1", applied: false, plan: &plan }, || {
             format!("nothing to do: {} already match their configured scaling\n", targets.join(", "))
@@ -88,6 +91,28 @@ async fn plan_and_apply(
         format!("applied and verified: {}\n", done.join("; "))
     });
     Ok(exit::OK)
+}
+
+/// A protected environment whose task the plan stops or starts, with its session's keys on
+/// the task's own disk (or nowhere): the number will need a new link afterwards; say so first.
+async fn warn_session_keys(
+    context: &Context,
+    aws: &crate::aws::Fleet,
+    environments: &[crate::config::Environment],
+    plan: &Plan,
+) -> Result<()> {
+    for p in plan.environments.iter().filter(|p| !p.steps.is_empty() && p.wanted.desired != p.current.live) {
+        let Some(env) = environments.iter().find(|e| e.name == p.env && e.protected) else { continue };
+        let aws = aws.of(env);
+        let target = crate::aws::discovery::ServiceRef { cluster: &env.cluster, service: &env.service };
+        let service = crate::aws::discovery::service_state(&aws.ecs(), target).await?;
+        let Some(definition) = service.task_definition else { continue };
+        let auth = crate::guard::facts::auth_state_of(aws, &definition, &env.container).await?;
+        if !auth.persistent() {
+            context.printer.warn(&crate::guard::auth_state::replacement_warning(&env.name, &auth, "this change"));
+        }
+    }
+    Ok(())
 }
 
 /// Apply a plan, showing each change (a spinner while waiting on a terminal, lines otherwise).

@@ -2,7 +2,10 @@
 //! of each environment, all environments read concurrently, each marked when it has drifted
 //! from evoctl.toml or is unsafe (two live connections on one number: see
 //! [`crate::guard::drift`]); for an environment whose task stopped within the last hour, that
-//! task's stop reason and the service's newest event. `--check` exits 1 on a mark.
+//! task's stop reason and the service's newest event. `--check` exits 1 on a mark. Only with
+//! `--instances` is anything read inside a task: each environment's instance (its two states and
+//! last disconnect, [`crate::evolution::reasons`]) in one exec session per environment with one
+//! ready task; without it `status` stays on the AWS APIs.
 
 use super::Context;
 use crate::aws::Aws;
@@ -11,6 +14,8 @@ use crate::aws::scaling;
 use crate::cli::StatusArgs;
 use crate::config::Environment;
 use crate::error::Result;
+use crate::evolution::reasons::{Connection, RowFacts};
+use crate::exec::run::RunOptions;
 use crate::exit;
 use crate::guard::drift::{self, Observed};
 use crate::output::table;
@@ -57,6 +62,21 @@ pub struct EnvStatus {
     pub last_stopped: Option<StoppedTask>,
     /// The service's newest event, shown with a task stopped within the last hour.
     pub latest_event: Option<ServiceEvent>,
+    /// With `--instances`: the instance's two states and last disconnect (see `instance
+    /// state`), or why it was not read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<InstanceStatus>,
+}
+
+/// The environment's instance, read from inside its task (`--instances`).
+#[derive(Debug, Serialize)]
+pub struct InstanceStatus {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<Connection>,
+    /// Why it was not read (no single ready task, or the call failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread: Option<String>,
 }
 
 /// What was read of one environment.
@@ -144,7 +164,18 @@ pub async fn run(context: &Context, args: &StatusArgs) -> Result<u8> {
             unsafe_live: drift::unsafe_live(mine, &observed),
             latest_event: recent.as_ref().and(read.event.clone()),
             last_stopped: recent,
+            instance: None,
         });
+    }
+    if args.instances {
+        let read = futures::future::join_all(shown.iter().map(|env| {
+            let index = envs.iter().position(|e| e.name == env.name).expect("a shown environment is read");
+            instance_status(fleet.of(env), env, &states[index].tasks)
+        }))
+        .await;
+        for (status, instance) in environments.iter_mut().zip(read) {
+            status.instance = Some(instance);
+        }
     }
     let ok = environments.iter().all(|e| e.drift.is_empty() && e.unsafe_live.is_empty());
     let report =
@@ -152,6 +183,44 @@ pub async fn run(context: &Context, args: &StatusArgs) -> Result<u8> {
     context.printer.data(&report, || render(&report));
     Ok(if args.check && !ok { exit::FINDINGS } else { exit::OK })
 }
+
+/// The instance of `env` read in its one ready task: one exec session (connectionState and
+/// fetchInstances together) and, meanwhile, the task's log for the last stream error.
+async fn instance_status(aws: &Aws, env: &Environment, tasks: &[LiveTask]) -> InstanceStatus {
+    let name = env.instance.clone();
+    let unread = |why: String| InstanceStatus { name: env.instance.clone(), connection: None, unread: Some(why) };
+    let [task] = tasks else {
+        return match tasks.len() {
+            0 => unread(NO_TASK.into()),
+            n => unread(format!("{n} live tasks (reading it needs exactly one)")),
+        };
+    };
+    let target = match crate::exec::target::ready(env, task.clone(), None) {
+        Ok(target) => target,
+        Err(err) => return unread(err.to_string()),
+    };
+    let driver = crate::evolution::Driver { aws, target: &target, options: RunOptions::new(INSTANCE_READ) };
+    let (read, replaced) = tokio::join!(driver.connection(&name), super::instance::last_stream_error(aws, env));
+    match read {
+        Ok((state, row)) => {
+            let facts = row.as_ref().map(|row| RowFacts {
+                status: row.connection_status.as_deref(),
+                code: row.disconnection_reason_code,
+                at: row.disconnection_at.as_deref(),
+            });
+            let now = crate::aws::logs::now_ms();
+            let connection = Connection::new(Some(&state), facts, replaced, now, &env.name, &env.name);
+            InstanceStatus { name, connection: Some(connection), unread: None }
+        }
+        Err(err) => unread(err.to_string()),
+    }
+}
+
+/// Why an environment without a live task has no instance read.
+const NO_TASK: &str = "no live task";
+
+/// The bound on one environment's instance read.
+const INSTANCE_READ: Duration = Duration::from_secs(30);
 
 async fn env_state(aws: &Aws, env: &Environment) -> Result<EnvRead> {
     let ecs = aws.ecs();
@@ -161,6 +230,17 @@ async fn env_state(aws: &Aws, env: &Environment) -> Result<EnvRead> {
         discovery::tasks_and_last_stopped(&ecs, target)
     )?;
     Ok(EnvRead { service, event, tasks, last_stopped })
+}
+
+/// The INSTANCE column: `NAME open`, `NAME close (db open), 440 …`, `NAME (no live task)` or
+/// `NAME (not read)` (the notes say why).
+fn instance_cell(instance: Option<&InstanceStatus>) -> String {
+    match instance {
+        Some(InstanceStatus { name, connection: Some(connection), .. }) => format!("{name} {}", connection.cell()),
+        Some(InstanceStatus { name, unread: Some(why), .. }) if why == NO_TASK => format!("{name} ({NO_TASK})"),
+        Some(InstanceStatus { name, .. }) => format!("{name} (not read)"),
+        None => "-".into(),
+    }
 }
 
 /// The CHECK column: `ok`, or the marks (`unsafe`, `drift`).
@@ -191,10 +271,29 @@ fn render(report: &StatusReport) -> String {
             ]
         })
         .collect();
+    // With `--instances`, the instance of each environment in a last column.
+    let with_instances = report.environments.iter().any(|e| e.instance.is_some());
+    let services: Vec<Vec<String>> = services
+        .into_iter()
+        .zip(&report.environments)
+        .map(|(mut row, e)| {
+            if with_instances {
+                row.push(instance_cell(e.instance.as_ref()));
+            }
+            row
+        })
+        .collect();
+    let headers = |names: &[&'static str]| -> Vec<&'static str> {
+        let mut names = names.to_vec();
+        if with_instances {
+            names.push("INSTANCE");
+        }
+        names
+    };
     let first = report.environments.first().map(|e| (&e.account, &e.region));
     let mut out = if report.environments.iter().all(|e| Some((&e.account, &e.region)) == first) {
         table(
-            &[
+            &headers(&[
                 "ENV",
                 "CLUSTER",
                 "SERVICE",
@@ -205,7 +304,7 @@ fn render(report: &StatusReport) -> String {
                 "DEPLOY MAX/MIN%",
                 "LIVE",
                 "CHECK",
-            ],
+            ]),
             &services,
         )
     } else {
@@ -221,7 +320,7 @@ fn render(report: &StatusReport) -> String {
             })
             .collect();
         table(
-            &[
+            &headers(&[
                 "ENV",
                 "ACCOUNT",
                 "REGION",
@@ -234,7 +333,7 @@ fn render(report: &StatusReport) -> String {
                 "DEPLOY MAX/MIN%",
                 "LIVE",
                 "CHECK",
-            ],
+            ]),
             &rows,
         )
     };
@@ -282,6 +381,19 @@ fn render(report: &StatusReport) -> String {
         }
         if let Some(event) = &e.latest_event {
             note("event", format!("{} {}", event.at.as_deref().unwrap_or("?"), event.message));
+        }
+        if let Some(InstanceStatus { unread: Some(why), .. }) = &e.instance
+            && why != NO_TASK
+        {
+            note("instance", format!("not read: {why}"));
+        }
+        if let Some(InstanceStatus { connection: Some(connection), .. }) = &e.instance {
+            if let Some(disagreement) = &connection.disagreement {
+                note("instance", disagreement.clone());
+            }
+            if let Some(fix) = &connection.fix {
+                note("fix", fix.clone());
+            }
         }
     }
     if !notes.is_empty() {

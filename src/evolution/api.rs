@@ -36,6 +36,9 @@ pub struct InstanceInfo {
     /// When the socket was last closed for good (a logout, a 401/403); null while it never was.
     #[serde(rename = "disconnectionAt", default)]
     pub disconnection_at: Option<String>,
+    /// Why it was last closed for good (Baileys' code: 401, 403, 402, 406); never cleared.
+    #[serde(rename = "disconnectionReasonCode", default)]
+    pub disconnection_reason_code: Option<i64>,
     #[serde(rename = "createdAt", default)]
     pub created_at: Option<String>,
 }
@@ -336,6 +339,24 @@ impl Driver<'_> {
     pub async fn connection_state(&self, name: &str) -> Result<String> {
         let path = super::state_path(name);
         live_state(self.call(Call::new("GET", &path)).await?, name, self.acted(Some(name)))
+    }
+
+    /// The live state (memory) and the database row of `name`, both read in one exec session;
+    /// the row is `None` when fetchInstances does not list it.
+    pub async fn connection(&self, name: &str) -> Result<(String, Option<InstanceInfo>)> {
+        let paths = [super::state_path(name), instances_path(name)];
+        let mut answers = self.calls(&paths).await?.into_iter();
+        let acted = self.acted(Some(name));
+        let (Some(state), Some(rows)) = (answers.next(), answers.next()) else {
+            return Err(crate::error::Error::exec(
+                crate::error::ExecKind::Container,
+                "the Evolution calls in the container ended early",
+                format!("check that Evolution is up (`evoctl doctor {}`)", acted.env),
+            ));
+        };
+        let state = live_state(state, name, acted)?;
+        let row = read_instances(rows, true, self.acted(None))?.into_iter().next();
+        Ok((state, row))
     }
 
     /// The live state every `interval` for `duration`, from one exec session.

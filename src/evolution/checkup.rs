@@ -29,6 +29,17 @@ pub struct Checkup<'a> {
     pub webhook: bool,
     /// Probe the webhook receiver from the task, as `webhook test` does.
     pub probe: Option<ProbeSettings<'a>>,
+    /// The directory whose mount to read from `/proc/mounts` (the session's keys, when the task
+    /// definition claims a persistent volume for them).
+    pub session_dir: Option<&'a str>,
+}
+
+/// The mount that holds a directory, as `/proc/mounts` in the task shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSeen {
+    pub source: String,
+    pub mount_point: String,
+    pub fs_type: String,
 }
 
 /// The webhook probe's settings.
@@ -45,6 +56,8 @@ pub struct ProbeSettings<'a> {
 pub enum Step {
     /// The session runs node (the program itself is the trial); its version.
     Trial { node: String },
+    /// The mount holding the session's key directory (`Err`: why it could not be read).
+    SessionStore(std::result::Result<MountSeen, String>),
     /// `GET /`.
     Evolution(Result<ServerInfo>),
     /// `GET /` had not answered when the route check beside it failed (2.3.7 fetches WhatsApp
@@ -84,6 +97,7 @@ impl Driver<'_> {
                 "find_path": api::instances_path(plan.instance),
                 "webhook_path": plan.webhook.then(|| api::webhook_path(plan.instance)),
                 "probe": plan.probe.map(|p| probe::probe_request(plan.instance, p.expected.is_some(), p.timeout)),
+                "session_dir": plan.session_dir,
             },
         });
         let mut lines =
@@ -132,6 +146,14 @@ fn read_step(line: &Value, acted: Acted<'_>) -> Option<Step> {
         "evolution" if line["waiting"] == true => {
             Step::EvolutionWaiting { waited: Duration::from_millis(line["waited_ms"].as_u64().unwrap_or(0)) }
         }
+        "session-store" => Step::SessionStore(match line["error"].as_str() {
+            Some(problem) => Err(quote_line(problem, 300)),
+            None => {
+                let mount = &line["mount"];
+                let text = |field: &str| mount[field].as_str().map(|t| quote_line(t, 200));
+                Ok(MountSeen { source: text("source")?, mount_point: text("mount_point")?, fs_type: text("fs_type")? })
+            }
+        }),
         "evolution" => Step::Evolution(api_answer().and_then(|answer| api::read_server_info(answer, env))),
         "api-key" => Step::ApiKey(api_answer().and_then(|answer| {
             match super::licence_required(&answer, "POST /verify-creds", acted.env) {

@@ -21,6 +21,7 @@ pub mod checkup;
 pub mod logs;
 pub mod probe;
 pub mod program;
+pub mod reasons;
 pub mod retries;
 pub mod shape;
 
@@ -89,6 +90,21 @@ impl Driver<'_> {
         }
         let state = parsed["state"].as_str().map(str::to_owned);
         Ok((answer(parsed["status"].as_u64().unwrap_or(0) as u16, &parsed["body"]), state))
+    }
+
+    /// Several GETs in one exec session, in order; their answers in that order (fewer when the
+    /// program ended early).
+    pub async fn calls(&self, paths: &[String]) -> Result<Vec<Answer>> {
+        let request = json!({"calls": paths});
+        let parsed = self.run(Mode::Calls, &request, None).await?;
+        let answers = parsed["answers"].as_array().cloned().unwrap_or_default();
+        answers
+            .iter()
+            .map(|a| match a["error"].as_str() {
+                Some(problem) => Err(no_answer(problem, &self.target.env)),
+                None => Ok(answer(a["status"].as_u64().unwrap_or(0) as u16, &a["body"])),
+            })
+            .collect::<Result<Vec<_>>>()
     }
 
     /// What the calls of this driver act on, for the fixes of their errors.

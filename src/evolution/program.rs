@@ -14,6 +14,7 @@ const WATCH: &str = include_str!("program/watch.js");
 const REACH: &str = include_str!("program/reach.js");
 const PROBE: &str = include_str!("program/probe.js");
 const CHECKUP: &str = include_str!("program/checkup.js");
+const CALLS: &str = include_str!("program/calls.js");
 
 /// What a program does with its request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub enum Mode {
     Reach,
     /// Sign and post a webhook probe.
     Probe,
+    /// Several GETs in order, all their answers at the end.
+    Calls,
     /// Every in-task layer of `doctor`, one JSON line per layer (with the reach check and the
     /// webhook probe).
     Checkup,
@@ -45,6 +48,7 @@ pub fn source(mode: Mode, request: &Value) -> String {
         Mode::Reach => &[],
         Mode::Probe => &[PROBE],
         Mode::Checkup => &[PROBE, CHECKUP],
+        Mode::Calls => &[CALLS],
     };
     // The reach check comes with every mode: the route check beside each call uses it.
     let mut program = format!("const R = {request};\n{COMMON}{REACH}");
@@ -63,7 +67,9 @@ mod tests {
     #[test]
     fn every_program_is_valid_javascript() {
         let dir = tempfile::tempdir().unwrap();
-        for mode in [Mode::Call, Mode::Sample, Mode::Gone, Mode::Watch, Mode::Reach, Mode::Probe, Mode::Checkup] {
+        for mode in
+            [Mode::Call, Mode::Sample, Mode::Gone, Mode::Watch, Mode::Reach, Mode::Probe, Mode::Checkup, Mode::Calls]
+        {
             let path = dir.path().join(format!("{mode:?}.js"));
             std::fs::write(&path, source(mode, &serde_json::json!({"path": "/"}))).unwrap();
             let output = std::process::Command::new("node").arg("--check").arg(&path).output().unwrap();

@@ -152,18 +152,7 @@ mod tests {
             (0..10).map(|i| line(if i % 2 == 0 { "a" } else { "b" }, 1_000 * i, REPLACED)).collect();
         let evidence = analyse(&source(), Duration::from_secs(900), &lines);
         let live = |ids: &[&str]| -> Vec<crate::aws::discovery::LiveTask> {
-            ids.iter()
-                .map(|id| crate::aws::discovery::LiveTask {
-                    id: (*id).into(),
-                    arn: String::new(),
-                    last_status: "RUNNING".into(),
-                    desired_status: "RUNNING".into(),
-                    started_at: None,
-                    platform_version: None,
-                    enable_execute_command: true,
-                    containers: Vec::new(),
-                })
-                .collect()
+            ids.iter().map(|id| crate::aws::discovery::LiveTask::running(id)).collect()
         };
         let read_at = |ms: i64| ConflictEvidence { read_at_ms: ms, ..evidence.clone() };
         assert!(read_at(9_000 + 30_000).goes_on());

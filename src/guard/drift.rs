@@ -76,16 +76,7 @@ mod tests {
     use super::*;
 
     fn task(id: &str) -> LiveTask {
-        LiveTask {
-            id: id.into(),
-            arn: format!("arn:aws:ecs:us-east-1:123456789012:task/c/{id}"),
-            last_status: "RUNNING".into(),
-            desired_status: "RUNNING".into(),
-            started_at: None,
-            platform_version: None,
-            enable_execute_command: true,
-            containers: Vec::new(),
-        }
+        LiveTask::running(id)
     }
 
     #[test]

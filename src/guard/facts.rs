@@ -9,6 +9,7 @@
 //! Any read that fails makes that environment's collection fail (and every environment of a
 //! chain whose shared reads failed): an audit must never report "clean" from partial facts.
 
+use super::auth_state::{AuthState, STORE_VARIABLES};
 use super::compared::{COMPARED_VARIABLES, IsolationSettings, Known};
 use super::conflicts::{self, ConflictEvidence};
 use crate::aws::container_secrets::{self, Read};
@@ -36,6 +37,8 @@ pub struct EnvFacts {
     pub scheduled_actions: Vec<ScheduledAction>,
     pub scaling_policies: Vec<String>,
     pub settings: IsolationSettings,
+    /// Where the WhatsApp session's Signal keys live.
+    pub auth_state: AuthState,
     pub app: Option<AppFacts>,
     pub webhook_secret: WebhookSecret,
     /// `None` when the container has no awslogs group.
@@ -121,9 +124,10 @@ async fn collect_env(aws: &Aws, env: &Environment, conflict_window: Duration) ->
             }
         };
         let (known, conflicts) = tokio::try_join!(known_environment(aws, &container), conflicts)?;
-        Ok::<_, crate::error::Error>((service, IsolationSettings::from_environment(&known), conflicts))
+        let auth_state = AuthState::of(&known, &container.mounts);
+        Ok::<_, crate::error::Error>((service, IsolationSettings::from_environment(&known), auth_state, conflicts))
     };
-    let ((service, settings, conflicts), tasks, app, secret) = tokio::try_join!(
+    let ((service, settings, auth_state, conflicts), tasks, app, secret) = tokio::try_join!(
         service_chain,
         discovery::live_tasks(&ecs, target),
         app_facts(aws, env),
@@ -139,14 +143,22 @@ async fn collect_env(aws: &Aws, env: &Environment, conflict_window: Duration) ->
         scheduled_actions: Vec::new(),
         scaling_policies: Vec::new(),
         settings,
+        auth_state,
         app,
         webhook_secret: secret,
         conflicts,
     })
 }
 
+/// Where the WhatsApp session of `container` in `task_definition` lives (its environment's
+/// deciding secrets read as the audit reads them): what `redeploy` checks before a replacement.
+pub async fn auth_state_of(aws: &Aws, task_definition: &str, container: &str) -> Result<AuthState> {
+    let settings = taskdef::container_settings(&aws.ecs(), task_definition, container).await?;
+    Ok(AuthState::of(&known_environment(aws, &settings).await?, &settings.mounts))
+}
+
 /// The container's environment as the audit knows it: plain values as they are; each secret of a
-/// variable the rules compare read with the caller's credentials (in its own region) where they
+/// variable the rules compare (or that says where the session lives) read with the caller's credentials (in its own region) where they
 /// may, and known by its full ARN where they may not; other secrets by ARN, unread.
 async fn known_environment(aws: &Aws, container: &ContainerSettings) -> Result<IndexMap<String, Known>> {
     let each = container.environment.iter().map(|(name, value)| async move {
@@ -158,7 +170,10 @@ async fn known_environment(aws: &Aws, container: &ContainerSettings) -> Result<I
                         arn: from.clone(),
                         why: "not an SSM parameter or Secrets Manager secret ECS can resolve".into(),
                     },
-                    Some(secret) if !COMPARED_VARIABLES.contains(&name.as_str()) => {
+                    Some(secret)
+                        if !COMPARED_VARIABLES.contains(&name.as_str())
+                            && !STORE_VARIABLES.contains(&name.as_str()) =>
+                    {
                         Known::Unread { arn: secret.arn, why: "not compared".into() }
                     }
                     Some(secret) => match container_secrets::read(aws, &secret).await? {

@@ -1,11 +1,13 @@
 //! The guard: everything that keeps two connections off one WhatsApp number.
 //!
-//! [`facts`] reads each environment (concurrently), [`compared`] reduces a container's settings
+//! [`facts`] reads each environment (concurrently), [`auth_state`] says where its WhatsApp
+//! session's keys live, [`compared`] reduces a container's settings
 //! to what the rules compare (fingerprints that mean the same thing in every account), [`rules`]
 //! is the catalogue of isolation rules that turn facts into findings, [`plan`] computes and applies the safe order of scaling
 //! changes, [`conflicts`] reads conflict-loop evidence from the task logs, and [`drift`] marks
 //! what `status` shows as drifted or unsafe. Nothing here prints; commands render the results.
 
+pub mod auth_state;
 pub mod compared;
 pub mod conflicts;
 pub mod drift;

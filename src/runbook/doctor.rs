@@ -11,11 +11,13 @@ use crate::aws::{Aws, Fleet, sdk_failure};
 use crate::config::{Config, Environment};
 use crate::error::{Error, Result};
 use crate::evolution::api::{self, InstanceInfo, WebhookRequest, WebhookRow};
-use crate::evolution::checkup::{Checkup, CheckupEnd, ProbeSettings, Step};
+use crate::evolution::checkup::{Checkup, CheckupEnd, MountSeen, ProbeSettings, Step};
 use crate::evolution::probe::{self, WebhookProbe};
+use crate::evolution::reasons::{Connection, RowFacts};
 use crate::evolution::{Driver, logs};
 use crate::exec::run::RunOptions;
 use crate::exec::target::ExecTarget;
+use crate::guard::auth_state::{self, AuthState};
 use crate::guard::compared::ApiKey;
 use crate::guard::facts::{self, EnvFacts, WebhookSecret};
 use crate::guard::{self, CONFLICT_WINDOW};
@@ -79,6 +81,7 @@ pub enum Layer {
     ExecEnabled,
     ExecAgent,
     ExecTrial,
+    SessionStore,
     Evolution,
     ApiKey,
     WhatsappReach,
@@ -92,7 +95,7 @@ pub enum Layer {
 
 impl Layer {
     /// Every layer, in the order they are checked.
-    pub const ALL: [Layer; 19] = [
+    pub const ALL: [Layer; 20] = [
         Layer::Credentials,
         Layer::Cluster,
         Layer::Service,
@@ -103,6 +106,7 @@ impl Layer {
         Layer::ExecEnabled,
         Layer::ExecAgent,
         Layer::ExecTrial,
+        Layer::SessionStore,
         Layer::Evolution,
         Layer::ApiKey,
         Layer::WhatsappReach,
@@ -127,6 +131,7 @@ impl Layer {
             Layer::ExecEnabled => "exec-enabled",
             Layer::ExecAgent => "exec-agent",
             Layer::ExecTrial => "exec-trial",
+            Layer::SessionStore => "session-store",
             Layer::Evolution => "evolution",
             Layer::ApiKey => "api-key",
             Layer::WhatsappReach => "whatsapp-reach",
@@ -456,6 +461,7 @@ async fn in_task_layers(
         // The row, whatever the config says: the delivery layer counts the records of its URL.
         webhook: true,
         probe: probing.then_some(ProbeSettings { expected, timeout: PROBE_TIMEOUT }),
+        session_dir: mine.auth_state.volume_path(),
     };
     let mut judge = InTask {
         checks,
@@ -466,6 +472,7 @@ async fn in_task_layers(
         plan: &plan,
         exists: false,
         no_route: false,
+        memory: None,
         row: None,
         done: false,
     };
@@ -530,6 +537,8 @@ struct InTask<'c, 'o, 'a> {
     exists: bool,
     /// The whatsapp-reach layer failed: no fix offers a link.
     no_route: bool,
+    /// The instance's live state (the process's memory), once read.
+    memory: Option<String>,
     /// The instance's webhook row, once read.
     row: Option<WebhookRow>,
     /// Every in-task layer is judged.
@@ -543,7 +552,13 @@ impl InTask<'_, '_, '_> {
         }
         let checks = &mut *self.checks;
         match step {
-            Step::Trial { node } => checks.ok(Layer::ExecTrial, format!("node {node} runs in the task's container")),
+            Step::Trial { node } => {
+                checks.ok(Layer::ExecTrial, format!("node {node} runs in the task's container"));
+                if self.plan.session_dir.is_none() {
+                    session_store_check(checks, self.env, &self.mine.auth_state, None);
+                }
+            }
+            Step::SessionStore(seen) => session_store_check(checks, self.env, &self.mine.auth_state, Some(seen)),
             Step::Evolution(Ok(info)) => {
                 checks.ok(Layer::Evolution, format!("Evolution API {} (client {})", info.version, info.client_name))
             }
@@ -577,6 +592,7 @@ impl InTask<'_, '_, '_> {
             },
             Step::Reach(Err(err)) => checks.error(Layer::WhatsappReach, &err),
             Step::Instance(state) => {
+                self.memory = state.as_ref().ok().cloned();
                 self.exists = instance_check(checks, self.env, state, self.no_route);
                 if !self.exists {
                     checks.skip(Layer::InstanceHealth, Some(Layer::Webhook), "needs the instance");
@@ -585,7 +601,8 @@ impl InTask<'_, '_, '_> {
                 }
             }
             Step::InstanceRow(rows) => {
-                instance_health_check(checks, self.env, rows, self.no_route);
+                let seen = Seen { memory: self.memory.as_deref(), mine: self.mine, no_route: self.no_route };
+                instance_health_check(checks, self.env, rows, seen);
                 if !self.plan.webhook {
                     self.webhook(None);
                     if self.plan.probe.is_none() {
@@ -653,6 +670,48 @@ impl InTask<'_, '_, '_> {
                 );
                 self.stop("needs the layer above");
             }
+        }
+    }
+}
+
+/// Where the session's keys live (the task definition, as the `session-persistence` rule reads
+/// it), and, when that is a volume, whether the task really has a network file system there.
+fn session_store_check(
+    checks: &mut Checks<'_>,
+    env: &Environment,
+    auth: &AuthState,
+    seen: Option<std::result::Result<MountSeen, String>>,
+) {
+    if let Some(problem) = auth.problem() {
+        return match env.protected {
+            true => checks.fail(Layer::SessionStore, problem, auth_state::fix()),
+            false => checks.warn(Layer::SessionStore, problem, auth_state::fix()),
+        };
+    }
+    let dir = auth_state::INSTANCES_DIR;
+    let fix = "check the container's mountPoints (containerPath /evolution/instances) and the task volume's efsVolumeConfiguration, then deploy";
+    match seen {
+        None => checks.ok(Layer::SessionStore, auth.short()),
+        Some(Ok(mount)) if mount.fs_type.starts_with("nfs") || mount.fs_type == "efs" => checks.ok(
+            Layer::SessionStore,
+            format!(
+                "{}; in the task {dir} is on {} ({} from {})",
+                auth.short(),
+                mount.mount_point,
+                mount.fs_type,
+                mount.source
+            ),
+        ),
+        Some(Ok(mount)) => checks.fail(
+            Layer::SessionStore,
+            format!(
+                "the task definition mounts EFS for {dir}, but in the task it is on {} ({} from {}): the task's own storage, lost with the task",
+                mount.mount_point, mount.fs_type, mount.source
+            ),
+            fix,
+        ),
+        Some(Err(problem)) => {
+            checks.warn(Layer::SessionStore, format!("{}; /proc/mounts could not be read in the task: {problem}", auth.short()), fix)
         }
     }
 }
@@ -732,7 +791,17 @@ fn instance_check(checks: &mut Checks<'_>, env: &Environment, state: Result<Stri
 
 /// 2.3.7's report of instances created but stuck in `close` (evolution-foundation/evolution-api#2419):
 /// an instance that is `close` and was never linked nor disconnected since it was created.
-fn instance_health_check(checks: &mut Checks<'_>, env: &Environment, rows: Result<Vec<InstanceInfo>>, no_route: bool) {
+/// What the instance-health layer knows besides the row.
+struct Seen<'a> {
+    /// The live state the instance layer read (the process's memory).
+    memory: Option<&'a str>,
+    mine: &'a EnvFacts,
+    /// No route to WhatsApp (whatsapp-reach failed): no fix offers a link.
+    no_route: bool,
+}
+
+fn instance_health_check(checks: &mut Checks<'_>, env: &Environment, rows: Result<Vec<InstanceInfo>>, seen: Seen<'_>) {
+    let no_route = seen.no_route;
     match rows {
         Ok(rows) => match rows.first() {
             Some(row)
@@ -762,15 +831,47 @@ fn instance_health_check(checks: &mut Checks<'_>, env: &Environment, rows: Resul
                     ),
                 );
             }
-            Some(row) => checks.ok(
-                Layer::InstanceHealth,
-                format!(
-                    "{} is {}{}",
+            Some(row) => {
+                let facts = RowFacts {
+                    status: row.connection_status.as_deref(),
+                    code: row.disconnection_reason_code,
+                    at: row.disconnection_at.as_deref(),
+                };
+                let replaced = seen.mine.conflicts.as_ref().and_then(|c| c.last_seen_ms).map(|at| (440, at));
+                let now = crate::aws::logs::now_ms();
+                let connection = Connection::new(seen.memory, Some(facts), replaced, now, &env.name, &env.name);
+                let mut evidence = format!(
+                    "{} is {} in the process and {} in the database{}",
                     env.instance,
+                    seen.memory.unwrap_or("-"),
                     row.connection_status.as_deref().unwrap_or("?"),
-                    row.number().map(|n| format!(", linked to {n}")).unwrap_or_default()
-                ),
-            ),
+                    row.number()
+                        .map(|n| match row.connection_status.as_deref() {
+                            Some("open") => format!(", linked to {n}"),
+                            _ => format!(", last linked to {n}"),
+                        })
+                        .unwrap_or_default()
+                );
+                match &connection.row_disconnect {
+                    Some(d) => evidence.push_str(&format!("; last disconnect: {}", d.describe())),
+                    None => evidence.push_str("; no disconnect recorded in the row"),
+                }
+                if let Some(d) = &connection.logged_disconnect {
+                    evidence.push_str(&format!("; last replaced: {}", d.describe()));
+                }
+                if let Some(disagreement) = &connection.disagreement {
+                    evidence.push_str(&format!("; {disagreement}"));
+                }
+                match (&connection.fix, connection.disagreement.is_some() || seen.memory != Some("open")) {
+                    (Some(fix), true) if !no_route => checks.warn(Layer::InstanceHealth, evidence, fix.clone()),
+                    (Some(_), true) => checks.warn(
+                        Layer::InstanceHealth,
+                        evidence,
+                        "the task cannot reach WhatsApp (whatsapp-reach above): fix the route first",
+                    ),
+                    _ => checks.ok(Layer::InstanceHealth, evidence),
+                }
+            }
             None => checks.skip(Layer::InstanceHealth, Some(Layer::Webhook), "fetchInstances does not list it"),
         },
         Err(err) => checks.error(Layer::InstanceHealth, &err),
@@ -1062,5 +1163,25 @@ mod tests {
             said.ends_with(" more, which evoctl.toml does not list); its jwt_key is not the configured secret"),
             "{said}"
         );
+    }
+
+    #[test]
+    fn a_claimed_volume_the_task_does_not_have_fails_the_session_store() {
+        let mut seen = Vec::new();
+        let mut observer = |check: &Check| seen.push((check.status, check.evidence.clone()));
+        let mut checks = Checks { list: Vec::new(), observer: &mut observer };
+        let env = Environment::for_test("production", "p", 1, 1);
+        let auth = AuthState::DatabaseAndVolume { path: "/evolution/instances".into(), file_system: "fs-1".into() };
+        let mount =
+            |fs_type: &str| MountSeen { source: "overlay".into(), mount_point: "/".into(), fs_type: fs_type.into() };
+        session_store_check(&mut checks, &env, &auth, Some(Ok(mount("overlay"))));
+        session_store_check(&mut checks, &env, &auth, Some(Ok(mount("nfs4"))));
+        drop(checks);
+        assert_eq!(seen[0].0, Status::Fail);
+        assert_eq!(
+            seen[0].1,
+            "the task definition mounts EFS for /evolution/instances, but in the task it is on / (overlay from overlay): the task's own storage, lost with the task"
+        );
+        assert_eq!(seen[1].0, Status::Ok);
     }
 }

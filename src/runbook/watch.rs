@@ -42,6 +42,14 @@ pub enum WatchEvent {
     Linked {
         #[serde(default)]
         number: Option<String>,
+        /// The row's `connectionStatus`, `disconnectionReasonCode` and `disconnectionAt` as
+        /// read with the number (absent when the row was not read).
+        #[serde(default)]
+        row_status: Option<String>,
+        #[serde(default)]
+        row_code: Option<i64>,
+        #[serde(default)]
+        row_at: Option<String>,
     },
     /// It dropped from `open` during the stability window.
     Flap { state: String },
@@ -121,7 +129,7 @@ mod tests {
             [
                 WatchEvent::State { state: "connecting".into() },
                 WatchEvent::Qr { code: "2@abc".into(), pairing: None, count: 1, limit: 30 },
-                WatchEvent::Linked { number: Some("5511".into()) },
+                WatchEvent::Linked { number: Some("5511".into()), row_status: None, row_code: None, row_at: None },
             ]
         );
         assert_eq!(stray, b"noise\n");

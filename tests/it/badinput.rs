@@ -148,19 +148,3 @@ fn hostile_api_answers_become_clear_errors() {
         assert!(all.len() < 1500, "a hostile body is cut short in the message: {} bytes", all.len());
     }
 }
-
-/// `node` without a program says the three ways to give one, with the environment named.
-#[test]
-fn node_without_a_program_names_the_ways_to_give_one() {
-    let lab = Lab::start("seed");
-    let output = lab.evoctl().args(["node", "production"]).output().unwrap();
-    assert_eq!(
-        (output.status.code(), text(&output.stderr)),
-        (
-            Some(2),
-            "error: give a script with -e JS, a FILE, or - to read it from stdin\n  fix: evoctl node production -e 'console.log(1)'\n"
-                .to_owned()
-        )
-    );
-    assert!(lab.journal().is_empty(), "no AWS call: {:?}", lab.journal());
-}

@@ -57,7 +57,10 @@ fn doctor_fails_at_webhook_delivery_with_evolutions_own_401_lines_and_the_fix() 
         "make the receiver verify with ssm:/alinhou/production/evolution-webhook-secret (the secret this instance signs with), or point jwt_secret under [env.production.webhook] at the parameter the receiver reads and run `evoctl webhook set production`; both sides must read one SSM parameter"
     );
     assert_eq!(check(&report, "webhook")["status"], "OK", "the row itself matches evoctl.toml");
-    assert_eq!(check(&report, "instance-health")["evidence"], "alinhou-production is open, linked to 5511987654321");
+    assert_eq!(
+        check(&report, "instance-health")["evidence"],
+        "alinhou-production is open in the process and open in the database, linked to 5511987654321; no disconnect recorded in the row"
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// The layers `doctor` reports, in order: the README's list, written out here so the code's own
 /// list is not its oracle.
-const LAYERS: [&str; 19] = [
+const LAYERS: [&str; 20] = [
     "credentials",
     "cluster",
     "service",
@@ -18,6 +18,7 @@ const LAYERS: [&str; 19] = [
     "exec-enabled",
     "exec-agent",
     "exec-trial",
+    "session-store",
     "evolution",
     "api-key",
     "whatsapp-reach",
@@ -46,6 +47,9 @@ const FIRST_BROKEN: &[(&str, Option<&str>)] = &[
     ("no-whatsapp-route", Some("whatsapp-reach")),
     // Staging's conflict lines in the group both stages share are not production's.
     ("shared-log-group", None),
+    // The session's keys on the task's disk; on an EFS volume the task really has.
+    ("ephemeral-keys", Some("session-store")),
+    ("efs-keys", None),
 ];
 
 #[test]
@@ -165,7 +169,6 @@ fn the_verdict_names_the_first_broken_layer_then_its_fix() {
 
 /// What `evoctl ARGS` writes to a terminal of its own (stdout and stderr on a pty), with `env`.
 fn on_a_terminal(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    use std::io::Read;
     let (pty, pts) = pty_process::blocking::open().unwrap();
     pty.resize(pty_process::Size::new(50, 200)).unwrap();
     let mut child = pty_process::blocking::Command::new(crate::support::EVOCTL)
@@ -178,15 +181,7 @@ fn on_a_terminal(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>
         .current_dir(lab.dir.path())
         .spawn(pts)
         .unwrap();
-    let mut screen = Vec::new();
-    let mut buffer = [0u8; 4096];
-    // The terminal ends (EIO) once evoctl, its only user, has exited.
-    while let Ok(n) = (&pty).read(&mut buffer) {
-        if n == 0 {
-            break;
-        }
-        screen.extend_from_slice(&buffer[..n]);
-    }
+    let screen = crate::support::pty_to_end(&pty);
     (child.wait().unwrap().code(), String::from_utf8_lossy(&screen).into_owned())
 }
 

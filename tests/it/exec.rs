@@ -439,7 +439,7 @@ fn a_command_that_ends_early_is_not_held_by_stdin_that_never_ends() {
 /// forwards what is typed until Ctrl-D.
 #[test]
 fn a_terminal_is_read_only_with_dash_i() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let lab = Lab::start("seed");
     let run = |args: &[&str], typed: &[u8]| {
         let (pty, pts) = pty_process::blocking::open().unwrap();
@@ -454,15 +454,7 @@ fn a_terminal_is_read_only_with_dash_i() {
             .unwrap();
         (&pty).write_all(typed).unwrap();
         let status = wait_until(Duration::from_secs(20), "evoctl to end", || child.try_wait().unwrap());
-        let mut screen = Vec::new();
-        let mut buffer = [0u8; 4096];
-        // The child is gone: the pty holds all it wrote, then reports EIO.
-        while let Ok(n) = (&pty).read(&mut buffer) {
-            if n == 0 {
-                break;
-            }
-            screen.extend_from_slice(&buffer[..n]);
-        }
+        let screen = crate::support::pty_to_end(&pty);
         (status.code(), text(&screen))
     };
     let (code, screen) = run(&["exec", "production", "--", "sh", "-c", "cat; echo end"], b"");

@@ -49,7 +49,7 @@ fn create_connect_scan_and_list() {
 
     lab.control("POST", "/phone/scan", Some(&json!({"code": code, "number": "5511912345678"})));
     let output = lab.evoctl().args(["instance", "state", "production"]).output().unwrap();
-    assert_eq!(text(&output.stdout), "open\n");
+    assert_eq!(text(&output.stdout).lines().next(), Some("open"), "the first line is the live state");
     let output = lab.evoctl().args(["--output", "json", "instance", "list", "production"]).output().unwrap();
     let list = json_stdout(&output);
     assert_eq!(list["instances"][0]["name"], "alinhou-production");
@@ -298,8 +298,8 @@ fn two_tasks_on_one_database_kick_each_other_and_one_does_not() {
     let lab = Lab::start("seed");
     lab.link_production();
     let state = || text(&lab.evoctl().args(["instance", "state", "production"]).output().unwrap().stdout);
-    assert_eq!(state(), "open\n");
-    assert_eq!(state(), "open\n");
+    assert_eq!(state(), "open\n  database: open\n  last disconnect: none recorded in the row\n");
+    assert_eq!(state(), "open\n  database: open\n  last disconnect: none recorded in the row\n");
     assert_eq!(conflict_lines(&lab), 0, "one task holds the session alone");
 
     // A second task of the same service (a stuck deploy): same database, same credentials.

@@ -207,8 +207,8 @@ fn no_secret_reaches_the_journal_output_argv_or_files() {
 
 /// The exec sessions the runs below open, all told: one per command that reaches the container
 /// (`doctor`'s in-task layers share one), several for `connect` (the link watch, the webhook) and
-/// `instance delete` (the owner check and the wait).
-const EXEC_SESSIONS: usize = 27;
+/// `instance delete` (the owner check and the wait); `status --instances` one per environment with a task.
+const EXEC_SESSIONS: usize = 30;
 
 /// One run: its arguments, its exit code, and the lab control calls (`POST /_lab/PATH BODY`) made
 /// before it.
@@ -282,6 +282,9 @@ fn every_command_keeps_secrets(base: &str) {
         vec!["--output", "json", "logs", "production", "--since", "10m", "--kind", "webhook"],
         vec!["doctor", "production"],
         vec!["--output", "json", "doctor", "production"],
+        vec!["api", "production", "GET", "/instance/fetchInstances"],
+        vec!["--output", "json", "api", "production", "GET", "/webhook/find/alinhou-production"],
+        vec!["status", "--instances"],
         vec!["init", "--force", "--config", init.to_str().unwrap()],
         vec!["instance", "delete", "production", "second", "--yes"],
     ]

@@ -544,3 +544,17 @@ pub fn swapped_scenario(dir: &Path) -> String {
     .expect("scenario file");
     path.to_str().expect("utf-8 path").to_owned()
 }
+
+/// Everything a pty holds, read until it ends (EIO once the last process using it is gone).
+pub fn pty_to_end(pty: &pty_process::blocking::Pty) -> Vec<u8> {
+    use std::io::Read;
+    let mut screen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = (&*pty).read(&mut buffer) {
+        if n == 0 {
+            break;
+        }
+        screen.extend_from_slice(&buffer[..n]);
+    }
+    screen
+}

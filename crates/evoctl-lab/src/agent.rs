@@ -285,10 +285,22 @@ pub struct AgentHub {
     workers: Mutex<HashMap<String, Workers>>,
 }
 
+/// A node preload that shows a program the task's own mount table at `/proc/mounts` (the lab's
+/// container shares the host's kernel view; a real task sees its own).
+const CONTAINER_FS_SHIM: &str = "container-fs.js";
+const CONTAINER_FS_SHIM_JS: &str = r#"const fs = require("fs");
+const own = process.env.EVOCTL_LAB_PROC_MOUNTS;
+const read = fs.readFileSync;
+fs.readFileSync = function (path, ...rest) {
+  return read.call(this, own && (path === "/proc/mounts" || path === "/proc/self/mounts") ? own : path, ...rest);
+};
+"#;
+
 impl AgentHub {
     pub fn new(options: AgentOptions) -> std::io::Result<AgentHub> {
         let bin = options.root.join("bin");
         std::fs::create_dir_all(&bin)?;
+        std::fs::write(options.root.join(CONTAINER_FS_SHIM), CONTAINER_FS_SHIM_JS)?;
         for tool in CONTAINER_TOOLS {
             if let Some(path) = which(tool) {
                 let link = bin.join(tool);
@@ -662,6 +674,14 @@ impl AgentHub {
         if let Some(port) = shared.evolution.port_of(&grant.task_id) {
             environment.insert("SERVER_PORT".into(), port.to_string());
         }
+        // The container's own mount table: node reads `/proc/mounts` from the task's model.
+        let mounts = workdir.with_file_name("proc-mounts");
+        std::fs::write(&mounts, shared.evolution.proc_mounts(&grant.task_id)).map_err(|e| e.to_string())?;
+        environment.insert(
+            "NODE_OPTIONS".into(),
+            format!("--require {}", self.options.root.join(CONTAINER_FS_SHIM).display()),
+        );
+        environment.insert("EVOCTL_LAB_PROC_MOUNTS".into(), mounts.display().to_string());
         let dotenv = workdir.join(".env");
         if !dotenv.exists() {
             // The image's baked `.env` (`.env.example` at 2.3.7).

@@ -40,6 +40,8 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("no-whatsapp-route", include_str!("../scenarios/no-whatsapp-route.toml")),
     ("whatsapp-black-hole", include_str!("../scenarios/whatsapp-black-hole.toml")),
     ("shared-log-group", include_str!("../scenarios/shared-log-group.toml")),
+    ("ephemeral-keys", include_str!("../scenarios/ephemeral-keys.toml")),
+    ("efs-keys", include_str!("../scenarios/efs-keys.toml")),
 ];
 
 /// A fully merged scenario.
@@ -219,6 +221,21 @@ pub struct TaskDefinitionSpec {
     /// logging needs it).
     #[serde(default)]
     pub image_tools: Vec<String>,
+    /// The container's `mountPoints`: container path -> task volume name.
+    #[serde(default)]
+    pub mount_points: IndexMap<String, String>,
+    /// The task's `volumes`, by name: an EFS volume names its file system; one without is a
+    /// bind mount on the task's ephemeral storage.
+    #[serde(default)]
+    pub volumes: IndexMap<String, VolumeSpec>,
+}
+
+/// One task volume.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSpec {
+    /// `efsVolumeConfiguration.fileSystemId`.
+    pub efs: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

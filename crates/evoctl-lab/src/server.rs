@@ -53,6 +53,8 @@ pub fn router(lab: Lab) -> axum::Router {
         .route("/_lab/phone/scan", post(phone_scan))
         .route("/_lab/phone/message", post(phone_message))
         .route("/_lab/phone/drop", post(phone_drop))
+        .route("/_lab/phone/remove", post(phone_remove))
+        .route("/_lab/phone/dead", post(phone_dead))
         .route("/_lab/phone/reconnect", post(phone_reconnect))
         .route("/_lab/receiver", post(set_receiver))
         .route("/_lab/webhooks", get(get_webhooks).delete(clear_webhooks))
@@ -610,6 +612,14 @@ async fn phone_message(State(shared): State<Arc<Shared>>, body: Bytes) -> Respon
 }
 
 /// The network under a paired instance's socket drops (`connecting`, owner kept).
+async fn phone_remove(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    super::evolution::control::phone_remove(&shared.evolution, &body)
+}
+
+async fn phone_dead(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    super::evolution::control::phone_dead(&shared.evolution, &body)
+}
+
 async fn phone_drop(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     super::evolution::control::phone_drop(&shared.evolution, &body)
 }

@@ -77,9 +77,21 @@ pub struct TaskDefinition {
     /// Programs the image has beyond the lab's stand-in set (e.g. `script`, which session
     /// logging needs).
     pub image_tools: Vec<String>,
+    /// `mountPoints`: container path -> volume name.
+    pub mount_points: IndexMap<String, String>,
+    /// `volumes`: name -> EFS file system id (`None`: a bind mount on the task's storage).
+    pub volumes: IndexMap<String, Option<String>>,
 }
 
 impl TaskDefinition {
+    /// Each mount's container path with its volume's EFS file system (if it is one).
+    pub fn mounts(&self) -> Vec<(String, Option<String>)> {
+        self.mount_points
+            .iter()
+            .map(|(path, volume)| (path.clone(), self.volumes.get(volume).cloned().flatten()))
+            .collect()
+    }
+
     pub fn key(&self) -> String {
         format!("{}:{}", self.family, self.revision)
     }
@@ -345,6 +357,8 @@ impl Account {
                 cpu: spec.cpu.clone(),
                 memory: spec.memory.clone(),
                 image_tools: spec.image_tools.clone(),
+                mount_points: spec.mount_points.clone(),
+                volumes: spec.volumes.iter().map(|(name, v)| (name.clone(), v.efs.clone())).collect(),
             };
             if let Some(group) = &def.log_group {
                 account.log_groups.entry(group.clone()).or_default();

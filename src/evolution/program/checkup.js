@@ -1,5 +1,6 @@
 // Checkup mode (doctor's in-task layers), all in this one session, in order, one JSON line per
-// layer the moment it is known: node itself (the trial), GET /, verify-creds, the route to
+// layer the moment it is known: node itself (the trial), the mount that holds the session's key
+// directory when a volume is claimed for it (from /proc/mounts), GET /, verify-creds, the route to
 // WhatsApp, the instance's state, its row, its webhook, and a signed webhook probe when asked.
 // It stops where the next layers could not be judged: no answer from the API, a refused key (or
 // one evoctl already knows is a public default), an instance that is missing or held by another
@@ -7,8 +8,27 @@
 const C = R.checkup;
 const step = (id, fields) => emit(Object.assign({ id }, fields));
 const expectedSecret = new Promise((resolve) => (C.probe && C.probe.with_expected ? readStdin(resolve) : resolve(null)));
+// The deepest mount of /proc/mounts that holds `dir` (mount points are container paths; a space
+// in one is written \040).
+const mountOf = (dir) => {
+  try {
+    let best = null;
+    for (const line of fs.readFileSync("/proc/mounts", "utf8").split("\n")) {
+      const [source, raw, type] = line.split(" ");
+      if (!raw || !type) continue;
+      const point = raw.replace(/\\040/g, " ");
+      const base = point.replace(/\/+$/, "");
+      const holds = base === "" || dir === base || dir.startsWith(base + "/");
+      if (holds && (!best || base.length >= best.mount_point.replace(/\/+$/, "").length)) best = { source, mount_point: point, fs_type: type };
+    }
+    return best ? { mount: best } : { error: "no mount in /proc/mounts holds " + dir };
+  } catch (e) {
+    return { error: scrub(String(e)) };
+  }
+};
 const checkup = async () => {
   step("exec-trial", { node: process.version });
+  if (C.session_dir) step("session-store", mountOf(C.session_dir));
   const answered = async (id, path, method) => {
     try {
       const answer = await call(null, path, method);

@@ -37,7 +37,13 @@ const watch = (secret) => {
       .then((found) => {
         const rows = parse(found.body);
         const row = Array.isArray(rows) ? rows[0] : null;
-        emit({ e: "linked", number: row && row.ownerJid ? String(row.ownerJid).split("@")[0] : null });
+        emit({
+          e: "linked",
+          number: row && row.ownerJid ? String(row.ownerJid).split("@")[0] : null,
+          row_status: row ? row.connectionStatus : null,
+          row_code: row ? row.disconnectionReasonCode : null,
+          row_at: row ? row.disconnectionAt : null,
+        });
       })
       .catch(() => emit({ e: "linked", number: null }));
   let reachChecked = false;

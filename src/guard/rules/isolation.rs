@@ -27,7 +27,7 @@ fn shared(subjects: &[Subject<'_>], value: impl Fn(&EnvFacts) -> Option<&Compare
         .filter(|(_, envs)| envs.len() > 1)
         .map(|(members, envs)| {
             let evidence = format!("{} use the same {what} ({})", envs.join(" and "), Compared::how(&members));
-            Hit { envs, evidence, fix: fix.to_owned() }
+            Hit { envs, severity: None, evidence, fix: fix.to_owned() }
         })
         .collect()
 }
@@ -98,7 +98,7 @@ pub(super) fn instance_names(subjects: &[Subject<'_>]) -> Found {
             let evidence = format!("{} use the same instance name `{name}`", envs.join(" and "));
             let fix =
                 "give each environment its own `instance` in evoctl.toml (and EVOLUTION_INSTANCE_NAME in the app)";
-            Hit { envs, evidence, fix: fix.into() }
+            Hit { envs, severity: None, evidence, fix: fix.into() }
         })
         .collect()
 }

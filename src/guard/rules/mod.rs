@@ -6,13 +6,15 @@
 //! This module holds the catalogue and the finding types; each family of checks lives in a file
 //! of its own: [`scaling`] (how many tasks can run on a number), [`isolation`] (what two
 //! environments must not share), [`settings`] (one container's own settings), [`app`] (the app
-//! Lambda and the webhook it receives), [`exec`] (ECS Exec readiness) and [`conflicts`] (the
+//! Lambda and the webhook it receives), [`persistence`] (where the WhatsApp session's keys
+//! live), [`exec`] (ECS Exec readiness) and [`conflicts`] (the
 //! conflict loop in the task logs).
 
 mod app;
 mod conflicts;
 mod exec;
 mod isolation;
+mod persistence;
 mod scaling;
 mod settings;
 
@@ -80,6 +82,8 @@ pub struct Rule {
 /// What a check found, before the rule's id and severity are attached.
 struct Hit {
     envs: Vec<String>,
+    /// A severity of this finding other than the rule's.
+    severity: Option<Severity>,
     evidence: String,
     fix: String,
 }
@@ -91,7 +95,7 @@ impl Rule {
             .into_iter()
             .map(|hit| Finding {
                 rule: self.id,
-                severity: self.severity,
+                severity: hit.severity.unwrap_or(self.severity),
                 locations: hit
                     .envs
                     .iter()
@@ -233,6 +237,12 @@ pub const RULES: &[Rule] = &[
         check: app::webhook_jwt,
     },
     Rule {
+        id: "session-persistence",
+        severity: Severity::Error,
+        summary: "the WhatsApp session's Signal keys outlive the task (Redis, a provider or EFS; an error when protected, else a warning)",
+        check: persistence::session_persistence,
+    },
+    Rule {
         id: "conflict-loop",
         severity: Severity::Error,
         summary: "no conflict/replaced loop in the task logs of the last 15 minutes",
@@ -247,7 +257,7 @@ pub fn find(id: &str) -> Option<&'static Rule> {
 type Found = Vec<Hit>;
 
 fn one(env: &Environment, evidence: String, fix: String) -> Hit {
-    Hit { envs: vec![env.name.clone()], evidence, fix }
+    Hit { envs: vec![env.name.clone()], severity: None, evidence, fix }
 }
 
 #[cfg(test)]
@@ -297,6 +307,7 @@ mod testing {
             scheduled_actions: Vec::new(),
             scaling_policies: Vec::new(),
             settings: IsolationSettings::from_environment(&environment),
+            auth_state: crate::guard::auth_state::AuthState::of(&environment, &[]),
             app: None,
             webhook_secret: WebhookSecret::NoWebhook,
             conflicts: None,

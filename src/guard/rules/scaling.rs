@@ -66,6 +66,7 @@ pub(super) fn one_live_env(subjects: &[Subject<'_>]) -> Found {
             let listed: Vec<String> =
                 live.iter().map(|s| format!("{} ({} live task(s))", s.env.name, s.facts.tasks.len())).collect();
             found.push(Hit {
+                severity: None,
                 envs: live.iter().map(|s| s.env.name.clone()).collect(),
                 evidence: format!("{} are live together on number `{number}`", listed.join(" and ")),
                 fix:
@@ -78,6 +79,7 @@ pub(super) fn one_live_env(subjects: &[Subject<'_>]) -> Found {
         if always_on.len() > 1 {
             let names: Vec<String> = always_on.iter().map(|s| s.env.name.clone()).collect();
             found.push(Hit {
+                severity: None,
                 evidence: format!(
                     "evoctl.toml keeps {} running together on number `{number}` (scaling min > 0)",
                     names.join(" and ")

@@ -220,6 +220,32 @@ pub fn phone_drop(hub: &EvolutionHub, body: &[u8]) -> Response {
     Json(json!({"instance": named.instance, "processes": processes})).into_response()
 }
 
+/// `POST /_lab/phone/remove {"instance"}`: the phone removes the linked device (401).
+pub fn phone_remove(hub: &EvolutionHub, body: &[u8]) -> Response {
+    let named: Named = match serde_json::from_slice(body) {
+        Ok(named) => named,
+        Err(e) => return bad(format!("bad remove: {e}")),
+    };
+    let processes = hub.remove_device(&named.instance);
+    if processes.is_empty() {
+        return not_found("no process holds a paired socket by that name");
+    }
+    Json(json!({"instance": named.instance, "processes": processes})).into_response()
+}
+
+/// `POST /_lab/phone/dead {"instance"}`: the socket closes and its reconnect fails.
+pub fn phone_dead(hub: &EvolutionHub, body: &[u8]) -> Response {
+    let named: Named = match serde_json::from_slice(body) {
+        Ok(named) => named,
+        Err(e) => return bad(format!("bad dead: {e}")),
+    };
+    let processes = hub.kill_socket(&named.instance);
+    if processes.is_empty() {
+        return not_found("no process holds a paired socket by that name");
+    }
+    Json(json!({"instance": named.instance, "processes": processes})).into_response()
+}
+
 /// `POST /_lab/phone/reconnect {"instance"}`: the network is back, the socket is `open`.
 pub fn phone_reconnect(hub: &EvolutionHub, body: &[u8]) -> Response {
     let named: Named = match serde_json::from_slice(body) {
@@ -311,6 +337,8 @@ pub fn router(hub: Arc<EvolutionHub>, logs: Arc<Mutex<Vec<super::log::LogLine>>>
             post(|State((hub, _)): Hub, body: Bytes| async move { phone_message(&hub, &body) }),
         )
         .route("/_lab/phone/drop", post(|State((hub, _)): Hub, body: Bytes| async move { phone_drop(&hub, &body) }))
+        .route("/_lab/phone/remove", post(|State((hub, _)): Hub, body: Bytes| async move { phone_remove(&hub, &body) }))
+        .route("/_lab/phone/dead", post(|State((hub, _)): Hub, body: Bytes| async move { phone_dead(&hub, &body) }))
         .route(
             "/_lab/phone/reconnect",
             post(|State((hub, _)): Hub, body: Bytes| async move { phone_reconnect(&hub, &body) }),

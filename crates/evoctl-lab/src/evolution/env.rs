@@ -81,6 +81,8 @@ pub struct EvoConfig {
     pub database_uri: String,
     pub client_name: String,
     pub save_data_instance: bool,
+    /// `PROVIDER_ENABLED`: an external session provider holds the auth state.
+    pub provider_enabled: bool,
     pub cache_redis_enabled: bool,
     pub cache_redis_uri: String,
     pub cache_redis_prefix_key: String,
@@ -143,6 +145,7 @@ impl EvoConfig {
             database_uri: or("DATABASE_CONNECTION_URI", ""),
             client_name: or("DATABASE_CONNECTION_CLIENT_NAME", "evolution"),
             save_data_instance: truth("DATABASE_SAVE_DATA_INSTANCE"),
+            provider_enabled: truth("PROVIDER_ENABLED"),
             cache_redis_enabled: truth("CACHE_REDIS_ENABLED"),
             cache_redis_uri: or("CACHE_REDIS_URI", ""),
             cache_redis_prefix_key: or("CACHE_REDIS_PREFIX_KEY", "evolution-cache"),

@@ -14,6 +14,7 @@ pub mod db;
 pub mod env;
 pub mod forward;
 pub mod js;
+pub mod keys;
 pub mod log;
 pub mod process;
 pub mod schema;
@@ -117,6 +118,14 @@ impl Running {
 pub struct EvolutionHub {
     options: SimOptions,
     databases: Mutex<HashMap<String, Arc<Mutex<Database>>>>,
+    /// Key stores outside any task (Redis, EFS, a provider), by place.
+    key_stores: Mutex<HashMap<String, keys::KeyStore>>,
+    /// Keys of seeded linked instances whose store is a task's own, by database URI: the first
+    /// task on that database has them.
+    seeded_keys: Mutex<HashMap<String, Vec<String>>>,
+    /// Each started task's mounts (container path, EFS file system): what its `/proc/mounts`
+    /// shows inside the container.
+    mounts: Mutex<HashMap<String, Vec<keys::MountSpec>>>,
     running: Mutex<IndexMap<String, Running>>,
     pub receiver: control::Receiver,
     pids: Mutex<u32>,
@@ -127,6 +136,9 @@ impl EvolutionHub {
         EvolutionHub {
             options,
             databases: Mutex::new(HashMap::new()),
+            key_stores: Mutex::new(HashMap::new()),
+            seeded_keys: Mutex::new(HashMap::new()),
+            mounts: Mutex::new(HashMap::new()),
             running: Mutex::new(IndexMap::new()),
             receiver: control::Receiver::default(),
             pids: Mutex::new(18),
@@ -135,6 +147,32 @@ impl EvolutionHub {
 
     pub fn options(&self) -> &SimOptions {
         &self.options
+    }
+
+    /// The key store a task with these settings and mounts writes to: a shared one outside the
+    /// task, or one of its own (holding the seeded keys of its database, the first time).
+    pub fn key_store(
+        &self,
+        env: &IndexMap<String, String>,
+        mounts: &[(String, Option<String>)],
+        uri: &str,
+    ) -> keys::KeyStore {
+        match keys::place(env, mounts) {
+            Ok(place) => self
+                .key_stores
+                .lock()
+                .expect("lab lock")
+                .entry(place.clone())
+                .or_insert_with(|| keys::KeyStore { place, persistent: true, ids: Arc::default() })
+                .clone(),
+            Err(place) => {
+                let store = keys::KeyStore::task(&place);
+                for id in self.seeded_keys.lock().expect("lab lock").remove(uri).unwrap_or_default() {
+                    store.put(&id);
+                }
+                store
+            }
+        }
     }
 
     fn database(&self, uri: &str) -> Arc<Mutex<Database>> {
@@ -147,10 +185,21 @@ impl EvolutionHub {
             let definition = account
                 .latest_task_definition(&spec.task_definition)
                 .ok_or_else(|| format!("linked instance {}: no task definition {}", spec.name, spec.task_definition))?;
-            let config = env::EvoConfig::from_env(&account.container_environment(definition));
+            let environment = account.container_environment(definition);
+            let config = env::EvoConfig::from_env(&environment);
             let db = self.database(&config.database_uri);
             let id = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(spec.name.as_bytes()));
             let id = format!("{}-{}-4{}-a{}-{}", &id[0..8], &id[8..12], &id[13..16], &id[17..20], &id[20..32]);
+            match keys::place(&environment, &definition.mounts()) {
+                Ok(_) => self.key_store(&environment, &definition.mounts(), &config.database_uri).put(&id),
+                Err(_) => self
+                    .seeded_keys
+                    .lock()
+                    .expect("lab lock")
+                    .entry(config.database_uri.clone())
+                    .or_default()
+                    .push(id.clone()),
+            }
             let mut row = db::Row::linked(id, &spec.name, &config.client_name, &spec.number, now_ms());
             let mut db = db.lock().expect("lab lock");
             let setting_id = db.cuid(row.created_ms);
@@ -164,6 +213,23 @@ impl EvolutionHub {
             db.rows.insert(spec.name.clone(), row);
         }
         Ok(())
+    }
+
+    /// The mount table a task's container sees (`/proc/mounts`): the root overlay, `/proc`, and
+    /// each volume of its task definition (an EFS volume as the efs-utils TLS mount shows it,
+    /// NFSv4 from `127.0.0.1:/`; a bind mount on the task's storage device).
+    pub fn proc_mounts(&self, task_id: &str) -> String {
+        let mut table = String::from(
+            "overlay / overlay rw,relatime,lowerdir=/var/lib/containerd/snapshots/1/fs 0 0\n\
+             proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\n",
+        );
+        for (path, efs) in self.mounts.lock().expect("lab lock").get(task_id).cloned().unwrap_or_default() {
+            table.push_str(&match efs {
+                Some(_) => format!("127.0.0.1:/ {path} nfs4 rw,relatime,vers=4.1,rsize=1048576,wsize=1048576,hard,proto=tcp,port=20049 0 0\n"),
+                None => format!("/dev/nvme1n1 {path} ext4 rw,relatime 0 0\n"),
+            });
+        }
+        table
     }
 
     /// The loopback port of a task's Evolution (its process, or the forward to an external one).
@@ -204,6 +270,7 @@ impl EvolutionHub {
         config: env::EvoConfig,
         port: u16,
         pid: Option<u32>,
+        keys: keys::KeyStore,
     ) -> std::io::Result<(u16, Arc<Process>, tokio::task::JoinHandle<()>)> {
         let db = self.database(&config.database_uri);
         let options = ProcessOptions {
@@ -216,6 +283,7 @@ impl EvolutionHub {
             qr_rotate: self.options.qr_rotate,
             auto_scan_after: self.options.auto_scan_after,
             tick: self.options.tick,
+            keys,
         };
         let process = Process::new(config, options, db);
         let (port, server) = serve(Arc::clone(&process), port)?;
@@ -276,7 +344,10 @@ impl EvolutionHub {
             }
             let Some(account) = accounts.of_task(&task_id) else { continue };
             let Some(definition) = account.task_definitions.get(&definition) else { continue };
-            let config = env::EvoConfig::from_env(&account.container_environment(definition));
+            let environment = account.container_environment(definition);
+            let config = env::EvoConfig::from_env(&environment);
+            let keys = self.key_store(&environment, &definition.mounts(), &config.database_uri);
+            self.mounts.lock().expect("lab lock").insert(task_id.clone(), definition.mounts());
             let runtime_id = account
                 .tasks
                 .iter()
@@ -287,7 +358,7 @@ impl EvolutionHub {
             let stream = definition.log_stream(&task_id, &runtime_id);
             // Only the awslogs driver puts the container's lines in CloudWatch Logs.
             let log_group = definition.log_group.clone().filter(|_| definition.log_driver == "awslogs");
-            match self.start_process(&task_id, config, 0, None) {
+            match self.start_process(&task_id, config, 0, None, keys) {
                 Ok((port, process, server)) => {
                     self.running
                         .lock()
@@ -324,7 +395,8 @@ impl EvolutionHub {
     /// Two processes on one database with one client name both hold a paired session: WhatsApp
     /// replaces one socket with the other (440) about every second, the replaced one reconnects
     /// at once, and Baileys' `stream errored out` conflict line lands in the replaced process's
-    /// log. With two tasks each is replaced, and logs the line, about every 2 s.
+    /// log, in the shape Baileys 7.0.0-rc.9 (2.3.7's pin) logs it: `reasonNode` and
+    /// `fullErrorNode` (`src/Socket/socket.ts:955`), no `code` attribute (`conflict` maps to 440). With two tasks each is replaced, and logs the line, about every 2 s.
     fn conflicts(&self, now: u64) {
         let processes = self.processes();
         let mut groups: Vec<Vec<Arc<Process>>> = Vec::new();
@@ -364,7 +436,7 @@ impl EvolutionHub {
                     holder.set_replaced(&name, index == turn);
                 }
                 let line = format!(
-                    "{{\"level\":50,\"time\":{now},\"pid\":{},\"hostname\":\"ip-10-0-1-23\",\"node\":{{\"tag\":\"stream:error\",\"attrs\":{{\"code\":\"440\"}},\"content\":[{{\"tag\":\"conflict\",\"attrs\":{{\"type\":\"replaced\"}}}}]}},\"msg\":\"stream errored out\"}}",
+                    "{{\"level\":50,\"time\":{now},\"pid\":{},\"hostname\":\"ip-10-0-1-23\",\"reasonNode\":{{\"tag\":\"conflict\",\"attrs\":{{\"type\":\"replaced\"}}}},\"fullErrorNode\":{{\"tag\":\"stream:error\",\"attrs\":{{}},\"content\":[{{\"tag\":\"conflict\",\"attrs\":{{\"type\":\"replaced\"}}}}]}},\"msg\":\"stream errored out\"}}",
                     holders[turn].options.pid
                 );
                 holders[turn].logger.raw(&line);
@@ -385,6 +457,16 @@ impl EvolutionHub {
     /// The network under a paired instance's socket drops in every process that holds it open.
     pub fn drop_socket(&self, name: &str) -> Vec<String> {
         self.processes().iter().filter(|p| p.drop_socket(name)).map(|p| p.options.label.clone()).collect()
+    }
+
+    /// The phone removes the linked device (401 `device_removed`), in every process holding it.
+    pub fn remove_device(&self, name: &str) -> Vec<String> {
+        self.processes().iter().filter(|p| p.remove_device(name)).map(|p| p.options.label.clone()).collect()
+    }
+
+    /// The socket closes and its reconnect fails (memory `close`, the row still `open`).
+    pub fn kill_socket(&self, name: &str) -> Vec<String> {
+        self.processes().iter().filter(|p| p.kill_socket(name)).map(|p| p.options.label.clone()).collect()
     }
 
     /// The network is back for that instance: its sockets are `open` again.
@@ -421,7 +503,10 @@ impl EvolutionHub {
                     .values()
                     .map(|r| {
                         let webhook = r.webhook.as_ref().map(|w| w.row_json(&r.id)).unwrap_or(Value::Null);
-                        (r.name.clone(), r.row_json(), webhook, r.issued_codes.clone(), r.scanned_code.clone())
+                        let mut row = r.row_json();
+                        // Lab only: the `Session` row's creds (`me`), kept apart from the keys.
+                        row["creds"] = json!(r.session_me);
+                        (r.name.clone(), row, webhook, r.issued_codes.clone(), r.scanned_code.clone())
                     })
                     .collect()
             };

@@ -97,6 +97,8 @@ pub struct ProcessOptions {
     pub qr_rotate: Duration,
     pub auto_scan_after: Option<Duration>,
     pub tick: Duration,
+    /// Where this process keeps its instances' Signal keys.
+    pub keys: super::keys::KeyStore,
 }
 
 /// Per-process test switches (`POST /_lab/evolution/faults`).
@@ -370,6 +372,12 @@ impl Process {
                     None,
                     &Js::str(format!("Auto-connecting instance \"{}\" (status: {})", row.name, row.connection_status)),
                 );
+                if row.session_me.is_some() && !self.options.keys.has(&row.id) {
+                    // The creds came back from the database without their Signal keys (they
+                    // were on a replaced task's disk): the session cannot resume; `close`.
+                    memory.insert(row.name.clone(), live);
+                    continue;
+                }
                 self.start_socket(&mut live, None, now);
             } else {
                 self.logger.write(
@@ -489,6 +497,8 @@ impl Process {
             "reconnect_loops": loops,
             "state_ends_in_ms": self.state_ends_in(live, now),
             "phone_number": live.phone_number,
+            "keys": {"place": self.options.keys.place, "persistent": self.options.keys.persistent,
+                     "held": self.options.keys.has(&live.id)},
         }))
     }
 
@@ -601,7 +611,9 @@ impl Process {
             }
             return;
         }
+        // Creds without their Signal keys cannot resume a session: a new link (a new scan).
         let paired = self.db.lock().expect("lab lock").by_id(&live.id).and_then(|r| r.session_me.clone());
+        let paired = paired.filter(|_| self.options.keys.has(&live.id));
         match paired {
             Some(jid) => {
                 live.wuid = Some(jid);
@@ -678,6 +690,7 @@ impl Process {
                 row.session_me = Some(jid.clone());
             }
         }
+        self.options.keys.put(&live.id);
         live.wuid = Some(jid);
         live.socket = Socket::Up;
         self.announce_open(live);
@@ -726,11 +739,20 @@ impl Process {
     /// closed with the disconnection, `logout.instance` (its webhook awaited before the
     /// cleanup), `connection.update` close.
     fn logged_out(self: &Arc<Self>, live: &mut Live) {
+        self.closed_for_good(live, "null", "Intentional Logout");
+    }
+
+    /// 2.3.7's no-reconnect branch for a 401 (`whatsapp.baileys.service.ts:433-463`): the only
+    /// place it writes the row's `disconnection*` columns (`disconnectionObject` is
+    /// `JSON.stringify(lastDisconnect)`, the Boom with `data` and its message), then
+    /// `logout.instance`'s cleanup. `data` is the Boom's `data` as JSON text.
+    fn closed_for_good(self: &Arc<Self>, live: &mut Live, data: &str, message: &str) {
         let now = now_ms();
         let who = live.who();
         live.socket = Socket::Off;
+        self.options.keys.remove(&who.id);
         let object = format!(
-            "{{\"error\":{{\"data\":null,\"isBoom\":true,\"isServer\":false,\"output\":{{\"statusCode\":401,\"payload\":{{\"statusCode\":401,\"error\":\"Unauthorized\",\"message\":\"Intentional Logout\"}},\"headers\":{{}}}}}},\"date\":\"{}\"}}",
+            "{{\"error\":{{\"data\":{data},\"isBoom\":true,\"isServer\":false,\"output\":{{\"statusCode\":401,\"payload\":{{\"statusCode\":401,\"error\":\"Unauthorized\",\"message\":\"{message}\"}},\"headers\":{{}}}}}},\"date\":\"{}\"}}",
             iso(now)
         );
         self.emit_spawn(
@@ -1118,6 +1140,40 @@ impl Process {
         }
         live.socket = Socket::Down { cause: DownCause::Dropped, reopen_ms: None };
         let data = json!({"instance": name, "state": "connecting", "statusReason": 200});
+        self.emit_spawn(&live.who(), "connection.update", data);
+        true
+    }
+
+    /// The phone removes this linked device: WhatsApp ends the stream with
+    /// `<stream:error code="401"><conflict type="device_removed"/></stream:error>`; Baileys logs
+    /// `stream errored out` (level 50) and closes with 401 `Stream Errored (conflict)`, which
+    /// 2.3.7 does not reconnect: the row gets the disconnection and the session is cleaned up.
+    pub fn remove_device(self: &Arc<Self>, name: &str) -> bool {
+        let mut memory = self.memory.lock().expect("lab lock");
+        let Some(live) = memory.get_mut(name) else { return false };
+        if !matches!(live.socket, Socket::Up | Socket::Down { .. }) {
+            return false;
+        }
+        let reason = r#"{"tag":"conflict","attrs":{"type":"device_removed"}}"#;
+        self.logger.raw(&format!(
+            "{{\"level\":50,\"time\":{},\"pid\":{},\"hostname\":\"ip-10-0-1-23\",\"reasonNode\":{reason},\"fullErrorNode\":{{\"tag\":\"stream:error\",\"attrs\":{{\"code\":\"401\"}},\"content\":[{reason}]}},\"msg\":\"stream errored out\"}}",
+            now_ms(),
+            self.options.pid
+        ));
+        self.closed_for_good(live, reason, "Stream Errored (conflict)");
+        true
+    }
+
+    /// The socket closes (428) and 2.3.7's immediate reconnect does not come up (it threw): the
+    /// memory says `close`; the row, which a reconnectable close never writes, still says `open`.
+    pub fn kill_socket(self: &Arc<Self>, name: &str) -> bool {
+        let mut memory = self.memory.lock().expect("lab lock");
+        let Some(live) = memory.get_mut(name) else { return false };
+        if !matches!(live.socket, Socket::Up | Socket::Down { .. }) {
+            return false;
+        }
+        live.socket = Socket::Off;
+        let data = json!({"instance": name, "state": "close", "statusReason": 428});
         self.emit_spawn(&live.who(), "connection.update", data);
         true
     }

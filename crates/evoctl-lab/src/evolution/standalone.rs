@@ -33,7 +33,13 @@ pub async fn run(options: StandaloneOptions) -> Result<(), String> {
     let config = EvoConfig::from_env(&env);
     let hub = Arc::new(EvolutionHub::new(options.sim.clone()));
     let (port, process, server) = hub
-        .start_process("standalone", config.clone(), options.port, Some(std::process::id()))
+        .start_process(
+            "standalone",
+            config.clone(),
+            options.port,
+            Some(std::process::id()),
+            super::keys::KeyStore::task("standalone"),
+        )
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", options.port))?;
     hub.adopt("standalone", port, process, server);
     let control = tokio::net::TcpListener::bind(("127.0.0.1", 0))
