@@ -37,6 +37,9 @@ const LIMIT_MARGIN: u64 = 3;
 /// No QR after this long: check from the task that WhatsApp can be reached at all (2.3.7 answers
 /// `{count:0}` for ever when Baileys cannot connect). A first QR normally comes within seconds.
 const NO_QR_CHECK: Duration = Duration::from_secs(10);
+/// How long past --timeout the watch's session may take to end (the program in the container
+/// ends itself at the bound).
+const ENDING: Duration = Duration::from_secs(1);
 
 /// `--output json` document (schema `evoctl.connect/v1`).
 #[derive(Debug, Serialize)]
@@ -91,12 +94,24 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
     let wanted_webhook = env.webhook.as_ref().map(WebhookRequest::from_config);
     let options = RunOptions::new(args.timeout + Duration::from_secs(60));
     let driver = Driver { aws: &aws, target: &target, options };
+    // The watch ends itself at --timeout from the command's start (whatever call it waits on);
+    // its session is bounded a moment after, so nothing runs past the bound.
+    let deadline = started + args.timeout;
+    let watch_options = RunOptions {
+        deadline: Some(tokio::time::Instant::from_std(deadline + ENDING)),
+        ..RunOptions::new(args.timeout + ENDING)
+    };
+    let watcher = Driver { aws: &aws, target: &target, options: watch_options };
 
     // (b)-(d) in one exec session.
     // A pairing flow for a missing instance starts at create (2.3.7 ignores `?number=` on an
     // instance that is already connecting), so the first code is a pairing code.
     let create = CreateRequest::seed(&name, wanted_webhook.clone()).pairing(args.pairing_number.as_deref());
-    let timing = WatchTiming { interval: POLL, timeout: args.timeout, stable: args.stable_for };
+    let timing = |now: Instant| WatchTiming {
+        interval: POLL,
+        timeout: deadline.saturating_duration_since(now),
+        stable: args.stable_for,
+    };
     let mut view = QrView::new(context, &env.name, &name, args);
     context.printer.note(&format!("waiting for {name} to be linked (up to {} s)…", args.timeout.as_secs()));
     let mut sink = EventLines::new(|event| view.show(event));
@@ -106,11 +121,11 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
             name: &name,
             number: args.pairing_number.as_deref(),
             create: Some((&create, secret.as_deref())),
-            timing,
+            timing: timing(Instant::now()),
             first_only: false,
             reach_after: Some(NO_QR_CHECK),
         };
-        let watched = driver.watch_link(watch, &mut sink);
+        let watched = watcher.watch_link(watch, &mut sink);
         let status = tokio::select! {
             status = watched => status,
             // The watch's session is ended on the way out (its future was dropped here).
@@ -173,11 +188,30 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
                 ),
             });
         }
+        Some(WatchEvent::Refused { count, limit }) => {
+            return Err(Error::Unavailable {
+                message: format!(
+                    "{name} was not linked and Evolution refused it: its QRCODE_LIMIT of {limit} codes was reached (the last one shown here was number {count}), so it logged the instance out and closed it"
+                ),
+                fix: format!(
+                    "run `evoctl connect {again}` again for a new flow of {limit} codes and use one as soon as it appears, or raise QRCODE_LIMIT in the task definition (2.3.7's default is 30)"
+                ),
+            });
+        }
         Some(WatchEvent::Taken | WatchEvent::Foreign) => return Err(crate::evolution::foreign(&name)),
         Some(WatchEvent::PairingIgnored) => return Err(link::pairing_ignored(&name, &env.name)),
         Some(WatchEvent::Error { status, body }) => {
             let acted = crate::evolution::Acted { env: &env.name, instance: Some(&name) };
             return Err(link::watch_error("connect", status, body, acted));
+        }
+        Some(WatchEvent::Reach(reach)) if reach.waiting_error(&env.name).is_some() => {
+            let err = reach.waiting_error(&env.name).expect("checked just above");
+            return Err(match err {
+                Error::Unavailable { message, fix } => {
+                    Error::Unavailable { message: format!("{name}: {message}"), fix }
+                }
+                other => other,
+            });
         }
         Some(WatchEvent::Reach(reach)) if !reach.ok => {
             let (problem, fix) = reach.problem().unwrap_or_default();
@@ -354,6 +388,11 @@ impl<'a> QrView<'a> {
     fn show(&mut self, event: WatchEvent) {
         let printer = &self.context.printer;
         match event {
+            WatchEvent::Baileys { version: Some(version), handles_refresh: Some(false) } => printer.warn(&format!(
+                "the image's Baileys {} ignores companion_reg_refresh (no release handles it; fix: Baileys PR #2765): a code used after WhatsApp rotates the pairing secret fails on the phone; use each code at once, or a patched image",
+                crate::output::sanitize::quote_line(&version, 40)
+            )),
+            WatchEvent::Baileys { .. } => {}
             WatchEvent::Created => {
                 self.created = true;
                 printer.note("created the instance");
@@ -384,6 +423,7 @@ impl<'a> QrView<'a> {
             WatchEvent::Linked { .. }
             | WatchEvent::Flap { .. }
             | WatchEvent::Timeout
+            | WatchEvent::Refused { .. }
             | WatchEvent::Taken
             | WatchEvent::Foreign
             | WatchEvent::PairingIgnored

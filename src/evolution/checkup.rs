@@ -60,6 +60,9 @@ pub enum Step {
     SessionStore(std::result::Result<MountSeen, String>),
     /// `GET /`.
     Evolution(Result<ServerInfo>),
+    /// `GET /` had not answered when the route check beside it failed (2.3.7 fetches WhatsApp
+    /// Web's version on every `GET /` with no timeout); the checkup went on without it.
+    EvolutionWaiting { waited: Duration },
     /// `POST /verify-creds` with the container's own key: whether it is accepted.
     ApiKey(Result<bool>),
     /// The route from the task to WhatsApp.
@@ -140,6 +143,9 @@ fn read_step(line: &Value, acted: Acted<'_>) -> Option<Step> {
     };
     Some(match line["id"].as_str()? {
         "exec-trial" => Step::Trial { node: line["node"].as_str()?.to_owned() },
+        "evolution" if line["waiting"] == true => {
+            Step::EvolutionWaiting { waited: Duration::from_millis(line["waited_ms"].as_u64().unwrap_or(0)) }
+        }
         "session-store" => Step::SessionStore(match line["error"].as_str() {
             Some(problem) => Err(quote_line(problem, 300)),
             None => {
@@ -149,7 +155,12 @@ fn read_step(line: &Value, acted: Acted<'_>) -> Option<Step> {
             }
         }),
         "evolution" => Step::Evolution(api_answer().and_then(|answer| api::read_server_info(answer, env))),
-        "api-key" => Step::ApiKey(api_answer().map(|answer| answer.status == 200)),
+        "api-key" => Step::ApiKey(api_answer().and_then(|answer| {
+            match super::licence_required(&answer, "POST /verify-creds", acted.env) {
+                Some(err) => Err(err),
+                None => Ok(answer.status == 200),
+            }
+        })),
         "whatsapp-reach" => Step::Reach(probe::read_reach(&line["reach"], acted.env)),
         "instance" => Step::Instance(api_answer().and_then(|answer| api::live_state(answer, instance, acted))),
         "instance-health" => Step::InstanceRow(api_answer().and_then(|answer| api::read_instances(answer, true, env))),

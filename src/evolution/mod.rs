@@ -204,13 +204,20 @@ impl Driver<'_> {
         sink: &mut dyn OutputSink,
     ) -> Result<i32> {
         let stdin = secret.map(|key| Stdin::Bytes(key.as_bytes().to_vec()));
-        let spec = RunSpec::node(program::source(mode, request), stdin);
+        let mut request = request.clone();
+        if mode != Mode::Checkup {
+            // The checkup checks the route beside GET / itself.
+            request["route"] = probe::route_request(true)?;
+        }
+        let spec = RunSpec::node(program::source(mode, &request), stdin);
         crate::exec::run::run(self.aws, self.target, &spec, &self.options, sink).await
     }
 
     /// Run the request program for `request` and return its checked JSON reply.
     async fn run(&self, mode: Mode, request: &Value, stdin: Option<Vec<u8>>) -> Result<Value> {
-        let spec = RunSpec::node(program::source(mode, request), stdin.map(Stdin::Bytes));
+        let mut request = request.clone();
+        request["route"] = probe::route_request(false)?;
+        let spec = RunSpec::node(program::source(mode, &request), stdin.map(Stdin::Bytes));
         let mut collected = Collected::default();
         let status = crate::exec::run::run(self.aws, self.target, &spec, &self.options, &mut collected).await?;
         let parsed: Value = serde_json::from_slice(&collected.stdout).map_err(|_| {
@@ -226,6 +233,18 @@ impl Driver<'_> {
                 ),
             )
         })?;
+        if parsed["route"].is_object() {
+            let reach: probe::Reach = serde_json::from_value(parsed["route"].clone()).map_err(|e| {
+                Error::exec(
+                    ExecKind::Container,
+                    format!("the route check in the container answered in an unknown shape: {e}"),
+                    format!("check the task's route to WhatsApp: `evoctl doctor {}`", self.target.env),
+                )
+            })?;
+            if let Some(err) = reach.waiting_error(&self.target.env) {
+                return Err(err);
+            }
+        }
         if let Some(problem) = parsed["error"].as_str() {
             return Err(no_answer(problem, &self.target.env));
         }
@@ -348,6 +367,9 @@ pub fn failure(answer: &Answer, what: &str, acted: Acted<'_>) -> Option<Error> {
     if answer.status < 400 && !soft {
         return None;
     }
+    if let Some(err) = licence_required(answer, what, acted.env) {
+        return Some(err);
+    }
     let message = if soft { flatten(&reply.message) } else { flatten(&reply.response.unwrap_or_default().message) };
     // 2.3.7's logout of a paired instance whose socket is closed throws `Connection Closed`
     // (500); delete rewraps the same throw as a 400 `[object Object]`.
@@ -382,6 +404,27 @@ pub fn failure(answer: &Answer, what: &str, acted: Acted<'_>) -> Option<Error> {
         _ => format!("Evolution failed inside: its log has the error (`evoctl logs {env} --kind error`); then retry"),
     };
     Some(Error::Evolution { status: answer.status, message: format!("{what}: {message}"), fix })
+}
+
+/// Evolution 2.4's licence gate (`src/licensing/runtime.ts:311-351` at 2.4.0-rc2): 503 with
+/// `code: LICENSE_REQUIRED` on every business route until the server is activated. One error
+/// that says so and how to activate; `None` for any other answer.
+pub fn licence_required(answer: &Answer, what: &str, env: &str) -> Option<Error> {
+    if answer.status != 503 || answer.body["code"] != "LICENSE_REQUIRED" {
+        return None;
+    }
+    let identity = match answer.body["instance_id"].as_str() {
+        Some(id) => format!(" (licence identity {})", quote_line(id, 80)),
+        None => String::new(),
+    };
+    Some(Error::Unavailable {
+        message: format!(
+            "{what}: Evolution answered 503 LICENSE_REQUIRED: this server (2.4) is not activated{identity}, and until it is it refuses every call but /, /license/* and the manager; nothing was changed"
+        ),
+        fix: format!(
+            "activate it once for its database: sign in at the manager's /manager/login on the service's URL, or redeem an authorization code with GET /license/activate?code=CODE, or give the task AUTHENTICATION_API_KEY set to a licensing key or (2.4.0-rc2) EVOLUTION_OPERATOR_EMAIL for headless activation and replace the task; GET /license/status then says active (https://docs.evolutionfoundation.com.br/licensing), and `evoctl doctor {env}` checks it"
+        ),
+    })
 }
 
 /// The longest API message shown as is; a longer one (a hostile or broken answer) is cut.

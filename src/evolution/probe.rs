@@ -54,9 +54,42 @@ pub struct Reach {
     #[serde(default)]
     pub message: Option<String>,
     pub ms: u64,
+    /// The call that had not answered when the route check beside it ran (`POST
+    /// /instance/create`), and how long it had waited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_on: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waited_ms: Option<u64>,
+}
+
+/// How long a call may wait before the route to WhatsApp is checked beside it: longer than any
+/// answer of a working 2.3.7 (create with `qrcode` waits 5 s for its first QR), short enough
+/// that a black hole is said within 15 s of starting to wait (this, then [`REACH_TIMEOUT`]).
+pub const ROUTE_CHECK_AFTER: Duration = Duration::from_secs(6);
+
+/// The route check beside every call of a program (`stream`: its answers are JSON lines).
+pub fn route_request(stream: bool) -> Result<serde_json::Value> {
+    let mut route = reach_request(REACH_TIMEOUT)?;
+    route["after_ms"] = json!(ROUTE_CHECK_AFTER.as_millis() as u64);
+    route["stream"] = json!(stream);
+    Ok(route)
 }
 
 impl Reach {
+    /// A call that waits on WhatsApp while the task cannot reach it: the error, with the
+    /// route's cause and fix (`None` when WhatsApp was reached or no call was waiting).
+    pub fn waiting_error(&self, env: &str) -> Option<Error> {
+        let waiting_on = self.waiting_on.as_deref()?;
+        let (problem, fix) = self.problem()?;
+        Some(Error::Unavailable {
+            message: format!(
+                "Evolution has not answered {waiting_on} in {} s (it waits on WhatsApp before it answers): {problem}",
+                (self.waited_ms.unwrap_or(0) + 500) / 1000
+            ),
+            fix: format!("{fix}; then `evoctl doctor {env}` checks the route again (whatsapp-reach)"),
+        })
+    }
+
     /// What the failure means, and the fix; `None` when WhatsApp was reached.
     pub fn problem(&self) -> Option<(String, String)> {
         if self.ok {
@@ -393,6 +426,8 @@ mod tests {
             code: Some("TIMEOUT".into()),
             message: None,
             ms: 5003,
+            waiting_on: None,
+            waited_ms: None,
         };
         let (problem, fix) = reach.problem().unwrap();
         assert!(problem.starts_with("no route from the task to WhatsApp: the TCP connection to web.whatsapp.com:443 got no answer within 5 s"), "{problem}");

@@ -1,6 +1,7 @@
 //! The node programs the driver runs in the container, one per mode: the common part (settings
 //! read as 2.3.7 reads them, the API call, the scrub that keeps the API key and instance tokens
-//! in the container) and the mode's own part, after the request they act on. They travel over the
+//! in the container), the reach check (its own mode, and the route check beside every call) and
+//! the mode's own part, after the request they act on. They travel over the
 //! data channel as the run's program, never on a command line.
 
 use serde_json::Value;
@@ -24,7 +25,7 @@ pub enum Mode {
     Sample,
     /// Delete, then wait until the name is gone (events as JSON lines).
     Gone,
-    /// The link watch of the connect runbook (events as JSON lines), with the reach check.
+    /// The link watch of the connect runbook (events as JSON lines).
     Watch,
     /// Can the task reach WhatsApp.
     Reach,
@@ -43,13 +44,14 @@ pub fn source(mode: Mode, request: &Value) -> String {
         Mode::Call => &[CALL],
         Mode::Sample => &[SAMPLE],
         Mode::Gone => &[GONE],
-        Mode::Watch => &[REACH, WATCH],
-        Mode::Reach => &[REACH],
+        Mode::Watch => &[WATCH],
+        Mode::Reach => &[],
         Mode::Probe => &[PROBE],
-        Mode::Checkup => &[REACH, PROBE, CHECKUP],
+        Mode::Checkup => &[PROBE, CHECKUP],
         Mode::Calls => &[CALLS],
     };
-    let mut program = format!("const R = {request};\n{COMMON}");
+    // The reach check comes with every mode: the route check beside each call uses it.
+    let mut program = format!("const R = {request};\n{COMMON}{REACH}");
     for part in parts {
         program.push_str(part);
     }

@@ -188,6 +188,8 @@ pub struct IsolationSettings {
     /// Not secret: kept as is for the evidence (a secret's ARN, never its value).
     pub database_provider: Option<String>,
     pub del_instance: Option<String>,
+    /// LOG_BAILEYS as set (plain text; `None` unset or from a secret).
+    pub log_baileys: Option<String>,
 }
 
 impl IsolationSettings {
@@ -253,6 +255,10 @@ impl IsolationSettings {
             ),
             database_provider: shown("DATABASE_PROVIDER").filter(|v| !v.is_empty()),
             del_instance: shown("DEL_INSTANCE"),
+            log_baileys: match environment.get("LOG_BAILEYS") {
+                Some(Known::Plain(value)) => Some(value.clone()),
+                _ => None,
+            },
         }
     }
 }

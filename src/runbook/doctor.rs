@@ -562,6 +562,14 @@ impl InTask<'_, '_, '_> {
             Step::Evolution(Ok(info)) => {
                 checks.ok(Layer::Evolution, format!("Evolution API {} (client {})", info.version, info.client_name))
             }
+            Step::EvolutionWaiting { waited } => checks.warn(
+                Layer::Evolution,
+                format!(
+                    "GET / has not answered in {:.1} s: Evolution 2.3.7 fetches WhatsApp Web's version on every GET / with no timeout, and the task cannot reach WhatsApp (whatsapp-reach below)",
+                    waited.as_secs_f64()
+                ),
+                "give the task its route to WhatsApp (whatsapp-reach below); GET / answers again once it has one",
+            ),
             Step::Evolution(Err(err)) => {
                 checks.error(Layer::Evolution, &err);
                 self.stop("needs the Evolution API");

@@ -11,6 +11,15 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "e", rename_all = "lowercase")]
 pub enum WatchEvent {
+    /// The Baileys the image ships (its `node_modules/baileys/package.json`), and whether its
+    /// socket code handles WhatsApp's `companion_reg_refresh` (names it at all; no released
+    /// Baileys does); said first, before any code. `None`: the package was not found.
+    Baileys {
+        #[serde(default)]
+        version: Option<String>,
+        #[serde(default)]
+        handles_refresh: Option<bool>,
+    },
     /// The instance was missing and has been created.
     Created,
     /// The name is taken in the database but not loaded here (another environment shares it).
@@ -22,6 +31,9 @@ pub enum WatchEvent {
     PairingIgnored,
     /// A new QR (or pairing code); `count` QRs so far, `limit` = QRCODE_LIMIT.
     Qr { code: String, pairing: Option<String>, count: u64, limit: u64 },
+    /// QRCODE_LIMIT was reached after `count` codes: Evolution refused the instance and closed
+    /// it (2.3.7 resets its count then, which is how the watch sees it).
+    Refused { count: u64, limit: u64 },
     /// The live state changed.
     State { state: String },
     /// No QR yet after a while: whether the task reaches WhatsApp (the watch ends when not).

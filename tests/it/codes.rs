@@ -201,8 +201,9 @@ fn json_file(path: &Path) -> Value {
 fn connect_notes(lab: &Lab, timeout: u64) -> String {
     format!(
         "preflight ok: production is the only live environment on its number; task {} (exec agent RUNNING)\n\
-         waiting for alinhou-production to be linked (up to {timeout} s)…\ncreated the instance\n",
-        lab.first_task_id()
+         waiting for alinhou-production to be linked (up to {timeout} s)…\n{}created the instance\n",
+        lab.first_task_id(),
+        crate::connect::BAILEYS_WARNING
     )
 }
 
@@ -221,7 +222,7 @@ fn json_output_leaves_the_qr_on_the_screen_and_only_the_document_on_stdout() {
     let out = lab.dir.path().join("out.json");
     let mut screen = Screen::start(
         &lab,
-        (50, 120),
+        (52, 120),
         &["--output", "json", "connect", "production", "--stable-for", "1s"],
         Streams { stdout: Some(&out), ..Streams::default() },
         &[("NO_COLOR", "1")],
@@ -298,7 +299,7 @@ fn a_rotated_qr_replaces_the_last_one_in_place() {
     let out = lab.dir.path().join("out.json");
     let mut screen = Screen::start(
         &lab,
-        (50, 120),
+        (52, 120),
         &["--output", "json", "connect", "production", "--stable-for", "1s"],
         Streams { stdout: Some(&out), ..Streams::default() },
         &[],

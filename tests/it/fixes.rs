@@ -197,6 +197,7 @@ const SCENARIOS: &[(&str, Setup)] = &[
     ("jwt-mismatch", Setup::LinkedWithAMessage),
     ("empty-jwt-key", Setup::None),
     ("no-whatsapp-route", Setup::None),
+    ("whatsapp-black-hole", Setup::None),
     ("shared-db", Setup::None),
     ("staging-up", Setup::None),
     ("two-accounts", Setup::None),
@@ -237,8 +238,15 @@ fn every_printed_fix_does_what_it_says_or_says_why_not_and_none_leads_back() {
                     audit["findings"].as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap()).collect();
                 assert!(!rules.contains(&"live-tasks"), "{audit}");
             }
-            "seed" | "jwt-mismatch" | "staging-up" | "two-accounts" | "rolling-overlap" | "shared-db"
-            | "empty-jwt-key" | "no-whatsapp-route" => {}
+            "seed"
+            | "jwt-mismatch"
+            | "staging-up"
+            | "two-accounts"
+            | "rolling-overlap"
+            | "shared-db"
+            | "empty-jwt-key"
+            | "no-whatsapp-route"
+            | "whatsapp-black-hole" => {}
             other => panic!("{other}: no expectation"),
         }
     });

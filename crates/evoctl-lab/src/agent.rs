@@ -687,6 +687,34 @@ impl AgentHub {
             // The image's baked `.env` (`.env.example` at 2.3.7).
             std::fs::write(&dotenv, super::evolution::env::image_dotenv_text()).map_err(|e| e.to_string())?;
         }
+        // The image's package.json files (`WORKDIR /evolution`, Dockerfile:41-46 at 2.3.7): the
+        // release it ships and the Baileys it pins (7.0.0-rc.9 at 2.3.7 and 2.4.0-rc2).
+        let sim = shared.evolution.options();
+        // Its socket code: a patched Baileys names the notification it handles.
+        let socket = if sim.baileys_patched {
+            "case 'companion_reg_refresh': /* rotate the ADV secret */ break;"
+        } else {
+            "/* notifications: acknowledged; unknown types discarded */"
+        };
+        let release = match sim.version {
+            super::evolution::process::Version::V237 => "2.3.7",
+            super::evolution::process::Version::V240Rc2 => "2.4.0",
+        };
+        let files = [
+            ("package.json", serde_json::json!({"name": "evolution-api", "version": release}).to_string()),
+            (
+                "node_modules/baileys/package.json",
+                serde_json::json!({"name": "baileys", "version": "7.0.0-rc.9"}).to_string(),
+            ),
+            ("node_modules/baileys/lib/Socket/messages-recv.js", socket.to_owned()),
+        ];
+        for (path, text) in files {
+            let path = workdir.join(path);
+            if !path.exists() {
+                std::fs::create_dir_all(path.parent().unwrap_or(&workdir)).map_err(|e| e.to_string())?;
+                std::fs::write(&path, text).map_err(|e| e.to_string())?;
+            }
+        }
         // Resolve the program on the container PATH, as exec would inside the container.
         let program = if words[0].contains('/') {
             PathBuf::from(&words[0])

@@ -2,7 +2,7 @@
 //! on its own), `scenarios` (list the built-ins), `env` and `fake-plugin`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use super::evolution::process::WhatsApp;
+use super::evolution::process::{Version, WhatsApp};
 use super::{LabOptions, ReadyInfo, scenario, state::Timing};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -95,8 +95,19 @@ struct ServeArgs {
     evolution_time_scale: f64,
     /// Whether the Evolution stand-ins reach WhatsApp [default: the scenario's `whatsapp`,
     /// else reachable]
-    #[arg(long, value_name = "reachable|unreachable")]
+    #[arg(long, value_name = "reachable|unreachable|black-hole")]
     whatsapp: Option<WhatsApp>,
+    /// The Evolution release the stand-ins play [default: the scenario's `evolution_version`,
+    /// else 2.3.7]
+    #[arg(long, value_name = "2.3.7|2.4.0-rc2")]
+    evolution_version: Option<Version>,
+    /// 2.4: whether the stand-ins' databases hold a licence [default: the scenario's
+    /// `evolution_licence`, else unlicensed]
+    #[arg(long, value_name = "unlicensed|activated", value_parser = licence)]
+    evolution_licence: Option<bool>,
+    /// The images' Baileys handles WhatsApp's companion_reg_refresh (no released one does)
+    #[arg(long)]
+    baileys_patched: bool,
     /// Tasks of CLUSTER/SERVICE use the Evolution server at HOST:PORT instead of a stand-in
     /// (repeatable)
     #[arg(long, value_name = "CLUSTER/SERVICE=HOST:PORT", value_parser = external)]
@@ -126,14 +137,24 @@ struct EvolutionArgs {
     #[arg(long, default_value_t = 1.0, value_name = "F", value_parser = time_scale)]
     evolution_time_scale: f64,
     /// Whether the stand-in reaches WhatsApp
-    #[arg(long, default_value = "reachable", value_name = "reachable|unreachable")]
+    #[arg(long, default_value = "reachable", value_name = "reachable|unreachable|black-hole")]
     whatsapp: WhatsApp,
+    /// The Evolution release the stand-in plays
+    #[arg(long, default_value = "2.3.7", value_name = "2.3.7|2.4.0-rc2")]
+    evolution_version: Version,
+    /// 2.4: whether its database holds a licence
+    #[arg(long, default_value = "unlicensed", value_name = "unlicensed|activated", value_parser = licence)]
+    evolution_licence: bool,
     /// How long each QR code lives before it rotates (2.3.7: 45 s)
     #[arg(long, default_value_t = 45_000, value_name = "MS")]
     qr_rotate_ms: u64,
     /// A simulated phone scans whatever QR is shown this long after a connect began
     #[arg(long, value_name = "MS")]
     auto_scan_after_ms: Option<u64>,
+}
+
+fn licence(text: &str) -> Result<bool, String> {
+    super::evolution::licence_activated(text)
 }
 
 fn time_scale(text: &str) -> Result<f64, String> {
@@ -198,6 +219,9 @@ pub fn main() -> ExitCode {
                     auto_scan_after: args.auto_scan_after_ms.map(Duration::from_millis),
                     time_scale: args.evolution_time_scale,
                     whatsapp: args.whatsapp,
+                    version: args.evolution_version,
+                    activated: args.evolution_licence,
+                    baileys_patched: false,
                     tick: Duration::from_millis(5),
                     externals: Default::default(),
                 },
@@ -240,6 +264,9 @@ pub fn main() -> ExitCode {
                 stream_host: args.stream_host,
                 evolution_time_scale: args.evolution_time_scale,
                 whatsapp: args.whatsapp,
+                evolution_version: args.evolution_version,
+                evolution_licence: args.evolution_licence,
+                baileys_patched: args.baileys_patched,
                 external_evolution: args.external_evolution,
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {

@@ -64,6 +64,12 @@ pub struct LabOptions {
     pub evolution_time_scale: f64,
     /// `--whatsapp`; when not given, the scenario's `whatsapp` key, else reachable.
     pub whatsapp: Option<evolution::process::WhatsApp>,
+    /// `--evolution-version`; when not given, the scenario's `evolution_version`, else 2.3.7.
+    pub evolution_version: Option<evolution::process::Version>,
+    /// `--evolution-licence activated`; when not given, the scenario's `evolution_licence`.
+    pub evolution_licence: Option<bool>,
+    /// `--baileys-patched`: the images' Baileys handles `companion_reg_refresh`.
+    pub baileys_patched: bool,
     /// `--external-evolution CLUSTER/SERVICE=HOST:PORT` (added to the scenario's).
     pub external_evolution: Vec<(String, String)>,
 }
@@ -126,6 +132,21 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
             None => evolution::process::WhatsApp::Reachable,
         },
     };
+    let version = match options.evolution_version {
+        Some(version) => version,
+        None => match scenario.evolution_version.as_deref() {
+            Some(text) => text.parse().map_err(|e| format!("scenario {}: evolution_version: {e}", options.scenario))?,
+            None => evolution::process::Version::V237,
+        },
+    };
+    let activated = match options.evolution_licence {
+        Some(activated) => activated,
+        None => match scenario.evolution_licence.as_deref() {
+            Some(text) => evolution::licence_activated(text)
+                .map_err(|e| format!("scenario {}: evolution_licence: {e}", options.scenario))?,
+            None => false,
+        },
+    };
     let whatsapp_endpoint = whatsapp::start(whatsapp == evolution::process::WhatsApp::Reachable).await?;
     let mut container_env = Vec::new();
     if let Some(ca) = &whatsapp_endpoint.ca_pem {
@@ -152,6 +173,9 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         auto_scan_after: options.auto_scan_after,
         time_scale: options.evolution_time_scale,
         whatsapp,
+        version,
+        activated,
+        baileys_patched: options.baileys_patched,
         tick: options.tick,
         externals,
     });

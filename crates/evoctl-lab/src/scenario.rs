@@ -38,6 +38,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("two-accounts-shared-key", include_str!("../scenarios/two-accounts-shared-key.toml")),
     ("jwt-mismatch", include_str!("../scenarios/jwt-mismatch.toml")),
     ("no-whatsapp-route", include_str!("../scenarios/no-whatsapp-route.toml")),
+    ("whatsapp-black-hole", include_str!("../scenarios/whatsapp-black-hole.toml")),
     ("shared-log-group", include_str!("../scenarios/shared-log-group.toml")),
     ("ephemeral-keys", include_str!("../scenarios/ephemeral-keys.toml")),
     ("efs-keys", include_str!("../scenarios/efs-keys.toml")),
@@ -76,9 +77,18 @@ pub struct Scenario {
     #[serde(default)]
     pub roles: IndexMap<String, RoleSpec>,
     /// `"unreachable"`: the Evolution stand-ins have no route to WhatsApp (no QR, pairing code
-    /// or `open` ever; connected instances loop between `connecting` and `close`).
+    /// or `open` ever; connected instances loop between `connecting` and `close`);
+    /// `"black-hole"`: SYNs to WhatsApp are dropped, as the real server meets it (`GET /` answers
+    /// after 135 s; create with `qrcode` and connect of a `close` instance never).
     #[serde(default)]
     pub whatsapp: Option<String>,
+    /// `"2.3.7"` (default) or `"2.4.0-rc2"`: the release the Evolution stand-ins play.
+    #[serde(default)]
+    pub evolution_version: Option<String>,
+    /// 2.4: `"unlicensed"` (default: every business route answers 503 `LICENSE_REQUIRED`) or
+    /// `"activated"` (the databases hold a licence).
+    #[serde(default)]
+    pub evolution_licence: Option<String>,
     /// The lab's webhook receiver, per target (`/_lab/webhooks/TARGET/…`): as the app, it
     /// verifies each delivery's JWT with a secret of the account.
     #[serde(default)]

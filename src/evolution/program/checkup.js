@@ -39,11 +39,20 @@ const checkup = async () => {
       return null;
     }
   };
-  const info = await answered("evolution", "/", "GET");
-  if (!info || info.status !== 200) return;
+  // The route to WhatsApp is checked beside GET /: 2.3.7 fetches WhatsApp Web's version on
+  // every GET / with no timeout, so without a route it answers only when the kernel gives up
+  // (~135 s). When the route fails first, GET / is said as still waiting and the rest goes on.
+  const started = Date.now();
+  const reach = whatsappReach(C.reach);
+  const welcome = call(null, "/", "GET").catch((e) => ({ status: 0, error: scrub(String((e && e.cause) || e)) }));
+  const first = await Promise.race([welcome.then((a) => ({ a })), reach.then((r) => (r.ok ? welcome.then((a) => ({ a })) : {}))]);
+  if (first.a) {
+    step("evolution", first.a);
+    if (first.a.status !== 200) return;
+  } else step("evolution", { status: 0, waiting: true, waited_ms: Date.now() - started });
   const creds = await answered("api-key", "/verify-creds", "POST");
   if (!creds || creds.status !== 200 || C.key_is_a_default) return;
-  step("whatsapp-reach", { reach: await whatsappReach(C.reach) });
+  step("whatsapp-reach", { reach: await reach });
   const state = await answered("instance", C.state_path, "GET");
   if (!state || state.status !== 200) return;
   // A row of this database that another process loaded answers with no `state` at all.
@@ -53,4 +62,7 @@ const checkup = async () => {
   if (C.webhook_path) await answered("webhook", C.webhook_path, "GET");
   if (C.probe) step("webhook-delivery", await webhookProbe(C.probe, await expectedSecret));
 };
-checkup().catch((e) => step("error", { status: 0, error: scrub(String((e && e.cause) || e)) }));
+// Ended here whatever is still pending (a GET / waiting on WhatsApp).
+checkup()
+  .catch((e) => step("error", { status: 0, error: scrub(String((e && e.cause) || e)) }))
+  .then(() => finish(""));

@@ -27,6 +27,16 @@ const setting = (name) => {
 };
 const key = setting("AUTHENTICATION_API_KEY") || "BQYHJGJHJ";
 const port = setting("SERVER_PORT") || "8080";
+// The version a package.json of the image says (`WORKDIR /evolution`; `rel` under it), or null.
+const imageVersion = (rel) => {
+  for (const file of ["/evolution/" + rel, rel]) {
+    try {
+      const version = JSON.parse(fs.readFileSync(file, "utf8")).version;
+      if (typeof version === "string") return version;
+    } catch (e) {}
+  }
+  return null;
+};
 // Fields of Evolution's answers that hold a credential evoctl never reads: instance tokens
 // (`token`, create's `hash`), API keys (`apikey`, older servers' shape), integration tokens.
 const SECRET_FIELDS = new Set(["apikey", "token", "hash", "wavoipToken", "accessTokenWaBusiness", "Authorization", "authorization"]);
@@ -50,14 +60,44 @@ const scrub = (text, others) => {
     return out;
   }
 };
+// Write `text` to stdout, then end the program (the calls still pending are dropped with it).
+const finish = (text) => process.stdout.write(text, () => process.exit(0));
+// The route check beside every call (R.route): a call that has not answered after after_ms may be
+// waiting on WhatsApp (2.3.7 fetches WhatsApp Web's version with no timeout in GET / and before
+// every socket start, so with SYNs to WhatsApp dropped create and connect never answer). The
+// route is probed then, while the call still waits; when the task cannot reach WhatsApp the
+// program says so (the call it waited on, and for how long) and ends.
+const routeLost = (reach) =>
+  finish(R.route.stream ? JSON.stringify(Object.assign({ e: "reach" }, reach)) + "\n" : JSON.stringify({ status: 0, route: reach }));
+const besideRoute = (answer, what) => {
+  if (!R.route) return answer;
+  const start = Date.now();
+  let settled = false;
+  const timer = setTimeout(
+    () =>
+      whatsappReach(R.route).then((reach) => {
+        if (!settled && !reach.ok) routeLost(Object.assign({ waiting_on: what, waited_ms: Date.now() - start }, reach));
+      }),
+    R.route.after_ms,
+  );
+  const done = () => {
+    settled = true;
+    clearTimeout(timer);
+  };
+  answer.then(done, done);
+  return answer;
+};
 // One request to the API, its answer as it came (for the code here only), and the same scrubbed
 // (for anything that goes back to evoctl).
 const request = (body, path, method) =>
-  fetch("http://127.0.0.1:" + port + (path || R.path), {
-    method: method || R.method,
-    headers: { apikey: key, "content-type": "application/json" },
-    body: body === null ? undefined : JSON.stringify(body),
-  }).then(async (r) => ({ status: r.status, body: await r.text() }));
+  besideRoute(
+    fetch("http://127.0.0.1:" + port + (path || R.path), {
+      method: method || R.method,
+      headers: { apikey: key, "content-type": "application/json" },
+      body: body === null ? undefined : JSON.stringify(body),
+    }).then(async (r) => ({ status: r.status, body: await r.text() })),
+    (method || R.method) + " " + String(path || R.path).split("?")[0],
+  );
 const call = (body, path, method) => request(body, path, method).then((a) => ({ status: a.status, body: scrub(a.body) }));
 const parse = (text) => {
   try {

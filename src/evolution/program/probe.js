@@ -68,6 +68,17 @@ const webhookProbe = (P, expected) =>
           headers["Content-Type"] = "application/json";
           headers["Content-Length"] = String(Buffer.byteLength(payload));
           headers["X-Evoctl-Probe"] = "1";
+          // 2.4 adds its tracking headers to every per-instance webhook, over the stored ones
+          // (webhook.controller.ts:128-136 at 2.4.0-rc2; the User-Agent says 2.3.7 there too).
+          if (/^2\.(4|[5-9]|\d\d)\./.test(imageVersion("package.json") || "")) {
+            Object.assign(headers, {
+              "X-Instance-ID": String(row.instanceId),
+              "X-Instance-Name": P.instance,
+              "X-Event-Type": P.event,
+              "X-Timestamp": String(Date.now()),
+              "User-Agent": "EvolutionAPI-Webhook/2.3.7",
+            });
+          }
           outgoing = client.request(target, { method: "POST", headers });
         } catch (e) {
           return answer({ e: "failed", target, code: e.code || "ERR_INVALID_URL", message: hide(e.message, 300), ms: 0 });

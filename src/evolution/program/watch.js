@@ -6,8 +6,25 @@
 const watch = (secret) => {
   const W = R.watch;
   const start = Date.now();
+  // The Baileys the image ships, said before anything else: does its socket code know WhatsApp's
+  // companion_reg_refresh (the pairing secret rotated while linking)? No released one does.
+  const baileys = imageVersion("node_modules/baileys/package.json");
+  let handles = null;
+  if (baileys !== null) {
+    handles = false;
+    for (const dir of ["/evolution/node_modules/baileys/lib/Socket", "node_modules/baileys/lib/Socket"]) {
+      try {
+        for (const file of fs.readdirSync(dir)) if (/\.js$/.test(file) && fs.readFileSync(dir + "/" + file, "latin1").includes("companion_reg_refresh")) handles = true;
+        break;
+      } catch (e) {}
+    }
+  }
+  emit({ e: "baileys", version: baileys, handles_refresh: handles });
+  // The bound holds even while a call waits: at timeout_ms the watch ends whatever is pending.
+  setTimeout(() => finish(JSON.stringify({ e: "timeout" }) + "\n"), W.timeout_ms).unref();
   const limit = parseInt(setting("QRCODE_LIMIT")) || 30;
   let lastCode = null;
+  let lastCount = 0;
   let lastState = null;
   let openSince = null;
   let stale = null;
@@ -56,8 +73,13 @@ const watch = (secret) => {
         } else {
           if (first && startedFromClose && body.code) stale = body.code;
           if (W.number && wasConnecting && body.code && !body.pairingCode) return emit({ e: "pairing_ignored" });
+          // 2.3.7's QR count only grows until QRCODE_LIMIT is reached, which refuses the
+          // instance, closes it and resets the count (whatsapp.baileys.service.ts:335-364,
+          // monitor.service.ts:428-447): a count lower than one shown means that happened.
+          if (lastCode !== null && typeof body.count === "number" && body.count < lastCount) return emit({ e: "refused", count: lastCount, limit });
           if (body.code && body.code !== lastCode && body.code !== stale) {
             lastCode = body.code;
+            lastCount = body.count || 0;
             emit({ e: "qr", code: body.code, pairing: body.pairingCode || null, count: body.count || 0, limit });
             if (W.first_only) return;
           }

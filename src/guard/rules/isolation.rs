@@ -37,7 +37,7 @@ pub(super) fn shared_database(subjects: &[Subject<'_>]) -> Found {
         subjects,
         |f| f.settings.database.as_ref(),
         "DATABASE_CONNECTION_URI host, database and schema",
-        "give each environment its own database (or at least its own ?schema=): a shared one shares instance rows, sessions and names",
+        "give each environment its own database (or at least its own ?schema=): a shared one shares instance rows, sessions and names, and on Evolution 2.4 one licence identity (its RuntimeConfig table: activating one activates both, and the licence server sees one instance)",
     )
 }
 

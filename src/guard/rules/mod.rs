@@ -207,6 +207,12 @@ pub const RULES: &[Rule] = &[
         check: settings::del_instance,
     },
     Rule {
+        id: "log-baileys",
+        severity: Severity::Warning,
+        summary: "LOG_BAILEYS is a level pino knows (another value fails every connect)",
+        check: settings::log_baileys,
+    },
+    Rule {
         id: "instance-names",
         severity: Severity::Error,
         summary: "distinct Evolution instance names per environment",

@@ -1,6 +1,6 @@
 //! Settings: one container's own environment as Evolution 2.3.7 reads it. The global API key is
-//! set and not a public default, DATABASE_PROVIDER is set, and DEL_INSTANCE is not a number of
-//! minutes.
+//! set and not a public default, DATABASE_PROVIDER is set, DEL_INSTANCE is not a number of
+//! minutes, and LOG_BAILEYS is a level pino knows.
 
 use super::{Found, Subject, one};
 use crate::guard::compared::ApiKey;
@@ -62,6 +62,29 @@ pub(super) fn del_instance(subjects: &[Subject<'_>]) -> Found {
     found
 }
 
+/// The levels pino 9 knows (2.3.7's type lists all but `silent`, `env.config.ts:22`).
+const PINO_LEVELS: &[&str] = &["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+pub(super) fn log_baileys(subjects: &[Subject<'_>]) -> Found {
+    let mut found = Found::new();
+    for s in subjects {
+        // Empty is `|| 'error'` (env.config.ts:738); a level is case-sensitive.
+        let Some(value) = s.facts.settings.log_baileys.as_deref().filter(|v| !v.is_empty()) else { continue };
+        if PINO_LEVELS.contains(&value) {
+            continue;
+        }
+        found.push(one(
+            s.env,
+            format!(
+                "LOG_BAILEYS is {:?}: Evolution 2.3.7 passes it unchecked to pino as Baileys' log level, and pino throws on a level it does not know, so every connect and reconnect of the instance fails",
+                crate::output::sanitize::quote_line(value, 40)
+            ),
+            "set LOG_BAILEYS to one of fatal, error, warn, info, debug, trace, silent (lower case; unset means error) and deploy".into(),
+        ));
+    }
+    found
+}
+
 /// The minutes 2.3.7 arms its delete timer with: `isBooleanString(v) ? v === 'true' :
 /// parseInt(v) || false`, where validator.js's booleans are `true`, `false`, `1` and `0` (so
 /// `1` and `0` mean false), and a number only counts when positive.
@@ -84,6 +107,22 @@ pub fn del_instance_minutes(value: &str) -> Option<i64> {
 mod tests {
     use super::*;
     use crate::guard::rules::testing::{self, env, facts, run};
+
+    #[test]
+    fn a_log_baileys_level_pino_does_not_know_is_found() {
+        let envs = [env("staging", "s", 0, 0), env("production", "p", 1, 1)];
+        for (value, found) in
+            [("ERROR", true), ("verbose", true), ("error", false), ("silent", false), ("trace", false), ("", false)]
+        {
+            let facts = [facts("staging", &[]), facts("production", &[("LOG_BAILEYS", value)])];
+            let hits = run("log-baileys", &envs, &facts);
+            assert_eq!(!hits.is_empty(), found, "{value:?}: {hits:?}");
+            if found {
+                assert_eq!(hits[0].envs, ["production"]);
+                assert!(hits[0].evidence.starts_with(&format!("LOG_BAILEYS is \"{value}\": ")), "{}", hits[0].evidence);
+            }
+        }
+    }
 
     #[test]
     fn del_instance_minutes_and_duplicate_instance_names_are_found() {

@@ -6,6 +6,12 @@
 //! quirks: `message` as a string, an array or an array of arrays; HTTP 200 with
 //! `{"error":true,"message":"[object Object]"}`; rows of another client name answered as rows
 //! this process does not hold.
+//!
+//! With WhatsApp black-holed (`--whatsapp black-hole`) the calls that wait on WhatsApp answer as
+//! the real 2.3.7 does with its SYNs dropped: `GET /` after [`BLACK_HOLE_WELCOME`] (it fetches
+//! `web.whatsapp.com/sw.js` with no timeout on every request, `src/utils/fetchLatestWaWebVersion.ts`,
+//! then falls back to the version baked into Baileys), and create with `qrcode` and connect of a
+//! `close` instance never (`createClient` awaits the same fetch before the socket).
 
 use super::db::{Row, js_truthy};
 use super::js;
@@ -17,6 +23,21 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long `GET /` takes with WhatsApp black-holed (measured against the real 2.3.7: the
+/// kernel's SYN retries decide; not scaled, as nothing of Evolution's own waits is in it).
+pub const BLACK_HOLE_WELCOME: Duration = Duration::from_secs(135);
+
+fn black_holed(process: &Process) -> bool {
+    process.options.whatsapp == super::process::WhatsApp::BlackHole
+}
+
+/// A call waiting on WhatsApp's web version while every SYN is dropped: it never answers.
+async fn hang() -> Response {
+    std::future::pending::<()>().await;
+    unreachable!("a pending future never resolves")
+}
 
 fn reason(status: u16) -> &'static str {
     match status {
@@ -102,6 +123,76 @@ impl Request {
     }
 }
 
+/// 2.4.0-rc2's licence routes and gate (`src/licensing/runtime.ts:311-351`,
+/// `src/api/routes/license.router.ts` at that tag): `/license/*` is mounted before the gate; the
+/// gate lets `/`, the manager, assets and a few fixed paths through and answers every other
+/// path 503 `LICENSE_REQUIRED` until the database holds a licence. `None`: the request goes on.
+fn licence_gate(process: &Process, path: &str, query: Option<&str>, headers: &HeaderMap) -> Option<Response> {
+    let activated = process.options.activated;
+    let mut db = process.db.lock().expect("lab lock");
+    let instance_id = db.licence_instance_id.get_or_insert_with(|| uuid::Uuid::new_v4().to_string()).clone();
+    let active = activated || db.licence_active;
+    match path {
+        "/license/status" => {
+            return Some(ok(
+                200,
+                json!({"status": if active { "active" } else { "inactive" }, "instance_id": instance_id}),
+            ));
+        }
+        "/license/activate" => {
+            if active {
+                return Some(ok(200, json!({"status": "active", "message": "License is already active"})));
+            }
+            let code = query
+                .unwrap_or("")
+                .split('&')
+                .find_map(|p| p.strip_prefix("code="))
+                .map(crate::sigv4::percent_decode)
+                .unwrap_or_default();
+            if code.is_empty() {
+                return Some(ok(
+                    400,
+                    json!({"error": "Missing code parameter", "message": "Provide ?code=AUTHORIZATION_CODE from the registration callback."}),
+                ));
+            }
+            // The licensing server's verdict, as the lab models it: a code naming itself
+            // invalid or expired is refused.
+            if code.contains("invalid") || code.contains("expired") {
+                return Some(ok(
+                    400,
+                    json!({"error": "Invalid or expired code", "details": "invalid or expired authorization code"}),
+                ));
+            }
+            db.licence_active = true;
+            return Some(ok(200, json!({"status": "active", "message": "License activated successfully!"})));
+        }
+        _ => {}
+    }
+    let exempt = matches!(path, "/" | "/health" | "/server/ok" | "/favicon.ico" | "/license/register" | "/ws")
+        || ["/manager", "/assets", "/store"].iter().any(|p| path.starts_with(p))
+        || [".svg", ".css", ".js", ".png", ".ico", ".woff", ".woff2", ".ttf", ".map"]
+            .iter()
+            .any(|s| path.to_ascii_lowercase().ends_with(s));
+    if exempt || active {
+        return None;
+    }
+    let scheme = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("http");
+    let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let manager = format!("{scheme}://{host}/manager/login");
+    let docs = "https://docs.evolutionfoundation.com.br/licensing";
+    Some(ok(
+        503,
+        json!({
+            "error": "service not activated",
+            "code": "LICENSE_REQUIRED",
+            "register_url": manager,
+            "instance_id": instance_id,
+            "docs_url": docs,
+            "message": format!("This Evolution API instance is not activated. Open {manager} to activate, or set AUTHENTICATION_API_KEY in your .env with a valid licensing key. Docs: {docs}"),
+        }),
+    ))
+}
+
 /// Route one request the way the Express app would.
 pub async fn handle(process: Arc<Process>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     {
@@ -112,6 +203,11 @@ pub async fn handle(process: Arc<Process>, method: Method, uri: Uri, headers: He
         if let Some((status, body)) = switches.respond_next.take() {
             return ok(status, body);
         }
+    }
+    if process.options.version == super::process::Version::V240Rc2
+        && let Some(response) = licence_gate(&process, uri.path(), uri.query(), &headers)
+    {
+        return response;
     }
     let is_json = headers
         .get("content-type")
@@ -154,7 +250,12 @@ pub async fn handle(process: Arc<Process>, method: Method, uri: Uri, headers: He
     };
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
     match (request.method.as_str(), segments.as_slice()) {
-        ("GET", [""]) => welcome(&process, &request),
+        ("GET", [""]) => {
+            if black_holed(&process) {
+                tokio::time::sleep(BLACK_HOLE_WELCOME).await;
+            }
+            welcome(&process, &request)
+        }
         ("POST", ["verify-creds"]) => {
             if global(&process, &request) {
                 ok(200, json!({"status": 200, "message": "Credentials are valid"}))
@@ -229,7 +330,11 @@ fn welcome(process: &Process, request: &Request) -> Response {
     let mut body = json!({
         "status": 200,
         "message": "Welcome to the Evolution API, it is working!",
-        "version": "2.3.7",
+        // 2.4.0-rc1 and rc2 both say 2.4.0 (their package.json).
+        "version": match process.options.version {
+            super::process::Version::V237 => "2.3.7",
+            super::process::Version::V240Rc2 => "2.4.0",
+        },
         "clientName": process.config.client_name,
         "documentation": "https://doc.evolution-api.com",
         "whatsappWebVersion": "2.3000.1027934701",
@@ -281,6 +386,7 @@ async fn connect(process: &Arc<Process>, name: &str, number: Option<String>) -> 
         None => object_error(),
         Some("open") => ok(200, connection_state(process, name)),
         Some("connecting") => ok(200, process.shown_qr(name).unwrap_or_else(|| json!({"count": 0}))),
+        Some(_) if black_holed(process) => hang().await,
         Some(_) => {
             if process.connect_socket(name, number).is_err() {
                 return object_error();
@@ -468,6 +574,9 @@ async fn create(process: &Arc<Process>, request: &Request) -> Response {
     }
     let mut qrcode = None;
     if field("qrcode").is_some_and(js_truthy) && integration == "WHATSAPP-BAILEYS" {
+        if black_holed(process) {
+            return hang().await;
+        }
         if let Err(message) = process.connect_socket(&name, number.clone()) {
             return fail(message);
         }

@@ -64,6 +64,11 @@ pub struct WebhookRow {
 #[derive(Debug, Default)]
 pub struct Database {
     pub rows: IndexMap<String, Row>,
+    /// 2.4: a licence was activated on this database (its `RuntimeConfig` rows, shared by every
+    /// process that uses the database).
+    pub licence_active: bool,
+    /// 2.4: the licence identity (`RuntimeConfig`'s instance id), made when first needed.
+    pub licence_instance_id: Option<String>,
     ids: u64,
 }
 

@@ -24,7 +24,7 @@ pub mod webhooks;
 use super::state::{Account, Accounts, LogEvent, now_ms};
 use db::Database;
 use indexmap::IndexMap;
-use process::{Process, ProcessOptions, WhatsApp};
+use process::{Process, ProcessOptions, Version, WhatsApp};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,10 +44,26 @@ pub struct SimOptions {
     pub time_scale: f64,
     /// Whether WhatsApp is reachable (`--whatsapp`, or the scenario's `whatsapp`).
     pub whatsapp: WhatsApp,
+    /// The release the stand-ins play (`--evolution-version`, or the scenario's).
+    pub version: Version,
+    /// 2.4: activated from the start (`--evolution-licence activated`, or the scenario's).
+    pub activated: bool,
+    /// The image's Baileys handles `companion_reg_refresh` (`--baileys-patched`; no released
+    /// Baileys does: its `lib/Socket` then names the notification).
+    pub baileys_patched: bool,
     /// How often each process advances its sockets.
     pub tick: Duration,
     /// `CLUSTER/SERVICE` → `HOST:PORT` of an Evolution server already running.
     pub externals: IndexMap<String, String>,
+}
+
+/// `unlicensed` or `activated` (`--evolution-licence`, the scenario's `evolution_licence`).
+pub fn licence_activated(text: &str) -> Result<bool, String> {
+    match text {
+        "unlicensed" => Ok(false),
+        "activated" => Ok(true),
+        other => Err(format!("`{other}` is neither `unlicensed` nor `activated`")),
+    }
 }
 
 impl Default for SimOptions {
@@ -57,6 +73,9 @@ impl Default for SimOptions {
             auto_scan_after: None,
             time_scale: 1.0,
             whatsapp: WhatsApp::Reachable,
+            version: Version::V237,
+            activated: false,
+            baileys_patched: false,
             tick: Duration::from_millis(10),
             externals: IndexMap::new(),
         }
@@ -259,6 +278,8 @@ impl EvolutionHub {
             pid: pid.unwrap_or_else(|| self.next_pid()),
             time_scale: self.options.time_scale,
             whatsapp: self.options.whatsapp,
+            version: self.options.version,
+            activated: self.options.activated,
             qr_rotate: self.options.qr_rotate,
             auto_scan_after: self.options.auto_scan_after,
             tick: self.options.tick,

@@ -14,6 +14,9 @@
 //!   reconnect loop that is `close` most of the time and `connecting` for a fifth of every
 //!   5 s (scaled, never under 500 ms); loops started by earlier connects keep running, as the
 //!   real server's earlier sockets keep reconnecting.
+//! - never started (`--whatsapp black-hole`): 2.3.7's `createClient` first awaits WhatsApp Web's
+//!   version with no timeout, so with every SYN dropped the socket never starts and the state
+//!   stays `close`; the calls that start it do not answer (see [`super::api`]).
 //!
 //! The stored QR (`count`, `code`, `base64`, `pairingCode`) persists across flows: only the QR
 //! limit resets it, so a connect from `close` can answer the previous flow's code.
@@ -36,6 +39,10 @@ use std::time::Duration;
 pub enum WhatsApp {
     Reachable,
     Unreachable,
+    /// Black-holed as a private subnet without NAT really is (SYNs dropped): the calls that wait
+    /// on WhatsApp do not answer (see [`super::api`]'s `black_hole`).
+    #[serde(rename = "black-hole")]
+    BlackHole,
 }
 
 impl std::str::FromStr for WhatsApp {
@@ -44,7 +51,31 @@ impl std::str::FromStr for WhatsApp {
         match text {
             "reachable" => Ok(WhatsApp::Reachable),
             "unreachable" => Ok(WhatsApp::Unreachable),
-            other => Err(format!("`{other}` is neither `reachable` nor `unreachable`")),
+            "black-hole" => Ok(WhatsApp::BlackHole),
+            other => Err(format!("`{other}` is none of `reachable`, `unreachable`, `black-hole`")),
+        }
+    }
+}
+
+/// The Evolution release the stand-in plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Version {
+    /// 2.3.7 (`GET /` says `2.3.7`), the default.
+    #[serde(rename = "2.3.7")]
+    V237,
+    /// 2.4.0-rc2: `GET /` says `2.4.0`, and every business route is refused with 503
+    /// `LICENSE_REQUIRED` until the server is activated (see [`super::api`]'s `licence_gate`).
+    #[serde(rename = "2.4.0-rc2")]
+    V240Rc2,
+}
+
+impl std::str::FromStr for Version {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Version, String> {
+        match text {
+            "2.3.7" => Ok(Version::V237),
+            "2.4.0-rc2" => Ok(Version::V240Rc2),
+            other => Err(format!("`{other}` is neither `2.3.7` nor `2.4.0-rc2`")),
         }
     }
 }
@@ -60,6 +91,9 @@ pub struct ProcessOptions {
     /// the reconnect loop, restarts, webhook retry delays and timeouts, `DEL_INSTANCE`).
     pub time_scale: f64,
     pub whatsapp: WhatsApp,
+    pub version: Version,
+    /// 2.4: the database holds a licence already (its `RuntimeConfig` rows), so the gate is open.
+    pub activated: bool,
     pub qr_rotate: Duration,
     pub auto_scan_after: Option<Duration>,
     pub tick: Duration,
@@ -1198,13 +1232,29 @@ impl Process {
         };
         let Some(row) = row else { return Ok(None) };
         let now = now_ms();
-        let headers = match webhooks::outgoing_headers(&row.headers, now / 1000) {
+        let mut headers = match webhooks::outgoing_headers(&row.headers, now / 1000) {
             Ok(headers) => headers,
             Err(error) => {
                 webhooks::log_jwt_failure(&self.logger, &error);
                 return Err(error);
             }
         };
+        if self.options.version == Version::V240Rc2 {
+            // 2.4's tracking headers over the stored ones (webhook.controller.ts:128-136 at
+            // 2.4.0-rc2; its User-Agent says 2.3.7).
+            let added = [
+                ("Content-Type", "application/json".to_owned()),
+                ("X-Instance-ID", who.id.clone()),
+                ("X-Instance-Name", who.name.clone()),
+                ("X-Event-Type", event.to_owned()),
+                ("X-Timestamp", now.to_string()),
+                ("User-Agent", "EvolutionAPI-Webhook/2.3.7".to_owned()),
+            ];
+            for (name, value) in added {
+                headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                headers.push((name.to_owned(), value));
+            }
+        }
         let we = event.replace(['.', '-'], "_").to_uppercase();
         let suffix = we.to_lowercase().replace('_', "-");
         let destination = if row.url.is_empty() { format!("/{suffix}") } else { row.url.clone() };

@@ -1,0 +1,140 @@
+//! Evolution 2.4.0-rc2 (`--evolution-version 2.4.0-rc2`): unlicensed, every business route
+//! answers 503 `LICENSE_REQUIRED` and evoctl says so once, with the ways to activate; activated
+//! (`--evolution-licence activated`, or `GET /license/activate?code=` in the task), the commands
+//! work as on 2.3.7.
+
+use crate::evolution::call_in_container;
+use crate::support::{Lab, json_stdout, text};
+use serde_json::Value;
+
+const FIX: &str = "activate it once for its database: sign in at the manager's /manager/login on the service's URL, or redeem an authorization code with GET /license/activate?code=CODE, or give the task AUTHENTICATION_API_KEY set to a licensing key or (2.4.0-rc2) EVOLUTION_OPERATOR_EMAIL for headless activation and replace the task; GET /license/status then says active (https://docs.evolutionfoundation.com.br/licensing), and `evoctl doctor production` checks it";
+
+fn check<'a>(report: &'a Value, layer: &str) -> &'a Value {
+    report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == layer).unwrap()
+}
+
+/// The licence identity the server reports (`GET /license/status`, not gated).
+fn identity(lab: &Lab) -> String {
+    let lines = call_in_container(lab, "production", &[("GET", "/license/status", Value::Null)]);
+    let body: Value = serde_json::from_str(lines[0].strip_prefix("200 ").unwrap()).unwrap();
+    body["instance_id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn unlicensed_2_4_is_one_clear_error_naming_the_activation() {
+    let lab = Lab::start_with("seed", &["--evolution-version", "2.4.0-rc2"]);
+    lab.wait_settled();
+    let id = identity(&lab);
+    let output = lab.evoctl().args(["instance", "list", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: fetchInstances: Evolution answered 503 LICENSE_REQUIRED: this server (2.4) is not activated (licence identity {id}), and until it is it refuses every call but /, /license/* and the manager; nothing was changed\n  fix: {FIX}\n"
+        )
+    );
+
+    // connect's watch meets the same gate at its first call, and says the same.
+    let output = lab.evoctl().args(["connect", "production", "--timeout", "30s"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("Evolution answered 503 LICENSE_REQUIRED: this server (2.4) is not activated"), "{stderr}");
+    assert!(stderr.ends_with(&format!("  fix: {FIX}\n")), "{stderr}");
+
+    // doctor: GET / still answers (2.4.0), the next layer says the licence.
+    let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let report = json_stdout(&output);
+    assert_eq!(check(&report, "evolution")["evidence"], "Evolution API 2.4.0 (client evolution_production)");
+    let key = check(&report, "api-key");
+    assert_eq!(key["status"], "FAIL", "{key}");
+    assert!(key["evidence"].as_str().unwrap().contains("503 LICENSE_REQUIRED"), "{key}");
+    assert_eq!(key["fix"], FIX);
+
+    // Activated with a code (as the registration callback gives one), the same list works.
+    let lines = call_in_container(&lab, "production", &[("GET", "/license/activate?code=lab-code-1", Value::Null)]);
+    let answer: Value = serde_json::from_str(lines[0].strip_prefix("200 ").unwrap()).unwrap();
+    assert_eq!(answer, serde_json::json!({"status": "active", "message": "License activated successfully!"}));
+    let output = lab.evoctl().args(["instance", "list", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+}
+
+#[test]
+fn activated_2_4_works_as_2_3_7() {
+    let lab = Lab::start_with(
+        "seed",
+        &["--evolution-version", "2.4.0-rc2", "--evolution-licence", "activated", "--auto-scan-after-ms", "1500"],
+    );
+    lab.wait_settled();
+    let output = lab.evoctl().args(["connect", "production", "--stable-for", "1s"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).starts_with("linked 5511987654321 to alinhou-production\n"),
+        "{}",
+        text(&output.stdout)
+    );
+    let output = lab.evoctl().args(["--output", "json", "instance", "list", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let listed = json_stdout(&output);
+    assert!(listed.to_string().contains("alinhou-production"), "{listed}");
+    let output = lab.evoctl().args(["instance", "state", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).starts_with("open\n"), "{}", text(&output.stdout));
+    let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
+    let report = json_stdout(&output);
+    assert_eq!(check(&report, "evolution")["evidence"], "Evolution API 2.4.0 (client evolution_production)");
+    assert_eq!(check(&report, "api-key")["status"], "OK");
+}
+
+/// On 2.4 `webhook test` sends the tracking headers 2.4 adds to every per-instance delivery
+/// (the lab's own deliveries carry them as the real server's do); on 2.3.7 it does not.
+#[test]
+fn webhook_test_sends_the_headers_of_the_servers_version() {
+    let lab = Lab::start_with("seed", &["--evolution-version", "2.4.0-rc2", "--evolution-licence", "activated"]);
+    lab.link_production();
+    lab.control("POST", "/phone/message", Some(&serde_json::json!({"instance": "alinhou-production", "text": "oi"})));
+    let delivered = crate::support::wait_until(std::time::Duration::from_secs(20), "a delivery of the server", || {
+        let all = lab.control("GET", "/webhooks", None);
+        all.as_array().unwrap().iter().find(|d| d["body"]["event"] == "messages.upsert").cloned()
+    });
+    let server = &delivered["headers"];
+    assert_eq!(server["user-agent"], "EvolutionAPI-Webhook/2.3.7", "{server}");
+    assert_eq!(server["x-instance-name"], "alinhou-production");
+    assert_eq!(server["x-event-type"], "messages.upsert");
+    lab.control("DELETE", "/webhooks", None);
+    let output = lab.evoctl().args(["webhook", "test", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let probe = lab.control("GET", "/webhooks", None).as_array().unwrap().last().cloned().unwrap();
+    let sent = &probe["headers"];
+    for name in ["user-agent", "x-instance-id", "x-instance-name"] {
+        assert_eq!(sent[name], server[name], "{name}: {sent} vs {server}");
+    }
+    assert_eq!(sent["x-event-type"], "evoctl.probe");
+    let stamp: u64 = sent["x-timestamp"].as_str().unwrap().parse().unwrap();
+    assert!(stamp > 1_700_000_000_000, "{stamp}");
+
+    // 2.3.7: none of them (axios' own User-Agent).
+    let lab = Lab::start("seed");
+    lab.link_production();
+    lab.control("DELETE", "/webhooks", None);
+    let output = lab.evoctl().args(["webhook", "test", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let probe = lab.control("GET", "/webhooks", None).as_array().unwrap().last().cloned().unwrap();
+    assert!(probe["headers"].get("x-instance-id").is_none(), "{}", probe["headers"]);
+}
+
+/// Two environments on one database share 2.4's licence identity: the audit's shared-database
+/// finding says so.
+#[test]
+fn a_shared_database_is_said_to_share_the_licence_identity() {
+    let lab = Lab::start("shared-db-uri");
+    let output = lab.evoctl().args(["--output", "json", "audit"]).output().unwrap();
+    let audit = json_stdout(&output);
+    let finding = audit["findings"].as_array().unwrap().iter().find(|f| f["rule"] == "shared-database").unwrap();
+    assert!(
+        finding["fix"].as_str().unwrap().ends_with(
+            "a shared one shares instance rows, sessions and names, and on Evolution 2.4 one licence identity (its RuntimeConfig table: activating one activates both, and the licence server sees one instance)"
+        ),
+        "{finding}"
+    );
+}
