@@ -283,30 +283,24 @@ fn render(report: &StatusReport) -> String {
             row
         })
         .collect();
-    let headers = |names: &[&'static str]| -> Vec<&'static str> {
-        let mut names = names.to_vec();
-        if with_instances {
-            names.push("INSTANCE");
-        }
-        names
-    };
+    let mut headers = vec![
+        "ENV",
+        "CLUSTER",
+        "SERVICE",
+        "DESIRED",
+        "RUNNING",
+        "PENDING",
+        "MIN/MAX",
+        "DEPLOY MAX/MIN%",
+        "LIVE",
+        "CHECK",
+    ];
+    if with_instances {
+        headers.push("INSTANCE");
+    }
     let first = report.environments.first().map(|e| (&e.account, &e.region));
     let mut out = if report.environments.iter().all(|e| Some((&e.account, &e.region)) == first) {
-        table(
-            &headers(&[
-                "ENV",
-                "CLUSTER",
-                "SERVICE",
-                "DESIRED",
-                "RUNNING",
-                "PENDING",
-                "MIN/MAX",
-                "DEPLOY MAX/MIN%",
-                "LIVE",
-                "CHECK",
-            ]),
-            &services,
-        )
+        table(&headers, &services)
     } else {
         // Across accounts or regions, each row says where it is.
         let rows: Vec<Vec<String>> = report
@@ -319,23 +313,8 @@ fn render(report: &StatusReport) -> String {
                 row
             })
             .collect();
-        table(
-            &headers(&[
-                "ENV",
-                "ACCOUNT",
-                "REGION",
-                "CLUSTER",
-                "SERVICE",
-                "DESIRED",
-                "RUNNING",
-                "PENDING",
-                "MIN/MAX",
-                "DEPLOY MAX/MIN%",
-                "LIVE",
-                "CHECK",
-            ]),
-            &rows,
-        )
+        headers.splice(1..1, ["ACCOUNT", "REGION"]);
+        table(&headers, &rows)
     };
     let tasks: Vec<Vec<String>> = report
         .environments

@@ -183,6 +183,18 @@ fn logged(lab: &Lab, what: &str, needles: &[&str]) {
     });
 }
 
+/// doctor's report on a delivery that recovered (exit 0, webhook-delivery WARN with no fix to
+/// run), and that layer's evidence.
+fn recovered(lab: &Lab) -> (Value, String) {
+    let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let report = json_stdout(&output);
+    let delivery = check(&report, "webhook-delivery");
+    assert_eq!((&delivery["status"], &delivery["fix"]), (&json!("WARN"), &Value::Null), "{delivery}");
+    let evidence = delivery["evidence"].as_str().unwrap().to_owned();
+    (report, evidence)
+}
+
 /// After the JWT fix (the instance signs with the secret the receiver verifies), the 401 of a
 /// moment ago is a warning that says when it recovered, with no fix to run: the probe got 200.
 #[test]
@@ -200,12 +212,8 @@ fn a_refusal_followed_by_a_working_probe_is_a_recovery_without_a_fix() {
     let output = lab.evoctl().args(["webhook", "set", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
 
-    let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let report = json_stdout(&output);
-    let delivery = check(&report, "webhook-delivery");
-    assert_eq!((&delivery["status"], &delivery["fix"]), (&json!("WARN"), &Value::Null), "{delivery}");
-    let evidence = delivery["evidence"].as_str().unwrap();
+    let (report, evidence) = recovered(&lab);
+    let evidence = evidence.as_str();
     let probe = format!("{}/webhooks/production/evoctl-probe", lab.ready["control"].as_str().unwrap());
     assert!(
         evidence.starts_with(
@@ -232,12 +240,8 @@ fn retries_that_got_through_are_a_recovery_the_log_dates() {
     logged(&lab, "the delivery after its retries", &["Sucesso no envio após"]);
     lab.control("DELETE", "/webhooks", None);
 
-    let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let report = json_stdout(&output);
-    let delivery = check(&report, "webhook-delivery");
-    assert_eq!((&delivery["status"], &delivery["fix"]), (&json!("WARN"), &Value::Null), "{delivery}");
-    let evidence = delivery["evidence"].as_str().unwrap();
+    let (_, evidence) = recovered(&lab);
+    let evidence = evidence.as_str();
     assert!(
         evidence.starts_with(
             "Evolution's log, last 15 minutes: 0 deliveries of alinhou-production lost (0 refused without retry), "
