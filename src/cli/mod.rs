@@ -97,6 +97,7 @@ impl Command {
                 | Command::Connect(_)
                 | Command::Scale(_)
                 | Command::Enforce(_)
+                | Command::Redeploy(_)
                 | Command::Task(TaskArgs { command: Some(TaskCommand::Stop(_)), .. })
         )
     }

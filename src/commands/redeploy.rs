@@ -6,7 +6,8 @@
 //! (maximumPercent 100); waits until the old task is STOPPED and exactly one new task runs with
 //! its exec agent; then asks the new task's Evolution, until the instance settles, whether it
 //! came back `open` on the number it had, and says so, or that a new link is needed with the
-//! `evoctl connect` command (exit 1).
+//! `evoctl connect` command (exit 1). Ctrl-C during a wait ends it (exit 130) with where things
+//! are (old task stopping or stopped, new task started or not) and the commands to run next.
 
 use super::Context;
 use super::reach::Reach;
@@ -177,7 +178,24 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
             context.printer.note(&format!("task {}: {}", state.id, state.last_status));
         }
     };
-    let waited = task_stop::wait_stopped(&ecs, &env.cluster, &old.arn, remaining(), POLL, &progress).await?;
+    // From here a Ctrl-C ends the wait with where things are and what to run next (ECS goes on).
+    let sent = if args.task_definition.is_some() { "UpdateService was sent" } else { "StopTask was sent" };
+    let next = format!(
+        "`evoctl status {0}` shows when the new task runs; then `evoctl instance state {0}` says whether the number is still linked (if not: `evoctl connect {0}`)",
+        env.name
+    );
+    let interrupted = |signal: crate::error::Signal, state: String| Error::Interrupted {
+        signal,
+        message: format!("interrupted ({}) {state}", signal.name()),
+        fix: Some(next.clone()),
+    };
+    let waited = tokio::select! {
+        waited = task_stop::wait_stopped(&ecs, &env.cluster, &old.arn, remaining(), POLL, &progress) => waited?,
+        signal = crate::interrupt::wait() => return Err(interrupted(signal, format!(
+            "while task {} stops: {sent}, so ECS goes on stopping it and then starts the new task; no new task was seen yet",
+            old.id
+        ))),
+    };
     if let Err(state) = waited {
         return Err(Error::Timeout {
             message: format!("task {} is still {} after {} s", old.id, state.last_status, deadline.as_secs()),
@@ -210,13 +228,23 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
                 fix: Some(format!("`evoctl status {}` shows the service's tasks and events", env.name)),
             });
         }
-        tokio::time::sleep(POLL.min(remaining())).await;
+        tokio::select! {
+            () = tokio::time::sleep(POLL.min(remaining())) => {}
+            signal = crate::interrupt::wait() => return Err(interrupted(signal, format!(
+                "after task {} STOPPED: {sent}; the new task has not started yet (ECS starts it)",
+                old.id
+            ))),
+        }
     };
     let new_task = target.task.id.clone();
     context.printer.note(&format!("task {new_task} is RUNNING; asking its Evolution for instance {name}…"));
     let reach = Reach { env: env.clone(), aws: aws.clone(), target };
     let driver = reach.driver();
-    let (state, number_after) = if exists_before {
+    // The instance's answer (the same Ctrl-C handling: the new task runs, its instance unread).
+    let check = async {
+        if !exists_before {
+            return Ok::<_, Error>((None, None));
+        }
         let mut close_since: Option<Instant> = None;
         let asked = Instant::now();
         let left = || remaining().min(INSTANCE_WAIT.saturating_sub(asked.elapsed()));
@@ -237,9 +265,14 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
             tokio::time::sleep(Duration::from_secs(1).min(left())).await;
         };
         let rows = driver.fetch_instances(Some(&name)).await?;
-        (Some(state), rows.first().and_then(|r| r.number().map(str::to_owned)))
-    } else {
-        (None, None)
+        Ok((Some(state), rows.first().and_then(|r| r.number().map(str::to_owned))))
+    };
+    let (state, number_after) = tokio::select! {
+        checked = check => checked?,
+        signal = crate::interrupt::wait() => return Err(interrupted(signal, format!(
+            "after task {} STOPPED and task {new_task} started: its instance {name} was not checked yet",
+            old.id
+        ))),
     };
     let kept = state.as_deref() == Some("open") && number_before.is_some() && number_after == number_before;
     let needs_link = state.is_some() && !kept;

@@ -258,6 +258,10 @@ pub struct ServerInfo {
     pub version: String,
     #[serde(rename = "clientName", default, deserialize_with = "nullable")]
     pub client_name: String,
+    /// The WhatsApp Web version it reported (fetched live on each `GET /`; absent on servers
+    /// that do not say it).
+    #[serde(rename = "whatsappWebVersion", default)]
+    pub whatsapp_web_version: Option<String>,
 }
 
 /// `instance.state` of a connectionState answer; a row without a state is held by another

@@ -42,6 +42,17 @@ pub struct MountSeen {
     pub fs_type: String,
 }
 
+/// The Baileys the image ships (its `node_modules/baileys/package.json`), and whether its
+/// socket code handles WhatsApp's `companion_reg_refresh` (no released Baileys does); read by
+/// the same program code as connect's watch. `version: None`: the package was not found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct BaileysSeen {
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub handles_refresh: Option<bool>,
+}
+
 /// The webhook probe's settings.
 #[derive(Debug, Clone, Copy)]
 pub struct ProbeSettings<'a> {
@@ -58,8 +69,8 @@ pub enum Step {
     Trial { node: String },
     /// The mount holding the session's key directory (`Err`: why it could not be read).
     SessionStore(std::result::Result<MountSeen, String>),
-    /// `GET /`.
-    Evolution(Result<ServerInfo>),
+    /// `GET /`, with the Baileys the image ships (read beside it).
+    Evolution(Result<ServerInfo>, BaileysSeen),
     /// `GET /` had not answered when the route check beside it failed (2.3.7 fetches WhatsApp
     /// Web's version on every `GET /` with no timeout); the checkup went on without it.
     EvolutionWaiting { waited: Duration },
@@ -154,7 +165,10 @@ fn read_step(line: &Value, acted: Acted<'_>) -> Option<Step> {
                 Ok(MountSeen { source: text("source")?, mount_point: text("mount_point")?, fs_type: text("fs_type")? })
             }
         }),
-        "evolution" => Step::Evolution(api_answer().and_then(|answer| api::read_server_info(answer, env))),
+        "evolution" => Step::Evolution(
+            api_answer().and_then(|answer| api::read_server_info(answer, env)),
+            serde_json::from_value(line["baileys"].clone()).unwrap_or_default(),
+        ),
         "api-key" => Step::ApiKey(api_answer().and_then(|answer| {
             match super::licence_required(&answer, "POST /verify-creds", acted.env) {
                 Some(err) => Err(err),
@@ -196,7 +210,7 @@ mod tests {
     fn each_line_becomes_its_layers_answer_as_it_arrives() {
         let stream = concat!(
             "{\"id\":\"exec-trial\",\"node\":\"v20.11.1\"}\n",
-            "{\"id\":\"evolution\",\"status\":200,\"body\":\"{\\\"status\\\":200,\\\"message\\\":\\\"Welcome\\\",\\\"version\\\":\\\"2.3.7\\\",\\\"clientName\\\":\\\"evolution_production\\\"}\"}\n",
+            "{\"id\":\"evolution\",\"baileys\":{\"version\":\"7.0.0-rc.9\",\"handles_refresh\":false},\"status\":200,\"body\":\"{\\\"status\\\":200,\\\"message\\\":\\\"Welcome\\\",\\\"version\\\":\\\"2.3.7\\\",\\\"clientName\\\":\\\"evolution_production\\\"}\"}\n",
             "noise\n",
             "{\"id\":\"api-key\",\"status\":401,\"body\":\"{}\"}\n",
             "{\"id\":\"instance\",\"status\":404,\"body\":\"{\\\"status\\\":404,\\\"error\\\":\\\"Not Found\\\",\\\"response\\\":{\\\"message\\\":[\\\"The \\\\\\\"alinhou-production\\\\\\\" instance does not exist\\\"]}}\"}\n",
@@ -207,13 +221,14 @@ mod tests {
         match &seen[..] {
             [
                 Step::Trial { node },
-                Step::Evolution(Ok(info)),
+                Step::Evolution(Ok(info), baileys),
                 Step::ApiKey(Ok(false)),
                 Step::Instance(Err(Error::Evolution { status: 404, .. })),
                 Step::Webhook(Err(no_answer)),
             ] => {
                 assert_eq!(node, "v20.11.1");
                 assert_eq!((info.version.as_str(), info.client_name.as_str()), ("2.3.7", "evolution_production"));
+                assert_eq!(baileys, &BaileysSeen { version: Some("7.0.0-rc.9".into()), handles_refresh: Some(false) });
                 assert!(no_answer.to_string().contains("did not answer on 127.0.0.1:$SERVER_PORT"), "{no_answer}");
             }
             other => panic!("{other:?}"),

@@ -10,8 +10,8 @@ use crate::aws::secrets::SecretValue;
 use crate::aws::{Aws, Fleet, sdk_failure};
 use crate::config::{Config, Environment};
 use crate::error::{Error, Result};
-use crate::evolution::api::{self, InstanceInfo, WebhookRequest, WebhookRow};
-use crate::evolution::checkup::{Checkup, CheckupEnd, MountSeen, ProbeSettings, Step};
+use crate::evolution::api::{self, InstanceInfo, ServerInfo, WebhookRequest, WebhookRow};
+use crate::evolution::checkup::{BaileysSeen, Checkup, CheckupEnd, MountSeen, ProbeSettings, Step};
 use crate::evolution::probe::{self, WebhookProbe};
 use crate::evolution::reasons::{Connection, RowFacts};
 use crate::evolution::{Driver, logs};
@@ -21,6 +21,7 @@ use crate::guard::auth_state::{self, AuthState};
 use crate::guard::compared::ApiKey;
 use crate::guard::facts::{self, EnvFacts, WebhookSecret};
 use crate::guard::{self, CONFLICT_WINDOW};
+use crate::output::sanitize::quote_line;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -559,9 +560,7 @@ impl InTask<'_, '_, '_> {
                 }
             }
             Step::SessionStore(seen) => session_store_check(checks, self.env, &self.mine.auth_state, Some(seen)),
-            Step::Evolution(Ok(info)) => {
-                checks.ok(Layer::Evolution, format!("Evolution API {} (client {})", info.version, info.client_name))
-            }
+            Step::Evolution(Ok(info), baileys) => checks.ok(Layer::Evolution, evolution_evidence(&info, &baileys)),
             Step::EvolutionWaiting { waited } => checks.warn(
                 Layer::Evolution,
                 format!(
@@ -570,7 +569,7 @@ impl InTask<'_, '_, '_> {
                 ),
                 "give the task its route to WhatsApp (whatsapp-reach below); GET / answers again once it has one",
             ),
-            Step::Evolution(Err(err)) => {
+            Step::Evolution(Err(err), _) => {
                 checks.error(Layer::Evolution, &err);
                 self.stop("needs the Evolution API");
             }
@@ -787,6 +786,29 @@ fn instance_check(checks: &mut Checks<'_>, env: &Environment, state: Result<Stri
             false
         }
     }
+}
+
+/// The evolution layer's evidence: the release, the WhatsApp Web version `GET /` reported, and
+/// the pairing facts: the Baileys the image ships and whether it handles `companion_reg_refresh`
+/// (worded as connect's warning: no release does, so a pairing code or QR used after WhatsApp
+/// rotates the pairing secret fails on the phone).
+fn evolution_evidence(info: &ServerInfo, baileys: &BaileysSeen) -> String {
+    let mut evidence = format!("Evolution API {} (client {})", info.version, info.client_name);
+    if let Some(web) = &info.whatsapp_web_version {
+        evidence.push_str(&format!(", WhatsApp Web {}", quote_line(web, 40)));
+    }
+    match (&baileys.version, baileys.handles_refresh) {
+        (Some(version), Some(true)) => evidence.push_str(&format!(
+            "; Baileys {} handles companion_reg_refresh (a patched image)",
+            quote_line(version, 40)
+        )),
+        (Some(version), _) => evidence.push_str(&format!(
+            "; Baileys {} ignores companion_reg_refresh (no release handles it; fix: Baileys PR #2765): a code used after WhatsApp rotates the pairing secret fails on the phone; use each code at once, or a patched image",
+            quote_line(version, 40)
+        )),
+        (None, _) => evidence.push_str("; no Baileys package found in the image"),
+    }
+    evidence
 }
 
 /// 2.3.7's report of instances created but stuck in `close` (evolution-foundation/evolution-api#2419):

@@ -108,7 +108,10 @@ fn doctor_on_the_seed_reports_every_layer() {
     assert!(stdout.contains("exec-trial        OK      node v"), "{stdout}");
     assert!(stdout.contains(" runs in the task's container\n"), "{stdout}");
     assert!(
-        stdout.contains("evolution         OK      Evolution API 2.3.7 (client evolution_production)\n"),
+        stdout.contains(&format!(
+            "evolution         OK      Evolution API 2.3.7 (client evolution_production), WhatsApp Web 2.3000.1027934701{}\n",
+            crate::pairing::UNPATCHED_EVIDENCE
+        )),
         "{stdout}"
     );
     // The verdict first, then the warning's fix.

@@ -45,7 +45,13 @@ fn unlicensed_2_4_is_one_clear_error_naming_the_activation() {
     let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let report = json_stdout(&output);
-    assert_eq!(check(&report, "evolution")["evidence"], "Evolution API 2.4.0 (client evolution_production)");
+    assert_eq!(
+        check(&report, "evolution")["evidence"],
+        concat!(
+            "Evolution API 2.4.0 (client evolution_production), WhatsApp Web 2.3000.1027934701",
+            "; Baileys 7.0.0-rc.9 ignores companion_reg_refresh (no release handles it; fix: Baileys PR #2765): a code used after WhatsApp rotates the pairing secret fails on the phone; use each code at once, or a patched image"
+        )
+    );
     let key = check(&report, "api-key");
     assert_eq!(key["status"], "FAIL", "{key}");
     assert!(key["evidence"].as_str().unwrap().contains("503 LICENSE_REQUIRED"), "{key}");
@@ -82,7 +88,13 @@ fn activated_2_4_works_as_2_3_7() {
     assert!(text(&output.stdout).starts_with("open\n"), "{}", text(&output.stdout));
     let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
     let report = json_stdout(&output);
-    assert_eq!(check(&report, "evolution")["evidence"], "Evolution API 2.4.0 (client evolution_production)");
+    assert_eq!(
+        check(&report, "evolution")["evidence"],
+        concat!(
+            "Evolution API 2.4.0 (client evolution_production), WhatsApp Web 2.3000.1027934701",
+            "; Baileys 7.0.0-rc.9 ignores companion_reg_refresh (no release handles it; fix: Baileys PR #2765): a code used after WhatsApp rotates the pairing secret fails on the phone; use each code at once, or a patched image"
+        )
+    );
     assert_eq!(check(&report, "api-key")["status"], "OK");
 }
 

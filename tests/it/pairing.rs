@@ -2,9 +2,47 @@
 //! (`node_modules/baileys/package.json` under Evolution's `/evolution`) and whether its socket
 //! code handles WhatsApp's `companion_reg_refresh`; on one that does not (every released Baileys,
 //! 7.0.0-rc.9 as 2.3.7 and 2.4.0-rc2 pin it) it warns before the first code, on a patched one not.
+//! doctor's evolution layer says the same facts (read by the same program code), with the
+//! WhatsApp Web version `GET /` reported.
 
 use crate::connect::BAILEYS_WARNING;
-use crate::support::{Lab, text};
+use crate::support::{Lab, json_stdout, text};
+use serde_json::Value;
+
+/// The evolution layer's evidence after its first part, on the lab's unpatched image.
+pub(crate) const UNPATCHED_EVIDENCE: &str = "; Baileys 7.0.0-rc.9 ignores companion_reg_refresh (no release handles it; fix: Baileys PR #2765): a code used after WhatsApp rotates the pairing secret fails on the phone; use each code at once, or a patched image";
+
+fn evolution_check(lab: &Lab) -> Value {
+    let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
+    let report = json_stdout(&output);
+    report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == "evolution").unwrap().clone()
+}
+
+#[test]
+fn doctor_reports_an_unpatched_baileys_and_the_whatsapp_web_version() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    let check = evolution_check(&lab);
+    assert_eq!(check["status"], "OK", "{check}");
+    assert_eq!(
+        check["evidence"].as_str().unwrap(),
+        format!(
+            "Evolution API 2.3.7 (client evolution_production), WhatsApp Web 2.3000.1027934701{UNPATCHED_EVIDENCE}"
+        )
+    );
+}
+
+#[test]
+fn doctor_reports_a_patched_baileys() {
+    let lab = Lab::start_with("seed", &["--baileys-patched"]);
+    lab.wait_settled();
+    let check = evolution_check(&lab);
+    assert_eq!(check["status"], "OK", "{check}");
+    assert_eq!(
+        check["evidence"],
+        "Evolution API 2.3.7 (client evolution_production), WhatsApp Web 2.3000.1027934701; Baileys 7.0.0-rc.9 handles companion_reg_refresh (a patched image)"
+    );
+}
 
 #[test]
 fn connect_warns_of_an_unpatched_baileys_before_the_first_code() {

@@ -282,3 +282,27 @@ fn a_redeploy_to_a_revision_goes_through_a_stop_before_start_deployment_only() {
     );
     assert_eq!(stops(&lab), 0);
 }
+
+/// Ctrl-C while the redeploy waits for the old task to stop: exit 130 at once, saying what was
+/// sent, that no new task was seen yet, and what to run next (ECS goes on without evoctl).
+#[test]
+fn ctrl_c_during_a_redeploy_says_where_it_stopped_and_what_to_run_next() {
+    // Slow stops, so the interrupt lands while the old task is stopping.
+    let lab = Lab::start_with("seed", &["--task-stop-ms", "8000"]);
+    lab.wait_settled();
+    let old = lab.first_task_id();
+    let child = lab.spawn(&["redeploy", "production", "--yes"]);
+    wait_until(Duration::from_secs(30), "the redeploy's StopTask", || {
+        lab.journal().iter().any(|e| e["action"] == "StopTask").then_some(())
+    });
+    crate::ending::signal(&child, rustix::process::Signal::INT);
+    let (exit, _, stderr) = crate::ending::finish(child, Duration::from_secs(1));
+    assert_eq!(exit, Some(130), "{stderr}");
+    assert!(
+        stderr.ends_with(&format!(
+            "interrupted (Ctrl-C) while task {old} stops: StopTask was sent, so ECS goes on stopping it and then starts the new task; no new task was seen yet\n\
+             \x20 fix: `evoctl status production` shows when the new task runs; then `evoctl instance state production` says whether the number is still linked (if not: `evoctl connect production`)\n"
+        )),
+        "{stderr}"
+    );
+}

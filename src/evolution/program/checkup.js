@@ -47,7 +47,8 @@ const checkup = async () => {
   const welcome = call(null, "/", "GET").catch((e) => ({ status: 0, error: scrub(String((e && e.cause) || e)) }));
   const first = await Promise.race([welcome.then((a) => ({ a })), reach.then((r) => (r.ok ? welcome.then((a) => ({ a })) : {}))]);
   if (first.a) {
-    step("evolution", first.a);
+    // With GET / the Baileys the image ships (baileysSeen, common.js): the pairing facts.
+    step("evolution", Object.assign({ baileys: baileysSeen() }, first.a));
     if (first.a.status !== 200) return;
   } else step("evolution", { status: 0, waiting: true, waited_ms: Date.now() - started });
   const creds = await answered("api-key", "/verify-creds", "POST");

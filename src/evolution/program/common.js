@@ -37,6 +37,23 @@ const imageVersion = (rel) => {
   }
   return null;
 };
+// The Baileys the image ships, and whether its socket code handles WhatsApp's
+// companion_reg_refresh (the pairing secret rotated while linking; names it at all). No released
+// Baileys does. `version` null: the package was not found (then `handles_refresh` is null too).
+const baileysSeen = () => {
+  const version = imageVersion("node_modules/baileys/package.json");
+  let handles = null;
+  if (version !== null) {
+    handles = false;
+    for (const dir of ["/evolution/node_modules/baileys/lib/Socket", "node_modules/baileys/lib/Socket"]) {
+      try {
+        for (const file of fs.readdirSync(dir)) if (/\.js$/.test(file) && fs.readFileSync(dir + "/" + file, "latin1").includes("companion_reg_refresh")) handles = true;
+        break;
+      } catch (e) {}
+    }
+  }
+  return { version, handles_refresh: handles };
+};
 // Fields of Evolution's answers that hold a credential evoctl never reads: instance tokens
 // (`token`, create's `hash`), API keys (`apikey`, older servers' shape), integration tokens.
 const SECRET_FIELDS = new Set(["apikey", "token", "hash", "wavoipToken", "accessTokenWaBusiness", "Authorization", "authorization"]);

@@ -6,20 +6,8 @@
 const watch = (secret) => {
   const W = R.watch;
   const start = Date.now();
-  // The Baileys the image ships, said before anything else: does its socket code know WhatsApp's
-  // companion_reg_refresh (the pairing secret rotated while linking)? No released one does.
-  const baileys = imageVersion("node_modules/baileys/package.json");
-  let handles = null;
-  if (baileys !== null) {
-    handles = false;
-    for (const dir of ["/evolution/node_modules/baileys/lib/Socket", "node_modules/baileys/lib/Socket"]) {
-      try {
-        for (const file of fs.readdirSync(dir)) if (/\.js$/.test(file) && fs.readFileSync(dir + "/" + file, "latin1").includes("companion_reg_refresh")) handles = true;
-        break;
-      } catch (e) {}
-    }
-  }
-  emit({ e: "baileys", version: baileys, handles_refresh: handles });
+  // The Baileys the image ships (baileysSeen, common.js), said before anything else.
+  emit(Object.assign({ e: "baileys" }, baileysSeen()));
   // The bound holds even while a call waits: at timeout_ms the watch ends whatever is pending.
   setTimeout(() => finish(JSON.stringify({ e: "timeout" }) + "\n"), W.timeout_ms).unref();
   const limit = parseInt(setting("QRCODE_LIMIT")) || 30;
