@@ -24,7 +24,7 @@ use crate::exit;
 use crate::guard::plan::{self, Observed};
 use crate::runbook::codes::{Code, CodeView};
 use crate::runbook::watch::{EventLines, WatchEvent};
-use crate::runbook::{link, preflight};
+use crate::runbook::{link, preflight, refresh};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -112,7 +112,25 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
         timeout: deadline.saturating_duration_since(now),
         stable: args.stable_for,
     };
-    let mut view = QrView::new(context, &env.name, &name, args);
+    // A scan that fails to WhatsApp's pairing refresh, seen in the log (see runbook::refresh),
+    // once the watch said the image ignores it.
+    let (follow_log, mut refresh_seen) = tokio::sync::watch::channel(None::<String>);
+    let since_ms = crate::aws::logs::now_ms();
+    let scan_failed = async {
+        let version = match refresh_seen.wait_for(Option::is_some).await {
+            Ok(version) => version.clone().unwrap_or_default(),
+            Err(_) => return std::future::pending().await,
+        };
+        match refresh::first_refresh(&aws, &env, since_ms).await {
+            Ok(line) => (line, version),
+            Err(err) => {
+                context.printer.warn(&format!("a failed scan cannot be seen: reading the log failed: {err}"));
+                std::future::pending().await
+            }
+        }
+    };
+    tokio::pin!(scan_failed);
+    let mut view = QrView::new(context, &env.name, &name, args, follow_log);
     context.printer.note(&format!("waiting for {name} to be linked (up to {} s)…", args.timeout.as_secs()));
     let mut sink = EventLines::new(|event| view.show(event));
     let agent_wait = Instant::now();
@@ -130,6 +148,8 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
             status = watched => status,
             // The watch's session is ended on the way out (its future was dropped here).
             signal = crate::interrupt::wait() => Err(Error::Interrupted { signal, message: String::new(), fix: None }),
+            // The watch's session is ended the same way.
+            (line, version) = &mut scan_failed => Err(refresh::failed_scan(&name, &again, &line, &version)),
         };
         // The exec session sees the same signal and may answer first (it ended the watch
         // itself); either way the operator is told where the link stands.
@@ -237,9 +257,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
     let connection = if already_connected {
         let (status, code, at) = &row;
         let facts = RowFacts { status: status.as_deref(), code: *code, at: at.as_deref() };
-        let replaced = super::instance::last_stream_error(&aws, &env).await;
-        let now = crate::aws::logs::now_ms();
-        Some(Connection::new(Some("open"), Some(facts), replaced, now, &env.name, &again))
+        Some(super::instance::linked_connection(&aws, &env, facts, &again).await)
     } else {
         None
     };
@@ -371,10 +389,19 @@ struct QrView<'a> {
     last_state: Option<String>,
     warned_limit: bool,
     png_error: Option<Error>,
+    /// Set to the image's Baileys version when it ignores `companion_reg_refresh` and its log
+    /// shows the notification: the log is then read for a failed scan.
+    follow_log: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl<'a> QrView<'a> {
-    fn new(context: &'a Context, env: &'a str, name: &'a str, args: &'a ConnectArgs) -> Self {
+    fn new(
+        context: &'a Context,
+        env: &'a str,
+        name: &'a str,
+        args: &'a ConnectArgs,
+        follow_log: tokio::sync::watch::Sender<Option<String>>,
+    ) -> Self {
         QrView {
             context,
             codes: CodeView::new(&context.printer, env, name, args.png.as_deref(), args.pairing_number.is_some()),
@@ -382,16 +409,20 @@ impl<'a> QrView<'a> {
             last_state: None,
             warned_limit: false,
             png_error: None,
+            follow_log,
         }
     }
 
     fn show(&mut self, event: WatchEvent) {
         let printer = &self.context.printer;
         match event {
-            WatchEvent::Baileys { version: Some(version), handles_refresh: Some(false) } => printer.warn(&format!(
-                "the image's Baileys {} ignores companion_reg_refresh (no release handles it; fix: Baileys PR #2765): a code used after WhatsApp rotates the pairing secret fails on the phone; use each code at once, or a patched image",
-                crate::output::sanitize::quote_line(&version, 40)
-            )),
+            WatchEvent::Baileys { version: Some(version), handles_refresh: Some(false), log_baileys } => {
+                let level = log_baileys.unwrap_or_else(|| "error".into());
+                printer.warn(&format!("the image's {}; {}", refresh::ignored(&version), refresh::seen_or_not(&level)));
+                if refresh::logs_refresh(&level) {
+                    self.follow_log.send_replace(Some(version));
+                }
+            }
             WatchEvent::Baileys { .. } => {}
             WatchEvent::Created => {
                 self.created = true;
@@ -461,12 +492,7 @@ fn summary(report: &ConnectReport) -> String {
         report.env, report.task, report.webhook, report.seconds
     );
     if let Some(connection) = &report.connection {
-        for line in connection.detail_lines() {
-            out.push_str(&format!("  {line}\n"));
-        }
-        if let Some(fix) = &connection.fix {
-            out.push_str(&format!("  fix: {fix}\n"));
-        }
+        out.push_str(&connection.text());
     }
     out
 }

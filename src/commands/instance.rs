@@ -98,29 +98,40 @@ async fn create(context: &Context, args: &InstanceArgs) -> Result<u8> {
 async fn state(context: &Context, args: &InstanceArgs) -> Result<u8> {
     let reach = Reach::for_reading(context, &args.env).await?;
     let name = reach.instance_name(&args.name).to_owned();
-    let driver = reach.driver();
-    let (read, replaced) = tokio::join!(driver.connection(&name), last_stream_error(&reach.aws, &reach.env));
-    let (state, row) = read?;
-    let facts = row.as_ref().map(|row| RowFacts {
-        status: row.connection_status.as_deref(),
-        code: row.disconnection_reason_code,
-        at: row.disconnection_at.as_deref(),
-    });
-    let now = crate::aws::logs::now_ms();
-    let connection = Connection::new(Some(&state), facts, replaced, now, &reach.env.name, &reach.subject(&name));
+    let connection = read_connection(&reach.driver(), &reach.aws, &reach.env, &name, &reach.subject(&name)).await?;
+    let state = connection.state.clone().unwrap_or_default();
     let report = json!({"schema": "evoctl.state/v1", "env": reach.env.name, "instance": name, "state": state,
                         "connection": connection});
-    context.printer.data(&report, || {
-        let mut out = format!("{state}\n");
-        for line in connection.detail_lines() {
-            out.push_str(&format!("  {line}\n"));
-        }
-        if let Some(fix) = &connection.fix {
-            out.push_str(&format!("  fix: {fix}\n"));
-        }
-        out
-    });
+    context.printer.data(&report, || format!("{state}\n{}", connection.text()));
     Ok(exit::OK)
+}
+
+/// Both states of `name` (the process's memory and the row, in one exec session) and its last
+/// disconnects (the row's; the log's last stream error, read meanwhile). `subject`: how a fix's
+/// command line names the environment and instance.
+pub async fn read_connection(
+    driver: &crate::evolution::Driver<'_>,
+    aws: &crate::aws::Aws,
+    env: &crate::config::Environment,
+    name: &str,
+    subject: &str,
+) -> Result<Connection> {
+    let (read, replaced) = tokio::join!(driver.connection(name), last_stream_error(aws, env));
+    let (state, row) = read?;
+    let now = crate::aws::logs::now_ms();
+    Ok(Connection::new(Some(&state), row.as_ref().map(RowFacts::from), replaced, now, &env.name, subject))
+}
+
+/// An instance found linked by a link flow (`connect`, `instance connect`): `open` in memory,
+/// the row as the watch read it, and the log's last stream error.
+pub async fn linked_connection(
+    aws: &crate::aws::Aws,
+    env: &crate::config::Environment,
+    row: RowFacts<'_>,
+    subject: &str,
+) -> Connection {
+    let replaced = last_stream_error(aws, env).await;
+    Connection::new(Some("open"), Some(row), replaced, crate::aws::logs::now_ms(), &env.name, subject)
 }
 
 /// The newest close Baileys logged (`stream errored out`, with its code) in this environment's
@@ -159,10 +170,16 @@ async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
     let (last, stray) = (sink.last.clone(), link::stray_text(&sink.stray));
     let (code, pairing, count, limit) = match last {
         Some(WatchEvent::Qr { code, pairing, count, limit }) => (code, pairing, count, limit),
-        Some(WatchEvent::Linked { .. }) => {
-            let report =
-                json!({"schema": "evoctl.connect/v1", "env": reach.env.name, "instance": name, "state": "open"});
-            context.printer.data(&report, || format!("instance {name} is already connected (open)"));
+        Some(WatchEvent::Linked { number, row_status, row_code, row_at }) => {
+            // Both states and the last disconnect, as `instance state` says them.
+            let facts = RowFacts { status: row_status.as_deref(), code: row_code, at: row_at.as_deref() };
+            let connection = linked_connection(&reach.aws, &reach.env, facts, &reach.subject(&name)).await;
+            let report = json!({"schema": "evoctl.connect/v1", "env": reach.env.name, "instance": name, "state": "open",
+                                "number": number, "already_connected": true, "connection": connection});
+            let to = number.as_deref().map(|n| format!(" to {n}")).unwrap_or_default();
+            context
+                .printer
+                .data(&report, || format!("instance {name} is already connected (open){to}\n{}", connection.text()));
             return Ok(exit::OK);
         }
         Some(WatchEvent::Timeout) => {

@@ -14,7 +14,7 @@ use crate::aws::scaling;
 use crate::cli::StatusArgs;
 use crate::config::Environment;
 use crate::error::Result;
-use crate::evolution::reasons::{Connection, RowFacts};
+use crate::evolution::reasons::Connection;
 use crate::exec::run::RunOptions;
 use crate::exit;
 use crate::guard::drift::{self, Observed};
@@ -200,18 +200,8 @@ async fn instance_status(aws: &Aws, env: &Environment, tasks: &[LiveTask]) -> In
         Err(err) => return unread(err.to_string()),
     };
     let driver = crate::evolution::Driver { aws, target: &target, options: RunOptions::new(INSTANCE_READ) };
-    let (read, replaced) = tokio::join!(driver.connection(&name), super::instance::last_stream_error(aws, env));
-    match read {
-        Ok((state, row)) => {
-            let facts = row.as_ref().map(|row| RowFacts {
-                status: row.connection_status.as_deref(),
-                code: row.disconnection_reason_code,
-                at: row.disconnection_at.as_deref(),
-            });
-            let now = crate::aws::logs::now_ms();
-            let connection = Connection::new(Some(&state), facts, replaced, now, &env.name, &env.name);
-            InstanceStatus { name, connection: Some(connection), unread: None }
-        }
+    match super::instance::read_connection(&driver, aws, env, &name, &env.name).await {
+        Ok(connection) => InstanceStatus { name, connection: Some(connection), unread: None },
         Err(err) => unread(err.to_string()),
     }
 }

@@ -102,6 +102,16 @@ pub struct RowFacts<'a> {
     pub at: Option<&'a str>,
 }
 
+impl<'a> From<&'a super::api::InstanceInfo> for RowFacts<'a> {
+    fn from(row: &'a super::api::InstanceInfo) -> RowFacts<'a> {
+        RowFacts {
+            status: row.connection_status.as_deref(),
+            code: row.disconnection_reason_code,
+            at: row.disconnection_at.as_deref(),
+        }
+    }
+}
+
 /// Both states of an instance, its last disconnect, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Connection {
@@ -196,6 +206,18 @@ impl Connection {
             lines.push("the device was removed: it needs a new link".into());
         }
         lines
+    }
+
+    /// [`Connection::detail_lines`] and the fix, each indented on a line of its own.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for line in self.detail_lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+        if let Some(fix) = &self.fix {
+            out.push_str(&format!("  fix: {fix}\n"));
+        }
+        out
     }
 
     /// One short cell: `open`, `close (db open)`, `connecting, 440 2 min ago`.

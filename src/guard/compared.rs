@@ -190,6 +190,8 @@ pub struct IsolationSettings {
     pub del_instance: Option<String>,
     /// LOG_BAILEYS as set (plain text; `None` unset or from a secret).
     pub log_baileys: Option<String>,
+    /// CONFIG_SESSION_PHONE_VERSION as set (2.3.7 reads it no more).
+    pub phone_version: Option<String>,
 }
 
 impl IsolationSettings {
@@ -259,6 +261,7 @@ impl IsolationSettings {
                 Some(Known::Plain(value)) => Some(value.clone()),
                 _ => None,
             },
+            phone_version: shown("CONFIG_SESSION_PHONE_VERSION"),
         }
     }
 }

@@ -790,8 +790,7 @@ fn instance_check(checks: &mut Checks<'_>, env: &Environment, state: Result<Stri
 
 /// The evolution layer's evidence: the release, the WhatsApp Web version `GET /` reported, and
 /// the pairing facts: the Baileys the image ships and whether it handles `companion_reg_refresh`
-/// (worded as connect's warning: no release does, so a pairing code or QR used after WhatsApp
-/// rotates the pairing secret fails on the phone).
+/// (worded as connect's warning, [`crate::runbook::refresh::ignored`]).
 fn evolution_evidence(info: &ServerInfo, baileys: &BaileysSeen) -> String {
     let mut evidence = format!("Evolution API {} (client {})", info.version, info.client_name);
     if let Some(web) = &info.whatsapp_web_version {
@@ -802,10 +801,7 @@ fn evolution_evidence(info: &ServerInfo, baileys: &BaileysSeen) -> String {
             "; Baileys {} handles companion_reg_refresh (a patched image)",
             quote_line(version, 40)
         )),
-        (Some(version), _) => evidence.push_str(&format!(
-            "; Baileys {} ignores companion_reg_refresh (no release handles it; fix: Baileys PR #2765): a code used after WhatsApp rotates the pairing secret fails on the phone; use each code at once, or a patched image",
-            quote_line(version, 40)
-        )),
+        (Some(version), _) => evidence.push_str(&format!("; {}", crate::runbook::refresh::ignored(version))),
         (None, _) => evidence.push_str("; no Baileys package found in the image"),
     }
     evidence

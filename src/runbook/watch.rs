@@ -14,11 +14,14 @@ pub enum WatchEvent {
     /// The Baileys the image ships (its `node_modules/baileys/package.json`), and whether its
     /// socket code handles WhatsApp's `companion_reg_refresh` (names it at all; no released
     /// Baileys does); said first, before any code. `None`: the package was not found.
+    /// `log_baileys`: the process's `LOG_BAILEYS` (`error` when unset, as 2.3.7 reads it).
     Baileys {
         #[serde(default)]
         version: Option<String>,
         #[serde(default)]
         handles_refresh: Option<bool>,
+        #[serde(default)]
+        log_baileys: Option<String>,
     },
     /// The instance was missing and has been created.
     Created,

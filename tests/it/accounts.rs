@@ -146,7 +146,7 @@ fn both_live_across_accounts_is_found_refused_and_enforced_staging_first() {
 
     let output = lab.evoctl().args(["audit"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
-    assert_eq!(text(&output.stdout), "audit clean: 22 rules over staging, production\n");
+    assert_eq!(text(&output.stdout), "audit clean: 23 rules over staging, production\n");
 }
 
 #[test]
@@ -158,7 +158,7 @@ fn a_revoked_account_is_named_and_the_other_account_is_still_read() {
     assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
     assert_eq!(
         text(&output.stdout),
-        "0 finding(s): 22 rules over staging, production\nnot read: staging in account 111111111111 (profile alinhou-staging, us-east-1)\n"
+        "0 finding(s): 23 rules over staging, production\nnot read: staging in account 111111111111 (profile alinhou-staging, us-east-1)\n"
     );
     let stderr = text(&output.stderr);
     assert!(
@@ -293,7 +293,7 @@ fn one_parameter_name_in_two_accounts_is_shared_only_when_the_values_are() {
     lab.wait_settled();
     lab.control("DELETE", "/journal", None);
     let output = lab.evoctl().arg("audit").output().unwrap();
-    assert_eq!(text(&output.stdout), "audit clean: 22 rules over staging, production\n");
+    assert_eq!(text(&output.stdout), "audit clean: 23 rules over staging, production\n");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let mut reads: Vec<(String, String, u64)> = lab
         .journal()

@@ -11,7 +11,7 @@ fn executes(journal: &[Value]) -> usize {
 
 /// What connect says first, before any code, of the Baileys every lab image ships (7.0.0-rc.9,
 /// as 2.3.7 pins it, which does not handle companion_reg_refresh).
-pub(crate) const BAILEYS_WARNING: &str = "warning: the image's Baileys 7.0.0-rc.9 ignores companion_reg_refresh (no release handles it; fix: Baileys PR #2765): a code used after WhatsApp rotates the pairing secret fails on the phone; use each code at once, or a patched image\n";
+pub(crate) const BAILEYS_WARNING: &str = "warning: the image's Baileys 7.0.0-rc.9 ignores companion_reg_refresh, WhatsApp's answer to scans since 2026-07-28 (Baileys #2737; fix: PR #2765), so scans may fail (\"Couldn't link device\"); evoctl sees one only at LOG_BAILEYS=debug\n";
 
 #[test]
 fn connect_links_production_shows_a_decodable_qr_and_is_idempotent() {

@@ -111,7 +111,7 @@ fn discovery_over_two_accounts_writes_a_config_that_status_and_audit_use_unchang
     assert_eq!(accounts, ["111111111111", "222222222222"]);
     let output = lab.evoctl().arg("--config").arg(&written).args(["audit"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
-    assert_eq!(text(&output.stdout), "audit clean: 22 rules over staging, production\n");
+    assert_eq!(text(&output.stdout), "audit clean: 23 rules over staging, production\n");
 }
 
 #[test]

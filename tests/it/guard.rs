@@ -27,6 +27,7 @@ const EXPECTED: &[(&str, &[(&str, &str)])] = &[
     ("shared-log-group", &[("conflict-loop", "staging")]),
     ("ephemeral-keys", &[("session-persistence", "production")]),
     ("efs-keys", &[]),
+    ("pairing-refresh", &[("phone-version", "production")]),
 ];
 
 /// Values from the seed's task definitions and parameters that an audit must never print.
@@ -81,7 +82,7 @@ fn audit_reports_exactly_the_rules_each_scenario_breaks() {
         assert_eq!(code, Some(if expected.is_empty() { 0 } else { 1 }), "{scenario}");
         assert_eq!(report["schema"], "evoctl.audit/v1");
         assert_eq!(report["clean"], expected.is_empty());
-        assert_eq!(report["rules"].as_array().unwrap().len(), 22);
+        assert_eq!(report["rules"].as_array().unwrap().len(), 23);
     });
 }
 
@@ -91,9 +92,9 @@ fn audit_table_and_github_formats_are_exact() {
     lab.wait_settled();
     let output = lab.evoctl().arg("audit").output().unwrap();
     assert_eq!(output.status.code(), Some(0));
-    assert_eq!(text(&output.stdout), "audit clean: 22 rules over staging, production\n");
+    assert_eq!(text(&output.stdout), "audit clean: 23 rules over staging, production\n");
     let output = lab.evoctl().args(["audit", "--format", "github"]).output().unwrap();
-    assert_eq!(text(&output.stdout), "::notice title=evoctl audit::clean: 22 rules over staging, production\n");
+    assert_eq!(text(&output.stdout), "::notice title=evoctl audit::clean: 23 rules over staging, production\n");
 
     let lab = Lab::start("rolling-overlap");
     lab.wait_settled();
@@ -107,7 +108,7 @@ fn audit_table_and_github_formats_are_exact() {
          fixes:\n  \
          deployment-overlap (production): set maximumPercent 100 and minimumHealthyPercent 0 (SST: transform.service { deploymentMaximumPercent: 100, deploymentMinimumHealthyPercent: 0 }; now: `aws ecs update-service --cluster alinhou-production --service EvolutionService --deployment-configuration maximumPercent=100,minimumHealthyPercent=0`)\n\
          \n\
-         1 finding(s): 22 rules over production\n"
+         1 finding(s): 23 rules over production\n"
     );
     let output = lab.evoctl().args(["audit", "--format", "github", "--rule", "deployment-overlap"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
@@ -118,7 +119,7 @@ fn audit_table_and_github_formats_are_exact() {
     // Skipping the rule that fires leaves the audit clean; an unknown id is a usage error.
     let output = lab.evoctl().args(["audit", "--skip", "deployment-overlap"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0));
-    assert_eq!(text(&output.stdout), "audit clean: 21 rules over staging, production\n");
+    assert_eq!(text(&output.stdout), "audit clean: 22 rules over staging, production\n");
     let output = lab.evoctl().args(["audit", "--rule", "deploy-overlap"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).starts_with("error: unknown rule id `deploy-overlap`\n  fix: use one of: scaling, "));
@@ -471,7 +472,7 @@ fn databases_and_caches_on_loopback_are_each_tasks_own_and_never_shared() {
     );
     lab.wait_settled();
     let output = lab.evoctl().args(["audit", "--skip", "session-persistence"]).output().unwrap();
-    assert_eq!(text(&output.stdout), "audit clean: 21 rules over staging, production\n");
+    assert_eq!(text(&output.stdout), "audit clean: 22 rules over staging, production\n");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     // Shared with nobody, but a sidecar Redis dies with its task, and the session's keys with it.
     let output = lab.evoctl().args(["--output", "json", "audit", "--rule", "session-persistence"]).output().unwrap();

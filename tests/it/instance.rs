@@ -56,7 +56,10 @@ fn create_connect_scan_and_list() {
     assert_eq!(list["instances"][0]["connection_status"], "open");
     assert_eq!(list["instances"][0]["number"], "5511912345678");
     let output = lab.evoctl().args(["instance", "connect", "production"]).output().unwrap();
-    assert_eq!(text(&output.stdout), "instance alinhou-production is already connected (open)\n");
+    assert_eq!(
+        text(&output.stdout),
+        "instance alinhou-production is already connected (open) to 5511912345678\n  database: open\n  last disconnect: none recorded in the row\n"
+    );
 }
 
 #[test]

@@ -108,6 +108,11 @@ struct ServeArgs {
     /// The images' Baileys handles WhatsApp's companion_reg_refresh (no released one does)
     #[arg(long)]
     baileys_patched: bool,
+    /// WhatsApp answers a QR scan with companion_reg_refresh, retiring the code's pairing secret
+    /// (as since 2026-07-28): without --baileys-patched every scan then fails on the phone
+    /// [default: the scenario's `pairing_refresh`]
+    #[arg(long)]
+    pairing_refresh: bool,
     /// Tasks of CLUSTER/SERVICE use the Evolution server at HOST:PORT instead of a stand-in
     /// (repeatable)
     #[arg(long, value_name = "CLUSTER/SERVICE=HOST:PORT", value_parser = external)]
@@ -222,6 +227,7 @@ pub fn main() -> ExitCode {
                     version: args.evolution_version,
                     activated: args.evolution_licence,
                     baileys_patched: false,
+                    pairing_refresh: false,
                     tick: Duration::from_millis(5),
                     externals: Default::default(),
                 },
@@ -267,6 +273,7 @@ pub fn main() -> ExitCode {
                 evolution_version: args.evolution_version,
                 evolution_licence: args.evolution_licence,
                 baileys_patched: args.baileys_patched,
+                pairing_refresh: args.pairing_refresh,
                 external_evolution: args.external_evolution,
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {

@@ -70,6 +70,8 @@ pub struct LabOptions {
     pub evolution_licence: Option<bool>,
     /// `--baileys-patched`: the images' Baileys handles `companion_reg_refresh`.
     pub baileys_patched: bool,
+    /// `--pairing-refresh`; when not given, the scenario's `pairing_refresh`.
+    pub pairing_refresh: bool,
     /// `--external-evolution CLUSTER/SERVICE=HOST:PORT` (added to the scenario's).
     pub external_evolution: Vec<(String, String)>,
 }
@@ -176,6 +178,7 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         version,
         activated,
         baileys_patched: options.baileys_patched,
+        pairing_refresh: options.pairing_refresh || scenario.pairing_refresh,
         tick: options.tick,
         externals,
     });

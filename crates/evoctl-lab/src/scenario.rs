@@ -42,6 +42,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("shared-log-group", include_str!("../scenarios/shared-log-group.toml")),
     ("ephemeral-keys", include_str!("../scenarios/ephemeral-keys.toml")),
     ("efs-keys", include_str!("../scenarios/efs-keys.toml")),
+    ("pairing-refresh", include_str!("../scenarios/pairing-refresh.toml")),
 ];
 
 /// A fully merged scenario.
@@ -89,6 +90,9 @@ pub struct Scenario {
     /// `"activated"` (the databases hold a licence).
     #[serde(default)]
     pub evolution_licence: Option<String>,
+    /// WhatsApp answers a QR scan with `companion_reg_refresh` (`--pairing-refresh`).
+    #[serde(default)]
+    pub pairing_refresh: bool,
     /// The lab's webhook receiver, per target (`/_lab/webhooks/TARGET/…`): as the app, it
     /// verifies each delivery's JWT with a secret of the account.
     #[serde(default)]

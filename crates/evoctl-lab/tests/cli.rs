@@ -16,7 +16,7 @@ fn unknown_scenario_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains("scenario `nope` is neither built in (seed, staging-up, shared-db, rolling-overlap, shared-db-uri, shared-redis, default-api-key, scheduled-staging, exec-disabled, agent-stopped, empty-jwt-key, app-mock-wrong, conflict-loop, kms-exec, two-accounts, two-accounts-both-live, two-accounts-secrets, two-accounts-shared-key, jwt-mismatch, no-whatsapp-route, whatsapp-black-hole, shared-log-group, ephemeral-keys, efs-keys) nor a readable file"),
+        stderr.contains("scenario `nope` is neither built in (seed, staging-up, shared-db, rolling-overlap, shared-db-uri, shared-redis, default-api-key, scheduled-staging, exec-disabled, agent-stopped, empty-jwt-key, app-mock-wrong, conflict-loop, kms-exec, two-accounts, two-accounts-both-live, two-accounts-secrets, two-accounts-shared-key, jwt-mismatch, no-whatsapp-route, whatsapp-black-hole, shared-log-group, ephemeral-keys, efs-keys, pairing-refresh) nor a readable file"),
         "{stderr}"
     );
     let output = Command::new(LAB).current_dir(dir.path()).arg("scenarios").output().unwrap();

@@ -7,7 +7,7 @@ const watch = (secret) => {
   const W = R.watch;
   const start = Date.now();
   // The Baileys the image ships (baileysSeen, common.js), said before anything else.
-  emit(Object.assign({ e: "baileys" }, baileysSeen()));
+  emit(Object.assign({ e: "baileys", log_baileys: setting("LOG_BAILEYS") || "error" }, baileysSeen()));
   // The bound holds even while a call waits: at timeout_ms the watch ends whatever is pending.
   setTimeout(() => finish(JSON.stringify({ e: "timeout" }) + "\n"), W.timeout_ms).unref();
   const limit = parseInt(setting("QRCODE_LIMIT")) || 30;
@@ -54,7 +54,7 @@ const watch = (secret) => {
         if (state !== lastState) emit({ e: "state", state: (lastState = state) });
         if (state === "open") {
           if (openSince === null) openSince = Date.now();
-          if (W.first_only) return emit({ e: "linked", number: null });
+          if (W.first_only) return linked();
           if (Date.now() - openSince >= W.stable_ms) return linked();
         } else if (openSince !== null) {
           return emit({ e: "flap", state });

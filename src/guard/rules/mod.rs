@@ -213,6 +213,12 @@ pub const RULES: &[Rule] = &[
         check: settings::log_baileys,
     },
     Rule {
+        id: "phone-version",
+        severity: Severity::Warning,
+        summary: "no CONFIG_SESSION_PHONE_VERSION (2.3.7 ignores it: the pin holds nothing)",
+        check: settings::phone_version,
+    },
+    Rule {
         id: "instance-names",
         severity: Severity::Error,
         summary: "distinct Evolution instance names per environment",

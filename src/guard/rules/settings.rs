@@ -1,6 +1,7 @@
 //! Settings: one container's own environment as Evolution 2.3.7 reads it. The global API key is
 //! set and not a public default, DATABASE_PROVIDER is set, DEL_INSTANCE is not a number of
-//! minutes, and LOG_BAILEYS is a level pino knows.
+//! minutes, LOG_BAILEYS is a level pino knows, and no CONFIG_SESSION_PHONE_VERSION pretends to
+//! pin the WhatsApp Web version.
 
 use super::{Found, Subject, one};
 use crate::guard::compared::ApiKey;
@@ -85,6 +86,29 @@ pub(super) fn log_baileys(subjects: &[Subject<'_>]) -> Found {
     found
 }
 
+/// CONFIG_SESSION_PHONE_VERSION was removed in 2.3.1 (`CHANGELOG.md:356` at 2.3.7; nothing in
+/// `src/` reads it): every socket start asks web.whatsapp.com for the version
+/// (`fetchLatestWaWebVersion`, `whatsapp.baileys.service.ts:594`), so a pin set there holds
+/// nothing, and an operator who set it believes otherwise.
+pub(super) fn phone_version(subjects: &[Subject<'_>]) -> Found {
+    let mut found = Found::new();
+    for s in subjects {
+        let Some(value) = s.facts.settings.phone_version.as_deref().filter(|v| !v.is_empty()) else { continue };
+        found.push(one(
+            s.env,
+            format!(
+                "CONFIG_SESSION_PHONE_VERSION is {:?}, but Evolution 2.3.7 ignores it (removed in 2.3.1): every connect fetches WhatsApp Web's current version instead, so the pin holds nothing",
+                crate::output::sanitize::quote_line(value, 40)
+            ),
+            format!(
+                "remove CONFIG_SESSION_PHONE_VERSION from the task definition and deploy; `evoctl doctor {}` shows the WhatsApp Web version in use",
+                s.env.name
+            ),
+        ));
+    }
+    found
+}
+
 /// The minutes 2.3.7 arms its delete timer with: `isBooleanString(v) ? v === 'true' :
 /// parseInt(v) || false`, where validator.js's booleans are `true`, `false`, `1` and `0` (so
 /// `1` and `0` mean false), and a number only counts when positive.
@@ -122,6 +146,22 @@ mod tests {
                 assert!(hits[0].evidence.starts_with(&format!("LOG_BAILEYS is \"{value}\": ")), "{}", hits[0].evidence);
             }
         }
+    }
+
+    #[test]
+    fn a_phone_version_set_is_found_with_its_value() {
+        let envs = [env("staging", "s", 0, 0), env("production", "p", 1, 1)];
+        let facts = [
+            facts("staging", &[("CONFIG_SESSION_PHONE_VERSION", "")]),
+            facts("production", &[("CONFIG_SESSION_PHONE_VERSION", "2.3000.1015901307")]),
+        ];
+        let hits = run("phone-version", &envs, &facts);
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].envs, ["production"]);
+        assert_eq!(
+            hits[0].evidence,
+            "CONFIG_SESSION_PHONE_VERSION is \"2.3000.1015901307\", but Evolution 2.3.7 ignores it (removed in 2.3.1): every connect fetches WhatsApp Web's current version instead, so the pin holds nothing"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! otherwise (a switched-off receiver, 0 or 5xx, answers that first).
 
 use super::EvolutionHub;
+use super::process::ScanOutcome;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -161,7 +162,8 @@ fn default_number() -> String {
     "5511987654321".into()
 }
 
-/// `POST /_lab/phone/scan {"code", "number"}`.
+/// `POST /_lab/phone/scan {"code", "number"}`: 200 linked, 409 "Couldn't link device" (the
+/// pairing refresh), 404 no instance shows the code.
 pub fn phone_scan(hub: &EvolutionHub, body: &[u8]) -> Response {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -175,7 +177,13 @@ pub fn phone_scan(hub: &EvolutionHub, body: &[u8]) -> Response {
         Err(e) => return bad(format!("bad scan: {e}")),
     };
     match hub.scan(&scan.code, &scan.number) {
-        Some(instance) => Json(json!({"instance": instance, "number": scan.number})).into_response(),
+        Some(ScanOutcome::Linked(instance)) => {
+            Json(json!({"instance": instance, "number": scan.number})).into_response()
+        }
+        // What the phone shows when WhatsApp's pairing fails.
+        Some(ScanOutcome::Failed(instance)) => {
+            (StatusCode::CONFLICT, Json(json!({"instance": instance, "error": "Couldn't link device"}))).into_response()
+        }
         None => not_found("no instance is showing that QR code"),
     }
 }

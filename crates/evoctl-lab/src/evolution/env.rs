@@ -101,6 +101,9 @@ pub struct EvoConfig {
     pub phone_client: String,
     pub phone_name: String,
     pub log_levels: Vec<String>,
+    /// pino's number for `LOG_BAILEYS` (`|| 'error'`, `env.config.ts:738`): lines of the
+    /// Baileys logger below it are not written (`silent`: none).
+    pub log_baileys_level: u8,
     pub log_color: bool,
     pub wa_business_token: String,
     pub chatwoot_enabled: bool,
@@ -172,6 +175,7 @@ impl EvoConfig {
                 },
                 |v| v.split(',').map(str::to_owned).collect(),
             ),
+            log_baileys_level: pino_level(&or("LOG_BAILEYS", "error")),
             log_color: truth("LOG_COLOR"),
             wa_business_token: or("WA_BUSINESS_TOKEN_WEBHOOK", "evolution"),
             chatwoot_enabled: truth("CHATWOOT_ENABLED"),
@@ -182,6 +186,20 @@ impl EvoConfig {
     /// Whether a status code stops the retries at once.
     pub fn non_retryable(&self, status: u16) -> bool {
         self.retry_non_retryable.iter().any(|code| *code == Some(f64::from(status)))
+    }
+}
+
+/// pino's level numbers (`pino@9 lib/constants.js`); a name pino does not know throws when the
+/// socket is made, which the lab does not play: it reads as `error`.
+fn pino_level(name: &str) -> u8 {
+    match name {
+        "trace" => 10,
+        "debug" => 20,
+        "info" => 30,
+        "warn" => 40,
+        "fatal" => 60,
+        "silent" => u8::MAX,
+        _ => 50,
     }
 }
 

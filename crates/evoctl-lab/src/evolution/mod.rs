@@ -51,6 +51,9 @@ pub struct SimOptions {
     /// The image's Baileys handles `companion_reg_refresh` (`--baileys-patched`; no released
     /// Baileys does: its `lib/Socket` then names the notification).
     pub baileys_patched: bool,
+    /// WhatsApp answers a QR scan with `companion_reg_refresh` (`--pairing-refresh`, or the
+    /// scenario's `pairing_refresh`): see `Process::scan_refused`.
+    pub pairing_refresh: bool,
     /// How often each process advances its sockets.
     pub tick: Duration,
     /// `CLUSTER/SERVICE` → `HOST:PORT` of an Evolution server already running.
@@ -76,6 +79,7 @@ impl Default for SimOptions {
             version: Version::V237,
             activated: false,
             baileys_patched: false,
+            pairing_refresh: false,
             tick: Duration::from_millis(10),
             externals: IndexMap::new(),
         }
@@ -282,6 +286,8 @@ impl EvolutionHub {
             activated: self.options.activated,
             qr_rotate: self.options.qr_rotate,
             auto_scan_after: self.options.auto_scan_after,
+            pairing_refresh: self.options.pairing_refresh,
+            baileys_patched: self.options.baileys_patched,
             tick: self.options.tick,
             keys,
         };
@@ -445,7 +451,7 @@ impl EvolutionHub {
     }
 
     /// The simulated phone scans `code` (a QR or a pairing code): the instance showing it links.
-    pub fn scan(&self, code: &str, number: &str) -> Option<String> {
+    pub fn scan(&self, code: &str, number: &str) -> Option<process::ScanOutcome> {
         self.processes().iter().find_map(|p| p.scan(code, number))
     }
 

@@ -96,6 +96,10 @@ pub struct ProcessOptions {
     pub activated: bool,
     pub qr_rotate: Duration,
     pub auto_scan_after: Option<Duration>,
+    /// WhatsApp answers a scan with `companion_reg_refresh` (see [`Process::scan_refused`]).
+    pub pairing_refresh: bool,
+    /// The image's Baileys handles `companion_reg_refresh` (re-renders the QR with a new secret).
+    pub baileys_patched: bool,
     pub tick: Duration,
     /// Where this process keeps its instances' Signal keys.
     pub keys: super::keys::KeyStore,
@@ -189,6 +193,22 @@ pub struct Live {
     pub flow_has_code: bool,
     /// When an answer first showed a code of this flow (the auto-scanning phone counts from it).
     pub shown_ms: Option<u64>,
+    /// WhatsApp retired this flow's first pairing secret (`companion_reg_refresh` was sent).
+    pub secret_refreshed: bool,
+    /// The code on show carries the refreshed secret (only a patched Baileys re-renders it).
+    pub code_refreshed: bool,
+    /// The phone's scans that failed ("Couldn't link device"), and the last code that did.
+    pub failed_scans: u32,
+    pub failed_code: Option<String>,
+}
+
+/// What the simulated phone's scan came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanOutcome {
+    /// The instance showing the code linked.
+    Linked(String),
+    /// The phone says "Couldn't link device": the code carried a secret WhatsApp retired.
+    Failed(String),
 }
 
 /// What an emission needs to know about its instance.
@@ -497,6 +517,7 @@ impl Process {
             "reconnect_loops": loops,
             "state_ends_in_ms": self.state_ends_in(live, now),
             "phone_number": live.phone_number,
+            "failed_scans": live.failed_scans,
             "keys": {"place": self.options.keys.place, "persistent": self.options.keys.persistent,
                      "held": self.options.keys.has(&live.id)},
         }))
@@ -527,9 +548,13 @@ impl Process {
                     if let Socket::Pairing { next_qr_ms } = &mut live.socket {
                         *next_qr_ms = due;
                     }
+                    // The phone scans a code once: after "Couldn't link device" it waits for
+                    // another code to be shown.
                     if let (Some(after), Socket::Pairing { .. }, Some(shown)) =
                         (self.options.auto_scan_after, &live.socket, live.shown_ms)
                         && now >= shown + after.as_millis() as u64
+                        && live.failed_code != live.qr.code
+                        && !self.scan_refused(live)
                     {
                         let code = live.qr.code.clone();
                         self.open(live, "5511987654321", code);
@@ -602,6 +627,9 @@ impl Process {
         live.flow_started_ms = now;
         live.flow_has_code = false;
         live.shown_ms = None;
+        live.secret_refreshed = false;
+        live.code_refreshed = false;
+        live.failed_code = None;
         if self.options.whatsapp == WhatsApp::Unreachable {
             let shape = self.loop_shape();
             let new = Loop { start_ms: now, next_emit_ms: now + shape.offset };
@@ -637,6 +665,8 @@ impl Process {
         let base64 = format!("data:image/png;base64,{}", png_stand_in(&code));
         live.qr.base64 = Some(base64.clone());
         live.flow_has_code = true;
+        // After WhatsApp's refresh only a patched Baileys advertises the new secret.
+        live.code_refreshed = self.options.baileys_patched && live.secret_refreshed;
         {
             let mut db = self.db.lock().expect("lab lock");
             if let Some(row) = db.by_id_mut(&live.id) {
@@ -1101,17 +1131,73 @@ impl Process {
     // The simulated phone and network
 
     /// The phone scans `code` (a QR code, or the pairing code shown with it): the instance
-    /// showing it links.
-    pub fn scan(self: &Arc<Self>, code: &str, number: &str) -> Option<String> {
+    /// showing it links, or (see [`Process::scan_refused`]) the phone says it could not.
+    pub fn scan(self: &Arc<Self>, code: &str, number: &str) -> Option<ScanOutcome> {
         let mut memory = self.memory.lock().expect("lab lock");
         let live = memory.values_mut().find(|l| {
             matches!(l.socket, Socket::Pairing { .. })
                 && (l.qr.code.as_deref() == Some(code)
                     || l.qr.pairing_code.as_ref().is_some_and(|p| p.as_deref() == Some(code)))
         })?;
+        if self.scan_refused(live) {
+            return Some(ScanOutcome::Failed(live.name.clone()));
+        }
         let scanned = live.qr.code.clone();
         self.open(live, number, scanned);
-        Some(live.name.clone())
+        Some(ScanOutcome::Linked(live.name.clone()))
+    }
+
+    /// Since 2026-07-28 WhatsApp answers a QR scan with `<notification
+    /// type="companion_reg_refresh">`, retiring the pairing (ADV) secret the code carries
+    /// (WhiskeySockets/Baileys#2737). Baileys 7.0.0-rc.9 acks it and drops it
+    /// (`messages-recv.ts:1134-1168`: `processNotification` has no case for it; the ack is logged
+    /// at debug, `sent ack` :363, the frame at trace, `recv xml` `socket.ts:582`) and keeps
+    /// advertising the retired secret, so no `pair-success` comes and the phone says "Couldn't
+    /// link device" for this scan and every later one. A patched Baileys (PR #2765) re-renders
+    /// the QR with a new secret, and a scan of that code links. With `pairing_refresh` off, or a
+    /// code that carries the new secret, the scan goes through.
+    fn scan_refused(self: &Arc<Self>, live: &mut Live) -> bool {
+        if !self.options.pairing_refresh || live.code_refreshed {
+            return false;
+        }
+        live.failed_scans += 1;
+        live.failed_code = live.qr.code.clone();
+        live.secret_refreshed = true;
+        let now = now_ms();
+        let id = format!("{}", 1_000_000_000 + (now % 1_000_000_000));
+        let t = now / 1000;
+        self.baileys_log(
+            10,
+            &format!(
+                "\"xml\":\"<notification from='s.whatsapp.net' type='companion_reg_refresh' id='{id}' t='{t}'><companion_reg_refresh/></notification>\",\"msg\":\"recv xml\""
+            ),
+        );
+        self.baileys_log(
+            20,
+            &format!(
+                "\"recv\":{{\"tag\":\"notification\",\"attrs\":{{\"from\":\"s.whatsapp.net\",\"type\":\"companion_reg_refresh\",\"id\":\"{id}\",\"t\":\"{t}\"}}}},\"sent\":{{\"id\":\"{id}\",\"to\":\"s.whatsapp.net\",\"class\":\"notification\",\"type\":\"companion_reg_refresh\"}},\"msg\":\"sent ack\""
+            ),
+        );
+        if self.options.baileys_patched {
+            // The same ref, a new secret: a new code on show (Evolution counts it as a QR).
+            live.shown_ms = None;
+            self.issue_qr(live, now);
+        }
+        true
+    }
+
+    /// One line of the Baileys logger (pino JSON, `P({ level: LOG_BAILEYS })`,
+    /// `whatsapp.baileys.service.ts:641`), written when `LOG_BAILEYS` lets `level` through;
+    /// `fields` are the line's own, between the bindings and the end.
+    fn baileys_log(&self, level: u8, fields: &str) {
+        if level < self.config.log_baileys_level {
+            return;
+        }
+        self.logger.raw(&format!(
+            "{{\"level\":{level},\"time\":{},\"pid\":{},\"hostname\":\"ip-10-0-1-23\",{fields}}}",
+            now_ms(),
+            self.options.pid
+        ));
     }
 
     /// A WhatsApp message arrives for an open instance.
@@ -1155,11 +1241,12 @@ impl Process {
             return false;
         }
         let reason = r#"{"tag":"conflict","attrs":{"type":"device_removed"}}"#;
-        self.logger.raw(&format!(
-            "{{\"level\":50,\"time\":{},\"pid\":{},\"hostname\":\"ip-10-0-1-23\",\"reasonNode\":{reason},\"fullErrorNode\":{{\"tag\":\"stream:error\",\"attrs\":{{\"code\":\"401\"}},\"content\":[{reason}]}},\"msg\":\"stream errored out\"}}",
-            now_ms(),
-            self.options.pid
-        ));
+        self.baileys_log(
+            50,
+            &format!(
+                "\"reasonNode\":{reason},\"fullErrorNode\":{{\"tag\":\"stream:error\",\"attrs\":{{\"code\":\"401\"}},\"content\":[{reason}]}},\"msg\":\"stream errored out\""
+            ),
+        );
         self.closed_for_good(live, reason, "Stream Errored (conflict)");
         true
     }
@@ -1330,6 +1417,10 @@ fn new_live(name: &str, id: &str, token: Option<String>, integration: &str) -> L
         flow_started_ms: 0,
         flow_has_code: false,
         shown_ms: None,
+        secret_refreshed: false,
+        code_refreshed: false,
+        failed_scans: 0,
+        failed_code: None,
     }
 }
 
