@@ -224,16 +224,12 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
             let acted = crate::evolution::Acted { env: &env.name, instance: Some(&name) };
             return Err(link::watch_error("connect", status, body, acted));
         }
-        Some(WatchEvent::Reach(reach)) if reach.waiting_error(&env.name).is_some() => {
-            let err = reach.waiting_error(&env.name).expect("checked just above");
-            return Err(match err {
-                Error::Unavailable { message, fix } => {
-                    Error::Unavailable { message: format!("{name}: {message}"), fix }
-                }
-                other => other,
-            });
-        }
         Some(WatchEvent::Reach(reach)) if !reach.ok => {
+            // A call that waited on WhatsApp (the route was checked beside it)…
+            if let Some(Error::Unavailable { message, fix }) = reach.waiting_error(&env.name) {
+                return Err(Error::Unavailable { message: format!("{name}: {message}"), fix });
+            }
+            // …or no code after a while.
             let (problem, fix) = reach.problem().unwrap_or_default();
             return Err(Error::Unavailable {
                 message: format!(
@@ -317,12 +313,11 @@ async fn preflight(
     .await?;
     let observed: Vec<Observed> = snapshots.iter().map(Observed::from).collect();
     let problems = preflight::assess(&config.environments, &observed, &env.name);
+    let index = config.environments.iter().position(|e| e.name == env.name).expect("env is in the config");
     if problems.is_empty() {
-        let index = config.environments.iter().position(|e| e.name == env.name).expect("env is in the config");
         return Ok((false, snapshots[index].tasks.first().cloned()));
     }
     let listed: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
-    let index = config.environments.iter().position(|e| e.name == env.name).expect("env is in the config");
     if let Some(refusal) = preflight::runs_nothing(env, &observed[index]) {
         // Neither --enforce nor a link can help: the config itself keeps it at no task.
         return Err(refusal);

@@ -131,9 +131,13 @@ pub async fn run(context: &Context, args: &StatusArgs) -> Result<u8> {
         })
         .collect();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    // Where each shown environment is among those read.
+    let indices: Vec<usize> = shown
+        .iter()
+        .map(|env| envs.iter().position(|e| e.name == env.name).expect("a shown environment is read"))
+        .collect();
     let mut environments: Vec<EnvStatus> = Vec::new();
-    for env in &shown {
-        let index = envs.iter().position(|e| e.name == env.name).expect("a shown environment is read");
+    for (env, &index) in shown.iter().zip(&indices) {
         let (read, mine) = (&states[index], &observed[index]);
         let recent = read
             .last_stopped
@@ -168,10 +172,9 @@ pub async fn run(context: &Context, args: &StatusArgs) -> Result<u8> {
         });
     }
     if args.instances {
-        let read = futures::future::join_all(shown.iter().map(|env| {
-            let index = envs.iter().position(|e| e.name == env.name).expect("a shown environment is read");
-            instance_status(fleet.of(env), env, &states[index].tasks)
-        }))
+        let read = futures::future::join_all(
+            shown.iter().zip(&indices).map(|(env, &index)| instance_status(fleet.of(env), env, &states[index].tasks)),
+        )
         .await;
         for (status, instance) in environments.iter_mut().zip(read) {
             status.instance = Some(instance);
