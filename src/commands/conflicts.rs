@@ -127,7 +127,7 @@ async fn sample(aws: &crate::aws::Aws, env: &Environment, duration: Duration) ->
     Ok(Some(Sampled {
         task: target.task.id.clone(),
         instance: env.instance.clone(),
-        seconds: states.last().map_or(0.0, |(at, _)| (at.as_millis() as f64 / 100.0).round() / 10.0),
+        seconds: states.last().map_or(0.0, |(at, _)| crate::output::seconds(*at)),
         samples: states.len(),
         changes,
         states: seen,

@@ -292,7 +292,7 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
         kept,
         needs_link,
         fix: fix.clone(),
-        seconds: (started.elapsed().as_millis() as f64 / 100.0).round() / 10.0,
+        seconds: crate::output::seconds(started.elapsed()),
     };
     context.printer.data(&report, || {
         let head = format!("redeployed {}: task {} -> {new_task} ({shown_definition})", env.name, old.id);

@@ -192,7 +192,7 @@ async fn stop(context: &Context, args: &TaskStopArgs) -> Result<u8> {
         stop_sent,
         last_status: &state.last_status,
         stopped_reason: state.stopped_reason.as_deref(),
-        seconds: (started.elapsed().as_millis() as f64 / 100.0).round() / 10.0,
+        seconds: crate::output::seconds(started.elapsed()),
     };
     context.printer.data(&report, || {
         format!(

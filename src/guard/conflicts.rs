@@ -93,7 +93,9 @@ pub fn analyse(source: &LogSource, since: Duration, lines: &[LogLine]) -> Confli
     }
     let mut gaps: Vec<i64> = by_task.values().flat_map(|times| times.windows(2).map(|w| w[1] - w[0])).collect();
     gaps.sort_unstable();
-    let period_seconds = gaps.get(gaps.len() / 2).map(|ms| (*ms as f64 / 100.0).round() / 10.0);
+    let period_seconds = gaps
+        .get(gaps.len() / 2)
+        .map(|ms| crate::output::seconds(Duration::from_millis(u64::try_from(*ms).unwrap_or(0))));
     ConflictEvidence {
         source: source.clone(),
         since_seconds: since.as_secs(),
