@@ -461,25 +461,6 @@ pub async fn the_live_task(ecs: &aws_sdk_ecs::Client, env: &Environment) -> Resu
     }
 }
 
-/// The lastStatus of one task (for the exec watchdog); `None` when ECS no longer knows it.
-pub async fn task_last_status(
-    ecs: &aws_sdk_ecs::Client,
-    cluster: &str,
-    task_arn: &str,
-) -> Result<Option<(String, Option<String>)>> {
-    let out = ecs
-        .describe_tasks()
-        .cluster(cluster)
-        .tasks(task_arn)
-        .send()
-        .await
-        .map_err(|e| Error::from(sdk_failure("DescribeTasks", e)))?;
-    Ok(out
-        .tasks()
-        .first()
-        .map(|t| (t.last_status().unwrap_or("UNKNOWN").to_owned(), t.stopped_reason().map(str::to_owned))))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,7 +52,8 @@ impl TaskState {
     }
 }
 
-/// The task `task` (an id or an ARN) of `cluster`; `None` when the cluster has no such task.
+/// The task `task` (an id or an ARN) of `cluster`; `None` when the cluster has no such task
+/// (ECS lists a stopped task for about an hour). Also what the exec watchdog reads.
 pub async fn describe(ecs: &aws_sdk_ecs::Client, cluster: &str, task: &str) -> Result<Option<TaskState>> {
     let out = ecs
         .describe_tasks()
