@@ -11,8 +11,9 @@
 
 use super::Context;
 use super::reach::Reach;
+use super::task::{Stopping, stop_and_wait};
 use crate::aws::discovery::{self, ServiceRef};
-use crate::aws::{sdk_failure, task_stop};
+use crate::aws::sdk_failure;
 use crate::cli::RedeployArgs;
 use crate::error::{Error, Result};
 use crate::exec::target;
@@ -167,17 +168,9 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
             .await
             .map_err(|e| Error::from(sdk_failure("UpdateService", e)))?;
         context.printer.note(&format!("{} now runs {shown_definition}; ECS stops task {} first…", env.service, old.id));
-    } else {
-        task_stop::stop(&ecs, &env.cluster, &old.arn, &reason).await?;
-        context.printer.note(&format!("StopTask sent for {} ({reason}); waiting until it is STOPPED…", old.id));
     }
     let deadline = args.timeout;
     let remaining = || deadline.saturating_sub(started.elapsed());
-    let progress = |state: &task_stop::TaskState| {
-        if !state.is_stopped() {
-            context.printer.note(&format!("task {}: {}", state.id, state.last_status));
-        }
-    };
     // From here a Ctrl-C ends the wait with where things are and what to run next (ECS goes on).
     let sent = if args.task_definition.is_some() { "UpdateService was sent" } else { "StopTask was sent" };
     let next = format!(
@@ -189,19 +182,26 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
         message: format!("interrupted ({}) {state}", signal.name()),
         fix: Some(next.clone()),
     };
-    let waited = tokio::select! {
-        waited = task_stop::wait_stopped(&ecs, &env.cluster, &old.arn, remaining(), POLL, &progress) => waited?,
-        signal = crate::interrupt::wait() => return Err(interrupted(signal, format!(
-            "while task {} stops: {sent}, so ECS goes on stopping it and then starts the new task; no new task was seen yet",
-            old.id
-        ))),
+    let stopping = Stopping {
+        env: &env.name,
+        cluster: &env.cluster,
+        id: &old.id,
+        arn: &old.arn,
+        // With a new revision the deployment stops it.
+        reason: args.task_definition.is_none().then_some(reason.as_str()),
+        since: started,
+        timeout: deadline,
     };
-    if let Err(state) = waited {
-        return Err(Error::Timeout {
-            message: format!("task {} is still {} after {} s", old.id, state.last_status, deadline.as_secs()),
-            fix: Some(format!("ECS goes on stopping it: `evoctl status {}` shows when it is STOPPED", env.name)),
-        });
-    }
+    stop_and_wait(context, &ecs, stopping, |signal| {
+        interrupted(
+            signal,
+            format!(
+                "while task {} stops: {sent}, so ECS goes on stopping it and then starts the new task; no new task was seen yet",
+                old.id
+            ),
+        )
+    })
+    .await?;
     context.printer.note(&format!("task {} is STOPPED; waiting for the new task…", old.id));
     let target = loop {
         let live = discovery::live_tasks(&ecs, service_ref).await?;
