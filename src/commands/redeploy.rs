@@ -60,8 +60,7 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
     let aws = context.aws_for(&config, &env).await?;
     let ecs = aws.ecs();
     let service_ref = ServiceRef { cluster: &env.cluster, service: &env.service };
-    let (service, live) =
-        tokio::try_join!(discovery::service_state(&ecs, service_ref), discovery::live_tasks(&ecs, service_ref))?;
+    let (service, old) = discovery::service_and_live_task(&ecs, &env).await?;
     let current = service.task_definition.clone().ok_or_else(|| {
         Error::not_found(
             format!("service {} of {} has no task definition", env.service, env.name),
@@ -77,28 +76,6 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
         Some(other) => other.clone(),
     };
     let shown_definition = definition.rsplit('/').next().unwrap_or(&definition).to_owned();
-    let old = match live.as_slice() {
-        [one] => one.clone(),
-        [] => {
-            return Err(Error::not_found(
-                format!("{} has no live task to replace", env.name),
-                format!("start one with `evoctl scale {} --apply`", env.name),
-            ));
-        }
-        several => {
-            let ids: Vec<&str> = several.iter().map(|t| t.id.as_str()).collect();
-            return Err(Error::refused(
-                format!(
-                    "refused: {} has {} live tasks ({}): two connections on one number; nothing was changed",
-                    env.name,
-                    several.len(),
-                    ids.join(", ")
-                ),
-                discovery::stop_extra_fix(&env.name, several, 1)
-                    .unwrap_or_else(|| format!("check `evoctl status {}`", env.name)),
-            ));
-        }
-    };
     if args.task_definition.is_some() && service.deployment.maximum_percent > 100 {
         return Err(Error::refused(
             format!(
