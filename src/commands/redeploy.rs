@@ -91,39 +91,44 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
             ),
         ));
     }
-    let auth = facts::auth_state_of(&aws, &definition, &env.container).await?;
-    if let Some(problem) = auth.problem() {
-        if !args.yes {
-            return Err(Error::refused(
-                format!(
-                    "refused: {}'s WhatsApp session would not survive the replacement ({shown_definition}): {problem}; nothing was changed",
-                    env.name
-                ),
-                format!(
-                    "{}; or run `evoctl redeploy {} --yes` and link the number again with `evoctl connect {}`",
-                    auth_state::fix(),
-                    env.name,
-                    env.name
-                ),
-            ));
-        }
-        context.printer.warn(&auth_state::replacement_warning(&env.name, &auth, "this redeploy"));
-    }
-    // The instance's number before, from the old task (best effort: a broken Evolution is often
-    // why one redeploys).
+    // Where the (new) definition keeps the keys, and the instance's number before, from the old
+    // task (best effort: a broken Evolution is often why one redeploys), read together.
     let name = env.instance.clone();
-    let before = match target::ready(&env, old.clone(), None) {
-        Ok(target) => {
-            let reach = Reach { env: env.clone(), aws: aws.clone(), target };
-            match reach.driver().fetch_instances(Some(&name)).await {
-                Ok(rows) => Some(rows.first().and_then(|r| r.number().map(str::to_owned))),
-                Err(err) => {
-                    context.printer.note(&format!("could not read instance {name} before the redeploy: {err}"));
-                    None
-                }
+    let check_keys = async {
+        let auth = facts::auth_state_of(&aws, &definition, &env.container).await?;
+        if let Some(problem) = auth.problem() {
+            if !args.yes {
+                return Err(Error::refused(
+                    format!(
+                        "refused: {}'s WhatsApp session would not survive the replacement ({shown_definition}): {problem}; nothing was changed",
+                        env.name
+                    ),
+                    format!(
+                        "{}; or run `evoctl redeploy {} --yes` and link the number again with `evoctl connect {}`",
+                        auth_state::fix(),
+                        env.name,
+                        env.name
+                    ),
+                ));
             }
+            context.printer.warn(&auth_state::replacement_warning(&env.name, &auth, "this redeploy"));
         }
-        Err(_) => None,
+        Ok(auth)
+    };
+    let read_before = async {
+        let target = target::ready(&env, old.clone(), None).ok()?;
+        let reach = Reach { env: env.clone(), aws: aws.clone(), target };
+        Some(reach.driver().fetch_instances(Some(&name)).await)
+    };
+    let (auth, before) = tokio::join!(check_keys, read_before);
+    let auth = auth?;
+    let before = match before {
+        Some(Ok(rows)) => Some(rows.first().and_then(|r| r.number().map(str::to_owned))),
+        Some(Err(err)) => {
+            context.printer.note(&format!("could not read instance {name} before the redeploy: {err}"));
+            None
+        }
+        None => None,
     };
     let exists_before = before.as_ref().is_none_or(Option::is_some);
     let number_before = before.flatten();
