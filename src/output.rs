@@ -486,6 +486,11 @@ struct ErrorBody<'a> {
     exit_code: u8,
 }
 
+/// A duration in seconds, to the tenth (what reports show as `seconds`).
+pub fn seconds(d: std::time::Duration) -> f64 {
+    (d.as_millis() as f64 / 100.0).round() / 10.0
+}
+
 /// Render rows as left-aligned columns separated by two spaces, header first.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -520,6 +525,18 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_are_rounded_to_the_tenth() {
+        use std::time::Duration;
+        assert_eq!(seconds(Duration::ZERO), 0.0);
+        assert_eq!(seconds(Duration::from_millis(49)), 0.0);
+        assert_eq!(seconds(Duration::from_millis(50)), 0.1);
+        assert_eq!(seconds(Duration::from_millis(2_049)), 2.0);
+        assert_eq!(seconds(Duration::from_millis(2_050)), 2.1);
+        assert_eq!(seconds(Duration::from_micros(1_999_999)), 2.0);
+        assert_eq!(seconds(Duration::from_secs(61)), 61.0);
+    }
 
     #[test]
     fn table_aligns_columns_and_trims_trailing_space() {

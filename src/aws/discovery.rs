@@ -418,10 +418,15 @@ fn service_not_found(target: ServiceRef<'_>, detail: Option<&str>) -> Error {
 /// The environment's one live task. None is "not found" (exit 3) with the service's counts; more
 /// than one is refused (exit 4) naming every task: two connections on one number is the conflict.
 pub async fn the_live_task(ecs: &aws_sdk_ecs::Client, env: &Environment) -> Result<LiveTask> {
+    Ok(service_and_live_task(ecs, env).await?.1)
+}
+
+/// [`the_live_task`], with the service as the same read saw it.
+pub async fn service_and_live_task(ecs: &aws_sdk_ecs::Client, env: &Environment) -> Result<(ServiceState, LiveTask)> {
     let target = ServiceRef { cluster: &env.cluster, service: &env.service };
     let (service, mut tasks) = tokio::try_join!(service_state(ecs, target), live_tasks(ecs, target))?;
     match tasks.len() {
-        1 => Ok(tasks.remove(0)),
+        1 => Ok((service, tasks.remove(0))),
         0 => {
             let fix = match env.scaling {
                 Some(scaling) if scaling.max == 0 => {
@@ -459,25 +464,6 @@ pub async fn the_live_task(ecs: &aws_sdk_ecs::Client, env: &Environment) -> Resu
             ))
         }
     }
-}
-
-/// The lastStatus of one task (for the exec watchdog); `None` when ECS no longer knows it.
-pub async fn task_last_status(
-    ecs: &aws_sdk_ecs::Client,
-    cluster: &str,
-    task_arn: &str,
-) -> Result<Option<(String, Option<String>)>> {
-    let out = ecs
-        .describe_tasks()
-        .cluster(cluster)
-        .tasks(task_arn)
-        .send()
-        .await
-        .map_err(|e| Error::from(sdk_failure("DescribeTasks", e)))?;
-    Ok(out
-        .tasks()
-        .first()
-        .map(|t| (t.last_status().unwrap_or("UNKNOWN").to_owned(), t.stopped_reason().map(str::to_owned))))
 }
 
 #[cfg(test)]

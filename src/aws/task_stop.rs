@@ -35,12 +35,25 @@ impl TaskState {
         }
     }
 
+    /// The task as it is taken to be when ECS does not show it: `arn` with desired status STOPPED.
+    fn assumed(arn: &str, last_status: &str, stopped_reason: Option<&str>) -> TaskState {
+        TaskState {
+            arn: arn.to_owned(),
+            id: arn.rsplit('/').next().unwrap_or(arn).to_owned(),
+            group: None,
+            last_status: last_status.to_owned(),
+            desired_status: "STOPPED".into(),
+            stopped_reason: stopped_reason.map(str::to_owned),
+        }
+    }
+
     pub fn is_stopped(&self) -> bool {
         self.last_status == "STOPPED"
     }
 }
 
-/// The task `task` (an id or an ARN) of `cluster`; `None` when the cluster has no such task.
+/// The task `task` (an id or an ARN) of `cluster`; `None` when the cluster has no such task
+/// (ECS lists a stopped task for about an hour). Also what the exec watchdog reads.
 pub async fn describe(ecs: &aws_sdk_ecs::Client, cluster: &str, task: &str) -> Result<Option<TaskState>> {
     let out = ecs
         .describe_tasks()
@@ -62,14 +75,7 @@ pub async fn stop(ecs: &aws_sdk_ecs::Client, cluster: &str, arn: &str, reason: &
         .send()
         .await
         .map_err(|e| Error::from(sdk_failure("StopTask", e)))?;
-    Ok(out.task().map(TaskState::from_sdk).unwrap_or_else(|| TaskState {
-        arn: arn.to_owned(),
-        id: arn.rsplit('/').next().unwrap_or(arn).to_owned(),
-        group: None,
-        last_status: "UNKNOWN".into(),
-        desired_status: "STOPPED".into(),
-        stopped_reason: Some(reason.to_owned()),
-    }))
+    Ok(out.task().map(TaskState::from_sdk).unwrap_or_else(|| TaskState::assumed(arn, "UNKNOWN", Some(reason))))
 }
 
 /// Read the task every `poll` until it is STOPPED (its final state) or `deadline` passes (`Err`
@@ -87,14 +93,7 @@ pub async fn wait_stopped(
     loop {
         // ECS keeps a stopped task listed for about an hour: a task it no longer knows is gone.
         let Some(now) = describe(ecs, cluster, arn).await? else {
-            let mut gone = last.clone().unwrap_or_else(|| TaskState {
-                arn: arn.to_owned(),
-                id: arn.rsplit('/').next().unwrap_or(arn).to_owned(),
-                group: None,
-                last_status: "STOPPED".into(),
-                desired_status: "STOPPED".into(),
-                stopped_reason: None,
-            });
+            let mut gone = last.clone().unwrap_or_else(|| TaskState::assumed(arn, "STOPPED", None));
             gone.last_status = "STOPPED".into();
             return Ok(Ok(gone));
         };

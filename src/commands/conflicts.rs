@@ -94,10 +94,8 @@ pub async fn run(context: &Context, args: &ConflictsArgs) -> Result<u8> {
 /// What ends a loop that goes on: this environment's extra task, else a connection this
 /// environment does not hold (another environment of its number, or one outside evoctl.toml).
 fn fix(env: &Environment, live: &[LiveTask]) -> String {
-    if live.len() > 1
-        && let Some(stop) = discovery::stop_extra_fix(&env.name, live, 1)
-    {
-        return format!("two connections hold this number: {stop}");
+    if let Some(stop) = conflicts::two_tasks_fix(&env.name, live) {
+        return stop;
     }
     let holds = match live.first() {
         Some(task) => format!("only {} of {} is live", task.id, env.name),
@@ -127,7 +125,7 @@ async fn sample(aws: &crate::aws::Aws, env: &Environment, duration: Duration) ->
     Ok(Some(Sampled {
         task: target.task.id.clone(),
         instance: env.instance.clone(),
-        seconds: states.last().map_or(0.0, |(at, _)| (at.as_millis() as f64 / 100.0).round() / 10.0),
+        seconds: states.last().map_or(0.0, |(at, _)| crate::output::seconds(*at)),
         samples: states.len(),
         changes,
         states: seen,

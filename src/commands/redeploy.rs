@@ -11,8 +11,9 @@
 
 use super::Context;
 use super::reach::Reach;
+use super::task::{Stopping, stop_and_wait};
 use crate::aws::discovery::{self, ServiceRef};
-use crate::aws::{sdk_failure, task_stop};
+use crate::aws::sdk_failure;
 use crate::cli::RedeployArgs;
 use crate::error::{Error, Result};
 use crate::exec::target;
@@ -59,8 +60,7 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
     let aws = context.aws_for(&config, &env).await?;
     let ecs = aws.ecs();
     let service_ref = ServiceRef { cluster: &env.cluster, service: &env.service };
-    let (service, live) =
-        tokio::try_join!(discovery::service_state(&ecs, service_ref), discovery::live_tasks(&ecs, service_ref))?;
+    let (service, old) = discovery::service_and_live_task(&ecs, &env).await?;
     let current = service.task_definition.clone().ok_or_else(|| {
         Error::not_found(
             format!("service {} of {} has no task definition", env.service, env.name),
@@ -76,28 +76,6 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
         Some(other) => other.clone(),
     };
     let shown_definition = definition.rsplit('/').next().unwrap_or(&definition).to_owned();
-    let old = match live.as_slice() {
-        [one] => one.clone(),
-        [] => {
-            return Err(Error::not_found(
-                format!("{} has no live task to replace", env.name),
-                format!("start one with `evoctl scale {} --apply`", env.name),
-            ));
-        }
-        several => {
-            let ids: Vec<&str> = several.iter().map(|t| t.id.as_str()).collect();
-            return Err(Error::refused(
-                format!(
-                    "refused: {} has {} live tasks ({}): two connections on one number; nothing was changed",
-                    env.name,
-                    several.len(),
-                    ids.join(", ")
-                ),
-                discovery::stop_extra_fix(&env.name, several, 1)
-                    .unwrap_or_else(|| format!("check `evoctl status {}`", env.name)),
-            ));
-        }
-    };
     if args.task_definition.is_some() && service.deployment.maximum_percent > 100 {
         return Err(Error::refused(
             format!(
@@ -113,39 +91,44 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
             ),
         ));
     }
-    let auth = facts::auth_state_of(&aws, &definition, &env.container).await?;
-    if let Some(problem) = auth.problem() {
-        if !args.yes {
-            return Err(Error::refused(
-                format!(
-                    "refused: {}'s WhatsApp session would not survive the replacement ({shown_definition}): {problem}; nothing was changed",
-                    env.name
-                ),
-                format!(
-                    "{}; or run `evoctl redeploy {} --yes` and link the number again with `evoctl connect {}`",
-                    auth_state::fix(),
-                    env.name,
-                    env.name
-                ),
-            ));
-        }
-        context.printer.warn(&auth_state::replacement_warning(&env.name, &auth, "this redeploy"));
-    }
-    // The instance's number before, from the old task (best effort: a broken Evolution is often
-    // why one redeploys).
+    // Where the (new) definition keeps the keys, and the instance's number before, from the old
+    // task (best effort: a broken Evolution is often why one redeploys), read together.
     let name = env.instance.clone();
-    let before = match target::ready(&env, old.clone(), None) {
-        Ok(target) => {
-            let reach = Reach { env: env.clone(), aws: aws.clone(), target };
-            match reach.driver().fetch_instances(Some(&name)).await {
-                Ok(rows) => Some(rows.first().and_then(|r| r.number().map(str::to_owned))),
-                Err(err) => {
-                    context.printer.note(&format!("could not read instance {name} before the redeploy: {err}"));
-                    None
-                }
+    let check_keys = async {
+        let auth = facts::auth_state_of(&aws, &definition, &env.container).await?;
+        if let Some(problem) = auth.problem() {
+            if !args.yes {
+                return Err(Error::refused(
+                    format!(
+                        "refused: {}'s WhatsApp session would not survive the replacement ({shown_definition}): {problem}; nothing was changed",
+                        env.name
+                    ),
+                    format!(
+                        "{}; or run `evoctl redeploy {} --yes` and link the number again with `evoctl connect {}`",
+                        auth_state::fix(),
+                        env.name,
+                        env.name
+                    ),
+                ));
             }
+            context.printer.warn(&auth_state::replacement_warning(&env.name, &auth, "this redeploy"));
         }
-        Err(_) => None,
+        Ok(auth)
+    };
+    let read_before = async {
+        let target = target::ready(&env, old.clone(), None).ok()?;
+        let reach = Reach { env: env.clone(), aws: aws.clone(), target };
+        Some(reach.driver().fetch_instances(Some(&name)).await)
+    };
+    let (auth, before) = tokio::join!(check_keys, read_before);
+    let auth = auth?;
+    let before = match before {
+        Some(Ok(rows)) => Some(rows.first().and_then(|r| r.number().map(str::to_owned))),
+        Some(Err(err)) => {
+            context.printer.note(&format!("could not read instance {name} before the redeploy: {err}"));
+            None
+        }
+        None => None,
     };
     let exists_before = before.as_ref().is_none_or(Option::is_some);
     let number_before = before.flatten();
@@ -167,17 +150,9 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
             .await
             .map_err(|e| Error::from(sdk_failure("UpdateService", e)))?;
         context.printer.note(&format!("{} now runs {shown_definition}; ECS stops task {} first…", env.service, old.id));
-    } else {
-        task_stop::stop(&ecs, &env.cluster, &old.arn, &reason).await?;
-        context.printer.note(&format!("StopTask sent for {} ({reason}); waiting until it is STOPPED…", old.id));
     }
     let deadline = args.timeout;
     let remaining = || deadline.saturating_sub(started.elapsed());
-    let progress = |state: &task_stop::TaskState| {
-        if !state.is_stopped() {
-            context.printer.note(&format!("task {}: {}", state.id, state.last_status));
-        }
-    };
     // From here a Ctrl-C ends the wait with where things are and what to run next (ECS goes on).
     let sent = if args.task_definition.is_some() { "UpdateService was sent" } else { "StopTask was sent" };
     let next = format!(
@@ -189,19 +164,26 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
         message: format!("interrupted ({}) {state}", signal.name()),
         fix: Some(next.clone()),
     };
-    let waited = tokio::select! {
-        waited = task_stop::wait_stopped(&ecs, &env.cluster, &old.arn, remaining(), POLL, &progress) => waited?,
-        signal = crate::interrupt::wait() => return Err(interrupted(signal, format!(
-            "while task {} stops: {sent}, so ECS goes on stopping it and then starts the new task; no new task was seen yet",
-            old.id
-        ))),
+    let stopping = Stopping {
+        env: &env.name,
+        cluster: &env.cluster,
+        id: &old.id,
+        arn: &old.arn,
+        // With a new revision the deployment stops it.
+        reason: args.task_definition.is_none().then_some(reason.as_str()),
+        since: started,
+        timeout: deadline,
     };
-    if let Err(state) = waited {
-        return Err(Error::Timeout {
-            message: format!("task {} is still {} after {} s", old.id, state.last_status, deadline.as_secs()),
-            fix: Some(format!("ECS goes on stopping it: `evoctl status {}` shows when it is STOPPED", env.name)),
-        });
-    }
+    stop_and_wait(context, &ecs, stopping, |signal| {
+        interrupted(
+            signal,
+            format!(
+                "while task {} stops: {sent}, so ECS goes on stopping it and then starts the new task; no new task was seen yet",
+                old.id
+            ),
+        )
+    })
+    .await?;
     context.printer.note(&format!("task {} is STOPPED; waiting for the new task…", old.id));
     let target = loop {
         let live = discovery::live_tasks(&ecs, service_ref).await?;
@@ -292,7 +274,7 @@ pub async fn run(context: &Context, args: &RedeployArgs) -> Result<u8> {
         kept,
         needs_link,
         fix: fix.clone(),
-        seconds: (started.elapsed().as_millis() as f64 / 100.0).round() / 10.0,
+        seconds: crate::output::seconds(started.elapsed()),
     };
     context.printer.data(&report, || {
         let head = format!("redeployed {}: task {} -> {new_task} ({shown_definition})", env.name, old.id);

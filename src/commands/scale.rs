@@ -95,19 +95,26 @@ async fn plan_and_apply(
 
 /// A protected environment whose task the plan stops or starts, with its session's keys on
 /// the task's own disk (or nowhere): the number will need a new link afterwards; say so first.
+/// The task definitions were observed with the plan; their settings are read concurrently.
 async fn warn_session_keys(
     context: &Context,
     aws: &crate::aws::Fleet,
     environments: &[crate::config::Environment],
     plan: &Plan,
 ) -> Result<()> {
-    for p in plan.environments.iter().filter(|p| !p.steps.is_empty() && p.wanted.desired != p.current.live) {
-        let Some(env) = environments.iter().find(|e| e.name == p.env && e.protected) else { continue };
-        let aws = aws.of(env);
-        let target = crate::aws::discovery::ServiceRef { cluster: &env.cluster, service: &env.service };
-        let service = crate::aws::discovery::service_state(&aws.ecs(), target).await?;
-        let Some(definition) = service.task_definition else { continue };
-        let auth = crate::guard::facts::auth_state_of(aws, &definition, &env.container).await?;
+    let reads = plan
+        .environments
+        .iter()
+        .filter(|p| !p.steps.is_empty() && p.wanted.desired != p.current.live)
+        .filter_map(|p| {
+            let env = environments.iter().find(|e| e.name == p.env && e.protected)?;
+            let definition = p.current.task_definition.as_deref()?;
+            Some(
+                async move { (env, crate::guard::facts::auth_state_of(aws.of(env), definition, &env.container).await) },
+            )
+        });
+    for (env, auth) in futures::future::join_all(reads).await {
+        let auth = auth?;
         if !auth.persistent() {
             context.printer.warn(&crate::guard::auth_state::replacement_warning(&env.name, &auth, "this change"));
         }

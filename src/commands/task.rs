@@ -11,7 +11,7 @@ use super::Context;
 use crate::aws::discovery::{self, ServiceRef};
 use crate::aws::task_stop::{self, MAX_REASON, TaskState};
 use crate::cli::{TaskArgs, TaskCommand, TaskStopArgs};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Signal};
 use crate::exit;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -146,43 +146,27 @@ async fn stop(context: &Context, args: &TaskStopArgs) -> Result<u8> {
                 fix: None,
             });
         }
-        task_stop::stop(&ecs, &env.cluster, &task.arn, &reason).await?;
-        context.printer.note(&format!("StopTask sent for {id} ({reason}); waiting until it is STOPPED…"));
         true
     };
-    let progress = |state: &TaskState| {
-        if !state.is_stopped() {
-            context.printer.note(&format!("task {}: {}", state.id, state.last_status));
-        }
+    let interrupted = |signal: Signal| Error::Interrupted {
+        signal,
+        message: format!(
+            "interrupted ({}): {}; ECS goes on stopping it",
+            signal.name(),
+            if stop_sent { format!("StopTask was sent for {id}") } else { format!("{id} was already stopping") }
+        ),
+        fix: Some(format!("`evoctl status {}` shows when it is STOPPED", env.name)),
     };
-    let waited = tokio::select! {
-        waited = task_stop::wait_stopped(&ecs, &env.cluster, &task.arn, args.timeout, POLL, &progress) => waited?,
-        signal = crate::interrupt::wait() => {
-            return Err(Error::Interrupted {
-                signal,
-                message: format!(
-                    "interrupted ({}): {}; ECS goes on stopping it",
-                    signal.name(),
-                    if stop_sent { format!("StopTask was sent for {id}") } else { format!("{id} was already stopping") }
-                ),
-                fix: Some(format!("`evoctl status {}` shows when it is STOPPED", env.name)),
-            });
-        }
+    let stopping = Stopping {
+        env: &env.name,
+        cluster: &env.cluster,
+        id: &id,
+        arn: &task.arn,
+        reason: stop_sent.then_some(reason.as_str()),
+        since: Instant::now(),
+        timeout: args.timeout,
     };
-    let state = match waited {
-        Ok(state) => state,
-        Err(state) => {
-            return Err(Error::Timeout {
-                message: format!(
-                    "task {id} is still {} after {} s{}",
-                    state.last_status,
-                    args.timeout.as_secs(),
-                    if stop_sent { " (StopTask was sent)" } else { "" }
-                ),
-                fix: Some(format!("ECS goes on stopping it: `evoctl status {}` shows when it is STOPPED", env.name)),
-            });
-        }
-    };
+    let state = stop_and_wait(context, &ecs, stopping, interrupted).await?;
     let report = StopReport {
         schema: "evoctl.task-stop/v1",
         env: &env.name,
@@ -192,7 +176,7 @@ async fn stop(context: &Context, args: &TaskStopArgs) -> Result<u8> {
         stop_sent,
         last_status: &state.last_status,
         stopped_reason: state.stopped_reason.as_deref(),
-        seconds: (started.elapsed().as_millis() as f64 / 100.0).round() / 10.0,
+        seconds: crate::output::seconds(started.elapsed()),
     };
     context.printer.data(&report, || {
         format!(
@@ -202,4 +186,53 @@ async fn stop(context: &Context, args: &TaskStopArgs) -> Result<u8> {
         )
     });
     Ok(exit::OK)
+}
+
+/// One task to bring to STOPPED.
+pub(super) struct Stopping<'a> {
+    pub env: &'a str,
+    pub cluster: &'a str,
+    pub id: &'a str,
+    pub arn: &'a str,
+    /// StopTask's reason; `None` when the task is already being stopped (a deployment, an
+    /// earlier StopTask): then only the wait.
+    pub reason: Option<&'a str>,
+    /// The wait ends `timeout` after `since`.
+    pub since: Instant,
+    pub timeout: Duration,
+}
+
+/// StopTask with the reason (saying so), then the wait until ECS reports the task STOPPED,
+/// saying each status it passes. Ctrl-C ends the wait with `interrupted(signal)` (ECS goes on);
+/// the timeout with exit 7 and the last status seen.
+pub(super) async fn stop_and_wait(
+    context: &Context,
+    ecs: &aws_sdk_ecs::Client,
+    task: Stopping<'_>,
+    interrupted: impl FnOnce(Signal) -> Error,
+) -> Result<TaskState> {
+    if let Some(reason) = task.reason {
+        task_stop::stop(ecs, task.cluster, task.arn, reason).await?;
+        context.printer.note(&format!("StopTask sent for {} ({reason}); waiting until it is STOPPED…", task.id));
+    }
+    let progress = |state: &TaskState| {
+        if !state.is_stopped() {
+            context.printer.note(&format!("task {}: {}", state.id, state.last_status));
+        }
+    };
+    let wait = task.timeout.saturating_sub(task.since.elapsed());
+    let waited = tokio::select! {
+        waited = task_stop::wait_stopped(ecs, task.cluster, task.arn, wait, POLL, &progress) => waited?,
+        signal = crate::interrupt::wait() => return Err(interrupted(signal)),
+    };
+    waited.map_err(|state| Error::Timeout {
+        message: format!(
+            "task {} is still {} after {} s{}",
+            task.id,
+            state.last_status,
+            task.timeout.as_secs(),
+            if task.reason.is_some() { " (StopTask was sent)" } else { "" }
+        ),
+        fix: Some(format!("ECS goes on stopping it: `evoctl status {}` shows when it is STOPPED", task.env)),
+    })
 }

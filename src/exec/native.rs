@@ -32,7 +32,7 @@ use super::ssm::{Event, PayloadType, Session};
 use super::target::ExecTarget;
 use super::websocket;
 use super::writer::{FaultKind, Writer};
-use crate::aws::{Aws, discovery, sdk_failure};
+use crate::aws::{Aws, sdk_failure, task_stop};
 use crate::error::{Error, ExecKind, Result};
 use futures::StreamExt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -582,14 +582,15 @@ async fn execute_command(ecs: &aws_sdk_ecs::Client, target: &ExecTarget, command
 
 /// End the session with a clear error when its task is stopping or gone.
 async fn check_task(ecs: &aws_sdk_ecs::Client, target: &ExecTarget) -> Result<()> {
-    match discovery::task_last_status(ecs, &target.cluster, &target.task.arn).await {
-        Ok(Some((status, _))) if matches!(status.as_str(), "RUNNING" | "PENDING" | "ACTIVATING") => Ok(()),
-        Ok(Some((status, reason))) => Err(Error::exec(
+    match task_stop::describe(ecs, &target.cluster, &target.task.arn).await {
+        Ok(Some(task)) if matches!(task.last_status.as_str(), "RUNNING" | "PENDING" | "ACTIVATING") => Ok(()),
+        Ok(Some(task)) => Err(Error::exec(
             ExecKind::TaskStopped,
             format!(
-                "task {} is {status}{} while the exec session was running",
+                "task {} is {}{} while the exec session was running",
                 target.task.id,
-                reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                task.last_status,
+                task.stopped_reason.map(|r| format!(" ({r})")).unwrap_or_default()
             ),
             format!("the task was replaced or stopped; check `evoctl status {}` and retry on the new task", target.env),
         )),

@@ -4,6 +4,7 @@
 //! Evolution 2.3.7 reconnects at once; the API never shows the 440, so the evidence is in the
 //! logs: how many replacements, how often, since when, and which tasks logged them.
 
+use crate::aws::discovery::{self, LiveTask};
 use crate::aws::logs::{self, LogLine, LogSource};
 use crate::error::Result;
 use serde::Serialize;
@@ -51,7 +52,7 @@ impl ConflictEvidence {
 
     /// [`Self::goes_on`], unless a task that logged the loop is no longer live and at most one
     /// is: the loop ended with that task (its last lines may still be arriving).
-    pub fn goes_on_with(&self, live: &[crate::aws::discovery::LiveTask]) -> bool {
+    pub fn goes_on_with(&self, live: &[LiveTask]) -> bool {
         let is_live = |logged: &str| live.iter().any(|t| logged == t.id || logged.starts_with(&format!("{}-", t.id)));
         let ended_with_a_task = live.len() <= 1 && self.tasks.iter().any(|t| !is_live(&t.task));
         self.goes_on() && !ended_with_a_task
@@ -93,7 +94,9 @@ pub fn analyse(source: &LogSource, since: Duration, lines: &[LogLine]) -> Confli
     }
     let mut gaps: Vec<i64> = by_task.values().flat_map(|times| times.windows(2).map(|w| w[1] - w[0])).collect();
     gaps.sort_unstable();
-    let period_seconds = gaps.get(gaps.len() / 2).map(|ms| (*ms as f64 / 100.0).round() / 10.0);
+    let period_seconds = gaps
+        .get(gaps.len() / 2)
+        .map(|ms| crate::output::seconds(Duration::from_millis(u64::try_from(*ms).unwrap_or(0))));
     ConflictEvidence {
         source: source.clone(),
         since_seconds: since.as_secs(),
@@ -106,6 +109,16 @@ pub fn analyse(source: &LogSource, since: Duration, lines: &[LogLine]) -> Confli
         read_at_ms: lines.last().map_or(0, |l| l.timestamp_ms),
         tasks: by_task.iter().map(|(task, times)| TaskEvidence { task: task.clone(), events: times.len() }).collect(),
     }
+}
+
+/// What ends a loop the environment holds both ends of: its extra task's `evoctl task stop`
+/// (keeping the longest-running), or the wait for the one ECS is stopping; `None` while at most
+/// one of its tasks is live (the other connection is elsewhere).
+pub fn two_tasks_fix(env: &str, live: &[LiveTask]) -> Option<String> {
+    if live.len() < 2 {
+        return None;
+    }
+    discovery::stop_extra_fix(env, live, 1).map(|stop| format!("two connections hold this number: {stop}"))
 }
 
 /// A time (ms since the Unix epoch) as RFC 3339 UTC, to the second.
@@ -151,15 +164,26 @@ mod tests {
         let lines: Vec<LogLine> =
             (0..10).map(|i| line(if i % 2 == 0 { "a" } else { "b" }, 1_000 * i, REPLACED)).collect();
         let evidence = analyse(&source(), Duration::from_secs(900), &lines);
-        let live = |ids: &[&str]| -> Vec<crate::aws::discovery::LiveTask> {
-            ids.iter().map(|id| crate::aws::discovery::LiveTask::running(id)).collect()
-        };
+        let live = |ids: &[&str]| -> Vec<LiveTask> { ids.iter().map(|id| LiveTask::running(id)).collect() };
         let read_at = |ms: i64| ConflictEvidence { read_at_ms: ms, ..evidence.clone() };
         assert!(read_at(9_000 + 30_000).goes_on());
         assert!(!read_at(9_000 + 30_001).goes_on(), "quiet for longer than QUIET_AFTER");
         assert!(read_at(10_000).goes_on_with(&live(&["a", "b"])));
         assert!(!read_at(10_000).goes_on_with(&live(&["a"])), "it ended with task b");
         assert_eq!(read_at(10_000).clears_at().as_deref(), Some("1970-01-01T00:15:09Z"));
+    }
+
+    #[test]
+    fn two_live_tasks_of_the_environment_name_the_extra_one_and_one_names_none() {
+        let two = [LiveTask::running("old"), LiveTask::running("new")];
+        assert_eq!(
+            two_tasks_fix("production", &two).as_deref(),
+            Some(
+                "two connections hold this number: stop the extra task: `evoctl task stop production new` (keeps old, the longest-running)"
+            )
+        );
+        assert_eq!(two_tasks_fix("production", &two[..1]), None);
+        assert_eq!(two_tasks_fix("production", &[]), None);
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct Observed {
     /// The live tasks, oldest first (a refusal names the ones to stop).
     #[serde(skip)]
     pub tasks: Vec<discovery::LiveTask>,
+    /// The service's task definition (where a replaced task's session keys live).
+    #[serde(skip)]
+    pub task_definition: Option<String>,
 }
 
 impl Observed {
@@ -105,6 +108,7 @@ impl From<&discovery::ServiceSnapshot> for Observed {
             desired: snapshot.service.desired_count,
             live: snapshot.tasks.len() as i32,
             tasks: snapshot.tasks.clone(),
+            task_definition: snapshot.service.task_definition.clone(),
         }
     }
 }
@@ -357,7 +361,7 @@ mod tests {
     }
 
     fn seen(min: i32, max: i32, desired: i32, live: i32) -> Observed {
-        Observed { min: Some(min), max: Some(max), desired, live, tasks: Vec::new() }
+        Observed { min: Some(min), max: Some(max), desired, live, tasks: Vec::new(), task_definition: None }
     }
 
     #[test]

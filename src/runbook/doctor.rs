@@ -442,8 +442,8 @@ async fn in_task_layers(
     let reference = env.webhook.as_ref().and_then(|w| w.jwt_secret.clone());
     let secret = async {
         match &reference {
-            Some(reference) if env.webhook.is_some() => Some(crate::aws::secrets::fetch(aws, reference).await),
-            _ => None,
+            Some(reference) => Some(crate::aws::secrets::fetch(aws, reference).await),
+            None => None,
         }
     };
     let (deliveries, secret) = tokio::join!(delivery_window(aws, mine), secret);

@@ -114,7 +114,7 @@ mod tests {
     use super::*;
 
     fn seen(min: i32, max: i32, desired: i32, live: i32) -> Observed {
-        Observed { min: Some(min), max: Some(max), desired, live, tasks: Vec::new() }
+        Observed { min: Some(min), max: Some(max), desired, live, tasks: Vec::new(), task_definition: None }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! with neither, a connection outside evoctl.toml; a loop that has ended is said so.
 
 use super::{Found, Subject, one};
-use crate::aws::discovery;
+use crate::guard::conflicts;
 
 pub(super) fn conflict_loop(subjects: &[Subject<'_>]) -> Found {
     let mut found = Found::new();
@@ -30,10 +30,8 @@ pub(super) fn conflict_loop(subjects: &[Subject<'_>]) -> Found {
 /// What ends the loop `s`'s log shows.
 fn fix(s: &Subject<'_>, subjects: &[Subject<'_>]) -> String {
     let live = &s.facts.tasks;
-    if live.len() > 1
-        && let Some(stop) = discovery::stop_extra_fix(&s.env.name, live, 1)
-    {
-        return format!("two connections hold this number: {stop}");
+    if let Some(stop) = conflicts::two_tasks_fix(&s.env.name, live) {
+        return stop;
     }
     let others: Vec<&str> = subjects
         .iter()
