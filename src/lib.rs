@@ -22,6 +22,7 @@ pub mod interrupt;
 pub mod output;
 pub mod qr;
 pub mod runbook;
+pub mod timestamp;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -284,7 +284,7 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
         enforced,
         qr_shown: view.codes.shown,
         webhook,
-        seconds: (started.elapsed().as_millis() as f64 / 100.0).round() / 10.0,
+        seconds: crate::output::seconds(started.elapsed()),
         connection,
     };
     context.printer.data(&report, || summary(&report));

@@ -379,7 +379,7 @@ async fn delete(context: &Context, args: &InstanceDeleteArgs) -> Result<u8> {
         }
     }
     let report = json!({"schema": "evoctl.instance/v1", "env": reach.env.name, "instance": name, "action": "delete",
-                        "seconds": (started.elapsed().as_millis() as f64 / 100.0).round() / 10.0});
+                        "seconds": crate::output::seconds(started.elapsed())});
     context.printer.data(&report, || format!("instance {name} deleted"));
     Ok(exit::OK)
 }

@@ -68,7 +68,7 @@ pub async fn run(context: &Context, args: &LogsArgs) -> Result<u8> {
     let limit = args.limit as usize;
     let read = logs::read(&client, Window { source: &source, pattern, start_ms, limit }).await?;
     if read.truncated {
-        let at = read.lines.last().map(|l| stamp(l.timestamp_ms)).unwrap_or_default();
+        let at = read.lines.last().map(|l| crate::timestamp::to_milli(l.timestamp_ms)).unwrap_or_default();
         context.printer.warn(&format!(
             "the window holds more than {} events: shown up to {at}; narrow --since or raise --limit",
             args.limit
@@ -160,7 +160,7 @@ fn print(context: &Context, args: &LogsArgs, lines: &[LogLine]) -> usize {
         match context.printer.format() {
             crate::output::OutputFormat::Json => context.printer.json_line(&LogRecord {
                 schema: "evoctl.log/v1",
-                time: stamp(record.timestamp_ms),
+                time: crate::timestamp::to_milli(record.timestamp_ms),
                 timestamp_ms: record.timestamp_ms,
                 task: record.task(),
                 stream: &record.stream,
@@ -179,7 +179,7 @@ fn print(context: &Context, args: &LogsArgs, lines: &[LogLine]) -> usize {
 /// A record as lines: every line with the time and the task id in front, the line itself
 /// coloured by its kind on a terminal.
 fn render(record: &Record) -> Vec<Vec<(Style, String)>> {
-    let prefix = format!("{} {} ", stamp(record.timestamp_ms), record.task());
+    let prefix = format!("{} {} ", crate::timestamp::to_milli(record.timestamp_ms), record.task());
     let style = match record.kind() {
         Some(Kind::Conflict | Kind::Webhook | Kind::Error) => Style::Alert,
         Some(Kind::Qr) => Style::Notice,
@@ -191,15 +191,6 @@ fn render(record: &Record) -> Vec<Vec<(Style, String)>> {
         lines.push(vec![(Style::Plain, prefix)]);
     }
     lines
-}
-
-/// Milliseconds since the epoch as RFC 3339 UTC with milliseconds.
-pub fn stamp(ms: i64) -> String {
-    let time = aws_smithy_types::DateTime::from_millis(ms);
-    let secs = time.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default();
-    // `2026-12-02T19:48:50Z` or with a fraction: always three digits of milliseconds.
-    let whole = secs.split(['.', 'Z']).next().unwrap_or(&secs).to_owned();
-    format!("{whole}.{:03}Z", ms.rem_euclid(1000))
 }
 
 fn human(duration: Duration) -> String {
@@ -253,11 +244,5 @@ mod tests {
     fn following_never_reads_before_the_start_of_since() {
         let cursor = Cursor::new(5_000);
         assert_eq!(cursor.read_from(), 5_000);
-    }
-
-    #[test]
-    fn stamps_have_milliseconds() {
-        assert_eq!(stamp(1_764_622_074_799), "2025-12-01T20:47:54.799Z");
-        assert_eq!(stamp(1_764_622_074_000), "2025-12-01T20:47:54.000Z");
     }
 }

@@ -147,7 +147,7 @@ impl Connection {
             Disconnect::new(code, row.at.map(str::to_owned), at_ms, now_ms, "database")
         });
         let logged_disconnect =
-            logged.map(|(code, at)| Disconnect::new(code, crate::guard::conflicts::stamp(at), Some(at), now_ms, "log"));
+            logged.map(|(code, at)| Disconnect::new(code, crate::timestamp::to_second(at), Some(at), now_ms, "log"));
         let disagreement = match (row.status, state) {
             (Some("open"), Some("close")) => Some(
                 "the database says open, the process says close: a dead socket (2.3.7 reconnects without writing the row, and this reconnect did not come up)"

@@ -60,7 +60,7 @@ impl ConflictEvidence {
 
     /// When the last line leaves the window (a loop that ended is no longer reported then).
     pub fn clears_at(&self) -> Option<String> {
-        self.last_seen_ms.and_then(|last| stamp(last + self.since_seconds as i64 * 1000))
+        self.last_seen_ms.and_then(|last| crate::timestamp::to_second(last + self.since_seconds as i64 * 1000))
     }
 }
 
@@ -103,8 +103,8 @@ pub fn analyse(source: &LogSource, since: Duration, lines: &[LogLine]) -> Confli
         is_loop: lines.len() >= LOOP_THRESHOLD,
         events: lines.len(),
         period_seconds,
-        first_seen: lines.first().and_then(|l| stamp(l.timestamp_ms)),
-        last_seen: lines.last().and_then(|l| stamp(l.timestamp_ms)),
+        first_seen: lines.first().and_then(|l| crate::timestamp::to_second(l.timestamp_ms)),
+        last_seen: lines.last().and_then(|l| crate::timestamp::to_second(l.timestamp_ms)),
         last_seen_ms: lines.last().map(|l| l.timestamp_ms),
         read_at_ms: lines.last().map_or(0, |l| l.timestamp_ms),
         tasks: by_task.iter().map(|(task, times)| TaskEvidence { task: task.clone(), events: times.len() }).collect(),
@@ -119,11 +119,6 @@ pub fn two_tasks_fix(env: &str, live: &[LiveTask]) -> Option<String> {
         return None;
     }
     discovery::stop_extra_fix(env, live, 1).map(|stop| format!("two connections hold this number: {stop}"))
-}
-
-/// A time (ms since the Unix epoch) as RFC 3339 UTC, to the second.
-pub fn stamp(ms: i64) -> Option<String> {
-    aws_smithy_types::DateTime::from_secs(ms / 1000).fmt(aws_smithy_types::date_time::Format::DateTime).ok()
 }
 
 #[cfg(test)]

@@ -1051,7 +1051,10 @@ fn webhook_delivery_check(
     if let Some(at) = failed.and_then(|f| f.recovered_at_ms) {
         return checks.warn_only(
             Layer::WebhookDelivery,
-            format!("{logged}; recovered at {}: a later delivery got through", stamp(at)),
+            format!(
+                "{logged}; recovered at {}: a later delivery got through",
+                crate::timestamp::to_second(at).unwrap_or_else(|| "-".into())
+            ),
         );
     }
     let log_fix = |f: &logs::WebhookFailures| match f.last_status {
@@ -1082,7 +1085,7 @@ fn webhook_delivery_check(
                 Layer::WebhookDelivery,
                 format!(
                     "{logged}; recovered at {}: a probe to {} got {status} in {ms} ms",
-                    stamp(crate::aws::logs::now_ms()),
+                    crate::timestamp::to_second(crate::aws::logs::now_ms()).unwrap_or_else(|| "-".into()),
                     answer.target.as_deref().unwrap_or("")
                 ),
             ),
@@ -1099,11 +1102,6 @@ fn webhook_delivery_check(
             None => checks.error(Layer::WebhookDelivery, &err),
         },
     }
-}
-
-/// A time (ms since the Unix epoch) as RFC 3339 UTC.
-fn stamp(ms: i64) -> String {
-    guard::conflicts::stamp(ms).unwrap_or_else(|| "-".into())
 }
 
 fn isolation_layer(checks: &mut Checks<'_>, config: &Config, env: &Environment, everyone: &[Result<EnvFacts>]) {

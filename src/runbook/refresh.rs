@@ -62,7 +62,7 @@ pub async fn first_refresh(aws: &Aws, env: &Environment, since_ms: i64) -> Resul
 
 /// The error connect ends with when the log shows the notification on an image that ignores it.
 pub fn failed_scan(name: &str, again: &str, line: &LogLine, version: &str) -> Error {
-    let at = crate::guard::conflicts::stamp(line.timestamp_ms).unwrap_or_else(|| "-".into());
+    let at = crate::timestamp::to_second(line.timestamp_ms).unwrap_or_else(|| "-".into());
     Error::Unavailable {
         message: format!(
             "{name} was not linked: a scan failed at {at} (the phone says \"Couldn't link device\"): WhatsApp answered it with companion_reg_refresh, retiring the pairing secret, and the image's Baileys {} ignores that, so every code it shows fails the same way; the watch was ended",

@@ -10,10 +10,12 @@ use serde_json::{Value, json};
 const FIX: &str = "activate it once for its database: sign in at the manager's /manager/login on the service's URL, or redeem an authorization code with GET /license/activate?code=CODE, or give the task AUTHENTICATION_API_KEY set to a licensing key or (2.4.0-rc2) EVOLUTION_OPERATOR_EMAIL for headless activation and replace the task; GET /license/status then says active (https://docs.evolutionfoundation.com.br/licensing), and `evoctl doctor production` checks it";
 
 /// doctor's `evolution` evidence on the stand-in as 2.4.0-rc2 (its image ships Baileys rc.9).
-const EVOLUTION_2_4: &str = concat!(
-    "Evolution API 2.4.0 (client evolution_production), WhatsApp Web 2.3000.1027934701",
-    "; Baileys 7.0.0-rc.9 ignores companion_reg_refresh (no release handles it; fix: Baileys PR #2765): a code used after WhatsApp rotates the pairing secret fails on the phone; use each code at once, or a patched image"
-);
+fn evolution_2_4() -> String {
+    format!(
+        "Evolution API 2.4.0 (client evolution_production), WhatsApp Web 2.3000.1027934701{}",
+        crate::pairing::UNPATCHED_EVIDENCE
+    )
+}
 
 fn check<'a>(report: &'a Value, layer: &str) -> &'a Value {
     report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == layer).unwrap()
@@ -51,7 +53,7 @@ fn unlicensed_2_4_is_one_clear_error_naming_the_activation() {
     let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let report = json_stdout(&output);
-    assert_eq!(check(&report, "evolution")["evidence"], EVOLUTION_2_4);
+    assert_eq!(check(&report, "evolution")["evidence"], evolution_2_4());
     let key = check(&report, "api-key");
     assert_eq!(key["status"], "FAIL", "{key}");
     assert!(key["evidence"].as_str().unwrap().contains("503 LICENSE_REQUIRED"), "{key}");
@@ -96,7 +98,7 @@ fn activated_2_4_works_as_2_3_7() {
     assert!(text(&output.stdout).starts_with("open\n"), "{}", text(&output.stdout));
     let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
     let report = json_stdout(&output);
-    assert_eq!(check(&report, "evolution")["evidence"], EVOLUTION_2_4);
+    assert_eq!(check(&report, "evolution")["evidence"], evolution_2_4());
     assert_eq!(check(&report, "api-key")["status"], "OK");
 }
 
