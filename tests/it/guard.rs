@@ -378,6 +378,8 @@ const MUTATING: &[(&[&str], Refusal)] = &[
     (&["webhook", "set", "production"], Refusal::TwoTasks),
     (&["scale", "production", "--apply"], Refusal::Plan),
     (&["enforce", "--apply"], Refusal::Plan),
+    (&["redeploy", "production", "--yes"], Refusal::TwoTasks),
+    (&["api", "production", "POST", "/instance/restart/alinhou-production"], Refusal::TwoTasks),
 ];
 
 /// The headline claim: while a replaced production task is still draining beside the running
@@ -434,7 +436,7 @@ fn a_draining_task_beside_the_running_one_makes_every_mutating_command_refuse() 
                 .journal()
                 .into_iter()
                 .filter(|e| {
-                    ["RegisterScalableTarget", "UpdateService", "ExecuteCommand"]
+                    ["RegisterScalableTarget", "UpdateService", "ExecuteCommand", "StopTask"]
                         .contains(&e["action"].as_str().unwrap())
                 })
                 .collect();
