@@ -6,8 +6,7 @@
 //! the remote process is gone and its session terminated.
 
 use crate::ending::{assert_ended, finish, running_session, sessions};
-use crate::support::{Lab, json_stdout, text};
-use serde_json::Value;
+use crate::support::{Lab, check, json_stdout, text};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -30,10 +29,6 @@ fn waited_blurred(text: &str) -> String {
         assert!((6..15).contains(&waited), "waited {waited} s: {text}");
     }
     pattern.replace(text, "has not answered $1 in N s").into_owned()
-}
-
-fn check<'a>(report: &'a Value, layer: &str) -> &'a Value {
-    report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == layer).unwrap()
 }
 
 /// Every session evoctl opened has ended: its process is gone and it was terminated.

@@ -4,7 +4,7 @@
 //! work as on 2.3.7.
 
 use crate::evolution::call_in_container;
-use crate::support::{Lab, json_stdout, text};
+use crate::support::{Lab, check, json_stdout, text};
 use serde_json::{Value, json};
 
 const FIX: &str = "activate it once for its database: sign in at the manager's /manager/login on the service's URL, or redeem an authorization code with GET /license/activate?code=CODE, or give the task AUTHENTICATION_API_KEY set to a licensing key or (2.4.0-rc2) EVOLUTION_OPERATOR_EMAIL for headless activation and replace the task; GET /license/status then says active (https://docs.evolutionfoundation.com.br/licensing), and `evoctl doctor production` checks it";
@@ -14,10 +14,6 @@ const EVOLUTION_2_4: &str = concat!(
     "Evolution API 2.4.0 (client evolution_production), WhatsApp Web 2.3000.1027934701",
     "; Baileys 7.0.0-rc.9 ignores companion_reg_refresh (no release handles it; fix: Baileys PR #2765): a code used after WhatsApp rotates the pairing secret fails on the phone; use each code at once, or a patched image"
 );
-
-fn check<'a>(report: &'a Value, layer: &str) -> &'a Value {
-    report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == layer).unwrap()
-}
 
 /// The licence identity the server reports (`GET /license/status`, not gated).
 fn identity(lab: &Lab) -> String {

@@ -2,7 +2,7 @@
 //! `session-persistence` audit rule, and `evoctl redeploy` against the lab, whose stand-in tasks
 //! keep Signal keys where their settings put them (the task's disk, Redis, an EFS volume).
 
-use crate::support::{Lab, in_parallel, json_stdout, text, wait_until};
+use crate::support::{Lab, check, in_parallel, json_stdout, text, wait_until};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -213,9 +213,6 @@ fn scale_warns_before_it_starts_a_protected_task_whose_keys_would_be_lost() {
 
 #[test]
 fn doctor_says_where_the_keys_live_and_reads_the_volume_from_inside_the_task() {
-    let check = |report: &Value, layer: &str| {
-        report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == layer).unwrap().clone()
-    };
     in_parallel(&["efs-keys", "ephemeral-keys", "seed"], 3, |scenario| {
         let lab = Lab::start(scenario);
         lab.wait_settled();

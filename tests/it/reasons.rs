@@ -4,7 +4,7 @@
 //! other call, its answer scrubbed. The lab writes the row's disconnection columns only where
 //! 2.3.7 does (a close it does not reconnect: the device removed, 401).
 
-use crate::support::{Lab, json_stdout, text, wait_until};
+use crate::support::{Lab, check, json_stdout, text, wait_until};
 use serde_json::json;
 use std::time::Duration;
 
@@ -112,7 +112,7 @@ fn a_removed_device_is_401_in_the_row_and_needs_a_new_link() {
     // doctor's instance-health layer says the same.
     let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
     let report = json_stdout(&output);
-    let health = report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == "instance-health").unwrap().clone();
+    let health = check(&report, "instance-health");
     assert_eq!(health["status"], "WARN", "{health}");
     let evidence = health["evidence"].as_str().unwrap();
     assert!(

@@ -373,6 +373,13 @@ pub fn json_stdout(output: &std::process::Output) -> Value {
     })
 }
 
+/// The check of one `layer` in a `doctor --output json` report (`status`, `evidence`, `fix`);
+/// panics naming the layer when the report has none.
+pub fn check(report: &Value, layer: &str) -> Value {
+    let checks = report["checks"].as_array().unwrap_or_else(|| panic!("no checks in: {report}"));
+    checks.iter().find(|c| c["layer"] == layer).cloned().unwrap_or_else(|| panic!("no {layer} layer in: {report}"))
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
