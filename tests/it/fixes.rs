@@ -6,9 +6,10 @@
 //! it does: the task is STOPPED, and the next `audit` has no `live-tasks` finding.
 
 use crate::evolution::call_in_container;
-use crate::support::{Lab, in_parallel, json_stdout, text};
+use crate::support::{Lab, in_parallel, json_stdout, text, wait_until};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// The `evoctl` commands in a fix: each backquoted `evoctl …`, or the fix itself when it is one.
 fn commands_in(fix: &str) -> Vec<Vec<String>> {
@@ -212,7 +213,13 @@ fn every_printed_fix_does_what_it_says_or_says_why_not_and_none_leads_back() {
         match setup {
             Setup::None => {}
             Setup::LinkedWithAMessage => {
-                lab.link_production();
+                // The lab's phone scans the code 300 ms after create shows it: wait for that scan
+                // (a scan of our own could come after it, for a code no longer shown).
+                let output = lab.evoctl().args(["instance", "create", "production"]).output().unwrap();
+                assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+                wait_until(Duration::from_secs(30), "the phone to link production", || {
+                    (lab.evolution_instance("alinhou-production")["state"] == "open").then_some(())
+                });
                 lab.control("POST", "/phone/message", Some(&json!({"instance": "alinhou-production", "text": "oi"})));
             }
             Setup::CreatedClose => {
