@@ -137,10 +137,7 @@ impl Runner<'_> {
         match words.as_slice() {
             // `task stop ENV ID` ended that task: the lab has it STOPPED, stopped by its user.
             ["task", "stop", _, id, ..] => {
-                let state = self.lab.control("GET", "/state", None);
-                let task =
-                    state["tasks"].as_array().unwrap().iter().find(|t| t["taskArn"].as_str().unwrap().ends_with(id));
-                let task = task.unwrap_or_else(|| panic!("{}: no task {id} in the lab", self.scenario));
+                let task = self.lab.task(id);
                 assert_eq!(
                     (&task["lastStatus"], &task["stopCode"]),
                     (&json!("STOPPED"), &json!("UserInitiated")),
@@ -298,10 +295,7 @@ fn every_printed_fix_does_what_it_says_or_says_why_not_and_none_leads_back() {
         let expected: BTreeSet<String> = expected.iter().map(|c| c.to_string()).collect();
         assert_eq!(commands, expected, "{scenario} ({setup:?}): {:?}", runner.log);
         if *scenario == "conflict-loop" {
-            let state = lab.control("GET", "/state", None);
-            let kept =
-                state["tasks"].as_array().unwrap().iter().find(|t| t["taskArn"].as_str().unwrap().ends_with(&live[0]));
-            assert_eq!(kept.map(|t| &t["lastStatus"]), Some(&json!("RUNNING")), "the longest-running task is kept");
+            assert_eq!(lab.task(&live[0])["lastStatus"], "RUNNING", "the longest-running task is kept");
             let audit = json_stdout(&lab.evoctl().args(["--output", "json", "audit"]).output().unwrap());
             let rules: Vec<&str> =
                 audit["findings"].as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap()).collect();
