@@ -2,8 +2,9 @@
 //! the oracle), the refusals (another environment's task, a protected environment's only live
 //! task) that change nothing, and the wait that ends at STOPPED or at `--timeout`.
 
-use crate::support::{Lab, json_stdout, text};
+use crate::support::{Lab, json_stdout, text, wait_until};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 /// The StopTask calls the lab answered.
 fn stops(lab: &Lab) -> Vec<Value> {
@@ -138,12 +139,25 @@ fn a_protected_environments_only_task_needs_yes_and_another_environments_task_is
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout), format!("task {only} of production is STOPPED (evoctl task stop production)\n"));
     assert_eq!(lab.task(&only)["stoppedReason"], "evoctl task stop production");
-    let created: Vec<Value> = lab
-        .timeline()
-        .into_iter()
-        .filter(|e| e["task_id"] != json!(only) && e["cluster"] == "alinhou-production")
-        .collect();
-    assert!(!created.is_empty(), "ECS started a replacement");
+    // ECS starts one replacement: once every other live task of the service is RUNNING, there
+    // is exactly one.
+    let others = wait_until(Duration::from_secs(20), "the service's replacement task to be RUNNING", || {
+        let state = lab.control("GET", "/state", None);
+        let others: Vec<Value> = state["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| {
+                t["clusterArn"].as_str().unwrap().ends_with(":cluster/alinhou-production")
+                    && t["group"] == "service:EvolutionService"
+                    && !t["taskArn"].as_str().unwrap().ends_with(&only)
+                    && t["lastStatus"] != "STOPPED"
+            })
+            .cloned()
+            .collect();
+        (!others.is_empty() && others.iter().all(|t| t["lastStatus"] == "RUNNING")).then_some(others)
+    });
+    assert_eq!(others.len(), 1, "{others:#?}");
 }
 
 #[test]
