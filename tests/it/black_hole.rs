@@ -5,6 +5,7 @@
 //! without waiting for `GET /`; nothing runs past its `--timeout`; and whatever ended the wait,
 //! the remote process is gone and its session terminated.
 
+use crate::connect::BAILEYS_WARNING;
 use crate::ending::{assert_ended, finish, running_session, sessions};
 use crate::support::{Lab, check, json_stdout, text};
 use std::process::Stdio;
@@ -29,6 +30,15 @@ fn waited_blurred(text: &str) -> String {
         assert!((6..15).contains(&waited), "waited {waited} s: {text}");
     }
     pattern.replace(text, "has not answered $1 in N s").into_owned()
+}
+
+/// What connect says on stderr before it reaches Evolution, waiting up to `timeout` seconds.
+fn connect_notes(lab: &Lab, timeout: u64) -> String {
+    format!(
+        "preflight ok: production is the only live environment on its number; task {} (exec agent RUNNING)\n\
+         waiting for alinhou-production to be linked (up to {timeout} s)…\n",
+        lab.first_task_id()
+    )
 }
 
 /// Every session evoctl opened has ended: its process is gone and it was terminated.
@@ -127,7 +137,14 @@ fn the_timeout_bounds_connect_while_a_call_hangs() {
     assert_eq!(output.status.code(), Some(7), "{}", text(&output.stderr));
     // --timeout, plus the second the session may take to end.
     assert!(took < Duration::from_secs(5) + Duration::from_millis(500), "connect --timeout 4s took {took:?}");
-    assert!(text(&output.stderr).contains("alinhou-production was not linked within 4 s"), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "{}{BAILEYS_WARNING}error: alinhou-production was not linked within 4 s (0 QR(s) shown); it is left waiting for a scan\n  \
+             fix: run `evoctl connect production` again and scan the new QR\n",
+            connect_notes(&lab, 4)
+        )
+    );
     all_ended(&lab);
 }
 
@@ -147,6 +164,10 @@ fn ctrl_c_while_create_hangs_ends_the_remote_call() {
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     let (code, _, stderr) = finish(child, Duration::from_secs(10));
     assert_eq!(code, Some(130), "{stderr}");
-    assert!(stderr.contains("interrupted: alinhou-production is not linked"), "{stderr}");
+    // The signal lands once the session runs: before or after it has said the image's Baileys.
+    let interrupted = "interrupted: alinhou-production is not linked (state unknown); the watch in the container was ended and nothing else was changed. Run `evoctl connect production` again to continue\n";
+    let notes = connect_notes(&lab, 60);
+    let said = [format!("{notes}{interrupted}"), format!("{notes}{BAILEYS_WARNING}{interrupted}")];
+    assert!(said.contains(&stderr), "{stderr}");
     assert_ended(&lab, &session);
 }
