@@ -207,6 +207,35 @@ fn connect_notes(lab: &Lab, timeout: u64) -> String {
     )
 }
 
+/// What a terminal of 80×24 says instead of QR `count` (35 rows): the PNG to scan.
+fn too_big(count: u64, png: &Path) -> String {
+    format!(
+        "QR {count} of 30 needs a terminal of 69×37 characters and this one is 80×24: not drawn here; scan {} instead, or enlarge the terminal",
+        png.display()
+    )
+}
+
+/// The PNG the screen's last line names instead of QR `count` (`too_big`): a temporary
+/// `evoctl-qr-*.png` in the lab's dir (its TMPDIR), mode 0600.
+fn png_named_instead(lab: &Lab, screen: &Screen, count: u64) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let text = screen.text();
+    let said = text.trim_end().lines().last().unwrap_or_default();
+    let png = said
+        .split_once("; scan ")
+        .and_then(|(_, rest)| rest.rsplit_once(" instead, "))
+        .map(|(path, _)| PathBuf::from(path))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(said, too_big(count, &png), "{text}");
+    let name = png.file_name().unwrap().to_str().unwrap();
+    assert!(
+        png.parent() == Some(lab.dir.path()) && name.starts_with("evoctl-qr-") && name.ends_with(".png"),
+        "{png:?}"
+    );
+    assert_eq!(std::fs::metadata(&png).unwrap().permissions().mode() & 0o777, 0o600);
+    png
+}
+
 fn assert_summary(stdout: &str) {
     let rest = stdout.strip_prefix("linked 5511987654321 to alinhou-production\nenv:      production\ntask:     ");
     assert!(rest.is_some_and(|rest| rest.contains("\nwebhook:  unchanged\ntime:     ")), "{stdout}");
@@ -354,7 +383,6 @@ fn the_pairing_flow_shows_the_code_and_speaks_of_codes() {
 /// that file is named instead and no temporary file is made.
 #[test]
 fn a_qr_too_big_for_the_terminal_is_not_drawn_but_written_to_a_png() {
-    use std::os::unix::fs::PermissionsExt;
     let lab = Lab::start_with("seed", &["--auto-scan-after-ms", "3000"]);
     lab.wait_settled();
     let out = lab.dir.path().join("out.txt");
@@ -369,18 +397,7 @@ fn a_qr_too_big_for_the_terminal_is_not_drawn_but_written_to_a_png() {
     let raw = screen.raw();
     assert!(!raw.contains('▀') && !raw.contains('▄') && !raw.contains('█'), "a QR was drawn: {raw}");
     assert!(screen.qr_rows().is_empty());
-    let text = screen.text();
-    let said = text.trim_end().lines().last().unwrap();
-    let prefix = "QR 1 of 30 needs a terminal of 69×37 characters and this one is 80×24: not drawn here; scan ";
-    let suffix = " instead, or enlarge the terminal";
-    assert!(said.starts_with(prefix) && said.ends_with(suffix), "{text}");
-    let png = PathBuf::from(&said[prefix.len()..said.len() - suffix.len()]);
-    let name = png.file_name().unwrap().to_str().unwrap();
-    assert!(
-        png.parent() == Some(lab.dir.path()) && name.starts_with("evoctl-qr-") && name.ends_with(".png"),
-        "{png:?}"
-    );
-    assert_eq!(std::fs::metadata(&png).unwrap().permissions().mode() & 0o777, 0o600);
+    let png = png_named_instead(&lab, &screen, 1);
     let scanned = lab.evolution_instance("alinhou-production")["scanned_code"].as_str().unwrap().to_owned();
     assert_eq!(zbar_decode(&png), scanned);
     assert_summary(&std::fs::read_to_string(&out).unwrap());
@@ -397,7 +414,7 @@ fn a_qr_too_big_for_the_terminal_is_not_drawn_but_written_to_a_png() {
     );
     assert_eq!(screen.finish(), Some(0), "{}", screen.text());
     let text = screen.text();
-    assert!(text.contains(&format!("\n{prefix}{}{suffix}\n", given.display())), "{text}");
+    assert!(text.contains(&format!("\n{}\n", too_big(1, &given))), "{text}");
     assert!(!screen.raw().contains('▀'));
     let made: Vec<_> = std::fs::read_dir(lab.dir.path())
         .unwrap()
@@ -486,7 +503,10 @@ fn instance_connect_shows_its_code_the_same_way() {
     );
     assert_eq!(screen.finish(), Some(0), "{}", screen.text());
     assert!(!screen.raw().contains('▀'), "a QR was drawn at 80×24: {}", screen.raw());
-    assert!(screen.text().contains(": not drawn here; scan "), "{}", screen.text());
+    let count = lab.evolution_instance("alinhou-production")["qr"]["count"].as_u64().expect("a QR count");
+    let png = png_named_instead(&lab, &screen, count);
+    assert_eq!(screen.text().trim_end(), too_big(count, &png), "the screen holds only that line");
+    assert_eq!(zbar_decode(&png), code_of(&lab));
 
     let output = lab.evoctl().args(["--output", "json", "instance", "connect", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
