@@ -192,6 +192,20 @@ fn code_of(lab: &Lab) -> String {
     lab.evolution_instance("alinhou-production")["qr"]["code"].as_str().expect("a QR is shown").to_owned()
 }
 
+/// The seed lab started with `args`, every task RUNNING with its agent.
+fn seed(args: &[&str]) -> Lab {
+    let lab = Lab::start_with("seed", args);
+    lab.wait_settled();
+    lab
+}
+
+/// The event line `--output json` writes for code `count` of production's instance (`kind`:
+/// `qr` or `pairing_code`; no PNG).
+fn code_event(kind: &str, code: &str, count: u64) -> Value {
+    json!({"schema": "evoctl.connect.event/v1", "kind": kind, "env": "production",
+           "instance": "alinhou-production", "code": code, "count": count, "limit": 30, "png": null})
+}
+
 /// The one JSON document a file holds (anything after it fails the parse).
 fn json_file(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -246,8 +260,7 @@ fn assert_summary(stdout: &str) {
 /// NO_COLOR too) is on the screen with its event line, the file holds only the document.
 #[test]
 fn json_output_leaves_the_qr_on_the_screen_and_only_the_document_on_stdout() {
-    let lab = Lab::start_with("seed", &["--auto-scan-after-ms", "3000"]);
-    lab.wait_settled();
+    let lab = seed(&["--auto-scan-after-ms", "3000"]);
     let out = lab.dir.path().join("out.json");
     let mut screen = Screen::start(
         &lab,
@@ -260,8 +273,7 @@ fn json_output_leaves_the_qr_on_the_screen_and_only_the_document_on_stdout() {
     let code = code_of(&lab);
     assert_eq!(screen.qr(&lab.dir.path().join("screen.png")).as_deref(), Some(code.as_str()));
     assert_eq!(screen.finish(), Some(0), "{}", screen.text());
-    let event = json!({"schema": "evoctl.connect.event/v1", "kind": "qr", "env": "production",
-                       "instance": "alinhou-production", "code": code, "count": 1, "limit": 30, "png": null});
+    let event = code_event("qr", &code, 1);
     assert!(screen.raw().contains(&format!("{event}\r\n")), "{}", screen.raw());
     let report = json_file(&out);
     assert_eq!(report["schema"], "evoctl.connect/v1");
@@ -274,8 +286,7 @@ fn json_output_leaves_the_qr_on_the_screen_and_only_the_document_on_stdout() {
 /// the files hold the summary and the notes, no QR rows.
 #[test]
 fn redirected_output_still_shows_the_qr_on_the_controlling_terminal() {
-    let lab = Lab::start_with("seed", &["--auto-scan-after-ms", "3000"]);
-    lab.wait_settled();
+    let lab = seed(&["--auto-scan-after-ms", "3000"]);
     let (out, err) = (lab.dir.path().join("out.txt"), lab.dir.path().join("err.txt"));
     let mut screen = Screen::start(
         &lab,
@@ -297,8 +308,7 @@ fn redirected_output_still_shows_the_qr_on_the_controlling_terminal() {
 /// lines written below it meanwhile (the event lines of `--output json`) are kept above it.
 #[test]
 fn a_rotated_qr_replaces_the_last_one_in_place() {
-    let lab = Lab::start_with("seed", &["--qr-rotate-ms", "2000", "--auto-scan-after-ms", "3000"]);
-    lab.wait_settled();
+    let lab = seed(&["--qr-rotate-ms", "2000", "--auto-scan-after-ms", "3000"]);
     let out = lab.dir.path().join("out.txt");
     let mut screen = Screen::start(
         &lab,
@@ -323,8 +333,7 @@ fn a_rotated_qr_replaces_the_last_one_in_place() {
 
     // With --output json the second event line comes below the first QR; it is written again
     // above the second.
-    let lab = Lab::start_with("seed", &["--qr-rotate-ms", "2000", "--auto-scan-after-ms", "3000"]);
-    lab.wait_settled();
+    let lab = seed(&["--qr-rotate-ms", "2000", "--auto-scan-after-ms", "3000"]);
     let out = lab.dir.path().join("out.json");
     let mut screen = Screen::start(
         &lab,
@@ -335,11 +344,7 @@ fn a_rotated_qr_replaces_the_last_one_in_place() {
     );
     assert_eq!(screen.finish(), Some(0), "{}", screen.text());
     let codes = lab.evolution_instance("alinhou-production")["issued_codes"].clone();
-    let event = |n: usize| {
-        json!({"schema": "evoctl.connect.event/v1", "kind": "qr", "env": "production",
-               "instance": "alinhou-production", "code": codes[n - 1], "count": n, "limit": 30, "png": null})
-        .to_string()
-    };
+    let event = |n: usize| code_event("qr", codes[n - 1].as_str().expect("an issued code"), n as u64).to_string();
     let qr_rows = screen.qr_rows();
     let (top, bottom) = (qr_rows[0], *qr_rows.last().unwrap());
     let above = screen.lines_in(0, top).join("\n");
@@ -353,8 +358,7 @@ fn a_rotated_qr_replaces_the_last_one_in_place() {
 /// end (its timeout and fix).
 #[test]
 fn the_pairing_flow_shows_the_code_and_speaks_of_codes() {
-    let lab = Lab::start("seed");
-    lab.wait_settled();
+    let lab = seed(&[]);
     let out = lab.dir.path().join("out.txt");
     let mut screen = Screen::start(
         &lab,
@@ -383,8 +387,7 @@ fn the_pairing_flow_shows_the_code_and_speaks_of_codes() {
 /// that file is named instead and no temporary file is made.
 #[test]
 fn a_qr_too_big_for_the_terminal_is_not_drawn_but_written_to_a_png() {
-    let lab = Lab::start_with("seed", &["--auto-scan-after-ms", "3000"]);
-    lab.wait_settled();
+    let lab = seed(&["--auto-scan-after-ms", "3000"]);
     let out = lab.dir.path().join("out.txt");
     let mut screen = Screen::start(
         &lab,
@@ -402,8 +405,7 @@ fn a_qr_too_big_for_the_terminal_is_not_drawn_but_written_to_a_png() {
     assert_eq!(zbar_decode(&png), scanned);
     assert_summary(&std::fs::read_to_string(&out).unwrap());
 
-    let lab = Lab::start_with("seed", &["--auto-scan-after-ms", "3000"]);
-    lab.wait_settled();
+    let lab = seed(&["--auto-scan-after-ms", "3000"]);
     let given = lab.dir.path().join("given.png");
     let mut screen = Screen::start(
         &lab,
@@ -430,14 +432,12 @@ fn a_qr_too_big_for_the_terminal_is_not_drawn_but_written_to_a_png() {
 /// the hint, and with `--output json` as its event line too; stdout holds only the document.
 #[test]
 fn with_no_terminal_the_code_is_text_on_stderr() {
-    let lab = Lab::start_with("seed", &["--auto-scan-after-ms", "2000"]);
-    lab.wait_settled();
+    let lab = seed(&["--auto-scan-after-ms", "2000"]);
     let output =
         lab.evoctl().args(["--output", "json", "connect", "production", "--stable-for", "1s"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let code = lab.evolution_instance("alinhou-production")["scanned_code"].as_str().unwrap().to_owned();
-    let event = json!({"schema": "evoctl.connect.event/v1", "kind": "qr", "env": "production",
-                       "instance": "alinhou-production", "code": code, "count": 1, "limit": 30, "png": null});
+    let event = code_event("qr", &code, 1);
     assert_eq!(
         text(&output.stderr),
         format!(
@@ -449,8 +449,7 @@ fn with_no_terminal_the_code_is_text_on_stderr() {
     assert_eq!((report["schema"].as_str(), report["qr_shown"].as_u64()), (Some("evoctl.connect/v1"), Some(1)));
 
     // The pairing variant: the pairing code as text, the event of kind pairing_code.
-    let lab = Lab::start("seed");
-    lab.wait_settled();
+    let lab = seed(&[]);
     let output = lab
         .evoctl()
         .args(["--output", "json", "connect", "production", "--pairing-number", "5511987654321", "--timeout", "3s"])
@@ -458,8 +457,7 @@ fn with_no_terminal_the_code_is_text_on_stderr() {
         .unwrap();
     assert_eq!(output.status.code(), Some(7), "{}", text(&output.stderr));
     let pairing = lab.evolution_instance("alinhou-production")["qr"]["pairingCode"].as_str().unwrap().to_owned();
-    let event = json!({"schema": "evoctl.connect.event/v1", "kind": "pairing_code", "env": "production",
-                       "instance": "alinhou-production", "code": pairing, "count": 1, "limit": 30, "png": null});
+    let event = code_event("pairing_code", &pairing, 1);
     let stderr = text(&output.stderr);
     assert!(
         stderr.starts_with(&format!(
@@ -476,8 +474,7 @@ fn with_no_terminal_the_code_is_text_on_stderr() {
 /// stays empty), as text and an event line without one.
 #[test]
 fn instance_connect_shows_its_code_the_same_way() {
-    let lab = Lab::start("seed");
-    lab.wait_settled();
+    let lab = seed(&[]);
     let created = lab.evoctl().args(["instance", "create", "production"]).output().unwrap();
     assert_eq!(created.status.code(), Some(0), "{}", text(&created.stderr));
     let out = lab.dir.path().join("out.txt");
@@ -513,8 +510,7 @@ fn instance_connect_shows_its_code_the_same_way() {
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     let code = report["code"].as_str().unwrap();
     let count = report["count"].as_u64().unwrap();
-    let event = json!({"schema": "evoctl.connect.event/v1", "kind": "qr", "env": "production",
-                       "instance": "alinhou-production", "code": code, "count": count, "limit": 30, "png": null});
+    let event = code_event("qr", code, count);
     assert_eq!(
         text(&output.stderr),
         format!(
