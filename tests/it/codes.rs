@@ -192,6 +192,20 @@ fn code_of(lab: &Lab) -> String {
     lab.evolution_instance("alinhou-production")["qr"]["code"].as_str().expect("a QR is shown").to_owned()
 }
 
+/// The seed lab started with `args`, every task RUNNING with its agent.
+fn seed(args: &[&str]) -> Lab {
+    let lab = Lab::start_with("seed", args);
+    lab.wait_settled();
+    lab
+}
+
+/// The event line `--output json` writes for code `count` of production's instance (`kind`:
+/// `qr` or `pairing_code`; no PNG).
+fn code_event(kind: &str, code: &str, count: u64) -> Value {
+    json!({"schema": "evoctl.connect.event/v1", "kind": kind, "env": "production",
+           "instance": "alinhou-production", "code": code, "count": count, "limit": 30, "png": null})
+}
+
 /// The one JSON document a file holds (anything after it fails the parse).
 fn json_file(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -207,6 +221,35 @@ fn connect_notes(lab: &Lab, timeout: u64) -> String {
     )
 }
 
+/// What a terminal of 80×24 says instead of QR `count` (35 rows): the PNG to scan.
+fn too_big(count: u64, png: &Path) -> String {
+    format!(
+        "QR {count} of 30 needs a terminal of 69×37 characters and this one is 80×24: not drawn here; scan {} instead, or enlarge the terminal",
+        png.display()
+    )
+}
+
+/// The PNG the screen's last line names instead of QR `count` (`too_big`): a temporary
+/// `evoctl-qr-*.png` in the lab's dir (its TMPDIR), mode 0600.
+fn png_named_instead(lab: &Lab, screen: &Screen, count: u64) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let text = screen.text();
+    let said = text.trim_end().lines().last().unwrap_or_default();
+    let png = said
+        .split_once("; scan ")
+        .and_then(|(_, rest)| rest.rsplit_once(" instead, "))
+        .map(|(path, _)| PathBuf::from(path))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(said, too_big(count, &png), "{text}");
+    let name = png.file_name().unwrap().to_str().unwrap();
+    assert!(
+        png.parent() == Some(lab.dir.path()) && name.starts_with("evoctl-qr-") && name.ends_with(".png"),
+        "{png:?}"
+    );
+    assert_eq!(std::fs::metadata(&png).unwrap().permissions().mode() & 0o777, 0o600);
+    png
+}
+
 fn assert_summary(stdout: &str) {
     let rest = stdout.strip_prefix("linked 5511987654321 to alinhou-production\nenv:      production\ntask:     ");
     assert!(rest.is_some_and(|rest| rest.contains("\nwebhook:  unchanged\ntime:     ")), "{stdout}");
@@ -217,8 +260,7 @@ fn assert_summary(stdout: &str) {
 /// NO_COLOR too) is on the screen with its event line, the file holds only the document.
 #[test]
 fn json_output_leaves_the_qr_on_the_screen_and_only_the_document_on_stdout() {
-    let lab = Lab::start_with("seed", &["--auto-scan-after-ms", "3000"]);
-    lab.wait_settled();
+    let lab = seed(&["--auto-scan-after-ms", "3000"]);
     let out = lab.dir.path().join("out.json");
     let mut screen = Screen::start(
         &lab,
@@ -231,8 +273,7 @@ fn json_output_leaves_the_qr_on_the_screen_and_only_the_document_on_stdout() {
     let code = code_of(&lab);
     assert_eq!(screen.qr(&lab.dir.path().join("screen.png")).as_deref(), Some(code.as_str()));
     assert_eq!(screen.finish(), Some(0), "{}", screen.text());
-    let event = json!({"schema": "evoctl.connect.event/v1", "kind": "qr", "env": "production",
-                       "instance": "alinhou-production", "code": code, "count": 1, "limit": 30, "png": null});
+    let event = code_event("qr", &code, 1);
     assert!(screen.raw().contains(&format!("{event}\r\n")), "{}", screen.raw());
     let report = json_file(&out);
     assert_eq!(report["schema"], "evoctl.connect/v1");
@@ -245,8 +286,7 @@ fn json_output_leaves_the_qr_on_the_screen_and_only_the_document_on_stdout() {
 /// the files hold the summary and the notes, no QR rows.
 #[test]
 fn redirected_output_still_shows_the_qr_on_the_controlling_terminal() {
-    let lab = Lab::start_with("seed", &["--auto-scan-after-ms", "3000"]);
-    lab.wait_settled();
+    let lab = seed(&["--auto-scan-after-ms", "3000"]);
     let (out, err) = (lab.dir.path().join("out.txt"), lab.dir.path().join("err.txt"));
     let mut screen = Screen::start(
         &lab,
@@ -268,8 +308,7 @@ fn redirected_output_still_shows_the_qr_on_the_controlling_terminal() {
 /// lines written below it meanwhile (the event lines of `--output json`) are kept above it.
 #[test]
 fn a_rotated_qr_replaces_the_last_one_in_place() {
-    let lab = Lab::start_with("seed", &["--qr-rotate-ms", "2000", "--auto-scan-after-ms", "3000"]);
-    lab.wait_settled();
+    let lab = seed(&["--qr-rotate-ms", "2000", "--auto-scan-after-ms", "3000"]);
     let out = lab.dir.path().join("out.txt");
     let mut screen = Screen::start(
         &lab,
@@ -294,8 +333,7 @@ fn a_rotated_qr_replaces_the_last_one_in_place() {
 
     // With --output json the second event line comes below the first QR; it is written again
     // above the second.
-    let lab = Lab::start_with("seed", &["--qr-rotate-ms", "2000", "--auto-scan-after-ms", "3000"]);
-    lab.wait_settled();
+    let lab = seed(&["--qr-rotate-ms", "2000", "--auto-scan-after-ms", "3000"]);
     let out = lab.dir.path().join("out.json");
     let mut screen = Screen::start(
         &lab,
@@ -306,11 +344,7 @@ fn a_rotated_qr_replaces_the_last_one_in_place() {
     );
     assert_eq!(screen.finish(), Some(0), "{}", screen.text());
     let codes = lab.evolution_instance("alinhou-production")["issued_codes"].clone();
-    let event = |n: usize| {
-        json!({"schema": "evoctl.connect.event/v1", "kind": "qr", "env": "production",
-               "instance": "alinhou-production", "code": codes[n - 1], "count": n, "limit": 30, "png": null})
-        .to_string()
-    };
+    let event = |n: usize| code_event("qr", codes[n - 1].as_str().expect("an issued code"), n as u64).to_string();
     let qr_rows = screen.qr_rows();
     let (top, bottom) = (qr_rows[0], *qr_rows.last().unwrap());
     let above = screen.lines_in(0, top).join("\n");
@@ -324,8 +358,7 @@ fn a_rotated_qr_replaces_the_last_one_in_place() {
 /// end (its timeout and fix).
 #[test]
 fn the_pairing_flow_shows_the_code_and_speaks_of_codes() {
-    let lab = Lab::start("seed");
-    lab.wait_settled();
+    let lab = seed(&[]);
     let out = lab.dir.path().join("out.txt");
     let mut screen = Screen::start(
         &lab,
@@ -354,9 +387,7 @@ fn the_pairing_flow_shows_the_code_and_speaks_of_codes() {
 /// that file is named instead and no temporary file is made.
 #[test]
 fn a_qr_too_big_for_the_terminal_is_not_drawn_but_written_to_a_png() {
-    use std::os::unix::fs::PermissionsExt;
-    let lab = Lab::start_with("seed", &["--auto-scan-after-ms", "3000"]);
-    lab.wait_settled();
+    let lab = seed(&["--auto-scan-after-ms", "3000"]);
     let out = lab.dir.path().join("out.txt");
     let mut screen = Screen::start(
         &lab,
@@ -369,24 +400,12 @@ fn a_qr_too_big_for_the_terminal_is_not_drawn_but_written_to_a_png() {
     let raw = screen.raw();
     assert!(!raw.contains('▀') && !raw.contains('▄') && !raw.contains('█'), "a QR was drawn: {raw}");
     assert!(screen.qr_rows().is_empty());
-    let text = screen.text();
-    let said = text.trim_end().lines().last().unwrap();
-    let prefix = "QR 1 of 30 needs a terminal of 69×37 characters and this one is 80×24: not drawn here; scan ";
-    let suffix = " instead, or enlarge the terminal";
-    assert!(said.starts_with(prefix) && said.ends_with(suffix), "{text}");
-    let png = PathBuf::from(&said[prefix.len()..said.len() - suffix.len()]);
-    let name = png.file_name().unwrap().to_str().unwrap();
-    assert!(
-        png.parent() == Some(lab.dir.path()) && name.starts_with("evoctl-qr-") && name.ends_with(".png"),
-        "{png:?}"
-    );
-    assert_eq!(std::fs::metadata(&png).unwrap().permissions().mode() & 0o777, 0o600);
+    let png = png_named_instead(&lab, &screen, 1);
     let scanned = lab.evolution_instance("alinhou-production")["scanned_code"].as_str().unwrap().to_owned();
     assert_eq!(zbar_decode(&png), scanned);
     assert_summary(&std::fs::read_to_string(&out).unwrap());
 
-    let lab = Lab::start_with("seed", &["--auto-scan-after-ms", "3000"]);
-    lab.wait_settled();
+    let lab = seed(&["--auto-scan-after-ms", "3000"]);
     let given = lab.dir.path().join("given.png");
     let mut screen = Screen::start(
         &lab,
@@ -397,7 +416,7 @@ fn a_qr_too_big_for_the_terminal_is_not_drawn_but_written_to_a_png() {
     );
     assert_eq!(screen.finish(), Some(0), "{}", screen.text());
     let text = screen.text();
-    assert!(text.contains(&format!("\n{prefix}{}{suffix}\n", given.display())), "{text}");
+    assert!(text.contains(&format!("\n{}\n", too_big(1, &given))), "{text}");
     assert!(!screen.raw().contains('▀'));
     let made: Vec<_> = std::fs::read_dir(lab.dir.path())
         .unwrap()
@@ -413,14 +432,12 @@ fn a_qr_too_big_for_the_terminal_is_not_drawn_but_written_to_a_png() {
 /// the hint, and with `--output json` as its event line too; stdout holds only the document.
 #[test]
 fn with_no_terminal_the_code_is_text_on_stderr() {
-    let lab = Lab::start_with("seed", &["--auto-scan-after-ms", "2000"]);
-    lab.wait_settled();
+    let lab = seed(&["--auto-scan-after-ms", "2000"]);
     let output =
         lab.evoctl().args(["--output", "json", "connect", "production", "--stable-for", "1s"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let code = lab.evolution_instance("alinhou-production")["scanned_code"].as_str().unwrap().to_owned();
-    let event = json!({"schema": "evoctl.connect.event/v1", "kind": "qr", "env": "production",
-                       "instance": "alinhou-production", "code": code, "count": 1, "limit": 30, "png": null});
+    let event = code_event("qr", &code, 1);
     assert_eq!(
         text(&output.stderr),
         format!(
@@ -432,8 +449,7 @@ fn with_no_terminal_the_code_is_text_on_stderr() {
     assert_eq!((report["schema"].as_str(), report["qr_shown"].as_u64()), (Some("evoctl.connect/v1"), Some(1)));
 
     // The pairing variant: the pairing code as text, the event of kind pairing_code.
-    let lab = Lab::start("seed");
-    lab.wait_settled();
+    let lab = seed(&[]);
     let output = lab
         .evoctl()
         .args(["--output", "json", "connect", "production", "--pairing-number", "5511987654321", "--timeout", "3s"])
@@ -441,8 +457,7 @@ fn with_no_terminal_the_code_is_text_on_stderr() {
         .unwrap();
     assert_eq!(output.status.code(), Some(7), "{}", text(&output.stderr));
     let pairing = lab.evolution_instance("alinhou-production")["qr"]["pairingCode"].as_str().unwrap().to_owned();
-    let event = json!({"schema": "evoctl.connect.event/v1", "kind": "pairing_code", "env": "production",
-                       "instance": "alinhou-production", "code": pairing, "count": 1, "limit": 30, "png": null});
+    let event = code_event("pairing_code", &pairing, 1);
     let stderr = text(&output.stderr);
     assert!(
         stderr.starts_with(&format!(
@@ -459,8 +474,7 @@ fn with_no_terminal_the_code_is_text_on_stderr() {
 /// stays empty), as text and an event line without one.
 #[test]
 fn instance_connect_shows_its_code_the_same_way() {
-    let lab = Lab::start("seed");
-    lab.wait_settled();
+    let lab = seed(&[]);
     let created = lab.evoctl().args(["instance", "create", "production"]).output().unwrap();
     assert_eq!(created.status.code(), Some(0), "{}", text(&created.stderr));
     let out = lab.dir.path().join("out.txt");
@@ -486,15 +500,17 @@ fn instance_connect_shows_its_code_the_same_way() {
     );
     assert_eq!(screen.finish(), Some(0), "{}", screen.text());
     assert!(!screen.raw().contains('▀'), "a QR was drawn at 80×24: {}", screen.raw());
-    assert!(screen.text().contains(": not drawn here; scan "), "{}", screen.text());
+    let count = lab.evolution_instance("alinhou-production")["qr"]["count"].as_u64().expect("a QR count");
+    let png = png_named_instead(&lab, &screen, count);
+    assert_eq!(screen.text().trim_end(), too_big(count, &png), "the screen holds only that line");
+    assert_eq!(zbar_decode(&png), code_of(&lab));
 
     let output = lab.evoctl().args(["--output", "json", "instance", "connect", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     let code = report["code"].as_str().unwrap();
     let count = report["count"].as_u64().unwrap();
-    let event = json!({"schema": "evoctl.connect.event/v1", "kind": "qr", "env": "production",
-                       "instance": "alinhou-production", "code": code, "count": count, "limit": 30, "png": null});
+    let event = code_event("qr", code, count);
     assert_eq!(
         text(&output.stderr),
         format!(

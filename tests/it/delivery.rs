@@ -3,13 +3,9 @@
 //! route. Oracles: the lab's log groups and receiver records, and its process table.
 
 use crate::evolution::{call_in_container, scenario};
-use crate::support::{Lab, json_stdout, text, wait_until};
+use crate::support::{Lab, check, json_stdout, text, wait_until};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-
-fn check<'a>(report: &'a Value, layer: &str) -> &'a Value {
-    report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == layer).unwrap()
-}
 
 fn first_failure(report: &Value) -> Option<String> {
     report["checks"]

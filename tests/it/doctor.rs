@@ -1,6 +1,6 @@
 //! `evoctl doctor`: every layer on the seed, and the first broken layer of each broken scenario.
 
-use crate::support::{Lab, in_parallel, json_stdout, text};
+use crate::support::{Lab, check, in_parallel, json_stdout, text};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -68,11 +68,8 @@ fn doctor_names_the_first_broken_layer_of_each_scenario() {
         if *scenario == "exec-disabled" || *scenario == "agent-stopped" {
             // No exec is attempted without a running agent.
             assert!(lab.journal().iter().all(|e| e["action"] != "ExecuteCommand"), "{scenario}");
-            let status_of = |layer: &str| {
-                report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == layer).unwrap()["status"].clone()
-            };
-            assert_eq!(status_of("exec-trial"), "SKIP");
-            assert_eq!(status_of("isolation"), "FAIL", "the AWS-only layers still run");
+            assert_eq!(check(&report, "exec-trial")["status"], "SKIP");
+            assert_eq!(check(&report, "isolation")["status"], "FAIL", "the AWS-only layers still run");
         }
     });
 }
@@ -164,7 +161,7 @@ fn the_verdict_names_the_first_broken_layer_then_its_fix() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     let report = json_stdout(&lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap());
-    let fix = report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == "webhook").unwrap()["fix"].clone();
+    let fix = check(&report, "webhook")["fix"].clone();
     let tail = stdout.split("\n\n").nth(1).unwrap_or_else(|| panic!("{stdout}"));
     assert!(tail.starts_with(&format!("doctor: FAIL at webhook\nfix: {}\n", fix.as_str().unwrap())), "{stdout}");
     assert!(!stdout.contains('\x1b'), "no colour into a pipe: {stdout:?}");

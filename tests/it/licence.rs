@@ -3,9 +3,11 @@
 //! (`--evolution-licence activated`, or `GET /license/activate?code=` in the task), the commands
 //! work as on 2.3.7.
 
+use crate::connect::BAILEYS_WARNING;
 use crate::evolution::call_in_container;
-use crate::support::{Lab, json_stdout, text};
+use crate::support::{Lab, check, json_stdout, text, wait_until};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const FIX: &str = "activate it once for its database: sign in at the manager's /manager/login on the service's URL, or redeem an authorization code with GET /license/activate?code=CODE, or give the task AUTHENTICATION_API_KEY set to a licensing key or (2.4.0-rc2) EVOLUTION_OPERATOR_EMAIL for headless activation and replace the task; GET /license/status then says active (https://docs.evolutionfoundation.com.br/licensing), and `evoctl doctor production` checks it";
 
@@ -17,8 +19,11 @@ fn evolution_2_4() -> String {
     )
 }
 
-fn check<'a>(report: &'a Value, layer: &str) -> &'a Value {
-    report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == layer).unwrap()
+/// What 2.4's licence gate answers, as evoctl says it (after the call it refused).
+fn gated(id: &str) -> String {
+    format!(
+        "Evolution answered 503 LICENSE_REQUIRED: this server (2.4) is not activated (licence identity {id}), and until it is it refuses every call but /, /license/* and the manager; nothing was changed"
+    )
 }
 
 /// The licence identity the server reports (`GET /license/status`, not gated).
@@ -35,34 +40,39 @@ fn unlicensed_2_4_is_one_clear_error_naming_the_activation() {
     let id = identity(&lab);
     let output = lab.evoctl().args(["instance", "list", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
-    assert_eq!(
-        text(&output.stderr),
-        format!(
-            "error: fetchInstances: Evolution answered 503 LICENSE_REQUIRED: this server (2.4) is not activated (licence identity {id}), and until it is it refuses every call but /, /license/* and the manager; nothing was changed\n  fix: {FIX}\n"
-        )
-    );
+    assert_eq!(text(&output.stderr), format!("error: fetchInstances: {}\n  fix: {FIX}\n", gated(&id)));
 
     // connect's watch meets the same gate at its first call, and says the same.
     let output = lab.evoctl().args(["connect", "production", "--timeout", "30s"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
-    let stderr = text(&output.stderr);
-    assert!(stderr.contains("Evolution answered 503 LICENSE_REQUIRED: this server (2.4) is not activated"), "{stderr}");
-    assert!(stderr.ends_with(&format!("  fix: {FIX}\n")), "{stderr}");
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "preflight ok: production is the only live environment on its number; task {} (exec agent RUNNING)\n\
+             waiting for alinhou-production to be linked (up to 30 s)…\n{BAILEYS_WARNING}\
+             error: connect: {}\n  fix: {FIX}\n",
+            lab.first_task_id(),
+            gated(&id)
+        )
+    );
 
     // doctor: GET / still answers (2.4.0), the next layer says the licence.
     let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let report = json_stdout(&output);
-    assert_eq!(check(&report, "evolution")["evidence"], evolution_2_4());
+    let evolution = check(&report, "evolution");
+    assert_eq!((&evolution["status"], &evolution["evidence"]), (&json!("OK"), &json!(evolution_2_4())), "{evolution}");
     let key = check(&report, "api-key");
-    assert_eq!(key["status"], "FAIL", "{key}");
-    assert!(key["evidence"].as_str().unwrap().contains("503 LICENSE_REQUIRED"), "{key}");
-    assert_eq!(key["fix"], FIX);
+    assert_eq!(
+        (&key["status"], &key["evidence"], &key["fix"]),
+        (&json!("FAIL"), &json!(format!("POST /verify-creds: {}", gated(&id))), &json!(FIX)),
+        "{key}"
+    );
 
     // Activated with a code (as the registration callback gives one), the same list works.
     let lines = call_in_container(&lab, "production", &[("GET", "/license/activate?code=lab-code-1", Value::Null)]);
     let answer: Value = serde_json::from_str(lines[0].strip_prefix("200 ").unwrap()).unwrap();
-    assert_eq!(answer, serde_json::json!({"status": "active", "message": "License activated successfully!"}));
+    assert_eq!(answer, json!({"status": "active", "message": "License activated successfully!"}));
     let output = lab.evoctl().args(["instance", "list", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
 }
@@ -95,8 +105,9 @@ fn activated_2_4_works_as_2_3_7() {
     );
     let output = lab.evoctl().args(["instance", "state", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    assert!(text(&output.stdout).starts_with("open\n"), "{}", text(&output.stdout));
+    assert_eq!(text(&output.stdout), "open\n  database: open\n  last disconnect: none recorded in the row\n");
     let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let report = json_stdout(&output);
     assert_eq!(check(&report, "evolution")["evidence"], evolution_2_4());
     assert_eq!(check(&report, "api-key")["status"], "OK");
@@ -108,8 +119,8 @@ fn activated_2_4_works_as_2_3_7() {
 fn webhook_test_sends_the_headers_of_the_servers_version() {
     let lab = Lab::start_with("seed", &["--evolution-version", "2.4.0-rc2", "--evolution-licence", "activated"]);
     lab.link_production();
-    lab.control("POST", "/phone/message", Some(&serde_json::json!({"instance": "alinhou-production", "text": "oi"})));
-    let delivered = crate::support::wait_until(std::time::Duration::from_secs(20), "a delivery of the server", || {
+    lab.control("POST", "/phone/message", Some(&json!({"instance": "alinhou-production", "text": "oi"})));
+    let delivered = wait_until(Duration::from_secs(20), "a delivery of the server", || {
         let all = lab.control("GET", "/webhooks", None);
         all.as_array().unwrap().iter().find(|d| d["body"]["event"] == "messages.upsert").cloned()
     });
@@ -118,25 +129,42 @@ fn webhook_test_sends_the_headers_of_the_servers_version() {
     assert_eq!(server["x-instance-name"], "alinhou-production");
     assert_eq!(server["x-event-type"], "messages.upsert");
     lab.control("DELETE", "/webhooks", None);
+    let before = now_ms();
     let output = lab.evoctl().args(["webhook", "test", "production"]).output().unwrap();
+    let after = now_ms();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let probe = lab.control("GET", "/webhooks", None).as_array().unwrap().last().cloned().unwrap();
-    let sent = &probe["headers"];
+    let sent = probe_headers(&lab);
     for name in ["user-agent", "x-instance-id", "x-instance-name"] {
         assert_eq!(sent[name], server[name], "{name}: {sent} vs {server}");
     }
     assert_eq!(sent["x-event-type"], "evoctl.probe");
     let stamp: u64 = sent["x-timestamp"].as_str().unwrap().parse().unwrap();
-    assert!(stamp > 1_700_000_000_000, "{stamp}");
+    assert!((before..=after).contains(&stamp), "{stamp} not within the run ({before}..={after})");
 
-    // 2.3.7: none of them (axios' own User-Agent).
+    // 2.3.7: none of them. (Its User-Agent is not compared: 2.3.7's own deliveries, the lab's
+    // too, say `axios/1.13.2`, and the probe sends none.)
     let lab = Lab::start("seed");
     lab.link_production();
     lab.control("DELETE", "/webhooks", None);
     let output = lab.evoctl().args(["webhook", "test", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let probe = lab.control("GET", "/webhooks", None).as_array().unwrap().last().cloned().unwrap();
-    assert!(probe["headers"].get("x-instance-id").is_none(), "{}", probe["headers"]);
+    let sent = probe_headers(&lab);
+    for name in ["x-instance-id", "x-instance-name", "x-event-type", "x-timestamp"] {
+        assert_eq!(sent.get(name), None, "{name}: {sent}");
+    }
+}
+
+fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    u64::try_from(since.as_millis()).unwrap()
+}
+
+/// The headers of the one probe delivery (event `evoctl.probe`) the lab's receiver holds.
+fn probe_headers(lab: &Lab) -> Value {
+    let all = lab.control("GET", "/webhooks", None);
+    let probes: Vec<&Value> = all.as_array().unwrap().iter().filter(|d| d["body"]["event"] == "evoctl.probe").collect();
+    assert_eq!(probes.len(), 1, "one probe delivery: {all:#}");
+    probes[0]["headers"].clone()
 }
 
 /// Two environments on one database share 2.4's licence identity: the audit's shared-database
@@ -145,12 +173,13 @@ fn webhook_test_sends_the_headers_of_the_servers_version() {
 fn a_shared_database_is_said_to_share_the_licence_identity() {
     let lab = Lab::start("shared-db-uri");
     let output = lab.evoctl().args(["--output", "json", "audit"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let audit = json_stdout(&output);
-    let finding = audit["findings"].as_array().unwrap().iter().find(|f| f["rule"] == "shared-database").unwrap();
-    assert!(
-        finding["fix"].as_str().unwrap().ends_with(
-            "a shared one shares instance rows, sessions and names, and on Evolution 2.4 one licence identity (its RuntimeConfig table: activating one activates both, and the licence server sees one instance)"
-        ),
-        "{finding}"
+    let findings = audit["findings"].as_array().unwrap();
+    let rules: Vec<&Value> = findings.iter().map(|f| &f["rule"]).collect();
+    assert_eq!(rules, [&json!("shared-database")], "{audit:#}");
+    assert_eq!(
+        findings[0]["fix"],
+        "give each environment its own database (or at least its own ?schema=): a shared one shares instance rows, sessions and names, and on Evolution 2.4 one licence identity (its RuntimeConfig table: activating one activates both, and the licence server sees one instance)"
     );
 }

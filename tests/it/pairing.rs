@@ -6,7 +6,7 @@
 //! WhatsApp Web version `GET /` reported.
 
 use crate::connect::BAILEYS_WARNING;
-use crate::support::{Lab, json_stdout, text};
+use crate::support::{Lab, check, json_stdout, text};
 use serde_json::{Value, json};
 
 /// The evolution layer's evidence after its first part, on the lab's unpatched image.
@@ -15,7 +15,7 @@ pub(crate) const UNPATCHED_EVIDENCE: &str = "; Baileys 7.0.0-rc.9 ignores compan
 fn evolution_check(lab: &Lab) -> Value {
     let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
     let report = json_stdout(&output);
-    report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == "evolution").unwrap().clone()
+    check(&report, "evolution")
 }
 
 #[test]

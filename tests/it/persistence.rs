@@ -2,9 +2,12 @@
 //! `session-persistence` audit rule, and `evoctl redeploy` against the lab, whose stand-in tasks
 //! keep Signal keys where their settings put them (the task's disk, Redis, an EFS volume).
 
-use crate::support::{Lab, in_parallel, json_stdout, text, wait_until};
+use crate::support::{Lab, check, in_parallel, json_stdout, text, wait_until};
 use serde_json::Value;
 use std::time::Duration;
+
+/// The session-persistence evidence on `ephemeral-keys` (production's keys on the task's disk).
+const EPHEMERAL: &str = "DATABASE_SAVE_DATA_INSTANCE is true and CACHE_REDIS_ENABLED is not: Evolution 2.3.7 keeps the creds in the database and every other Signal key in files under /evolution/instances/<instance id>, and no EFS volume is mounted at or above /evolution/instances: the task's ephemeral disk; a replaced task (a deploy, scale, a crash, a Fargate retirement) brings the creds back without their Signal keys and the number must be linked again";
 
 const FIX: &str = "set CACHE_REDIS_ENABLED=true, CACHE_REDIS_SAVE_INSTANCES=true and CACHE_REDIS_URI to a Redis outside the task, or mount an EFS volume at /evolution/instances (mountPoints + volumes with efsVolumeConfiguration) and keep DATABASE_SAVE_DATA_INSTANCE=true; then deploy";
 
@@ -36,10 +39,7 @@ fn audit_fails_keys_on_the_task_disk_for_production_and_passes_redis_and_efs() {
         (&finding["rule"], &finding["severity"], &finding["envs"]),
         (&Value::from("session-persistence"), &Value::from("error"), &serde_json::json!(["production"]))
     );
-    assert_eq!(
-        finding["evidence"],
-        "DATABASE_SAVE_DATA_INSTANCE is true and CACHE_REDIS_ENABLED is not: Evolution 2.3.7 keeps the creds in the database and every other Signal key in files under /evolution/instances/<instance id>, and no EFS volume is mounted at or above /evolution/instances: the task's ephemeral disk; a replaced task (a deploy, scale, a crash, a Fargate retirement) brings the creds back without their Signal keys and the number must be linked again"
-    );
+    assert_eq!(finding["evidence"], EPHEMERAL);
     assert_eq!(finding["fix"], FIX);
     let output = lab.evoctl().args(["audit", "production", "--rule", "session-persistence"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
@@ -66,16 +66,12 @@ fn a_redeploy_with_keys_on_the_task_disk_is_refused_then_needs_a_new_scan() {
 
     let output = lab.evoctl().args(["redeploy", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
-    let stderr = text(&output.stderr);
-    assert!(
-        stderr.contains("refused: production's WhatsApp session would not survive the replacement (alinhou-production-EvolutionService:31): DATABASE_SAVE_DATA_INSTANCE is true and CACHE_REDIS_ENABLED is not"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains(
-            "or run `evoctl redeploy production --yes` and link the number again with `evoctl connect production`"
-        ),
-        "{stderr}"
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: refused: production's WhatsApp session would not survive the replacement (alinhou-production-EvolutionService:31): {EPHEMERAL}; nothing was changed\n  \
+             fix: {FIX}; or run `evoctl redeploy production --yes` and link the number again with `evoctl connect production`\n"
+        )
     );
     assert_eq!(stops(&lab), 0, "nothing was changed");
 
@@ -205,7 +201,17 @@ fn scale_warns_before_it_starts_a_protected_task_whose_keys_would_be_lost() {
         let lab = Lab::start(path.to_str().unwrap());
         let output = lab.evoctl().args(["scale", "production"]).output().unwrap();
         assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-        assert!(text(&output.stdout).contains("UpdateService desiredCount 1"), "{}", text(&output.stdout));
+        assert_eq!(
+            text(&output.stdout),
+            "ENV         NOW (MIN/MAX)         WANTED         PLAN\n\
+             production  0/0 desired 0 live 0  1/1 desired 1  3 change(s)\n\
+             1. production: RegisterScalableTarget min 1 max 1\n\
+             2. production: UpdateService desiredCount 1\n\
+             3. production: wait until 1 live task(s)\n\
+             \n\
+             nothing changed: run again with --apply to make these changes\n",
+            "{base}"
+        );
         let expected = if *base == "seed" { "" } else { warning };
         assert_eq!(text(&output.stderr), expected, "{base}");
     });
@@ -213,9 +219,6 @@ fn scale_warns_before_it_starts_a_protected_task_whose_keys_would_be_lost() {
 
 #[test]
 fn doctor_says_where_the_keys_live_and_reads_the_volume_from_inside_the_task() {
-    let check = |report: &Value, layer: &str| {
-        report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == layer).unwrap().clone()
-    };
     in_parallel(&["efs-keys", "ephemeral-keys", "seed"], 3, |scenario| {
         let lab = Lab::start(scenario);
         lab.wait_settled();

@@ -4,7 +4,7 @@
 //! other call, its answer scrubbed. The lab writes the row's disconnection columns only where
 //! 2.3.7 does (a close it does not reconnect: the device removed, 401).
 
-use crate::support::{Lab, json_stdout, text, wait_until};
+use crate::support::{Lab, check, json_stdout, text, wait_until};
 use serde_json::json;
 use std::time::Duration;
 
@@ -112,7 +112,7 @@ fn a_removed_device_is_401_in_the_row_and_needs_a_new_link() {
     // doctor's instance-health layer says the same.
     let output = lab.evoctl().args(["--output", "json", "doctor", "production"]).output().unwrap();
     let report = json_stdout(&output);
-    let health = report["checks"].as_array().unwrap().iter().find(|c| c["layer"] == "instance-health").unwrap().clone();
+    let health = check(&report, "instance-health");
     assert_eq!(health["status"], "WARN", "{health}");
     let evidence = health["evidence"].as_str().unwrap();
     assert!(
@@ -140,13 +140,31 @@ fn a_row_that_says_open_under_a_closed_process_is_a_dead_socket() {
     // status reads it only when asked, in one session per environment.
     let output = lab.evoctl().args(["status", "production"]).output().unwrap();
     assert!(!text(&output.stdout).contains("INSTANCE"), "{}", text(&output.stdout));
+    lab.control("DELETE", "/journal", None);
     let output = lab.evoctl().args(["status", "--instances"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let sessions = lab.journal().iter().filter(|e| e["action"] == "ExecuteCommand").count();
+    assert_eq!(sessions, 1, "one exec session: production's (staging is parked, no task to ask)");
+    // The task's start time is the lab's: checked by its shape, the rest exactly.
+    let started = regex::Regex::new(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\b").unwrap();
     let stdout = text(&output.stdout);
-    assert!(stdout.contains("INSTANCE"), "{stdout}");
-    assert!(stdout.contains("alinhou-production close (db open)"), "{stdout}");
-    assert!(stdout.contains("alinhou-staging (no live task)"), "staging is parked: {stdout}");
-    assert!(stdout.contains("the database says open, the process says close: a dead socket"), "{stdout}");
+    assert_eq!(started.find_iter(&stdout).count(), 1, "{stdout}");
+    assert_eq!(
+        started.replace(&stdout, "STARTED_AT_UTC______"),
+        format!(
+            "ENV         CLUSTER             SERVICE           DESIRED  RUNNING  PENDING  MIN/MAX  DEPLOY MAX/MIN%  LIVE  CHECK  INSTANCE\n\
+             staging     alinhou-staging     EvolutionService  0        0        0        0/0      100/0            0     ok     alinhou-staging (no live task)\n\
+             production  alinhou-production  EvolutionService  1        1        0        1/1      100/0            1     ok     alinhou-production close (db open)\n\
+             \n\
+             ENV         TASK                              STATUS   STARTED               EXEC AGENT\n\
+             production  {task}  RUNNING  STARTED_AT_UTC______  RUNNING\n\
+             \n\
+             ENV         WHAT      DETAIL\n\
+             production  instance  the database says open, the process says close: a dead socket (2.3.7 reconnects without writing the row, and this reconnect did not come up)\n\
+             production  fix       restart its socket: `evoctl instance connect production` (a paired session comes back open without a scan)\n",
+            task = lab.first_task_id()
+        )
+    );
     let output = lab.evoctl().args(["--output", "json", "status", "production", "--instances"]).output().unwrap();
     let report = json_stdout(&output);
     assert_eq!(report["environments"][0]["instance"]["connection"]["state"], "close");

@@ -150,6 +150,15 @@ impl Lab {
         arn.rsplit('/').next().expect("task id").to_owned()
     }
 
+    /// The lab's task whose id (or ARN) ends in `id`, in DescribeTasks' shape (`lastStatus`,
+    /// `stopCode`, `stoppedReason`, …); panics when the lab has none.
+    pub fn task(&self, id: &str) -> Value {
+        let state = self.control("GET", "/state", None);
+        let tasks = state["tasks"].as_array().expect("task list");
+        let found = tasks.iter().find(|t| t["taskArn"].as_str().expect("task ARN").ends_with(id)).cloned();
+        found.unwrap_or_else(|| panic!("{}: no task {id} in the lab", self.ready["scenario"]))
+    }
+
     /// `evoctl` spawned with its stdout and stderr piped (for signals, pauses, closed pipes).
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.evoctl_process().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn evoctl")
@@ -377,6 +386,13 @@ pub fn json_stdout(output: &std::process::Output) -> Value {
             String::from_utf8_lossy(&output.stderr)
         )
     })
+}
+
+/// The check of one `layer` in a `doctor --output json` report (`status`, `evidence`, `fix`);
+/// panics naming the layer when the report has none.
+pub fn check(report: &Value, layer: &str) -> Value {
+    let checks = report["checks"].as_array().unwrap_or_else(|| panic!("no checks in: {report}"));
+    checks.iter().find(|c| c["layer"] == layer).cloned().unwrap_or_else(|| panic!("no {layer} layer in: {report}"))
 }
 
 pub fn text(bytes: &[u8]) -> String {

@@ -2,14 +2,9 @@
 //! the oracle), the refusals (another environment's task, a protected environment's only live
 //! task) that change nothing, and the wait that ends at STOPPED or at `--timeout`.
 
-use crate::support::{Lab, json_stdout, text};
+use crate::support::{Lab, json_stdout, text, wait_until};
 use serde_json::{Value, json};
-
-/// The lab's task `id` (DescribeTasks' shape).
-fn task(lab: &Lab, id: &str) -> Value {
-    let state = lab.control("GET", "/state", None);
-    state["tasks"].as_array().unwrap().iter().find(|t| t["taskArn"].as_str().unwrap().ends_with(id)).unwrap().clone()
-}
+use std::time::Duration;
 
 /// The StopTask calls the lab answered.
 fn stops(lab: &Lab) -> Vec<Value> {
@@ -51,12 +46,12 @@ fn the_extra_task_of_a_conflict_loop_is_stopped_with_its_reason() {
         let progress = line.strip_prefix(&format!("task {extra}: ")).unwrap_or_else(|| panic!("{stderr}"));
         assert!(["DEACTIVATING", "STOPPING", "DEPROVISIONING"].contains(&progress), "{stderr}");
     }
-    let stopped = task(&lab, extra);
+    let stopped = lab.task(extra);
     assert_eq!(
         (&stopped["lastStatus"], &stopped["stopCode"], &stopped["stoppedReason"]),
         (&json!("STOPPED"), &json!("UserInitiated"), &json!("extra task in a loop"))
     );
-    assert_eq!(task(&lab, kept)["lastStatus"], "RUNNING", "the other task runs on");
+    assert_eq!(lab.task(kept)["lastStatus"], "RUNNING", "the other task runs on");
     let journal = stops(&lab);
     assert_eq!(journal.len(), 1);
     assert_eq!(journal[0]["parameters"]["reason"], "extra task in a loop");
@@ -136,20 +131,33 @@ fn a_protected_environments_only_task_needs_yes_and_another_environments_task_is
         assert!(text(&output.stderr).starts_with(message), "{}", text(&output.stderr));
     }
     assert_eq!(stops(&lab), Vec::<Value>::new(), "nothing was stopped");
-    assert_eq!(task(&lab, &only)["lastStatus"], "RUNNING");
+    assert_eq!(lab.task(&only)["lastStatus"], "RUNNING");
 
     // With --yes it goes, by its full ARN; the service then starts another.
-    let arn = task(&lab, &only)["taskArn"].as_str().unwrap().to_owned();
+    let arn = lab.task(&only)["taskArn"].as_str().unwrap().to_owned();
     let output = lab.evoctl().args(["task", "stop", "production", &arn, "--yes"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout), format!("task {only} of production is STOPPED (evoctl task stop production)\n"));
-    assert_eq!(task(&lab, &only)["stoppedReason"], "evoctl task stop production");
-    let created: Vec<Value> = lab
-        .timeline()
-        .into_iter()
-        .filter(|e| e["task_id"] != json!(only) && e["cluster"] == "alinhou-production")
-        .collect();
-    assert!(!created.is_empty(), "ECS started a replacement");
+    assert_eq!(lab.task(&only)["stoppedReason"], "evoctl task stop production");
+    // ECS starts one replacement: once every other live task of the service is RUNNING, there
+    // is exactly one.
+    let others = wait_until(Duration::from_secs(20), "the service's replacement task to be RUNNING", || {
+        let state = lab.control("GET", "/state", None);
+        let others: Vec<Value> = state["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| {
+                t["clusterArn"].as_str().unwrap().ends_with(":cluster/alinhou-production")
+                    && t["group"] == "service:EvolutionService"
+                    && !t["taskArn"].as_str().unwrap().ends_with(&only)
+                    && t["lastStatus"] != "STOPPED"
+            })
+            .cloned()
+            .collect();
+        (!others.is_empty() && others.iter().all(|t| t["lastStatus"] == "RUNNING")).then_some(others)
+    });
+    assert_eq!(others.len(), 1, "{others:#?}");
 }
 
 #[test]
