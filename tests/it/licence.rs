@@ -141,17 +141,28 @@ fn webhook_test_sends_the_headers_of_the_servers_version() {
     let stamp: u64 = sent["x-timestamp"].as_str().unwrap().parse().unwrap();
     assert!((before..=after).contains(&stamp), "{stamp} not within the run ({before}..={after})");
 
-    // 2.3.7: none of them. (Its User-Agent is not compared: 2.3.7's own deliveries, the lab's
-    // too, say `axios/1.13.2`, and the probe sends none.)
+    // 2.3.7: none of them, and the User-Agent of the server's own deliveries (axios's).
     let lab = Lab::start("seed");
     lab.link_production();
     lab.control("DELETE", "/webhooks", None);
+    lab.control("POST", "/phone/message", Some(&json!({"instance": "alinhou-production", "text": "oi"})));
     let output = lab.evoctl().args(["webhook", "test", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let sent = probe_headers(&lab);
     for name in ["x-instance-id", "x-instance-name", "x-event-type", "x-timestamp"] {
         assert_eq!(sent.get(name), None, "{name}: {sent}");
     }
+    let all = lab.control("GET", "/webhooks", None);
+    let server = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["body"]["event"] == "messages.upsert")
+        .expect("the message's delivery");
+    assert_eq!(
+        (&sent["user-agent"], &server["headers"]["user-agent"]),
+        (&json!("axios/1.13.2"), &json!("axios/1.13.2"))
+    );
 }
 
 fn now_ms() -> u64 {

@@ -707,6 +707,10 @@ impl AgentHub {
                 serde_json::json!({"name": "baileys", "version": "7.0.0-rc.9"}).to_string(),
             ),
             ("node_modules/baileys/lib/Socket/messages-recv.js", socket.to_owned()),
+            (
+                "node_modules/axios/package.json",
+                serde_json::json!({"name": "axios", "version": super::evolution::webhooks::AXIOS_VERSION}).to_string(),
+            ),
         ];
         for (path, text) in files {
             let path = workdir.join(path);

@@ -68,6 +68,10 @@ const webhookProbe = (P, expected) =>
           headers["Content-Type"] = "application/json";
           headers["Content-Length"] = String(Buffer.byteLength(payload));
           headers["X-Evoctl-Probe"] = "1";
+          // The server posts with axios, which names itself unless a stored header says otherwise
+          // (2.3.7's package-lock.json:5805-5806 resolves it to 1.13.2; the image ships it).
+          const axios = imageVersion("node_modules/axios/package.json");
+          if (axios && !Object.keys(headers).some((k) => k.toLowerCase() === "user-agent")) headers["User-Agent"] = "axios/" + axios;
           // 2.4 adds its tracking headers to every per-instance webhook, over the stored ones
           // (webhook.controller.ts:128-136 at 2.4.0-rc2; the User-Agent says 2.3.7 there too).
           if (/^2\.(4|[5-9]|\d\d)\./.test(imageVersion("package.json") || "")) {

@@ -21,6 +21,9 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use std::time::Duration;
 
+/// The axios 2.3.7 ships (`package-lock.json:5805-5806`), which names itself in `User-Agent`.
+pub const AXIOS_VERSION: &str = "1.13.2";
+
 /// `origin` of the instance webhook's log objects.
 pub const LOCAL: &str = "ChannelStartupService.sendData-Webhook";
 
@@ -263,7 +266,7 @@ pub async fn post_once(
             request = put(request, name, value);
         }
         if !custom("user-agent") {
-            request = put(request, "User-Agent", "axios/1.13.2");
+            request = put(request, "User-Agent", &format!("axios/{AXIOS_VERSION}"));
         }
         request = put(request, "Content-Length", &body.len().to_string());
         request = put(request, "Accept-Encoding", "gzip, compress, deflate, br");
