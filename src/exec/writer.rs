@@ -20,7 +20,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-/// Where a writer writes: one websocket, one pipe, or one forwarded TCP connection.
+/// Where a writer writes: one websocket, one pipe, or one forwarded TCP connection
+/// ([`crate::portfwd::session`]).
 pub trait Outlet: Send + 'static {
     type Item: Send + 'static;
     /// Write one item and flush it.
@@ -42,22 +43,6 @@ where
 
     async fn close(&mut self) {
         let _ = SinkExt::close(self).await;
-    }
-}
-
-/// The sending half of a forwarded local TCP connection (`evoctl port-forward`); closing it
-/// shuts its write side down, so the local client reads end of file.
-impl Outlet for tokio::net::tcp::OwnedWriteHalf {
-    type Item = Vec<u8>;
-
-    async fn write(&mut self, item: Vec<u8>) -> Result<(), String> {
-        use tokio::io::AsyncWriteExt;
-        self.write_all(&item).await.map_err(|e| e.to_string())
-    }
-
-    async fn close(&mut self) {
-        use tokio::io::AsyncWriteExt;
-        let _ = self.shutdown().await;
     }
 }
 

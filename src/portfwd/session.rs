@@ -30,12 +30,12 @@ use crate::exec::ssm::smux::{Mux, MuxEvent};
 use crate::exec::ssm::{Event, PayloadType, Session};
 use crate::exec::target::ExecTarget;
 use crate::exec::websocket;
-use crate::exec::writer::{FaultKind, Writer};
+use crate::exec::writer::{FaultKind, Outlet, Writer};
 use futures::StreamExt;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
@@ -81,13 +81,52 @@ pub struct Forward {
     pub watchdog_every: Duration,
 }
 
+/// The sending half of a local connection, for its writer task. Closing it shuts the write
+/// side down (the client reads end of file); dropping it does not, so a reset connection ends
+/// with an RST alone when its reading half goes.
+struct LocalOut(Option<OwnedWriteHalf>);
+
+impl Outlet for LocalOut {
+    type Item = Vec<u8>;
+
+    async fn write(&mut self, item: Vec<u8>) -> std::result::Result<(), String> {
+        match self.0.as_mut() {
+            Some(half) => half.write_all(&item).await.map_err(|e| e.to_string()),
+            None => Err("closed".into()),
+        }
+    }
+
+    async fn close(&mut self) {
+        if let Some(half) = self.0.as_mut() {
+            let _ = half.shutdown().await;
+        }
+    }
+}
+
+impl Drop for LocalOut {
+    fn drop(&mut self) {
+        if let Some(half) = self.0.take() {
+            half.forget();
+        }
+    }
+}
+
 /// A local connection.
 struct Conn {
     peer: SocketAddr,
-    writer: Option<Writer<OwnedWriteHalf>>,
+    writer: Option<Writer<LocalOut>>,
     /// Resets the connection (RST) instead of closing it.
     reset: Option<oneshot::Sender<()>>,
-    _reader: AbortOnDrop,
+    /// Its reader task, stopped with the connection (left to finish a reset).
+    reader: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            reader.abort();
+        }
+    }
 }
 
 impl Conn {
@@ -98,12 +137,14 @@ impl Conn {
         }
     }
 
-    /// Reset the connection: what is queued is dropped.
+    /// Reset the connection: what is queued is dropped, the client sees an RST.
     fn reset(mut self) {
-        self.writer = None;
         if let Some(reset) = self.reset.take() {
             let _ = reset.send(());
         }
+        // The reader sets the zero linger and lets the socket go.
+        self.reader = None;
+        self.writer = None;
     }
 }
 
@@ -399,11 +440,11 @@ pub(crate) async fn run(aws: &Aws, target: &ExecTarget, grant: &Grant, forward: 
                     };
                     tracing::debug!(stream = id, %peer, "local connection accepted");
                     let (read, write) = stream.into_split();
-                    let mut local_writer = Writer::<OwnedWriteHalf>::spawn(LOCAL_WRITE_QUEUE, LOCAL_WRITE_STALL);
-                    local_writer.attach(write, Vec::new());
+                    let mut local_writer = Writer::<LocalOut>::spawn(LOCAL_WRITE_QUEUE, LOCAL_WRITE_STALL);
+                    local_writer.attach(LocalOut(Some(write)), Vec::new());
                     let (reset_tx, reset_rx) = oneshot::channel();
-                    let reader = AbortOnDrop(tokio::spawn(read_local(id, read, local_tx.clone(), reset_rx)));
-                    conns.insert(id, Conn { peer, writer: Some(local_writer), reset: Some(reset_tx), _reader: reader });
+                    let reader = tokio::spawn(read_local(id, read, local_tx.clone(), reset_rx));
+                    conns.insert(id, Conn { peer, writer: Some(local_writer), reset: Some(reset_tx), reader: Some(reader) });
                 }
                 Err(err) => tracing::debug!(%err, "accept failed"),
             },
