@@ -318,3 +318,78 @@ fn a_denied_start_session_says_what_to_grant_and_why_it_is_denied() {
     assert!(port_sessions(&lab).is_empty());
     assert_eq!(output.status.code(), Some(6));
 }
+
+/// GET `path` on one connection, reading the answer by its Content-Length (the connection is
+/// then dropped by this side); (status, body).
+fn get_by_length(address: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = text(&seen[..end]);
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .expect("a Content-Length");
+            if seen.len() >= end + 4 + length {
+                let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+                return (status, text(&seen[end + 4..end + 4 + length]));
+            }
+        }
+        let n = stream.read(&mut chunk).unwrap();
+        assert_ne!(n, 0, "the connection ended before the answer did: {}", text(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A scenario like seed whose agents report `version`.
+fn agent_version_scenario(lab_dir: &std::path::Path, version: &str) -> String {
+    let path = lab_dir.join(format!("agent-{version}.toml"));
+    std::fs::write(&path, format!("extends = \"seed\"\nssm_agent_version = \"{version}\"\n")).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn an_agent_too_old_to_multiplex_gets_one_connection_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::start(&agent_version_scenario(dir.path(), "3.0.196.0"));
+    lab.wait_settled();
+    let forwarding = Forwarding::start(&lab, &["8080"]);
+    assert_eq!(forwarding.doc["forwards"][0]["multiplexed"], false);
+    let local = forwarding.local(0);
+    // One after another, each a new connection to the destination (DisconnectToPort between).
+    // A single stream cannot tell the client that the destination closed, so each answer is
+    // read by its length and the client closes.
+    for round in 0..3 {
+        let (status, body) = get_by_length(&local, "/");
+        let answer: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("round {round}: {e}: {body}"));
+        assert_eq!((status, answer["version"].as_str()), (200, Some("2.3.7")), "round {round}");
+    }
+    let row = session_row(&lab, &forwarding.session(0));
+    assert_eq!(row["mode"], "basic", "{row}");
+    assert_eq!(row["agent_version"], "3.0.196.0");
+}
+
+/// An agent that keeps smux keep-alive on (3.1.1511.0 and older) closes a session that sends
+/// it nothing for 30 s; evoctl's NOPs keep an idle forward up past that.
+#[test]
+fn an_idle_forward_outlives_an_old_agents_keep_alive_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::start(&agent_version_scenario(dir.path(), "3.1.1511.0"));
+    lab.wait_settled();
+    let mut forwarding = Forwarding::start(&lab, &["8080"]);
+    let local = forwarding.local(0);
+    let session = forwarding.session(0);
+    assert_eq!(session_row(&lab, &session)["mode"], json!({"mux": {"keep_alive": true}}));
+    // Idle on purpose: longer than smux's 30 s keep-alive timeout.
+    std::thread::sleep(Duration::from_secs(40));
+    assert!(forwarding.still_running(), "{}", forwarding.stderr());
+    let (status, body) = http("GET", &format!("http://{local}/"), None);
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, answer["version"].as_str()), (200, Some("2.3.7")));
+    let row = session_row(&lab, &session);
+    assert_eq!((row["ended"].as_bool(), row["end_reason"].clone()), (Some(false), Value::Null), "{row}");
+}
