@@ -393,3 +393,34 @@ fn an_idle_forward_outlives_an_old_agents_keep_alive_timeout() {
     let row = session_row(&lab, &session);
     assert_eq!((row["ended"].as_bool(), row["end_reason"].clone()), (Some(false), Value::Null), "{row}");
 }
+
+/// A network that cuts the data channel every 1.5 s: the session is resumed each time (said
+/// once per resume) and requests keep being answered on the same forward.
+#[test]
+fn a_forward_survives_a_network_that_cuts_its_data_channel() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    lab.reset_faults(&json!({"disconnect_every_ms": 1500}));
+    let mut forwarding = Forwarding::start(&lab, &["8080"]);
+    let local = forwarding.local(0);
+    let session = forwarding.session(0);
+    let mut answered = 0;
+    let resumes = wait_until(Duration::from_secs(60), "two resumes while requests go on", || {
+        let (status, body) = http("GET", &format!("http://{local}/"), None);
+        let answer: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!((status, answer["version"].as_str()), (200, Some("2.3.7")));
+        answered += 1;
+        let resumes = forwarding.stderr().lines().skip(1).count();
+        (resumes >= 2).then_some(resumes)
+    });
+    assert!(answered >= 2, "{answered}");
+    assert!(forwarding.still_running());
+    let expected = format!("{local}: the data channel of session {session} dropped and was resumed");
+    let stderr = forwarding.stderr();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines[0], format!("forwarding to task {} of production (Ctrl-C to stop)", lab.first_task_id()));
+    assert!(lines.len() > resumes, "every resume is said: {stderr}");
+    for line in &lines[1..] {
+        assert_eq!(*line, expected, "{stderr}");
+    }
+}
