@@ -21,6 +21,9 @@ impl EnvVars {
     /// Bound on setting a shell up (credentials, the task lookup, ExecuteCommand, opening the
     /// data channel, a KMS handshake) until the session opens; default 2 minutes.
     pub const EVOCTL_SHELL_SETUP_TIMEOUT: &'static str = "EVOCTL_SHELL_SETUP_TIMEOUT";
+    /// Bound on setting a port forward up (credentials, the task lookup, StartSession, opening
+    /// the data channel, the agent's handshake) until its sessions are open; default 1 minute.
+    pub const EVOCTL_PORT_FORWARD_SETUP_TIMEOUT: &'static str = "EVOCTL_PORT_FORWARD_SETUP_TIMEOUT";
 
     /// Bound on opening a TCP connection to an AWS endpoint (the SDK's `connect_timeout`).
     pub const EVOCTL_AWS_CONNECT_TIMEOUT: &'static str = "EVOCTL_AWS_CONNECT_TIMEOUT";

@@ -20,6 +20,7 @@ pub mod exit;
 pub mod guard;
 pub mod interrupt;
 pub mod output;
+pub mod portfwd;
 pub mod qr;
 pub mod runbook;
 pub mod timestamp;

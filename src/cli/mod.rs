@@ -81,6 +81,8 @@ pub enum Command {
     Api(ApiArgs),
     /// The Evolution container's log (awslogs), each line with its task id
     Logs(LogsArgs),
+    /// Forward local ports to ports in the task (or hosts it reaches) until Ctrl-C
+    PortForward(PortForwardArgs),
     /// Print shell completions
     Completions(CompletionsArgs),
 }
@@ -94,6 +96,7 @@ impl Command {
             Command::Exec(_)
                 | Command::Node(_)
                 | Command::Shell(_)
+                | Command::PortForward(_)
                 | Command::Connect(_)
                 | Command::Scale(_)
                 | Command::Enforce(_)
@@ -470,6 +473,28 @@ pub struct ConflictsArgs {
     /// Also sample the instance's connectionState this long for flapping (0 to skip)
     #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = crate::duration::parse)]
     pub sample: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct PortForwardArgs {
+    /// Environment name from the config file
+    pub env: String,
+    /// What to forward: REMOTE or LOCAL:REMOTE (LOCAL 0 or omitted: a free port, printed);
+    /// one session each
+    #[arg(required = true, value_name = "[LOCAL:]REMOTE")]
+    pub forwards: Vec<crate::portfwd::ForwardSpec>,
+    /// Forward to this host as the task reaches it (a database, Redis) instead of the task itself
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Local address to listen on (another than loopback exposes the forward to the network)
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub address: std::net::IpAddr,
+    /// Container name [default: from the config file]
+    #[arg(long)]
+    pub container: Option<String>,
+    /// How often the task is checked while forwarding (ms)
+    #[arg(long, hide = true, default_value_t = 5000, env = EnvVars::EVOCTL_WATCHDOG_MS)]
+    pub watchdog_ms: u64,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ mod exec;
 mod init;
 mod instance;
 mod logs;
+mod port_forward;
 mod qr;
 mod reach;
 mod redeploy;
@@ -81,6 +82,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Conflicts(args) => conflicts::run(&context, &args).await,
         Command::Api(args) => api::run(&context, &args).await,
         Command::Logs(args) => logs::run(&context, &args).await,
+        Command::PortForward(args) => port_forward::run(&context, &args).await,
         Command::Audit(args) => audit::run(&context, &args).await,
         Command::Connect(args) => connect::run(&context, &args).await,
         Command::Doctor(args) => doctor::run(&context, &args).await,

@@ -178,13 +178,13 @@ impl std::fmt::Debug for Grant {
 }
 
 /// The wall clock (Unix ms), for the frames' CreatedDate only.
-fn epoch_ms() -> u64 {
+pub(crate) fn epoch_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1)
 }
 
 /// The session's timer clock: monotonic milliseconds since the first call, so a wall-clock
 /// step cannot stall or storm retransmission.
-fn mono_ms() -> u64 {
+pub(crate) fn mono_ms() -> u64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
@@ -433,7 +433,7 @@ async fn drive(
 }
 
 /// Aborts a spawned task when dropped (the watchdog dies with its session).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -443,7 +443,12 @@ impl Drop for AbortOnDrop {
 
 /// Check the task every `every`, in a task of its own: a slow DescribeTasks never holds the
 /// session loop or its deadline back. A stopped task raises the alarm.
-async fn watch_task(ecs: aws_sdk_ecs::Client, target: ExecTarget, every: Duration, alarm: mpsc::Sender<Error>) {
+pub(crate) async fn watch_task(
+    ecs: aws_sdk_ecs::Client,
+    target: ExecTarget,
+    every: Duration,
+    alarm: mpsc::Sender<Error>,
+) {
     loop {
         tokio::time::sleep(every).await;
         if let Err(err) = check_task(&ecs, &target).await {
@@ -503,7 +508,7 @@ pub(crate) async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
 }
 
 /// The websocket TLS stack uses aws-lc-rs (already linked for the AWS SDK); never OpenSSL.
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 

@@ -20,7 +20,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-/// Where a writer writes: one websocket or one pipe.
+/// Where a writer writes: one websocket, one pipe, or one forwarded TCP connection
+/// ([`crate::portfwd::session`]).
 pub trait Outlet: Send + 'static {
     type Item: Send + 'static;
     /// Write one item and flush it.

@@ -34,6 +34,7 @@ mod pairing;
 mod persistence;
 mod pipes;
 mod plugin;
+mod port_forward;
 mod proxy;
 mod qr;
 mod reasons;

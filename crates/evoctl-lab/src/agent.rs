@@ -244,6 +244,9 @@ pub struct AgentOptions {
     /// Set in every session on top of the task's environment (the trust the image has in
     /// WhatsApp's CA: `NODE_EXTRA_CA_CERTS` for the lab's stand-in endpoint).
     pub container_env: Vec<(String, String)>,
+    /// The agent version the task's agent reports in its handshakes (a scenario's
+    /// `ssm_agent_version`); it picks the Port sessions' mode and keep-alive.
+    pub agent_version: String,
 }
 
 #[derive(Debug, Clone)]
@@ -274,8 +277,10 @@ enum Admission {
 
 /// The sessions of one lab.
 pub struct AgentHub {
-    options: AgentOptions,
-    gateway: Gateway,
+    pub(crate) options: AgentOptions,
+    pub(crate) gateway: Gateway,
+    /// The Port sessions and the remote hosts they reach ([`super::port_agent`]).
+    pub ports: Arc<super::port_agent::PortAgents>,
     processes: Mutex<Vec<Row>>,
     /// Sessions closed with output still unacknowledged once the 2 s drain ran out (the real
     /// agent's bound, ssm-data-channel.md §9 row 10), and how many frames were left.
@@ -315,12 +320,14 @@ impl AgentHub {
             abandoned: Mutex::new(HashMap::new()),
             drains: Mutex::new(HashMap::new()),
             workers: Mutex::new(HashMap::new()),
+            ports: Arc::default(),
         })
     }
 
-    /// TerminateSession: kill the session's command and close its channel. False when the
-    /// session is not running (already over).
+    /// TerminateSession: kill the session's command (or end its port forwarding) and close its
+    /// channel. False when the session is not running (already over).
     pub fn terminate(&self, session_id: &str) -> bool {
+        self.ports.mark_terminated(session_id);
         {
             let mut processes = self.processes.lock().expect("lab lock");
             for row in processes.iter_mut().filter(|row| row.session_id == session_id) {
@@ -476,7 +483,10 @@ impl AgentHub {
             self.gateway.agent_closed(&shared, &channel, String::new());
             return;
         }
-        let result = self.agent_session(&shared, &channel).await;
+        let result = match channel.grant.port.clone() {
+            Some(request) => self.port_session(&shared, &channel, &request).await,
+            None => self.agent_session(&shared, &channel).await,
+        };
         self.release(&channel.grant.task_id);
         if let Err(err) = &result {
             tracing::debug!(session = %id, %err, "agent session failed");
@@ -578,12 +588,17 @@ impl Session<'_> {
         &mut self,
         inbound: &mut mpsc::UnboundedReceiver<Vec<u8>>,
         key_id: &str,
+        agent_version: &str,
     ) -> Result<(), String> {
         let failed = |detail: String| format!("Encountered error while initiating handshake. {detail}");
         let started = tokio::time::Instant::now();
         let challenge = agent_handshake::new_challenge();
         self.link.begin_handshake();
-        self.link.send_stream(PayloadType::HandshakeRequest, agent_handshake::request(key_id, &challenge), now_ms());
+        self.link.send_stream(
+            PayloadType::HandshakeRequest,
+            agent_handshake::request(agent_version, key_id, &challenge),
+            now_ms(),
+        );
         let step = Duration::from_millis(HANDSHAKE_STEP_TIMEOUT_MS);
         let mut step_deadline = tokio::time::Instant::now() + step;
         let mut secret: Option<Vec<u8>> = None;
@@ -659,7 +674,7 @@ impl AgentHub {
             return Err("Commands cannot be empty for session type InteractiveCommands".into());
         }
         if let Some(key_id) = &grant.kms_key_id {
-            session.kms_handshake(&mut inbound, key_id).await?;
+            session.kms_handshake(&mut inbound, key_id, &self.options.agent_version).await?;
         }
         let workdir = self.options.root.join("tasks").join(&grant.task_id).join("evolution");
         std::fs::create_dir_all(&workdir).map_err(|e| e.to_string())?;

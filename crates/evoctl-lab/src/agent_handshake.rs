@@ -18,7 +18,7 @@ use evoctl_ssm::messages::{
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-/// The agent version the lab reports.
+/// The agent version the lab reports unless the scenario says otherwise (`ssm_agent_version`).
 pub const AGENT_VERSION: &str = "3.3.1802.0";
 /// What the agent tells the client once a KMS session is set up.
 pub const KMS_CUSTOMER_MESSAGE: &str = "This session is encrypted using AWS KMS.";
@@ -40,9 +40,9 @@ pub fn new_challenge() -> String {
 }
 
 /// The HandshakeRequest body: SessionType first, then KMSEncryption.
-pub fn request(key_id: &str, challenge: &str) -> Vec<u8> {
+pub fn request(agent_version: &str, key_id: &str, challenge: &str) -> Vec<u8> {
     let request = HandshakeRequest {
-        agent_version: AGENT_VERSION.into(),
+        agent_version: agent_version.into(),
         requested_client_actions: vec![
             RequestedClientAction {
                 action_type: "SessionType".into(),
@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn the_request_puts_the_session_type_first_then_kms() {
-        let body: Value = serde_json::from_slice(&request("arn:k", "Y2g=")).unwrap();
+        let body: Value = serde_json::from_slice(&request(AGENT_VERSION, "arn:k", "Y2g=")).unwrap();
         assert_eq!(
             body,
             json!({"AgentVersion": "3.3.1802.0", "RequestedClientActions": [

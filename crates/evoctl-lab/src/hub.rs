@@ -204,6 +204,11 @@ pub struct Faults {
     /// SSM answers TerminateSession with AccessDeniedException (a caller without the permission).
     #[serde(default)]
     pub terminate_denied: bool,
+    /// SSM answers StartSession with AccessDeniedException: the caller may not start sessions on
+    /// the task (hardened accounts deny `ssm:StartSession` on tasks, since port sessions bypass
+    /// ECS Exec's logging).
+    #[serde(default)]
+    pub start_session_denied: bool,
     /// Data channel: after the first output frame the gateway sends one binary message this
     /// large (a broken or hostile peer).
     #[serde(default)]

@@ -18,6 +18,8 @@ pub mod gateway;
 pub mod hub;
 pub mod nonce;
 pub mod plugin_link;
+pub mod port_agent;
+pub mod port_rules;
 pub mod scenario;
 pub mod server;
 pub mod services;
@@ -162,6 +164,7 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         session_log_upload: options.session_log_upload,
         root,
         container_env,
+        agent_version: scenario.ssm_agent_version.clone().unwrap_or_else(|| agent_handshake::AGENT_VERSION.to_owned()),
     })
     .map_err(|e| format!("cannot prepare the exec agent's container dir: {e}"))?;
     let mut externals: indexmap::IndexMap<String, String> = scenario

@@ -93,6 +93,11 @@ pub struct Scenario {
     /// WhatsApp answers a QR scan with `companion_reg_refresh` (`--pairing-refresh`).
     #[serde(default)]
     pub pairing_refresh: bool,
+    /// The SSM agent version the tasks' agents report (default: a current one): at or below
+    /// 3.0.196.0 Port sessions forward one connection at a time, above 3.1.1511.0 the agent
+    /// turns its smux keep-alive off for clients above 1.2.331.0.
+    #[serde(default)]
+    pub ssm_agent_version: Option<String>,
     /// The lab's webhook receiver, per target (`/_lab/webhooks/TARGET/…`): as the app, it
     /// verifies each delivery's JWT with a secret of the account.
     #[serde(default)]

@@ -50,6 +50,8 @@ pub fn router(lab: Lab) -> axum::Router {
         .route("/_lab/tokens", get(get_tokens))
         .route("/_lab/logs", get(get_logs).post(put_log_event))
         .route("/_lab/processes", get(get_processes))
+        .route("/_lab/port-sessions", get(get_port_sessions))
+        .route("/_lab/remote-hosts", get(get_remote_hosts).post(add_remote_host).delete(remove_remote_host))
         .route("/_lab/phone/scan", post(phone_scan))
         .route("/_lab/phone/message", post(phone_message))
         .route("/_lab/phone/drop", post(phone_drop))
@@ -280,6 +282,14 @@ fn dispatch(
             let running = lab.agents.terminate(&id);
             tracing::debug!(session = %id, running, "TerminateSession");
             Ok(Reply::Json(json!({"SessionId": id})))
+        }
+        "ssm" if action == "StartSession" => {
+            let faults = shared.faults.lock().expect("lab lock").clone();
+            let faults = services::ssm::StartSessionFaults {
+                denied: faults.start_session_denied,
+                agent_not_connected: faults.agent_not_connected,
+            };
+            json(services::ssm::start_session(account, parameters, &caller.arn, faults))
         }
         "ssm" => json(services::ssm::handle(account, action, parameters, &caller.arn)),
         "logs" => json(services::logs::handle(account, action, parameters, now)),
@@ -527,6 +537,57 @@ async fn data_channel(
 /// The process table of the lab's exec agents: whether each session's command still runs.
 async fn get_processes(State(agents): State<Arc<AgentHub>>) -> Json<Vec<super::agent::ProcessRow>> {
     Json(agents.processes())
+}
+
+/// The lab agent's Port sessions, each with its streams (`GET /_lab/port-sessions`).
+async fn get_port_sessions(State(agents): State<Arc<AgentHub>>) -> Json<Vec<super::port_agent::PortSessionRow>> {
+    Json(agents.ports.sessions())
+}
+
+/// The remote hosts Port sessions can reach.
+async fn get_remote_hosts(State(agents): State<Arc<AgentHub>>) -> Json<Vec<super::port_agent::RemoteHost>> {
+    Json(agents.ports.remote_hosts())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoteHostRequest {
+    host: String,
+    port: u16,
+    #[serde(default)]
+    kind: super::port_agent::RemoteKind,
+}
+
+/// `POST /_lab/remote-hosts {"host": "db.internal", "port": 5432, "kind": "http"|"echo"}`:
+/// serve that host:port for remote-host Port sessions from a new listener on 127.0.0.1.
+async fn add_remote_host(State(agents): State<Arc<AgentHub>>, body: Bytes) -> Response {
+    let request: RemoteHostRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("bad remote host: {e}")}))).into_response();
+        }
+    };
+    match agents.ports.add_remote_host(&request.host, request.port, request.kind).await {
+        Ok(host) => Json(host).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoteHostKey {
+    host: String,
+    port: u16,
+}
+
+/// `DELETE /_lab/remote-hosts {"host", "port"}`: stop serving it (its port is then refused).
+async fn remove_remote_host(State(agents): State<Arc<AgentHub>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<RemoteHostKey>(&body) {
+        Ok(key) if agents.ports.remove_remote_host(&key.host, key.port) => StatusCode::NO_CONTENT.into_response(),
+        Ok(key) => (StatusCode::NOT_FOUND, Json(json!({"error": format!("{}:{} is not served", key.host, key.port)})))
+            .into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": format!("bad remote host: {e}")}))).into_response(),
+    }
 }
 
 /// Every log event of every account's groups, in the order they were added:

@@ -24,7 +24,8 @@ pub fn now_f64() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
 }
 
-/// What ExecuteCommand granted: everything the agent needs to run the session.
+/// What ExecuteCommand (or StartSession with a port document) granted: everything the agent
+/// needs to run the session.
 #[derive(Debug, Clone)]
 pub struct ExecGrant {
     pub session_id: String,
@@ -36,6 +37,19 @@ pub struct ExecGrant {
     pub target_id: String,
     /// The cluster's exec KMS key: the session opens with the KMS handshake.
     pub kms_key_id: Option<String>,
+    /// A port-forwarding session (StartSession with a port document) instead of a command.
+    pub port: Option<PortRequest>,
+}
+
+/// What a port document's StartSession asked for: the session properties the agent gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRequest {
+    /// `AWS-StartPortForwardingSession` or `AWS-StartPortForwardingSessionToRemoteHost`.
+    pub document: String,
+    pub port_number: String,
+    pub local_port_number: String,
+    /// The remote-host document's `host`.
+    pub host: Option<String>,
 }
 
 /// How long lifecycle steps take.

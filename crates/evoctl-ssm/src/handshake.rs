@@ -1,7 +1,8 @@
-//! The client's side of the handshake KMS-encrypted sessions open with, sans-IO: what the
-//! agent's HandshakeRequest asks for (the session type, the KMS key and its random challenge),
-//! the encryption context that GenerateDataKey and the agent's Decrypt must share, and the
-//! client's HandshakeResponse. The agent's half (building the request, checking the response)
+//! The client's side of the handshake KMS-encrypted sessions and port sessions open with,
+//! sans-IO: what the agent's HandshakeRequest asks for (the session type, the KMS key and its
+//! random challenge, a port session's properties), the encryption context that GenerateDataKey
+//! and the agent's Decrypt must share, the client's HandshakeResponse, and for port sessions the
+//! client version to announce and the mode it puts the agent in ([`port_mode`]). The agent's half (building the request, checking the response)
 //! lives in the lab crate, `crates/evoctl-lab`. Sending, KMS calls and the encryption itself
 //! live elsewhere.
 
@@ -17,6 +18,30 @@ pub const KMS_ENCRYPTION: &str = "KMSEncryption";
 pub const INTERACTIVE_COMMANDS: &str = "InteractiveCommands";
 /// Session types a shell client handles (the official plugin treats these three alike).
 const SHELL_SESSION_TYPES: &[&str] = &["Standard_Stream", INTERACTIVE_COMMANDS, "NonInteractiveCommands"];
+
+/// The session type of `AWS-StartPortForwardingSession(ToRemoteHost)`.
+pub const PORT: &str = "Port";
+/// The `type` property of both port-forwarding documents; any other type gets a single stream.
+pub const LOCAL_PORT_FORWARDING: &str = "LocalPortForwarding";
+
+/// The ClientVersion a port client announces. The agent multiplexes with smux for clients at or
+/// above 1.1.70, and turns its own smux keep-alive off only for clients above 1.2.331.0
+/// (`agent/session/plugins/port/port.go`, `port_mux.go`); this is a released plugin version past
+/// both, so a current agent neither pings nor drops an idle forward and Session Manager's idle
+/// timeout still applies, as with the official plugin. Agents that predate that switch keep
+/// their keep-alive on whatever the client says: [`port_mode`] says when the client must send
+/// keep-alives for them.
+pub const PORT_CLIENT_VERSION: &str = "1.2.677.0";
+/// Agents at or below this speak only single-stream ("basic") port forwarding (the plugin's
+/// `TCPMultiplexingSupportedAfterThisAgentVersion`).
+pub const MUX_AFTER_AGENT: &str = "3.0.196.0";
+/// Agents at or below this keep smux keep-alive on for every client (the plugin's
+/// `TCPMultiplexingWithSmuxKeepAliveDisabledAfterThisAgentVersion`): they close a smux session
+/// that sends them nothing for 30 s, so the client sends a NOP every [`KEEPALIVE_EVERY_MS`].
+pub const KEEPALIVE_OFF_AFTER_AGENT: &str = "3.1.1511.0";
+/// How often a client keeps an old agent's smux session alive (smux's own interval; the agent
+/// gives up after 30 s).
+pub const KEEPALIVE_EVERY_MS: u64 = 10_000;
 
 const STATUS_SUCCESS: i32 = 1;
 const STATUS_FAILED: i32 = 2;
@@ -37,6 +62,100 @@ pub struct Requested {
     pub kms: Option<KmsAction>,
     /// What this client cannot honour (a port session, an unknown action), for the error.
     pub refused: Vec<String>,
+}
+
+/// A port session's properties, as the document gave them to the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PortProperties {
+    /// `portNumber`: the destination port in the task (or on `host`).
+    pub port_number: String,
+    /// `host` (`AWS-StartPortForwardingSessionToRemoteHost`); empty for the task itself.
+    pub host: String,
+    /// `type` (`LocalPortForwarding` for both documents).
+    pub kind: String,
+}
+
+/// How a port session carries connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortMode {
+    /// One connection at a time, raw bytes; a closed local connection is the DisconnectToPort flag.
+    Basic,
+    /// smux v1 streams, one per connection; `keepalive`: send a NOP every
+    /// [`KEEPALIVE_EVERY_MS`] (the agent drops a silent session otherwise).
+    Mux { keepalive: bool },
+}
+
+/// What a port session's HandshakeRequest asks: its properties, and what a port client cannot
+/// honour (another session type, KMS, an unknown action).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PortRequest {
+    pub agent_version: String,
+    pub properties: PortProperties,
+    pub refused: Vec<String>,
+}
+
+/// Read a port session's HandshakeRequest.
+pub fn read_port_request(request: &HandshakeRequest) -> PortRequest {
+    let mut read = PortRequest { agent_version: request.agent_version.clone(), ..PortRequest::default() };
+    let mut port = false;
+    for action in &request.requested_client_actions {
+        match action.action_type.as_str() {
+            SESSION_TYPE => {
+                let parameters = &action.action_parameters;
+                let session_type = parameters.get("SessionType").and_then(Value::as_str).unwrap_or_default();
+                if session_type != PORT {
+                    read.refused.push(format!("session type `{session_type}`"));
+                    continue;
+                }
+                port = true;
+                let property = |name: &str| {
+                    parameters.get("Properties").and_then(|p| p.get(name)).and_then(Value::as_str).unwrap_or_default()
+                };
+                read.properties = PortProperties {
+                    port_number: property("portNumber").to_owned(),
+                    host: property("host").to_owned(),
+                    kind: property("type").to_owned(),
+                };
+            }
+            KMS_ENCRYPTION => read.refused.push("KMS encryption (port sessions are never encrypted)".into()),
+            other => read.refused.push(format!("action `{other}`")),
+        }
+    }
+    if !port && read.refused.is_empty() {
+        read.refused.push("no session type".into());
+    }
+    read
+}
+
+/// The mode a port session runs in, from the agent's version and the document's type, as the
+/// agent and the official plugin decide it: smux for `LocalPortForwarding` on agents above
+/// [`MUX_AFTER_AGENT`] (the agent checks the client version, [`PORT_CLIENT_VERSION`] passes),
+/// single-stream otherwise; keep-alives from the client only for agents at or below
+/// [`KEEPALIVE_OFF_AFTER_AGENT`]. A version that does not parse counts as old, as in the plugin.
+pub fn port_mode(agent_version: &str, properties: &PortProperties) -> PortMode {
+    if properties.kind != LOCAL_PORT_FORWARDING || !version_above(agent_version, MUX_AFTER_AGENT) {
+        return PortMode::Basic;
+    }
+    PortMode::Mux { keepalive: !version_above(agent_version, KEEPALIVE_OFF_AFTER_AGENT) }
+}
+
+/// Whether dotted numeric `version` is above `than` (missing parts are 0); an unparsable
+/// version is not.
+pub fn version_above(version: &str, than: &str) -> bool {
+    fn parts(v: &str) -> Option<Vec<u64>> {
+        v.trim().split('.').map(|p| p.parse().ok()).collect()
+    }
+    let (Some(mut a), Some(mut b)) = (parts(version), parts(than)) else { return false };
+    let len = a.len().max(b.len());
+    a.resize(len, 0);
+    b.resize(len, 0);
+    a > b
+}
+
+/// The HandshakeResponse of a port client: the Port session type accepted, anything else
+/// Unsupported (the agent then ends the session), announcing [`PORT_CLIENT_VERSION`].
+pub fn port_response(request: &HandshakeRequest) -> HandshakeResponse {
+    answer(request, None, PORT_CLIENT_VERSION, &[PORT])
 }
 
 /// Read the agent's request.
@@ -92,6 +211,15 @@ pub struct KmsReply {
 /// challenge; what this client cannot do is reported Unsupported (the agent then ends the
 /// session).
 pub fn response(request: &HandshakeRequest, kms: Option<&KmsReply>, client_version: &str) -> HandshakeResponse {
+    answer(request, kms, client_version, SHELL_SESSION_TYPES)
+}
+
+fn answer(
+    request: &HandshakeRequest,
+    kms: Option<&KmsReply>,
+    client_version: &str,
+    session_types: &[&str],
+) -> HandshakeResponse {
     let mut errors = Vec::new();
     let mut processed = Vec::new();
     for action in &request.requested_client_actions {
@@ -101,7 +229,7 @@ pub fn response(request: &HandshakeRequest, kms: Option<&KmsReply>, client_versi
                 .action_parameters
                 .get("SessionType")
                 .and_then(Value::as_str)
-                .is_some_and(|t| SHELL_SESSION_TYPES.contains(&t));
+                .is_some_and(|t| session_types.contains(&t));
         let (status, result, error) = match (kind, kms) {
             (SESSION_TYPE, _) if session_type_ok => (STATUS_SUCCESS, Value::Null, String::new()),
             (KMS_ENCRYPTION, Some(kms)) => {
@@ -219,6 +347,94 @@ mod tests {
                 .as_slice()
             )
         );
+    }
+
+    /// A port session's request as the agent sends it (the document's properties, strings).
+    fn port_request(agent_version: &str, properties: Value) -> HandshakeRequest {
+        let wire = json!({"AgentVersion": agent_version, "RequestedClientActions": [
+            {"ActionType": "SessionType", "ActionParameters": {"SessionType": "Port", "Properties": properties}}
+        ]})
+        .to_string();
+        serde_json::from_str(&wire).unwrap()
+    }
+
+    #[test]
+    fn a_port_request_is_read_and_answered_with_the_port_client_version() {
+        let wire = r#"{"AgentVersion":"3.3.1802.0","RequestedClientActions":[{"ActionType":"SessionType","ActionParameters":{"SessionType":"Port","Properties":{"portNumber":"8080","type":"LocalPortForwarding","localPortNumber":"0","host":"db.internal"}}}]}"#;
+        let request: HandshakeRequest = serde_json::from_str(wire).unwrap();
+        assert_eq!(
+            request,
+            port_request(
+                "3.3.1802.0",
+                json!({"portNumber": "8080", "type": "LocalPortForwarding", "localPortNumber": "0", "host": "db.internal"})
+            )
+        );
+        let read = read_port_request(&request);
+        assert_eq!(
+            read,
+            PortRequest {
+                agent_version: "3.3.1802.0".into(),
+                properties: PortProperties {
+                    port_number: "8080".into(),
+                    host: "db.internal".into(),
+                    kind: "LocalPortForwarding".into()
+                },
+                refused: vec![],
+            }
+        );
+        assert_eq!(
+            as_value(&serde_json::to_string(&port_response(&request)).unwrap()),
+            as_value(
+                r#"{"ClientVersion":"1.2.677.0","ProcessedClientActions":[{"ActionType":"SessionType","ActionStatus":1,"ActionResult":null,"Error":""}],"Errors":null}"#
+            )
+        );
+        // A shell client still refuses it.
+        assert_eq!(read_request(&request).refused, ["session type `Port`"]);
+    }
+
+    #[test]
+    fn a_port_client_refuses_shells_and_kms() {
+        let shell = agent_request("3.3.0.0", Some(None));
+        let read = read_port_request(&shell);
+        assert_eq!(
+            read.refused,
+            ["session type `InteractiveCommands`", "KMS encryption (port sessions are never encrypted)"]
+        );
+        let statuses: Vec<i32> =
+            port_response(&shell).processed_client_actions.iter().map(|a| a.action_status).collect();
+        assert_eq!(statuses, [3, 2]);
+        let empty: HandshakeRequest = serde_json::from_str(r#"{"AgentVersion":"3.3.0.0"}"#).unwrap();
+        assert_eq!(read_port_request(&empty).refused, ["no session type"]);
+    }
+
+    /// The thresholds are the agent's and the plugin's (port.go, port_mux.go, the plugin's
+    /// config.go): smux above 3.0.196.0, the client's keep-alive up to 3.1.1511.0 only.
+    #[test]
+    fn the_port_mode_follows_the_agent_version_and_document_type() {
+        let local =
+            PortProperties { port_number: "80".into(), host: String::new(), kind: LOCAL_PORT_FORWARDING.into() };
+        let cases = [
+            ("2.3.722.0", PortMode::Basic),
+            ("3.0.196.0", PortMode::Basic),
+            ("3.0.196.1", PortMode::Mux { keepalive: true }),
+            ("3.0.222.0", PortMode::Mux { keepalive: true }),
+            ("3.1.1511.0", PortMode::Mux { keepalive: true }),
+            ("3.1.1511.1", PortMode::Mux { keepalive: false }),
+            ("3.1.1732.0", PortMode::Mux { keepalive: false }),
+            ("3.3.1802.0", PortMode::Mux { keepalive: false }),
+            ("3.10", PortMode::Mux { keepalive: false }),
+            ("", PortMode::Basic),
+            ("3.x.1", PortMode::Basic),
+        ];
+        for (version, mode) in cases {
+            assert_eq!(port_mode(version, &local), mode, "agent {version}");
+        }
+        let other = PortProperties { kind: "Other".into(), ..local.clone() };
+        assert_eq!(port_mode("3.3.1802.0", &other), PortMode::Basic);
+        // The announced version is past both of the agent's client thresholds.
+        assert!(version_above(PORT_CLIENT_VERSION, "1.2.331.0"));
+        assert!(!version_above("1.1.70", PORT_CLIENT_VERSION));
+        assert!(version_above(PORT_CLIENT_VERSION, "1.1.69.9"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The client side of the Session Manager data channel, sans-IO: the binary frame codec
 //! ([`frame`]), the JSON message bodies ([`messages`]), the client's session state machine
-//! ([`session`]), and for KMS sessions the client's half of the handshake ([`handshake`]) and
+//! ([`session`]), the smux v1 multiplexer port sessions carry inside it ([`smux`]), and for KMS sessions the client's half of the handshake ([`handshake`]) and
 //! AES-GCM ([`crypto`]).
 //!
 //! Nothing here touches sockets, clocks, AWS or the printer; transports drive it with bytes and
@@ -15,6 +15,7 @@ pub mod frame;
 pub mod handshake;
 pub mod messages;
 pub mod session;
+pub mod smux;
 
 pub use frame::{Frame, FrameError, PayloadType};
 pub use session::{Event, Session};

@@ -515,6 +515,7 @@ pub fn execute_command(
         environment,
         target_id: format!("ecs:{}_{}_{}", task.cluster, task.id, container.runtime_id),
         kms_key_id: account.clusters.get(&task.cluster).and_then(|c| c.exec_kms_key_id.clone()),
+        port: None,
     };
     account.exec_sessions.insert(session_id.clone(), grant);
     account.issued_tokens.push(token.clone());
