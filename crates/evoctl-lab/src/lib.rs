@@ -118,7 +118,7 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", options.port))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let tls = if options.tls { Some(tls::issue()?) } else { None };
+    let tls = if options.tls { Some(tls::issue_for(options.stream_host.as_slice())?) } else { None };
     let endpoint = format!("{}://{address}", if tls.is_some() { "https" } else { "http" });
     for account in &mut accounts.list {
         account.endpoint = endpoint.clone();
