@@ -51,6 +51,10 @@ fn wait_until<T>(deadline: Duration, what: &str, mut probe: impl FnMut() -> Opti
 impl Lab {
     /// A lab on the seed, with `extra` TOML added at the scenario's top level.
     fn start(extra: &str) -> Lab {
+        Lab::start_with(extra, &[])
+    }
+
+    fn start_with(extra: &str, flags: &[&str]) -> Lab {
         let dir = tempfile::tempdir().expect("temp dir");
         let scenario = dir.path().join("scenario.toml");
         std::fs::write(&scenario, format!("extends = \"seed\"\ndescription = \"port\"\n{extra}")).unwrap();
@@ -62,6 +66,7 @@ impl Lab {
             .arg(&ready_file)
             .args(["--task-start-ms", "150", "--task-stop-ms", "100", "--agent-start-ms", "60", "--tick-ms", "5"])
             .args(["--agent-delay-ms", "50", "--evolution-time-scale", "0.01"])
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -633,4 +638,17 @@ async fn keep_alive_follows_the_client_version_and_closes_a_silent_client_after_
     assert!(off.smux().is_empty(), "{:?}", off.smux());
     assert!(off.closed.is_none());
     assert_eq!(lab.port_session(&off.id)["ended"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_version_flag_wins_over_the_scenario_and_keeps_keep_alive_on_up_to_3_1_1511() {
+    let lab = Lab::start_with("ssm_agent_version = \"3.0.196.0\"\n", &["--ssm-agent-version", "3.1.1511.0"]);
+    let (target, _) = lab.production();
+    let ssm = lab.ssm().await;
+    let mut channel = open(&ssm, &target, PORT_DOCUMENT, &[("portNumber", "8080")]).await;
+    let request = channel.handshake(CLIENT).await;
+    assert_eq!(request["AgentVersion"], "3.1.1511.0");
+    let row = lab.wait_session(&channel.id, "the mode", |r| !r["mode"].is_null());
+    assert_eq!(row["mode"], json!({"mux": {"keep_alive": true}}));
+    assert_eq!(row["agent_version"], "3.1.1511.0");
 }
