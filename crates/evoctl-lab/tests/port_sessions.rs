@@ -326,6 +326,24 @@ impl Channel {
         (data, frames.iter().any(|f| f.sid == id && f.cmd == FIN))
     }
 
+    /// Drop the socket and resume the session on a new one (ResumeSession's token), keeping the
+    /// sequence numbers: both sides resend what was not acked.
+    async fn resume(&mut self, ssm: &aws_sdk_ssm::Client) {
+        let _ = self.socket.close(None).await;
+        let answer = ssm.resume_session().session_id(&self.id).send().await.expect("ResumeSession");
+        let (mut socket, _) =
+            tokio_tungstenite::connect_async(answer.stream_url().expect("stream url")).await.expect("websocket");
+        let open = json!({
+            "MessageSchemaVersion": "1.0",
+            "RequestId": uuid::Uuid::new_v4().to_string(),
+            "TokenValue": answer.token_value().expect("token"),
+            "ClientId": uuid::Uuid::new_v4().to_string(),
+            "ClientVersion": CLIENT,
+        });
+        socket.send(Message::Text(open.to_string().into())).await.expect("token frame");
+        self.socket = socket;
+    }
+
     /// End the session with the TerminateSession flag and wait for its channel_closed.
     async fn end(&mut self) {
         self.flag(2).await;
@@ -692,4 +710,27 @@ async fn four_mebibytes_echo_byte_identical_on_two_streams_at_once() {
     }
     assert!(channel.stream(3).0 == data && channel.stream(5).0 == data, "byte-identical on both streams");
     assert!(channel.output_sizes.iter().all(|&n| n <= 1024));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_port_session_keeps_forwarding_on_a_new_socket() {
+    let lab = Lab::start("");
+    let (target, stand_in) = lab.production();
+    let ssm = lab.ssm().await;
+    let mut channel = open(&ssm, &target, PORT_DOCUMENT, &[("portNumber", "8080")]).await;
+    channel.handshake(CLIENT).await;
+    let expected = direct(stand_in, GET);
+    channel.smux_send(SYN, 3, &[]).await;
+    channel.smux_send(PSH, 3, GET).await;
+    channel.until("the first answer", |c| c.stream(3).1).await;
+    assert_eq!(body(&channel.stream(3).0), body(&expected));
+    channel.resume(&ssm).await;
+    channel.smux_send(SYN, 5, &[]).await;
+    channel.smux_send(PSH, 5, GET).await;
+    channel.until("the answer after the resume", |c| c.stream(5).1).await;
+    assert_eq!(body(&channel.stream(5).0), body(&expected));
+    let row = lab.port_session(&channel.id);
+    assert_eq!(row["ended"], false);
+    let ids: Vec<&Value> = row["streams"].as_array().unwrap().iter().map(|s| &s["id"]).collect();
+    assert_eq!(ids, [&json!(3), &json!(5)]);
 }
