@@ -113,6 +113,10 @@ struct ServeArgs {
     /// [default: the scenario's `pairing_refresh`]
     #[arg(long)]
     pairing_refresh: bool,
+    /// The SSM agent version the tasks' agents report: it picks Port sessions' mode and smux
+    /// keep-alive [default: the scenario's `ssm_agent_version`, else 3.3.1802.0]
+    #[arg(long, value_name = "VERSION")]
+    ssm_agent_version: Option<String>,
     /// Tasks of CLUSTER/SERVICE use the Evolution server at HOST:PORT instead of a stand-in
     /// (repeatable)
     #[arg(long, value_name = "CLUSTER/SERVICE=HOST:PORT", value_parser = external)]
@@ -275,6 +279,7 @@ pub fn main() -> ExitCode {
                 baileys_patched: args.baileys_patched,
                 pairing_refresh: args.pairing_refresh,
                 external_evolution: args.external_evolution,
+                ssm_agent_version: args.ssm_agent_version,
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
                 Ok(runtime) => runtime,

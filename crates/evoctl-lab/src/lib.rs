@@ -76,6 +76,9 @@ pub struct LabOptions {
     pub pairing_refresh: bool,
     /// `--external-evolution CLUSTER/SERVICE=HOST:PORT` (added to the scenario's).
     pub external_evolution: Vec<(String, String)>,
+    /// `--ssm-agent-version`; when not given, the scenario's `ssm_agent_version`, else
+    /// [`agent_handshake::AGENT_VERSION`].
+    pub ssm_agent_version: Option<String>,
 }
 
 /// The ready file's content.
@@ -118,7 +121,7 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", options.port))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let tls = if options.tls { Some(tls::issue()?) } else { None };
+    let tls = if options.tls { Some(tls::issue_for(options.stream_host.as_slice())?) } else { None };
     let endpoint = format!("{}://{address}", if tls.is_some() { "https" } else { "http" });
     for account in &mut accounts.list {
         account.endpoint = endpoint.clone();
@@ -164,7 +167,11 @@ pub async fn serve(options: LabOptions) -> Result<(), String> {
         session_log_upload: options.session_log_upload,
         root,
         container_env,
-        agent_version: scenario.ssm_agent_version.clone().unwrap_or_else(|| agent_handshake::AGENT_VERSION.to_owned()),
+        agent_version: options
+            .ssm_agent_version
+            .clone()
+            .or_else(|| scenario.ssm_agent_version.clone())
+            .unwrap_or_else(|| agent_handshake::AGENT_VERSION.to_owned()),
     })
     .map_err(|e| format!("cannot prepare the exec agent's container dir: {e}"))?;
     let mut externals: indexmap::IndexMap<String, String> = scenario

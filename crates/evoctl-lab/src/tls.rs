@@ -40,6 +40,12 @@ pub struct LabTls {
 /// Make a new CA (new key), sign a server certificate for [`SERVER_NAMES`] with it, and build
 /// the rustls server settings (aws-lc-rs, the same provider the rest of the binary links).
 pub fn issue() -> Result<LabTls, String> {
+    issue_for(&[])
+}
+
+/// [`issue`], the certificate also valid for `extra_names` (the `--stream-host` name, so a
+/// client that checks the stream URL's host name accepts the lab's data channel).
+pub fn issue_for(extra_names: &[String]) -> Result<LabTls, String> {
     let fail = |what: &str, e: rcgen::Error| format!("cannot make the lab's {what}: {e}");
     let now = time::OffsetDateTime::now_utc();
     // A little slack before now for clocks that disagree by minutes; a year is longer than any
@@ -61,8 +67,9 @@ pub fn issue() -> Result<LabTls, String> {
     let issuer = Issuer::new(ca_params, ca_key);
 
     let server_key = KeyPair::generate().map_err(|e| fail("server key", e))?;
-    let mut server_params =
-        CertificateParams::new(SERVER_NAMES.map(str::to_owned).to_vec()).map_err(|e| fail("server certificate", e))?;
+    let mut names = SERVER_NAMES.map(str::to_owned).to_vec();
+    names.extend(extra_names.iter().filter(|n| !SERVER_NAMES.contains(&n.as_str())).cloned());
+    let mut server_params = CertificateParams::new(names).map_err(|e| fail("server certificate", e))?;
     server_params.distinguished_name.push(DnType::CommonName, "evoctl-lab");
     server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];

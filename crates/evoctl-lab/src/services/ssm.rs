@@ -285,7 +285,13 @@ mod tests {
         let answer = start(&mut account, params, StartSessionFaults::default()).unwrap();
         let id = answer["SessionId"].as_str().unwrap();
         assert!(id.starts_with("alice-") && id.len() == "alice-".len() + 17, "{id}");
-        assert!(answer["StreamUrl"].as_str().unwrap().contains(&format!("/v1/data-channel/{id}?")));
+        assert_eq!(answer["StreamUrl"], super::super::ecs::stream_url(&account, id));
+        assert!(
+            answer["StreamUrl"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/v1/data-channel/{id}?role=publish_subscribe&cell-number=AAEAAQ"))
+        );
         let grant = &account.exec_sessions[id];
         assert_eq!(grant.token, answer["TokenValue"].as_str().unwrap());
         assert_eq!(grant.target_id, target);
