@@ -11,6 +11,7 @@ pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod copy;
 pub mod duration;
 pub mod env_vars;
 pub mod error;

@@ -68,7 +68,48 @@ pub async fn type_stream(source: &Stdin, input: &mpsc::Sender<Input>) -> Result<
         Stdin::Local => pieces(tokio::io::stdin(), input)
             .await
             .map_err(|source| Error::Io { path: PathBuf::from("<stdin>"), source }),
+        Stdin::Files(files) => {
+            for (path, size) in files {
+                let io = |source| Error::Io { path: path.clone(), source };
+                let file = tokio::fs::File::open(path).await.map_err(io)?;
+                match exactly(file, *size, input).await.map_err(io)? {
+                    Typed::Whole => {}
+                    Typed::Refused => return Ok(()),
+                }
+            }
+            let _ = input.send(Input::Data(vec![STREAM_END])).await;
+            Ok(())
+        }
     }
+}
+
+/// How typing one file of a [`Stdin::Files`] stream went.
+enum Typed {
+    Whole,
+    /// The session stopped taking input.
+    Refused,
+}
+
+/// Exactly `size` bytes of `source`, each read as a piece; a source that ends sooner changed
+/// since it was measured, which is an error.
+async fn exactly(source: impl AsyncRead + Unpin, size: u64, input: &mpsc::Sender<Input>) -> std::io::Result<Typed> {
+    let mut source = source.take(size);
+    let mut buffer = vec![0u8; STDIN_CHUNK];
+    let mut left = size;
+    while left > 0 {
+        let read = source.read(&mut buffer).await?;
+        if read == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the file changed while it was copied: it ended {left} bytes short of the {size} it had"),
+            ));
+        }
+        left -= read as u64;
+        if input.send(Input::Data(Envelope::stdin_piece(&buffer[..read], PIECE_END))).await.is_err() {
+            return Ok(Typed::Refused);
+        }
+    }
+    Ok(Typed::Whole)
 }
 
 /// Each read as one piece, as soon as it is read; the end mark at the end of the source.
