@@ -252,10 +252,10 @@ async fn upload(
     if let Some(err) = sink.error.take() {
         return Err(err);
     }
-    let status = status.map_err(cut_short)?;
     if let Some((message, fix, kind)) = sink.failed.take() {
         return Err(remote_failure(&target.env, message, fix, &kind));
     }
+    let status = status.map_err(cut_short)?;
     if status != 0 || sink.done.len() != plan.files.len() {
         return Err(remote_crash(&target.env, status, &sink.stderr));
     }
@@ -396,8 +396,10 @@ impl OutputSink for PutSink<'_> {
     fn stderr(&mut self, bytes: &[u8]) {
         keep_stderr(&mut self.stderr, bytes);
     }
+    /// A failure on either side ends the run at once (and with it the session, so the input
+    /// still being typed stops).
     fn room(&self) -> BoxFuture<'_, Result<()>> {
-        let failed = self.error.is_some();
+        let failed = self.error.is_some() || self.failed.is_some();
         Box::pin(async move { if failed { Err(stopped()) } else { Ok(()) } })
     }
 }
@@ -452,10 +454,10 @@ async fn download(
     if let Some(err) = sink.error.take() {
         return Err(err);
     }
-    let status = status.map_err(cut_short)?;
     if let Some((message, fix, kind)) = sink.failed.take() {
         return Err(remote_failure(&target.env, message, fix, &kind));
     }
+    let status = status.map_err(cut_short)?;
     let complete = sink.summary.is_some_and(|(files, _)| files == sink.done.len() as u64)
         && sink.current.is_none()
         && !sink.records.is_mid_record();
@@ -661,8 +663,10 @@ impl OutputSink for GetSink<'_> {
     fn stderr(&mut self, bytes: &[u8]) {
         keep_stderr(&mut self.stderr, bytes);
     }
+    /// A failure on either side ends the run at once (and with it the session, so the input
+    /// still being typed stops).
     fn room(&self) -> BoxFuture<'_, Result<()>> {
-        let failed = self.error.is_some();
+        let failed = self.error.is_some() || self.failed.is_some();
         Box::pin(async move { if failed { Err(stopped()) } else { Ok(()) } })
     }
 }
