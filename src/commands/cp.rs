@@ -104,7 +104,8 @@ enum Direction {
 
 /// Which side is the container's; exactly one must be.
 fn direction(args: &CpArgs) -> Result<(String, Direction)> {
-    let example = "evoctl cp ./a.bin production:/tmp/a.bin (upload) or evoctl cp production:/tmp/a.bin ./a.bin (download)";
+    let example =
+        "evoctl cp ./a.bin production:/tmp/a.bin (upload) or evoctl cp production:/tmp/a.bin ./a.bin (download)";
     match (Endpoint::parse(&args.source), Endpoint::parse(&args.destination)) {
         (Endpoint::Local(local), Endpoint::Remote { env, path }) => Ok((env, Direction::Up { local, remote: path })),
         (Endpoint::Remote { env, path }, Endpoint::Local(local)) => Ok((env, Direction::Down { remote: path, local })),
@@ -144,11 +145,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 /// An exec failure of a copy, said as such: nothing partial was kept.
 fn cut_short(err: Error) -> Error {
     match err {
-        Error::Exec { kind, message, fix } => Error::Exec {
-            kind,
-            message: format!("the copy did not finish: {message}; no partial file was kept"),
-            fix,
-        },
+        Error::Exec { kind, message, fix } => {
+            Error::Exec { kind, message: format!("the copy did not finish: {message}; no partial file was kept"), fix }
+        }
         other => other,
     }
 }
@@ -161,7 +160,9 @@ fn remote_failure(env: &str, message: String, fix: Option<String>, kind: &str) -
         _ => Error::Exec {
             kind: ExecKind::Container,
             message,
-            fix: Some(fix.unwrap_or_else(|| format!("copy it again; if it repeats, check the container (`evoctl doctor {env}`)"))),
+            fix: Some(fix.unwrap_or_else(|| {
+                format!("copy it again; if it repeats, check the container (`evoctl doctor {env}`)")
+            })),
         },
     }
 }
@@ -172,7 +173,9 @@ fn remote_crash(env: &str, status: i32, stderr: &[u8]) -> Error {
     let detail = if stderr.trim().is_empty() { String::new() } else { format!(": {}", stderr.trim()) };
     Error::exec(
         ExecKind::Container,
-        format!("the copy program in {env}'s container ended with status {status} before the copy was complete{detail}"),
+        format!(
+            "the copy program in {env}'s container ended with status {status} before the copy was complete{detail}"
+        ),
         format!("check that the container's `node` works (`evoctl doctor {env}`)"),
     )
 }
@@ -295,7 +298,9 @@ fn plan_upload(local: &Path, recursive: bool) -> Result<UploadPlan> {
         None => std::fs::canonicalize(local)
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .ok_or_else(|| Error::usage(format!("{} has no name to copy it under", local.display()), "name the source by its path"))?,
+            .ok_or_else(|| {
+                Error::usage(format!("{} has no name to copy it under", local.display()), "name the source by its path")
+            })?,
     };
     let mut plan = UploadPlan { name, tree: false, dirs: Vec::new(), files: Vec::new(), skipped: Vec::new() };
     if meta.is_dir() {
@@ -329,7 +334,10 @@ fn walk(root: &Path, rel: &str, plan: &mut UploadPlan) -> Result<()> {
     names.sort();
     for name in names {
         let name = name.to_str().ok_or_else(|| {
-            Error::usage(format!("{} has a name that is not UTF-8", dir.join(&name).display()), "rename it, or copy the files one by one")
+            Error::usage(
+                format!("{} has a name that is not UTF-8", dir.join(&name).display()),
+                "rename it, or copy the files one by one",
+            )
         })?;
         let child_rel = if rel.is_empty() { name.to_owned() } else { format!("{rel}/{name}") };
         let path = root.join(&child_rel);
@@ -630,7 +638,9 @@ impl GetSink<'_> {
                 std::fs::set_permissions(&temp_path, std::fs::Permissions::from_mode(file.mode & 0o777))
                     .map_err(io(&temp_path))?;
                 refuse_link(&file.target)?;
-                file.temp.persist(&file.target).map_err(|err| Error::Io { path: file.target.clone(), source: err.error })?;
+                file.temp
+                    .persist(&file.target)
+                    .map_err(|err| Error::Io { path: file.target.clone(), source: err.error })?;
                 self.done.push(Copied { path, bytes, sha256 });
             }
             Record::Progress { .. } => return Err(protocol(self.env, "an upload's progress in a download")),

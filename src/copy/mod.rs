@@ -202,7 +202,8 @@ impl Records {
 
 fn decode(kind: u8, body: &[u8]) -> Result<Record, RecordError> {
     fn json<T: serde::de::DeserializeOwned>(kind: u8, body: &[u8]) -> Result<T, RecordError> {
-        serde_json::from_slice(body).map_err(|err| RecordError::Malformed { kind: kind as char, message: err.to_string() })
+        serde_json::from_slice(body)
+            .map_err(|err| RecordError::Malformed { kind: kind as char, message: err.to_string() })
     }
     Ok(match kind {
         b'S' => {
@@ -245,7 +246,10 @@ fn checked_relative(kind: u8, path: String) -> Result<String, RecordError> {
         .components()
         .any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
     if escapes {
-        return Err(RecordError::Malformed { kind: kind as char, message: format!("the path {path:?} leaves the tree") });
+        return Err(RecordError::Malformed {
+            kind: kind as char,
+            message: format!("the path {path:?} leaves the tree"),
+        });
     }
     Ok(path)
 }

@@ -14,8 +14,11 @@ use std::time::Duration;
 /// The container's working directory, where relative container paths start, as the container
 /// itself says (the lab makes it when the task's first command runs).
 fn container_dir(lab: &Lab) -> PathBuf {
-    let output =
-        lab.evoctl().args(["exec", "production", "-T", "--", "node", "-e", "process.stdout.write(process.cwd())"]).output().unwrap();
+    let output = lab
+        .evoctl()
+        .args(["exec", "production", "-T", "--", "node", "-e", "process.stdout.write(process.cwd())"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let dir = PathBuf::from(text(&output.stdout));
     let expected = lab.dir.path().join("ready.containers/tasks").join(lab.first_task_id()).join("evolution");
@@ -242,7 +245,8 @@ fn r_copies_a_small_tree_both_ways_with_its_modes() {
     assert_eq!(document["files"], 3);
     assert_eq!(document["bytes"], 4 + 18 + 300 * 1024);
     assert_eq!(document["sha256"], serde_json::Value::Null);
-    let paths: Vec<&str> = document["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> =
+        document["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
     assert_eq!(paths, ["sub/deep/data.bin", "sub/run.sh", "top.txt"]);
     let up = container.join("tree");
     assert_same_tree(&tree, &up);
