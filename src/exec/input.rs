@@ -160,4 +160,37 @@ mod tests {
         // Independent pieces, each decodable on its own ("a" is not held back for "bc").
         assert_eq!(typed, ["aGVsbG8K,", "YQ==,", "YmM=,", "."]);
     }
+
+    /// Files are typed one after another, each exactly the size it was measured at (a file that
+    /// grew since is cut there), then one end mark; a file that shrank since is an error.
+    #[tokio::test]
+    async fn files_are_typed_at_their_measured_sizes_and_a_shrunk_one_is_an_error() {
+        use base64::Engine;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, b"abc").unwrap();
+        std::fs::write(&b, b"defgh").unwrap();
+        let (tx, mut rx) = mpsc::channel(64);
+        type_stream(&Stdin::Files(vec![(a.clone(), 3), (b.clone(), 4)]), &tx).await.unwrap();
+        drop(tx);
+        let mut typed = Vec::new();
+        while let Some(Input::Data(piece)) = rx.recv().await {
+            typed.extend(piece);
+        }
+        let typed = String::from_utf8(typed).unwrap();
+        let (pieces, end) = typed.split_at(typed.len() - 1);
+        assert_eq!(end, ".");
+        let bytes: Vec<u8> = pieces
+            .split_terminator(',')
+            .flat_map(|piece| base64::engine::general_purpose::STANDARD.decode(piece).unwrap())
+            .collect();
+        assert_eq!(bytes, b"abcdefg");
+
+        let (tx, _rx) = mpsc::channel(64);
+        let err = type_stream(&Stdin::Files(vec![(a.clone(), 10)]), &tx).await.unwrap_err();
+        assert!(
+            err.to_string().ends_with("the file changed while it was copied: it ended 7 bytes short of the 10 it had"),
+            "{err}"
+        );
+    }
 }
