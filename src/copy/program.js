@@ -159,13 +159,17 @@ const put = () => {
     notLink(target, tst);
     if (tst && tst.isDirectory()) throw new Refusal(target + " is a directory in the container", "give a file name as the destination, or the directory to copy into");
   }
+  // Directories made here get their exact mode at the end (a read-only one would refuse its
+  // own files, and mkdir's mode is cut by the umask).
+  const made = [];
   for (const d of C.dirs) {
     const full = d.path === "" ? root : path.join(root, d.path);
     const dst2 = lstat(full);
     notLink(full, dst2);
     if (dst2 && !dst2.isDirectory()) throw new Refusal(full + " exists and is not a directory", "move it away, or copy to another place");
-    if (!dst2) fs.mkdirSync(full, { mode: d.mode | 0o700 });
+    if (!dst2) { fs.mkdirSync(full, { mode: 0o700 }); made.push([full, d.mode]); }
   }
+  const modes = () => { for (const [full, mode] of made.reverse()) fs.chmodSync(full, mode); };
   let index = -1, fd = null, hash = null, left = 0, tmp = null, written = 0, told = 0;
   const next = () => {
     for (;;) {
@@ -200,9 +204,10 @@ const put = () => {
       const f = C.files[index];
       throw new Refusal("the input ended after " + (f.size - left) + " of " + f.size + " bytes of " + targets[index] + "; nothing was written", "copy it again", "truncated");
     }
+    modes();
     finish(0);
   };
-  if (!next()) return finish(0);
+  if (!next()) { modes(); return finish(0); }
   stdin.on("data", (chunk) => {
     try {
       let at = 0;

@@ -229,6 +229,8 @@ fn r_copies_a_small_tree_both_ways_with_its_modes() {
     std::fs::set_permissions(tree.join("sub/run.sh"), std::fs::Permissions::from_mode(0o750)).unwrap();
     std::fs::write(tree.join("sub/deep/data.bin"), random_bytes(300 * 1024, 3)).unwrap();
     std::fs::set_permissions(tree.join("sub"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Not what a umask of 022 gives a new directory: the mode is set, not left to mkdir.
+    std::fs::set_permissions(tree.join("empty"), std::fs::Permissions::from_mode(0o750)).unwrap();
 
     // Without -r a directory is bad input.
     let output = lab.evoctl().args(["cp", "tree", "production:"]).output().unwrap();
