@@ -88,11 +88,13 @@ pub async fn run(context: &Context, args: &CpArgs) -> Result<u8> {
         entries,
     };
     context.printer.data(&document, || {
-        let what = match &document.sha256 {
-            Some(sha256) => format!("{}, sha256 {sha256}", size(document.bytes)),
-            None => format!("{} file(s), {}", document.files, size(document.bytes)),
-        };
-        format!("copied {} to {}: {what}, {:.1} s", document.source, document.destination, document.seconds)
+        let (from, to, seconds) = (&document.source, &document.destination, document.seconds);
+        match &document.sha256 {
+            Some(sha256) => format!("copied {} from {from} to {to} in {seconds:.1} s (sha256 {sha256})", size(bytes)),
+            None => {
+                format!("copied {} file(s), {}, from {from} to {to} in {seconds:.1} s", document.files, size(bytes))
+            }
+        }
     });
     Ok(exit::OK)
 }
