@@ -174,6 +174,50 @@ fn a_connection_cut_mid_copy_leaves_no_partial_file_on_either_side() {
     assert_eq!(digest(&container.join("big.bin")), digest(&local), "the source was changed");
 }
 
+/// Ctrl-C once a temporary file with data in it exists in `dir`: evoctl exits 130 and the
+/// session is ended.
+fn interrupt_mid_copy(lab: &Lab, args: &[&str], dir: &Path) {
+    let child = lab
+        .evoctl_process()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(60), "a partial file mid-copy", || {
+        temporaries(dir).iter().any(|name| std::fs::metadata(dir.join(name)).is_ok_and(|m| m.len() > 0)).then_some(())
+    });
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{args:?}: {stderr}");
+    assert!(stderr.starts_with("interrupted (Ctrl-C): exec session "), "{stderr}");
+    assert!(stderr.ends_with(" was ended, and the command with it\n"), "{stderr}");
+    let session = crate::ending::sessions(lab).pop().expect("a session ran");
+    crate::ending::assert_ended(lab, &session);
+}
+
+#[test]
+fn ctrl_c_mid_copy_leaves_no_partial_file_on_either_side() {
+    let lab = Lab::start("seed");
+    let container = container_dir(&lab);
+    std::fs::write(lab.dir.path().join("big.bin"), random_bytes(20 * 1024 * 1024, 11)).unwrap();
+
+    interrupt_mid_copy(&lab, &["-q", "cp", "big.bin", "production:big.bin"], &container);
+    wait_until(Duration::from_secs(10), "the container's temporary file removed", || {
+        temporaries(&container).is_empty().then_some(())
+    });
+    assert!(!container.join("big.bin").exists(), "a partial big.bin in the container");
+
+    let output = lab.evoctl().args(["-q", "cp", "big.bin", "production:big.bin"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    interrupt_mid_copy(&lab, &["-q", "cp", "production:big.bin", "back.bin"], lab.dir.path());
+    assert_eq!(temporaries(lab.dir.path()), Vec::<String>::new());
+    assert!(!lab.dir.path().join("back.bin").exists(), "a partial back.bin here");
+}
+
 #[test]
 fn a_destination_that_is_a_symlink_is_refused_on_both_sides() {
     let lab = Lab::start("seed");
@@ -256,6 +300,9 @@ fn r_copies_a_small_tree_both_ways_with_its_modes() {
     // Back into a new directory name.
     let output = lab.evoctl().args(["-q", "cp", "-r", "production:tree", "copy"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.starts_with("copied 3 file(s), 300.0 KiB, from production:tree to copy in "), "{stdout}");
+    assert!(stdout.ends_with(" s\n") && stdout.lines().count() == 1, "{stdout}");
     assert_same_tree(&tree, &lab.dir.path().join("copy"));
 }
 
