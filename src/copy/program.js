@@ -75,6 +75,8 @@ const fail = (e) => {
   else record("F", { message: (e && e.message) || String(e), fix: null, kind: "io" });
   finish(1);
 };
+// Whatever goes wrong is said as a failure record, so evoctl ends the session at once.
+process.on("uncaughtException", (e) => fail(e));
 process.on("SIGHUP", () => finish(129));
 process.on("SIGTERM", () => finish(143));
 process.on("SIGINT", () => finish(130));
