@@ -57,9 +57,10 @@ struct Copied {
 
 pub async fn run(context: &Context, args: &CpArgs) -> Result<u8> {
     let started = Instant::now();
-    let (env, direction) = direction(args)?;
-    let config = context.config()?;
-    config.environment(&env)?;
+    let config = context.config();
+    let first_env = config.as_ref().ok().and_then(|c| c.environments.first()).map(|e| e.name.clone());
+    let (env, direction) = direction(args, first_env.as_deref())?;
+    config?.environment(&env)?;
     let target = ExecTargetArgs {
         env: env.clone(),
         container: args.container.clone(),
@@ -104,21 +105,31 @@ enum Direction {
     Down { remote: String, local: PathBuf },
 }
 
-/// Which side is the container's; exactly one must be.
-fn direction(args: &CpArgs) -> Result<(String, Direction)> {
-    let example =
-        "evoctl cp ./a.bin production:/tmp/a.bin (upload) or evoctl cp production:/tmp/a.bin ./a.bin (download)";
-    match (Endpoint::parse(&args.source), Endpoint::parse(&args.destination)) {
+/// Which side is the container's; exactly one must be. The fixes are the commands to run, with
+/// the configured environment (`first_env`) where the arguments name none.
+fn direction(args: &CpArgs, first_env: Option<&str>) -> Result<(String, Direction)> {
+    let (source, destination) = (&args.source, &args.destination);
+    match (Endpoint::parse(source), Endpoint::parse(destination)) {
         (Endpoint::Local(local), Endpoint::Remote { env, path }) => Ok((env, Direction::Up { local, remote: path })),
         (Endpoint::Remote { env, path }, Endpoint::Local(local)) => Ok((env, Direction::Down { remote: path, local })),
-        (Endpoint::Remote { .. }, Endpoint::Remote { .. }) => Err(Error::usage(
-            format!("both {} and {} are in a container; one side must be a local path", args.source, args.destination),
-            format!("copy through this machine in two steps, e.g. {example}"),
-        )),
-        (Endpoint::Local(_), Endpoint::Local(_)) => Err(Error::usage(
-            format!("neither {} nor {} is ENV:PATH (a path in a container)", args.source, args.destination),
-            format!("name the container's side as ENV:PATH: {example}; a local name with a colon is written ./a:b"),
-        )),
+        (Endpoint::Remote { path, .. }, Endpoint::Remote { .. }) => {
+            let name = copy::base_name(&path).unwrap_or("copy");
+            Err(Error::usage(
+                format!("both {source} and {destination} are in a container; one side must be a local path"),
+                format!(
+                    "copy through this machine in two steps: `evoctl cp {source} ./{name}`, then `evoctl cp ./{name} {destination}`"
+                ),
+            ))
+        }
+        (Endpoint::Local(_), Endpoint::Local(_)) => {
+            let env = first_env.unwrap_or("ENV");
+            Err(Error::usage(
+                format!("neither {source} nor {destination} is ENV:PATH (a path in a container)"),
+                format!(
+                    "name the container's side, e.g. `evoctl cp {source} {env}:{destination}` to upload (a relative PATH starts at the container's working directory); a local name with a colon is written ./a:b"
+                ),
+            ))
+        }
     }
 }
 

@@ -335,11 +335,11 @@ fn bad_input_is_exit_2_with_the_fix() {
     let cases: [(&[&str], &str); 4] = [
         (
             &["cp", "a.bin", "b.bin"],
-            "error: neither a.bin nor b.bin is ENV:PATH (a path in a container)\n  fix: name the container's side as ENV:PATH: evoctl cp ./a.bin production:/tmp/a.bin (upload) or evoctl cp production:/tmp/a.bin ./a.bin (download); a local name with a colon is written ./a:b\n",
+            "error: neither a.bin nor b.bin is ENV:PATH (a path in a container)\n  fix: name the container's side, e.g. `evoctl cp a.bin staging:b.bin` to upload (a relative PATH starts at the container's working directory); a local name with a colon is written ./a:b\n",
         ),
         (
             &["cp", "production:/tmp/a", "staging:/tmp/a"],
-            "error: both production:/tmp/a and staging:/tmp/a are in a container; one side must be a local path\n  fix: copy through this machine in two steps, e.g. evoctl cp ./a.bin production:/tmp/a.bin (upload) or evoctl cp production:/tmp/a.bin ./a.bin (download)\n",
+            "error: both production:/tmp/a and staging:/tmp/a are in a container; one side must be a local path\n  fix: copy through this machine in two steps: `evoctl cp production:/tmp/a ./a`, then `evoctl cp ./a staging:/tmp/a`\n",
         ),
         (&["cp", "missing.bin", "production:/tmp/x"], "error: missing.bin does not exist\n  fix: check the path\n"),
         (
