@@ -133,6 +133,11 @@ fn direction(args: &CpArgs, first_env: Option<&str>) -> Result<(String, Directio
     }
 }
 
+/// The same copy with `-r`: the fix for a directory copied without it.
+fn again_recursive(args: &CpArgs) -> String {
+    format!("evoctl cp -r {} {}", args.source, args.destination)
+}
+
 /// Refuse a destination that is a symbolic link: a careful cp does not write through it into
 /// another directory.
 fn refuse_link(path: &Path) -> Result<()> {
@@ -244,7 +249,8 @@ async fn upload(
     let plan = {
         let owned = local.to_owned();
         let recursive = args.recursive;
-        tokio::task::spawn_blocking(move || plan_upload(&owned, recursive))
+        let again = again_recursive(args);
+        tokio::task::spawn_blocking(move || plan_upload(&owned, recursive, &again))
             .await
             .map_err(|err| Error::Io { path: local.to_owned(), source: std::io::Error::other(err.to_string()) })??
     };
@@ -301,7 +307,7 @@ struct UploadPlan {
 
 /// What an upload sends: the file, or with `recursive` the tree (directories first, files in
 /// name order), each file hashed now. Links inside a tree and special files are skipped.
-fn plan_upload(local: &Path, recursive: bool) -> Result<UploadPlan> {
+fn plan_upload(local: &Path, recursive: bool, again: &str) -> Result<UploadPlan> {
     let meta = std::fs::metadata(local).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => Error::usage(format!("{} does not exist", local.display()), "check the path"),
         _ => Error::Io { path: local.to_owned(), source },
@@ -320,7 +326,7 @@ fn plan_upload(local: &Path, recursive: bool) -> Result<UploadPlan> {
         if !recursive {
             return Err(Error::usage(
                 format!("{} is a directory", local.display()),
-                "add -r to copy a directory and everything in it",
+                format!("to copy it and everything in it: `{again}`"),
             ));
         }
         plan.tree = true;
@@ -454,7 +460,7 @@ async fn download(
     local: &Path,
 ) -> Result<Vec<Copied>> {
     let top = plan_download(local, remote)?;
-    let program = copy::get_program(&target.env, remote, args.recursive);
+    let program = copy::get_program(&target.env, remote, args.recursive, &again_recursive(args));
     let spec = RunSpec::node(program, None);
     let mut sink = GetSink {
         printer: &context.printer,

@@ -74,9 +74,11 @@ pub struct PutDir {
     pub mode: u32,
 }
 
-/// The program that sends `src` (a file, or a tree with `recursive`) here.
-pub fn get_program(env: &str, src: &str, recursive: bool) -> String {
-    let copy = serde_json::json!({ "op": "get", "env": env, "src": remote_path(src), "recursive": recursive });
+/// The program that sends `src` (a file, or a tree with `recursive`) here; `again` is the same
+/// copy with `-r` (the fix when `src` is a directory).
+pub fn get_program(env: &str, src: &str, recursive: bool, again: &str) -> String {
+    let copy =
+        serde_json::json!({ "op": "get", "env": env, "src": remote_path(src), "recursive": recursive, "again": again });
     format!("const C = {copy};\n{PROGRAM}")
 }
 
@@ -336,7 +338,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = PutFile { path: String::new(), mode: 0o644, size: 1, sha256: "00".into(), local: PathBuf::new() };
         for (name, source) in [
-            ("get", get_program("production", "/tmp/a", false)),
+            ("get", get_program("production", "/tmp/a", false, "evoctl cp -r production:/tmp/a ./a")),
             ("put", put_program("production", "/tmp/a", "a", false, &[], &[file])),
         ] {
             let path = dir.path().join(format!("{name}.js"));

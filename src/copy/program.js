@@ -92,7 +92,7 @@ const get = () => {
   }
   const entries = [];
   if (st.isDirectory()) {
-    if (!C.recursive) throw new Refusal(top + " is a directory", "add -r to copy a directory and everything in it");
+    if (!C.recursive) throw new Refusal(top + " is a directory", "to copy it and everything in it: `" + C.again + "`");
     const walk = (rel) => {
       const full = rel === "" ? top : path.join(top, rel);
       for (const name of fs.readdirSync(full).sort()) {

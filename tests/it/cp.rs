@@ -281,7 +281,7 @@ fn r_copies_a_small_tree_both_ways_with_its_modes() {
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(
         text(&output.stderr),
-        "error: tree is a directory\n  fix: add -r to copy a directory and everything in it\n"
+        "error: tree is a directory\n  fix: to copy it and everything in it: `evoctl cp -r tree production:`\n"
     );
 
     // Up into the working directory (an existing directory: the tree lands under its own name).
@@ -296,6 +296,15 @@ fn r_copies_a_small_tree_both_ways_with_its_modes() {
     assert_eq!(paths, ["sub/deep/data.bin", "sub/run.sh", "top.txt"]);
     let up = container.join("tree");
     assert_same_tree(&tree, &up);
+
+    // Without -r a container directory is bad input too.
+    let output = lab.evoctl().args(["cp", "production:tree", "copy"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "error: production: tree is a directory\n  fix: to copy it and everything in it: `evoctl cp -r production:tree copy`\n"
+    );
+    assert!(!lab.dir.path().join("copy").exists());
 
     // Back into a new directory name.
     let output = lab.evoctl().args(["-q", "cp", "-r", "production:tree", "copy"]).output().unwrap();
