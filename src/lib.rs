@@ -2,8 +2,8 @@
 //!
 //! The binary `evoctl` is a thin shell over [`main_entry`]. Modules, one concern each:
 //! [`cli`] (argv), [`config`] (evoctl.toml), [`aws`] (SDK access and discovery),
-//! [`commands`] (what each command does), [`output`] (the one printer), [`error`] and [`exit`]
-//! (failures and exit codes). The local lab is its own crate (`crates/evoctl-lab`), which this
+//! [`commands`] (what each command does), [`copy`] (`cp`'s program and records), [`output`] (the
+//! one printer), [`error`] and [`exit`] (failures and exit codes). The local lab is its own crate (`crates/evoctl-lab`), which this
 //! one never depends on outside its integration tests.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
@@ -11,6 +11,7 @@ pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod copy;
 pub mod duration;
 pub mod env_vars;
 pub mod error;

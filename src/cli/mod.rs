@@ -55,6 +55,8 @@ pub enum Command {
     Shell(ShellArgs),
     /// Run a node script in the container
     Node(NodeArgs),
+    /// Copy files to or from the container (ENV:PATH on one side), verified by SHA-256
+    Cp(CpArgs),
     /// Evolution instance lifecycle
     #[command(subcommand)]
     Instance(InstanceCommand),
@@ -95,6 +97,7 @@ impl Command {
             self,
             Command::Exec(_)
                 | Command::Node(_)
+                | Command::Cp(_)
                 | Command::Shell(_)
                 | Command::PortForward(_)
                 | Command::Connect(_)
@@ -267,6 +270,34 @@ pub struct NodeArgs {
     /// Script file to run, or - to read the script from stdin
     #[arg(required_unless_present = "eval")]
     pub file: Option<PathBuf>,
+}
+
+/// `cp SRC DST`: one side `ENV:PATH` (a path in the environment's container), the other local.
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// What to copy: a local path, or ENV:PATH in the container (a relative PATH starts at the
+    /// container's working directory)
+    #[arg(value_name = "SRC")]
+    pub source: String,
+    /// Where to: a local path, or ENV:PATH (an existing directory receives the source under its
+    /// own name)
+    #[arg(value_name = "DST")]
+    pub destination: String,
+    /// Copy a directory and everything in it
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// Container name [default: from the config file]
+    #[arg(long)]
+    pub container: Option<String>,
+    /// Transport to the container
+    #[arg(long, value_enum, default_value_t, env = EnvVars::EVOCTL_BACKEND)]
+    pub backend: Backend,
+    /// How often the task is checked during the copy (ms)
+    #[arg(long, hide = true, default_value_t = 5000, env = EnvVars::EVOCTL_WATCHDOG_MS)]
+    pub watchdog_ms: u64,
+    /// Give up after this long, AWS calls included (e.g. 90s, 10m; a bare number is seconds)
+    #[arg(long, default_value = "60m", value_name = "DURATION", value_parser = crate::duration::parse)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -39,12 +39,14 @@ impl OutputSink for Passthrough<'_> {
 
 pub async fn exec(context: &Context, args: &ExecArgs) -> u8 {
     let spec = RunSpec { program: Program::Argv(args.command.clone()), stdin: forwarded(&args.stdin) };
-    finish(context, run(context, &args.target, args.timeout, spec).await)
+    finish(context, run(context, &args.target, args.timeout, spec, &mut Passthrough(&context.printer)).await)
 }
 
 pub async fn node(context: &Context, args: &NodeArgs) -> u8 {
     match node_spec(args) {
-        Ok(spec) => finish(context, run(context, &args.target, args.timeout, spec).await),
+        Ok(spec) => {
+            finish(context, run(context, &args.target, args.timeout, spec, &mut Passthrough(&context.printer)).await)
+        }
         Err(err) => finish(context, Err(err)),
     }
 }
@@ -80,7 +82,15 @@ fn node_spec(args: &NodeArgs) -> Result<RunSpec> {
     Ok(RunSpec { program, stdin })
 }
 
-async fn run(context: &Context, target_args: &ExecTargetArgs, timeout: Duration, spec: RunSpec) -> Result<i32> {
+/// Run `spec` in the environment's container within `timeout` (from now: the AWS
+/// configuration and the task lookup count too), its output to `sink`; the remote exit status.
+pub(super) async fn run(
+    context: &Context,
+    target_args: &ExecTargetArgs,
+    timeout: Duration,
+    spec: RunSpec,
+    sink: &mut dyn OutputSink,
+) -> Result<i32> {
     // The clock starts now: loading the AWS configuration and finding the task count too.
     let deadline = tokio::time::Instant::now() + timeout;
     let options = RunOptions {
@@ -109,7 +119,7 @@ async fn run(context: &Context, target_args: &ExecTargetArgs, timeout: Duration,
         Ok((aws, target))
     })
     .await?;
-    crate::exec::run::run(&aws, &target, &spec, &options, &mut Passthrough(&context.printer)).await
+    crate::exec::run::run(&aws, &target, &spec, &options, sink).await
 }
 
 /// The remote status as an exit code; evoctl's own failures are printed and become 125 (an

@@ -7,6 +7,7 @@ mod api;
 mod audit;
 mod conflicts;
 mod connect;
+mod cp;
 mod doctor;
 mod exec;
 mod init;
@@ -75,6 +76,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Task(args) => task::run(&context, &args).await,
         Command::Exec(args) => Ok(exec::exec(&context, &args).await),
         Command::Node(args) => Ok(exec::node(&context, &args).await),
+        Command::Cp(args) => cp::run(&context, &args).await,
         Command::Shell(args) => shell::run(&context, &args).await,
         Command::Qr(args) => qr::run(&context, &args),
         Command::Instance(command) => instance::run(&context, &command).await,

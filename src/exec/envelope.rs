@@ -75,6 +75,9 @@ pub enum Stdin {
     /// evoctl's own stdin (a pipe, a file, or a terminal when asked), streamed as it is read
     /// until its end.
     Local,
+    /// Local files one after another, each exactly the size given (`evoctl cp`: the program
+    /// splits the stream by these sizes); a file that is shorter now is a read error.
+    Files(Vec<(std::path::PathBuf, u64)>),
 }
 
 /// Input is read and encoded in pieces of at most this many bytes.

@@ -68,7 +68,48 @@ pub async fn type_stream(source: &Stdin, input: &mpsc::Sender<Input>) -> Result<
         Stdin::Local => pieces(tokio::io::stdin(), input)
             .await
             .map_err(|source| Error::Io { path: PathBuf::from("<stdin>"), source }),
+        Stdin::Files(files) => {
+            for (path, size) in files {
+                let io = |source| Error::Io { path: path.clone(), source };
+                let file = tokio::fs::File::open(path).await.map_err(io)?;
+                match exactly(file, *size, input).await.map_err(io)? {
+                    Typed::Whole => {}
+                    Typed::Refused => return Ok(()),
+                }
+            }
+            let _ = input.send(Input::Data(vec![STREAM_END])).await;
+            Ok(())
+        }
     }
+}
+
+/// How typing one file of a [`Stdin::Files`] stream went.
+enum Typed {
+    Whole,
+    /// The session stopped taking input.
+    Refused,
+}
+
+/// Exactly `size` bytes of `source`, each read as a piece; a source that ends sooner changed
+/// since it was measured, which is an error.
+async fn exactly(source: impl AsyncRead + Unpin, size: u64, input: &mpsc::Sender<Input>) -> std::io::Result<Typed> {
+    let mut source = source.take(size);
+    let mut buffer = vec![0u8; STDIN_CHUNK];
+    let mut left = size;
+    while left > 0 {
+        let read = source.read(&mut buffer).await?;
+        if read == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the file changed while it was copied: it ended {left} bytes short of the {size} it had"),
+            ));
+        }
+        left -= read as u64;
+        if input.send(Input::Data(Envelope::stdin_piece(&buffer[..read], PIECE_END))).await.is_err() {
+            return Ok(Typed::Refused);
+        }
+    }
+    Ok(Typed::Whole)
 }
 
 /// Each read as one piece, as soon as it is read; the end mark at the end of the source.
@@ -118,5 +159,38 @@ mod tests {
         typing.await.unwrap().unwrap();
         // Independent pieces, each decodable on its own ("a" is not held back for "bc").
         assert_eq!(typed, ["aGVsbG8K,", "YQ==,", "YmM=,", "."]);
+    }
+
+    /// Files are typed one after another, each exactly the size it was measured at (a file that
+    /// grew since is cut there), then one end mark; a file that shrank since is an error.
+    #[tokio::test]
+    async fn files_are_typed_at_their_measured_sizes_and_a_shrunk_one_is_an_error() {
+        use base64::Engine;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, b"abc").unwrap();
+        std::fs::write(&b, b"defgh").unwrap();
+        let (tx, mut rx) = mpsc::channel(64);
+        type_stream(&Stdin::Files(vec![(a.clone(), 3), (b.clone(), 4)]), &tx).await.unwrap();
+        drop(tx);
+        let mut typed = Vec::new();
+        while let Some(Input::Data(piece)) = rx.recv().await {
+            typed.extend(piece);
+        }
+        let typed = String::from_utf8(typed).unwrap();
+        let (pieces, end) = typed.split_at(typed.len() - 1);
+        assert_eq!(end, ".");
+        let bytes: Vec<u8> = pieces
+            .split_terminator(',')
+            .flat_map(|piece| base64::engine::general_purpose::STANDARD.decode(piece).unwrap())
+            .collect();
+        assert_eq!(bytes, b"abcdefg");
+
+        let (tx, _rx) = mpsc::channel(64);
+        let err = type_stream(&Stdin::Files(vec![(a.clone(), 10)]), &tx).await.unwrap_err();
+        assert!(
+            err.to_string().ends_with("the file changed while it was copied: it ended 7 bytes short of the 10 it had"),
+            "{err}"
+        );
     }
 }

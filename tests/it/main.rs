@@ -11,6 +11,7 @@ mod codes;
 mod config;
 mod conflicts;
 mod connect;
+mod cp;
 mod delivery;
 mod discover;
 mod doctor;

@@ -207,8 +207,9 @@ fn no_secret_reaches_the_journal_output_argv_or_files() {
 
 /// The exec sessions the runs below open, all told: one per command that reaches the container
 /// (`doctor`'s in-task layers share one), several for `connect` (the link watch, the webhook) and
-/// `instance delete` (the owner check and the wait); `status --instances` one per environment with a task.
-const EXEC_SESSIONS: usize = 30;
+/// `instance delete` (the owner check and the wait); `status --instances` one per environment with a task;
+/// `cp` one per copy.
+const EXEC_SESSIONS: usize = 32;
 
 /// One run: its arguments, its exit code, and the lab control calls (`POST /_lab/PATH BODY`) made
 /// before it.
@@ -270,6 +271,8 @@ fn every_command_keeps_secrets(base: &str) {
         vec!["webhook", "set", "production", "second"],
         vec!["--output", "json", "webhook", "show", "production", "second"],
         vec!["qr", "2@canary-free-code", "--svg", svg.to_str().unwrap()],
+        vec!["cp", svg.to_str().unwrap(), "production:qr.svg"],
+        vec!["--output", "json", "cp", "production:qr.svg", out.join("back.svg").to_str().unwrap()],
         vec!["audit"],
         vec!["audit", "--format", "json"],
         vec!["audit", "--format", "github"],
