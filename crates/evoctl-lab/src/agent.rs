@@ -279,8 +279,8 @@ enum Admission {
 pub struct AgentHub {
     pub(crate) options: AgentOptions,
     pub(crate) gateway: Gateway,
-    /// The Port sessions and the remote hosts they reach ([`super::port_agent`]).
-    pub ports: Arc<super::port_agent::PortAgents>,
+    /// The Port sessions and the remote hosts they reach ([`super::port_registry`]).
+    pub ports: Arc<super::port_registry::PortAgents>,
     processes: Mutex<Vec<Row>>,
     /// Sessions closed with output still unacknowledged once the 2 s drain ran out (the real
     /// agent's bound, ssm-data-channel.md §9 row 10), and how many frames were left.

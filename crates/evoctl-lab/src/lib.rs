@@ -19,6 +19,7 @@ pub mod hub;
 pub mod nonce;
 pub mod plugin_link;
 pub mod port_agent;
+pub mod port_registry;
 pub mod port_rules;
 pub mod scenario;
 pub mod server;

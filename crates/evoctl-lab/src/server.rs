@@ -540,12 +540,12 @@ async fn get_processes(State(agents): State<Arc<AgentHub>>) -> Json<Vec<super::a
 }
 
 /// The lab agent's Port sessions, each with its streams (`GET /_lab/port-sessions`).
-async fn get_port_sessions(State(agents): State<Arc<AgentHub>>) -> Json<Vec<super::port_agent::PortSessionRow>> {
+async fn get_port_sessions(State(agents): State<Arc<AgentHub>>) -> Json<Vec<super::port_registry::PortSessionRow>> {
     Json(agents.ports.sessions())
 }
 
 /// The remote hosts Port sessions can reach.
-async fn get_remote_hosts(State(agents): State<Arc<AgentHub>>) -> Json<Vec<super::port_agent::RemoteHost>> {
+async fn get_remote_hosts(State(agents): State<Arc<AgentHub>>) -> Json<Vec<super::port_registry::RemoteHost>> {
     Json(agents.ports.remote_hosts())
 }
 
@@ -555,7 +555,7 @@ struct RemoteHostRequest {
     host: String,
     port: u16,
     #[serde(default)]
-    kind: super::port_agent::RemoteKind,
+    kind: super::port_registry::RemoteKind,
 }
 
 /// `POST /_lab/remote-hosts {"host": "db.internal", "port": 5432, "kind": "http"|"echo"}`:
