@@ -85,6 +85,10 @@ pub enum Command {
     Logs(LogsArgs),
     /// Forward local ports to ports in the task (or hosts it reaches) until Ctrl-C
     PortForward(PortForwardArgs),
+    /// Forward the Evolution Manager to a local port and print its URL, until Ctrl-C
+    Manager(ManagerArgs),
+    /// Fetch Evolution's /metrics once through a port forward, or say why it is off
+    Metrics(MetricsArgs),
     /// Print shell completions
     Completions(CompletionsArgs),
 }
@@ -100,6 +104,8 @@ impl Command {
                 | Command::Cp(_)
                 | Command::Shell(_)
                 | Command::PortForward(_)
+                | Command::Manager(_)
+                | Command::Metrics(_)
                 | Command::Connect(_)
                 | Command::Scale(_)
                 | Command::Enforce(_)
@@ -526,6 +532,36 @@ pub struct PortForwardArgs {
     /// How often the task is checked while forwarding (ms)
     #[arg(long, hide = true, default_value_t = 5000, env = EnvVars::EVOCTL_WATCHDOG_MS)]
     pub watchdog_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ManagerArgs {
+    /// Environment name from the config file
+    pub env: String,
+    /// Open the URL in the default browser too
+    #[arg(long)]
+    pub open: bool,
+    /// Local address to listen on (another than loopback exposes the Manager to the network)
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub address: std::net::IpAddr,
+    /// Local port [default: a free one]
+    #[arg(long, default_value_t = 0, value_name = "LOCAL")]
+    pub port: u16,
+    /// Container name [default: from the config file]
+    #[arg(long)]
+    pub container: Option<String>,
+    /// How often the task is checked while forwarding (ms)
+    #[arg(long, hide = true, default_value_t = 5000, env = EnvVars::EVOCTL_WATCHDOG_MS)]
+    pub watchdog_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Environment name from the config file
+    pub env: String,
+    /// Container name [default: from the config file]
+    #[arg(long)]
+    pub container: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ mod exec;
 mod init;
 mod instance;
 mod logs;
+mod manager;
 mod port_forward;
 mod qr;
 mod reach;
@@ -85,6 +86,8 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Api(args) => api::run(&context, &args).await,
         Command::Logs(args) => logs::run(&context, &args).await,
         Command::PortForward(args) => port_forward::run(&context, &args).await,
+        Command::Manager(args) => manager::manager(&context, &args).await,
+        Command::Metrics(args) => manager::metrics(&context, &args).await,
         Command::Audit(args) => audit::run(&context, &args).await,
         Command::Connect(args) => connect::run(&context, &args).await,
         Command::Doctor(args) => doctor::run(&context, &args).await,

@@ -79,6 +79,10 @@ pub struct Forward {
     pub setup_limit: Duration,
     pub setup_fix: String,
     pub watchdog_every: Duration,
+    /// Ends the session cleanly (the TerminateSession flag, then `Ok`) when it fires or its
+    /// sender is dropped: a caller that needed the forward for one exchange (`evoctl metrics`).
+    /// `None`: the session runs until Ctrl-C or a failure.
+    pub stop: Option<oneshot::Receiver<()>>,
 }
 
 /// The sending half of a local connection, for its writer task. Closing it shuts the write
@@ -161,7 +165,7 @@ enum Carrier {
 }
 
 /// Run one forward's session until Ctrl-C, a failure, or the session's end.
-pub(crate) async fn run(aws: &Aws, target: &ExecTarget, grant: &Grant, forward: Forward) -> Result<()> {
+pub(crate) async fn run(aws: &Aws, target: &ExecTarget, grant: &Grant, mut forward: Forward) -> Result<()> {
     let dialer = Dialer {
         ssm: aws.ssm(),
         session_id: grant.session_id.clone(),
@@ -191,6 +195,16 @@ pub(crate) async fn run(aws: &Aws, target: &ExecTarget, grant: &Grant, forward: 
     ping.tick().await;
     let interrupt = crate::interrupt::wait();
     tokio::pin!(interrupt);
+    let stop = forward.stop.take();
+    let stop = async move {
+        match stop {
+            Some(stop) => {
+                let _ = stop.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stop);
 
     loop {
         while let Some(event) = session.poll_event() {
@@ -491,6 +505,15 @@ pub(crate) async fn run(aws: &Aws, target: &ExecTarget, grant: &Grant, forward: 
                     ),
                     fix: Some(forward.setup_fix.clone()),
                 });
+            }
+            () = &mut stop => {
+                session.send_stream(PayloadType::Flag, FLAG_TERMINATE_SESSION.to_be_bytes().to_vec(), mono_ms());
+                if link.is_up() {
+                    flush(&mut session, &writer);
+                }
+                writer.close(INTERRUPT_FLUSH).await;
+                tracing::debug!(session = %session_id, "port session ended by its caller");
+                return Ok(());
             }
             signal = &mut interrupt => {
                 session.send_stream(PayloadType::Flag, FLAG_TERMINATE_SESSION.to_be_bytes().to_vec(), mono_ms());

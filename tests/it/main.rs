@@ -30,6 +30,7 @@ mod lab;
 mod layout;
 mod licence;
 mod logs;
+mod manager;
 mod moto;
 mod pairing;
 mod persistence;

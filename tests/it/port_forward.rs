@@ -22,7 +22,7 @@ struct Forwarding {
     stderr: Arc<Mutex<Vec<u8>>>,
 }
 
-fn collect(mut from: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+pub(crate) fn collect(mut from: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
     let buffer = Arc::new(Mutex::new(Vec::new()));
     let into = Arc::clone(&buffer);
     std::thread::spawn(move || {
@@ -96,7 +96,7 @@ impl Drop for Forwarding {
     }
 }
 
-fn port_sessions(lab: &Lab) -> Vec<Value> {
+pub(crate) fn port_sessions(lab: &Lab) -> Vec<Value> {
     lab.control("GET", "/port-sessions", None).as_array().expect("port sessions").clone()
 }
 

@@ -256,6 +256,8 @@ pub async fn handle(process: Arc<Process>, method: Method, uri: Uri, headers: He
             }
             welcome(&process, &request)
         }
+        ("GET", ["metrics"]) if process.config.metrics_enabled => metrics(&process, &headers),
+        (_, ["manager", ..]) if !process.config.disable_manager => manager(&request, path),
         ("POST", ["verify-creds"]) => {
             if global(&process, &request) {
                 ok(200, json!({"status": 200, "message": "Credentials are valid"}))
@@ -311,6 +313,134 @@ pub async fn handle(process: Arc<Process>, method: Method, uri: Uri, headers: He
         }
         _ => not_found(&request),
     }
+}
+
+/// The Manager's built `index.html` at 2.3.7 (`manager/dist/index.html`).
+pub const MANAGER_INDEX: &str = r#"<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="UTF-8" />
+    <link rel="icon" type="image/png" href="https://evolution-api.com/files/evo/favicon.svg" />
+    <meta name="viewport" content="width=device-width, initial-scale=1.0" />
+    <title>Evolution Manager</title>
+    <script type="module" crossorigin src="/assets/index-CO3NSIFj.js"></script>
+    <link rel="stylesheet" crossorigin href="/assets/index-DsIrum0U.css">
+  </head>
+  <body>
+    <div id="root"></div>
+  </body>
+</html>
+"#;
+
+/// `router.use('/manager', ViewsRouter)` (`src/api/routes/index.router.ts:163`,
+/// `view.router.ts`): `express.static(manager/dist)`, then `index.html` for every other path
+/// (the single-page app routes itself). serve-static redirects the bare mount path to its
+/// directory (`/manager` → 301 `/manager/`); any method reaches the catch-all `get('*')` only as
+/// GET or HEAD, the rest fall through to the 404.
+fn manager(request: &Request, path: &str) -> Response {
+    if !matches!(request.method.as_str(), "GET" | "HEAD") {
+        return not_found(request);
+    }
+    if path == "/manager" {
+        let query = request.url.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+        let location = format!("/manager/{query}");
+        let body = format!(
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Redirecting</title>\n</head>\n<body>\n<pre>Redirecting to {location}</pre>\n</body>\n</html>\n"
+        );
+        return (
+            StatusCode::MOVED_PERMANENTLY,
+            [("location", location.as_str()), ("content-type", "text/html; charset=UTF-8")],
+            body,
+        )
+            .into_response();
+    }
+    (StatusCode::OK, [("content-type", "text/html; charset=UTF-8")], MANAGER_INDEX).into_response()
+}
+
+/// `GET /metrics` when `PROMETHEUS_METRICS=true` (`src/api/routes/index.router.ts:47-160`). The
+/// IP allow-list middleware is mounted when `METRICS_ALLOWED_IPS` is set but never refuses at
+/// 2.3.7 (it compares an array with `=== 0`, line 58); basic auth answers 500 when either
+/// credential is unset or "", 401 without a Basic header or with other credentials.
+fn metrics(process: &Process, headers: &HeaderMap) -> Response {
+    let config = &process.config;
+    let text = |status: StatusCode, body: &str| {
+        (status, [("content-type", "text/html; charset=utf-8")], body.to_owned()).into_response()
+    };
+    if config.metrics_auth_required {
+        let (Some(user), Some(password)) = (
+            config.metrics_user.as_deref().filter(|u| !u.is_empty()),
+            config.metrics_password.as_deref().filter(|p| !p.is_empty()),
+        ) else {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "Metrics authentication not configured");
+        };
+        let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+        let Some(encoded) = auth.and_then(|a| a.strip_prefix("Basic ")) else {
+            let mut response = text(StatusCode::UNAUTHORIZED, "Authentication required");
+            response.headers_mut().insert(
+                "www-authenticate",
+                axum::http::HeaderValue::from_static("Basic realm=\"Evolution API Metrics\""),
+            );
+            return response;
+        };
+        use base64::Engine as _;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap_or_default();
+        let decoded = String::from_utf8_lossy(&decoded);
+        // `credentials.split(':')`: a password with a colon never matches.
+        let mut parts = decoded.split(':');
+        let (given_user, given_pass) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        if given_user != user || given_pass != password {
+            return text(StatusCode::UNAUTHORIZED, "Invalid credentials");
+        }
+    }
+    let escape = |value: &str| value.replace('\\', "\\\\").replace('\n', "\\n").replace('"', "\\\"");
+    let version = match process.options.version {
+        super::process::Version::V237 => "2.3.7",
+        super::process::Version::V240Rc2 => "2.4.0",
+    };
+    let mut lines = vec![
+        "# HELP evolution_environment_info Environment information".to_owned(),
+        "# TYPE evolution_environment_info gauge".to_owned(),
+        format!(
+            "evolution_environment_info{{version=\"{}\",clientName=\"{}\",serverUrl=\"{}\"}} 1",
+            escape(version),
+            escape(&config.client_name),
+            escape(config.server_url.as_deref().unwrap_or(""))
+        ),
+    ];
+    let names = process.held_names();
+    lines.push("# HELP evolution_instances_total Total number of instances".into());
+    lines.push("# TYPE evolution_instances_total gauge".into());
+    lines.push(format!("evolution_instances_total {}", names.len()));
+    lines.push("# HELP evolution_instance_up 1 if instance state is open, else 0".into());
+    lines.push("# TYPE evolution_instance_up gauge".into());
+    lines.push("# HELP evolution_instance_state Instance state as a labelled metric".into());
+    lines.push("# TYPE evolution_instance_state gauge".into());
+    for name in names {
+        let state = process.state_of(&name).unwrap_or("unknown");
+        let integration = process.integration_of(&name).unwrap_or_default();
+        let up = u8::from(state == "open");
+        lines.push(format!(
+            "evolution_instance_up{{instance=\"{}\",integration=\"{}\"}} {up}",
+            escape(&name),
+            escape(&integration)
+        ));
+        lines.push(format!(
+            "evolution_instance_state{{instance=\"{}\",integration=\"{}\",state=\"{}\"}} 1",
+            escape(&name),
+            escape(&integration),
+            escape(state)
+        ));
+    }
+    let body = lines.join("\n") + "\n";
+    (
+        StatusCode::OK,
+        [
+            ("content-type", "text/plain; version=0.0.4; charset=utf-8"),
+            ("cache-control", "no-cache, no-store, must-revalidate"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 fn expected(action: &str) -> Option<&'static str> {

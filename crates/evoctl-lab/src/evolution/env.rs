@@ -17,6 +17,11 @@ pub const IMAGE_DOTENV: &[(&str, &str)] = &[
     ("SERVER_PORT", "8080"),
     ("SERVER_URL", "http://localhost:8080"),
     ("TELEMETRY_ENABLED", "true"),
+    ("PROMETHEUS_METRICS", "false"),
+    ("METRICS_AUTH_REQUIRED", "true"),
+    ("METRICS_USER", "prometheus"),
+    ("METRICS_PASSWORD", "secure_random_password_here"),
+    ("METRICS_ALLOWED_IPS", "127.0.0.1,10.0.0.100,192.168.1.50"),
     ("LOG_LEVEL", "ERROR,WARN,DEBUG,INFO,LOG,VERBOSE,DARK,WEBHOOKS,WEBSOCKET"),
     ("LOG_COLOR", "true"),
     ("LOG_BAILEYS", "error"),
@@ -76,6 +81,13 @@ pub struct EvoConfig {
     /// `SERVER_URL` (undefined when neither the task nor `.env` set it).
     pub server_url: Option<String>,
     pub disable_manager: bool,
+    /// `PROMETHEUS_METRICS === 'true'`: `GET /metrics` is routed.
+    pub metrics_enabled: bool,
+    /// `METRICS_AUTH_REQUIRED === 'true'`: basic auth in front of `/metrics`.
+    pub metrics_auth_required: bool,
+    /// `METRICS_USER` / `METRICS_PASSWORD` as set (`""` is falsy: "not configured").
+    pub metrics_user: Option<String>,
+    pub metrics_password: Option<String>,
     pub api_key: String,
     pub expose_in_fetch_instances: bool,
     pub database_uri: String,
@@ -143,6 +155,10 @@ impl EvoConfig {
                 .unwrap_or(8080),
             server_url: raw("SERVER_URL"),
             disable_manager: truth("SERVER_DISABLE_MANAGER"),
+            metrics_enabled: truth("PROMETHEUS_METRICS"),
+            metrics_auth_required: truth("METRICS_AUTH_REQUIRED"),
+            metrics_user: raw("METRICS_USER"),
+            metrics_password: raw("METRICS_PASSWORD"),
             api_key: or("AUTHENTICATION_API_KEY", "BQYHJGJHJ"),
             expose_in_fetch_instances: truth("AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES"),
             database_uri: or("DATABASE_CONNECTION_URI", ""),

@@ -446,6 +446,11 @@ impl Process {
         self.memory.lock().expect("lab lock").keys().cloned().collect()
     }
 
+    /// `waInstances[name].integration` of a held name.
+    pub fn integration_of(&self, name: &str) -> Option<String> {
+        self.memory.lock().expect("lab lock").get(name).map(|l| l.integration.clone())
+    }
+
     /// The instance id of a held name.
     pub fn id_of(&self, name: &str) -> Option<String> {
         self.memory.lock().expect("lab lock").get(name).map(|l| l.id.clone())
