@@ -201,6 +201,41 @@ AUTHENTICATION_API_KEY = "/alinhou/production/evolution-api-key"
 }
 
 #[test]
+fn open_hands_the_url_to_the_browser_named_by_browser() {
+    let lab = Lab::start("seed");
+    lab.wait_settled();
+    let dir = tempfile::tempdir().unwrap();
+    let opened = dir.path().join("opened.txt");
+    let browser = dir.path().join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}.tmp' && mv '{0}.tmp' '{0}'\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&browser, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut child = lab
+        .evoctl_process()
+        .args(["manager", "production", "--open"])
+        .env("BROWSER", &browser)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn evoctl");
+    let stdout = collect(child.stdout.take().unwrap());
+    let _stderr = collect(child.stderr.take().unwrap());
+    let url = wait_until(Duration::from_secs(30), "the manager's URL", || {
+        let seen = text(&stdout.lock().unwrap());
+        seen.ends_with('\n').then(|| seen.trim_end().to_owned())
+    });
+    let handed =
+        wait_until(Duration::from_secs(10), "the browser to be started", || std::fs::read_to_string(&opened).ok());
+    assert_eq!(handed, format!("{url}\n"));
+    signal(&child, rustix::process::Signal::INT);
+    let status = wait_until(Duration::from_secs(10), "evoctl to exit after Ctrl-C", || child.try_wait().unwrap());
+    assert_eq!(status.code(), Some(130));
+}
+
+#[test]
 fn metrics_off_on_seed_says_why_and_exits_1() {
     let lab = Lab::start("seed");
     lab.wait_settled();
