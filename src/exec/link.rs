@@ -53,6 +53,34 @@ impl Link {
         matches!(self, Link::Up { .. })
     }
 
+    /// A message from the gateway: the first data or pong of a connection marks it delivered
+    /// (which ends the resume budget's run of failures), data goes to `session`, a close is a
+    /// drop to resume from.
+    pub fn take(
+        &mut self,
+        message: Message,
+        now_ms: u64,
+        session: &mut super::ssm::Session,
+        dialer: &Dialer,
+        resumes: &mut Resumes,
+        writer: &mut Writer<SocketSink>,
+    ) -> Result<()> {
+        if let Link::Up { delivered, .. } = self
+            && !*delivered
+            && matches!(message, Message::Binary(_) | Message::Text(_) | Message::Pong(_))
+        {
+            *delivered = true;
+            resumes.delivered();
+        }
+        match message {
+            Message::Binary(bytes) => session.receive(&bytes, now_ms),
+            Message::Text(text) => session.receive(text.as_bytes(), now_ms),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            Message::Close(_) => *self = redial(dialer, resumes, writer, "the gateway closed the socket")?,
+        }
+        Ok(())
+    }
+
     /// The dial's outcome, or the socket's next message (only when `read`).
     pub async fn next(&mut self, read: bool) -> LinkEvent {
         match self {

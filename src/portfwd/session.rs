@@ -391,21 +391,7 @@ pub(crate) async fn run(aws: &Aws, target: &ExecTarget, grant: &Grant, mut forwa
                     link = redial(&dialer, &mut resumes, &mut writer, &failure.error.to_string())?;
                 }
                 LinkEvent::Received(Some(Ok(message))) => {
-                    if let Link::Up { delivered, .. } = &mut link
-                        && !*delivered
-                        && matches!(message, Message::Binary(_) | Message::Text(_) | Message::Pong(_))
-                    {
-                        *delivered = true;
-                        resumes.delivered();
-                    }
-                    match message {
-                        Message::Binary(bytes) => session.receive(&bytes, mono_ms()),
-                        Message::Text(text) => session.receive(text.as_bytes(), mono_ms()),
-                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-                        Message::Close(_) => {
-                            link = redial(&dialer, &mut resumes, &mut writer, "the gateway closed the socket")?;
-                        }
-                    }
+                    link.take(message, mono_ms(), &mut session, &dialer, &mut resumes, &mut writer)?;
                 }
                 LinkEvent::Received(Some(Err(tungstenite::Error::Capacity(err)))) => {
                     return Err(Error::exec(
