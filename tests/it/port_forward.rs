@@ -100,6 +100,14 @@ pub(crate) fn port_sessions(lab: &Lab) -> Vec<Value> {
     lab.control("GET", "/port-sessions", None).as_array().expect("port sessions").clone()
 }
 
+/// The session was ended by evoctl: the TerminateSession flag on the data channel and the
+/// TerminateSession call both go out, and whichever the lab's agent sees first is recorded.
+pub(crate) fn assert_ended_by_evoctl(row: &Value) {
+    assert_eq!((row["terminated"].as_bool(), row["ended"].as_bool()), (Some(true), Some(true)), "{row}");
+    let reason = row["end_reason"].as_str().unwrap_or_default();
+    assert!(matches!(reason, "terminate-flag" | "terminate-session"), "{row}");
+}
+
 fn session_row(lab: &Lab, id: &str) -> Value {
     port_sessions(lab).into_iter().find(|s| s["session_id"] == id).unwrap_or_else(|| panic!("no port session {id}"))
 }
@@ -289,12 +297,8 @@ fn ctrl_c_ends_within_a_second_with_130_and_the_lab_shows_the_session_terminated
             lab.first_task_id()
         )
     );
-    let row = session_row(&lab, &session);
-    assert_eq!((row["terminated"].as_bool(), row["ended"].as_bool()), (Some(true), Some(true)), "{row}");
-    // evoctl sends the TerminateSession flag, then ssm:TerminateSession: either may reach the
-    // agent first. The API call is made in any case.
-    let reason = row["end_reason"].as_str().unwrap_or_default();
-    assert!(matches!(reason, "terminate-flag" | "terminate-session"), "{row}");
+    assert_ended_by_evoctl(&session_row(&lab, &session));
+    // The API call is made in any case.
     let terminated: Vec<Value> = lab
         .journal()
         .into_iter()
