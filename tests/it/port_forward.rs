@@ -386,25 +386,30 @@ fn an_agent_too_old_to_multiplex_gets_one_connection_at_a_time() {
     assert_eq!(row["agent_version"], "3.0.196.0");
 }
 
-/// An agent that keeps smux keep-alive on (3.1.1511.0 and older) closes a session that sends
-/// it nothing for 30 s; evoctl's NOPs keep an idle forward up past that.
+/// An idle forward is alive after 90 s, on an agent that keeps smux keep-alive on (3.1.1511.0
+/// and older: it closes a session that sends it nothing for 30 s, so evoctl's NOPs keep it up)
+/// and on a current one that turns it off for evoctl's client version (nothing to keep up).
 #[test]
-fn an_idle_forward_outlives_an_old_agents_keep_alive_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let lab = Lab::start(&agent_version_scenario(dir.path(), "3.1.1511.0"));
-    lab.wait_settled();
-    let mut forwarding = Forwarding::start(&lab, &["8080"]);
-    let local = forwarding.local(0);
-    let session = forwarding.session(0);
-    assert_eq!(session_row(&lab, &session)["mode"], json!({"mux": {"keep_alive": true}}));
-    // Idle on purpose: longer than smux's 30 s keep-alive timeout.
-    std::thread::sleep(Duration::from_secs(40));
-    assert!(forwarding.still_running(), "{}", forwarding.stderr());
-    let (status, body) = http("GET", &format!("http://{local}/"), None);
-    let answer: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((status, answer["version"].as_str()), (200, Some("2.3.7")));
-    let row = session_row(&lab, &session);
-    assert_eq!((row["ended"].as_bool(), row["end_reason"].clone()), (Some(false), Value::Null), "{row}");
+fn an_idle_forward_is_alive_after_90_s_with_the_agents_keep_alive_on_and_off() {
+    let cases = [("3.1.1511.0", true), ("3.3.1802.0", false)];
+    crate::support::in_parallel(&cases, 2, |(version, keep_alive)| {
+        let dir = tempfile::tempdir().unwrap();
+        let lab = Lab::start(&agent_version_scenario(dir.path(), version));
+        lab.wait_settled();
+        let mut forwarding = Forwarding::start(&lab, &["8080"]);
+        let local = forwarding.local(0);
+        let session = forwarding.session(0);
+        assert_eq!(session_row(&lab, &session)["mode"], json!({"mux": {"keep_alive": keep_alive}}), "{version}");
+        // Idle on purpose (what is tested, not a wait for something): three times smux's 30 s
+        // keep-alive timeout.
+        std::thread::sleep(Duration::from_secs(90));
+        assert!(forwarding.still_running(), "{version}: {}", forwarding.stderr());
+        let (status, body) = http("GET", &format!("http://{local}/"), None);
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((status, answer["version"].as_str()), (200, Some("2.3.7")), "{version}");
+        let row = session_row(&lab, &session);
+        assert_eq!((row["ended"].as_bool(), row["end_reason"].clone()), (Some(false), Value::Null), "{version}: {row}");
+    });
 }
 
 /// A network that cuts the data channel every 1.5 s: the session is resumed each time (said
