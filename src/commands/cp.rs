@@ -171,6 +171,18 @@ fn cut_short(err: Error) -> Error {
 }
 
 /// The program's own refusal or failure as an error (its refusals are bad input: exit 2).
+/// What ended a copy before its exit status counts, in either direction: an error on this side
+/// first, then a failure the container's program reported (message, fix, kind).
+fn ended_early(env: &str, error: Option<Error>, failed: Option<(String, Option<String>, String)>) -> Result<()> {
+    if let Some(err) = error {
+        return Err(err);
+    }
+    match failed {
+        Some((message, fix, kind)) => Err(remote_failure(env, message, fix, &kind)),
+        None => Ok(()),
+    }
+}
+
 fn remote_failure(env: &str, message: String, fix: Option<String>, kind: &str) -> Error {
     let message = format!("{env}: {message}");
     match kind {
@@ -271,12 +283,7 @@ async fn upload(
         stderr: Vec::new(),
     };
     let status = super::exec::run(context, target, args.timeout, spec, &mut sink).await;
-    if let Some(err) = sink.error.take() {
-        return Err(err);
-    }
-    if let Some((message, fix, kind)) = sink.failed.take() {
-        return Err(remote_failure(&target.env, message, fix, &kind));
-    }
+    ended_early(&target.env, sink.error.take(), sink.failed.take())?;
     let status = status.map_err(cut_short)?;
     if status != 0 || sink.done.len() != plan.files.len() {
         return Err(remote_crash(&target.env, status, &sink.stderr));
@@ -478,12 +485,7 @@ async fn download(
         stderr: Vec::new(),
     };
     let status = super::exec::run(context, target, args.timeout, spec, &mut sink).await;
-    if let Some(err) = sink.error.take() {
-        return Err(err);
-    }
-    if let Some((message, fix, kind)) = sink.failed.take() {
-        return Err(remote_failure(&target.env, message, fix, &kind));
-    }
+    ended_early(&target.env, sink.error.take(), sink.failed.take())?;
     let status = status.map_err(cut_short)?;
     let complete = sink.summary.is_some_and(|(files, _)| files == sink.done.len() as u64)
         && sink.current.is_none()
