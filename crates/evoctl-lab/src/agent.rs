@@ -526,6 +526,17 @@ fn logging_of(shared: &Shared, task_id: &str) -> (bool, bool) {
     (logging, script)
 }
 
+/// Hand what `link` queued to the gateway (exec and port sessions alike).
+pub(crate) fn flush_link(link: &mut AgentLink, gateway: &Gateway, shared: &Shared, channel: &Channel) {
+    let batch: Vec<Vec<u8>> = std::iter::from_fn(|| link.poll_transmit()).collect();
+    gateway.from_agent(shared, channel, batch);
+}
+
+/// When `link` next needs `handle_timeout`, on tokio's clock.
+pub(crate) fn link_deadline(link: &AgentLink) -> Option<tokio::time::Instant> {
+    link.next_timeout().map(|at| tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())))
+}
+
 /// One agent session's link and its way to the gateway.
 struct Session<'a> {
     shared: &'a Shared,
@@ -537,14 +548,11 @@ struct Session<'a> {
 impl Session<'_> {
     /// Hand what the link queued to the gateway.
     fn flush(&mut self) {
-        let batch: Vec<Vec<u8>> = std::iter::from_fn(|| self.link.poll_transmit()).collect();
-        self.gateway.from_agent(self.shared, self.channel, batch);
+        flush_link(&mut self.link, self.gateway, self.shared, self.channel);
     }
 
     fn timer(&self) -> Option<tokio::time::Instant> {
-        self.link
-            .next_timeout()
-            .map(|at| tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())))
+        link_deadline(&self.link)
     }
 
     /// KMS Decrypt of the client's data key as the task role, journaled like any AWS call.

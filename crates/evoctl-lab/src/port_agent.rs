@@ -95,14 +95,11 @@ struct Wire<'a> {
 
 impl Wire<'_> {
     fn flush(&mut self) {
-        let batch: Vec<Vec<u8>> = std::iter::from_fn(|| self.link.poll_transmit()).collect();
-        self.gateway.from_agent(self.shared, self.channel, batch);
+        super::agent::flush_link(&mut self.link, self.gateway, self.shared, self.channel);
     }
 
     fn timer(&self) -> Option<tokio::time::Instant> {
-        self.link
-            .next_timeout()
-            .map(|at| tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())))
+        super::agent::link_deadline(&self.link)
     }
 
     /// Whether a read may happen now, and whether one is allowed at all (not while paused).
