@@ -10,7 +10,7 @@
 
 pub mod session;
 
-use crate::aws::{Aws, sdk_failure};
+use crate::aws::{Aws, AwsFailure, sdk_failure};
 use crate::error::{Error, ExecKind, Result};
 use crate::exec::native::Grant;
 use crate::exec::target::ExecTarget;
@@ -91,7 +91,7 @@ pub(crate) async fn start_session(
     let out = request.send().await.map_err(|e| {
         let failure = sdk_failure("StartSession", e);
         match failure.code.as_str() {
-            "AccessDeniedException" | "AccessDenied" => denied(target, document, &failure.message),
+            "AccessDeniedException" | "AccessDenied" => denied(target, document, failure),
             "TargetNotConnected" | "TargetNotConnectedException" => Error::exec(
                 ExecKind::TargetNotConnected,
                 format!("the agent of task {} is not connected ({})", target.task.id, failure.message),
@@ -111,19 +111,21 @@ pub(crate) async fn start_session(
 }
 
 /// The error for a denied StartSession: the permission, its resources, and why hardened accounts
-/// deny it (port sessions are not covered by ECS Exec's KMS key or its logging).
-fn denied(target: &ExecTarget, document: &str, aws_message: &str) -> Error {
-    Error::exec(
-        ExecKind::Permission,
-        format!(
-            "ssm:StartSession was denied for a port forward to task {} (document {document}): {aws_message}. A port session needs ssm:StartSession on the task ({}) and on the document arn:aws:ssm:*::document/{document}; accounts that harden ECS Exec often deny it on purpose, because port sessions are never KMS-encrypted and bypass ECS Exec's logging configuration (the forwarded traffic is recorded nowhere)",
-            target.task.id, target.task.arn
+/// deny it (port sessions are not covered by ECS Exec's KMS key or its logging). An AWS API
+/// failure like any other (exit 5), not a transport one.
+fn denied(target: &ExecTarget, document: &str, failure: AwsFailure) -> Error {
+    Error::Aws {
+        action: failure.action.to_owned(),
+        code: failure.code,
+        message: format!(
+            "{}. A port forward to task {} (document {document}) needs ssm:StartSession on the task ({}) and on the document arn:aws:ssm:*::document/{document}; accounts that harden ECS Exec often deny it on purpose, because port sessions are never KMS-encrypted and bypass ECS Exec's logging configuration (the forwarded traffic is recorded nowhere)",
+            failure.message, target.task.id, target.task.arn
         ),
-        format!(
+        fix: Some(format!(
             "ask for ssm:StartSession on the task and the documents {DOCUMENT} and {DOCUMENT_TO_REMOTE_HOST} (plus ssm:TerminateSession on your own sessions), or stay on the audited ECS Exec path (`evoctl exec {} -- ...`, `evoctl api {} ...`)",
             target.env, target.env
-        ),
-    )
+        )),
+    }
 }
 
 #[cfg(test)]

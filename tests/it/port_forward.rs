@@ -319,17 +319,17 @@ fn a_denied_start_session_says_what_to_grant_and_why_it_is_denied() {
     assert_eq!(
         stderr,
         format!(
-            "error: ssm:StartSession was denied for a port forward to task {task} (document AWS-StartPortForwardingSession): \
+            "error: StartSession failed: AccessDeniedException: \
              User: arn:aws:iam::123456789012:user/evoctl-lab is not authorized to perform: ssm:StartSession on resource: {arn} \
              because no identity-based policy allows the ssm:StartSession action. \
-             A port session needs ssm:StartSession on the task ({arn}) and on the document arn:aws:ssm:*::document/AWS-StartPortForwardingSession; \
+             A port forward to task {task} (document AWS-StartPortForwardingSession) needs ssm:StartSession on the task ({arn}) and on the document arn:aws:ssm:*::document/AWS-StartPortForwardingSession; \
              accounts that harden ECS Exec often deny it on purpose, because port sessions are never KMS-encrypted and bypass ECS Exec's logging configuration (the forwarded traffic is recorded nowhere)\n\
              \x20 fix: ask for ssm:StartSession on the task and the documents AWS-StartPortForwardingSession and AWS-StartPortForwardingSessionToRemoteHost \
              (plus ssm:TerminateSession on your own sessions), or stay on the audited ECS Exec path (`evoctl exec production -- ...`, `evoctl api production ...`)\n"
         )
     );
     assert!(port_sessions(&lab).is_empty());
-    assert_eq!(output.status.code(), Some(6));
+    assert_eq!(output.status.code(), Some(5));
 }
 
 /// GET `path` on one connection, reading the answer by its Content-Length (the connection is
