@@ -122,7 +122,7 @@ fn doctor_on_the_seed_reports_every_layer() {
 
 /// The agent's real pace (its first output a second after the session opens): every in-task
 /// layer is one exec session, each layer is shown as it completes (the AWS layers long before
-/// the session answers), and the whole report takes little more than the one session.
+/// the session answers), and the whole report takes less than two sessions would.
 #[test]
 fn doctor_runs_every_in_task_layer_in_one_session_and_shows_each_layer_as_it_completes() {
     let lab = Lab::start_with("seed", &["--agent-delay-ms", "1000"]);
@@ -141,7 +141,6 @@ fn doctor_runs_every_in_task_layer_in_one_session_and_shows_each_layer_as_it_com
         lines.iter().find(|(_, l)| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in {lines:?}")).0
     };
     assert!(at("credentials ") < Duration::from_secs(1), "the first layer at {:?}", at("credentials "));
-    assert!(ended < Duration::from_millis(2500), "doctor took {ended:?}: {lines:?}");
     // The AWS layers were on screen before the session answered (the agent alone takes 1 s).
     assert!(at("exec-agent ") + Duration::from_millis(800) < at("exec-trial "), "{lines:?}");
     let executes = lab.journal().iter().filter(|e| e["action"] == "ExecuteCommand").count();
@@ -149,6 +148,13 @@ fn doctor_runs_every_in_task_layer_in_one_session_and_shows_each_layer_as_it_com
     let sessions = crate::ending::sessions(&lab);
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     crate::ending::assert_ended(&lab, &sessions[0]);
+    // Less than two exec sessions of its own (a second session would cost at least that):
+    // measured on the same lab and machine right after, so a loaded machine slows both alike.
+    let one_session = Instant::now();
+    let trivial = lab.evoctl().args(["exec", "production", "--", "node", "-e", "0"]).output().unwrap();
+    assert_eq!(trivial.status.code(), Some(0), "{}", text(&trivial.stderr));
+    let one_session = one_session.elapsed();
+    assert!(ended < one_session * 2, "doctor took {ended:?}, one exec {one_session:?}: {lines:?}");
 }
 
 /// The table is the JSON document's checks, and the verdict names the first broken layer, in red

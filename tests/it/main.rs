@@ -36,6 +36,7 @@ mod pairing;
 mod persistence;
 mod pipes;
 mod plugin;
+mod port_bridge;
 mod port_forward;
 mod proxy;
 mod qr;
