@@ -120,7 +120,9 @@ fn needs(action: &str, operator: bool) -> (&'static str, Shows) {
             Shows::Degrades("this caller may not call ssm:TerminateSession (grant it on the session ARNs)"),
         ),
         "sts:AssumeRole" => ("status-as-role", Shows::Fails),
-        "ecs:ListClusters" | "ecs:ListServices" | "lambda:ListFunctions" | "lambda:ListTags" => ("discover", Shows::Fails),
+        "ecs:ListClusters" | "ecs:ListServices" | "lambda:ListFunctions" | "lambda:ListTags" => {
+            ("discover", Shows::Fails)
+        }
         "ecs:StopTask" => ("task-stop", Shows::Fails),
         "ecs:UpdateService" | "application-autoscaling:RegisterScalableTarget" => ("scale-down", Shows::Fails),
         "ssm:StartSession" => ("metrics", Shows::Fails),
@@ -187,7 +189,9 @@ fn actions(policy: &Value) -> Vec<String> {
     for statement in policy["Statement"].as_array().expect("statements") {
         match &statement["Action"] {
             Value::String(one) => found.push(one.clone()),
-            list => found.extend(list.as_array().expect("actions").iter().map(|a| a.as_str().expect("action").to_owned())),
+            list => {
+                found.extend(list.as_array().expect("actions").iter().map(|a| a.as_str().expect("action").to_owned()))
+            }
         }
     }
     found
@@ -213,13 +217,20 @@ fn every_step_succeeds(policy: &Value, steps: &[Step]) {
     let lab = lab_with(policy);
     for step in steps {
         let output = run(&lab, step);
-        assert_eq!(output.status.code(), Some(step.exit), "{} under the whole policy: {}", step.name, text(&output.stderr));
+        assert_eq!(
+            output.status.code(),
+            Some(step.exit),
+            "{} under the whole policy: {}",
+            step.name,
+            text(&output.stderr)
+        );
         if step.name == "task-stop" || step.name == "redeploy" || step.name == "scale-up" {
             lab.wait_settled();
         }
     }
     let refused: Vec<Value> = lab.journal().into_iter().filter(|e| e["status"] != 200).collect();
-    let denied: Vec<&Value> = refused.iter().filter(|e| e["error"].as_str().is_some_and(|c| c.starts_with("AccessDenied"))).collect();
+    let denied: Vec<&Value> =
+        refused.iter().filter(|e| e["error"].as_str().is_some_and(|c| c.starts_with("AccessDenied"))).collect();
     assert!(denied.is_empty(), "calls refused under the whole policy: {denied:?}");
 }
 
@@ -314,8 +325,10 @@ fn the_lab_refuses_in_each_protocols_shape() {
     let _ = lab.evoctl().args(["audit"]).output().expect("evoctl runs");
     let config = std::fs::read_to_string(lab.config_path()).expect("lab config");
     let role_config = lab.dir.path().join("role.toml");
-    std::fs::write(&role_config, config.replacen("[env.production]\n", &format!("[env.production]\n{ROLE}"), 1)).expect("config");
-    let output = lab.evoctl().arg("--config").arg(&role_config).args(["status", "production"]).output().expect("evoctl runs");
+    std::fs::write(&role_config, config.replacen("[env.production]\n", &format!("[env.production]\n{ROLE}"), 1))
+        .expect("config");
+    let output =
+        lab.evoctl().arg("--config").arg(&role_config).args(["status", "production"]).output().expect("evoctl runs");
     assert_ne!(output.status.code(), Some(0));
     assert!(
         text(&output.stderr).contains("AccessDenied: User: arn:aws:iam::123456789012:user/evoctl-lab is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::123456789012:role/EvoctlOperator because no identity-based policy allows the sts:AssumeRole action"),

@@ -48,14 +48,18 @@ impl Policy {
     pub fn parse(document: &Value) -> Result<Policy, String> {
         let version = document.get("Version").and_then(Value::as_str);
         if version != Some("2012-10-17") {
-            return Err(format!("Version must be \"2012-10-17\", not {}", document.get("Version").unwrap_or(&Value::Null)));
+            return Err(format!(
+                "Version must be \"2012-10-17\", not {}",
+                document.get("Version").unwrap_or(&Value::Null)
+            ));
         }
         let statements = match document.get("Statement") {
             Some(Value::Array(list)) => list.iter().collect::<Vec<_>>(),
             Some(one @ Value::Object(_)) => vec![one],
             _ => return Err("Statement must be an object or a list of objects".into()),
         };
-        let statements = statements.into_iter().enumerate().map(|(i, s)| statement(s).map_err(|e| format!("Statement {i}: {e}")));
+        let statements =
+            statements.into_iter().enumerate().map(|(i, s)| statement(s).map_err(|e| format!("Statement {i}: {e}")));
         Ok(Policy { statements: statements.collect::<Result<_, _>>()? })
     }
 
@@ -191,7 +195,9 @@ pub fn resources_of(service: &str, action: &str, params: &Value, account: &str, 
             let task = target
                 .strip_prefix("ecs:")
                 .and_then(|rest| rest.split_once('_'))
-                .and_then(|(cluster, rest)| rest.split_once('_').map(|(task, _)| ecs("task", &format!("{cluster}/{task}"))))
+                .and_then(|(cluster, rest)| {
+                    rest.split_once('_').map(|(task, _)| ecs("task", &format!("{cluster}/{task}")))
+                })
                 .unwrap_or_else(|| format!("arn:aws:ssm:{region}:{account}:managed-instance/{target}"));
             let document = params.get("DocumentName").and_then(Value::as_str).unwrap_or("SSM-SessionManagerRunShell");
             return vec![task, format!("arn:aws:ssm:{region}::document/{document}")];
@@ -223,7 +229,9 @@ mod tests {
 
     #[test]
     fn actions_match_without_case_and_with_wildcards() {
-        let p = policy(json!({"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": ["ECS:list*", "ssm:Get?arameter"], "Resource": "*"}}));
+        let p = policy(
+            json!({"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": ["ECS:list*", "ssm:Get?arameter"], "Resource": "*"}}),
+        );
         let any = ["*".to_owned()];
         assert_eq!(p.decide("ecs:ListTasks", &any).0, Decision::Allow);
         assert_eq!(p.decide("ssm:GetParameter", &any).0, Decision::Allow);

@@ -143,7 +143,9 @@ async fn aws(State(lab): State<Lab>, method: Method, uri: Uri, headers: HeaderMa
             } else if rolls_below("server-error", faults.server_error_rate) {
                 let code = if service == "ecs" { "ServerException" } else { "InternalFailure" };
                 Err(ApiError::new(500, code, "The lab injected a server error."))
-            } else if let Some(denied) = identity_denial(shared, protocol, &caller, &region, &service, &action, &parameters) {
+            } else if let Some(denied) =
+                identity_denial(shared, protocol, &caller, &region, &service, &action, &parameters)
+            {
                 Err(denied)
             } else {
                 dispatch(&lab, &caller, &region, &service, &action, &parameters, &request_id)
@@ -347,7 +349,9 @@ fn identity_denial(
 }
 
 async fn get_identity_policy(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    Json(shared.identity_policy.lock().expect("lab lock").as_ref().map_or(Value::Null, |(document, _)| document.clone()))
+    Json(
+        shared.identity_policy.lock().expect("lab lock").as_ref().map_or(Value::Null, |(document, _)| document.clone()),
+    )
 }
 
 /// Hold every caller to this identity policy (an IAM policy document); 400 when the lab cannot
