@@ -73,7 +73,10 @@ fn operator_steps() -> Vec<Step> {
         step("api", &["api", "production", "GET", "/instance/fetchInstances"]),
         step("cp", &["cp", "{file}", "production:/tmp/iam-probe.txt"]),
         step("connect", &["connect", "production"]),
+        step("instance-state", &["instance", "state", "production"]),
+        step("webhook-show", &["webhook", "show", "production"]),
         step("webhook-test", &["webhook", "test", "production"]),
+        step("enforce", &["enforce"]),
         // Metrics are off in the seed's task definition: StartSession, the forward, a 404, exit 1.
         Step { exit: 1, ..step("metrics", &["metrics", "production"]) },
         step("task-stop", &["task", "stop", "production", "{task}", "--yes"]),
