@@ -89,6 +89,8 @@ pub enum Command {
     Manager(ManagerArgs),
     /// Fetch Evolution's /metrics once through a port forward, or say why it is off
     Metrics(MetricsArgs),
+    /// Print the IAM policy to paste (every command; --read-only: the read commands)
+    IamPolicy(IamPolicyArgs),
     /// Print shell completions
     Completions(CompletionsArgs),
 }
@@ -583,6 +585,13 @@ pub struct LogsArgs {
     /// Read at most this many events of the window
     #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub limit: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct IamPolicyArgs {
+    /// Only what `status`, `audit`, `doctor`, `logs` and `conflicts` call (docs/iam/read-only.json)
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 #[derive(Debug, Args)]

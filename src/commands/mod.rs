@@ -10,6 +10,7 @@ mod connect;
 mod cp;
 mod doctor;
 mod exec;
+mod iam_policy;
 mod init;
 mod instance;
 mod logs;
@@ -94,6 +95,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Scale(args) => scale::scale(&context, &args).await,
         Command::Enforce(args) => scale::enforce(&context, &args).await,
         Command::Redeploy(args) => redeploy::run(&context, &args).await,
+        Command::IamPolicy(args) => iam_policy::run(&context, &args),
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut buffer = Vec::new();

@@ -23,6 +23,7 @@ mod external_evolution;
 mod faults;
 mod fixes;
 mod guard;
+mod iam;
 mod instance;
 mod invariants;
 mod kms;

@@ -28,6 +28,9 @@ pub struct Shared {
     /// issued.
     pub principals: Mutex<IndexMap<String, Principal>>,
     pub evolution: EvolutionHub,
+    /// The identity policy every caller's AWS calls are held to (`/_lab/identity-policy`): the
+    /// document as posted and its parsed form; none, every call is allowed.
+    pub identity_policy: Mutex<Option<(Value, crate::iam::Policy)>>,
     random: Mutex<u64>,
 }
 
@@ -83,6 +86,7 @@ impl Shared {
             access_key_id,
             secret_access_key,
             evolution,
+            identity_policy: Mutex::new(None),
             random: Mutex::new(0x9E37_79B9_7F4A_7C15),
         }
     }

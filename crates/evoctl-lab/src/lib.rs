@@ -16,6 +16,7 @@ pub mod evolution;
 pub mod fake_plugin;
 pub mod gateway;
 pub mod hub;
+pub mod iam;
 pub mod nonce;
 pub mod plugin_link;
 pub mod port_agent;

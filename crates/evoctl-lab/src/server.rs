@@ -43,6 +43,10 @@ pub fn router(lab: Lab) -> axum::Router {
     axum::Router::new()
         .route("/_lab/journal", get(get_journal).delete(clear_journal))
         .route("/_lab/faults", get(get_faults).post(set_faults))
+        .route(
+            "/_lab/identity-policy",
+            get(get_identity_policy).post(set_identity_policy).delete(clear_identity_policy),
+        )
         .route("/_lab/state", get(get_state))
         .route("/_lab/tasks", post(add_tasks))
         .route("/_lab/accounts/{account}/revoke", post(revoke_account))
@@ -139,6 +143,10 @@ async fn aws(State(lab): State<Lab>, method: Method, uri: Uri, headers: HeaderMa
             } else if rolls_below("server-error", faults.server_error_rate) {
                 let code = if service == "ecs" { "ServerException" } else { "InternalFailure" };
                 Err(ApiError::new(500, code, "The lab injected a server error."))
+            } else if let Some(denied) =
+                identity_denial(shared, protocol, &caller, &region, &service, &action, &parameters)
+            {
+                Err(denied)
             } else {
                 dispatch(&lab, &caller, &region, &service, &action, &parameters, &request_id)
             }
@@ -311,6 +319,60 @@ fn dispatch(
         }
         _ => Err(ApiError::client("InvalidAction", format!("The action {action} is not valid for this web service."))),
     }
+}
+
+/// The AccessDenied IAM would answer when the lab's identity policy does not allow this call
+/// (none when no policy is set, it allows the call, or the action is one IAM does not gate).
+fn identity_denial(
+    shared: &Shared,
+    protocol: Protocol,
+    caller: &Principal,
+    region: &str,
+    service: &str,
+    action: &str,
+    parameters: &Value,
+) -> Option<ApiError> {
+    if (service, action) == ("sts", "GetCallerIdentity") {
+        return None;
+    }
+    let policy = shared.identity_policy.lock().expect("lab lock");
+    let (_, policy) = policy.as_ref()?;
+    let iam_action = format!("{service}:{action}");
+    let resources = crate::iam::resources_of(service, action, parameters, &caller.account, region);
+    let (decision, resource) = policy.decide(&iam_action, &resources);
+    let message = crate::iam::denial_message(&caller.arn, &iam_action, resource?, decision);
+    Some(match protocol {
+        Protocol::Query => ApiError::new(403, "AccessDenied", message),
+        Protocol::Rest => ApiError::new(403, "AccessDeniedException", message),
+        Protocol::Json => ApiError::client("AccessDeniedException", message),
+    })
+}
+
+async fn get_identity_policy(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(
+        shared.identity_policy.lock().expect("lab lock").as_ref().map_or(Value::Null, |(document, _)| document.clone()),
+    )
+}
+
+/// Hold every caller to this identity policy (an IAM policy document); 400 when the lab cannot
+/// evaluate it.
+async fn set_identity_policy(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let document = match serde_json::from_slice::<Value>(&body) {
+        Ok(document) => document,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("not JSON: {e}")).into_response(),
+    };
+    match crate::iam::Policy::parse(&document) {
+        Ok(policy) => {
+            *shared.identity_policy.lock().expect("lab lock") = Some((document.clone(), policy));
+            Json(document).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
+}
+
+async fn clear_identity_policy(State(shared): State<Arc<Shared>>) -> StatusCode {
+    *shared.identity_policy.lock().expect("lab lock") = None;
+    StatusCode::NO_CONTENT
 }
 
 fn signature_error(protocol: Protocol, rejection: Rejection) -> ApiError {
