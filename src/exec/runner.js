@@ -27,8 +27,9 @@ const done = (c) => { say("X", String(c)); process.exit(0); };
 const zlib = require("zlib");
 const deflated = (b) => {
   if (b.length < 512) return null;
-  const probe = b.subarray(0, 4096);
-  if (zlib.deflateRawSync(probe, { level: 1 }).length * 10 > probe.length * 9) return null;
+  const probe = zlib.deflateRawSync(b.subarray(0, 4096), { level: 1 });
+  if (probe.length * 10 > Math.min(b.length, 4096) * 9) return null;
+  if (b.length <= 4096) return probe;
   const z = zlib.deflateRawSync(b, { level: 1 });
   return z.length * 10 <= b.length * 9 ? z : null;
 };
