@@ -11,9 +11,13 @@
 //! too large for the spec (to the child's fd 3), then the command's input (to its stdin), each a
 //! stream of base64 pieces separated by `,` and ended by `.` — the end of input the command sees.
 //! Everything comes back on marker lines, `EVOCTL-<nonce>:<kind>:<base64>` — O stdout, E stderr,
-//! R ready for input, X exit status. The parser reads only whole marker lines carrying that
-//! nonce, so banners, CRLF, ANSI sequences and forged markers cannot corrupt or spoof the result.
+//! o and e the same compressed (one raw deflate stream per piece, sent when it is smaller: see
+//! [`super::inflate`]), R ready for input, X exit status. The parser reads only whole marker lines
+//! carrying that nonce, so banners, CRLF, ANSI sequences and forged markers cannot corrupt or
+//! spoof the result; a compressed piece with the nonce that does not inflate within
+//! [`MAX_INFLATED`] bytes ends the run as a protocol error.
 
+use super::inflate::{InflateError, Inflater, MAX_INFLATED, PIECE_BYTES};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use std::sync::LazyLock;
@@ -160,6 +164,14 @@ pub enum EnvelopeError {
     /// Not one byte arrived: how the ECS Exec agent reports a command it could not start.
     #[error("the session ended without a byte of output (the command did not start)")]
     NeverStarted,
+    /// A compressed piece carrying the nonce inflates past the limit: not the runner's.
+    #[error(
+        "a compressed output piece inflates past {MAX_INFLATED} bytes, evoctl's limit per piece (the runner sends at most {PIECE_BYTES} bytes in one)"
+    )]
+    InflatesTooLarge,
+    /// A compressed piece carrying the nonce is not one whole raw deflate stream.
+    #[error("a compressed output piece is not a whole raw deflate stream")]
+    NotDeflate,
 }
 
 /// Streaming parser for one run's terminal output.
@@ -171,6 +183,9 @@ pub struct EnvelopeParser {
     exit: Option<i32>,
     /// Whether any byte arrived at all.
     received: bool,
+    inflater: Inflater,
+    /// A piece that broke the protocol: nothing after it counts.
+    failure: Option<EnvelopeError>,
 }
 
 impl EnvelopeParser {
@@ -181,7 +196,14 @@ impl EnvelopeParser {
             overlong: false,
             exit: None,
             received: false,
+            inflater: Inflater::default(),
+            failure: None,
         }
+    }
+
+    /// The piece that broke the protocol, once one did (no piece is returned after it).
+    pub fn failure(&self) -> Option<&EnvelopeError> {
+        self.failure.as_ref()
     }
 
     /// The exit status, once seen.
@@ -189,13 +211,19 @@ impl EnvelopeParser {
         self.exit
     }
 
-    /// Feed raw terminal bytes; returns the pieces completed by them, in order.
+    /// Feed raw terminal bytes; returns the pieces completed by them, in order, up to a piece
+    /// that breaks the protocol ([`EnvelopeParser::failure`]).
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Piece> {
         self.received |= !bytes.is_empty();
         let mut pieces = Vec::new();
         for &byte in bytes {
+            if self.failure.is_some() {
+                break;
+            }
             if byte == b'\n' {
-                if let Some(piece) = self.parse_line().filter(|_| !self.overlong) {
+                if !self.overlong
+                    && let Some(piece) = self.parse_line()
+                {
                     if let Piece::Exit(code) = piece {
                         self.exit.get_or_insert(code);
                     }
@@ -212,8 +240,12 @@ impl EnvelopeParser {
         pieces
     }
 
-    /// The run is over: its exit status, or an error when the output stopped short.
+    /// The run is over: its exit status, or an error when the output stopped short or broke
+    /// the protocol.
     pub fn finish(&self) -> Result<i32, EnvelopeError> {
+        if let Some(failure) = &self.failure {
+            return Err(failure.clone());
+        }
         match (self.exit, self.received) {
             (Some(code), _) => Ok(code),
             (None, false) => Err(EnvelopeError::NeverStarted),
@@ -221,7 +253,7 @@ impl EnvelopeParser {
         }
     }
 
-    fn parse_line(&self) -> Option<Piece> {
+    fn parse_line(&mut self) -> Option<Piece> {
         if self.exit.is_some() {
             return None;
         }
@@ -233,6 +265,17 @@ impl EnvelopeParser {
         match kind {
             b'O' => Some(Piece::Stdout(data)),
             b'E' => Some(Piece::Stderr(data)),
+            b'o' | b'e' => match self.inflater.inflate(&data) {
+                Ok(data) if kind == b'o' => Some(Piece::Stdout(data)),
+                Ok(data) => Some(Piece::Stderr(data)),
+                Err(err) => {
+                    self.failure = Some(match err {
+                        InflateError::TooLarge => EnvelopeError::InflatesTooLarge,
+                        InflateError::Corrupt => EnvelopeError::NotDeflate,
+                    });
+                    None
+                }
+            },
             b'R' => Some(Piece::Ready),
             b'X' => std::str::from_utf8(&data).ok()?.parse().ok().map(Piece::Exit),
             _ => None,
@@ -326,6 +369,71 @@ mod tests {
         stream.extend(marker("n", 'X', b"9"));
         assert_eq!(parser.feed(&stream), [Piece::Exit(0)]);
         assert_eq!(parser.finish(), Ok(0));
+    }
+
+    fn deflated(data: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut encoder, data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn compressed_and_plain_pieces_of_both_streams_keep_their_order() {
+        let json = br#"{"instanceName":"named1","connectionStatus":"open"}"#.repeat(300);
+        let mut stream = marker("n", 'O', b"plain out\n");
+        stream.extend(marker("n", 'o', &deflated(&json)));
+        stream.extend(marker("n", 'e', &deflated(b"compressed err")));
+        stream.extend(marker("n", 'E', b"plain err"));
+        stream.extend(marker("n", 'o', &deflated(b"")));
+        stream.extend(marker("n", 'o', &deflated(b"tail")));
+        stream.extend(marker("n", 'X', b"0"));
+        for split in [1, 3, 64, 100_000] {
+            let mut parser = EnvelopeParser::new("n");
+            let pieces: Vec<Piece> = stream.chunks(split).flat_map(|c| parser.feed(c)).collect();
+            assert_eq!(
+                pieces,
+                [
+                    Piece::Stdout(b"plain out\n".to_vec()),
+                    Piece::Stdout(json.clone()),
+                    Piece::Stderr(b"compressed err".to_vec()),
+                    Piece::Stderr(b"plain err".to_vec()),
+                    Piece::Stdout(Vec::new()),
+                    Piece::Stdout(b"tail".to_vec()),
+                    Piece::Exit(0),
+                ],
+                "split {split}"
+            );
+            assert_eq!((parser.failure(), parser.finish()), (None, Ok(0)));
+        }
+    }
+
+    #[test]
+    fn a_compressed_piece_past_the_limit_ends_the_parse() {
+        let mut parser = EnvelopeParser::new("n");
+        let mut stream = marker("n", 'O', b"before");
+        stream.extend(marker("n", 'e', &deflated(&vec![0; MAX_INFLATED + 1])));
+        stream.extend(marker("n", 'O', b"after"));
+        stream.extend(marker("n", 'X', b"0"));
+        assert_eq!(parser.feed(&stream), [Piece::Stdout(b"before".to_vec())]);
+        assert_eq!(parser.failure(), Some(&EnvelopeError::InflatesTooLarge));
+        assert_eq!(parser.feed(&marker("n", 'O', b"later")), []);
+        assert_eq!(parser.finish(), Err(EnvelopeError::InflatesTooLarge));
+        assert_eq!(
+            EnvelopeError::InflatesTooLarge.to_string(),
+            "a compressed output piece inflates past 1048576 bytes, evoctl's limit per piece (the runner sends at most 65536 bytes in one)"
+        );
+    }
+
+    #[test]
+    fn a_compressed_piece_that_is_not_deflate_ends_the_parse_but_noise_does_not() {
+        // Without the nonce, or cut short by the line limit, it is noise like any other line.
+        let mut parser = EnvelopeParser::new("n");
+        let mut stream = marker("other", 'o', b"\xff\xff");
+        stream.extend(marker("n", 'O', b"kept"));
+        assert_eq!(parser.feed(&stream), [Piece::Stdout(b"kept".to_vec())]);
+        assert_eq!(parser.failure(), None);
+        assert_eq!(parser.feed(&marker("n", 'o', b"\xff\xff")), []);
+        assert_eq!(parser.failure(), Some(&EnvelopeError::NotDeflate));
     }
 
     #[test]

@@ -3,13 +3,15 @@
 //! [`ssm`] is the sans-IO Session Manager protocol; [`native`] drives it over a websocket that
 //! [`link`] dials and resumes, as [`resume`] allows; [`writer`] is the one task that writes a
 //! session's socket or pipe; [`envelope`] frames a command so its output and exit status survive
-//! the pty; [`input`] decides what of evoctl's stdin a run forwards and types streams in; [`run`]
-//! ties them together; [`target`] picks and checks the container; [`slots`]
-//! keeps a task at two sessions and [`sessions`] ends every session started, both over the one
-//! [`registry`]. Nothing here prints: output goes to an [`run::OutputSink`].
+//! the pty, and [`inflate`] inflates the output pieces the runner compressed; [`input`] decides
+//! what of evoctl's stdin a run forwards and types streams in; [`run`] ties them together;
+//! [`target`] picks and checks the container; [`slots`] keeps a task at two sessions and
+//! [`sessions`] ends every session started, both over the one [`registry`]. Nothing here prints:
+//! output goes to an [`run::OutputSink`].
 
 pub mod envelope;
 pub mod flow;
+pub mod inflate;
 pub mod input;
 pub mod link;
 pub mod native;

@@ -120,7 +120,7 @@ pub async fn run(
             _ => None,
         };
         let input = Sent { program: envelope.program.clone(), streamed, stdin: spec.stdin.clone() };
-        let consume = consume(received, &mut parser, input, input_tx, sink);
+        let consume = consume(received, &mut parser, input, input_tx, sink, &target.env);
         tokio::pin!(transport, consume);
         let mut consumed = false;
         // A consumer that fails (stdout closed) ends the run at once; the dropped session is ended
@@ -145,24 +145,35 @@ pub async fn run(
         } else {
             format!(": {}", end.closing_output.trim())
         };
-        match err {
-            EnvelopeError::NeverStarted => Error::exec(
-                ExecKind::CannotStart,
-                format!(
-                    "the command did not start in the container: the session closed without a byte of output, which is how the ECS Exec agent reports a command it cannot start (evoctl runs `node`){detail}"
-                ),
-                format!(
-                    "check that the image has `node` on its PATH (`evoctl doctor {}` runs `node -v`; evoapicloud/evolution-api ships it)",
-                    target.env
-                ),
-            ),
-            EnvelopeError::Truncated => Error::exec(
-                ExecKind::Truncated,
-                format!("the session ended before the command's exit status arrived; output may be truncated{detail}"),
-                format!("run it again; if it repeats, check the container (`evoctl doctor {}`)", target.env),
-            ),
-        }
+        envelope_error(err, &target.env, &detail)
     })
+}
+
+/// The error for a run whose envelope ended badly; `detail` is what the session said as it closed.
+fn envelope_error(err: EnvelopeError, env: &str, detail: &str) -> Error {
+    match err {
+        EnvelopeError::NeverStarted => Error::exec(
+            ExecKind::CannotStart,
+            format!(
+                "the command did not start in the container: the session closed without a byte of output, which is how the ECS Exec agent reports a command it cannot start (evoctl runs `node`){detail}"
+            ),
+            format!(
+                "check that the image has `node` on its PATH (`evoctl doctor {env}` runs `node -v`; evoapicloud/evolution-api ships it)"
+            ),
+        ),
+        EnvelopeError::Truncated => Error::exec(
+            ExecKind::Truncated,
+            format!("the session ended before the command's exit status arrived; output may be truncated{detail}"),
+            format!("run it again; if it repeats, check the container (`evoctl doctor {env}`)"),
+        ),
+        EnvelopeError::InflatesTooLarge | EnvelopeError::NotDeflate => Error::exec(
+            ExecKind::Protocol,
+            format!("the container's output broke evoctl's envelope: {err}; the run was ended"),
+            format!(
+                "run it again; if it repeats, something in the container writes evoctl's markers (`evoctl doctor {env}`)"
+            ),
+        ),
+    }
 }
 
 /// What a run types into the session once the bootstrap is ready: the program, then the streams.
@@ -183,6 +194,7 @@ async fn consume(
     sent: Sent,
     input: mpsc::Sender<Input>,
     sink: &mut dyn OutputSink,
+    env: &str,
 ) -> Result<()> {
     let mut sent = Some(sent);
     let mut feeder: Option<tokio::task::JoinHandle<Result<()>>> = None;
@@ -211,6 +223,9 @@ async fn consume(
                 }
                 Piece::Exit(_) => {}
             }
+        }
+        if let Some(failure) = parser.failure() {
+            return Err(envelope_error(failure.clone(), env, ""));
         }
         sink.room().await?;
         received.release(bytes.len());

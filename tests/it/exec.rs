@@ -463,3 +463,113 @@ fn a_terminal_is_read_only_with_dash_i() {
     let (code, screen) = run(&["exec", "production", "-i", "--", "sh", "-c", "cat; echo end"], b"typed\n\x04");
     assert_eq!((code, screen.as_str()), (Some(0), "typed\r\ntyped\r\nend\r\n"));
 }
+
+/// Compressed output (the runner deflates a piece when that makes it smaller): JSON lines that
+/// compress, random bytes that do not, pieces past 64 KiB and small ones, on stdout and stderr
+/// at once, each arrive exactly as the command wrote them (the command also keeps a copy of each
+/// stream in the lab's directory, which is this machine's).
+#[test]
+fn compressible_and_random_output_arrive_exactly_on_both_streams() {
+    let lab = Lab::start("seed");
+    let writer = "const fs=require('fs'),c=require('crypto'),d=process.argv[1],o=[],e=[];\
+        const json=(n)=>JSON.stringify({id:n,instanceName:'named'+n,connectionStatus:n%3?'open':'close',\
+        ownerJid:'5511'+String(n*7919%1e8).padStart(8,'0')+'@s.whatsapp.net'})+'\\n';\
+        const put=(s,l,b)=>{l.push(b);s.write(b);};\
+        for(let i=0;i<64;i++){\
+        put(process.stdout,o,Buffer.from(Array.from({length:400},(_,j)=>json(i*400+j)).join('')));\
+        put(process.stderr,e,c.randomBytes(i%2?30000:300));\
+        put(process.stdout,o,c.randomBytes(i%8?700:70000));\
+        put(process.stderr,e,Buffer.from('warning '+i+': '+'retrying '.repeat(i*8)+'\\n'));}\
+        fs.writeFileSync(d+'/out.bin',Buffer.concat(o));fs.writeFileSync(d+'/err.bin',Buffer.concat(e));";
+    let dir = lab.dir.path().to_str().unwrap();
+    let output = lab.evoctl().args(["exec", "production", "--", "node", "-e", writer, dir]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let (stdout, stderr) = (
+        std::fs::read(lab.dir.path().join("out.bin")).unwrap(),
+        std::fs::read(lab.dir.path().join("err.bin")).unwrap(),
+    );
+    assert!(stdout.len() > 3 * 1024 * 1024, "{} bytes", stdout.len());
+    assert!(output.stdout == stdout, "stdout differs: {} bytes, {} written", output.stdout.len(), stdout.len());
+    assert!(output.stderr == stderr, "stderr differs: {} bytes, {} written", output.stderr.len(), stderr.len());
+    // What the agent carried: compression paid (the JSON is most of the output).
+    let wire =
+        lab.control("GET", "/processes", None).as_array().unwrap().last().unwrap()["output_bytes"].as_u64().unwrap();
+    let total = (stdout.len() + stderr.len()) as u64;
+    assert!(wire < total, "{wire} bytes on the wire for {total} of output");
+}
+
+/// A line is delivered as soon as the command writes it, compressed or not: nothing waits for
+/// more output. The command writes a JSON line (compressed on the way), then pauses 2 s and only
+/// then creates a file; the line is here while the file is not there yet.
+#[test]
+fn a_line_before_a_pause_arrives_before_the_pause_ends() {
+    let lab = Lab::start("seed");
+    let marker = lab.dir.path().join("pause-ended");
+    let program = "const fs=require('fs');\
+        console.log(JSON.stringify(Array.from({length:100},(_,i)=>({instanceName:'named'+i,connectionStatus:'open'}))));\
+        setTimeout(()=>{fs.writeFileSync(process.argv[1],'');console.log('after');},2000);";
+    let mut child = lab
+        .evoctl_process()
+        .args(["exec", "production", "--", "node", "-e", program])
+        .arg(&marker)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut buffer = [0; 65536];
+        while let Ok(n @ 1..) = std::io::Read::read(&mut stdout, &mut buffer) {
+            if tx.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let first: String = (0..100)
+        .map(|i| format!(r#"{{"instanceName":"named{i}","connectionStatus":"open"}}"#))
+        .collect::<Vec<_>>()
+        .join(",");
+    let first = format!("[{first}]\n");
+    let mut got = Vec::new();
+    wait_until(Duration::from_secs(20), "the first line", || {
+        got.extend(rx.try_iter().flatten());
+        (got.len() >= first.len()).then_some(())
+    });
+    let pause_ended = marker.exists();
+    assert_eq!(text(&got), first);
+    assert!(!pause_ended, "the line arrived only after the pause");
+    let status = wait_until(Duration::from_secs(20), "evoctl to end", || child.try_wait().unwrap());
+    reader.join().unwrap();
+    got.extend(rx.try_iter().flatten());
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(text(&got), format!("{first}after\n"));
+}
+
+/// A compressed piece that inflates past evoctl's limit is a protocol error, not memory: the
+/// command forges one with the run's nonce (read from the bootstrap's command line) straight on
+/// the terminal, 2 MiB of zeros in 2 KiB; evoctl ends the run with the limit named.
+#[test]
+fn a_compressed_piece_past_the_limit_ends_the_run_naming_the_limit() {
+    let lab = Lab::start("seed");
+    let forger = "const fs=require('fs'),z=require('zlib');\
+        const n=fs.readFileSync('/proc/'+process.ppid+'/cmdline','latin1').split('\\0').filter(Boolean).pop();\
+        fs.writeSync(fs.openSync('/dev/tty','w'),'\\nEVOCTL-'+n+':o:'+z.deflateRawSync(Buffer.alloc(2*1024*1024)).toString('base64')+'\\n');\
+        setTimeout(()=>{},30000);";
+    let started = std::time::Instant::now();
+    let output = lab.evoctl().args(["exec", "production", "--", "node", "-e", forger]).output().unwrap();
+    assert_eq!(
+        (output.status.code(), text(&output.stdout), text(&output.stderr)),
+        (
+            Some(125),
+            String::new(),
+            "error: the container's output broke evoctl's envelope: a compressed output piece inflates past 1048576 bytes, \
+             evoctl's limit per piece (the runner sends at most 65536 bytes in one); the run was ended\n  \
+             fix: run it again; if it repeats, something in the container writes evoctl's markers (`evoctl doctor production`)\n"
+                .to_owned()
+        )
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "the run was not ended: {:?}", started.elapsed());
+    let session = crate::ending::sessions(&lab).pop().expect("a session ran");
+    crate::ending::assert_ended(&lab, &session);
+}

@@ -62,10 +62,12 @@ fn the_plugin_backend_returns_exact_output_and_status_and_keeps_the_token_off_ar
 fn a_transcript_cut_at_stdin_eof_is_reported_as_truncated() {
     let lab = Lab::start("seed");
     let dir = lab.fake_plugin_dir();
-    let output = exec_via_plugin(&lab, &dir, "process.stdout.write('x'.repeat(5000))")
-        .env("EVOCTL_FAKE_PLUGIN_CUT_AFTER", "300")
-        .output()
-        .unwrap();
+    // Random text: even compressed, its output marker is far longer than the 300 bytes let through.
+    let output =
+        exec_via_plugin(&lab, &dir, "process.stdout.write(require('crypto').randomBytes(3750).toString('base64'))")
+            .env("EVOCTL_FAKE_PLUGIN_CUT_AFTER", "300")
+            .output()
+            .unwrap();
     assert_eq!(output.status.code(), Some(125));
     assert_eq!(text(&output.stdout), "");
     assert_eq!(
