@@ -147,7 +147,7 @@ fn the_timeout_bounds_connect_while_a_call_hangs() {
     assert_eq!(
         text(&output.stderr),
         format!(
-            "{}{BAILEYS_WARNING}error: alinhou-production was not linked within 4 s (0 QR(s) shown); it is left waiting for a scan\n  \
+            "{}{BAILEYS_WARNING}created the instance\nerror: alinhou-production was not linked within 4 s (0 QR(s) shown); it is left waiting for a scan\n  \
              fix: run `evoctl connect production` again and scan the new QR\n",
             connect_notes(&lab, 4)
         )
