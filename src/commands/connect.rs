@@ -3,7 +3,8 @@
 //! (a) preflight: every other environment of the number at 0 tasks, this one at its configured
 //! scaling with exactly one live task whose exec agent runs; refused (exit 4) before any
 //! Evolution call, or fixed first with `--enforce`. (b)-(d) one exec session creates the
-//! instance if it is missing, shows each QR (or pairing code) as it appears on the terminal
+//! instance if it is missing (without its socket, which the watch's first connect starts, so
+//! the first QR is shown as soon as Evolution has it), shows each QR (or pairing code) as it appears on the terminal
 //! whatever stdout is (a QR replacing the last one in place; see [`crate::runbook::codes`]), and
 //! waits until the instance is `open` and stays open. (e) the webhook is made to
 //! match the config (secret over the data channel). (f) a summary, or JSON. Ctrl-C stops the
@@ -30,6 +31,11 @@ use std::time::{Duration, Instant};
 
 /// Time between two connect polls in the container (Evolution's docs: every 1-3 s).
 const POLL: Duration = Duration::from_secs(1);
+/// The same before a first code: the instance is created without its socket (so create answers
+/// at once), the first connect starts it and answers after 2.3.7's fixed 2 s, and the first QR
+/// exists about 3 s after the start. Until then connect of the connecting instance answers
+/// from memory, so polling it this often draws the QR within this much of its existence.
+const FIRST_CODE_POLL: Duration = Duration::from_millis(200);
 /// How long to wait for the exec agent of a task that just started.
 const AGENT_WAIT: Duration = Duration::from_secs(60);
 /// Warn when this few QRs are left before QRCODE_LIMIT refuses the instance.
@@ -104,11 +110,17 @@ pub async fn run(context: &Context, args: &ConnectArgs) -> Result<u8> {
     let watcher = Driver { aws: &aws, target: &target, options: watch_options };
 
     // (b)-(d) in one exec session.
-    // A pairing flow for a missing instance starts at create (2.3.7 ignores `?number=` on an
-    // instance that is already connecting), so the first code is a pairing code.
-    let create = CreateRequest::seed(&name, wanted_webhook.clone()).pairing(args.pairing_number.as_deref());
+    // A missing instance is created without its socket: 2.3.7 answers create with `qrcode`
+    // only after a fixed 5 s although its first QR exists 3 s after the socket starts, while
+    // without it create answers at once and leaves the instance `close`. The watch's first
+    // connect then starts the socket, with `?number=` for a pairing flow (2.3.7 reads it from
+    // `close`; it ignores it on an instance that is already connecting), so the first code is
+    // a pairing code; the number is stored at create too, as the row's.
+    let create =
+        CreateRequest::seed(&name, wanted_webhook.clone()).pairing(args.pairing_number.as_deref()).socket_later();
     let timing = |now: Instant| WatchTiming {
         interval: POLL,
+        first_code_interval: FIRST_CODE_POLL,
         timeout: deadline.saturating_duration_since(now),
         stable: args.stable_for,
     };

@@ -155,7 +155,12 @@ async fn connect(context: &Context, args: &InstanceConnectArgs) -> Result<u8> {
     let driver = reach.driver();
     // One session: the state, then connect polled until a code this flow made (never the last
     // flow's code, which 2.3.7 keeps after a logout), or `open`.
-    let timing = WatchTiming { interval: Duration::from_secs(1), timeout: FIRST_CODE_WAIT, stable: Duration::ZERO };
+    let timing = WatchTiming {
+        interval: Duration::from_secs(1),
+        first_code_interval: Duration::from_secs(1),
+        timeout: FIRST_CODE_WAIT,
+        stable: Duration::ZERO,
+    };
     let watch = Watch {
         name: &name,
         number: args.pairing_number.as_deref(),

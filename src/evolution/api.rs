@@ -100,6 +100,15 @@ impl CreateRequest {
         self.number = number.map(str::to_owned);
         self
     }
+
+    /// The same body without starting the socket (`qrcode:false`): 2.3.7 then answers at once
+    /// and leaves the instance `close` (`instance.controller.ts:153-156` connects and waits a
+    /// fixed 5 s only with `qrcode`), so the first `GET /instance/connect/NAME` starts it (with
+    /// its `?number=`, as the instance is not connecting yet).
+    pub fn socket_later(mut self) -> CreateRequest {
+        self.qrcode = false;
+        self
+    }
 }
 
 /// The webhook object (inside `create`, or wrapped in `{"webhook": …}` for `webhook/set`).

@@ -36,6 +36,8 @@ pub struct Driver<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct WatchTiming {
     pub interval: Duration,
+    /// The poll while no code has been shown yet (and the instance is not open).
+    pub first_code_interval: Duration,
     pub timeout: Duration,
     /// How long the instance must stay `open` to count as linked.
     pub stable: Duration,
@@ -132,7 +134,8 @@ impl Driver<'_> {
 
     /// Watch `name` until it is linked, in one exec session: create it first when `create` is
     /// given and the name is missing (its `jwt_key` over stdin), then poll connect every
-    /// `interval` (with `?number=` for a pairing code), then connectionState for `stable` once
+    /// `first_code_interval` until a first code, then every `interval` (with `?number=` for a
+    /// pairing code), then connectionState for `stable` once
     /// open. With `first_only` it ends at the first fresh code (or `open`). Events are printed
     /// one JSON line each to `sink` as they happen (see [`crate::runbook::watch`]).
     pub async fn watch_link(&self, watch: Watch<'_>, sink: &mut dyn OutputSink) -> Result<i32> {
@@ -163,6 +166,7 @@ impl Driver<'_> {
                 "first_only": first_only,
                 "reach": reach,
                 "interval_ms": timing.interval.as_millis() as u64,
+                "first_code_interval_ms": timing.first_code_interval.as_millis() as u64,
                 "timeout_ms": timing.timeout.as_millis() as u64,
                 "stable_ms": timing.stable.as_millis() as u64,
             },

@@ -1,6 +1,7 @@
 //! WhatsApp black-holed as Fargate really has it (SYNs dropped, scenario `whatsapp-black-hole`):
 //! the stand-in's `GET /` answers only after 135 s and create (with `qrcode`) and connect of a
-//! closed instance never answer, as the real 2.3.7 does. evoctl checks the route beside every
+//! closed instance never answer, as the real 2.3.7 does (connect creates without `qrcode`, so
+//! its first connect is the call that hangs). evoctl checks the route beside every
 //! call and stops with the route's cause and fix well within 20 s; `doctor` fails whatsapp-reach
 //! without waiting for `GET /`; nothing runs past its `--timeout`; and whatever ended the wait,
 //! the remote process is gone and its session terminated.
@@ -69,17 +70,18 @@ fn connect_names_the_missing_route_within_20_s_although_connect_never_answers() 
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     assert!(took < Duration::from_secs(20), "connect took {took:?}");
     let stderr = waited_blurred(&text(&output.stderr));
-    // create (with qrcode) is the call that waits on WhatsApp here.
+    // create (without qrcode, which needs no WhatsApp) answers; the watch's first connect,
+    // which starts the socket, is the call that waits on WhatsApp here.
     let expected = format!(
-        "{}{BAILEYS_WARNING}error: alinhou-production: {}",
+        "{}{BAILEYS_WARNING}created the instance\nerror: alinhou-production: {}",
         connect_notes(&lab, 60),
-        unanswered(&lab, "POST /instance/create")
+        unanswered(&lab, "GET /instance/connect/alinhou-production")
     );
     assert_eq!(stderr, expected);
     all_ended(&lab);
 
-    // The instance was made (2.3.7 writes the row before it waits); connect of it hangs the same
-    // way, and is said the same way.
+    // The instance is there and still `close`; connect of it hangs the same way, and is said
+    // the same way.
     let output = lab.evoctl().args(["connect", "production", "--timeout", "60s"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let stderr = waited_blurred(&text(&output.stderr));
@@ -145,7 +147,7 @@ fn the_timeout_bounds_connect_while_a_call_hangs() {
     assert_eq!(
         text(&output.stderr),
         format!(
-            "{}{BAILEYS_WARNING}error: alinhou-production was not linked within 4 s (0 QR(s) shown); it is left waiting for a scan\n  \
+            "{}{BAILEYS_WARNING}created the instance\nerror: alinhou-production was not linked within 4 s (0 QR(s) shown); it is left waiting for a scan\n  \
              fix: run `evoctl connect production` again and scan the new QR\n",
             connect_notes(&lab, 4)
         )
@@ -154,7 +156,7 @@ fn the_timeout_bounds_connect_while_a_call_hangs() {
 }
 
 #[test]
-fn ctrl_c_while_create_hangs_ends_the_remote_call() {
+fn ctrl_c_while_connect_hangs_ends_the_remote_call() {
     let lab = Lab::start("whatsapp-black-hole");
     lab.wait_settled();
     let child = lab
@@ -169,10 +171,15 @@ fn ctrl_c_while_create_hangs_ends_the_remote_call() {
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     let (code, _, stderr) = finish(child, Duration::from_secs(10));
     assert_eq!(code, Some(130), "{stderr}");
-    // The signal lands once the session runs: before or after it has said the image's Baileys.
+    // The signal lands once the session runs: before or after it has said the image's Baileys,
+    // and before or after create (which answers at once) while connect hangs.
     let interrupted = "interrupted: alinhou-production is not linked (state unknown); the watch in the container was ended and nothing else was changed. Run `evoctl connect production` again to continue\n";
     let notes = connect_notes(&lab, 60);
-    let said = [format!("{notes}{interrupted}"), format!("{notes}{BAILEYS_WARNING}{interrupted}")];
+    let said = [
+        format!("{notes}{interrupted}"),
+        format!("{notes}{BAILEYS_WARNING}{interrupted}"),
+        format!("{notes}{BAILEYS_WARNING}created the instance\n{interrupted}"),
+    ];
     assert!(said.contains(&stderr), "{stderr}");
     assert_ended(&lab, &session);
 }

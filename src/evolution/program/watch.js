@@ -1,6 +1,7 @@
 // Watch mode (the connect runbook), one JSON line per event: create the instance if it is
 // missing (W.create, secret from stdin), poll connect until it is open (a line per new QR and
-// per state change), then check that it stays open for stable_ms. A code the server held
+// per state change; every first_code_interval_ms until a first code, then every interval_ms),
+// then check that it stays open for stable_ms. A code the server held
 // before this flow began (2.3.7 keeps the last flow's QR after a logout) is never shown: only
 // a code the server rotated to after the flow's first answer is.
 const watch = (secret) => {
@@ -73,7 +74,9 @@ const watch = (secret) => {
           }
         }
         first = false;
-        setTimeout(step, W.interval_ms);
+        // Until a first code, connect of a connecting instance answers from memory and the code
+        // may appear any moment (about 1 s after the connect that started the socket answers).
+        setTimeout(step, lastCode === null && openSince === null ? W.first_code_interval_ms : W.interval_ms);
       })
       .catch(lost);
   };
