@@ -8,9 +8,13 @@ use crate::output::OutputFormat;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// What `--version` says after the name: the package version and the commit it was built from
+/// (short hash and commit date, or `unknown` outside a git checkout; see build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("EVOCTL_COMMIT"), ")");
+
 /// Operate an Evolution API (WhatsApp over Baileys) service on AWS ECS Fargate.
 #[derive(Debug, Parser)]
-#[command(name = "evoctl", version, about, max_term_width = 100)]
+#[command(name = "evoctl", version = VERSION, about, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -63,7 +63,22 @@ fn usage_errors_exit_2_and_version_is_quick() {
     assert_eq!(output.status.code(), Some(2));
     let output = clean_command(EVOCTL, dir.path()).arg("--version").output().unwrap();
     assert_eq!(output.status.code(), Some(0));
-    assert_eq!(text(&output.stdout), format!("evoctl {}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(text(&output.stdout), format!("evoctl {} ({})\n", env!("CARGO_PKG_VERSION"), built_from()));
+}
+
+/// The commit this checkout is at, as `--version` names it: short hash and commit date.
+fn built_from() -> String {
+    let git = |args: &[&str]| {
+        let output = std::process::Command::new("git")
+            .arg("-C")
+            .arg(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(output.status.success(), "git {args:?}: {}", text(&output.stderr));
+        text(&output.stdout).trim().to_owned()
+    };
+    format!("{} {}", git(&["rev-parse", "--short=7", "HEAD"]), git(&["log", "-1", "--format=%cs", "HEAD"]))
 }
 
 #[test]
