@@ -2,7 +2,9 @@
 //!
 //! Sets `EVOCTL_COMMIT` to `SHORT_HASH DATE` (the commit date, `YYYY-MM-DD`) when the package
 //! is built from its own git checkout, else to `unknown` (a crates.io download, a Docker build
-//! without `.git`, no git installed). Cargo reruns it when HEAD moves.
+//! without `.git`, no git installed). `EVOCTL_BUILD_COMMIT`, when set, is taken as it is instead
+//! (a Docker build passes `$(git rev-parse --short=7 HEAD) $(git log -1 --format=%cs)` as a
+//! build argument). Cargo reruns it when HEAD moves.
 
 use std::path::Path;
 use std::process::Command;
@@ -28,6 +30,11 @@ fn main() {
     let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let dir = Path::new(&manifest_dir);
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=EVOCTL_BUILD_COMMIT");
+    if let Some(given) = std::env::var("EVOCTL_BUILD_COMMIT").ok().filter(|given| !given.trim().is_empty()) {
+        println!("cargo:rustc-env=EVOCTL_COMMIT={}", given.trim());
+        return;
+    }
     // Only this package's own checkout counts: a crates.io source unpacked inside some other
     // repository must not take that repository's commit.
     let own_checkout = git(dir, &["rev-parse", "--show-toplevel"])
