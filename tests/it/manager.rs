@@ -5,12 +5,14 @@
 //! exactly and ends the session.
 
 use crate::ending::signal;
-use crate::port_forward::{assert_ended_by_evoctl, collect, port_sessions};
+use crate::port_forward::{
+    assert_ended_by_evoctl, assert_only_session_ended_by_evoctl, port_sessions, spawn_collecting,
+};
 use crate::secrets::Secrets;
 use crate::support::{Lab, http, text, wait_until};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,13 +62,11 @@ METRICS_PASSWORD = "/alinhou/production/metrics-password"
 /// it has printed its URL: the process, the URL and its stderr so far.
 fn manager(lab: &Lab, extra: &[&str], browser: Option<&Path>) -> (Child, String, Arc<Mutex<Vec<u8>>>) {
     let mut command = lab.evoctl_process();
-    command.args(["manager", "production"]).args(extra).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.args(["manager", "production"]).args(extra);
     if let Some(browser) = browser {
         command.env("BROWSER", browser);
     }
-    let mut child = command.spawn().expect("spawn evoctl");
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
+    let (child, stdout, stderr) = spawn_collecting(command);
     let url = wait_until(Duration::from_secs(30), "the manager's URL", || {
         let seen = text(&stdout.lock().unwrap());
         seen.ends_with('\n').then(|| seen.trim_end().to_owned())
@@ -144,15 +144,9 @@ AUTHENTICATION_API_KEY = "/alinhou/production/evolution-api-key"
     .unwrap();
     let lab = Lab::start(path.to_str().unwrap());
     lab.wait_settled();
-    let mut child = lab
-        .evoctl_process()
-        .args(["--output", "json", "manager", "production"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn evoctl");
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
+    let mut command = lab.evoctl_process();
+    command.args(["--output", "json", "manager", "production"]);
+    let (mut child, stdout, stderr) = spawn_collecting(command);
     let doc = wait_until(Duration::from_secs(30), "the manager's document", || {
         serde_json::from_slice::<Value>(&stdout.lock().unwrap()).ok()
     });
@@ -235,9 +229,7 @@ fn metrics_off_on_seed_says_why_and_exits_1() {
         )
     );
     // The one session was ended by evoctl once it had its answer.
-    let sessions = port_sessions(&lab);
-    assert_eq!(sessions.len(), 1, "{sessions:?}");
-    assert_ended_by_evoctl(&sessions[0]);
+    assert_only_session_ended_by_evoctl(&lab);
 }
 
 #[test]
@@ -261,9 +253,7 @@ fn metrics_on_behind_basic_auth_prints_the_exposition_and_ends_the_session() {
          # TYPE evolution_instance_state gauge\n"
     );
     assert_eq!(text(&output.stderr), "");
-    let sessions = port_sessions(&lab);
-    assert_eq!(sessions.len(), 1, "{sessions:?}");
-    assert_ended_by_evoctl(&sessions[0]);
+    assert_only_session_ended_by_evoctl(&lab);
     no_secret(&[&output.stdout, &output.stderr], &[("the metrics password", METRICS_PASSWORD)]);
 
     // `--output json`: the same text in an `evoctl.metrics/v1` document.
@@ -306,5 +296,5 @@ fn metrics_on_without_credentials_in_the_task_definition_explains_the_401() {
             task_definition(&lab)
         )
     );
-    assert_ended_by_evoctl(&port_sessions(&lab)[0]);
+    assert_only_session_ended_by_evoctl(&lab);
 }

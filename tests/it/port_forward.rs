@@ -37,18 +37,22 @@ pub(crate) fn collect(mut from: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>
     buffer
 }
 
+/// Bytes a reader thread keeps collecting from a child's pipe.
+pub(crate) type Collected = Arc<Mutex<Vec<u8>>>;
+
+/// Spawn `command` with stdout and stderr piped, each collected as it comes.
+pub(crate) fn spawn_collecting(mut command: std::process::Command) -> (Child, Collected, Collected) {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn evoctl");
+    let stdout = collect(child.stdout.take().unwrap());
+    let stderr = collect(child.stderr.take().unwrap());
+    (child, stdout, stderr)
+}
+
 impl Forwarding {
     fn start(lab: &Lab, args: &[&str]) -> Forwarding {
-        let mut child = lab
-            .evoctl_process()
-            .args(["--output", "json", "port-forward", "production"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn evoctl");
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
+        let mut command = lab.evoctl_process();
+        command.args(["--output", "json", "port-forward", "production"]).args(args);
+        let (child, stdout, stderr) = spawn_collecting(command);
         let doc = wait_until(Duration::from_secs(30), "the forwards' document", || {
             let seen = stdout.lock().unwrap();
             serde_json::from_slice::<Value>(&seen).ok()
@@ -106,6 +110,13 @@ pub(crate) fn assert_ended_by_evoctl(row: &Value) {
     assert_eq!((row["terminated"].as_bool(), row["ended"].as_bool()), (Some(true), Some(true)), "{row}");
     let reason = row["end_reason"].as_str().unwrap_or_default();
     assert!(matches!(reason, "terminate-flag" | "terminate-session"), "{row}");
+}
+
+/// The lab saw exactly one port session, and evoctl ended it.
+pub(crate) fn assert_only_session_ended_by_evoctl(lab: &Lab) {
+    let sessions = port_sessions(lab);
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_ended_by_evoctl(&sessions[0]);
 }
 
 fn session_row(lab: &Lab, id: &str) -> Value {
