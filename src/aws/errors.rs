@@ -64,9 +64,12 @@ where
         },
         SdkError::DispatchFailure(_) if credentials_failure(&err).is_some() => {
             let (code, message) = credentials_failure(&err).expect("checked");
+            // aws-config's login provider (a profile `aws login` wrote) says "cached Login
+            // token" when the session's token is expired or its refresh was refused.
+            let login = source_chain(&err).contains("cached Login token");
             AwsFailure {
                 action,
-                code: "CredentialsNotLoaded".into(),
+                code: if login { "LoginSessionEnded" } else { "CredentialsNotLoaded" }.into(),
                 message: format!("could not get credentials: {code}: {message}"),
             }
         }
@@ -153,6 +156,9 @@ fn fix_for(code: &str, action: &str) -> Option<String> {
         }
         "CredentialsNotLoaded" => {
             "these credentials could not be had: for an assumed role check its trust policy, the ExternalId (external_id) and the source profile's credentials; check with `aws sts get-caller-identity --profile NAME`".into()
+        }
+        "LoginSessionEnded" => {
+            "the console session `aws login` opened has ended or cannot be refreshed: sign in again with `aws login` (the same profile), then retry".into()
         }
         "Unreachable" => {
             "check network access to AWS and any AWS_ENDPOINT_URL* override; for credentials problems see `aws sts get-caller-identity`".into()

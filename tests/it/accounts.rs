@@ -365,3 +365,110 @@ fn the_task_gets_the_value_of_the_parameter_its_definition_names() {
     let output = lab.evoctl().args(["instance", "list", "production"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
 }
+
+/// A DPoP key as `aws login` keeps one in its token cache (a P-256 key made for these tests).
+const DPOP_KEY: &str = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIKA/QKo+Sp8/qGKurzsj3QwziyQhF7YDBwS6gb8rqRnwoAoGCCqGSM49\nAwEHoUQDQgAE0eSkdXSA8mIl9PSj5/j1OrW0l5d0dXXT2yQ+YBNqf1dL2JfM9kl+\n0ieSTqwi2y0A1237R18/cxPy+f6NvzeKDA==\n-----END EC PRIVATE KEY-----\n";
+
+/// What `aws login --profile signin` leaves behind: `login_session` in the profile of
+/// ~/.aws/config, and the session's token in ~/.aws/login/cache/SHA256(login_session).json
+/// (its access key `access_key_id`, expiring at `expires_at`). Returns the cache file.
+fn write_aws_login(home: &std::path::Path, login: &Value, access_key_id: &str, expires_at: &str) -> std::path::PathBuf {
+    use sha2::Digest;
+    let session = login["login_session"].as_str().unwrap();
+    std::fs::create_dir_all(home.join(".aws/login/cache")).unwrap();
+    std::fs::write(
+        home.join(".aws/config"),
+        format!("[profile signin]\nlogin_session = {session}\nregion = us-east-1\n"),
+    )
+    .unwrap();
+    let token = json!({
+        "accessToken": {
+            "accessKeyId": access_key_id,
+            "secretAccessKey": login["secret_access_key"],
+            "sessionToken": login["session_token"],
+            "accountId": login["account_id"],
+            "expiresAt": expires_at,
+        },
+        "tokenType": "aws_sigv4",
+        "refreshToken": login["refresh_token"],
+        "idToken": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJldm9jdGwtbGFiIn0.c2lnbmF0dXJl",
+        "clientId": login["client_id"],
+        "dpopKey": DPOP_KEY,
+    });
+    let path = home.join(format!(".aws/login/cache/{}.json", hex::encode(sha2::Sha256::digest(session))));
+    std::fs::write(&path, token.to_string()).unwrap();
+    path
+}
+
+/// A profile `aws login` wrote supplies `status`'s credentials: an expired session token is
+/// refreshed once through AWS Sign-In (CreateOAuth2Token with a DPoP proof), the refreshed one
+/// is written back to the cache and signs every call; the next run uses it without a refresh.
+#[test]
+fn a_profile_from_aws_login_is_refreshed_through_sign_in_and_signs_status() {
+    let lab = Lab::start("seed");
+    let login = lab.control("POST", "/login", None);
+    let user = "arn:aws:iam::123456789012:user/evoctl-lab";
+    assert_eq!(login["login_session"], user);
+    // Keys the lab does not know: a call signed with them would be refused, so a status that
+    // works was signed with the refreshed ones.
+    let cache = write_aws_login(lab.dir.path(), &login, "ASIAEXPIREDLOGIN0000", "2026-01-01T00:00:00Z");
+    lab.control("DELETE", "/journal", None);
+    let status = || {
+        lab.evoctl()
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .args(["--profile", "signin", "status"])
+            .output()
+            .unwrap()
+    };
+    let output = status();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let journal = lab.journal();
+    let refreshes: Vec<&Value> = journal.iter().filter(|e| e["action"] == "CreateOAuth2Token").collect();
+    assert_eq!(refreshes.len(), 1, "{journal:?}");
+    assert_eq!(
+        refreshes[0]["parameters"],
+        json!({"clientId": "arn:aws:signin:::devtools/same-device", "grantType": "refresh_token"})
+    );
+    assert_eq!(journal[0]["action"], "CreateOAuth2Token", "the refresh comes before any call: {journal:?}");
+    for entry in &journal {
+        assert_eq!((&entry["caller"], &entry["status"]), (&json!(user), &json!(200)), "{entry}");
+    }
+    assert!(journal.iter().any(|e| e["action"] == "DescribeServices"), "{journal:?}");
+    // The cache holds the refreshed session: new keys, a rotated refresh token.
+    let cached: Value = serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    assert_ne!(cached["accessToken"]["accessKeyId"], "ASIAEXPIREDLOGIN0000");
+    assert!(cached["accessToken"]["accessKeyId"].as_str().unwrap().starts_with("ASIA"), "{cached}");
+    assert_ne!(cached["refreshToken"], login["refresh_token"]);
+    assert_eq!(cached["dpopKey"], DPOP_KEY);
+
+    // Fifteen minutes left: used as it is.
+    lab.control("DELETE", "/journal", None);
+    let output = status();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let journal = lab.journal();
+    assert!(journal.iter().any(|e| e["action"] == "DescribeServices"), "{journal:?}");
+    assert!(journal.iter().all(|e| e["action"] != "CreateOAuth2Token" && e["caller"] == user), "{journal:?}");
+}
+
+/// A console session that has ended (Sign-In refuses its refresh token) says to sign in again.
+#[test]
+fn an_ended_aws_login_session_says_to_sign_in_again() {
+    let lab = Lab::start("seed");
+    let mut login = lab.control("POST", "/login", None);
+    login["refresh_token"] = json!("lab-login-refresh-ended");
+    write_aws_login(lab.dir.path(), &login, "ASIAEXPIREDLOGIN0000", "2026-01-01T00:00:00Z");
+    lab.control("DELETE", "/journal", None);
+    let output = lab.evoctl().args(["--profile", "signin", "status"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    let (_action, said) = stderr.split_once(" failed: ").expect("an AWS call failed");
+    assert_eq!(
+        said,
+        "LoginSessionEnded: could not get credentials: AccessDeniedException: The session has expired; sign in again\n  fix: the console session `aws login` opened has ended or cannot be refreshed: sign in again with `aws login` (the same profile), then retry\n"
+    );
+    // Only refreshes, each refused: no call went out with the expired keys.
+    let journal = lab.journal();
+    assert!(!journal.is_empty(), "no refresh was tried");
+    assert!(journal.iter().all(|e| e["action"] == "CreateOAuth2Token" && e["status"] == 400), "{journal:?}");
+}

@@ -27,6 +27,9 @@ pub struct Shared {
     /// Every credential the lab accepts, by access key id: its user's, and those STS AssumeRole
     /// issued.
     pub principals: Mutex<IndexMap<String, Principal>>,
+    /// Console sessions (`aws login`, `POST /_lab/login`): each live refresh token and the
+    /// identity it refreshes; a refresh replaces its token.
+    pub login_sessions: Mutex<IndexMap<String, Principal>>,
     pub evolution: EvolutionHub,
     /// The identity policy every caller's AWS calls are held to (`/_lab/identity-policy`): the
     /// document as posted and its parsed form; none, every call is allowed.
@@ -83,6 +86,7 @@ impl Shared {
             journal: Mutex::new(Vec::new()),
             faults: Mutex::new(Faults::default()),
             principals: Mutex::new(IndexMap::from([(access_key_id.clone(), user)])),
+            login_sessions: Mutex::new(IndexMap::new()),
             access_key_id,
             secret_access_key,
             evolution,

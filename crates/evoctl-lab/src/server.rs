@@ -68,6 +68,8 @@ pub fn router(lab: Lab) -> axum::Router {
         .route("/_lab/evolution", get(evolution_state))
         .route("/_lab/evolution/processes", get(evolution_processes))
         .route("/_lab/evolution/faults", post(evolution_faults))
+        .route("/_lab/login", post(login))
+        .route("/v1/token", post(signin_token))
         .route("/v1/data-channel/{session}", get(data_channel))
         .fallback(aws)
         .with_state(lab)
@@ -580,6 +582,55 @@ async fn revoke_account(
     }
     accounts.revoked.insert(account);
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /_lab/login`: the browser half of `aws login` for the lab's user: a console session's
+/// temporary credentials and refresh token (see [`services::signin`]).
+async fn login(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let user = shared.principals.lock().expect("lab lock").get(&shared.access_key_id).cloned().expect("the lab's user");
+    let (issued, refresh) = services::signin::issue(&mut shared.accounts.lock().expect("lab lock"), &user);
+    shared.principals.lock().expect("lab lock").insert(issued.access_key_id.clone(), issued.principal.clone());
+    shared.login_sessions.lock().expect("lab lock").insert(refresh.clone(), user);
+    Json(services::signin::login_document(&issued, &refresh))
+}
+
+/// Sign-In's CreateOAuth2Token (`POST /v1/token`): refresh a console session. Authorized by a
+/// DPoP proof (its `DPoP` header), not SigV4; journalled as signin/CreateOAuth2Token by the
+/// session's identity, without the tokens.
+async fn signin_token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let start_ms = now_f64();
+    let request_id = uuid_like(&shared.accounts.lock().expect("lab lock").primary_mut().next_id());
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut caller = None;
+    let result = services::signin::refresh_grant(&parsed).and_then(|(_client, refresh)| {
+        if !headers.contains_key("dpop") {
+            return Err(ApiError::client("ValidationException", "a DPoP proof is required"));
+        }
+        let user = shared.login_sessions.lock().expect("lab lock").shift_remove(refresh);
+        let user = user.ok_or_else(services::signin::token_expired)?;
+        caller = Some(user.arn.clone());
+        let (issued, refresh) = services::signin::issue(&mut shared.accounts.lock().expect("lab lock"), &user);
+        shared.principals.lock().expect("lab lock").insert(issued.access_key_id.clone(), issued.principal.clone());
+        shared.login_sessions.lock().expect("lab lock").insert(refresh.clone(), user);
+        Ok(services::signin::token_document(&issued, &refresh))
+    });
+    let parameters = json!({"clientId": parsed["clientId"], "grantType": parsed["grantType"]});
+    let user_agent = headers.get(header::USER_AGENT).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let who = Caller { arn: caller, user_agent };
+    shared.journal_push(who, "signin".into(), "CreateOAuth2Token".into(), parameters, start_ms, result.as_ref().err());
+    match result {
+        Ok(document) => with_headers(StatusCode::OK, "application/json", &request_id, document.to_string()),
+        Err(error) => {
+            let code = services::signin::oauth2_code(&error);
+            let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
+            let body = json!({"error": code, "message": error.message}).to_string();
+            let mut response = with_headers(status, "application/json", &request_id, body);
+            if let Ok(value) = HeaderValue::from_str(&error.code) {
+                response.headers_mut().insert("x-amzn-errortype", value);
+            }
+            response
+        }
+    }
 }
 
 /// The gateway's websocket: the agent side of an ECS Exec session.

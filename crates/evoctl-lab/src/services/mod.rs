@@ -6,6 +6,7 @@ pub mod ecs;
 pub mod kms;
 pub mod lambda;
 pub mod logs;
+pub mod signin;
 pub mod ssm;
 pub mod sts;
 
