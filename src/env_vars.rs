@@ -8,6 +8,9 @@ pub struct EnvVars;
 impl EnvVars {
     /// The config file when `--config` is not given (then `./evoctl.toml`).
     pub const EVOCTL_CONFIG: &'static str = "EVOCTL_CONFIG";
+    /// Set by a shell's completion function (`bash`, `zsh`, `fish`, `elvish`, `powershell`):
+    /// evoctl prints the completion script (no other argument) or the candidates, and exits.
+    pub const COMPLETE: &'static str = "COMPLETE";
     /// `--output`: `table` or `json`.
     pub const EVOCTL_OUTPUT: &'static str = "EVOCTL_OUTPUT";
     /// `--backend` for exec-based commands: `native` or `aws-cli`.

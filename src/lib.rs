@@ -34,6 +34,10 @@ use std::process::ExitCode;
 /// session to end, a scaling change between steps) see the signal themselves, and a second
 /// signal stops waiting for them. Exec sessions still open on the way out are ended.
 pub fn main_entry() -> ExitCode {
+    // A shell asking for completions (`COMPLETE=bash evoctl ...`): clap answers and exits.
+    clap_complete::CompleteEnv::with_factory(<cli::Cli as clap::CommandFactory>::command)
+        .var(env_vars::EnvVars::COMPLETE)
+        .complete();
     let cli = cli::Cli::parse();
     let printer = output::Printer::new(cli.global.output, cli.global.quiet);
     for name in [env_vars::EnvVars::AWS_SECRET_ACCESS_KEY, env_vars::EnvVars::AWS_SESSION_TOKEN] {

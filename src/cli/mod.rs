@@ -8,6 +8,8 @@ use crate::output::OutputFormat;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+pub mod complete;
+
 /// What `--version` says after the name: the package version and the commit it was built from
 /// (short hash and commit date, or `unknown` outside a git checkout; see build.rs).
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("EVOCTL_COMMIT"), ")");
@@ -143,6 +145,7 @@ pub struct InitArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Environments to show [default: all in the config file]
+    #[arg(add = complete::environment_names())]
     pub envs: Vec<String>,
     /// Exit 1 when an environment has drifted from evoctl.toml or is unsafe (two live
     /// connections on one number)
@@ -157,6 +160,7 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// Environment name from the config file
+    #[arg(add = complete::environment_names())]
     pub env: String,
     /// Probe the webhook receiver from the task even when Evolution's log shows deliveries
     /// (without it the probe is sent only when the log of the last 15 minutes holds none)
@@ -169,7 +173,7 @@ pub struct DoctorArgs {
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct TaskArgs {
     /// Environment name from the config file
-    #[arg(required = true)]
+    #[arg(required = true, add = complete::environment_names())]
     pub env: Option<String>,
     #[command(subcommand)]
     pub command: Option<TaskCommand>,
@@ -185,6 +189,7 @@ pub enum TaskCommand {
 #[derive(Debug, Args)]
 pub struct TaskStopArgs {
     /// Environment name from the config file
+    #[arg(add = complete::environment_names())]
     pub env: String,
     /// The task to stop: its id or ARN (`evoctl status ENV` lists them)
     pub task_id: String,
@@ -203,6 +208,7 @@ pub struct TaskStopArgs {
 #[derive(Debug, Args)]
 pub struct EnvArg {
     /// Environment name from the config file
+    #[arg(add = complete::environment_names())]
     pub env: String,
 }
 
@@ -220,6 +226,7 @@ pub enum Backend {
 #[derive(Debug, Args)]
 pub struct ExecTargetArgs {
     /// Environment name from the config file
+    #[arg(add = complete::environment_names())]
     pub env: String,
     /// Container name [default: from the config file]
     #[arg(long)]
@@ -315,6 +322,7 @@ pub struct CpArgs {
 #[derive(Debug, Args)]
 pub struct InstanceArgs {
     /// Environment name from the config file
+    #[arg(add = complete::environment_names())]
     pub env: String,
     /// Instance name [default: the environment's instance]
     pub name: Option<String>,
@@ -407,6 +415,7 @@ pub struct QrArgs {
 #[derive(Debug, Args)]
 pub struct ScaleArgs {
     /// Environment name from the config file
+    #[arg(add = complete::environment_names())]
     pub env: String,
     /// Apply the plan (default: only print it)
     #[arg(long)]
@@ -419,6 +428,7 @@ pub struct ScaleArgs {
 #[derive(Debug, Args)]
 pub struct RedeployArgs {
     /// Environment name from the config file
+    #[arg(add = complete::environment_names())]
     pub env: String,
     /// Run this task definition: a revision of the service's family (e.g. 32), FAMILY:REV or
     /// an ARN [default: the service's current one]
@@ -455,6 +465,7 @@ pub enum AuditFormat {
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// Environments to audit [default: all]
+    #[arg(add = complete::environment_names())]
     pub envs: Vec<String>,
     /// Report format (overrides --output)
     #[arg(long, value_enum)]
@@ -470,6 +481,7 @@ pub struct AuditArgs {
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
     /// Environment name from the config file
+    #[arg(add = complete::environment_names())]
     pub env: String,
     /// Instance name [default: the environment's instance]
     pub name: Option<String>,
@@ -493,6 +505,7 @@ pub struct ConnectArgs {
 #[derive(Debug, Args)]
 pub struct ApiArgs {
     /// Environment name from the config file
+    #[arg(add = complete::environment_names())]
     pub env: String,
     /// HTTP method: GET, POST, PUT, PATCH or DELETE
     pub method: String,
@@ -509,6 +522,7 @@ pub struct ApiArgs {
 #[derive(Debug, Args)]
 pub struct ConflictsArgs {
     /// Environment name from the config file
+    #[arg(add = complete::environment_names())]
     pub env: String,
     /// How far back to look (e.g. 15m, 2h)
     #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = crate::duration::parse)]
@@ -521,6 +535,7 @@ pub struct ConflictsArgs {
 #[derive(Debug, Args)]
 pub struct PortForwardArgs {
     /// Environment name from the config file
+    #[arg(add = complete::environment_names())]
     pub env: String,
     /// What to forward: REMOTE or LOCAL:REMOTE (LOCAL 0 or omitted: a free port, printed);
     /// one session each
@@ -543,6 +558,7 @@ pub struct PortForwardArgs {
 #[derive(Debug, Args)]
 pub struct ManagerArgs {
     /// Environment name from the config file
+    #[arg(add = complete::environment_names())]
     pub env: String,
     /// Open the URL in the default browser too
     #[arg(long)]
@@ -564,6 +580,7 @@ pub struct ManagerArgs {
 #[derive(Debug, Args)]
 pub struct MetricsArgs {
     /// Environment name from the config file
+    #[arg(add = complete::environment_names())]
     pub env: String,
     /// Container name [default: from the config file]
     #[arg(long)]
@@ -573,6 +590,7 @@ pub struct MetricsArgs {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// Environment name from the config file
+    #[arg(add = complete::environment_names())]
     pub env: String,
     /// How far back to start (e.g. 5m, 2h)
     #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = crate::duration::parse)]

@@ -99,3 +99,89 @@ fn the_command_surface_is_stable() {
     assert_eq!(output.status.code(), Some(0));
     insta::assert_snapshot!(text(&output.stdout));
 }
+
+/// What bash's completion function runs for `words` with the cursor on the last one: `evoctl`
+/// itself with clap's completion variables (as the registered script sets them); the candidates.
+fn complete_bash(dir: &std::path::Path, words: &[&str], vars: &[(&str, &str)]) -> String {
+    let output = clean_command(EVOCTL, dir)
+        .env("COMPLETE", "bash")
+        .env("_CLAP_IFS", "\u{b}")
+        .env("_CLAP_COMPLETE_INDEX", (words.len() - 1).to_string())
+        .env("_CLAP_COMPLETE_COMP_TYPE", "9")
+        .env("_CLAP_COMPLETE_SPACE", "false")
+        .envs(vars.iter().copied())
+        .arg("--")
+        .args(words)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stderr), "");
+    text(&output.stdout)
+}
+
+#[test]
+fn completion_offers_the_environment_names_of_the_config_the_line_would_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // No config file: nothing to offer, and no error.
+    assert_eq!(complete_bash(dir.path(), &["evoctl", "status", ""], &[]), "");
+    assert_eq!(clean_command(EVOCTL, dir.path()).arg("init").output().unwrap().status.code(), Some(0));
+    std::fs::write(
+        dir.path().join("ops.toml"),
+        "[env.alpha]\ncluster = \"a\"\nscaling = { min = 0, max = 0 }\n[env.beta]\ncluster = \"b\"\nscaling = { min = 1, max = 1 }\n",
+    )
+    .unwrap();
+    // ./evoctl.toml, in file order; a prefix narrows them; every ENV argument offers them.
+    assert_eq!(complete_bash(dir.path(), &["evoctl", "status", ""], &[]), "staging\u{b}production");
+    assert_eq!(complete_bash(dir.path(), &["evoctl", "status", "staging", "pro"], &[]), "production");
+    assert_eq!(complete_bash(dir.path(), &["evoctl", "connect", "st"], &[]), "staging");
+    assert_eq!(complete_bash(dir.path(), &["evoctl", "exec", "-i", "p"], &[]), "production");
+    // --config on the line wins over EVOCTL_CONFIG, which wins over ./evoctl.toml.
+    let env = [("EVOCTL_CONFIG", "ops.toml")];
+    assert_eq!(complete_bash(dir.path(), &["evoctl", "doctor", ""], &env), "alpha\u{b}beta");
+    let line = ["evoctl", "--config", "evoctl.toml", "logs", ""];
+    assert_eq!(complete_bash(dir.path(), &line, &env), "staging\u{b}production");
+    assert_eq!(complete_bash(dir.path(), &["evoctl", "--config=ops.toml", "audit", "b"], &[]), "beta");
+}
+
+#[test]
+fn complete_bash_prints_the_registration_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = clean_command(EVOCTL, dir.path()).env("COMPLETE", "bash").output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let script = r#"
+_clap_complete_evoctl() {
+    local IFS=$'\013'
+    local _CLAP_COMPLETE_INDEX=${COMP_CWORD}
+    local _CLAP_COMPLETE_COMP_TYPE=${COMP_TYPE}
+    if compopt +o nospace 2> /dev/null; then
+        local _CLAP_COMPLETE_SPACE=false
+    else
+        local _CLAP_COMPLETE_SPACE=true
+    fi
+    local words=("${COMP_WORDS[@]}")
+    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+        words[COMP_CWORD]="$2"
+    fi
+    COMPREPLY=( $( \
+        _CLAP_IFS="$IFS" \
+        _CLAP_COMPLETE_INDEX="$_CLAP_COMPLETE_INDEX" \
+        _CLAP_COMPLETE_COMP_TYPE="$_CLAP_COMPLETE_COMP_TYPE" \
+        _CLAP_COMPLETE_SPACE="$_CLAP_COMPLETE_SPACE" \
+        COMPLETE="bash" \
+        "EVOCTL" -- "${words[@]}" \
+    ) )
+    if [[ $? != 0 ]]; then
+        unset COMPREPLY
+    elif [[ $_CLAP_COMPLETE_SPACE == false ]] && [[ "${COMPREPLY-}" =~ [=/:]$ ]]; then
+        compopt -o nospace
+    fi
+}
+if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERSINFO[0]}" -gt 4 ]]; then
+    complete -o nospace -o bashdefault -o nosort -F _clap_complete_evoctl evoctl
+else
+    complete -o nospace -o bashdefault -F _clap_complete_evoctl evoctl
+fi
+
+"#;
+    assert_eq!(text(&output.stdout), script.replace("EVOCTL", EVOCTL));
+}
