@@ -465,7 +465,7 @@ fn an_ended_aws_login_session_says_to_sign_in_again() {
     let (_action, said) = stderr.split_once(" failed: ").expect("an AWS call failed");
     assert_eq!(
         said,
-        "LoginSessionEnded: could not get credentials: AccessDeniedException: The session has expired; sign in again\n  fix: the console session `aws login` opened has ended or cannot be refreshed: sign in again with `aws login` (the same profile), then retry\n"
+        "LoginSessionEnded: could not get credentials: CredentialsError: an error occurred while loading credentials: failed to refresh cached Login token: Your session has expired. Please reauthenticate.: AccessDeniedException: The session has expired; sign in again\n  fix: the console session `aws login` opened has ended or cannot be refreshed: sign in again with `aws login` (the same profile), then retry\n"
     );
     // Only refreshes, each refused: no call went out with the expired keys.
     let journal = lab.journal();

@@ -121,8 +121,8 @@ fn doctor_on_the_seed_reports_every_layer() {
 }
 
 /// The agent's real pace (its first output a second after the session opens): every in-task
-/// layer is one exec session, each layer is shown as it completes (the AWS layers long before
-/// the session answers), and the whole report takes less than two sessions would.
+/// layer is one exec session, and each layer is shown as it completes (the AWS layers long before
+/// the session answers).
 #[test]
 fn doctor_runs_every_in_task_layer_in_one_session_and_shows_each_layer_as_it_completes() {
     let lab = Lab::start_with("seed", &["--agent-delay-ms", "1000"]);
@@ -148,13 +148,10 @@ fn doctor_runs_every_in_task_layer_in_one_session_and_shows_each_layer_as_it_com
     let sessions = crate::ending::sessions(&lab);
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     crate::ending::assert_ended(&lab, &sessions[0]);
-    // Less than two exec sessions of its own (a second session would cost at least that):
-    // measured on the same lab and machine right after, so a loaded machine slows both alike.
-    let one_session = Instant::now();
-    let trivial = lab.evoctl().args(["exec", "production", "--", "node", "-e", "0"]).output().unwrap();
-    assert_eq!(trivial.status.code(), Some(0), "{}", text(&trivial.stderr));
-    let one_session = one_session.elapsed();
-    assert!(ended < one_session * 2, "doctor took {ended:?}, one exec {one_session:?}: {lines:?}");
+    // One session is asserted by the journal above (one ExecuteCommand), not by a wall-clock
+    // bound: under a loaded machine the in-task checks' own work stretches far more than a
+    // session's setup does, and such a bound failed with every layer right.
+    eprintln!("doctor took {ended:?}");
 }
 
 /// The table is the JSON document's checks, and the verdict names the first broken layer, in red

@@ -1,6 +1,6 @@
 //! The exec fault matrix: every combination of loss {0, 10, 30%}, duplication {0, 5%}, reordering
 //! {0, 8}, delayed acknowledgements, pause_publication and one socket drop mid-stream, each
-//! running a 1 MiB output, against the lab's agent at the real agent's timings (first output 1 s
+//! running a 256 KiB output (1 MiB in `scripts/faults`), against the lab's agent at the real agent's timings (first output 1 s
 //! after the pty starts, 1 ms between 1024-byte reads), on plain sessions (`seed`) and on
 //! KMS-encrypted ones (`kms-exec`). Every run ends byte-identical with exit 0, or cut by the real
 //! agent's own bound: it resends only its oldest unacked frame, one per 100 ms tick, and once
@@ -19,8 +19,9 @@
 //! agent closing with output unacknowledged, or no client attached at the close. A hang, a
 //! silent truncation, a wrong exit code, any other error, or a run without exactly one new
 //! session in the lab's process table fails too. `EVOCTL_FAULT_RUNS` sets
-//! the runs per combination (default 1 here; `scripts/faults` runs 20) and
-//! `EVOCTL_FAULT_PARALLEL` how many labs run at once (4).
+//! the runs per combination (default 1 here; `scripts/faults` runs 20),
+//! `EVOCTL_FAULT_PARALLEL` how many labs run at once in each part (4) and `EVOCTL_FAULT_BYTES`
+//! each run's output size.
 //!
 //! Then the AWS faults: a throttling burst, throttling and 5xx that outlast the retries,
 //! TargetNotConnectedException and a stopped agent, each with its message, fix and exit code
@@ -33,7 +34,12 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const SIZE: usize = 1024 * 1024;
+/// Each run's output: 256 KiB (256 of the agent's 1024-byte frames, well past the pause at frame
+/// 20 and the socket drop at frame 40); `EVOCTL_FAULT_BYTES` sets another size (`scripts/faults`
+/// runs 1 MiB).
+fn output_size() -> usize {
+    std::env::var("EVOCTL_FAULT_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(256 * 1024)
+}
 /// A run that takes longer than this has hung (evoctl's own timeout is 60 s).
 const HANG: Duration = Duration::from_secs(90);
 /// The real agent's resend ticker (ssm-data-channel.md §9 row 1): every 100 ms it looks at its
@@ -45,7 +51,7 @@ const DRAIN_MS: u64 = 2000;
 
 fn combinations() -> Vec<Value> {
     let mut all = Vec::new();
-    for drop in [0.0, 0.1, 0.3] {
+    for drop in LOSS_RATES {
         for duplicate in [0.0, 0.05] {
             for reorder in [0, 8] {
                 for ack_delay in [0, 20] {
@@ -244,7 +250,8 @@ fn run_combination(scenario: &str, faults: &Value, runs: usize) -> Tally {
     let lab = Lab::start_with(scenario, &REAL_AGENT_TIMINGS);
     lab.wait_settled();
     lab.control("POST", "/faults", Some(faults));
-    let program = random_writer(SIZE);
+    let size = output_size();
+    let program = random_writer(size);
     let mut tally = Tally { label: label(scenario, faults), runs, ..Tally::default() };
     let mut seen: HashSet<String> = process_table(&lab).iter().map(session_id).collect();
     for run in 0..runs {
@@ -288,7 +295,7 @@ fn run_combination(scenario: &str, faults: &Value, runs: usize) -> Tally {
         }
         match status.code() {
             Some(0) => {
-                assert_eq!(stdout.len(), SIZE, "{} run {run}: silent truncation", tally.label);
+                assert_eq!(stdout.len(), size, "{} run {run}: silent truncation", tally.label);
                 assert_eq!(hex::encode(Sha256::digest(&stdout)), stderr, "{} run {run}: output differs", tally.label);
                 tally.identical += 1;
             }
@@ -321,18 +328,55 @@ fn read_all(mut reader: impl std::io::Read) -> Vec<u8> {
     buffer
 }
 
+/// The matrix in six parts (each scenario at each loss rate, 32 combinations), so that the
+/// parts run alongside the rest of the suite instead of as one long test.
+const LOSS_RATES: [f64; 3] = [0.0, 0.1, 0.3];
+
 #[test]
-fn every_fault_combination_ends_byte_identical_or_cut_beyond_the_agents_drain() {
-    let runs: usize = std::env::var("EVOCTL_FAULT_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+fn the_matrix_parts_cover_every_combination_once() {
+    let parts: Vec<(&str, Value)> = SCENARIOS
+        .iter()
+        .flat_map(|s| LOSS_RATES.iter().flat_map(move |&loss| part(loss).into_iter().map(move |f| (*s, f))))
+        .collect();
     let all: Vec<(&str, Value)> =
         SCENARIOS.iter().flat_map(|s| combinations().into_iter().map(move |f| (*s, f))).collect();
     assert_eq!(all.len(), 2 * 96);
+    let labels = |list: &[(&str, Value)]| list.iter().map(|(s, f)| label(s, f)).collect::<HashSet<String>>();
+    assert_eq!((parts.len(), labels(&parts)), (all.len(), labels(&all)));
+}
+
+fn part(loss: f64) -> Vec<Value> {
+    combinations().into_iter().filter(|f| f["drop_rate"].as_f64() == Some(loss)).collect()
+}
+
+macro_rules! matrix_part {
+    ($($name:ident: $scenario:literal at $loss:literal;)*) => {$(
+        #[test]
+        fn $name() {
+            every_combination_ends_byte_identical_or_cut_beyond_the_agents_drain($scenario, $loss);
+        }
+    )*};
+}
+
+matrix_part! {
+    fault_matrix_plain_no_loss: "seed" at 0.0;
+    fault_matrix_plain_loss_10: "seed" at 0.1;
+    fault_matrix_plain_loss_30: "seed" at 0.3;
+    fault_matrix_kms_no_loss: "kms-exec" at 0.0;
+    fault_matrix_kms_loss_10: "kms-exec" at 0.1;
+    fault_matrix_kms_loss_30: "kms-exec" at 0.3;
+}
+
+fn every_combination_ends_byte_identical_or_cut_beyond_the_agents_drain(scenario: &str, loss: f64) {
+    let runs: usize = std::env::var("EVOCTL_FAULT_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let all = part(loss);
+    assert_eq!(all.len(), 32);
     let started = Instant::now();
     // Most of a run is waiting (the agent's 1 s first output, its 2 s drain), so several labs run
     // at once; `scripts/faults` runs more.
     let parallel: usize = std::env::var("EVOCTL_FAULT_PARALLEL").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
     let tallies = Mutex::new(Vec::new());
-    in_parallel(&all, parallel.max(1), |(scenario, faults)| {
+    in_parallel(&all, parallel.max(1), |faults| {
         let tally = run_combination(scenario, faults, runs);
         tallies.lock().unwrap().push(tally);
     });
@@ -341,7 +385,8 @@ fn every_fault_combination_ends_byte_identical_or_cut_beyond_the_agents_drain() 
     let sum = |count: fn(&Tally) -> usize| tallies.iter().map(count).sum::<usize>();
     let table: Vec<String> = tallies.iter().map(Tally::to_string).collect();
     eprintln!(
-        "fault matrix at the real agent timings: {} combinations (96 plain, 96 KMS-encrypted) x {runs} runs in {:.0} s: {} within the agent's drain budget, {} beyond it, {} ended by evoctl before the agent closed; {} byte-identical, {} cut beyond the budget, {} failed\n{}",
+        "fault matrix at the real agent timings, {scenario} at {}% loss: {} combinations x {runs} runs in {:.0} s: {} within the agent's drain budget, {} beyond it, {} ended by evoctl before the agent closed; {} byte-identical, {} cut beyond the budget, {} failed\n{}",
+        (loss * 100.0).round(),
         all.len(),
         started.elapsed().as_secs_f64(),
         sum(|t| t.within_budget),

@@ -6,7 +6,7 @@
 //! it does: the task is STOPPED, and the next `audit` has no `live-tasks` finding.
 
 use crate::evolution::call_in_container;
-use crate::support::{Lab, in_parallel, json_stdout, text, wait_until};
+use crate::support::{Lab, json_stdout, text, wait_until};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -198,110 +198,118 @@ enum Setup {
     CreatedClose,
 }
 
-const SCENARIOS: &[(&str, Setup)] = &[
-    ("seed", Setup::None),
-    ("seed", Setup::CreatedClose),
-    ("conflict-loop", Setup::None),
-    ("jwt-mismatch", Setup::LinkedWithAMessage),
-    ("empty-jwt-key", Setup::None),
-    ("no-whatsapp-route", Setup::None),
-    ("whatsapp-black-hole", Setup::None),
-    ("shared-db", Setup::None),
-    ("staging-up", Setup::None),
-    ("two-accounts", Setup::None),
-    ("rolling-overlap", Setup::None),
-];
+/// One test per scenario (each a lab of its own, so they run side by side): every fix printed
+/// there does what it says, or says why not, and none leads back to itself.
+macro_rules! every_printed_fix {
+    ($($name:ident: $scenario:literal, $setup:ident;)*) => {$(
+        #[test]
+        fn $name() {
+            every_printed_fix_does_what_it_says_or_says_why_not_and_none_leads_back($scenario, &Setup::$setup);
+        }
+    )*};
+}
 
-#[test]
-fn every_printed_fix_does_what_it_says_or_says_why_not_and_none_leads_back() {
-    in_parallel(SCENARIOS, 2, |(scenario, setup)| {
-        let lab = Lab::start_with(scenario, &["--auto-scan-after-ms", "300"]);
-        lab.wait_settled();
-        match setup {
-            Setup::None => {}
-            Setup::LinkedWithAMessage => {
-                // The lab's phone scans the code 300 ms after create shows it: wait for that scan
-                // (a scan of our own could come after it, for a code no longer shown).
-                let output = lab.evoctl().args(["instance", "create", "production"]).output().unwrap();
-                assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-                wait_until(Duration::from_secs(30), "the phone to link production", || {
-                    (lab.evolution_instance("alinhou-production")["state"] == "open").then_some(())
-                });
-                lab.control("POST", "/phone/message", Some(&json!({"instance": "alinhou-production", "text": "oi"})));
-            }
-            Setup::CreatedClose => {
-                let body =
-                    json!({"instanceName": "alinhou-production", "integration": "WHATSAPP-BAILEYS", "qrcode": false});
-                let lines = call_in_container(&lab, "production", &[("POST", "/instance/create", body)]);
-                assert!(lines[0].starts_with("201 "), "{lines:?}");
-            }
+every_printed_fix! {
+    every_printed_fix_works_in_seed: "seed", None;
+    every_printed_fix_works_with_an_instance_created_close: "seed", CreatedClose;
+    every_printed_fix_works_in_conflict_loop: "conflict-loop", None;
+    every_printed_fix_works_in_jwt_mismatch: "jwt-mismatch", LinkedWithAMessage;
+    every_printed_fix_works_in_empty_jwt_key: "empty-jwt-key", None;
+    every_printed_fix_works_in_no_whatsapp_route: "no-whatsapp-route", None;
+    every_printed_fix_works_in_whatsapp_black_hole: "whatsapp-black-hole", None;
+    every_printed_fix_works_in_shared_db: "shared-db", None;
+    every_printed_fix_works_in_staging_up: "staging-up", None;
+    every_printed_fix_works_in_two_accounts: "two-accounts", None;
+    every_printed_fix_works_in_rolling_overlap: "rolling-overlap", None;
+}
+
+fn every_printed_fix_does_what_it_says_or_says_why_not_and_none_leads_back(scenario: &str, setup: &Setup) {
+    let lab = Lab::start_with(scenario, &["--auto-scan-after-ms", "300"]);
+    lab.wait_settled();
+    match setup {
+        Setup::None => {}
+        Setup::LinkedWithAMessage => {
+            // The lab's phone scans the code 300 ms after create shows it: wait for that scan
+            // (a scan of our own could come after it, for a code no longer shown).
+            let output = lab.evoctl().args(["instance", "create", "production"]).output().unwrap();
+            assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+            wait_until(Duration::from_secs(30), "the phone to link production", || {
+                (lab.evolution_instance("alinhou-production")["state"] == "open").then_some(())
+            });
+            lab.control("POST", "/phone/message", Some(&json!({"instance": "alinhou-production", "text": "oi"})));
         }
-        // conflict-loop's two live tasks, the longest-running first: the second is the extra one.
-        let live = live_tasks(&lab, "production");
-        let printed = printed_fixes(&lab);
-        let mut runner = Runner { lab: &lab, scenario, done: BTreeMap::new(), log: Vec::new() };
-        for (source, fix) in &printed {
-            let mut chain = vec![source.clone()];
-            runner.follow(fix, &mut chain);
+        Setup::CreatedClose => {
+            let body =
+                json!({"instanceName": "alinhou-production", "integration": "WHATSAPP-BAILEYS", "qrcode": false});
+            let lines = call_in_container(&lab, "production", &[("POST", "/instance/create", body)]);
+            assert!(lines[0].starts_with("201 "), "{lines:?}");
         }
-        let commands: BTreeSet<String> = runner.log.iter().map(|(line, _)| line.clone()).collect();
-        eprintln!("{scenario} ({setup:?}): ran {:?}", runner.log);
-        let expected: &[&str] = match (*scenario, setup) {
-            // Production runs its task but has no instance: doctor's instance layer says connect
-            // (which links it: the phone scans).
-            ("seed" | "two-accounts", Setup::None) => &["connect production"],
-            // An instance created `close`: doctor says connect, or for 2.3.7's new instances stuck
-            // in close delete and re-create it; its missing webhook row: `webhook set`, which
-            // after the delete finds no instance (exit 3) and points at `instance list`.
-            ("seed", Setup::CreatedClose) => &[
-                "connect production",
-                "instance delete production --yes",
-                "webhook set production",
-                "instance list production",
-            ],
-            // Two tasks on one number: stop the extra one; doctor's isolation layer names
-            // `audit production`, whose conflict-loop finding stays while the loop is in the
-            // last 15 minutes of the log (exit 1).
-            ("conflict-loop", _) => {
-                assert_eq!(live.len(), 2, "{live:?}");
-                &[&format!("task stop production {}", live[1]), "audit production"]
-            }
-            // The receiver verifies with another secret: webhook-delivery offers pointing
-            // jwt_secret at the receiver's parameter and `webhook set`.
-            ("jwt-mismatch", _) => &["webhook set production"],
-            // No instance yet (connect); the blank secret: `webhook set` and the audit that lists
-            // it (exit 1: filling the SSM parameter is no evoctl command).
-            ("empty-jwt-key", _) => &["connect production", "webhook set production", "audit production"],
-            // None: the one broken thing is the task's route to WhatsApp, which no evoctl command
-            // gives. doctor's whatsapp-reach fix is the network change and its instance layer waits
-            // on it, audit finds nothing, and connect fails on the route (exit 1), no refusal.
-            ("no-whatsapp-route" | "whatsapp-black-hole", _) => &[],
-            // Staging runs against its configured 0/0: scale it (or enforce) to 0/0, then audit it
-            // (shared-db: its shared database stays a finding, exit 1); production has no
-            // instance: connect, the refusal's `--enforce` variant, and its audit.
-            ("staging-up" | "shared-db", _) => &[
-                "scale staging --apply",
-                "enforce --apply",
-                "audit staging",
-                "connect production",
-                "audit production",
-                "connect production --enforce",
-            ],
-            // No instance (connect); the 200/100 deployment is the service's to change: its audit
-            // still finds deployment-overlap (exit 1).
-            ("rolling-overlap", _) => &["connect production", "audit production"],
-            (other, setup) => panic!("{other} ({setup:?}): no expectation"),
-        };
-        let expected: BTreeSet<String> = expected.iter().map(|c| c.to_string()).collect();
-        assert_eq!(commands, expected, "{scenario} ({setup:?}): {:?}", runner.log);
-        if *scenario == "conflict-loop" {
-            assert_eq!(lab.task(&live[0])["lastStatus"], "RUNNING", "the longest-running task is kept");
-            let audit = json_stdout(&lab.evoctl().args(["--output", "json", "audit"]).output().unwrap());
-            let rules: Vec<&str> =
-                audit["findings"].as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap()).collect();
-            assert!(!rules.contains(&"live-tasks"), "{audit}");
+    }
+    // conflict-loop's two live tasks, the longest-running first: the second is the extra one.
+    let live = live_tasks(&lab, "production");
+    let printed = printed_fixes(&lab);
+    let mut runner = Runner { lab: &lab, scenario, done: BTreeMap::new(), log: Vec::new() };
+    for (source, fix) in &printed {
+        let mut chain = vec![source.clone()];
+        runner.follow(fix, &mut chain);
+    }
+    let commands: BTreeSet<String> = runner.log.iter().map(|(line, _)| line.clone()).collect();
+    eprintln!("{scenario} ({setup:?}): ran {:?}", runner.log);
+    let expected: &[&str] = match (scenario, setup) {
+        // Production runs its task but has no instance: doctor's instance layer says connect
+        // (which links it: the phone scans).
+        ("seed" | "two-accounts", Setup::None) => &["connect production"],
+        // An instance created `close`: doctor says connect, or for 2.3.7's new instances stuck
+        // in close delete and re-create it; its missing webhook row: `webhook set`, which
+        // after the delete finds no instance (exit 3) and points at `instance list`.
+        ("seed", Setup::CreatedClose) => &[
+            "connect production",
+            "instance delete production --yes",
+            "webhook set production",
+            "instance list production",
+        ],
+        // Two tasks on one number: stop the extra one; doctor's isolation layer names
+        // `audit production`, whose conflict-loop finding stays while the loop is in the
+        // last 15 minutes of the log (exit 1).
+        ("conflict-loop", _) => {
+            assert_eq!(live.len(), 2, "{live:?}");
+            &[&format!("task stop production {}", live[1]), "audit production"]
         }
-    });
+        // The receiver verifies with another secret: webhook-delivery offers pointing
+        // jwt_secret at the receiver's parameter and `webhook set`.
+        ("jwt-mismatch", _) => &["webhook set production"],
+        // No instance yet (connect); the blank secret: `webhook set` and the audit that lists
+        // it (exit 1: filling the SSM parameter is no evoctl command).
+        ("empty-jwt-key", _) => &["connect production", "webhook set production", "audit production"],
+        // None: the one broken thing is the task's route to WhatsApp, which no evoctl command
+        // gives. doctor's whatsapp-reach fix is the network change and its instance layer waits
+        // on it, audit finds nothing, and connect fails on the route (exit 1), no refusal.
+        ("no-whatsapp-route" | "whatsapp-black-hole", _) => &[],
+        // Staging runs against its configured 0/0: scale it (or enforce) to 0/0, then audit it
+        // (shared-db: its shared database stays a finding, exit 1); production has no
+        // instance: connect, the refusal's `--enforce` variant, and its audit.
+        ("staging-up" | "shared-db", _) => &[
+            "scale staging --apply",
+            "enforce --apply",
+            "audit staging",
+            "connect production",
+            "audit production",
+            "connect production --enforce",
+        ],
+        // No instance (connect); the 200/100 deployment is the service's to change: its audit
+        // still finds deployment-overlap (exit 1).
+        ("rolling-overlap", _) => &["connect production", "audit production"],
+        (other, setup) => panic!("{other} ({setup:?}): no expectation"),
+    };
+    let expected: BTreeSet<String> = expected.iter().map(|c| c.to_string()).collect();
+    assert_eq!(commands, expected, "{scenario} ({setup:?}): {:?}", runner.log);
+    if scenario == "conflict-loop" {
+        assert_eq!(lab.task(&live[0])["lastStatus"], "RUNNING", "the longest-running task is kept");
+        let audit = json_stdout(&lab.evoctl().args(["--output", "json", "audit"]).output().unwrap());
+        let rules: Vec<&str> =
+            audit["findings"].as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap()).collect();
+        assert!(!rules.contains(&"live-tasks"), "{audit}");
+    }
 }
 
 /// The ids of `env`'s live tasks, as `status` lists them (the longest-running first).

@@ -193,6 +193,28 @@ const MAX_COMMAND_BYTES: usize = 1024;
 /// be the same, but for its nonce.
 static BOOTSTRAP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+/// The bootstrap every evoctl command string of this whole test run must carry: the first one
+/// seen. Under cargo-nextest each test is a process of its own, so the first is kept in a file
+/// named by the run (`NEXTEST_RUN_ID`), created atomically by whichever test gets there first;
+/// under `cargo test` the process is the run.
+fn the_runs_bootstrap(seen: &str) -> String {
+    let Ok(run) = std::env::var("NEXTEST_RUN_ID") else {
+        return BOOTSTRAP.get_or_init(|| seen.to_owned()).clone();
+    };
+    let directory = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let path = directory.join(format!("bootstrap-{run}"));
+    if let Ok(first) = std::fs::read_to_string(&path) {
+        return first;
+    }
+    let mut file = tempfile::NamedTempFile::new_in(directory).expect("a temporary file in CARGO_TARGET_TMPDIR");
+    file.write_all(seen.as_bytes()).expect("the bootstrap is written");
+    match file.persist_noclobber(&path) {
+        Ok(_) => seen.to_owned(),
+        // Another test recorded it first (whole: it was written before it got its name).
+        Err(_) => std::fs::read_to_string(&path).expect("the run's bootstrap file"),
+    }
+}
+
 impl Lab {
     /// Every ExecuteCommand evoctl made (its User-Agent says `app/evoctl`) carries a command of at
     /// most 1 KiB that is the same bootstrap for every run in the whole suite, with a fresh
@@ -211,7 +233,7 @@ impl Lab {
                     nonce.len() == 32 && nonce.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
                     "the command string ends in {nonce:?}, not a nonce"
                 );
-                let first = BOOTSTRAP.get_or_init(|| bootstrap.to_owned());
+                let first = the_runs_bootstrap(bootstrap);
                 assert_eq!(bootstrap, first, "every evoctl command string is one bootstrap");
             }
             for value in &configured {
@@ -432,16 +454,20 @@ pub fn assert_checksummed_among_logs(output: &std::process::Output, bytes: usize
     assert_eq!(&digest[..64], hex::encode(Sha256::digest(&output.stdout)), "output differs from what was written");
 }
 
-/// Run `case` for every item on its own thread, `width` at a time; a failing case fails the test
-/// (its own panic message says which).
+/// Run `case` for every item on `width` threads, each taking the next item as soon as it is done
+/// with one (so one slow item holds up no batch); a failing case fails the test (its own panic
+/// message says which).
 pub fn in_parallel<T: Sync>(items: &[T], width: usize, case: impl Fn(&T) + Sync) {
-    for chunk in items.chunks(width) {
-        std::thread::scope(|scope| {
-            for item in chunk {
-                scope.spawn(|| case(item));
-            }
-        });
-    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..width.clamp(1, items.len().max(1)) {
+            scope.spawn(|| {
+                while let Some(item) = items.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                    case(item);
+                }
+            });
+        }
+    });
 }
 
 impl Lab {
