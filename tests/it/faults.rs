@@ -9,8 +9,9 @@
 //!
 //! Which of the two a run may end in is decided from the lab's record of that session's drain
 //! (`GET /_lab/processes`, `drain`): how many frames unacked at the command's exit only a resend
-//! could bring to the client (the gateway never wrote them to a client socket, or dropped the
-//! client's ack), what was lost during the drain, the highest retransmission timeout, how many
+//! could bring to the client (the gateway never wrote them to a client socket, dropped the
+//! client's ack, or handed them to a socket that ended before their ack came back on it), what
+//! was lost during the drain, the highest retransmission timeout, how many
 //! resend ticks the drain ran and whether a client socket was attached at the close. From that
 //! [`DrainBudget`] says whether a client that acks each frame it receives could have had
 //! everything: a run within that budget must end byte-identical (a cut there is the client's

@@ -67,6 +67,12 @@ pub struct Channel {
     transmission_lost: Mutex<HashSet<i64>>,
     /// Sequence numbers of the output frames whose ack from the client the loss fault dropped.
     acks_lost: Mutex<HashSet<i64>>,
+    /// Output frames handed to a client socket whose ack has not been read from it yet, with
+    /// the socket they went to (its number, [`Channel::sockets`]). When that socket ends, the
+    /// frame or its ack went with it: only a resend brings it, as for a lost transmission.
+    awaiting_ack: Mutex<HashMap<i64, u64>>,
+    /// Sockets attached so far; the current one is numbered this.
+    sockets: AtomicU64,
     disconnected_once: AtomicBool,
     oversized_sent: AtomicBool,
     /// Frames handed to the client's socket and not written yet.
@@ -167,6 +173,29 @@ impl Channel {
         let _ = self.to_agent.send(bytes);
     }
 
+    /// An ack read from the client's socket: that frame is no longer waiting on this socket.
+    fn ack_read(&self, bytes: &[u8]) {
+        if let Ok(frame) = Frame::decode(bytes)
+            && frame.message_type == message_type::ACKNOWLEDGE
+            && let Ok(ack) = serde_json::from_slice::<Acknowledge>(&frame.payload)
+        {
+            self.awaiting_ack.lock().expect("lab lock").remove(&ack.sequence_number);
+        }
+    }
+
+    /// Socket `number` has ended: the frames handed to it whose ack was never read are lost
+    /// (unwritten when it was cut, or written with their ack still on the way back).
+    fn socket_ended(&self, number: u64) {
+        let mut awaiting = self.awaiting_ack.lock().expect("lab lock");
+        let mut lost = self.transmission_lost.lock().expect("lab lock");
+        awaiting.retain(|&seq, &mut socket| {
+            if socket == number {
+                lost.insert(seq);
+            }
+            socket != number
+        });
+    }
+
     /// The client's socket is gone: pause the agent until one is attached again.
     fn client_away(&self) {
         if !self.away_paused.swap(true, Ordering::AcqRel) {
@@ -179,6 +208,8 @@ impl Channel {
             Some(socket) => {
                 if let Some(seq) = output_sequence(&bytes) {
                     self.transmission_lost.lock().expect("lab lock").remove(&seq);
+                    let current = self.sockets.load(Ordering::Acquire);
+                    self.awaiting_ack.lock().expect("lab lock").insert(seq, current);
                 }
                 self.backlog.fetch_add(1, Ordering::AcqRel);
                 let _ = socket.send(WireOut::Frame(bytes));
@@ -238,6 +269,8 @@ impl Gateway {
                         client_frames_lost: AtomicU64::new(0),
                         transmission_lost: Mutex::default(),
                         acks_lost: Mutex::default(),
+                        awaiting_ack: Mutex::default(),
+                        sockets: AtomicU64::new(0),
                         disconnected_once: AtomicBool::new(false),
                         oversized_sent: AtomicBool::new(false),
                         backlog: AtomicUsize::new(0),
@@ -255,15 +288,17 @@ impl Gateway {
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<WireOut>();
         // A new socket starts with an empty backlog.
         channel.backlog.store(0, Ordering::Release);
-        {
+        let this_socket = {
             // Under the socket lock: see `send_frame`.
             let mut attached = channel.socket.lock().expect("lab lock");
             *attached = Some(out_tx.clone());
+            let number = channel.sockets.fetch_add(1, Ordering::AcqRel) + 1;
             let was_paused = channel.backlog_paused.swap(false, Ordering::AcqRel);
             if channel.away_paused.swap(false, Ordering::AcqRel) || was_paused {
                 let _ = channel.to_agent.send(publication(message_type::START_PUBLICATION));
             }
-        }
+            number
+        };
         if created {
             start_agent(Arc::clone(&channel));
         }
@@ -326,6 +361,9 @@ impl Gateway {
                 continue;
             }
             let kind = Frame::decode(&bytes).map(|f| f.message_type).unwrap_or_default();
+            if kind == message_type::ACKNOWLEDGE {
+                channel.ack_read(&bytes);
+            }
             if kind == message_type::ACKNOWLEDGE && faults.ack_delay_ms > 0 {
                 let delayed = Arc::clone(&channel);
                 tokio::spawn(async move {
@@ -340,6 +378,7 @@ impl Gateway {
             tracing::debug!(session = %session_id, "fault: the client's socket was cut");
         }
         writer.abort();
+        channel.socket_ended(this_socket);
         // The client went away: unless another socket took over, pause the agent (MGS pauses
         // the peer still connected while the other is away, §3.8). The pause is sent under the
         // socket lock: a socket attaching meanwhile must see it, to start the agent again.
