@@ -38,15 +38,64 @@ pub fn to_terminal(text: &str) -> Result<Drawing> {
     Ok(Drawing::new(art.lines().map(str::to_owned).collect()))
 }
 
-/// Write the QR as a PNG (at least 400 px, quiet zone included).
+/// Write the QR as a PNG (at least 400 px, quiet zone included): 8-bit grayscale.
 pub fn write_png(text: &str, path: &Path) -> Result<()> {
     let code = encode(text)?;
-    let image = code.render::<image::Luma<u8>>().quiet_zone(true).min_dimensions(400, 400).build();
-    let mut bytes = std::io::Cursor::new(Vec::new());
-    image
-        .write_to(&mut bytes, image::ImageFormat::Png)
+    let image = code.render::<Gray>().quiet_zone(true).min_dimensions(400, 400).build();
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, image.width, image.height);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder
+        .write_header()
+        .and_then(|mut writer| writer.write_image_data(&image.pixels))
         .map_err(|e| Error::Io { path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) })?;
-    write_whole(path, bytes.get_ref())
+    write_whole(path, &bytes)
+}
+
+/// A grayscale pixel for qrcode's renderer (its `Pixel` and `Canvas` extension points), so the PNG
+/// needs only the `png` encoder.
+#[derive(Clone, Copy)]
+struct Gray(u8);
+
+/// The rendered QR: one byte per pixel, row by row.
+struct GrayImage {
+    width: u32,
+    height: u32,
+    pixels: Vec<u8>,
+}
+
+impl qrcode::render::Pixel for Gray {
+    type Image = GrayImage;
+    type Canvas = GrayCanvas;
+
+    fn default_color(color: qrcode::Color) -> Self {
+        Gray(color.select(0, 255))
+    }
+}
+
+struct GrayCanvas {
+    image: GrayImage,
+    dark: u8,
+}
+
+impl qrcode::render::Canvas for GrayCanvas {
+    type Pixel = Gray;
+    type Image = GrayImage;
+
+    fn new(width: u32, height: u32, dark: Gray, light: Gray) -> Self {
+        let pixels = vec![light.0; width as usize * height as usize];
+        GrayCanvas { image: GrayImage { width, height, pixels }, dark: dark.0 }
+    }
+
+    fn draw_dark_pixel(&mut self, x: u32, y: u32) {
+        let index = y as usize * self.image.width as usize + x as usize;
+        self.image.pixels[index] = self.dark;
+    }
+
+    fn into_image(self) -> GrayImage {
+        self.image
+    }
 }
 
 /// Write the QR as an SVG document.

@@ -152,7 +152,7 @@ impl Screen {
         const SCALE: u32 = 6;
         let width = u32::from(right - left + 1) * SCALE;
         let height = u32::from(last - first + 1) * 2 * SCALE;
-        let mut image = image::GrayImage::from_pixel(width, height, image::Luma([255]));
+        let mut pixels = vec![255u8; width as usize * height as usize];
         for row in first..=last {
             for column in left..=right {
                 let cell = screen.cell(row, column).unwrap();
@@ -174,14 +174,17 @@ impl Screen {
                         let (x0, y0) = (u32::from(column - left) * SCALE, (u32::from(row - first) * 2 + half) * SCALE);
                         for y in y0..y0 + SCALE {
                             for x in x0..x0 + SCALE {
-                                image.put_pixel(x, y, image::Luma([0]));
+                                pixels[y as usize * width as usize + x as usize] = 0;
                             }
                         }
                     }
                 }
             }
         }
-        image.save(png).unwrap();
+        let mut encoder = png::Encoder::new(std::fs::File::create(png).unwrap(), width, height);
+        encoder.set_color(png::ColorType::Grayscale);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder.write_header().unwrap().write_image_data(&pixels).unwrap();
         Some(zbar_decode(png))
     }
 }
