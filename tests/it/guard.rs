@@ -329,7 +329,9 @@ fn overlapping(a: &Value, b: &Value) -> bool {
 fn audit_reads_every_environment_concurrently() {
     let lab = Lab::start("seed");
     lab.wait_settled();
-    lab.control("POST", "/faults", Some(&json!({"latency_ms": 100})));
+    // Each call takes 400 ms: reads started together overlap even when a loaded machine starts
+    // them 100 ms apart (at 100 ms one such run failed); reads in sequence never do.
+    lab.control("POST", "/faults", Some(&json!({"latency_ms": 400})));
     lab.control("DELETE", "/journal", None);
     let output = lab.evoctl().arg("audit").output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
