@@ -6,7 +6,7 @@
 //! the command line would read: `--config FILE` on that line, else `EVOCTL_CONFIG`, else
 //! `./evoctl.toml`. A missing or invalid file offers nothing (completion never prints an error).
 
-use crate::config::{Config, DEFAULT_FILE};
+use crate::config::Config;
 use crate::env_vars::EnvVars;
 use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 use std::ffi::OsString;
@@ -16,20 +16,18 @@ use std::path::PathBuf;
 pub fn environment_names() -> ArgValueCandidates {
     ArgValueCandidates::new(|| {
         let path = config_path(std::env::args_os(), std::env::var_os(EnvVars::EVOCTL_CONFIG));
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            return Vec::new();
-        };
-        match Config::parse(&path, &text) {
+        match Config::load(path.as_deref()) {
             Ok(config) => config.names().into_iter().map(CompletionCandidate::new).collect(),
             Err(_) => Vec::new(),
         }
     })
 }
 
-/// The config file of the command line being completed. `args` is the completer's own argv:
-/// the program, `--`, then the words of the line (up to the next `--`, after which words are a
+/// The config file the command line being completed names, as `--config` or `EVOCTL_CONFIG`
+/// (none: [`Config::load`]'s default, `./evoctl.toml`). `args` is the completer's own argv: the
+/// program, `--`, then the words of the line (up to the next `--`, after which words are a
 /// remote command's).
-fn config_path(args: impl IntoIterator<Item = OsString>, from_env: Option<OsString>) -> PathBuf {
+fn config_path(args: impl IntoIterator<Item = OsString>, from_env: Option<OsString>) -> Option<PathBuf> {
     let mut words = args.into_iter().skip_while(|word| word != "--").skip(1).take_while(|word| word != "--");
     let mut named = None;
     while let Some(word) = words.next() {
@@ -39,28 +37,29 @@ fn config_path(args: impl IntoIterator<Item = OsString>, from_env: Option<OsStri
             _ => {}
         }
     }
-    named
-        .or_else(|| from_env.filter(|value| !value.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| DEFAULT_FILE.into())
+    named.or_else(|| from_env.filter(|value| !value.is_empty()).map(PathBuf::from))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn path(line: &[&str], from_env: Option<&str>) -> PathBuf {
+    fn path(line: &[&str], from_env: Option<&str>) -> Option<PathBuf> {
         config_path(line.iter().map(OsString::from), from_env.map(OsString::from))
     }
 
     #[test]
     fn the_config_is_the_lines_then_the_variables_then_the_default() {
         let line = ["evoctl", "--", "evoctl", "--config", "ops.toml", "status", ""];
-        assert_eq!(path(&line, Some("env.toml")), PathBuf::from("ops.toml"));
-        assert_eq!(path(&["evoctl", "--", "evoctl", "--config=a.toml", "status", ""], None), PathBuf::from("a.toml"));
-        assert_eq!(path(&["evoctl", "--", "evoctl", "status", ""], Some("env.toml")), PathBuf::from("env.toml"));
-        assert_eq!(path(&["evoctl", "--", "evoctl", "status", ""], Some("")), PathBuf::from("evoctl.toml"));
+        assert_eq!(path(&line, Some("env.toml")), Some(PathBuf::from("ops.toml")));
+        assert_eq!(
+            path(&["evoctl", "--", "evoctl", "--config=a.toml", "status", ""], None),
+            Some(PathBuf::from("a.toml"))
+        );
+        assert_eq!(path(&["evoctl", "--", "evoctl", "status", ""], Some("env.toml")), Some(PathBuf::from("env.toml")));
+        assert_eq!(path(&["evoctl", "--", "evoctl", "status", ""], Some("")), None);
         // A remote command's own --config is not evoctl's.
         let remote = ["evoctl", "--", "evoctl", "exec", "prod", "--", "tool", "--config", "x.toml"];
-        assert_eq!(path(&remote, None), PathBuf::from("evoctl.toml"));
+        assert_eq!(path(&remote, None), None);
     }
 }

@@ -1,7 +1,8 @@
 //! The exec fault matrix: every combination of loss {0, 10, 30%}, duplication {0, 5%}, reordering
 //! {0, 8}, delayed acknowledgements, pause_publication and one socket drop mid-stream, each
-//! running a 256 KiB output (1 MiB in `scripts/faults`), against the lab's agent at the real agent's timings (first output 1 s
-//! after the pty starts, 1 ms between 1024-byte reads), on plain sessions (`seed`) and on
+//! running a 256 KiB output (1 MiB in `scripts/faults`), against the lab's agent at the real
+//! agent's timings (first output 1 s after the pty starts, 1 ms between 1024-byte reads), in
+//! six tests (a scenario at a loss rate each), on plain sessions (`seed`) and on
 //! KMS-encrypted ones (`kms-exec`). Every run ends byte-identical with exit 0, or cut by the real
 //! agent's own bound: it resends only its oldest unacked frame, one per 100 ms tick, and once
 //! the command has exited it gives unacknowledged output 2 s and then closes anyway
@@ -49,6 +50,10 @@ const RESEND_TICK_MS: u64 = 100;
 /// Once the command has exited, the real agent gives unacknowledged output this long, then
 /// closes anyway (§9 row 10).
 const DRAIN_MS: u64 = 2000;
+
+/// The loss rates of the matrix; each, with each scenario, is one test of 32 combinations, so
+/// that the parts run alongside the rest of the suite instead of as one long test.
+const LOSS_RATES: [f64; 3] = [0.0, 0.1, 0.3];
 
 fn combinations() -> Vec<Value> {
     let mut all = Vec::new();
@@ -329,43 +334,44 @@ fn read_all(mut reader: impl std::io::Read) -> Vec<u8> {
     buffer
 }
 
-/// The matrix in six parts (each scenario at each loss rate, 32 combinations), so that the
-/// parts run alongside the rest of the suite instead of as one long test.
-const LOSS_RATES: [f64; 3] = [0.0, 0.1, 0.3];
-
-#[test]
-fn the_matrix_parts_cover_every_combination_once() {
-    let parts: Vec<(&str, Value)> = SCENARIOS
-        .iter()
-        .flat_map(|s| LOSS_RATES.iter().flat_map(move |&loss| part(loss).into_iter().map(move |f| (*s, f))))
-        .collect();
-    let all: Vec<(&str, Value)> =
-        SCENARIOS.iter().flat_map(|s| combinations().into_iter().map(move |f| (*s, f))).collect();
-    assert_eq!(all.len(), 2 * 96);
-    let labels = |list: &[(&str, Value)]| list.iter().map(|(s, f)| label(s, f)).collect::<HashSet<String>>();
-    assert_eq!((parts.len(), labels(&parts)), (all.len(), labels(&all)));
-}
-
 fn part(loss: f64) -> Vec<Value> {
     combinations().into_iter().filter(|f| f["drop_rate"].as_f64() == Some(loss)).collect()
 }
 
-macro_rules! matrix_part {
-    ($($name:ident: $scenario:literal at $loss:literal;)*) => {$(
-        #[test]
-        fn $name() {
-            every_combination_ends_byte_identical_or_cut_beyond_the_agents_drain($scenario, $loss);
-        }
-    )*};
+/// One test per part, and `PARTS`, the list of them.
+macro_rules! matrix_parts {
+    ($($name:ident: $scenario:literal at $loss:literal;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                every_combination_ends_byte_identical_or_cut_beyond_the_agents_drain($scenario, $loss);
+            }
+        )*
+        const PARTS: &[(&str, f64)] = &[$(($scenario, $loss)),*];
+    };
 }
 
-matrix_part! {
+matrix_parts! {
     fault_matrix_plain_no_loss: "seed" at 0.0;
     fault_matrix_plain_loss_10: "seed" at 0.1;
     fault_matrix_plain_loss_30: "seed" at 0.3;
     fault_matrix_kms_no_loss: "kms-exec" at 0.0;
     fault_matrix_kms_loss_10: "kms-exec" at 0.1;
     fault_matrix_kms_loss_30: "kms-exec" at 0.3;
+}
+
+/// The tests listed above are every scenario at every loss rate, once each: together they run
+/// all 192 combinations (a part left out of the list, or listed twice, fails here).
+#[test]
+fn the_matrix_parts_cover_every_combination_once() {
+    let listed: Vec<String> = PARTS.iter().map(|(scenario, loss)| format!("{scenario} {loss}")).collect();
+    let mut wanted: Vec<String> =
+        SCENARIOS.iter().flat_map(|s| LOSS_RATES.iter().map(move |loss| format!("{s} {loss}"))).collect();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    wanted.sort();
+    assert_eq!(sorted, wanted, "{listed:?}");
+    assert_eq!(PARTS.iter().map(|(_, loss)| part(*loss).len()).sum::<usize>(), 2 * 96);
 }
 
 fn every_combination_ends_byte_identical_or_cut_beyond_the_agents_drain(scenario: &str, loss: f64) {

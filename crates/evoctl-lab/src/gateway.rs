@@ -174,11 +174,8 @@ impl Channel {
     }
 
     /// An ack read from the client's socket: that frame is no longer waiting on this socket.
-    fn ack_read(&self, bytes: &[u8]) {
-        if let Ok(frame) = Frame::decode(bytes)
-            && frame.message_type == message_type::ACKNOWLEDGE
-            && let Ok(ack) = serde_json::from_slice::<Acknowledge>(&frame.payload)
-        {
+    fn ack_read(&self, ack: &Frame) {
+        if let Ok(ack) = serde_json::from_slice::<Acknowledge>(&ack.payload) {
             self.awaiting_ack.lock().expect("lab lock").remove(&ack.sequence_number);
         }
     }
@@ -360,10 +357,15 @@ impl Gateway {
                 channel.client_frame_lost(&bytes);
                 continue;
             }
-            let kind = Frame::decode(&bytes).map(|f| f.message_type).unwrap_or_default();
-            if kind == message_type::ACKNOWLEDGE {
-                channel.ack_read(&bytes);
-            }
+            let kind = match Frame::decode(&bytes) {
+                Ok(frame) => {
+                    if frame.message_type == message_type::ACKNOWLEDGE {
+                        channel.ack_read(&frame);
+                    }
+                    frame.message_type
+                }
+                Err(_) => String::new(),
+            };
             if kind == message_type::ACKNOWLEDGE && faults.ack_delay_ms > 0 {
                 let delayed = Arc::clone(&channel);
                 tokio::spawn(async move {

@@ -4,7 +4,7 @@
 
 use super::agent::AgentHub;
 use super::hub::{Caller, Faults, JournalEntry, Shared, fault_roll};
-use super::services::sts::Principal;
+use super::services::sts::{Issued, Principal};
 use super::services::{self, ApiError};
 use super::sigv4::{self, Rejection, SignedRequest, percent_decode};
 use super::state::{LogEvent, TimelineEntry, now_f64, now_ms};
@@ -588,10 +588,17 @@ async fn revoke_account(
 /// temporary credentials and refresh token (see [`services::signin`]).
 async fn login(State(shared): State<Arc<Shared>>) -> Json<Value> {
     let user = shared.principals.lock().expect("lab lock").get(&shared.access_key_id).cloned().expect("the lab's user");
+    let (issued, refresh) = console_session(&shared, user);
+    Json(services::signin::login_document(&issued, &refresh))
+}
+
+/// `user`'s console session, new or refreshed: temporary credentials the lab accepts from now on
+/// and the refresh token that renews them once.
+fn console_session(shared: &Shared, user: Principal) -> (Issued, String) {
     let (issued, refresh) = services::signin::issue(&mut shared.accounts.lock().expect("lab lock"), &user);
     shared.principals.lock().expect("lab lock").insert(issued.access_key_id.clone(), issued.principal.clone());
     shared.login_sessions.lock().expect("lab lock").insert(refresh.clone(), user);
-    Json(services::signin::login_document(&issued, &refresh))
+    (issued, refresh)
 }
 
 /// Sign-In's CreateOAuth2Token (`POST /v1/token`): refresh a console session. Authorized by a
@@ -609,9 +616,7 @@ async fn signin_token(State(shared): State<Arc<Shared>>, headers: HeaderMap, bod
         let user = shared.login_sessions.lock().expect("lab lock").shift_remove(refresh);
         let user = user.ok_or_else(services::signin::token_expired)?;
         caller = Some(user.arn.clone());
-        let (issued, refresh) = services::signin::issue(&mut shared.accounts.lock().expect("lab lock"), &user);
-        shared.principals.lock().expect("lab lock").insert(issued.access_key_id.clone(), issued.principal.clone());
-        shared.login_sessions.lock().expect("lab lock").insert(refresh.clone(), user);
+        let (issued, refresh) = console_session(&shared, user);
         Ok(services::signin::token_document(&issued, &refresh))
     });
     let parameters = json!({"clientId": parsed["clientId"], "grantType": parsed["grantType"]});
