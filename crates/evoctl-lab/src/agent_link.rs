@@ -309,16 +309,21 @@ impl AgentLink {
         (!self.paused && !self.unacked.is_empty()).then_some(self.next_tick_ms)
     }
 
-    /// Run the resend ticker up to `now_ms`. Each due tick looks at the oldest unacked frame
-    /// only and resends it when it is older than the RTO (row 1); ticks missed by a late call
-    /// collapse into one.
+    /// Run the resend ticker up to `now_ms`. A due tick looks at the oldest unacked frame only
+    /// and resends it when it is older than the RTO (row 1).
+    ///
+    /// The agent's ticker is a loop that sleeps 100 ms after each look (`time.Sleep`, not a
+    /// `time.Ticker`), so the next look is 100 ms after this one however late this one ran, and
+    /// a late call is one tick. A sleep never ends early and the resend's time is taken after
+    /// the look, so the look two sleeps after a resend finds the frame strictly older than
+    /// 200 ms: in whole milliseconds, at least the RTO. A resent frame therefore goes out again
+    /// on every second tick at the 200 ms RTO.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         self.advance(now_ms);
         if now_ms < self.next_tick_ms {
             return;
         }
-        let missed = (now_ms - self.next_tick_ms) / RESEND_TICK_MS;
-        self.next_tick_ms += (missed + 1) * RESEND_TICK_MS;
+        self.next_tick_ms = now_ms + RESEND_TICK_MS;
         if self.paused {
             return;
         }
@@ -326,7 +331,7 @@ impl AgentLink {
         let rto = self.rto_ms;
         if let Some(oldest) = self.unacked.front_mut() {
             let overdue = match oldest.last_sent_ms {
-                Some(sent) => (now_ms - sent.min(now_ms)) as f64 > rto,
+                Some(sent) => (now_ms - sent.min(now_ms)) as f64 >= rto,
                 None => true,
             };
             if overdue {
@@ -645,13 +650,13 @@ mod tests {
     fn row1_lost_frames_are_resent_one_per_tick_oldest_first() {
         let mut link = ready_link();
         for text in ["a", "b", "c"] {
-            link.send_output(text.as_bytes(), T0);
+            link.send_output(text.as_bytes(), T0 + 50);
         }
         let first = sent(&mut link);
         assert_eq!(output_seqs(&first), [0, 1, 2]);
         assert_eq!(first[0].flags, 1);
         assert_eq!(first[1].flags, 0);
-        // All three are lost. Ticks at 100 and 200 ms: not older than the 200 ms RTO yet.
+        // All three are lost. Ticks at 100 and 200 ms: 50 and 150 ms old, not yet the 200 ms RTO.
         link.handle_timeout(T0 + 100);
         link.handle_timeout(T0 + 200);
         assert!(sent(&mut link).is_empty());
@@ -685,11 +690,11 @@ mod tests {
                 resends += 1;
             }
         }
-        // The resend's time is stored, so the frame goes out again only once it is older than
-        // the 200 ms RTO (strictly), i.e. every third 100 ms tick here, and never gives up.
-        assert_eq!(resends, 1000);
+        // The resend's time is stored, so the frame goes out again only once two 100 ms sleeps
+        // have passed, i.e. every second tick at the 200 ms RTO, and the agent never gives up.
+        assert_eq!(resends, 1500);
         assert_eq!(link.unacked_sequences(), [0, 1]);
-        assert_eq!((link.resend_ticks(), link.resends()), (3000, 1000));
+        assert_eq!((link.resend_ticks(), link.resends()), (3000, 1500));
     }
 
     #[test]
