@@ -518,11 +518,16 @@ async fn connect(process: &Arc<Process>, name: &str, number: Option<String>) -> 
         Some("connecting") => ok(200, process.shown_qr(name).unwrap_or_else(|| json!({"count": 0}))),
         Some(_) if black_holed(process) => hang().await,
         Some(_) => {
+            // The answer is what the process holds 2 s after the socket starts. Its first QR
+            // comes at 3 s, so that is what it held before: read now, not after the wait, which
+            // on a busy machine can outlast the first QR when both are scaled down to a few ms.
+            let held = process.qr_json(name);
             if process.connect_socket(name, number).is_err() {
                 return object_error();
             }
             tokio::time::sleep(process.scaled_duration(CONNECT_WAIT_MS)).await;
-            ok(200, process.shown_qr(name).unwrap_or_else(|| json!({"count": 0})))
+            let answer = if process.first_qr_after(CONNECT_WAIT_MS) { held } else { process.shown_qr(name) };
+            ok(200, answer.unwrap_or_else(|| json!({"count": 0})))
         }
     }
 }

@@ -309,6 +309,12 @@ impl Process {
         (ms * self.options.time_scale).round().max(0.0) as u64
     }
 
+    /// Whether a socket's first QR comes later than `wait_ms` after it starts, on this
+    /// process's time scale.
+    pub fn first_qr_after(&self, wait_ms: f64) -> bool {
+        self.scaled(FIRST_QR_MS) > self.scaled(wait_ms)
+    }
+
     pub fn scaled_duration(&self, ms: f64) -> Duration {
         Duration::from_millis(self.scaled(ms))
     }
