@@ -164,6 +164,20 @@ impl StdoutWriter {
         }
     }
 
+    /// Resolves once everything queued so far is written, or with the error of a failed write.
+    async fn written(&self) -> Result<(), std::io::Error> {
+        loop {
+            let notified = self.room.notified();
+            if let Some(error) = self.take_error() {
+                return Err(error);
+            }
+            if self.queued.load(Ordering::Acquire) == 0 {
+                return Ok(());
+            }
+            notified.await;
+        }
+    }
+
     /// Wait until everything queued is written; the first write error, if any.
     fn finish(&self) -> Option<std::io::Error> {
         self.sender.lock().expect("stdout state").take();
@@ -204,6 +218,12 @@ impl Printer {
     /// once a write to stdout failed (a closed pipe: [`std::io::ErrorKind::BrokenPipe`]).
     pub async fn stdout_room(&self) -> Result<(), Error> {
         self.stdout.room().await.map_err(|source| Error::Io { path: "stdout".into(), source })
+    }
+
+    /// Resolves once everything printed so far has reached stdout; a failed write (a closed
+    /// pipe included: see [`Error::is_broken_pipe`]) is the error.
+    pub async fn stdout_written(&self) -> Result<(), Error> {
+        self.stdout.written().await.map_err(|source| Error::Io { path: "stdout".into(), source })
     }
 
     /// Resolves once stdout can take nothing more: `Ok` when its reader has gone (a closed

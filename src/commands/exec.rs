@@ -39,16 +39,23 @@ impl OutputSink for Passthrough<'_> {
 
 pub async fn exec(context: &Context, args: &ExecArgs) -> u8 {
     let spec = RunSpec { program: Program::Argv(args.command.clone()), stdin: forwarded(&args.stdin) };
-    finish(context, run(context, &args.target, args.timeout, spec, &mut Passthrough(&context.printer)).await)
+    finish(context, passthrough(context, &args.target, args.timeout, spec).await)
 }
 
 pub async fn node(context: &Context, args: &NodeArgs) -> u8 {
     match node_spec(args) {
-        Ok(spec) => {
-            finish(context, run(context, &args.target, args.timeout, spec, &mut Passthrough(&context.printer)).await)
-        }
+        Ok(spec) => finish(context, passthrough(context, &args.target, args.timeout, spec).await),
         Err(err) => finish(context, Err(err)),
     }
+}
+
+/// [`run`] with the output passed through; the remote status only once everything it printed
+/// has reached stdout, so a write that fails late (a full disk) is evoctl's failure however
+/// soon the remote status came.
+async fn passthrough(context: &Context, target_args: &ExecTargetArgs, timeout: Duration, spec: RunSpec) -> Result<i32> {
+    let status = run(context, target_args, timeout, spec, &mut Passthrough(&context.printer)).await?;
+    context.printer.stdout_written().await?;
+    Ok(status)
 }
 
 /// evoctl's stdin as the command's input, when it is forwarded (see [`input::forwards`]).
