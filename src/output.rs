@@ -151,27 +151,15 @@ impl StdoutWriter {
         Some(std::io::Error::new(error.kind(), error.to_string()))
     }
 
-    async fn room(&self) -> Result<(), std::io::Error> {
+    /// Resolves once less than `limit` bytes wait to be written, or with the error of a failed
+    /// write: [`STDOUT_QUEUE_BYTES`] for room to queue more, 1 for everything written.
+    async fn queued_below(&self, limit: usize) -> Result<(), std::io::Error> {
         loop {
             let notified = self.room.notified();
             if let Some(error) = self.take_error() {
                 return Err(error);
             }
-            if self.queued.load(Ordering::Acquire) < STDOUT_QUEUE_BYTES {
-                return Ok(());
-            }
-            notified.await;
-        }
-    }
-
-    /// Resolves once everything queued so far is written, or with the error of a failed write.
-    async fn written(&self) -> Result<(), std::io::Error> {
-        loop {
-            let notified = self.room.notified();
-            if let Some(error) = self.take_error() {
-                return Err(error);
-            }
-            if self.queued.load(Ordering::Acquire) == 0 {
+            if self.queued.load(Ordering::Acquire) < limit {
                 return Ok(());
             }
             notified.await;
@@ -217,13 +205,13 @@ impl Printer {
     /// Resolves when stdout can take more (its queue is below [`STDOUT_QUEUE_BYTES`]); an error
     /// once a write to stdout failed (a closed pipe: [`std::io::ErrorKind::BrokenPipe`]).
     pub async fn stdout_room(&self) -> Result<(), Error> {
-        self.stdout.room().await.map_err(|source| Error::Io { path: "stdout".into(), source })
+        self.stdout.queued_below(STDOUT_QUEUE_BYTES).await.map_err(|source| Error::Io { path: "stdout".into(), source })
     }
 
     /// Resolves once everything printed so far has reached stdout; a failed write (a closed
     /// pipe included: see [`Error::is_broken_pipe`]) is the error.
     pub async fn stdout_written(&self) -> Result<(), Error> {
-        self.stdout.written().await.map_err(|source| Error::Io { path: "stdout".into(), source })
+        self.stdout.queued_below(1).await.map_err(|source| Error::Io { path: "stdout".into(), source })
     }
 
     /// Resolves once stdout can take nothing more: `Ok` when its reader has gone (a closed
