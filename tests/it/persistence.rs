@@ -2,9 +2,9 @@
 //! `session-persistence` audit rule, and `evoctl redeploy` against the lab, whose stand-in tasks
 //! keep Signal keys where their settings put them (the task's disk, Redis, an EFS volume).
 
-use crate::support::{Lab, check, in_parallel, json_stdout, text, wait_until};
+use crate::support::{Lab, check, in_parallel, json_stdout, poll_until, text, wait_until};
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The session-persistence evidence on `ephemeral-keys` (production's keys on the task's disk).
 const EPHEMERAL: &str = "DATABASE_SAVE_DATA_INSTANCE is true and CACHE_REDIS_ENABLED is not: Evolution 2.3.7 keeps the creds in the database and every other Signal key in files under /evolution/instances/<instance id>, and no EFS volume is mounted at or above /evolution/instances: the task's ephemeral disk; a replaced task (a deploy, scale, a crash, a Fargate retirement) brings the creds back without their Signal keys and the number must be linked again";
@@ -117,14 +117,12 @@ fn a_redeploy_with_keys_on_the_task_disk_is_refused_then_needs_a_new_scan() {
         }
         all
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !said.try_iter().any(|line| line.starts_with("QR 1 of 30")) {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let row = lab.evolution_instance("alinhou-production");
-            panic!("no new QR from connect in 30 s; it said:\n{}the lab's row: {row:#}", reader.join().unwrap());
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let shown =
+        poll_until(Duration::from_secs(30), || said.try_iter().any(|l| l.starts_with("QR 1 of 30")).then_some(()));
+    if shown.is_none() {
+        let _ = child.kill();
+        let row = lab.evolution_instance("alinhou-production");
+        panic!("no new QR from connect in 30 s; it said:\n{}the lab's row: {row:#}", reader.join().unwrap());
     }
     assert_eq!(state(&lab), "connecting");
     lab.scan("alinhou-production");

@@ -356,13 +356,20 @@ pub fn clean_process(program: &str, dir: &Path) -> std::process::Command {
 }
 
 /// Poll `probe` until it yields a value; panic naming `what` after `deadline`.
-pub fn wait_until<T>(deadline: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+pub fn wait_until<T>(deadline: Duration, what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    poll_until(deadline, probe).unwrap_or_else(|| panic!("timed out after {deadline:?} waiting for {what}"))
+}
+
+/// Poll `probe` until it yields a value; None after `deadline` (the caller says what it saw).
+pub fn poll_until<T>(deadline: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     loop {
         if let Some(value) = probe() {
-            return value;
+            return Some(value);
         }
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        if start.elapsed() >= deadline {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
