@@ -518,15 +518,12 @@ async fn connect(process: &Arc<Process>, name: &str, number: Option<String>) -> 
         Some("connecting") => ok(200, process.shown_qr(name).unwrap_or_else(|| json!({"count": 0}))),
         Some(_) if black_holed(process) => hang().await,
         Some(_) => {
-            // The answer is what the process holds 2 s after the socket starts. Its first QR
-            // comes at 3 s, so that is what it held before: read now, not after the wait, which
-            // on a busy machine can outlast the first QR when both are scaled down to a few ms.
-            let held = process.qr_json(name);
+            let (held, started) = (process.qr_json(name), now_ms());
             if process.connect_socket(name, number).is_err() {
                 return object_error();
             }
             tokio::time::sleep(process.scaled_duration(CONNECT_WAIT_MS)).await;
-            let answer = if process.first_qr_after(CONNECT_WAIT_MS) { held } else { process.shown_qr(name) };
+            let answer = process.qr_after_start(name, held, started, CONNECT_WAIT_MS);
             ok(200, answer.unwrap_or_else(|| json!({"count": 0})))
         }
     }
@@ -712,11 +709,13 @@ async fn create(process: &Arc<Process>, request: &Request) -> Response {
         if black_holed(process) {
             return hang().await;
         }
+        let (held, started) = (process.qr_json(&name), now_ms());
         if let Err(message) = process.connect_socket(&name, number.clone()) {
             return fail(message);
         }
         tokio::time::sleep(process.scaled_duration(CREATE_WAIT_MS)).await;
-        qrcode = Some(process.shown_qr(&name).unwrap_or_else(|| json!({"count": 0})));
+        let answer = process.qr_after_start(&name, held, started, CREATE_WAIT_MS);
+        qrcode = Some(answer.unwrap_or_else(|| json!({"count": 0})));
     }
     let status = process.state_of(&name).unwrap_or("close");
     let webhook = field("webhook").and_then(Value::as_object);

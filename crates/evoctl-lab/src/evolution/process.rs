@@ -309,10 +309,23 @@ impl Process {
         (ms * self.options.time_scale).round().max(0.0) as u64
     }
 
-    /// Whether a socket's first QR comes later than `wait_ms` after it starts, on this
-    /// process's time scale.
-    pub fn first_qr_after(&self, wait_ms: f64) -> bool {
-        self.scaled(FIRST_QR_MS) > self.scaled(wait_ms)
+    /// The QR object of `name` as this process holds it `wait_ms` (scaled) after a socket
+    /// started at `started_ms`, which is what a call that started it answers after that wait
+    /// (create's 5 s, connect's 2 s); `held` is the object from just before the start. On its own
+    /// clock, not the machine's: at a scale of 0.01 a busy machine can stretch a 20 ms wait past
+    /// the 30 ms first QR, or hold the ticker back past a 50 ms one.
+    pub fn qr_after_start(
+        self: &Arc<Self>,
+        name: &str,
+        held: Option<Value>,
+        started_ms: u64,
+        wait_ms: f64,
+    ) -> Option<Value> {
+        if self.scaled(FIRST_QR_MS) > self.scaled(wait_ms) {
+            return held;
+        }
+        self.advance(started_ms + self.scaled(wait_ms));
+        self.shown_qr(name)
     }
 
     pub fn scaled_duration(&self, ms: f64) -> Duration {
